@@ -1,0 +1,13 @@
+using EphemeralCI.Cache;
+
+var builder = WebApplication.CreateBuilder(args);
+
+builder.AddServiceDefaults();
+builder.AddCache();
+
+var app = builder.Build();
+
+app.MapDefaultEndpoints();
+app.MapCache();
+
+await app.RunAsync();

@@ -1,0 +1,26 @@
+namespace EphemeralCI.Contracts.Jobs;
+
+/// <summary>The names of the entries in a job's timeline.</summary>
+public static class JobEventTypes
+{
+    public const string Queued = "job.queued";
+    public const string CancelRequested = "job.cancel_requested";
+    public const string Provisioning = "job.provisioning";
+    public const string RunnerStarted = "runner.started";
+    public const string StepStarted = "step.started";
+    public const string StepFinished = "step.finished";
+    public const string Succeeded = "job.succeeded";
+    public const string Failed = "job.failed";
+    public const string Cancelled = "job.cancelled";
+    public const string TimedOut = "job.timed_out";
+    public const string RunnerDestroyed = "runner.destroyed";
+
+    public static string ForTerminal(JobStatus status) => status switch
+    {
+        JobStatus.Succeeded => Succeeded,
+        JobStatus.Failed => Failed,
+        JobStatus.Cancelled => Cancelled,
+        JobStatus.TimedOut => TimedOut,
+        _ => throw new ArgumentOutOfRangeException(nameof(status), status, "not a terminal status"),
+    };
+}

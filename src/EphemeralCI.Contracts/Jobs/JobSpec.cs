@@ -1,0 +1,35 @@
+namespace EphemeralCI.Contracts.Jobs;
+
+/// <summary>
+/// What a CI system asks EphemeralCI to run. Fields are nullable because this is also the wire
+/// shape of untrusted input: the intake validates it and reports every missing field at once.
+/// </summary>
+public sealed record JobSpec
+{
+    public string? Name { get; init; }
+    public string? Repository { get; init; }
+    public string? Ref { get; init; }
+    public string? CommitSha { get; init; }
+    public string? RunnerTemplate { get; init; }
+    public IReadOnlyList<StepSpec>? Steps { get; init; }
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+    public int? TimeoutSeconds { get; init; }
+    /// <summary>Names of secrets the job asks for; values come from the secrets broker, never from here.</summary>
+    public IReadOnlyList<string>? Secrets { get; init; }
+    public IReadOnlyList<CacheSpec>? Caches { get; init; }
+}
+
+public sealed record StepSpec
+{
+    public string? Name { get; init; }
+    /// <summary>A bash script, run with <c>-eo pipefail</c> in the job's workspace.</summary>
+    public string? Run { get; init; }
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+}
+
+public sealed record CacheSpec
+{
+    public string? Key { get; init; }
+    public IReadOnlyList<string>? RestoreKeys { get; init; }
+    public IReadOnlyList<string>? Paths { get; init; }
+}

@@ -1,0 +1,46 @@
+namespace EphemeralCI.Contracts.Messages;
+
+// Bus messages between the intake and the provisioner. Immutable; versioned by adding fields,
+// never by changing the meaning of one. Consumers must be idempotent: the outbox delivers at
+// least once, and MassTransit's MessageId is stable across redeliveries of one outbox row.
+
+/// <summary>intake → provisioner: a job was accepted; create its one runner.</summary>
+public sealed record RunJob(
+    Guid JobId,
+    string RunnerTemplate,
+    string Repository,
+    string Ref,
+    int TimeoutSeconds,
+    DateTimeOffset QueuedAt);
+
+/// <summary>intake → provisioner: a job was cancelled; destroy its runner (or never create it).</summary>
+public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);
+
+/// <summary>provisioner → intake: the provisioner took the job and is creating its runner.</summary>
+public sealed record JobProvisioning(Guid JobId, string Backend, DateTimeOffset At);
+
+/// <summary>provisioner → intake: the runner exists and its agent is starting.</summary>
+public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At);
+
+/// <summary>provisioner → intake: the runner stopped, for the given reason.</summary>
+public sealed record RunnerFinished(
+    Guid JobId,
+    string RunnerId,
+    RunnerOutcome Outcome,
+    int? ExitCode,
+    string? Reason,
+    DateTimeOffset At);
+
+/// <summary>provisioner → intake: every process, file and namespace of the runner is gone.</summary>
+public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At);
+
+public enum RunnerOutcome
+{
+    /// <summary>The runner agent exited on its own; its reported result stands.</summary>
+    Exited,
+    TimedOut,
+    Cancelled,
+    FailedToStart,
+    /// <summary>The runner vanished (killed, provisioner restarted, node lost).</summary>
+    Lost,
+}

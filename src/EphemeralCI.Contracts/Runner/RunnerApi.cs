@@ -1,0 +1,38 @@
+using EphemeralCI.Contracts.Jobs;
+
+namespace EphemeralCI.Contracts.Runner;
+
+// The HTTP API the runner agent speaks to the intake, authenticated by its job token.
+//   GET  /api/v1/runner/job                      -> RunnerJob
+//   POST /api/v1/runner/logs?offset={bytes}      text/plain chunk (offset makes retries idempotent)
+//   POST /api/v1/runner/events                   RunnerStepEvent
+//   POST /api/v1/runner/complete                 RunnerCompletion
+// The agent reaches the intake through a Unix socket the provisioner binds into the sandbox.
+
+public static class RunnerApiRoutes
+{
+    public const string Job = "/api/v1/runner/job";
+    public const string Logs = "/api/v1/runner/logs";
+    public const string Events = "/api/v1/runner/events";
+    public const string Complete = "/api/v1/runner/complete";
+}
+
+public sealed record RunnerJob(Guid JobId, JobSpec Spec);
+
+/// <summary>A step started (ExitCode null) or finished (ExitCode set).</summary>
+public sealed record RunnerStepEvent(string Type, int StepIndex, string StepName, int? ExitCode, DateTimeOffset At);
+
+public sealed record RunnerCompletion(bool Succeeded, int ExitCode, int? FailedStepIndex);
+
+/// <summary>Environment and files the provisioner gives the agent inside the sandbox.</summary>
+public static class RunnerEnvironment
+{
+    /// <summary>Unix socket (inside the sandbox) that relays to the intake API.</summary>
+    public const string IntakeSocket = "ECI_INTAKE_SOCKET";
+    /// <summary>Alternative to the socket when the runner shares a network with the intake (Kubernetes).</summary>
+    public const string IntakeUrl = "ECI_INTAKE_URL";
+    public const string JobId = "ECI_JOB_ID";
+    public const string Workspace = "ECI_WORKSPACE";
+    // The job token arrives as the first line on the agent's standard input, so it is never in an
+    // environment or a file the job's steps could read.
+}

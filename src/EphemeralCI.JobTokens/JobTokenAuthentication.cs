@@ -1,0 +1,51 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.JobTokens;
+
+/// <summary>Authenticates a runner by the job token in <c>Authorization: Bearer</c>.</summary>
+public sealed class JobTokenAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    JobTokenService tokens)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "JobToken";
+
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var token = BearerToken(Request.Headers.Authorization.ToString());
+        if (token is null) return AuthenticateResult.NoResult();
+        var claims = await tokens.ValidateAsync(token);
+        return claims is null
+            ? AuthenticateResult.Fail("invalid, expired or foreign job token")
+            : AuthenticateResult.Success(new AuthenticationTicket(JobTokenService.ToPrincipal(claims, SchemeName), SchemeName));
+    }
+
+    public static string? BearerToken(string header) =>
+        header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && header.Length > 7 ? header[7..].Trim() : null;
+}
+
+public static class JobTokenExtensions
+{
+    /// <summary>Registers <see cref="JobTokenService"/> bound to the <c>JobTokens</c> section.</summary>
+    public static IHostApplicationBuilder AddJobTokens(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<JobTokenOptions>().BindConfiguration(JobTokenOptions.Section);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<JobTokenService>();
+        return builder;
+    }
+
+    public static AuthenticationBuilder AddJobTokenScheme(this AuthenticationBuilder auth) =>
+        auth.AddScheme<AuthenticationSchemeOptions, JobTokenAuthenticationHandler>(JobTokenAuthenticationHandler.SchemeName, null);
+
+    public static Guid? JobId(this ClaimsPrincipal user) =>
+        Guid.TryParse(user.FindFirst(JobTokenClaims.JobIdClaim)?.Value, out var id) ? id : null;
+}

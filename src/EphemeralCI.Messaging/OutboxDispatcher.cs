@@ -1,0 +1,107 @@
+using System.Text.Json;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Messaging;
+
+/// <summary>Wakes the dispatcher right after a commit instead of waiting for its next poll.</summary>
+public sealed class OutboxSignal
+{
+    private readonly SemaphoreSlim _signal = new(0, 1);
+
+    public void Notify()
+    {
+        try { _signal.Release(); } catch (SemaphoreFullException) { /* already signalled */ }
+    }
+
+    public Task WaitAsync(TimeSpan timeout, CancellationToken ct) => _signal.WaitAsync(timeout, ct);
+}
+
+/// <summary>
+/// Publishes committed outbox rows in order, at least once. A broker that is down only delays
+/// delivery: a failed publish is retried on the next pass and the row stays until it is sent.
+/// </summary>
+public sealed class OutboxDispatcher<TContext>(
+    IServiceScopeFactory scopes,
+    IBus bus,
+    OutboxSignal signal,
+    TimeProvider clock,
+    ILogger<OutboxDispatcher<TContext>> logger) : BackgroundService
+    where TContext : DbContext, IOutboxDbContext
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(10);
+    private const int BatchSize = 100;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var backoff = PollInterval;
+            try
+            {
+                var sent = await DispatchBatchAsync(stoppingToken);
+                if (sent == BatchSize) continue;
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // Database or broker unavailable: keep the rows, try again shortly.
+                logger.LogWarning(ex, "Outbox dispatch failed; will retry");
+                backoff = TimeSpan.FromSeconds(3);
+            }
+            try { await signal.WaitAsync(backoff, stoppingToken); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
+    internal async Task<int> DispatchBatchAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TContext>();
+        var pending = await db.OutboxMessages
+            .Where(m => m.SentAt == null)
+            .OrderBy(m => m.Id)
+            .Take(BatchSize)
+            .ToListAsync(ct);
+
+        var sent = 0;
+        foreach (var row in pending)
+        {
+            var type = Type.GetType(row.MessageType);
+            if (type is null)
+            {
+                row.Attempts++;
+                row.LastError = "unknown message type";
+                logger.LogError("Outbox row {Id} has unknown type {Type}", row.Id, row.MessageType);
+                continue;
+            }
+            var message = JsonSerializer.Deserialize(row.Body, type, Outbox.Json)!;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(PublishTimeout);
+            try
+            {
+                await bus.Publish(message, type, ctx => ctx.MessageId = row.MessageId, timeout.Token);
+            }
+            catch (Exception ex) when (!ct.IsCancellationRequested)
+            {
+                row.Attempts++;
+                row.LastError = ex.Message.Length > 2000 ? ex.Message[..2000] : ex.Message;
+                await db.SaveChangesAsync(CancellationToken.None);
+                throw; // keep order: nothing after a failed row goes out before it
+            }
+            row.SentAt = clock.GetUtcNow();
+            row.Attempts++;
+            row.LastError = null;
+            await db.SaveChangesAsync(CancellationToken.None);
+            sent++;
+        }
+        return sent;
+    }
+}
