@@ -4,7 +4,10 @@ public sealed class JobTokenOptions
 {
     public const string Section = "JobTokens";
 
-    /// <summary>Base64 of at least 32 random bytes, shared by whoever issues and whoever validates.</summary>
+    /// <summary>
+    /// Shared by whoever issues and whoever validates: base64 of at least 32 random bytes, or a
+    /// generated random string of at least 43 characters (as the AppHost's generated parameter is).
+    /// </summary>
     public string SigningKey { get; set; } = "";
     public string Issuer { get; set; } = "ephemeralci";
     public string Audience { get; set; } = "ephemeralci-runner";
@@ -17,13 +20,14 @@ public sealed class JobTokenOptions
         {
             throw new InvalidOperationException($"Configuration setting '{Section}:SigningKey' is missing: set it to base64 of 32 random bytes.");
         }
-        byte[] key;
-        try { key = Convert.FromBase64String(SigningKey); }
-        catch (FormatException) { throw new InvalidOperationException($"Configuration setting '{Section}:SigningKey' is not valid base64."); }
-        if (key.Length < 32)
+        try
         {
-            throw new InvalidOperationException($"Configuration setting '{Section}:SigningKey' must decode to at least 32 bytes.");
+            var decoded = Convert.FromBase64String(SigningKey);
+            if (decoded.Length >= 32) return decoded;
         }
-        return key;
+        catch (FormatException) { /* not base64: treat as a random string below */ }
+        if (SigningKey.Length >= 43) return System.Text.Encoding.UTF8.GetBytes(SigningKey);
+        throw new InvalidOperationException(
+            $"Configuration setting '{Section}:SigningKey' is too short: use base64 of 32 random bytes or 43+ random characters.");
     }
 }
