@@ -11,6 +11,7 @@ var jobTokenKey = builder.AddParameter("job-token-signing-key",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 
 var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
+    .WithHttpHealthCheck("/health")
     .WithExternalHttpEndpoints()
     .WithReference(infra.IntakeDb).WaitFor(infra.IntakeDb)
     .WithReference(infra.Redis).WaitFor(infra.Redis)
@@ -19,17 +20,20 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithBootstrapAdminKey(builder.Configuration);
 
 var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>("secrets-broker")
+    .WithHttpHealthCheck("/health")
     .WithReference(infra.SecretsDb).WaitFor(infra.SecretsDb)
     .WithReference(infra.Redis).WaitFor(infra.Redis)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey);
 
 var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
+    .WithHttpHealthCheck("/health")
     .WithReference(infra.CacheDb).WaitFor(infra.CacheDb)
     .WithReference(infra.Redis).WaitFor(infra.Redis)
     .WithMinio(infra)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey);
 
 builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
+    .WithHttpHealthCheck("/health")
     .WithReference(infra.ProvisionerDb).WaitFor(infra.ProvisionerDb)
     .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
     .WithReference(intake).WaitFor(intake)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command: start the real services (installing what is missing), build, run every test
+# project, and print one closing line `N passed, N failed[, N skipped]` counted from the results.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+started_here=false
+if ! eng/services.sh env >/dev/null 2>&1; then started_here=true; fi
+eval "$(eng/services.sh start)"
+if $started_here && [ -z "${ECI_KEEP_SERVICES:-}" ]; then trap 'eng/services.sh stop' EXIT; fi
+
+results="$(mktemp -d)"
+dotnet build EphemeralCI.sln -nologo -v quiet
+status=0
+dotnet test EphemeralCI.sln --no-build -nologo --logger "trx" --logger "console;verbosity=normal" \
+  --results-directory "$results" "$@" || status=$?
+
+# Count from the TRX files, so a run that executed nothing shows as 0 passed.
+sum() { cat "$results"/*.trx 2>/dev/null | grep -o "<Counters [^>]*" | grep -o " $1=\"[0-9]*\"" | grep -o "[0-9][0-9]*" | awk '{ s += $1 } END { print s + 0 }'; }
+passed=$(sum passed); failed=$(( $(sum failed) + $(sum error) + $(sum timeout) + $(sum aborted) )); skipped=$(sum notExecuted)
+line="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+echo "$line"
+if [ "$status" -eq 0 ] && [ "$failed" -gt 0 ]; then status=1; fi
+exit "$status"

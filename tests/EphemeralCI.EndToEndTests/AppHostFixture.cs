@@ -1,0 +1,76 @@
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using EphemeralCI.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Xunit;
+
+namespace EphemeralCI.EndToEndTests;
+
+/// <summary>
+/// Starts the real AppHost once, in external-services mode, against the Postgres, Redis, RabbitMQ
+/// and S3 emulator from eng/services.sh, each service on a fresh database.
+/// </summary>
+public sealed class AppHostFixture : IAsyncLifetime
+{
+    public const string AdminKey = "eci_e2e_bootstrap_admin_key_0123456789abcdefghijklmnop";
+
+    private DistributedApplication? _app;
+
+    /// <summary>Where the provisioner puts each runner's workspace and control socket.</summary>
+    public string RunnerWorkRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-e2e-runners-" + Guid.NewGuid().ToString("N")[..8]);
+
+    public HttpClient Intake { get; private set; } = null!;
+
+    public DistributedApplication App => _app ?? throw new InvalidOperationException("not started");
+
+    public async Task InitializeAsync()
+    {
+        string[] args =
+        [
+            "--Infrastructure:Mode=External",
+            $"--ConnectionStrings:intakedb={await RealServices.CreateDatabaseAsync("e2e_intake")}",
+            $"--ConnectionStrings:provisionerdb={await RealServices.CreateDatabaseAsync("e2e_prov")}",
+            $"--ConnectionStrings:secretsdb={await RealServices.CreateDatabaseAsync("e2e_secrets")}",
+            $"--ConnectionStrings:cachedb={await RealServices.CreateDatabaseAsync("e2e_cache")}",
+            $"--ConnectionStrings:redis={RealServices.Redis}",
+            $"--ConnectionStrings:rabbitmq={RealServices.RabbitMq}",
+            $"--ConnectionStrings:minio={RealServices.S3}",
+            $"--Parameters:job-token-signing-key={Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))}",
+            $"--EphemeralCI:BootstrapAdminKey={AdminKey}",
+        ];
+        var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.EphemeralCI_AppHost>(
+            args, (options, _) => options.DisableDashboard = true);
+        builder.Services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Information));
+        Directory.CreateDirectory(RunnerWorkRoot);
+        builder.CreateResourceBuilder<ProjectResource>("provisioner")
+            .WithEnvironment("Provisioner__LocalSandbox__WorkRoot", RunnerWorkRoot);
+
+        _app = await builder.BuildAsync();
+        using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        await _app.StartAsync(startup.Token);
+        foreach (var service in new[] { "intake", "provisioner", "secrets-broker", "cache" })
+        {
+            await _app.ResourceNotifications.WaitForResourceHealthyAsync(service, startup.Token);
+        }
+
+        Intake = _app.CreateHttpClient("intake");
+        Intake.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+    }
+
+    public async Task DisposeAsync()
+    {
+        Intake?.Dispose();
+        if (_app is not null) await _app.DisposeAsync();
+        try { Directory.Delete(RunnerWorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class AppHostCollection : ICollectionFixture<AppHostFixture>
+{
+    public const string Name = "apphost";
+}
