@@ -1,0 +1,141 @@
+using EphemeralCI.Cache.BuildCache;
+using EphemeralCI.Cache.Storage;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.Cache.Apis;
+
+/// <summary>
+/// The plain HTTP remote build-cache protocol with Bazel's layout (<c>/cache/ac/{sha256}</c>,
+/// <c>/cache/cas/{sha256}</c>), as spoken by Bazel (<c>--remote_cache=https://host/cache
+/// --remote_header=Authorization=Bearer …</c>), ccache (<c>layout=bazel</c>) and similar clients.
+/// Every entry belongs to the repository of the job token that wrote it.
+/// </summary>
+public static partial class BuildCacheApi
+{
+    private const string EntryRoute = "/{kind}/{hash}";
+    private const string OctetStream = "application/octet-stream";
+
+    public static RouteGroupBuilder MapBuildCacheApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/cache")
+            .WithTags("BuildCache")
+            .AddEndpointFilter<JobTokenGate>()
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesValidationProblem();
+
+        api.MapGet(EntryRoute, GetAsync)
+            .WithName("GetBuildCacheEntry")
+            .WithSummary("Download an action-cache or CAS entry of the job's repository");
+
+        api.MapMethods(EntryRoute, [HttpMethods.Head], HeadAsync)
+            .WithName("HeadBuildCacheEntry")
+            .WithSummary("Check an entry exists and get its size (Content-Length)");
+
+        api.MapPut(EntryRoute, PutAsync)
+            .WithName("PutBuildCacheEntry")
+            .WithSummary("Upload an entry; CAS bodies must hash to their key")
+            .Accepts<Stream>(OctetStream);
+
+        return api;
+    }
+
+    public static async Task<Results<PushStreamHttpResult, ProblemHttpResult, ValidationProblem>> GetAsync(
+        string kind, string hash, HttpContext http, IBlobStore blobs, CancellationToken cancellationToken)
+    {
+        if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
+        var key = CacheScope.BuildCacheKey(http.JobToken().Repository, address);
+        try
+        {
+            if (await blobs.StatAsync(key, cancellationToken) is not { } blob) return NotFound(address);
+            http.Response.ContentLength = blob.Length;
+            // Streams S3 straight into the response; a GiB never sits in memory.
+            return TypedResults.Stream(body => blobs.CopyToAsync(key, body, cancellationToken), OctetStream);
+        }
+        catch (BlobStoreUnavailableException e)
+        {
+            return StorageUnavailable(http, e);
+        }
+    }
+
+    public static async Task<Results<Ok, ProblemHttpResult, ValidationProblem>> HeadAsync(
+        string kind, string hash, HttpContext http, IBlobStore blobs, CancellationToken cancellationToken)
+    {
+        if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
+        try
+        {
+            if (await blobs.StatAsync(CacheScope.BuildCacheKey(http.JobToken().Repository, address), cancellationToken) is not { } blob)
+            {
+                return NotFound(address);
+            }
+            http.Response.ContentLength = blob.Length;
+            http.Response.ContentType = OctetStream;
+            return TypedResults.Ok();
+        }
+        catch (BlobStoreUnavailableException e)
+        {
+            return StorageUnavailable(http, e);
+        }
+    }
+
+    public static async Task<Results<NoContent, ProblemHttpResult, ValidationProblem>> PutAsync(
+        string kind, string hash, HttpContext http, IBlobStore blobs, IOptions<CacheOptions> options, CancellationToken cancellationToken)
+    {
+        if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
+        var limit = options.Value.MaxObjectBytes;
+        if (http.Request.ContentLength > limit) return TooLarge(limit);
+
+        // Our own limit replaces the server's (Kestrel's 30 MB default would cut off real entries
+        // with a bare 413); UploadSpool enforces it while reading, also for chunked bodies.
+        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodyLimit)
+        {
+            bodyLimit.MaxRequestBodySize = null;
+        }
+
+        await using var spool = await UploadSpool.CreateAsync(http.Request.Body, options.Value.SpoolDirectory, limit, cancellationToken);
+        if (spool is null) return TooLarge(limit);
+
+        if (address.Kind == BuildCacheKind.ContentAddressable && spool.Sha256 != address.Hash)
+        {
+            return TypedResults.ValidationProblem(
+                new Dictionary<string, string[]> { ["body"] = [$"SHA-256 of the body is {spool.Sha256}, not the hash in the path {address.Hash}"] },
+                title: "The CAS entry does not match its hash; nothing was stored.");
+        }
+
+        var key = CacheScope.BuildCacheKey(http.JobToken().Repository, address);
+        try
+        {
+            await blobs.PutAsync(key, spool.OpenContent(), spool.Length, cancellationToken);
+        }
+        catch (BlobStoreUnavailableException e)
+        {
+            return StorageUnavailable(http, e);
+        }
+        return TypedResults.NoContent();
+    }
+
+    private static ProblemHttpResult NotFound(BuildCacheAddress address) => TypedResults.Problem(
+        $"No {address.Kind.ToPathSegment()} entry {address.Hash} in this repository's cache.",
+        statusCode: StatusCodes.Status404NotFound, title: "Not Found");
+
+    private static ProblemHttpResult TooLarge(long limit) => TypedResults.Problem(
+        $"The body exceeds the largest entry this cache stores ({limit} bytes, setting {CacheOptions.Section}:MaxObjectBytes); nothing was stored.",
+        statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload Too Large",
+        extensions: new Dictionary<string, object?> { ["field"] = "body", ["limit"] = limit });
+
+    private static ProblemHttpResult StorageUnavailable(HttpContext http, BlobStoreUnavailableException e)
+    {
+        LogStorageUnavailable(http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(BuildCacheApi)), e);
+        return TypedResults.Problem("The cache's object storage did not answer; retry later.",
+            statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service Unavailable");
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Cache storage unavailable")]
+    private static partial void LogStorageUnavailable(ILogger logger, Exception exception);
+}

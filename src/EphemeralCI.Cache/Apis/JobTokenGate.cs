@@ -1,0 +1,46 @@
+using EphemeralCI.JobTokens;
+using Microsoft.AspNetCore.Http;
+
+namespace EphemeralCI.Cache.Apis;
+
+/// <summary>
+/// Lets a request through only with a valid job token in <c>Authorization: Bearer</c>, and answers
+/// 401 problem details otherwise (the JobToken scheme's own challenge has no body). It validates with
+/// the same <see cref="JobTokenService"/> the JobToken scheme uses, sets the same principal, and keeps
+/// the full <see cref="JobTokenClaims"/> (repository, token id, expiry) as a request feature.
+/// The secrets broker has the same gate; it belongs in EphemeralCI.JobTokens once both settle.
+/// </summary>
+internal sealed class JobTokenGate(JobTokenService tokens) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var bearer = JobTokenAuthenticationHandler.BearerToken(http.Request.Headers.Authorization.ToString());
+        if (bearer is null)
+        {
+            return Unauthorized(http, "A job token is required: send it as 'Authorization: Bearer <token>'.");
+        }
+        var claims = await tokens.ValidateAsync(bearer);
+        if (claims is null)
+        {
+            return Unauthorized(http, "The job token is invalid, expired or was not issued by EphemeralCI.");
+        }
+        http.User = JobTokenService.ToPrincipal(claims, JobTokenAuthenticationHandler.SchemeName);
+        http.Features.Set(claims);
+        return await next(context);
+    }
+
+    private static IResult Unauthorized(HttpContext http, string detail)
+    {
+        // RFC 6750: tell the client which scheme to use.
+        http.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
+        return TypedResults.Problem(detail, statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized");
+    }
+}
+
+internal static class JobTokenGateExtensions
+{
+    /// <summary>The claims <see cref="JobTokenGate"/> checked for this request.</summary>
+    public static JobTokenClaims JobToken(this HttpContext http) =>
+        http.Features.Get<JobTokenClaims>() ?? throw new InvalidOperationException("The endpoint is not behind JobTokenGate.");
+}

@@ -1,0 +1,26 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace EphemeralCI.Cache.BuildCache;
+
+/// <summary>
+/// The part of the bucket one repository may see. Keys are prefixed with the SHA-256 of the
+/// repository name exactly as the job token carries it, so no repository name, however odd
+/// ('..', '/', unicode), can reach outside its own prefix or into another's.
+/// Not case-folded: two spellings at worst miss each other's entries, never share them.
+/// </summary>
+public static class CacheScope
+{
+    public const string BuildCacheRoot = "build-cache";
+
+    /// <summary>Lowercase hex SHA-256 of the UTF-8 repository name.</summary>
+    public static string RepositoryId(string repository)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(repository);
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)));
+    }
+
+    /// <summary><c>build-cache/{sha256(repository)}/{ac|cas}/{hash}</c>.</summary>
+    public static string BuildCacheKey(string repository, BuildCacheAddress address) =>
+        $"{BuildCacheRoot}/{RepositoryId(repository)}/{address.Kind.ToPathSegment()}/{address.Hash}";
+}

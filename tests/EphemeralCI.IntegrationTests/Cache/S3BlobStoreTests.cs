@@ -1,0 +1,90 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using EphemeralCI.Cache.Storage;
+using EphemeralCI.Tests.Infrastructure;
+using Xunit;
+
+namespace EphemeralCI.IntegrationTests.Cache;
+
+/// <summary>The S3 store against the real S3 emulator, and against nothing at all.</summary>
+public sealed class S3BlobStoreTests : IAsyncLifetime, IDisposable
+{
+    private readonly S3BlobStore _store = new(S3Settings.Parse($"{RealServices.S3};Bucket={CacheTestApp.NewBucketName()}"));
+
+    public async Task InitializeAsync() => Assert.True(await _store.EnsureBucketAsync());
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    public void Dispose() => _store.Dispose();
+
+    [Fact]
+    public async Task Multipart_sized_object_round_trips_and_is_deleted()
+    {
+        // Above the SDK's 5 MiB part size, so the upload goes out in parts.
+        var content = RandomNumberGenerator.GetBytes(12 * 1024 * 1024 + 7);
+        const string key = "t/a/object";
+
+        await _store.PutAsync(key, new MemoryStream(content), content.Length);
+        var info = await _store.StatAsync(key);
+        var copy = new MemoryStream();
+        var found = await _store.CopyToAsync(key, copy);
+        await _store.DeleteAsync(key);
+
+        Assert.Equal(content.Length, info!.Length);
+        Assert.True(found);
+        Assert.Equal(SHA256.HashData(content), SHA256.HashData(copy.ToArray()));
+        Assert.Null(await _store.StatAsync(key));
+    }
+
+    [Fact]
+    public async Task Missing_object_is_null_false_and_deleting_it_is_fine()
+    {
+        Assert.Null(await _store.StatAsync("t/missing"));
+        Assert.False(await _store.CopyToAsync("t/missing", Stream.Null));
+        await _store.DeleteAsync("t/missing");
+    }
+
+    [Fact]
+    public async Task Second_ensure_finds_the_bucket()
+    {
+        Assert.False(await _store.EnsureBucketAsync());
+    }
+
+    [Fact]
+    public async Task Unreachable_s3_is_reported_as_unavailable_not_as_missing()
+    {
+        using var nowhere = new S3BlobStore(S3Settings.Parse($"Endpoint=http://127.0.0.1:{ClosedPort()};AccessKey=a;SecretKey=b"));
+
+        await Assert.ThrowsAsync<BlobStoreUnavailableException>(() => nowhere.StatAsync("k"));
+        await Assert.ThrowsAsync<BlobStoreUnavailableException>(() => nowhere.PutAsync("k", new MemoryStream([1]), 1));
+    }
+
+    [Fact]
+    public async Task Start_up_gives_up_on_unreachable_s3_naming_the_setting()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "eci-it-spool-" + Guid.NewGuid().ToString("N"));
+        var builder = CacheTestApp.CreateBuilder($"Endpoint=http://127.0.0.1:{ClosedPort()};AccessKey=a;SecretKey=b", spool, 1024);
+        builder.Configuration["Cache:StorageStartupTimeout"] = "00:00:01";
+        await using var app = builder.Build();
+
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => app.StartAsync());
+
+        Assert.Contains("ConnectionStrings:minio", e.Message);
+    }
+
+    [Fact]
+    public void Missing_s3_setting_stops_start_up_with_its_name()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => CacheTestApp.CreateBuilder("", Path.GetTempPath(), 1024));
+
+        Assert.Contains("ConnectionStrings:minio", e.Message);
+    }
+
+    private static int ClosedPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
