@@ -85,18 +85,22 @@ start_rabbitmq() {
     RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_DIST_PORT=$((AMQP_PORT + 1)) ERL_EPMD_PORT=$((AMQP_PORT + 2)) \
     RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$DIR/rabbitmq/log" \
     RABBITMQ_PID_FILE="$DIR/rabbitmq/rabbit.pid" RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins" RABBITMQ_ENABLED_PLUGINS="" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins" \
     RABBITMQ_ADVANCED_CONFIG_FILE="$DIR/rabbitmq/advanced.config" ERL_EPMD_ADDRESS=127.0.0.1 \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
-  # guest may log in over loopback only, which is all we use.
-  printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\n' "$AMQP_PORT" >"$DIR/rabbitmq/rabbitmq.conf"
-  echo '[].' >"$DIR/rabbitmq/enabled_plugins"
+  # guest may log in from any address (loopback_users = none): every listener is on loopback.
+  # The management API lets each test create a virtual host of its own, so test runs that share
+  # this broker never consume each other's messages.
+  printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' \
+    "$AMQP_PORT" "$((AMQP_PORT + 3))" >"$DIR/rabbitmq/rabbitmq.conf"
+  echo '[rabbitmq_management].' >"$DIR/rabbitmq/enabled_plugins"
   echo '[].' >"$DIR/rabbitmq/advanced.config"
   nohup /usr/lib/rabbitmq/bin/rabbitmq-server >"$DIR/rabbitmq.log" 2>&1 &
   echo $! >"$DIR/rabbitmq-launcher.pid"
   /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit@localhost wait --timeout 90 "$DIR/rabbitmq/rabbit.pid" >/dev/null 2>&1 \
     || { log "rabbitmq did not start; see $DIR/rabbitmq.log"; tail -30 "$DIR/rabbitmq.log" >&2; return 1; }
   wait_port rabbitmq "$AMQP_PORT" 30
+  wait_port rabbitmq "$((AMQP_PORT + 3))" 30
 }
 
 start_s3() {
@@ -112,6 +116,7 @@ print_env() {
 export ECI_POSTGRES='Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Password=$PG_PASSWORD'
 export ECI_REDIS='127.0.0.1:$REDIS_PORT'
 export ECI_RABBITMQ='amqp://guest:guest@127.0.0.1:$AMQP_PORT/'
+export ECI_RABBITMQ_MANAGEMENT='http://127.0.0.1:$((AMQP_PORT + 3))'
 export ECI_S3='Endpoint=http://127.0.0.1:$S3_PORT;AccessKey=$S3_KEY;SecretKey=$S3_KEY'
 EOF
 }

@@ -37,7 +37,7 @@ public sealed class AppHostFixture : IAsyncLifetime
             $"--ConnectionStrings:secretsdb={await RealServices.CreateDatabaseAsync("e2e_secrets")}",
             $"--ConnectionStrings:cachedb={await RealServices.CreateDatabaseAsync("e2e_cache")}",
             $"--ConnectionStrings:redis={RealServices.Redis}",
-            $"--ConnectionStrings:rabbitmq={RealServices.RabbitMq}",
+            $"--ConnectionStrings:rabbitmq={await RealServices.CreateRabbitMqVirtualHostAsync("e2e")}",
             $"--ConnectionStrings:minio={RealServices.S3}",
             $"--Parameters:job-token-signing-key={Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))}",
             $"--EphemeralCI:BootstrapAdminKey={AdminKey}",

@@ -1,3 +1,5 @@
+using System.Net.Http.Headers;
+using System.Text;
 using Npgsql;
 
 namespace EphemeralCI.Tests.Infrastructure;
@@ -13,6 +15,7 @@ public static class RealServices
     public static string Redis => Require("ECI_REDIS");
     public static string RabbitMq => Require("ECI_RABBITMQ");
     public static string S3 => Require("ECI_S3");
+    public static string RabbitMqManagement => Require("ECI_RABBITMQ_MANAGEMENT");
 
     private static string Require(string variable) =>
         Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value
@@ -29,5 +32,25 @@ public static class RealServices
         await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", conn);
         await cmd.ExecuteNonQueryAsync();
         return new NpgsqlConnectionStringBuilder(Postgres) { Database = name }.ConnectionString;
+    }
+
+    /// <summary>
+    /// Creates a RabbitMQ virtual host of its own and returns an amqp:// connection string to it,
+    /// so concurrent test classes (and the end-to-end AppHost) never consume each other's messages.
+    /// </summary>
+    public static async Task<string> CreateRabbitMqVirtualHostAsync(string prefix)
+    {
+        var vhost = $"eci-{prefix}-{Guid.NewGuid():N}"[..32];
+        var amqp = new Uri(RabbitMq);
+        var credentials = Uri.UnescapeDataString(amqp.UserInfo);
+        using var http = new HttpClient { BaseAddress = new Uri(RabbitMqManagement) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
+            "Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(credentials)));
+        var user = credentials.Split(':')[0];
+        (await http.PutAsync($"/api/vhosts/{vhost}", null)).EnsureSuccessStatusCode();
+        (await http.PutAsync($"/api/permissions/{vhost}/{Uri.EscapeDataString(user)}",
+            new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json")))
+            .EnsureSuccessStatusCode();
+        return new UriBuilder(amqp) { Path = "/" + vhost }.Uri.ToString();
     }
 }
