@@ -1,19 +1,93 @@
+using System.Runtime.Versioning;
+using EphemeralCI.JobTokens;
+using EphemeralCI.Messaging;
+using EphemeralCI.Provisioner.Backends;
+using EphemeralCI.Provisioner.Backends.LocalSandbox;
+using EphemeralCI.Provisioner.Consumers;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Reaper;
+using EphemeralCI.Provisioner.Reconciliation;
+using EphemeralCI.Provisioner.Scheduling;
+using EphemeralCI.Provisioner.Watchers;
+using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace EphemeralCI.Provisioner;
 
+/*
+ * The provisioner: one brand-new runner per job, always torn down.
+ *
+ *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerScheduler ──> IRunnerBackend.StartAsync
+ *                                          (runners row, PK job id:   (template, deadline,      (LocalSandbox: bwrap +
+ *                                           one runner per job ever)   job token)                ControlPlaneRelay)
+ *                                                                          │
+ *                                                                          v
+ *                                                                    RunnerSupervisor ── agent exits ──┐
+ *                                                                    (deadline → kill, TimedOut)       │
+ *   RabbitMQ ──CancelJob──> CancelJobConsumer ── kill, Cancelled ─────────────────────────────────────>├──> RunnerReaper
+ *                           (no runner yet → tombstone)                                                │    (kill tree, delete
+ *   start-up ──> StartupReconciler ── rows not destroyed → Lost ─────────────────────────────────────>┘     workspace + socket)
+ *
+ *   Every state change and the message announcing it (JobProvisioning, RunnerStarted, RunnerFinished,
+ *   RunnerDestroyed) are written in one SaveChanges (runners row + outbox); the dispatcher publishes.
+ */
 public static class ProvisionerExtensions
 {
+    public const string DatabaseName = "provisionerdb";
+
     /// <summary>Everything the Provisioner module needs, in one place.</summary>
-    public static IHostApplicationBuilder AddProvisioner(this IHostApplicationBuilder builder)
+    /// <param name="addMessaging">False when the host registers the bus itself (e.g. an all-in-one
+    /// server with one MassTransit for every module); it must then call <see cref="AddProvisionerConsumers"/>.</param>
+    public static IHostApplicationBuilder AddProvisioner(this IHostApplicationBuilder builder, bool addMessaging = true)
     {
+        builder.AddNpgsqlDbContext<ProvisionerDbContext>(DatabaseName);
+        builder.AddJobTokens();
+        var services = builder.Services;
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<OutboxSignal>();
+
+        // Parts, back to front: backends, then what drives them.
+        services.AddOptions<LocalSandboxOptions>().BindConfiguration(LocalSandboxOptions.Section);
+        services.AddSingleton<IntakeEndpoint>();
+        // The local sandbox is Linux-only (bubblewrap); elsewhere the provisioner runs without it.
+        if (!OperatingSystem.IsWindows()) AddLocalSandbox(services);
+        services.AddSingleton<RunnerBackends>();
+        services.AddSingleton(sp => RunnerTemplateCatalog.FromConfiguration(builder.Configuration));
+        services.AddSingleton<JobLocks>();
+        services.AddSingleton<RunnerReaper>();
+        services.AddSingleton<RunnerSupervisor>();
+        services.AddScoped<RunnerScheduler>();
+        services.AddScoped<RunnerDeduplicator>();
+        services.AddSingleton<StartupReconciler>();
+
+        // Hosted services start in this order (and stop in reverse): the schema first, then the
+        // reconciler, and only then the bus, so no message is handled on a stale picture.
+        services.AddHostedService<ProvisionerDbMigrator>();
+        services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
+        services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
+        builder.AddOutboxDispatcher<ProvisionerDbContext>();
+        if (addMessaging) builder.AddEciMessaging(AddProvisionerConsumers);
         return builder;
     }
 
-    public static IEndpointRouteBuilder MapProvisioner(this IEndpointRouteBuilder app)
+    [UnsupportedOSPlatform("windows")]
+    private static void AddLocalSandbox(IServiceCollection services)
     {
-        return app;
+        services.AddSingleton<LocalSandboxBackend>();
+        services.AddSingleton<IRunnerBackend>(sp => sp.GetRequiredService<LocalSandboxBackend>());
     }
+
+    /// <summary>The provisioner's consumers (queues <c>run-job</c> and <c>cancel-job</c>).</summary>
+    public static void AddProvisionerConsumers(IBusRegistrationConfigurator bus)
+    {
+        bus.AddConsumer<RunJobConsumer>();
+        bus.AddConsumer<CancelJobConsumer>();
+    }
+
+    /// <summary>The provisioner has no HTTP API of its own yet (health comes from service defaults).</summary>
+    public static IEndpointRouteBuilder MapProvisioner(this IEndpointRouteBuilder app) => app;
 }

@@ -1,1 +1,27 @@
-return 0;
+using EphemeralCI.RunnerAgent;
+
+// The runner agent: one job, then exit. Exit code 0 means "the result was reported" (whatever the
+// job's outcome); non-zero means the intake never heard the result, so the provisioner's own
+// RunnerFinished is the only record.
+var token = Console.In.ReadLine()?.Trim();
+if (string.IsNullOrEmpty(token))
+{
+    Console.Error.WriteLine("runner-agent: no job token on standard input");
+    return 2;
+}
+
+using var cts = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+
+try
+{
+    using var client = IntakeClient.FromEnvironment(token);
+    var runner = new JobRunner(client, AgentEnvironment.FromProcess());
+    return await runner.RunAsync(cts.Token);
+}
+catch (Exception ex)
+{
+    // Diagnostics for the provisioner log only; never print the token.
+    Console.Error.WriteLine($"runner-agent: could not report the job: {ex.GetType().Name}: {ex.Message}");
+    return 3;
+}

@@ -1,0 +1,46 @@
+using EphemeralCI.Contracts.Jobs;
+
+namespace EphemeralCI.Provisioner.Backends;
+
+/// <summary>Everything a backend needs to create one job's runner.</summary>
+public sealed record RunnerLaunch(
+    Guid JobId,
+    string RunnerId,
+    string TemplateName,
+    RunnerTemplateDefinition Template,
+    string JobToken,
+    DateTimeOffset Deadline);
+
+/// <summary>Identifies a runner for kill/destroy/liveness, also after a provisioner restart (from the row).</summary>
+public sealed record RunnerRef(Guid JobId, string RunnerId, int? ProcessId);
+
+/// <summary>A started runner. <see cref="Exited"/> completes with the agent's exit code when the runner stops on its own or is killed.</summary>
+public sealed record RunnerHandle(string RunnerId, int? ProcessId, Task<int> Exited);
+
+/// <summary>A place runners are created: the local bubblewrap sandbox now, Kubernetes later.</summary>
+public interface IRunnerBackend
+{
+    /// <summary>The name templates use in <c>Backend</c> (e.g. "local").</summary>
+    string Name { get; }
+
+    /// <summary>Null when this machine can create runners of this backend, else what is missing and how to fix it.</summary>
+    string? MissingPrerequisite();
+
+    /// <summary>Creates the runner and starts its agent with the job token. Throws <see cref="RunnerStartException"/> with a readable reason.</summary>
+    Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct);
+
+    /// <summary>Kills every process of the runner and returns once none is left. Idempotent.</summary>
+    Task KillAsync(RunnerRef runner, CancellationToken ct);
+
+    /// <summary>Removes everything else the runner had (workspace, control socket). Idempotent; call after <see cref="KillAsync"/>.</summary>
+    Task DestroyAsync(RunnerRef runner, CancellationToken ct);
+
+    /// <summary>Whether any process of the runner is still alive.</summary>
+    bool IsAlive(RunnerRef runner);
+
+    /// <summary>Removes leftovers (workspaces of runners from a previous process) not in <paramref name="keep"/>.</summary>
+    Task RemoveLeftoversAsync(IReadOnlySet<Guid> keep, CancellationToken ct);
+}
+
+/// <summary>The runner could not be created; <see cref="Exception.Message"/> is shown to the user as the reason.</summary>
+public sealed class RunnerStartException(string message, Exception? inner = null) : Exception(message, inner);

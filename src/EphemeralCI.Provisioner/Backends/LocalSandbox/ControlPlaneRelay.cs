@@ -1,0 +1,144 @@
+using System.Net.Sockets;
+using System.Runtime.Versioning;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
+
+/// <summary>
+/// The sandbox has no network but loopback, so its one way out is this: a Unix socket in the job's
+/// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to the
+/// intake's TCP endpoint. One relay per job, closed at teardown, so a finished job can reach nothing.
+/// </summary>
+[UnsupportedOSPlatform("windows")]
+public sealed class ControlPlaneRelay : IAsyncDisposable
+{
+    private readonly Socket _listener;
+    private readonly string _host;
+    private readonly int _port;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _acceptLoop;
+    private readonly HashSet<Socket> _open = [];
+
+    private ControlPlaneRelay(Socket listener, string socketPath, Uri target, ILogger logger)
+    {
+        _listener = listener;
+        SocketPath = socketPath;
+        _host = target.Host;
+        _port = target.Port;
+        _logger = logger;
+        _acceptLoop = Task.Run(AcceptLoopAsync);
+    }
+
+    public string SocketPath { get; }
+
+    /// <summary>Listens on <paramref name="socketPath"/> and relays to <paramref name="target"/> (http://host:port).</summary>
+    public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger)
+    {
+        // sun_path is 108 bytes including the terminator.
+        if (System.Text.Encoding.UTF8.GetByteCount(socketPath) > 107)
+        {
+            throw new RunnerStartException($"control socket path '{socketPath}' is longer than a Unix socket allows (107 bytes): choose a shorter Provisioner:LocalSandbox:WorkRoot");
+        }
+        File.Delete(socketPath);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+            // Owner only: inside the sandbox uid 1000 maps to our own uid, so the agent is the owner.
+            File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            listener.Listen(16);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+        return new ControlPlaneRelay(listener, socketPath, target, logger);
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _listener.AcceptAsync(_stop.Token);
+            }
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                _logger.LogWarning("Control-plane relay accept failed on {Socket}: {Error}", SocketPath, ex.Message);
+                continue;
+            }
+            _ = Task.Run(() => RelayAsync(client));
+        }
+    }
+
+    private async Task RelayAsync(Socket client)
+    {
+        var upstream = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        Track(client, upstream, add: true);
+        try
+        {
+            await upstream.ConnectAsync(_host, _port, _stop.Token);
+            using var a = new NetworkStream(client, ownsSocket: false);
+            using var b = new NetworkStream(upstream, ownsSocket: false);
+            // Each direction half-closes the other when it ends, so HTTP/1.1 sees a normal close.
+            await Task.WhenAll(PumpAsync(a, upstream), PumpAsync(b, client));
+
+            async Task PumpAsync(NetworkStream from, Socket to)
+            {
+                try
+                {
+                    await from.CopyToAsync(to == upstream ? b : a, _stop.Token);
+                    to.Shutdown(SocketShutdown.Send);
+                }
+                catch (Exception) when (_stop.IsCancellationRequested) { }
+                catch (IOException) { }
+                catch (SocketException) { }
+                catch (ObjectDisposedException) { }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+        {
+            if (!_stop.IsCancellationRequested)
+            {
+                _logger.LogWarning("Control-plane relay could not reach the intake at {Host}:{Port}: {Error}", _host, _port, ex.Message);
+            }
+        }
+        finally
+        {
+            Track(client, upstream, add: false);
+            client.Dispose();
+            upstream.Dispose();
+        }
+    }
+
+    private void Track(Socket client, Socket upstream, bool add)
+    {
+        lock (_open)
+        {
+            if (add) { _open.Add(client); _open.Add(upstream); }
+            else { _open.Remove(client); _open.Remove(upstream); }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop.IsCancellationRequested) return;
+        _stop.Cancel();
+        _listener.Dispose();
+        lock (_open)
+        {
+            foreach (var s in _open) s.Dispose();
+        }
+        try { await _acceptLoop; } catch (Exception) { /* closing */ }
+        try { File.Delete(SocketPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        _stop.Dispose();
+    }
+}

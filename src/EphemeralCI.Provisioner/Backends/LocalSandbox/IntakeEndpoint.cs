@@ -1,0 +1,25 @@
+using Microsoft.Extensions.Configuration;
+
+namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
+
+/// <summary>Where the control-plane relay forwards to: Aspire's service discovery entry for the intake, else <c>Provisioner:IntakeUrl</c>.</summary>
+public sealed class IntakeEndpoint(IConfiguration configuration)
+{
+    public const string ServiceDiscoveryKey = "services:intake:http:0";
+    public const string IntakeUrlKey = "Provisioner:IntakeUrl";
+
+    public Uri Resolve()
+    {
+        var value = configuration[ServiceDiscoveryKey];
+        if (string.IsNullOrWhiteSpace(value)) value = configuration[IntakeUrlKey];
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            throw new RunnerStartException($"no intake endpoint configured: set '{IntakeUrlKey}' (or reference the intake from the AppHost, which sets '{ServiceDiscoveryKey}')");
+        }
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+        {
+            throw new RunnerStartException($"intake endpoint '{value}' must be an absolute http:// URL (the relay forwards plain TCP)");
+        }
+        return uri;
+    }
+}

@@ -1,0 +1,262 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.Versioning;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
+
+/// <summary>
+/// Runners as bubblewrap sandboxes on this machine. The sandbox is a new PID namespace whose init
+/// is bubblewrap itself: when that init dies the kernel kills everything inside it, daemons and
+/// double forks included, so killing it is killing the whole runner.
+/// </summary>
+[UnsupportedOSPlatform("windows")]
+public sealed class LocalSandboxBackend(
+    IOptions<LocalSandboxOptions> options,
+    IntakeEndpoint intake,
+    ILogger<LocalSandboxBackend> logger) : IRunnerBackend, IAsyncDisposable
+{
+    public const string BackendName = "local";
+    private static readonly UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private static readonly TimeSpan KillTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly ConcurrentDictionary<Guid, Sandbox> _live = new();
+    private readonly LocalSandboxOptions _options = options.Value;
+
+    public string Name => BackendName;
+
+    public string JobDirectory(Guid jobId) => Path.Combine(_options.WorkRoot, jobId.ToString());
+    public string WorkspaceDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "workspace");
+    public string ControlDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "control");
+
+    /// <summary>Null when the machine can run sandboxes, else what is missing and how to fix it.</summary>
+    public string? MissingPrerequisite()
+    {
+        if (!File.Exists(_options.BwrapPath))
+        {
+            return $"bubblewrap was not found at '{_options.BwrapPath}': install it (apt-get install bubblewrap) or set {LocalSandboxOptions.Section}:BwrapPath";
+        }
+        var agent = Path.Combine(_options.AgentDirectory, SandboxCommandBuilder.AgentAssembly);
+        if (!File.Exists(agent))
+        {
+            return $"the runner agent was not found at '{agent}': build the provisioner (it copies the agent into runner-agent/) or set {LocalSandboxOptions.Section}:AgentDirectory";
+        }
+        var dotnet = LocalSandboxOptions.ResolveDotnet(_options.DotnetPath);
+        if (!File.Exists(dotnet))
+        {
+            return $"the dotnet host was not found at '{dotnet}': set {LocalSandboxOptions.Section}:DotnetPath";
+        }
+        return null;
+    }
+
+    public async Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct)
+    {
+        if (MissingPrerequisite() is { } missing) throw new RunnerStartException(missing);
+        var target = intake.Resolve();
+
+        var layout = new SandboxLayout(
+            launch.JobId,
+            WorkspaceDirectory(launch.JobId),
+            ControlDirectory(launch.JobId),
+            Path.GetFullPath(_options.AgentDirectory),
+            LocalSandboxOptions.ResolveDotnet(_options.DotnetPath));
+
+        // Fresh every time: whatever a crashed earlier attempt left is not this job's.
+        DeleteTree(JobDirectory(launch.JobId));
+        Directory.CreateDirectory(_options.WorkRoot);
+        // Owner-only directories: uid 1000 inside the sandbox is our own uid outside, so the job
+        // can write its workspace while no other host user can look in.
+        Directory.CreateDirectory(JobDirectory(launch.JobId), OwnerOnly);
+        Directory.CreateDirectory(layout.WorkspaceDirectory, OwnerOnly);
+        Directory.CreateDirectory(layout.ControlDirectory, OwnerOnly);
+
+        ControlPlaneRelay? relay = null;
+        Process? process = null;
+        try
+        {
+            relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger);
+            var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
+            var psi = new ProcessStartInfo(_options.BwrapPath)
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var arg in args) psi.ArgumentList.Add(arg);
+            // bubblewrap clears the sandbox's environment; clear its own too so our settings
+            // (connection strings, keys) are not readable from its /proc entry.
+            psi.Environment.Clear();
+
+            process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+            process.OutputDataReceived += (_, e) => { if (e.Data is not null) logger.LogInformation("runner {JobId}: {Line}", launch.JobId, e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) logger.LogWarning("runner {JobId}: {Line}", launch.JobId, e.Data); };
+            if (!process.Start()) throw new RunnerStartException("bubblewrap did not start");
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+
+            var sandbox = new Sandbox(process, relay);
+            _live[launch.JobId] = sandbox;
+            try
+            {
+                // The token's only way in: one line on stdin, then EOF.
+                await process.StandardInput.WriteLineAsync(launch.JobToken.AsMemory(), ct);
+                await process.StandardInput.FlushAsync(ct);
+                process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // bubblewrap exited before reading (bad setup); its exit code and stderr tell why.
+            }
+            logger.LogInformation("Started sandbox for job {JobId} (pid {Pid})", launch.JobId, process.Id);
+            return new RunnerHandle(launch.RunnerId, process.Id, WaitForExitAsync(process));
+        }
+        catch (Exception ex) when (ex is not RunnerStartException and not OperationCanceledException)
+        {
+            await CleanUpFailedStartAsync(launch.JobId, process, relay);
+            throw new RunnerStartException($"could not start the sandbox: {ex.Message}", ex);
+        }
+        catch
+        {
+            await CleanUpFailedStartAsync(launch.JobId, process, relay);
+            throw;
+        }
+    }
+
+    private async Task CleanUpFailedStartAsync(Guid jobId, Process? process, ControlPlaneRelay? relay)
+    {
+        _live.TryRemove(jobId, out _);
+        if (process is not null)
+        {
+            try { if (!process.HasExited) KillTree(process.Id); } catch (InvalidOperationException) { }
+            process.Dispose();
+        }
+        if (relay is not null) await relay.DisposeAsync();
+        DeleteTree(JobDirectory(jobId));
+    }
+
+    private static async Task<int> WaitForExitAsync(Process process)
+    {
+        await process.WaitForExitAsync(CancellationToken.None);
+        return process.ExitCode;
+    }
+
+    public async Task KillAsync(RunnerRef runner, CancellationToken ct)
+    {
+        int pid;
+        Process? ours = null;
+        if (_live.TryGetValue(runner.JobId, out var sandbox))
+        {
+            ours = sandbox.Process;
+            try { if (ours.HasExited) return; } catch (InvalidOperationException) { return; }
+            pid = ours.Id;
+        }
+        else if (runner.ProcessId is { } recorded && IsOurSandbox(recorded, runner.JobId))
+        {
+            pid = recorded;
+        }
+        else
+        {
+            return;
+        }
+
+        var tree = KillTree(pid);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(KillTimeout);
+        try
+        {
+            if (ours is not null) await ours.WaitForExitAsync(timeout.Token);
+            // The namespace's init only finishes exiting once every process inside is gone, so
+            // waiting for the whole recorded tree means nothing of the job is left.
+            while (tree.Any(ProcessTree.IsAlive) || ProcessTree.IsAlive(pid))
+            {
+                await Task.Delay(20, timeout.Token);
+            }
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            logger.LogError("Sandbox of job {JobId} (pid {Pid}) still has processes {Timeout} after SIGKILL", runner.JobId, pid, KillTimeout);
+            throw new InvalidOperationException($"sandbox of job {runner.JobId} did not die");
+        }
+    }
+
+    /// <summary>SIGKILL the namespace init(s) first, so bubblewrap reaps them and exits, then bubblewrap itself.</summary>
+    private static IReadOnlyList<int> KillTree(int pid)
+    {
+        var tree = ProcessTree.Descendants(pid);
+        foreach (var child in tree) ProcessTree.Kill(child);
+        for (var i = 0; i < 50 && ProcessTree.IsAlive(pid); i++) Thread.Sleep(10);
+        ProcessTree.Kill(pid);
+        return tree;
+    }
+
+    private static bool IsOurSandbox(int pid, Guid jobId) =>
+        ProcessTree.IsAlive(pid) && ProcessTree.CommandLine(pid).Contains(jobId.ToString(), StringComparison.Ordinal);
+
+    public async Task DestroyAsync(RunnerRef runner, CancellationToken ct)
+    {
+        if (_live.TryRemove(runner.JobId, out var sandbox))
+        {
+            await sandbox.Relay.DisposeAsync();
+            sandbox.Process.Dispose();
+        }
+        DeleteTree(JobDirectory(runner.JobId));
+    }
+
+    public bool IsAlive(RunnerRef runner)
+    {
+        if (_live.TryGetValue(runner.JobId, out var sandbox))
+        {
+            try { return !sandbox.Process.HasExited; } catch (InvalidOperationException) { return false; }
+        }
+        return runner.ProcessId is { } pid && IsOurSandbox(pid, runner.JobId);
+    }
+
+    public Task RemoveLeftoversAsync(IReadOnlySet<Guid> keep, CancellationToken ct)
+    {
+        if (!Directory.Exists(_options.WorkRoot)) return Task.CompletedTask;
+        foreach (var dir in Directory.EnumerateDirectories(_options.WorkRoot))
+        {
+            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId) || keep.Contains(jobId) || _live.ContainsKey(jobId)) continue;
+            logger.LogInformation("Removing leftover runner directory {Directory}", dir);
+            DeleteTree(dir);
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Deletes a job's directory even if the job took write permission away from its own folders.</summary>
+    public static void DeleteTree(string path)
+    {
+        if (!Directory.Exists(path)) return;
+        try
+        {
+            Directory.Delete(path, recursive: true);
+        }
+        catch (Exception ex) when (ex is UnauthorizedAccessException or IOException)
+        {
+            RestoreOwnerAccess(new DirectoryInfo(path));
+            Directory.Delete(path, recursive: true);
+        }
+    }
+
+    private static void RestoreOwnerAccess(DirectoryInfo dir)
+    {
+        // Never follow links: a job's symlink may point at anything on the host.
+        if (dir.LinkTarget is not null) return;
+        try { dir.UnixFileMode |= OwnerOnly; } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
+        foreach (var sub in dir.EnumerateDirectories()) RestoreOwnerAccess(sub);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var (jobId, sandbox) in _live)
+        {
+            try { if (!sandbox.Process.HasExited) KillTree(sandbox.Process.Id); } catch (InvalidOperationException) { }
+            await sandbox.Relay.DisposeAsync();
+            _live.TryRemove(jobId, out _);
+        }
+    }
+
+    private sealed record Sandbox(Process Process, ControlPlaneRelay Relay);
+}

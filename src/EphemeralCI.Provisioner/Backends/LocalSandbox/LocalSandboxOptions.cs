@@ -1,0 +1,35 @@
+namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
+
+/// <summary>Configuration section <c>Provisioner:LocalSandbox</c>.</summary>
+public sealed class LocalSandboxOptions
+{
+    public const string Section = "Provisioner:LocalSandbox";
+
+    public string BwrapPath { get; set; } = "/usr/bin/bwrap";
+    /// <summary>Per-job directories live here: <c>{WorkRoot}/{jobId}/workspace</c> and <c>…/control</c>.</summary>
+    public string WorkRoot { get; set; } = Path.Combine(Path.GetTempPath(), "ephemeralci", "runners");
+    /// <summary>The built runner agent, bound read-only at /opt/eci/agent.</summary>
+    public string AgentDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "runner-agent");
+    /// <summary>The dotnet muxer that runs the agent; empty means the one running this process.</summary>
+    public string? DotnetPath { get; set; }
+
+    /// <summary>The dotnet host running this process (we are usually started as <c>dotnet X.dll</c>), else the usual install.</summary>
+    public static string ResolveDotnet(string? configured)
+    {
+        if (!string.IsNullOrWhiteSpace(configured)) return configured;
+        foreach (var candidate in new[]
+                 {
+                     Environment.GetEnvironmentVariable("DOTNET_HOST_PATH"),
+                     Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : null,
+                     Environment.GetEnvironmentVariable("DOTNET_ROOT") is { Length: > 0 } root ? Path.Combine(root, "dotnet") : null,
+                     "/usr/share/dotnet/dotnet",
+                     "/usr/lib/dotnet/dotnet",
+                 })
+        {
+            if (string.IsNullOrEmpty(candidate) || !File.Exists(candidate)) continue;
+            // /usr/bin/dotnet is a symlink; the real muxer tells us which directory holds the runtimes.
+            return new FileInfo(candidate).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(candidate);
+        }
+        return "/usr/share/dotnet/dotnet";
+    }
+}

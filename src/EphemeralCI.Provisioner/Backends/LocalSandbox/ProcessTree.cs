@@ -1,0 +1,74 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
+
+/// <summary>Reads the host's /proc: children of a process, liveness (a zombie counts as dead), command lines.</summary>
+public static class ProcessTree
+{
+    /// <summary>Every live descendant of <paramref name="pid"/>, parents before children.</summary>
+    public static IReadOnlyList<int> Descendants(int pid)
+    {
+        var children = new Dictionary<int, List<int>>();
+        foreach (var (child, parent) in AllParents())
+        {
+            if (!children.TryGetValue(parent, out var list)) children[parent] = list = [];
+            list.Add(child);
+        }
+        var result = new List<int>();
+        var queue = new Queue<int>([pid]);
+        while (queue.Count > 0)
+        {
+            if (!children.TryGetValue(queue.Dequeue(), out var list)) continue;
+            foreach (var c in list) { result.Add(c); queue.Enqueue(c); }
+        }
+        return result;
+    }
+
+    public static bool IsAlive(int pid)
+    {
+        var state = ReadStat(pid)?.State;
+        return state is not null and not 'Z' and not 'X';
+    }
+
+    public static string CommandLine(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' '); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return ""; }
+    }
+
+    public static void Kill(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            p.Kill();
+        }
+        catch (ArgumentException) { } // already gone
+        catch (InvalidOperationException) { }
+        catch (System.ComponentModel.Win32Exception) { }
+    }
+
+    private static IEnumerable<(int Pid, int Parent)> AllParents()
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)) continue;
+            if (ReadStat(pid) is { State: not 'Z' and not 'X' } stat) yield return (pid, stat.Parent);
+        }
+    }
+
+    private static (char State, int Parent)? ReadStat(int pid)
+    {
+        string text;
+        try { text = File.ReadAllText($"/proc/{pid}/stat"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        // "pid (comm) S ppid ..."; comm may contain spaces and parentheses, so parse after the last ')'.
+        var close = text.LastIndexOf(')');
+        if (close < 0 || close + 4 > text.Length) return null;
+        var fields = text[(close + 2)..].Split(' ', 3);
+        return fields.Length >= 2 && int.TryParse(fields[1], CultureInfo.InvariantCulture, out var ppid)
+            ? (fields[0][0], ppid)
+            : null;
+    }
+}

@@ -1,0 +1,115 @@
+using EphemeralCI.Contracts.Runner;
+
+namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
+
+/// <summary>The host paths of one job's sandbox.</summary>
+public sealed record SandboxLayout(
+    Guid JobId,
+    string WorkspaceDirectory,
+    string ControlDirectory,
+    string AgentDirectory,
+    string DotnetPath);
+
+/// <summary>
+/// Builds the bubblewrap argument list for one job's sandbox. Pure (the filesystem is asked only
+/// through <c>exists</c>), so every isolation flag is checked by unit tests.
+/// </summary>
+public static class SandboxCommandBuilder
+{
+    public const int SandboxUid = 1000;
+    public const int SandboxGid = 1000;
+    public const string WorkspacePath = "/workspace";
+    public const string AgentPath = "/opt/eci/agent";
+    public const string ControlPath = "/run/eci";
+    public const string IntakeSocketPath = ControlPath + "/intake.sock";
+    public const string AgentAssembly = "EphemeralCI.RunnerAgent.dll";
+    public const string SandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+    /// <summary>Merged-/usr top-level links; each is created only if the host has it as a link into /usr.</summary>
+    public static readonly IReadOnlyList<string> UsrLinks = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+    /// <summary>
+    /// The only host files of /etc a job sees: users and groups (bash, id), name resolution, TLS
+    /// roots, time zone, the dynamic linker cache and Debian's alternatives. Never shadow files.
+    /// </summary>
+    public static readonly IReadOnlyList<string> EtcFiles =
+    [
+        "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/host.conf", "/etc/resolv.conf",
+        "/etc/gai.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/ld.so.cache", "/etc/alternatives",
+    ];
+
+    /// <param name="exists">Whether a host path exists (files, directories or links).</param>
+    /// <param name="linkTarget">The target of a host symlink, or null if the path is not a link.</param>
+    public static IReadOnlyList<string> Build(
+        SandboxLayout layout,
+        Func<string, bool> exists,
+        Func<string, string?> linkTarget,
+        IReadOnlyList<string>? command = null)
+    {
+        var args = new List<string>
+        {
+            // Every namespace; --unshare-user on its own too so a kernel without user namespaces
+            // fails loudly instead of silently running with the host's user (the "-try" in --unshare-all).
+            "--unshare-all", "--unshare-user",
+            "--uid", SandboxUid.ToString(), "--gid", SandboxGid.ToString(),
+            "--hostname", "eci-runner",
+            "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL",
+            "--clearenv",
+            // A fresh, empty root: only what is bound below exists.
+            "--tmpfs", "/",
+            "--ro-bind", "/usr", "/usr",
+        };
+        foreach (var name in UsrLinks)
+        {
+            var target = linkTarget("/" + name);
+            if (target is not null && target.TrimStart('/').StartsWith("usr/", StringComparison.Ordinal))
+            {
+                args.AddRange(["--symlink", target.TrimStart('/'), "/" + name]);
+            }
+        }
+        args.AddRange(["--dir", "/etc"]);
+        foreach (var path in EtcFiles.Where(exists))
+        {
+            args.AddRange(["--ro-bind", path, path]);
+        }
+        args.AddRange(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+
+        // A dotnet outside /usr (e.g. ~/.dotnet) must be visible at the same path to run the agent.
+        var dotnetRoot = Path.GetDirectoryName(layout.DotnetPath)!;
+        if (!dotnetRoot.StartsWith("/usr/", StringComparison.Ordinal))
+        {
+            args.AddRange(["--ro-bind", dotnetRoot, dotnetRoot]);
+        }
+
+        args.AddRange(["--bind", layout.WorkspaceDirectory, WorkspacePath]);
+        args.AddRange(["--ro-bind", layout.AgentDirectory, AgentPath]);
+        // Read-only: the agent can connect to the socket but not replace it.
+        args.AddRange(["--ro-bind", layout.ControlDirectory, ControlPath]);
+        args.AddRange(["--remount-ro", "/"]);
+        args.AddRange(["--chdir", WorkspacePath]);
+
+        foreach (var (key, value) in Environment(layout))
+        {
+            args.AddRange(["--setenv", key, value]);
+        }
+
+        args.Add("--");
+        args.AddRange(command ?? [layout.DotnetPath, $"{AgentPath}/{AgentAssembly}"]);
+        return args;
+    }
+
+    /// <summary>The agent's whole environment (bubblewrap clears the rest). The job token is not here: it comes on stdin.</summary>
+    public static IReadOnlyList<KeyValuePair<string, string>> Environment(SandboxLayout layout) =>
+    [
+        new("PATH", SandboxPath),
+        new("HOME", "/tmp"),
+        new("LANG", "C.UTF-8"),
+        new("CI", "true"),
+        new(RunnerEnvironment.JobId, layout.JobId.ToString()),
+        new(RunnerEnvironment.Workspace, WorkspacePath),
+        new(RunnerEnvironment.IntakeSocket, IntakeSocketPath),
+        new("DOTNET_CLI_TELEMETRY_OPTOUT", "1"),
+        new("DOTNET_NOLOGO", "1"),
+    ];
+}

@@ -1,0 +1,16 @@
+using EphemeralCI.Messaging;
+using Microsoft.EntityFrameworkCore;
+
+namespace EphemeralCI.Provisioner.Infrastructure;
+
+public sealed class ProvisionerDbContext(DbContextOptions<ProvisionerDbContext> options) : DbContext(options), IOutboxDbContext
+{
+    public DbSet<RunnerRecord> Runners => Set<RunnerRecord>();
+    public DbSet<OutboxMessage> OutboxMessages => Set<OutboxMessage>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.ApplyConfiguration(new RunnerRecordConfiguration());
+        modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
+    }
+}

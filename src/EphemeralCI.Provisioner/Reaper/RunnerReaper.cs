@@ -1,0 +1,61 @@
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Messaging;
+using EphemeralCI.Provisioner.Backends;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Scheduling;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Provisioner.Reaper;
+
+/// <summary>
+/// Tears a finished runner down: kills whatever of it is left, deletes its workspace and control
+/// socket, marks the row destroyed and queues RunnerDestroyed — in that order, so "destroyed"
+/// is only ever said of a runner that is gone. Idempotent.
+/// </summary>
+public sealed class RunnerReaper(
+    IServiceScopeFactory scopes,
+    JobLocks locks,
+    RunnerBackends backends,
+    OutboxSignal signal,
+    TimeProvider clock,
+    ILogger<RunnerReaper> logger)
+{
+    public async Task TeardownAsync(Guid jobId, CancellationToken ct = default)
+    {
+        using (await locks.AcquireAsync(jobId, ct))
+        {
+            await TeardownLockedAsync(jobId, ct);
+        }
+    }
+
+    /// <summary>With the job's lock held.</summary>
+    public async Task TeardownLockedAsync(Guid jobId, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
+        if (runner is null || runner.DestroyedAt is not null || runner.State is RunnerState.Tombstone) return;
+        if (runner.FinishedAt is null)
+        {
+            logger.LogWarning("Teardown of job {JobId} skipped: its runner has not finished", jobId);
+            return;
+        }
+
+        if (backends.TryGet(runner.Backend, out var backend))
+        {
+            var runnerRef = new RunnerRef(jobId, runner.RunnerId, runner.ProcessId);
+            await backend.KillAsync(runnerRef, ct);
+            await backend.DestroyAsync(runnerRef, ct);
+        }
+
+        var now = clock.GetUtcNow();
+        runner.State = RunnerState.Destroyed;
+        runner.DestroyedAt = now;
+        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now), clock);
+        await db.SaveChangesAsync(CancellationToken.None);
+        signal.Notify();
+        logger.LogInformation("Runner {RunnerId} of job {JobId} destroyed", runner.RunnerId, jobId);
+    }
+}

@@ -1,0 +1,88 @@
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.JobTokens;
+using EphemeralCI.Messaging;
+using EphemeralCI.Provisioner.Backends;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Reaper;
+using EphemeralCI.Provisioner.Watchers;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Provisioner.Scheduling;
+
+/// <summary>
+/// Turns a claimed job into a running runner: resolves its template, mints its job token (valid
+/// until the job's deadline), asks the template's backend to start it, and hands it to the
+/// supervisor. Called with the job's lock held.
+/// </summary>
+public sealed class RunnerScheduler(
+    ProvisionerDbContext db,
+    RunnerTemplateCatalog templates,
+    RunnerBackends backends,
+    JobTokenService tokens,
+    RunnerSupervisor supervisor,
+    RunnerReaper reaper,
+    OutboxSignal signal,
+    TimeProvider clock,
+    ILogger<RunnerScheduler> logger)
+{
+    public async Task ScheduleAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
+    {
+        if (!templates.TryGet(job.RunnerTemplate, out var template))
+        {
+            await FailToStartAsync(runner, $"unknown runner template '{job.RunnerTemplate}' (known: {string.Join(", ", templates.Names)})", ct);
+            return;
+        }
+        if (!backends.TryGet(template.Backend, out var backend))
+        {
+            await FailToStartAsync(runner, $"runner template '{job.RunnerTemplate}' names backend '{template.Backend}', which this provisioner does not run", ct);
+            return;
+        }
+
+        runner.Backend = backend.Name;
+        runner.TimeoutSeconds = RunnerTemplateCatalog.EffectiveTimeoutSeconds(job.TimeoutSeconds, template);
+        db.AddToOutbox(new JobProvisioning(job.JobId, backend.Name, clock.GetUtcNow()), clock);
+        await db.SaveChangesAsync(ct);
+        signal.Notify();
+
+        var startedAt = clock.GetUtcNow();
+        var deadline = startedAt.AddSeconds(runner.TimeoutSeconds);
+        RunnerHandle handle;
+        try
+        {
+            var token = tokens.Issue(job.JobId, job.Repository, job.Ref, deadline);
+            handle = await backend.StartAsync(
+                new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
+        }
+        catch (Exception ex) when (ex is RunnerStartException or InvalidOperationException)
+        {
+            logger.LogError("Runner for job {JobId} failed to start: {Reason}", job.JobId, ex.Message);
+            await FailToStartAsync(runner, ex.Message, ct);
+            return;
+        }
+
+        // Supervise before recording, so a runner that is already running is never unwatched,
+        // even if the database write below fails and the message is redelivered.
+        supervisor.Watch(job.JobId, handle, deadline, runner.TimeoutSeconds);
+        runner.State = RunnerState.Running;
+        runner.ProcessId = handle.ProcessId;
+        runner.StartedAt = startedAt;
+        runner.Deadline = deadline;
+        db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt), clock);
+        await db.SaveChangesAsync(CancellationToken.None);
+        signal.Notify();
+        logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);
+    }
+
+    private async Task FailToStartAsync(RunnerRecord runner, string reason, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        runner.State = RunnerState.Finished;
+        runner.FinishedAt = now;
+        runner.Outcome = RunnerOutcome.FailedToStart;
+        runner.Reason = reason;
+        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now), clock);
+        await db.SaveChangesAsync(ct);
+        signal.Notify();
+        await reaper.TeardownLockedAsync(runner.JobId, ct);
+    }
+}

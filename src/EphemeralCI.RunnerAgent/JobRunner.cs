@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Runner;
+
+namespace EphemeralCI.RunnerAgent;
+
+/// <summary>Fetches the job, runs its steps in order with bash, streams their output and reports the result.</summary>
+public sealed class JobRunner(IntakeClient intake, AgentEnvironment env)
+{
+    public async Task<int> RunAsync(CancellationToken ct)
+    {
+        var job = await intake.GetJobAsync(ct);
+        var steps = job.Spec.Steps ?? [];
+        await using var log = new LogStreamer(intake.PostLogAsync);
+
+        int? failedStep = null;
+        var exitCode = 0;
+        for (var i = 0; i < steps.Count; i++)
+        {
+            var step = steps[i];
+            var name = string.IsNullOrWhiteSpace(step.Name) ? $"step {i + 1}" : step.Name;
+            await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepStarted, i, name, null, DateTimeOffset.UtcNow), ct);
+            await log.WriteLineAsync($"==> step {i + 1}/{steps.Count}: {name}", ct);
+
+            exitCode = await RunStepAsync(job, step, log, ct);
+            await log.FlushAsync(ct);
+            if (exitCode != 0) await log.WriteLineAsync($"==> step {i + 1}/{steps.Count}: {name} failed with exit code {exitCode}", ct);
+            await log.FlushAsync(ct);
+            await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepFinished, i, name, exitCode, DateTimeOffset.UtcNow), ct);
+            if (exitCode != 0)
+            {
+                failedStep = i;
+                break;
+            }
+        }
+
+        await intake.CompleteAsync(new RunnerCompletion(failedStep is null, exitCode, failedStep), ct);
+        return 0;
+    }
+
+    private async Task<int> RunStepAsync(RunnerJob job, StepSpec step, LogStreamer log, CancellationToken ct)
+    {
+        // Merging stderr inside the script keeps the two streams in their real order.
+        var script = Path.Combine(Path.GetTempPath(), $"eci-step-{Guid.NewGuid():N}.sh");
+        await File.WriteAllTextAsync(script, "exec 2>&1\n" + (step.Run ?? "") + "\n", ct);
+        try
+        {
+            var psi = new ProcessStartInfo("bash")
+            {
+                WorkingDirectory = env.Workspace,
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var arg in (string[])["--noprofile", "--norc", "-eo", "pipefail", script]) psi.ArgumentList.Add(arg);
+            psi.Environment.Clear();
+            foreach (var (key, value) in StepEnvironment(job, step)) psi.Environment[key] = value;
+
+            using var process = Process.Start(psi) ?? throw new InvalidOperationException("bash did not start");
+            process.StandardInput.Close(); // steps read /dev/null-like EOF, never the agent's stdin
+            var stderr = process.StandardError.BaseStream.CopyToAsync(Stream.Null, ct);
+            var pump = PumpAsync(process.StandardOutput.BaseStream, log, ct);
+            await process.WaitForExitAsync(ct);
+            // A background process the step left behind may hold the pipe open; it dies with the
+            // sandbox, so do not let it stall the job: give the output a moment, then move on.
+            await Task.WhenAny(Task.WhenAll(pump, stderr), Task.Delay(TimeSpan.FromSeconds(2), ct));
+            return process.ExitCode;
+        }
+        finally
+        {
+            File.Delete(script);
+        }
+    }
+
+    private static async Task PumpAsync(Stream stdout, LogStreamer log, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        int read;
+        while ((read = await stdout.ReadAsync(buffer, ct)) > 0)
+        {
+            await log.WriteAsync(buffer.AsMemory(0, read), ct);
+        }
+    }
+
+    /// <summary>HOME, PATH, CI, the job id, then the job's env, then the step's (later wins). Never the token.</summary>
+    public IReadOnlyDictionary<string, string> StepEnvironment(RunnerJob job, StepSpec step)
+    {
+        var vars = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["HOME"] = env.Home,
+            ["PATH"] = env.Path,
+            ["CI"] = "true",
+            [RunnerEnvironment.JobId] = job.JobId.ToString(),
+            [RunnerEnvironment.Workspace] = env.Workspace,
+        };
+        foreach (var (k, v) in job.Spec.Env ?? new Dictionary<string, string>()) vars[k] = v;
+        foreach (var (k, v) in step.Env ?? new Dictionary<string, string>()) vars[k] = v;
+        return vars;
+    }
+}

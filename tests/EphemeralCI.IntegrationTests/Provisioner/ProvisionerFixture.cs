@@ -1,0 +1,125 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Messaging;
+using EphemeralCI.Provisioner;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Tests.Infrastructure;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Xunit;
+
+namespace EphemeralCI.Tests.Provisioner;
+
+/// <summary>
+/// One provisioner module on real Postgres (a fresh database), real RabbitMQ and real bubblewrap,
+/// with a <see cref="FakeIntake"/> as the far end of the control-plane relay.
+/// </summary>
+public sealed class ProvisionerFixture : IAsyncLifetime
+{
+    private readonly string _signingKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    private IHost? _host;
+    private readonly RunJobObserver _observer = new();
+
+    public FakeIntake Intake { get; private set; } = null!;
+    public IHost Host => _host!;
+    public string WorkRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-prov-tests", Guid.NewGuid().ToString("N")[..8]);
+
+    public async Task InitializeAsync()
+    {
+        Intake = await FakeIntake.StartAsync(_signingKey);
+        var database = await RealServices.CreateDatabaseAsync("prov");
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:provisionerdb"] = database,
+            ["ConnectionStrings:rabbitmq"] = RealServices.RabbitMq,
+            ["JobTokens:SigningKey"] = _signingKey,
+            ["Provisioner:IntakeUrl"] = Intake.Address.ToString(),
+            ["Provisioner:LocalSandbox:WorkRoot"] = WorkRoot,
+            ["RunnerTemplates:default:Backend"] = "local",
+            ["RunnerTemplates:default:DefaultTimeoutSeconds"] = "120",
+            ["RunnerTemplates:default:MaxTimeoutSeconds"] = "300",
+        });
+        builder.AddProvisioner();
+        _host = builder.Build();
+        await _host.StartAsync();
+        _host.Services.GetRequiredService<IBus>().ConnectConsumeObserver(_observer);
+    }
+
+    public RunJob RunJob(Guid jobId, int timeoutSeconds = 120) =>
+        new(jobId, "default", "acme/app", "main", timeoutSeconds, DateTimeOffset.UtcNow);
+
+    public Task PublishAsync<T>(T message) where T : class => Host.Services.GetRequiredService<IBus>().Publish(message);
+
+    /// <summary>How many messages of type <typeparamref name="T"/> for the job the provisioner has finished consuming.</summary>
+    public int Consumed<T>(Guid jobId) => _observer.Count(typeof(T), jobId);
+
+    public async Task<RunnerRecord?> RunnerAsync(Guid jobId)
+    {
+        await using var scope = Host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        return await db.Runners.AsNoTracking().FirstOrDefaultAsync(r => r.JobId == jobId);
+    }
+
+    /// <summary>The messages the provisioner queued for this job, in order, from its outbox.</summary>
+    public async Task<IReadOnlyList<object>> SentAsync(Guid jobId)
+    {
+        await using var scope = Host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        var rows = await db.OutboxMessages.AsNoTracking().OrderBy(m => m.Id).ToListAsync();
+        var options = new JsonSerializerOptions(JsonSerializerDefaults.Web);
+        return rows
+            .Where(r => r.Body.Contains(jobId.ToString()))
+            .Select(r => JsonSerializer.Deserialize(r.Body, Type.GetType(r.MessageType)!, options)!)
+            .ToList();
+    }
+
+    /// <summary>Polls until <paramref name="condition"/> holds; fails with <paramref name="what"/> after a generous limit.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, int seconds = 90)
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        while (!await condition())
+        {
+            if (limit.IsCancellationRequested) throw new TimeoutException($"gave up waiting: {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    public Task WaitForStateAsync(Guid jobId, RunnerState state) =>
+        WaitUntilAsync(async () => (await RunnerAsync(jobId))?.State == state, $"runner of {jobId} to be {state}");
+
+    public async Task DisposeAsync()
+    {
+        if (_host is not null)
+        {
+            await _host.StopAsync();
+            _host.Dispose();
+        }
+        await Intake.DisposeAsync();
+        try { Directory.Delete(WorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
+    }
+
+    private sealed class RunJobObserver : IConsumeObserver
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, Guid), int> _counts = new();
+        public int Count(Type type, Guid jobId) => _counts.GetValueOrDefault((type, jobId));
+        public Task PreConsume<T>(ConsumeContext<T> context) where T : class => Task.CompletedTask;
+        public Task PostConsume<T>(ConsumeContext<T> context) where T : class
+        {
+            Guid? jobId = context.Message switch { RunJob r => r.JobId, CancelJob c => c.JobId, _ => null };
+            if (jobId is { } id) _counts.AddOrUpdate((typeof(T), id), 1, (_, n) => n + 1);
+            return Task.CompletedTask;
+        }
+        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception) where T : class => Task.CompletedTask;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ProvisionerCollection : ICollectionFixture<ProvisionerFixture>
+{
+    public const string Name = "provisioner";
+}
