@@ -36,7 +36,7 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["ConnectionStrings:provisionerdb"] = database,
-            ["ConnectionStrings:rabbitmq"] = RealServices.RabbitMq,
+            ["ConnectionStrings:rabbitmq"] = await RealServices.CreateRabbitMqVirtualHostAsync("prov"),
             ["JobTokens:SigningKey"] = _signingKey,
             ["Provisioner:IntakeUrl"] = Intake.Address.ToString(),
             ["Provisioner:LocalSandbox:WorkRoot"] = WorkRoot,
