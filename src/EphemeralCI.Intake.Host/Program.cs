@@ -22,6 +22,3 @@ app.MapScalarApiReference();      // /scalar
 app.MapIntake();
 
 await app.RunAsync();
-
-/// <summary>Lets WebApplicationFactory reach this host from the integration tests.</summary>
-public partial class Program;

@@ -17,7 +17,9 @@ public static class ApiKeysApi
 
     public static RouteGroupBuilder MapApiKeysApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/v1/api-keys").WithTags("API keys").RequireScope(ApiKeyScopes.Admin);
+        var api = app.MapGroup("/api/v1/api-keys").WithTags("API keys").RequireScope(ApiKeyScopes.Admin)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
 
         api.MapPost("/", CreateKey)
             .WithName("CreateApiKey")
@@ -30,7 +32,9 @@ public static class ApiKeysApi
 
         api.MapDelete("/{id:guid}", RevokeKey)
             .WithName("RevokeApiKey")
-            .WithSummary("Revoke an API key");
+            .WithSummary("Revoke an API key")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         return api;
     }
@@ -81,13 +85,13 @@ public static class ApiKeysApi
         return TypedResults.Ok(keys.Select(ApiKeySummary.From).ToList());
     }
 
-    public static async Task<Results<NoContent, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> RevokeKey(
+    public static async Task<Results<NoContent, ProblemHttpResult>> RevokeKey(
         Guid id, IntakeDbContext db, TimeProvider clock, CancellationToken ct)
     {
         var key = await db.ApiKeys.FirstOrDefaultAsync(k => k.Id == id, ct);
         if (key is null)
         {
-            return TypedResults.NotFound(new ProblemDetails { Status = 404, Title = "API key not found", Detail = $"There is no API key {id}." });
+            return Problems.NotFound("API key not found", $"There is no API key {id}.");
         }
         if (key.RevokedAt is not null) return TypedResults.NoContent(); // revoking twice is not an error
 
@@ -95,12 +99,7 @@ public static class ApiKeysApi
         if (key.Scopes.Contains(ApiKeyScopes.Admin)
             && !await db.ApiKeys.AnyAsync(k => k.Id != id && k.RevokedAt == null && k.Scopes.Contains(ApiKeyScopes.Admin), ct))
         {
-            return TypedResults.Conflict(new ProblemDetails
-            {
-                Status = 409,
-                Title = "Last admin key",
-                Detail = "This is the only admin key that is not revoked; create another admin key first.",
-            });
+            return Problems.Conflict("Last admin key", "This is the only admin key that is not revoked; create another admin key first.");
         }
         key.RevokedAt = clock.GetUtcNow();
         await db.SaveChangesAsync(ct);

@@ -29,13 +29,18 @@ public static class JobsApi
 
     public static RouteGroupBuilder MapJobsApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/v1/jobs").WithTags("Jobs");
+        var api = app.MapGroup("/api/v1/jobs").WithTags("Jobs")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
 
         api.MapPost("/", SubmitJob)
             .WithName("SubmitJob")
             .WithSummary("Submit a job")
             .WithDescription("Validates the job spec and queues it for a brand-new runner. Send an Idempotency-Key header to make retries safe.")
             .Accepts<JobSpec>("application/json")
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .RequireScope(ApiKeyScopes.Submit);
 
         api.MapGet("/", ListJobs)
@@ -46,17 +51,21 @@ public static class JobsApi
         api.MapGet("/{id:guid}", GetJob)
             .WithName("GetJob")
             .WithSummary("Get a job")
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .RequireScope(ApiKeyScopes.Read);
 
         api.MapPost("/{id:guid}/cancel", CancelJob)
             .WithName("CancelJob")
             .WithSummary("Cancel a job")
             .WithDescription("A job that has not finished becomes cancelled at once and its runner is destroyed.")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
             .RequireScope(ApiKeyScopes.Submit);
 
         api.MapGet("/{id:guid}/events", GetTimeline)
             .WithName("GetJobEvents")
             .WithSummary("Get a job's timeline")
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .RequireScope(ApiKeyScopes.Read);
 
         api.MapGet("/{id:guid}/logs", GetLogs)
@@ -65,6 +74,7 @@ public static class JobsApi
             .WithDescription("The whole log as text/plain, or with ?follow=true (or Accept: text/event-stream) a live stream of server-sent " +
                              "'log' events ending with an 'end' event that carries the final status.")
             .Produces<string>(StatusCodes.Status200OK, "text/plain", "text/event-stream")
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .RequireScope(ApiKeyScopes.Read);
 
         return api;
@@ -126,13 +136,13 @@ public static class JobsApi
         return TypedResults.Ok(new JobPage(items.Select(JobSummary.From).ToList(), page, pageSize, total));
     }
 
-    public static async Task<Results<Ok<JobSummary>, NotFound<ProblemDetails>>> GetJob(Guid id, IntakeDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> GetJob(Guid id, IntakeDbContext db, CancellationToken ct)
     {
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
         return job is null ? Problems.JobNotFound(id) : TypedResults.Ok(JobSummary.From(job));
     }
 
-    public static async Task<Results<Ok<JobSummary>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> CancelJob(
+    public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> CancelJob(
         Guid id, ClaimsPrincipal user, JobUpdater jobs, CancellationToken ct)
     {
         var who = user.Identity?.Name ?? "an API key";
@@ -148,16 +158,12 @@ public static class JobsApi
         {
             JobUpdateOutcome.NotFound => Problems.JobNotFound(id),
             JobUpdateOutcome.Applied => TypedResults.Ok(JobSummary.From(job!)),
-            _ => TypedResults.Conflict(new ProblemDetails
-            {
-                Status = StatusCodes.Status409Conflict,
-                Title = "The job has already finished",
-                Detail = $"Job {id} is {JobStatusNames.ToName(job!.Status)} and can no longer be cancelled.",
-            }),
+            _ => Problems.Conflict("The job has already finished",
+                $"Job {id} is {JobStatusNames.ToName(job!.Status)} and can no longer be cancelled."),
         };
     }
 
-    public static async Task<Results<Ok<JobTimeline>, NotFound<ProblemDetails>>> GetTimeline(Guid id, IntakeDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<JobTimeline>, ProblemHttpResult>> GetTimeline(Guid id, IntakeDbContext db, CancellationToken ct)
     {
         if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return Problems.JobNotFound(id);
         var events = await db.JobEvents.AsNoTracking()
@@ -169,7 +175,7 @@ public static class JobsApi
             .ToList()));
     }
 
-    public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, NotFound<ProblemDetails>>> GetLogs(
+    public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> GetLogs(
         Guid id, string? follow, HttpRequest request, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
     {
         if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return Problems.JobNotFound(id);

@@ -2,19 +2,20 @@ using System.Security.Claims;
 using EphemeralCI.Intake.Auth;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
 
 namespace EphemeralCI.Intake.Apis;
 
 /// <summary>The intake's RFC 9457 answers that are used in more than one place.</summary>
 internal static class Problems
 {
-    public static NotFound<ProblemDetails> JobNotFound(Guid id) => TypedResults.NotFound(new ProblemDetails
-    {
-        Status = StatusCodes.Status404NotFound,
-        Title = "Job not found",
-        Detail = $"There is no job {id}.",
-    });
+    // ProblemHttpResult rather than NotFound<ProblemDetails>: only it answers application/problem+json.
+    public static ProblemHttpResult JobNotFound(Guid id) => NotFound("Job not found", $"There is no job {id}.");
+
+    public static ProblemHttpResult NotFound(string title, string detail) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: title, detail: detail);
+
+    public static ProblemHttpResult Conflict(string title, string detail, IDictionary<string, object?>? extensions = null) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: title, detail: detail, extensions: extensions);
 
     public static ProblemHttpResult TooLarge(int maxBytes) => TypedResults.Problem(
         statusCode: StatusCodes.Status413PayloadTooLarge,

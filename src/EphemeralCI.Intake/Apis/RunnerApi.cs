@@ -26,7 +26,10 @@ public static class RunnerApi
 {
     public static RouteGroupBuilder MapRunnerApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("").WithTags("Runner").RequireAuthorization(IntakeAuthorization.RunnerPolicy);
+        var api = app.MapGroup("").WithTags("Runner").RequireAuthorization(IntakeAuthorization.RunnerPolicy)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         api.MapGet(RunnerApiRoutes.Job, GetJob)
             .WithName("RunnerGetJob")
@@ -36,7 +39,8 @@ public static class RunnerApi
             .WithName("RunnerAppendLog")
             .WithSummary("Append a chunk of log text at a byte offset")
             .WithDescription("Idempotent per offset. 409 when the offset is not where the log ends (the answer says where) or the job has finished.")
-            .Accepts<string>("text/plain");
+            .Accepts<string>("text/plain")
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge);
 
         api.MapPost(RunnerApiRoutes.Events, RecordStepEvent)
             .WithName("RunnerRecordStepEvent")
@@ -49,7 +53,7 @@ public static class RunnerApi
         return api;
     }
 
-    public static async Task<Results<Ok<RunnerJob>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> GetJob(
+    public static async Task<Results<Ok<RunnerJob>, ProblemHttpResult>> GetJob(
         ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
     {
         var jobId = runner.JobId()!.Value;
@@ -63,7 +67,7 @@ public static class RunnerApi
         return TypedResults.Ok(new RunnerJob(job.Id, spec));
     }
 
-    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> AppendLog(
+    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> AppendLog(
         [FromQuery] string? offset, HttpRequest request, ClaimsPrincipal runner, JobLogStore logs, JobLiveNotifier notifier, CancellationToken ct)
     {
         if (!long.TryParse(offset, out var at) || at < 0)
@@ -86,22 +90,15 @@ public static class RunnerApi
             case LogAppendStatus.JobNotFound:
                 return Problems.JobNotFound(jobId);
             case LogAppendStatus.JobFinished:
-                return TypedResults.Conflict(new ProblemDetails
-                {
-                    Status = 409, Title = "The job has finished", Detail = "Its log is closed; no more output is accepted.",
-                });
+                return Problems.Conflict("The job has finished", "Its log is closed; no more output is accepted.");
             default:
-                return TypedResults.Conflict(new ProblemDetails
-                {
-                    Status = 409,
-                    Title = "Wrong log offset",
-                    Detail = $"The log of this job ends at byte {result.ExpectedOffset}; send the next chunk at that offset.",
-                    Extensions = { ["expectedOffset"] = result.ExpectedOffset },
-                });
+                return Problems.Conflict("Wrong log offset",
+                    $"The log of this job ends at byte {result.ExpectedOffset}; send the next chunk at that offset.",
+                    new Dictionary<string, object?> { ["expectedOffset"] = result.ExpectedOffset });
         }
     }
 
-    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> RecordStepEvent(
+    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> RecordStepEvent(
         HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
     {
         var body = await RequestBody.ReadJsonAsync<RunnerStepEvent>(request, 64 * 1024, ct);
@@ -138,7 +135,7 @@ public static class RunnerApi
         };
     }
 
-    public static async Task<Results<NoContent, ProblemHttpResult, NotFound<ProblemDetails>>> Complete(
+    public static async Task<Results<NoContent, ProblemHttpResult>> Complete(
         HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
     {
         var body = await RequestBody.ReadJsonAsync<RunnerCompletion>(request, 64 * 1024, ct);
@@ -167,10 +164,6 @@ public static class RunnerApi
         return new Guid(hash.AsSpan(0, 16));
     }
 
-    private static Conflict<ProblemDetails> Finished(Job job) => TypedResults.Conflict(new ProblemDetails
-    {
-        Status = 409,
-        Title = "The job has finished",
-        Detail = $"The job is {JobStatusNames.ToName(job.Status)}.",
-    });
+    private static ProblemHttpResult Finished(Job job) =>
+        Problems.Conflict("The job has finished", $"The job is {JobStatusNames.ToName(job.Status)}.");
 }
