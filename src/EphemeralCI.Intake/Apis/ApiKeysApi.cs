@@ -24,6 +24,7 @@ public static class ApiKeysApi
         api.MapPost("/", CreateKey)
             .WithName("CreateApiKey")
             .WithSummary("Create an API key")
+            .Accepts<CreateApiKeyRequest>("application/json")
             .WithDescription("The answer holds the key itself; it is not stored and cannot be shown again.");
 
         api.MapGet("/", ListKeys)

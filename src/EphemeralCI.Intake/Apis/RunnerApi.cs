@@ -44,11 +44,13 @@ public static class RunnerApi
 
         api.MapPost(RunnerApiRoutes.Events, RecordStepEvent)
             .WithName("RunnerRecordStepEvent")
-            .WithSummary("Record a step starting or finishing");
+            .WithSummary("Record a step starting or finishing")
+            .Accepts<RunnerStepEvent>("application/json");
 
         api.MapPost(RunnerApiRoutes.Complete, Complete)
             .WithName("RunnerComplete")
-            .WithSummary("Report the job's result");
+            .WithSummary("Report the job's result")
+            .Accepts<RunnerCompletion>("application/json");
 
         return api;
     }

@@ -26,12 +26,15 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
     /// <summary>null: in-memory transport.</summary>
     protected virtual string? RabbitMqConnectionString => null;
     protected virtual long MaxLogBytesPerJob => 64L * 1024 * 1024;
+    protected virtual string BootstrapAdminKey => AdminKey;
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
-        DatabaseConnectionString = await RealServices.CreateDatabaseAsync("intake");
+        await CreateDatabaseAsync();
         _ = Services; // start the host now: migrations and the bootstrap key
     }
+
+    protected async Task CreateDatabaseAsync() => DatabaseConnectionString = await RealServices.CreateDatabaseAsync("intake");
 
     public new Task DisposeAsync() => base.DisposeAsync().AsTask();
 
@@ -42,7 +45,7 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
         builder.UseSetting("ConnectionStrings:redis", RealServices.Redis);
         builder.UseSetting("ConnectionStrings:rabbitmq", RabbitMqConnectionString ?? "");
         builder.UseSetting("JobTokens:SigningKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
-        builder.UseSetting("Intake:BootstrapAdminKey", AdminKey);
+        builder.UseSetting("Intake:BootstrapAdminKey", BootstrapAdminKey);
         builder.UseSetting("Intake:MaxLogBytesPerJob", MaxLogBytesPerJob.ToString(System.Globalization.CultureInfo.InvariantCulture));
         builder.UseSetting("RunnerTemplates:default:MaxTimeoutSeconds", "3600");
         builder.UseSetting("RunnerTemplates:small:Backend", "local");
@@ -106,6 +109,14 @@ public sealed class RabbitMqIntakeFactory : IntakeFactory
 public sealed class UnreachableRabbitMqIntakeFactory : IntakeFactory
 {
     protected override string? RabbitMqConnectionString => "amqp://guest:guest@127.0.0.1:1/";
+}
+
+/// <summary>A bootstrap key that is not shaped like one of ours: start-up must refuse it.</summary>
+public sealed class BadBootstrapKeyIntakeFactory : IntakeFactory
+{
+    protected override string BootstrapAdminKey => "changeme";
+
+    public override Task InitializeAsync() => CreateDatabaseAsync(); // the test starts the host itself
 }
 
 public sealed class SmallLogCapIntakeFactory : IntakeFactory

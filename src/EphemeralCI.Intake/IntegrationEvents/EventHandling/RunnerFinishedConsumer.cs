@@ -2,6 +2,7 @@ using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Services;
 using MassTransit;
+using Microsoft.Extensions.Logging;
 
 namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
 
@@ -9,12 +10,12 @@ namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
 /// The runner stopped. A result the agent already reported stands; otherwise the provisioner's
 /// reason decides the terminal state (a job never stays running with no runner).
 /// </summary>
-public sealed class RunnerFinishedConsumer(JobUpdater jobs) : IConsumer<RunnerFinished>
+public sealed class RunnerFinishedConsumer(JobUpdater jobs, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
 {
     public async Task Consume(ConsumeContext<RunnerFinished> context)
     {
         var m = context.Message;
-        await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
+        var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
         {
             change.AddEvent(JobEventTypes.RunnerFinished, Describe(m),
                 new { m.RunnerId, Outcome = m.Outcome.ToString(), m.ExitCode, m.Reason }, m.At);
@@ -25,6 +26,7 @@ public sealed class RunnerFinishedConsumer(JobUpdater jobs) : IConsumer<RunnerFi
             }
             return true;
         }, context.CancellationToken);
+        if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerFinished), m.JobId);
     }
 
     /// <summary>The terminal state for a job whose runner stopped before the job reached one.</summary>
