@@ -1,13 +1,24 @@
 using EphemeralCI.Intake;
+using EphemeralCI.Intake.Apis;
+using Scalar.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddIntake();
+builder.Services.AddProblemDetails();
+builder.Services.AddOpenApi(o => o
+    .AddDocumentTransformer<BearerSecuritySchemeTransformer>()
+    .AddOperationTransformer<BearerSecuritySchemeTransformer>());
 
 var app = builder.Build();
 
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+
 app.MapDefaultEndpoints();
+app.MapOpenApi();                 // /openapi/v1.json
+app.MapScalarApiReference();      // /scalar
 app.MapIntake();
 
 await app.RunAsync();

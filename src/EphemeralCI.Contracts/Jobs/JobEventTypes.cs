@@ -13,6 +13,8 @@ public static class JobEventTypes
     public const string Failed = "job.failed";
     public const string Cancelled = "job.cancelled";
     public const string TimedOut = "job.timed_out";
+    /// <summary>The runner stopped (exit, timeout, cancel, failure to start, lost); the job's state follows from it.</summary>
+    public const string RunnerFinished = "runner.finished";
     public const string RunnerDestroyed = "runner.destroyed";
 
     public static string ForTerminal(JobStatus status) => status switch

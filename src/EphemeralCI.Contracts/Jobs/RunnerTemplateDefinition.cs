@@ -1,20 +1,23 @@
 namespace EphemeralCI.Contracts.Jobs;
 
 /// <summary>
-/// A named runner template as a platform team writes it in configuration (section
-/// <c>RunnerTemplates:{name}</c>). The intake checks a job's template name and timeout against
-/// these; the provisioner builds the runner from them. Grows with the template issue (image,
-/// root filesystem, limits, network mode) by adding properties.
+/// One entry of the <c>RunnerTemplates</c> configuration section (the child key is the template
+/// name). The intake and the provisioner bind the same section, so these names are shared: add
+/// properties, never rename these three.
 /// </summary>
 public sealed class RunnerTemplateDefinition
 {
     public const string Section = "RunnerTemplates";
+
+    /// <summary>The template that exists when the section is empty.</summary>
     public const string DefaultName = "default";
 
-    /// <summary>Which backend creates the runner: "local" (bubblewrap sandbox) for now.</summary>
+    /// <summary>Which provisioner backend creates runners from this template ("local", "kubernetes").</summary>
     public string Backend { get; set; } = "local";
-    /// <summary>Used when a job asks for no timeout.</summary>
+
+    /// <summary>Used when a job does not ask for a timeout.</summary>
     public int DefaultTimeoutSeconds { get; set; } = 600;
-    /// <summary>A job's timeout is capped here: a job cannot widen what its template allows.</summary>
+
+    /// <summary>The most a job may ask for: a job can narrow its template, never widen it.</summary>
     public int MaxTimeoutSeconds { get; set; } = 3600;
 }

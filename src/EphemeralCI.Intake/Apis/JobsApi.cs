@@ -1,0 +1,234 @@
+using System.Security.Claims;
+using System.Text.Json;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Auth;
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Logs;
+using EphemeralCI.Intake.Model;
+using EphemeralCI.Intake.Services;
+using EphemeralCI.Intake.Templates;
+using EphemeralCI.Intake.Validation;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Net.Http.Headers;
+
+namespace EphemeralCI.Intake.Apis;
+
+/// <summary>The public jobs API used by CI systems.</summary>
+public static class JobsApi
+{
+    public const int MaxBodyBytes = 1024 * 1024;
+    public const int MaxIdempotencyKeyLength = 255;
+    public const int DefaultPageSize = 20;
+    public const int MaxPageSize = 100;
+
+    public static RouteGroupBuilder MapJobsApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/v1/jobs").WithTags("Jobs")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+
+        api.MapPost("/", SubmitJob)
+            .WithName("SubmitJob")
+            .WithSummary("Submit a job")
+            .WithDescription("Validates the job spec and queues it for a brand-new runner. Send an Idempotency-Key header to make retries safe.")
+            .Accepts<JobSpec>("application/json")
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .RequireScope(ApiKeyScopes.Submit);
+
+        api.MapGet("/", ListJobs)
+            .WithName("ListJobs")
+            .WithSummary("List jobs, newest first")
+            .RequireScope(ApiKeyScopes.Read);
+
+        api.MapGet("/{id:guid}", GetJob)
+            .WithName("GetJob")
+            .WithSummary("Get a job")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .RequireScope(ApiKeyScopes.Read);
+
+        api.MapPost("/{id:guid}/cancel", CancelJob)
+            .WithName("CancelJob")
+            .WithSummary("Cancel a job")
+            .WithDescription("A job that has not finished becomes cancelled at once and its runner is destroyed.")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .RequireScope(ApiKeyScopes.Submit);
+
+        api.MapGet("/{id:guid}/events", GetTimeline)
+            .WithName("GetJobEvents")
+            .WithSummary("Get a job's timeline")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .RequireScope(ApiKeyScopes.Read);
+
+        api.MapGet("/{id:guid}/logs", GetLogs)
+            .WithName("GetJobLogs")
+            .WithSummary("Get a job's log")
+            .WithDescription("The whole log as text/plain, or with ?follow=true (or Accept: text/event-stream) a live stream of server-sent " +
+                             "'log' events ending with an 'end' event that carries the final status.")
+            .Produces<string>(StatusCodes.Status200OK, "text/plain", "text/event-stream")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .RequireScope(ApiKeyScopes.Read);
+
+        return api;
+    }
+
+    public static async Task<Results<Accepted<JobAccepted>, ValidationProblem, ProblemHttpResult>> SubmitJob(
+        HttpRequest request,
+        [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
+        ClaimsPrincipal user,
+        RunnerTemplateCatalog templates,
+        JobSubmissionService submissions,
+        CancellationToken ct)
+    {
+        if (idempotencyKey is not null && !IsValidIdempotencyKey(idempotencyKey))
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]>
+            {
+                ["Idempotency-Key"] = [$"must be 1 to {MaxIdempotencyKeyLength} visible ASCII characters"],
+            });
+        }
+
+        var body = await RequestBody.ReadJsonAsync<JobSpec>(request, MaxBodyBytes, ct);
+        if (body.Problem is { } problem) return problem;
+        var spec = body.Value!;
+
+        var template = templates.Find(spec.RunnerTemplate);
+        var errors = JobSpecValidator.Validate(spec, template);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors, title: "The job spec is not valid");
+        if (template is null)
+        {
+            return Problems.UnprocessableField("runnerTemplate", "Unknown runner template",
+                $"runnerTemplate '{spec.RunnerTemplate}' is not defined; known templates: {string.Join(", ", templates.Names.Order())}");
+        }
+
+        var (outcome, job) = await submissions.SubmitAsync(spec, template, user.ApiKeyId(), idempotencyKey, ct);
+        if (outcome == SubmissionOutcome.KeyReused)
+        {
+            return Problems.UnprocessableField("Idempotency-Key", "Idempotency-Key reused",
+                "This Idempotency-Key was already used with a different job spec; use a new key for a new job.");
+        }
+        return TypedResults.Accepted($"/api/v1/jobs/{job.Id}", new JobAccepted(job.Id, job.Status, JobLinks.For(job.Id)));
+    }
+
+    public static async Task<Results<Ok<JobPage>, ValidationProblem>> ListJobs(
+        [AsParameters] ListJobsQuery query, IntakeDbContext db, CancellationToken ct)
+    {
+        var errors = query.Validate(out var status, out var page, out var pageSize);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var jobs = db.Jobs.AsNoTracking();
+        if (status is { } s) jobs = jobs.Where(j => j.Status == s);
+        if (!string.IsNullOrEmpty(query.Repository)) jobs = jobs.Where(j => j.Repository == query.Repository);
+
+        var total = await jobs.CountAsync(ct);
+        var items = await jobs
+            .OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id)
+            .Skip((page - 1) * pageSize).Take(pageSize)
+            .ToListAsync(ct);
+        return TypedResults.Ok(new JobPage(items.Select(JobSummary.From).ToList(), page, pageSize, total));
+    }
+
+    public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> GetJob(Guid id, IntakeDbContext db, CancellationToken ct)
+    {
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        return job is null ? Problems.JobNotFound(id) : TypedResults.Ok(JobSummary.From(job));
+    }
+
+    public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> CancelJob(
+        Guid id, ClaimsPrincipal user, JobUpdater jobs, CancellationToken ct)
+    {
+        var who = user.Identity?.Name ?? "an API key";
+        var (outcome, job) = await jobs.UpdateAsync(id, null, change =>
+        {
+            if (!change.Job.TryMoveTo(JobStatus.Cancelled, change.Now, $"cancelled by {who}")) return false;
+            change.AddEvent(JobEventTypes.CancelRequested, $"cancel requested by {who}");
+            change.AddEvent(JobEventTypes.Cancelled, "cancelled");
+            change.Publish(new CancelJob(change.Job.Id, change.Now));
+            return true;
+        }, ct);
+        return outcome switch
+        {
+            JobUpdateOutcome.NotFound => Problems.JobNotFound(id),
+            JobUpdateOutcome.Applied => TypedResults.Ok(JobSummary.From(job!)),
+            _ => Problems.Conflict("The job has already finished",
+                $"Job {id} is {JobStatusNames.ToName(job!.Status)} and can no longer be cancelled."),
+        };
+    }
+
+    public static async Task<Results<Ok<JobTimeline>, ProblemHttpResult>> GetTimeline(Guid id, IntakeDbContext db, CancellationToken ct)
+    {
+        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return Problems.JobNotFound(id);
+        var events = await db.JobEvents.AsNoTracking()
+            .Where(e => e.JobId == id)
+            .OrderBy(e => e.At).ThenBy(e => e.Id)
+            .ToListAsync(ct);
+        return TypedResults.Ok(new JobTimeline(id, events
+            .Select(e => new JobEventItem(e.Type, e.At, e.Message, e.Data is null ? null : JsonDocument.Parse(e.Data).RootElement.Clone()))
+            .ToList()));
+    }
+
+    public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> GetLogs(
+        Guid id, string? follow, HttpRequest request, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
+    {
+        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return Problems.JobNotFound(id);
+
+        var wantsStream = follow is "true" or "1" || request.GetTypedHeaders().Accept.Any(a => a.MediaType.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase));
+        if (wantsStream)
+        {
+            // A reconnecting EventSource sends the id of the last event it got: resume from there.
+            var from = long.TryParse(request.Headers["Last-Event-ID"], out var lastId) && lastId > 0 ? lastId : 0;
+            return TypedResults.ServerSentEvents(follower.FollowAsync(id, from, ct));
+        }
+
+        var texts = await db.JobLogChunks.AsNoTracking()
+            .Where(c => c.JobId == id)
+            .OrderBy(c => c.Offset)
+            .Select(c => c.Text)
+            .ToListAsync(ct);
+        return TypedResults.Text(string.Concat(texts), "text/plain; charset=utf-8");
+    }
+
+    private static bool IsValidIdempotencyKey(string key) =>
+        key.Length is > 0 and <= MaxIdempotencyKeyLength && key.All(c => c is >= '!' and <= '~');
+}
+
+public sealed record ListJobsQuery(string? Status, string? Repository, string? Page, string? PageSize)
+{
+    public const int MaxPage = 1_000_000;
+
+    // Query values are bound as text and checked here, so a bad value is a 400 naming the
+    // parameter instead of the framework's bare 400.
+    public Dictionary<string, string[]> Validate(out JobStatus? status, out int page, out int pageSize)
+    {
+        var errors = new Dictionary<string, string[]>();
+        status = null;
+        if (!string.IsNullOrEmpty(Status))
+        {
+            if (JobStatusNames.TryParse(Status, out var s)) status = s;
+            else errors["status"] = [$"must be one of: {string.Join(", ", JobStatusNames.All)}"];
+        }
+        page = 1;
+        if (Page is not null && (!int.TryParse(Page, out page) || page < 1 || page > MaxPage))
+        {
+            errors["page"] = [$"must be a whole number from 1 to {MaxPage}"];
+        }
+        pageSize = JobsApi.DefaultPageSize;
+        if (PageSize is not null && (!int.TryParse(PageSize, out pageSize) || pageSize < 1 || pageSize > JobsApi.MaxPageSize))
+        {
+            errors["pageSize"] = [$"must be a whole number from 1 to {JobsApi.MaxPageSize}"];
+        }
+        if (Repository is { Length: > JobSpecValidator.MaxRepositoryLength })
+        {
+            errors["repository"] = [$"must be at most {JobSpecValidator.MaxRepositoryLength} characters"];
+        }
+        return errors;
+    }
+}

@@ -1,0 +1,171 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Runner;
+using EphemeralCI.Intake.Auth;
+using EphemeralCI.Intake.Logs;
+using EphemeralCI.Intake.Model;
+using EphemeralCI.Intake.Services;
+using EphemeralCI.JobTokens;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
+
+namespace EphemeralCI.Intake.Apis;
+
+/// <summary>
+/// The API the runner agent calls from inside its sandbox. It authenticates with its job token,
+/// and the job it acts on comes only from that token — never from the request.
+/// </summary>
+public static class RunnerApi
+{
+    public static RouteGroupBuilder MapRunnerApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("").WithTags("Runner").RequireAuthorization(IntakeAuthorization.RunnerPolicy)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+
+        api.MapGet(RunnerApiRoutes.Job, GetJob)
+            .WithName("RunnerGetJob")
+            .WithSummary("The runner fetches its job's spec (the job becomes running)");
+
+        api.MapPost(RunnerApiRoutes.Logs, AppendLog)
+            .WithName("RunnerAppendLog")
+            .WithSummary("Append a chunk of log text at a byte offset")
+            .WithDescription("Idempotent per offset. 409 when the offset is not where the log ends (the answer says where) or the job has finished.")
+            .Accepts<string>("text/plain")
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge);
+
+        api.MapPost(RunnerApiRoutes.Events, RecordStepEvent)
+            .WithName("RunnerRecordStepEvent")
+            .WithSummary("Record a step starting or finishing")
+            .Accepts<RunnerStepEvent>("application/json");
+
+        api.MapPost(RunnerApiRoutes.Complete, Complete)
+            .WithName("RunnerComplete")
+            .WithSummary("Report the job's result")
+            .Accepts<RunnerCompletion>("application/json");
+
+        return api;
+    }
+
+    public static async Task<Results<Ok<RunnerJob>, ProblemHttpResult>> GetJob(
+        ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
+    {
+        var jobId = runner.JobId()!.Value;
+        var tokenRepository = runner.FindFirst(JobTokenClaims.RepositoryClaim)?.Value;
+        var (outcome, job) = await jobs.UpdateAsync(jobId, null,
+            change => change.Job.Repository == tokenRepository && change.Job.TryMoveTo(JobStatus.Running, change.Now), ct);
+        // A token whose coordinates do not match the job is treated like a token for no job.
+        if (outcome == JobUpdateOutcome.NotFound || job!.Repository != tokenRepository) return Problems.JobNotFound(jobId);
+        if (job.Status.IsTerminal()) return Finished(job);
+        var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!;
+        return TypedResults.Ok(new RunnerJob(job.Id, spec));
+    }
+
+    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> AppendLog(
+        [FromQuery] string? offset, HttpRequest request, ClaimsPrincipal runner, JobLogStore logs, JobLiveNotifier notifier, CancellationToken ct)
+    {
+        if (!long.TryParse(offset, out var at) || at < 0)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["offset"] = ["must be a byte offset (a whole number ≥ 0)"] });
+        }
+        var body = await RequestBody.ReadBytesAsync(request, JobLogStore.MaxChunkBytes, ct);
+        if (body.Problem is { } problem) return problem;
+        if (body.Value!.Length == 0) return TypedResults.NoContent();
+
+        var jobId = runner.JobId()!.Value;
+        var result = await logs.AppendAsync(jobId, at, body.Value, ct);
+        switch (result.Status)
+        {
+            case LogAppendStatus.Appended:
+                await notifier.NotifyAsync(jobId);
+                return TypedResults.NoContent();
+            case LogAppendStatus.Duplicate:
+                return TypedResults.NoContent();
+            case LogAppendStatus.JobNotFound:
+                return Problems.JobNotFound(jobId);
+            case LogAppendStatus.JobFinished:
+                return Problems.Conflict("The job has finished", "Its log is closed; no more output is accepted.");
+            default:
+                return Problems.Conflict("Wrong log offset",
+                    $"The log of this job ends at byte {result.ExpectedOffset}; send the next chunk at that offset.",
+                    new Dictionary<string, object?> { ["expectedOffset"] = result.ExpectedOffset });
+        }
+    }
+
+    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> RecordStepEvent(
+        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
+    {
+        var body = await RequestBody.ReadJsonAsync<RunnerStepEvent>(request, 64 * 1024, ct);
+        if (body.Problem is { } problem) return problem;
+        var e = body.Value!;
+        var jobId = runner.JobId()!.Value;
+
+        var errors = new Dictionary<string, string[]>();
+        if (e.Type is not (JobEventTypes.StepStarted or JobEventTypes.StepFinished))
+            errors["type"] = [$"must be {JobEventTypes.StepStarted} or {JobEventTypes.StepFinished}"];
+        if (e.StepIndex < 0) errors["stepIndex"] = ["must be ≥ 0"];
+        if (e.Type == JobEventTypes.StepFinished && e.ExitCode is null) errors["exitCode"] = ["is required when a step finishes"];
+        if (e.StepName is { Length: > 200 }) errors["stepName"] = ["must be at most 200 characters"];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var (outcome, job) = await jobs.UpdateAsync(jobId, StepEventId(e), change =>
+        {
+            if (change.Job.Status.IsTerminal()) return false;
+            var stepCount = JsonSerializer.Deserialize<JobSpec>(change.Job.Spec, JsonSerializerOptions.Web)?.Steps?.Count ?? 0;
+            if (e.StepIndex >= stepCount) return false;
+            change.Job.TryMoveTo(JobStatus.Running, change.Now);
+            var name = string.IsNullOrEmpty(e.StepName) ? $"step {e.StepIndex + 1}" : e.StepName;
+            var message = e.Type == JobEventTypes.StepStarted ? $"{name} started" : $"{name} finished with exit code {e.ExitCode}";
+            change.AddEvent(e.Type, message, new { e.StepIndex, e.StepName, e.ExitCode }, e.At == default ? change.Now : e.At);
+            return true;
+        }, ct);
+
+        return outcome switch
+        {
+            JobUpdateOutcome.NotFound => Problems.JobNotFound(jobId),
+            JobUpdateOutcome.Unchanged when job!.Status.IsTerminal() => Finished(job),
+            JobUpdateOutcome.Unchanged => TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["stepIndex"] = ["is not a step of this job"] }),
+            _ => TypedResults.NoContent(),
+        };
+    }
+
+    public static async Task<Results<NoContent, ProblemHttpResult>> Complete(
+        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
+    {
+        var body = await RequestBody.ReadJsonAsync<RunnerCompletion>(request, 64 * 1024, ct);
+        if (body.Problem is { } problem) return problem;
+        var c = body.Value!;
+        var jobId = runner.JobId()!.Value;
+
+        var (outcome, _) = await jobs.UpdateAsync(jobId, null, change =>
+        {
+            var status = c.Succeeded ? JobStatus.Succeeded : JobStatus.Failed;
+            var reason = c.Succeeded
+                ? "all steps succeeded"
+                : c.FailedStepIndex is { } step ? $"step {step + 1} failed with exit code {c.ExitCode}" : $"the runner reported failure (exit code {c.ExitCode})";
+            // Already terminal (cancelled, timed out, or a repeated call): the first result stands.
+            if (!change.Job.TryMoveTo(status, change.Now, reason, c.ExitCode)) return false;
+            change.AddEvent(JobEventTypes.ForTerminal(status), reason, new { c.ExitCode, c.FailedStepIndex });
+            return true;
+        }, ct);
+        return outcome == JobUpdateOutcome.NotFound ? Problems.JobNotFound(jobId) : TypedResults.NoContent();
+    }
+
+    /// <summary>A stable id per (type, step) so a retried call is recognised by the timeline's unique index.</summary>
+    internal static Guid StepEventId(RunnerStepEvent e)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"runner-step:{e.Type}:{e.StepIndex}"));
+        return new Guid(hash.AsSpan(0, 16));
+    }
+
+    private static ProblemHttpResult Finished(Job job) =>
+        Problems.Conflict("The job has finished", $"The job is {JobStatusNames.ToName(job.Status)}.");
+}

@@ -1,0 +1,89 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.JobTokens;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.Intake.Auth;
+
+/// <summary>
+/// Authenticates a CI system by its API key in <c>Authorization: Bearer eci_…</c>. Answers 401 and
+/// 403 as problem details, with the WWW-Authenticate header RFC 6750 asks for.
+/// </summary>
+public sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    IntakeDbContext db,
+    TimeProvider clock)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "Intake.ApiKey";
+    public const string ScopeClaim = "eci_scope";
+    public const string ApiKeyIdClaim = "eci_api_key_id";
+    private static readonly TimeSpan LastUsedResolution = TimeSpan.FromMinutes(1);
+
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var token = JobTokenAuthenticationHandler.BearerToken(Request.Headers.Authorization.ToString());
+        if (token is null) return AuthenticateResult.NoResult();
+        if (!ApiKeySecret.IsWellFormed(token)) return AuthenticateResult.Fail("malformed API key");
+
+        var prefix = ApiKeySecret.PrefixOf(token);
+        var candidates = await db.ApiKeys.AsNoTracking().Where(k => k.Prefix == prefix).ToListAsync(Context.RequestAborted);
+        var key = candidates.FirstOrDefault(k => ApiKeySecret.Matches(token, k.Hash));
+        if (key is null) return AuthenticateResult.Fail("unknown API key");
+        if (key.RevokedAt is not null) return AuthenticateResult.Fail("revoked API key");
+
+        var now = clock.GetUtcNow();
+        if (key.LastUsedAt is null || now - key.LastUsedAt > LastUsedResolution)
+        {
+            // Coarse on purpose: one write a minute per key, not one per request.
+            await db.ApiKeys.Where(k => k.Id == key.Id).ExecuteUpdateAsync(s => s.SetProperty(k => k.LastUsedAt, now), Context.RequestAborted);
+        }
+
+        var claims = new List<Claim>
+        {
+            new(ClaimTypes.NameIdentifier, key.Id.ToString()),
+            new(ApiKeyIdClaim, key.Id.ToString()),
+            new(ClaimTypes.Name, key.Name),
+        };
+        claims.AddRange(key.Scopes.Select(s => new Claim(ScopeClaim, s)));
+        var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
+        return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+    }
+
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        var result = await HandleAuthenticateOnceSafeAsync();
+        var presented = result.Failure is not null;
+        Response.Headers.WWWAuthenticate = presented
+            ? "Bearer realm=\"ephemeralci\", error=\"invalid_token\""
+            : "Bearer realm=\"ephemeralci\"";
+        await TypedResults.Problem(
+            statusCode: StatusCodes.Status401Unauthorized,
+            title: "Authentication required",
+            detail: presented
+                ? "The API key is invalid or has been revoked."
+                : "Send an API key as 'Authorization: Bearer eci_…'.").ExecuteAsync(Context);
+    }
+
+    protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
+    {
+        var scope = Context.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>()?.Scope;
+        return TypedResults.Problem(
+            statusCode: StatusCodes.Status403Forbidden,
+            title: "Insufficient scope",
+            detail: scope is null
+                ? "This API key does not have the scope this endpoint requires."
+                : $"This API key does not have the '{scope}' scope this endpoint requires.",
+            extensions: scope is null ? null : new Dictionary<string, object?> { ["requiredScope"] = scope }).ExecuteAsync(Context);
+    }
+}
+
+/// <summary>Endpoint metadata naming the scope an endpoint requires (used in the 403 answer).</summary>
+public sealed record RequiredScope(string Scope);

@@ -1,0 +1,24 @@
+using EphemeralCI.Intake.Infrastructure.EntityConfigurations;
+using EphemeralCI.Intake.Model;
+using EphemeralCI.Messaging;
+using Microsoft.EntityFrameworkCore;
+
+namespace EphemeralCI.Intake.Infrastructure;
+
+public sealed class IntakeDbContext(DbContextOptions<IntakeDbContext> options) : DbContext(options), IOutboxDbContext
+{
+    public DbSet<Job> Jobs => Set<Job>();
+    public DbSet<JobEvent> JobEvents => Set<JobEvent>();
+    public DbSet<JobLogChunk> JobLogChunks => Set<JobLogChunk>();
+    public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+    public DbSet<OutboxMessage> OutboxMessages => Set<OutboxMessage>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.ApplyConfiguration(new JobEntityTypeConfiguration());
+        modelBuilder.ApplyConfiguration(new JobEventEntityTypeConfiguration());
+        modelBuilder.ApplyConfiguration(new JobLogChunkEntityTypeConfiguration());
+        modelBuilder.ApplyConfiguration(new ApiKeyEntityTypeConfiguration());
+        modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
+    }
+}

@@ -1,0 +1,45 @@
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Services;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+
+/// <summary>
+/// The runner stopped. A result the agent already reported stands; otherwise the provisioner's
+/// reason decides the terminal state (a job never stays running with no runner).
+/// </summary>
+public sealed class RunnerFinishedConsumer(JobUpdater jobs, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
+{
+    public async Task Consume(ConsumeContext<RunnerFinished> context)
+    {
+        var m = context.Message;
+        var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
+        {
+            change.AddEvent(JobEventTypes.RunnerFinished, Describe(m),
+                new { m.RunnerId, Outcome = m.Outcome.ToString(), m.ExitCode, m.Reason }, m.At);
+            var (status, reason) = Decide(m);
+            if (change.Job.TryMoveTo(status, m.At, reason, m.ExitCode))
+            {
+                change.AddEvent(JobEventTypes.ForTerminal(status), reason, at: m.At);
+            }
+            return true;
+        }, context.CancellationToken);
+        if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerFinished), m.JobId);
+    }
+
+    /// <summary>The terminal state for a job whose runner stopped before the job reached one.</summary>
+    public static (JobStatus Status, string Reason) Decide(RunnerFinished m) => m.Outcome switch
+    {
+        RunnerOutcome.TimedOut => (JobStatus.TimedOut, m.Reason ?? "the job exceeded its timeout"),
+        RunnerOutcome.Cancelled => (JobStatus.Cancelled, m.Reason ?? "the runner was stopped because the job was cancelled"),
+        RunnerOutcome.Exited => (JobStatus.Failed, $"runner exited with code {m.ExitCode?.ToString() ?? "unknown"} before reporting a result"),
+        RunnerOutcome.FailedToStart => (JobStatus.Failed, $"runner failed to start: {m.Reason ?? "no reason given"}"),
+        RunnerOutcome.Lost => (JobStatus.Failed, $"runner was lost: {m.Reason ?? "no reason given"}"),
+        _ => (JobStatus.Failed, $"runner stopped ({m.Outcome}): {m.Reason ?? "no reason given"}"),
+    };
+
+    private static string Describe(RunnerFinished m) =>
+        $"runner {m.RunnerId} finished: {m.Outcome}" + (m.ExitCode is { } code ? $", exit code {code}" : "") + (m.Reason is { } r ? $" ({r})" : "");
+}

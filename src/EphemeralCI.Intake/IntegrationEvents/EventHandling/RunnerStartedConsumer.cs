@@ -1,0 +1,24 @@
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Services;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+
+/// <summary>The runner exists: the job is running (if nothing moved it further already).</summary>
+public sealed class RunnerStartedConsumer(JobUpdater jobs, ILogger<RunnerStartedConsumer> logger) : IConsumer<RunnerStarted>
+{
+    public async Task Consume(ConsumeContext<RunnerStarted> context)
+    {
+        var m = context.Message;
+        var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
+        {
+            change.Job.TryMoveTo(JobStatus.Running, m.At);
+            change.AddEvent(JobEventTypes.RunnerStarted, $"runner {m.RunnerId} started on the '{m.Backend}' backend",
+                new { m.RunnerId, m.Backend }, m.At);
+            return true;
+        }, context.CancellationToken);
+        if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerStarted), m.JobId);
+    }
+}

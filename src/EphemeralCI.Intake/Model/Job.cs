@@ -1,0 +1,64 @@
+using EphemeralCI.Contracts.Jobs;
+
+namespace EphemeralCI.Intake.Model;
+
+/// <summary>A job accepted by the intake, from queued to one terminal state.</summary>
+public sealed class Job
+{
+    public Guid Id { get; set; }
+    public string? Name { get; set; }
+    public required string Repository { get; set; }
+    public required string Ref { get; set; }
+    public required string CommitSha { get; set; }
+    public required string RunnerTemplate { get; set; }
+    /// <summary>The accepted <see cref="JobSpec"/> (timeout resolved), as JSON; the runner receives it as is.</summary>
+    public required string Spec { get; set; }
+    public JobStatus Status { get; private set; } = JobStatus.Queued;
+    public string? StatusReason { get; private set; }
+    public int? ExitCode { get; private set; }
+    public int TimeoutSeconds { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? StartedAt { get; private set; }
+    public DateTimeOffset? FinishedAt { get; private set; }
+
+    // Idempotent submission: (ApiKeyId, IdempotencyKey) is unique; RequestHash tells a retry from a misuse.
+    public string? IdempotencyKey { get; set; }
+    public Guid? ApiKeyId { get; set; }
+    public string? RequestHash { get; set; }
+
+    /// <summary>Postgres xmin: concurrent status changes (runner, provisioner, cancel) do not overwrite each other.</summary>
+    public uint Version { get; set; }
+
+    /// <summary>
+    /// Moves the job forward. Returns false, changing nothing, when the move would go backwards
+    /// or leave a terminal state: terminal states never change again.
+    /// </summary>
+    public bool TryMoveTo(JobStatus next, DateTimeOffset at, string? reason = null, int? exitCode = null)
+    {
+        if (!JobTransitions.CanMove(Status, next)) return false;
+        Status = next;
+        if (reason is not null) StatusReason = reason;
+        if (exitCode is not null) ExitCode = exitCode;
+        if (next == JobStatus.Running) StartedAt ??= at;
+        if (next.IsTerminal()) FinishedAt = at;
+        return true;
+    }
+}
+
+/// <summary>queued → provisioning → running → terminal; steps may be skipped, never reversed.</summary>
+public static class JobTransitions
+{
+    public static bool CanMove(JobStatus from, JobStatus to)
+    {
+        if (from.IsTerminal() || from == to) return false;
+        return Rank(to) > Rank(from);
+    }
+
+    private static int Rank(JobStatus status) => status switch
+    {
+        JobStatus.Queued => 0,
+        JobStatus.Provisioning => 1,
+        JobStatus.Running => 2,
+        _ => 3, // every terminal state
+    };
+}

@@ -1,0 +1,91 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Infrastructure.EntityConfigurations;
+using EphemeralCI.Intake.Model;
+using EphemeralCI.Messaging;
+using Microsoft.EntityFrameworkCore;
+
+namespace EphemeralCI.Intake.Services;
+
+public enum SubmissionOutcome
+{
+    Accepted,
+    /// <summary>A retry with the same Idempotency-Key and body: the job it created before.</summary>
+    Replayed,
+    /// <summary>The Idempotency-Key was used before with a different body.</summary>
+    KeyReused,
+}
+
+/// <summary>
+/// Accepts a validated job: the job row, its first timeline entry and the RunJob message are
+/// written in one transaction, so a job that got its 202 always reaches the provisioner.
+/// </summary>
+public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox, TimeProvider clock)
+{
+    public async Task<(SubmissionOutcome Outcome, Job Job)> SubmitAsync(
+        JobSpec spec, RunnerTemplateDefinition template, Guid apiKeyId, string? idempotencyKey, CancellationToken ct)
+    {
+        var accepted = Normalize(spec, template);
+        var specJson = JsonSerializer.Serialize(accepted, JsonSerializerOptions.Web);
+        var requestHash = idempotencyKey is null ? null : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(specJson)));
+
+        if (idempotencyKey is not null && await FindPreviousAsync(apiKeyId, idempotencyKey, ct) is { } previous)
+        {
+            return (previous.RequestHash == requestHash ? SubmissionOutcome.Replayed : SubmissionOutcome.KeyReused, previous);
+        }
+
+        var now = clock.GetUtcNow();
+        var job = new Job
+        {
+            Id = Guid.CreateVersion7(now),
+            Name = accepted.Name,
+            Repository = accepted.Repository!,
+            Ref = accepted.Ref!,
+            CommitSha = accepted.CommitSha!,
+            RunnerTemplate = accepted.RunnerTemplate!,
+            Spec = specJson,
+            TimeoutSeconds = accepted.TimeoutSeconds!.Value,
+            CreatedAt = now,
+            IdempotencyKey = idempotencyKey,
+            ApiKeyId = apiKeyId,
+            RequestHash = requestHash,
+        };
+        db.Jobs.Add(job);
+        db.JobEvents.Add(new JobEvent
+        {
+            JobId = job.Id,
+            Type = JobEventTypes.Queued,
+            At = now,
+            Message = $"queued for runner template '{job.RunnerTemplate}'",
+        });
+        db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, now), clock);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException ex) when (idempotencyKey is not null && ex.IsUniqueViolation(JobEntityTypeConfiguration.IdempotencyIndex))
+        {
+            // Two retries raced; the other one committed first. Answer with its job.
+            db.ChangeTracker.Clear();
+            var winner = await FindPreviousAsync(apiKeyId, idempotencyKey, ct)
+                ?? throw new InvalidOperationException("idempotency conflict without a stored job");
+            return (winner.RequestHash == requestHash ? SubmissionOutcome.Replayed : SubmissionOutcome.KeyReused, winner);
+        }
+        outbox.Notify();
+        return (SubmissionOutcome.Accepted, job);
+    }
+
+    /// <summary>The spec as the runner will get it: canonical sha, the template's timeout filled in.</summary>
+    public static JobSpec Normalize(JobSpec spec, RunnerTemplateDefinition template) => spec with
+    {
+        CommitSha = spec.CommitSha?.ToLowerInvariant(),
+        TimeoutSeconds = spec.TimeoutSeconds ?? template.DefaultTimeoutSeconds,
+    };
+
+    private Task<Job?> FindPreviousAsync(Guid apiKeyId, string idempotencyKey, CancellationToken ct) =>
+        db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.ApiKeyId == apiKeyId && j.IdempotencyKey == idempotencyKey, ct);
+}

@@ -1,0 +1,153 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using EphemeralCI.Intake.Auth;
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.JobTokens;
+using EphemeralCI.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace EphemeralCI.Tests.Intake;
+
+/// <summary>
+/// The real Intake host (its Program) on a fresh Postgres database of its own, the real Redis,
+/// and either the real RabbitMQ, an unreachable one, or MassTransit's in-memory transport.
+/// </summary>
+public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.IntakeHostEntryPoint>, IAsyncLifetime
+{
+    public string AdminKey { get; } = ApiKeySecret.Generate();
+    public string DatabaseConnectionString { get; private set; } = "";
+
+    /// <summary>null: in-memory transport.</summary>
+    protected virtual string? RabbitMqConnectionString => null;
+    protected virtual long MaxLogBytesPerJob => 64L * 1024 * 1024;
+    protected virtual string BootstrapAdminKey => AdminKey;
+
+    public virtual async Task InitializeAsync()
+    {
+        await CreateDatabaseAsync();
+        _ = Services; // start the host now: migrations and the bootstrap key
+    }
+
+    protected async Task CreateDatabaseAsync() => DatabaseConnectionString = await RealServices.CreateDatabaseAsync("intake");
+
+    public new Task DisposeAsync() => base.DisposeAsync().AsTask();
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Development");
+        builder.UseSetting("ConnectionStrings:intakedb", DatabaseConnectionString);
+        builder.UseSetting("ConnectionStrings:redis", RealServices.Redis);
+        builder.UseSetting("ConnectionStrings:rabbitmq", RabbitMqConnectionString ?? "");
+        builder.UseSetting("JobTokens:SigningKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
+        builder.UseSetting("Intake:BootstrapAdminKey", BootstrapAdminKey);
+        builder.UseSetting("Intake:MaxLogBytesPerJob", MaxLogBytesPerJob.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        builder.UseSetting("RunnerTemplates:default:MaxTimeoutSeconds", "3600");
+        builder.UseSetting("RunnerTemplates:small:Backend", "local");
+        builder.UseSetting("RunnerTemplates:small:DefaultTimeoutSeconds", "30");
+        builder.UseSetting("RunnerTemplates:small:MaxTimeoutSeconds", "60");
+    }
+
+    public HttpClient ClientWithKey(string key)
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    public HttpClient AdminClient() => ClientWithKey(AdminKey);
+
+    /// <summary>Creates a key through the admin API and returns a client that uses it.</summary>
+    public async Task<HttpClient> ClientWithScopesAsync(params string[] scopes)
+    {
+        using var admin = AdminClient();
+        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = $"test-{Guid.NewGuid():N}", scopes });
+        response.EnsureSuccessStatusCode();
+        var created = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return ClientWithKey(created.GetProperty("key").GetString()!);
+    }
+
+    public HttpClient RunnerClient(Guid jobId, string repository = "acme/widgets")
+    {
+        var token = Services.GetRequiredService<JobTokenService>().Issue(jobId, repository, "refs/heads/main", DateTimeOffset.UtcNow.AddHours(1));
+        return ClientWithKey(token);
+    }
+
+    public async Task<T> WithDbAsync<T>(Func<IntakeDbContext, Task<T>> query)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<IntakeDbContext>();
+        return await query(db);
+    }
+
+    /// <summary>Polls until <paramref name="condition"/> holds; fails after a generous bound (not a timing assertion).</summary>
+    public static async Task EventuallyAsync(Func<Task<bool>> condition, string what, int seconds = 30)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail($"timed out waiting for: {what}");
+            await Task.Delay(100);
+        }
+    }
+
+    public Task<int> CountEventsAsync(Guid jobId, string type) =>
+        WithDbAsync(db => db.JobEvents.CountAsync(e => e.JobId == jobId && e.Type == type));
+}
+
+public sealed class RabbitMqIntakeFactory : IntakeFactory
+{
+    protected override string? RabbitMqConnectionString => RealServices.RabbitMq;
+}
+
+/// <summary>RabbitMQ configured but nothing listening: the broker is "down".</summary>
+public sealed class UnreachableRabbitMqIntakeFactory : IntakeFactory
+{
+    protected override string? RabbitMqConnectionString => "amqp://guest:guest@127.0.0.1:1/";
+}
+
+/// <summary>A bootstrap key that is not shaped like one of ours: start-up must refuse it.</summary>
+public sealed class BadBootstrapKeyIntakeFactory : IntakeFactory
+{
+    protected override string BootstrapAdminKey => "changeme";
+
+    public override Task InitializeAsync() => CreateDatabaseAsync(); // the test starts the host itself
+}
+
+public sealed class SmallLogCapIntakeFactory : IntakeFactory
+{
+    protected override long MaxLogBytesPerJob => 64;
+}
+
+/// <summary>Builders for request bodies.</summary>
+public static class Jobs
+{
+    public const string Sha = "0123456789abcdef0123456789abcdef01234567";
+
+    public static object Valid(string repository = "acme/widgets", string template = "default", int? timeoutSeconds = null, string name = "build") => new
+    {
+        name,
+        repository,
+        @ref = "refs/heads/main",
+        commitSha = Sha,
+        runnerTemplate = template,
+        steps = new object[] { new { name = "one", run = "echo one" }, new { name = "two", run = "echo two", env = new Dictionary<string, string> { ["GREETING"] = "hi" } } },
+        env = new Dictionary<string, string> { ["CI"] = "true" },
+        timeoutSeconds,
+        secrets = new[] { "NPM_TOKEN" },
+        caches = new object[] { new { key = "npm-abc", restoreKeys = new[] { "npm-" }, paths = new[] { "node_modules" } } },
+    };
+
+    public static async Task<Guid> SubmitAsync(HttpClient client, object? body = null)
+    {
+        using var response = await client.PostAsJsonAsync("/api/v1/jobs", body ?? Valid());
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, response.StatusCode);
+        var accepted = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return accepted.GetProperty("id").GetGuid();
+    }
+}

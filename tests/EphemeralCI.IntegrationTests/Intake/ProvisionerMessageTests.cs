@@ -1,0 +1,85 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Auth;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace EphemeralCI.Tests.Intake;
+
+/// <summary>The provisioner's messages move the job and fill its timeline (MassTransit in-memory transport).</summary>
+public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<IntakeFactory>
+{
+    private async Task DeliverAsync<T>(T message, Guid? messageId = null) where T : class
+    {
+        var bus = app.Services.GetRequiredService<IBus>();
+        var counter = new ConsumeCounter();
+        using var _ = bus.ConnectConsumeObserver(counter);
+        var id = messageId ?? Guid.NewGuid();
+        await bus.Publish(message, ctx => ctx.MessageId = id);
+        await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(id) >= 1), $"{typeof(T).Name} consumed");
+    }
+
+    private async Task<JsonElement> JobAsync(HttpClient ci, Guid id) => await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}");
+
+    [Fact]
+    public async Task Whole_lifecycle_from_messages_with_a_runner_that_exits_without_reporting()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        var now = DateTimeOffset.UtcNow;
+
+        await DeliverAsync(new JobProvisioning(id, "local", now));
+        Assert.Equal("provisioning", (await JobAsync(ci, id)).GetProperty("status").GetString());
+        await DeliverAsync(new RunnerStarted(id, "r-1", "local", now.AddSeconds(1)));
+        Assert.Equal("running", (await JobAsync(ci, id)).GetProperty("status").GetString());
+        // A late JobProvisioning must not pull the job back.
+        await DeliverAsync(new JobProvisioning(id, "local", now.AddSeconds(2)));
+        Assert.Equal("running", (await JobAsync(ci, id)).GetProperty("status").GetString());
+
+        await DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.Exited, 137, null, now.AddSeconds(3)));
+        var job = await JobAsync(ci, id);
+        Assert.Equal("failed", job.GetProperty("status").GetString());
+        Assert.Equal("runner exited with code 137 before reporting a result", job.GetProperty("statusReason").GetString());
+
+        // Terminal stays terminal, but the timeline still records what happened.
+        await DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.TimedOut, null, null, now.AddSeconds(4)));
+        await DeliverAsync(new RunnerDestroyed(id, "r-1", now.AddSeconds(5)));
+        Assert.Equal("failed", (await JobAsync(ci, id)).GetProperty("status").GetString());
+
+        var types = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events")
+            .EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToArray();
+        Assert.Equal(
+            ["job.queued", "job.provisioning", "runner.started", "job.provisioning", "runner.finished", "job.failed", "runner.finished", "runner.destroyed"],
+            types);
+    }
+
+    [Theory]
+    [InlineData(RunnerOutcome.TimedOut, "timed_out")]
+    [InlineData(RunnerOutcome.Cancelled, "cancelled")]
+    [InlineData(RunnerOutcome.FailedToStart, "failed")]
+    [InlineData(RunnerOutcome.Lost, "failed")]
+    public async Task Runner_outcome_decides_the_terminal_state(RunnerOutcome outcome, string expected)
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        await DeliverAsync(new RunnerFinished(id, "r-x", outcome, null, "node went away", DateTimeOffset.UtcNow));
+        var job = await JobAsync(ci, id);
+        Assert.Equal(expected, job.GetProperty("status").GetString());
+        Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.ForTerminal(Enum.Parse<JobStatus>(expected.Replace("_", ""), ignoreCase: true))));
+    }
+
+    [Fact]
+    public async Task The_same_message_delivered_twice_records_one_event()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit);
+        var id = await Jobs.SubmitAsync(ci);
+        var messageId = Guid.NewGuid();
+        var message = new RunnerStarted(id, "r-2", "local", DateTimeOffset.UtcNow);
+        await DeliverAsync(message, messageId);
+        await DeliverAsync(message, messageId);
+        Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerStarted));
+    }
+}
