@@ -102,7 +102,10 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
 
 public sealed class RabbitMqIntakeFactory : IntakeFactory
 {
-    protected override string? RabbitMqConnectionString => RealServices.RabbitMq;
+    /// <summary>A virtual host of this factory's own, shared with the test's probe bus.</summary>
+    public string VirtualHost { get; } = RealServices.CreateRabbitMqVirtualHostAsync("intake").GetAwaiter().GetResult();
+
+    protected override string? RabbitMqConnectionString => VirtualHost;
 }
 
 /// <summary>RabbitMQ configured but nothing listening: the broker is "down".</summary>

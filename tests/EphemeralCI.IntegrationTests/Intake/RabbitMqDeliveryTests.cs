@@ -22,7 +22,7 @@ public sealed class RabbitMqDeliveryTests(RabbitMqIntakeFactory app) : IClassFix
     public async Task InitializeAsync()
     {
         // A separate bus with a private, auto-deleted queue: it sees every RunJob published, like the provisioner would.
-        var uri = new Uri(RealServices.RabbitMq);
+        var uri = new Uri(app.VirtualHost);
         _probe = Bus.Factory.CreateUsingRabbitMq(cfg =>
         {
             cfg.Host(uri, h =>
