@@ -27,10 +27,23 @@ public static class RealServices
     public static async Task<string> CreateDatabaseAsync(string prefix)
     {
         var name = $"eci_{prefix}_{Guid.NewGuid():N}"[..40].ToLowerInvariant();
-        await using var conn = new NpgsqlConnection(Postgres);
-        await conn.OpenAsync();
-        await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", conn);
-        await cmd.ExecuteNonQueryAsync();
+        // Test processes create databases concurrently; Postgres refuses a CREATE DATABASE while
+        // another one copies the same template (55006), so retry briefly.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await using var conn = new NpgsqlConnection(Postgres);
+                await conn.OpenAsync();
+                await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\" TEMPLATE template0", conn);
+                await cmd.ExecuteNonQueryAsync();
+                break;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse && attempt < 20)
+            {
+                await Task.Delay(100 * attempt);
+            }
+        }
         return new NpgsqlConnectionStringBuilder(Postgres) { Database = name }.ConnectionString;
     }
 
