@@ -13,7 +13,7 @@ if $started_here && [ -z "${ECI_KEEP_SERVICES:-}" ]; then trap 'eng/services.sh 
 results="$(mktemp -d)"
 dotnet build EphemeralCI.sln -nologo -v quiet
 status=0
-dotnet test EphemeralCI.sln --no-build -nologo --logger "trx" --logger "console;verbosity=normal" \
+dotnet test EphemeralCI.sln --no-build -nologo --logger "trx" \
   --results-directory "$results" "$@" || status=$?
 
 # Count from the TRX files, so a run that executed nothing shows as 0 passed.

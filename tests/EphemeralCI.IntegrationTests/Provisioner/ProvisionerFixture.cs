@@ -79,12 +79,16 @@ public sealed class ProvisionerFixture : IAsyncLifetime
     }
 
     /// <summary>Polls until <paramref name="condition"/> holds; fails with <paramref name="what"/> after a generous limit.</summary>
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, int seconds = 90)
+    public static Task WaitUntilAsync(Func<Task<bool>> condition, string what, int seconds = 90) =>
+        WaitUntilAsync(condition, () => what, seconds);
+
+    /// <summary>Like the other overload; <paramref name="what"/> is evaluated on failure, to show the state then.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, Func<string> what, int seconds = 90)
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
         while (!await condition())
         {
-            if (limit.IsCancellationRequested) throw new TimeoutException($"gave up waiting: {what}");
+            if (limit.IsCancellationRequested) throw new TimeoutException($"gave up waiting: {what()}");
             await Task.Delay(50);
         }
     }

@@ -36,7 +36,8 @@ public sealed class ProvisionerTests(ProvisionerFixture fx)
         await fx.PublishAsync(fx.RunJob(jobId));
 
         // The workspace exists on the host while the job runs, written by the job itself.
-        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(File.Exists(Path.Combine(Workspace(jobId), "proof.txt"))), "the job to write its workspace");
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(File.Exists(Path.Combine(Workspace(jobId), "proof.txt"))),
+            () => $"the job to write its workspace; fetches={job.Fetches} events={string.Join(",", job.Events.Select(e => $"{e.Type}:{e.ExitCode}"))} log:\n{job.Log}");
         Assert.NotEmpty(SandboxProcesses.Of(jobId));
         await File.WriteAllTextAsync(Path.Combine(Workspace(jobId), "go"), "");
 
