@@ -3,7 +3,7 @@ namespace EphemeralCI.Contracts.Jobs;
 /// <summary>
 /// One entry of the <c>RunnerTemplates</c> configuration section (the child key is the template
 /// name). The intake and the provisioner bind the same section, so these names are shared: add
-/// properties, never rename these three.
+/// properties, never rename them. A job can narrow what its template allows, never widen it.
 /// </summary>
 public sealed class RunnerTemplateDefinition
 {
@@ -20,4 +20,31 @@ public sealed class RunnerTemplateDefinition
 
     /// <summary>The most a job may ask for: a job can narrow its template, never widen it.</summary>
     public int MaxTimeoutSeconds { get; set; } = 3600;
+
+    /// <summary>Kubernetes: the runner image (pinned by tag or digest); it must contain bash and the .NET runtime for the agent.</summary>
+    public string? Image { get; set; }
+
+    /// <summary>Local: a base root filesystem directory (e.g. made with debootstrap) the job gets a private overlay of; null = the host's /usr read-only.</summary>
+    public string? RootFilesystem { get; set; }
+
+    /// <summary>CPU, memory and process limits of one runner.</summary>
+    public RunnerResources Resources { get; set; } = new();
+
+    /// <summary>"none" (loopback only), "control-plane" (only the EphemeralCI services, through sockets) or "egress" (outbound, never host or private ranges).</summary>
+    public string Network { get; set; } = "control-plane";
+
+    /// <summary>The unprivileged user the job runs as.</summary>
+    public int RunAsUser { get; set; } = 1000;
+
+    /// <summary>Free-form labels, copied to the runner (pod labels on Kubernetes) and the audit trail.</summary>
+    public Dictionary<string, string> Labels { get; set; } = [];
+}
+
+public sealed class RunnerResources
+{
+    /// <summary>CPU in millicores (1000 = one core).</summary>
+    public int CpuMillis { get; set; } = 1000;
+    public int MemoryMiB { get; set; } = 2048;
+    /// <summary>The most processes/threads the runner may have at once (stops fork bombs).</summary>
+    public int MaxProcesses { get; set; } = 512;
 }
