@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MassTransit;
+using MassTransit.RabbitMqTransport;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -87,7 +88,14 @@ public sealed class OutboxDispatcher<TContext>(
             timeout.CancelAfter(PublishTimeout);
             try
             {
-                await bus.Publish(message, type, ctx => ctx.MessageId = row.MessageId, timeout.Token);
+                await bus.Publish(message, type, ctx =>
+                {
+                    ctx.MessageId = row.MessageId;
+                    // On RabbitMQ a message no queue is bound for yet (its consumer has never
+                    // started on this broker) would be dropped; mandatory makes the broker return
+                    // it, the publish throw, and the row wait here for the next pass instead.
+                    if (ctx.TryGetPayload<RabbitMqSendContext>(out var rabbit)) rabbit.Mandatory = true;
+                }, timeout.Token);
             }
             catch (Exception ex) when (!ct.IsCancellationRequested)
             {

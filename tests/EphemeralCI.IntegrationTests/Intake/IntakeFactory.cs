@@ -108,6 +108,14 @@ public sealed class RabbitMqIntakeFactory : IntakeFactory
     protected override string? RabbitMqConnectionString => VirtualHost;
 }
 
+/// <summary>A fresh virtual host where no provisioner has ever declared its queue.</summary>
+public sealed class NoConsumerYetIntakeFactory : IntakeFactory
+{
+    public string VirtualHost { get; } = RealServices.CreateRabbitMqVirtualHostAsync("noconsumer").GetAwaiter().GetResult();
+
+    protected override string? RabbitMqConnectionString => VirtualHost;
+}
+
 /// <summary>RabbitMQ configured but nothing listening: the broker is "down".</summary>
 public sealed class UnreachableRabbitMqIntakeFactory : IntakeFactory
 {

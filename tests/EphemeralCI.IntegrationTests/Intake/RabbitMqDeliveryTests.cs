@@ -95,3 +95,54 @@ public sealed class BrokerDownTests(UnreachableRabbitMqIntakeFactory app) : ICla
         Assert.Equal(1, await app.WithDbAsync(db => db.Jobs.CountAsync(j => j.Id == id)));
     }
 }
+
+/// <summary>
+/// The intake runs before any provisioner ever started on this broker: RabbitMQ would drop a
+/// RunJob that no queue is bound for. The outbox publishes it as mandatory, so it waits until the
+/// provisioner's queue exists and is then delivered — the job is not lost.
+/// </summary>
+public sealed class NoConsumerYetTests(NoConsumerYetIntakeFactory app) : IClassFixture<NoConsumerYetIntakeFactory>
+{
+    [Fact]
+    public async Task RunJob_waits_in_the_outbox_until_a_consumer_queue_exists_then_arrives()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit);
+        var id = await Jobs.SubmitAsync(ci);
+
+        await IntakeFactory.EventuallyAsync(
+            () => app.WithDbAsync(db => db.OutboxMessages.AnyAsync(m => m.Body.Contains(id.ToString()) && m.Attempts > 0 && m.LastError != null)),
+            "a returned (unroutable) publish", seconds: 60);
+        Assert.Null((await app.WithDbAsync(db => db.OutboxMessages.SingleAsync(m => m.Body.Contains(id.ToString())))).SentAt);
+
+        // Now the provisioner's queue appears.
+        var received = new TaskCompletionSource<RunJob>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var uri = new Uri(app.VirtualHost);
+        var consumer = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(uri, h =>
+            {
+                var user = uri.UserInfo.Split(':', 2);
+                h.Username(Uri.UnescapeDataString(user[0]));
+                h.Password(Uri.UnescapeDataString(user[1]));
+            });
+            cfg.ReceiveEndpoint("run-job", e => e.Handler<RunJob>(ctx =>
+            {
+                if (ctx.Message.JobId == id) received.TrySetResult(ctx.Message);
+                return Task.CompletedTask;
+            }));
+        });
+        await consumer.StartAsync();
+        try
+        {
+            var message = await received.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(id, message.JobId);
+            await IntakeFactory.EventuallyAsync(
+                () => app.WithDbAsync(db => db.OutboxMessages.AnyAsync(m => m.Body.Contains(id.ToString()) && m.SentAt != null)),
+                "the outbox row marked sent");
+        }
+        finally
+        {
+            await consumer.StopAsync();
+        }
+    }
+}

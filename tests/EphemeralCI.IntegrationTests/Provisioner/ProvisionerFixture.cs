@@ -47,6 +47,9 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         builder.AddProvisioner();
         _host = builder.Build();
         await _host.StartAsync();
+        // The bus starts in the background; a RunJob published before the provisioner's queue is
+        // bound in this fresh virtual host would be dropped by RabbitMQ.
+        await _host.Services.GetRequiredService<IBusControl>().WaitForHealthStatus(BusHealthStatus.Healthy, TimeSpan.FromSeconds(60));
         _host.Services.GetRequiredService<IBus>().ConnectConsumeObserver(_observer);
     }
 
