@@ -56,8 +56,8 @@ public static class ProvisionerExtensions
         services.AddSingleton<IntakeEndpoint>();
         // The local sandbox is Linux-only (bubblewrap); elsewhere the provisioner runs without it.
         if (!OperatingSystem.IsWindows()) AddLocalSandbox(services);
-        // Kubernetes runners only where a cluster is configured (Provisioner:Kubernetes).
-        if (builder.Configuration.GetSection(KubernetesOptions.Section).Exists()) services.AddKubernetesBackend();
+        // Kubernetes runners only where a cluster is configured (section Provisioner:Kubernetes).
+        services.AddKubernetesBackendIfConfigured(builder.Configuration);
         services.AddSingleton<RunnerBackends>();
         services.AddSingleton(sp => RunnerTemplateCatalog.FromConfiguration(builder.Configuration));
         services.AddSingleton<JobLocks>();

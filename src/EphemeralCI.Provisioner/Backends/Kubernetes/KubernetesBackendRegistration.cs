@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -5,6 +6,10 @@ namespace EphemeralCI.Provisioner.Backends.Kubernetes;
 
 public static class KubernetesBackendRegistration
 {
+    /// <summary>Adds the backend when the configuration has a <c>Provisioner:Kubernetes</c> section.</summary>
+    public static IServiceCollection AddKubernetesBackendIfConfigured(this IServiceCollection services, IConfiguration configuration) =>
+        configuration.GetSection(KubernetesOptions.Section).Exists() ? services.AddKubernetesBackend() : services;
+
     /// <summary>
     /// The Kubernetes backend: runner Jobs, their pod watcher (a hosted service) and progress
     /// through the provisioner's outbox. Registered when <c>Provisioner:Kubernetes</c> exists.
