@@ -198,7 +198,7 @@ public sealed class KubernetesPendingPodTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         // Short, but long enough that a slow first watch delivery is not mistaken for "no pod".
-        _h = await KubernetesBackendHarness.StartAsync(pendingGrace: TimeSpan.FromSeconds(2));
+        _h = await KubernetesBackendHarness.StartAsync(pendingGrace: TimeSpan.FromSeconds(5));
         await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(_h.Fake.OpenWatches > 0), "the pod watch to connect", 30);
     }
 

@@ -43,6 +43,8 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
             ["RunnerTemplates:k8s:DefaultTimeoutSeconds"] = "300",
         });
         builder.AddProvisioner();
+        // Publish only once the consumers' queues are bound in the fresh vhost, or RunJob goes nowhere.
+        builder.Services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
         _host = builder.Build();
         await _host.StartAsync();
     }
@@ -59,7 +61,7 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
     {
         var jobId = Guid.NewGuid();
         await PublishAsync(new RunJob(jobId, "k8s", "acme/app", "main", 120, DateTimeOffset.UtcNow));
-        var pod = await _fake.WaitForPodOfJobAsync(RunnerLabels.JobName(jobId), TimeSpan.FromSeconds(90));
+        var pod = await WaitForPodAsync(jobId);
         _fake.SchedulePod(pod.Metadata.Name);
         _fake.PullImage(pod.Metadata.Name);
         _fake.StartPod(pod.Metadata.Name);
@@ -80,7 +82,7 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
     {
         var jobId = Guid.NewGuid();
         await PublishAsync(new RunJob(jobId, "k8s", "acme/app", "main", 120, DateTimeOffset.UtcNow));
-        var pod = await _fake.WaitForPodOfJobAsync(RunnerLabels.JobName(jobId), TimeSpan.FromSeconds(90));
+        var pod = await WaitForPodAsync(jobId);
         _fake.FailImagePull(pod.Metadata.Name, "ImagePullBackOff", "Back-off pulling image \"registry.example/eci-runner:1.0\"");
 
         await WaitForStateAsync(jobId, RunnerState.Destroyed);
@@ -95,7 +97,7 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
     {
         var jobId = Guid.NewGuid();
         await PublishAsync(new RunJob(jobId, "k8s", "acme/app", "main", 120, DateTimeOffset.UtcNow));
-        var pod = await _fake.WaitForPodOfJobAsync(RunnerLabels.JobName(jobId), TimeSpan.FromSeconds(90));
+        var pod = await WaitForPodAsync(jobId);
         _fake.StartPod(pod.Metadata.Name);
         await WaitForStateAsync(jobId, RunnerState.Running);
 
@@ -105,6 +107,18 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
         Assert.Equal(RunnerOutcome.Cancelled, (await RunnerAsync(jobId))!.Outcome);
         Assert.Equal("Foreground", _fake.JobDeletes.First(d => d.Name == RunnerLabels.JobName(jobId)).Propagation);
         AssertNothingLeft(jobId);
+    }
+
+    /// <summary>The runner's pod in the fake; on time-out, says where the runner got stuck.</summary>
+    private async Task<k8s.Models.V1Pod> WaitForPodAsync(Guid jobId)
+    {
+        RunnerRecord? runner = null;
+        await ProvisionerFixture.WaitUntilAsync(async () =>
+        {
+            runner = await RunnerAsync(jobId);
+            return _fake.Pods(RunnerLabels.SelectorFor(jobId)).Count > 0;
+        }, () => $"a pod for job {jobId}; runner row: {runner?.State} {runner?.Outcome} {runner?.Reason}");
+        return _fake.Pods(RunnerLabels.SelectorFor(jobId))[0];
     }
 
     private void AssertNothingLeft(Guid jobId)
