@@ -49,6 +49,7 @@ public static class IntakeExtensions
             bus.AddConsumer<RunnerStartedConsumer>().Endpoint(e => e.Name = "intake-runner-started");
             bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "intake-runner-finished");
             bus.AddConsumer<RunnerDestroyedConsumer>().Endpoint(e => e.Name = "intake-runner-destroyed");
+            bus.AddConsumer<RunnerProgressConsumer>().Endpoint(e => e.Name = "intake-runner-progress");
         });
         builder.AddOutboxDispatcher<IntakeDbContext>();
 

@@ -2,6 +2,7 @@ using System.Runtime.Versioning;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Backends;
+using EphemeralCI.Provisioner.Backends.Kubernetes;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Consumers;
 using EphemeralCI.Provisioner.Infrastructure;
@@ -55,6 +56,8 @@ public static class ProvisionerExtensions
         services.AddSingleton<IntakeEndpoint>();
         // The local sandbox is Linux-only (bubblewrap); elsewhere the provisioner runs without it.
         if (!OperatingSystem.IsWindows()) AddLocalSandbox(services);
+        // Kubernetes runners only where a cluster is configured (section Provisioner:Kubernetes).
+        services.AddKubernetesBackendIfConfigured(builder.Configuration);
         services.AddSingleton<RunnerBackends>();
         services.AddSingleton(sp => RunnerTemplateCatalog.FromConfiguration(builder.Configuration));
         services.AddSingleton<JobLocks>();

@@ -44,3 +44,10 @@ public enum RunnerOutcome
     /// <summary>The runner vanished (killed, provisioner restarted, node lost).</summary>
     Lost,
 }
+
+/// <summary>
+/// provisioner → intake: a step in the life of the runner that the backend observed (on Kubernetes:
+/// scheduled, image_pulled, running, exited, or waiting with Kubernetes' reason). Recorded in the
+/// timeline as <c>runner.{Stage}</c>; informative only, it never changes the job's state.
+/// </summary>
+public sealed record RunnerProgress(Guid JobId, string Stage, string? Detail, DateTimeOffset At);

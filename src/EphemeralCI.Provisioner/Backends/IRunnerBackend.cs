@@ -1,4 +1,5 @@
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
 
 namespace EphemeralCI.Provisioner.Backends;
 
@@ -15,7 +16,14 @@ public sealed record RunnerLaunch(
 public sealed record RunnerRef(Guid JobId, string RunnerId, int? ProcessId);
 
 /// <summary>A started runner. <see cref="Exited"/> completes with the agent's exit code when the runner stops on its own or is killed.</summary>
-public sealed record RunnerHandle(string RunnerId, int? ProcessId, Task<int> Exited);
+public sealed record RunnerHandle(string RunnerId, int? ProcessId, Task<int> Exited)
+{
+    /// <summary>Read once <see cref="Exited"/> completed: set when the backend ended the runner for a reason it knows better than an exit code (an image that cannot be pulled, a pod that cannot be scheduled or was evicted).</summary>
+    public Func<RunnerFailure?> Failure { get; init; } = static () => null;
+}
+
+/// <summary>How and why a backend ended a runner itself; becomes RunnerFinished's outcome and reason.</summary>
+public sealed record RunnerFailure(RunnerOutcome Outcome, string Reason);
 
 /// <summary>A place runners are created: the local bubblewrap sandbox now, Kubernetes later.</summary>
 public interface IRunnerBackend

@@ -46,6 +46,11 @@ public sealed class RunnerSupervisor(
             if (first == handle.Exited)
             {
                 var code = await handle.Exited;
+                if (handle.Failure() is { } failure)
+                {
+                    await FinishAsync(jobId, failure.Outcome, null, failure.Reason, kill: false, CancellationToken.None);
+                    return;
+                }
                 await FinishAsync(jobId, RunnerOutcome.Exited, code, code == 0 ? null : $"runner agent exited with code {code}", kill: false, CancellationToken.None);
             }
             else if (!stop.IsCancellationRequested)

@@ -1,0 +1,44 @@
+namespace EphemeralCI.Provisioner.Backends.Kubernetes;
+
+/// <summary>
+/// Configuration of the Kubernetes backend (section <c>Provisioner:Kubernetes</c>; the backend
+/// exists only when the section does). Connection: <see cref="ApiServer"/> if set, else the
+/// kubeconfig at <see cref="KubeConfig"/>, else the in-cluster service account.
+/// </summary>
+public sealed class KubernetesOptions
+{
+    public const string Section = "Provisioner:Kubernetes";
+
+    /// <summary>The namespace runners live in, and nothing else: the backend deletes what it labelled there.</summary>
+    public string Namespace { get; set; } = "ephemeralci-runners";
+
+    /// <summary>A kubeconfig file; null = in-cluster configuration.</summary>
+    public string? KubeConfig { get; set; }
+
+    /// <summary>The context of <see cref="KubeConfig"/> to use; null = its current context.</summary>
+    public string? KubeConfigContext { get; set; }
+
+    /// <summary>A plain API server URL with no credentials (the test suite's fake API server).</summary>
+    public string? ApiServer { get; set; }
+
+    /// <summary>How pods reach the intake (the in-cluster service URL), given to the agent as ECI_INTAKE_URL.</summary>
+    public string? IntakeUrl { get; set; }
+
+    /// <summary>How long an image pull error or an unschedulable pod may last before the job fails with Kubernetes' reason.</summary>
+    public TimeSpan PendingGracePeriod { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The runner agent inside the image.</summary>
+    public string AgentAssemblyPath { get; set; } = "/opt/eci/agent/EphemeralCI.RunnerAgent.dll";
+
+    /// <summary>Removal by Kubernetes after completion, should the provisioner's own delete not happen.</summary>
+    public int TtlSecondsAfterFinished { get; set; } = 30;
+
+    /// <summary>Between SIGTERM and SIGKILL when a runner is deleted (cancel): short, a cancelled job has nothing to save.</summary>
+    public int TerminationGracePeriodSeconds { get; set; } = 5;
+
+    /// <summary>How long a kill waits for the runner's pods to be gone before giving up (and logging it).</summary>
+    public TimeSpan DeleteTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Optional service account for runner pods (its token is never mounted); null = the namespace default.</summary>
+    public string? ServiceAccountName { get; set; }
+}

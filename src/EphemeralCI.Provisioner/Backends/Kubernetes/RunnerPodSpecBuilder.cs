@@ -1,0 +1,211 @@
+using System.Globalization;
+using System.Text;
+using k8s.Models;
+
+namespace EphemeralCI.Provisioner.Backends.Kubernetes;
+
+/// <summary>The two objects one runner is made of: its token Secret (created first) and its Job.</summary>
+public sealed record RunnerObjects(V1Secret Secret, V1Job Job);
+
+/// <summary>
+/// Renders a runner template into a token Secret and a batch/v1 Job. Pure: no I/O, no clock
+/// (the caller passes <c>now</c>), so every rendered spec can be checked against the restricted
+/// Pod Security Standard in unit tests. What the template does not say is locked down: read-only
+/// root, no capabilities, no service-account token, no service links, no retries.
+/// </summary>
+public static class RunnerPodSpecBuilder
+{
+    public const string ContainerName = "agent";
+    public const string WorkspacePath = "/workspace";
+    public const string TmpPath = "/tmp";
+    public const string TokenDirectory = "/var/run/eci";
+    public const string TokenKey = "token";
+    private const int TokenFileMode = 0x120; // 0440: readable by the runner's group (fsGroup) only
+
+    public static RunnerObjects Build(RunnerLaunch launch, KubernetesOptions options, DateTimeOffset now)
+    {
+        var template = launch.Template;
+        if (string.IsNullOrWhiteSpace(template.Image))
+        {
+            throw new ArgumentException($"runner template '{launch.TemplateName}' has no Image; the kubernetes backend needs one");
+        }
+        if (template.RunAsUser <= 0)
+        {
+            throw new ArgumentException($"runner template '{launch.TemplateName}' has RunAsUser {template.RunAsUser}; runners never run as root");
+        }
+        if (string.IsNullOrWhiteSpace(options.IntakeUrl))
+        {
+            throw new ArgumentException($"{KubernetesOptions.Section}:IntakeUrl is not set; runner pods would not know where the intake is");
+        }
+
+        var labels = Labels(launch);
+        var annotations = new Dictionary<string, string>
+        {
+            [RunnerLabels.JobId] = launch.JobId.ToString(),
+            [RunnerLabels.RunnerId] = launch.RunnerId,
+            [RunnerLabels.Template] = launch.TemplateName,
+            [RunnerLabels.Deadline] = launch.Deadline.ToString("O", CultureInfo.InvariantCulture),
+            // Kubernetes has no per-pod process limit in the spec (it is the kubelet's podPidsLimit);
+            // recorded so the audit shows what the template asked for.
+            [RunnerLabels.MaxProcesses] = template.Resources.MaxProcesses.ToString(CultureInfo.InvariantCulture),
+        };
+
+        var secret = new V1Secret
+        {
+            ApiVersion = "v1",
+            Kind = "Secret",
+            Metadata = new V1ObjectMeta
+            {
+                Name = RunnerLabels.SecretName(launch.JobId),
+                NamespaceProperty = options.Namespace,
+                Labels = new Dictionary<string, string>(labels),
+                Annotations = new Dictionary<string, string>(annotations),
+            },
+            Type = "Opaque",
+            Immutable = true,
+            Data = new Dictionary<string, byte[]> { [TokenKey] = Encoding.UTF8.GetBytes(launch.JobToken + "\n") },
+        };
+
+        var job = new V1Job
+        {
+            ApiVersion = "batch/v1",
+            Kind = "Job",
+            Metadata = new V1ObjectMeta
+            {
+                Name = RunnerLabels.JobName(launch.JobId),
+                NamespaceProperty = options.Namespace,
+                Labels = new Dictionary<string, string>(labels),
+                Annotations = new Dictionary<string, string>(annotations),
+            },
+            Spec = new V1JobSpec
+            {
+                // One pod, never retried: a job runs in exactly one brand-new runner.
+                BackoffLimit = 0,
+                Completions = 1,
+                Parallelism = 1,
+                ActiveDeadlineSeconds = DeadlineSeconds(launch.Deadline, now),
+                TtlSecondsAfterFinished = options.TtlSecondsAfterFinished,
+                Template = new V1PodTemplateSpec
+                {
+                    Metadata = new V1ObjectMeta
+                    {
+                        Labels = new Dictionary<string, string>(labels),
+                        Annotations = new Dictionary<string, string>(annotations),
+                    },
+                    Spec = PodSpec(launch, options),
+                },
+            },
+        };
+        return new RunnerObjects(secret, job);
+    }
+
+    /// <summary>Whole seconds until the deadline, at least 1 (Kubernetes rejects 0).</summary>
+    public static long DeadlineSeconds(DateTimeOffset deadline, DateTimeOffset now) =>
+        Math.Max(1, (long)Math.Ceiling((deadline - now).TotalSeconds));
+
+    private static Dictionary<string, string> Labels(RunnerLaunch launch)
+    {
+        var labels = new Dictionary<string, string>();
+        foreach (var (key, value) in launch.Template.Labels)
+        {
+            if (RunnerLabels.IsReserved(key)) continue; // ours decide what gets selected and deleted
+            if (!RunnerLabels.IsValidKey(key) || !RunnerLabels.IsValidValue(value))
+            {
+                throw new ArgumentException($"runner template '{launch.TemplateName}' has label '{key}={value}', which is not a valid Kubernetes label");
+            }
+            labels[key] = value;
+        }
+        labels[RunnerLabels.ManagedBy] = RunnerLabels.ManagedByValue;
+        labels[RunnerLabels.Component] = RunnerLabels.ComponentValue;
+        labels[RunnerLabels.JobId] = launch.JobId.ToString();
+        labels[RunnerLabels.Template] = RunnerLabels.ToLabelValue(launch.TemplateName);
+        return labels;
+    }
+
+    private static V1EnvVar Env(string name, string? value) => new() { Name = name, Value = value };
+
+    private static V1PodSpec PodSpec(RunnerLaunch launch, KubernetesOptions options)
+    {
+        var template = launch.Template;
+        long uid = template.RunAsUser;
+        var resources = new Dictionary<string, ResourceQuantity>
+        {
+            ["cpu"] = new(template.Resources.CpuMillis.ToString(CultureInfo.InvariantCulture) + "m"),
+            ["memory"] = new(template.Resources.MemoryMiB.ToString(CultureInfo.InvariantCulture) + "Mi"),
+        };
+
+        return new V1PodSpec
+        {
+            RestartPolicy = "Never",
+            AutomountServiceAccountToken = false,
+            ServiceAccountName = options.ServiceAccountName,
+            EnableServiceLinks = false,
+            HostNetwork = false,
+            HostPID = false,
+            HostIPC = false,
+            TerminationGracePeriodSeconds = options.TerminationGracePeriodSeconds,
+            SecurityContext = new V1PodSecurityContext
+            {
+                RunAsNonRoot = true,
+                RunAsUser = uid,
+                RunAsGroup = uid,
+                FsGroup = uid,
+                SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
+            },
+            Volumes =
+            [
+                new V1Volume { Name = "workspace", EmptyDir = new V1EmptyDirVolumeSource() },
+                new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() },
+                new V1Volume
+                {
+                    Name = "job-token",
+                    Secret = new V1SecretVolumeSource { SecretName = RunnerLabels.SecretName(launch.JobId), DefaultMode = TokenFileMode },
+                },
+            ],
+            Containers =
+            [
+                new V1Container
+                {
+                    Name = ContainerName,
+                    Image = template.Image,
+                    ImagePullPolicy = "IfNotPresent",
+                    // The token's only way in is a file, handed to the agent on stdin exactly as
+                    // the local sandbox does; it is never in the environment or the command line.
+                    Command = ["sh", "-c", $"exec dotnet {options.AgentAssemblyPath} < {TokenDirectory}/{TokenKey}"],
+                    WorkingDir = WorkspacePath,
+                    Env =
+                    [
+                        Env("ECI_INTAKE_URL", options.IntakeUrl),
+                        Env("ECI_JOB_ID", launch.JobId.ToString()),
+                        Env("ECI_WORKSPACE", WorkspacePath),
+                        Env("HOME", TmpPath),
+                        Env("TMPDIR", TmpPath),
+                    ],
+                    Resources = new V1ResourceRequirements
+                    {
+                        // requests = limits: Guaranteed QoS, so a runner gets what its template says and no more.
+                        Requests = new Dictionary<string, ResourceQuantity>(resources),
+                        Limits = new Dictionary<string, ResourceQuantity>(resources),
+                    },
+                    SecurityContext = new V1SecurityContext
+                    {
+                        Privileged = false,
+                        AllowPrivilegeEscalation = false,
+                        ReadOnlyRootFilesystem = true,
+                        RunAsNonRoot = true,
+                        RunAsUser = uid,
+                        RunAsGroup = uid,
+                        Capabilities = new V1Capabilities { Drop = ["ALL"] },
+                        SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
+                    },
+                    VolumeMounts =
+                    [
+                        new V1VolumeMount { Name = "workspace", MountPath = WorkspacePath },
+                        new V1VolumeMount { Name = "tmp", MountPath = TmpPath },
+                        new V1VolumeMount { Name = "job-token", MountPath = TokenDirectory, ReadOnlyProperty = true },
+                    ],
+                },
+            ],
+        };
+    }
+}
