@@ -31,7 +31,7 @@ public sealed class ConfigSetCommand(EciContext context) : EciCommand<ConfigSetS
         if (settings.Server is not null) config = config with { Server = ConfigStore.ParseServer(settings.Server).ToString().TrimEnd('/') };
         if (settings.Key is not null)
         {
-            var key = settings.Key == "-" ? Context.StdIn.ReadLine()?.Trim() : settings.Key.Trim();
+            var key = settings.Key == EciApp.StdinMarker ? Context.StdIn.ReadLine()?.Trim() : settings.Key.Trim();
             if (string.IsNullOrEmpty(key) || key.Any(char.IsWhiteSpace))
             {
                 throw new CliException("The API key is empty or contains spaces; pass the key created by `eci keys create` (with --key -, on stdin).", ExitCodes.Usage);

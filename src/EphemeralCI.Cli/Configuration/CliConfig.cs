@@ -76,12 +76,12 @@ public sealed class ConfigStore(string path)
         return new ResolvedConfig(server, serverSource, key, keySource, path);
     }
 
-    /// <summary>"eci_abcd1234…(40 characters)": enough to tell keys apart, never enough to use one.</summary>
+    /// <summary>"eci_abcd1234...(40 characters)": enough to tell keys apart, never enough to use one.</summary>
     public static string Mask(string? key)
     {
         if (string.IsNullOrEmpty(key)) return "(not set)";
         var visible = key.StartsWith("eci_", StringComparison.Ordinal) && key.Length > 16 ? 12 : Math.Min(4, key.Length / 4);
-        return $"{key[..visible]}…({key.Length} characters)";
+        return $"{key[..visible]}...({key.Length} characters)";
     }
 
     /// <summary>An absolute http(s) URL, or a message saying what is wrong.</summary>

@@ -7,13 +7,17 @@ namespace EphemeralCI.Cli.Hosting;
 /// <summary>The command tree. Secrets and cache commands come when their admin APIs exist (issues 4 and 5).</summary>
 public static class EciApp
 {
+    /// <summary>Stands in for "-" (read from stdin), which the argument parser would take for a nameless option.</summary>
+    public const string StdinMarker = "{stdin}";
+
     public static Task<int> RunAsync(string[] args, EciContext context, IGitCheckout? git = null, CancellationToken ct = default)
     {
+        args = MarkStdin(args);
         var app = new CommandApp();
         app.Configure(config =>
         {
             config.SetApplicationName("eci");
-            config.ConfigureConsole(context.Err);
+            config.ConfigureConsole(context.Out);
             config.Settings.Registrar.RegisterInstance(context);
             config.Settings.Registrar.RegisterInstance(git ?? new GitCommandLine());
 
@@ -51,4 +55,7 @@ public static class EciApp
         });
         return app.RunAsync(args, ct);
     }
+
+    internal static string[] MarkStdin(string[] args) =>
+        args.Select((a, i) => a == "-" && i > 0 && args[i - 1] == "--key" ? StdinMarker : a == "--key=-" ? "--key=" + StdinMarker : a).ToArray();
 }

@@ -11,11 +11,12 @@ public sealed record ParsedJobFile(string File, JobSpec Spec, IReadOnlyDictionar
     /// <summary>Turns a server error on a JSON path ("steps[1].run") into a file:line:col error, using the nearest field written in the file.</summary>
     public JobFileError Locate(string field, string message)
     {
-        for (var path = field; path.Length > 0; path = Parent(path))
+        // Falls back to the enclosing field, and finally to "" (the document itself).
+        for (var path = field; ; path = Parent(path))
         {
             if (Positions.TryGetValue(path, out var at)) return new JobFileError(File, at.Line, at.Column, $"{field}: {message}");
+            if (path.Length == 0) return new JobFileError(File, null, null, $"{field}: {message}");
         }
-        return new JobFileError(File, null, null, $"{field}: {message}");
     }
 
     private static string Parent(string path)
@@ -283,7 +284,7 @@ public static class JobFileParser
                 }
                 if (!known.Contains(key, StringComparer.Ordinal))
                 {
-                    var hint = known.FirstOrDefault(k => Normalize(k) == Normalize(key));
+                    var hint = known.FirstOrDefault(k => Distance(Normalize(k), Normalize(key)) <= 2);
                     Error(keyNode, hint is not null
                         ? $"unknown field `{pathPrefix}{key}`; did you mean `{hint}`?"
                         : $"unknown field `{pathPrefix}{key}`; known fields here: {string.Join(", ", known)}");
@@ -301,6 +302,18 @@ public static class JobFileParser
             {
                 Error(second, $"`{b}` and `{a}` are the same field; write only one of them");
             }
+        }
+
+        /// <summary>Levenshtein distance, for "did you mean": field names are short, so the simple table is fine.</summary>
+        private static int Distance(string a, string b)
+        {
+            var d = new int[a.Length + 1, b.Length + 1];
+            for (var i = 0; i <= a.Length; i++) d[i, 0] = i;
+            for (var j = 0; j <= b.Length; j++) d[0, j] = j;
+            for (var i = 1; i <= a.Length; i++)
+            for (var j = 1; j <= b.Length; j++)
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            return d[a.Length, b.Length];
         }
 
         private static string Normalize(string name) => name.Replace("_", "").Replace("-", "").ToLowerInvariant();
