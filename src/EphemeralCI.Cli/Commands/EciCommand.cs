@@ -53,6 +53,12 @@ public abstract class EciCommand<TSettings>(EciContext context) : AsyncCommand<T
         {
             return ExitCodes.Cancelled;
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A bug or an environment we did not foresee: still one line, not a stack trace.
+            ReportError($"Unexpected error: {ex.Message}", ["Please report this with the command that was run."]);
+            return ExitCodes.Error;
+        }
     }
 
     protected void ReportError(string message, IReadOnlyList<string> details)

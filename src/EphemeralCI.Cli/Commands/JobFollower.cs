@@ -79,7 +79,12 @@ public sealed class JobFollower(EciApiClient api, EciContext context)
                 }
                 // The stream closed without an end event: the connection was cut (a proxy timeout, say).
             }
-            catch (Exception ex) when (ex is HttpRequestException or IOException && !ct.IsCancellationRequested)
+            catch (Exception) when (ct.IsCancellationRequested)
+            {
+                // Stopping mid-read surfaces as whatever the transport throws; it is still just a stop.
+                throw new OperationCanceledException(ct);
+            }
+            catch (Exception ex) when (ex is HttpRequestException or IOException)
             {
                 // Resumed below from the last event seen.
             }

@@ -57,6 +57,9 @@ public sealed class RunCommand(EciContext context, IGitCheckout git) : EciComman
             else Context.StdOut.WriteLine(id);
             return ExitCodes.Success;
         }
+        // Listen before saying we follow: an interrupt from then on must reach us.
+        var interrupted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var subscription = Context.Interrupts.Subscribe(() => interrupted.TrySetResult());
         Context.Err.MarkupLine($"Job [bold]{id}[/] is {Markup.Escape(accepted.Value.Status)}; following it (Ctrl+C to cancel or detach).");
 
         var follower = new JobFollower(api, Context)
@@ -64,8 +67,6 @@ public sealed class RunCommand(EciContext context, IGitCheckout git) : EciComman
             LogOut = settings.Json ? Context.StdErr : Context.StdOut,
             StepCount = spec.Steps?.Count,
         };
-        var interrupted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var subscription = Context.Interrupts.Subscribe(() => interrupted.TrySetResult());
         using var stopFollowing = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var follow = follower.FollowAsync(id, stopFollowing.Token);
 
