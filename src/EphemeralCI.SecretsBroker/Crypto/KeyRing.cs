@@ -17,21 +17,7 @@ public sealed class KeyRing
         _keys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var (id, value) in o.KeyEncryptionKeys)
         {
-            byte[] bytes;
-            try
-            {
-                bytes = Convert.FromBase64String(value ?? "");
-            }
-            catch (FormatException)
-            {
-                throw new InvalidOperationException($"Configuration setting '{SecretsBrokerOptions.Section}:KeyEncryptionKeys:{id}' is not base64.");
-            }
-            if (bytes.Length != 32)
-            {
-                throw new InvalidOperationException(
-                    $"Configuration setting '{SecretsBrokerOptions.Section}:KeyEncryptionKeys:{id}' must be base64 of exactly 32 bytes (it has {bytes.Length}).");
-            }
-            _keys[id] = bytes;
+            _keys[id] = Decode(id, value);
         }
         if (string.IsNullOrWhiteSpace(o.ActiveKeyId))
         {
@@ -47,6 +33,28 @@ public sealed class KeyRing
     }
 
     public string ActiveKeyId { get; }
+
+    /// <summary>
+    /// Base64 of exactly 32 bytes, or a generated random string of 43+ characters (what the AppHost's
+    /// generated parameters are; ~256 bits of entropy), stretched to 32 bytes with HKDF-SHA256.
+    /// </summary>
+    internal static byte[] Decode(string id, string? value)
+    {
+        var setting = $"{SecretsBrokerOptions.Section}:KeyEncryptionKeys:{id}";
+        if (string.IsNullOrWhiteSpace(value)) throw new InvalidOperationException($"Configuration setting '{setting}' is empty.");
+        try
+        {
+            var bytes = Convert.FromBase64String(value);
+            if (bytes.Length == 32) return bytes;
+        }
+        catch (FormatException) { /* not base64: maybe a generated random string */ }
+        if (value.Length >= 43)
+        {
+            return HKDF.DeriveKey(HashAlgorithmName.SHA256, System.Text.Encoding.UTF8.GetBytes(value), 32, info: "eci-kek"u8.ToArray());
+        }
+        throw new InvalidOperationException(
+            $"Configuration setting '{setting}' must be base64 of exactly 32 random bytes, or a random string of at least 43 characters.");
+    }
 
     public IReadOnlyCollection<string> KeyIds => _keys.Keys;
 
