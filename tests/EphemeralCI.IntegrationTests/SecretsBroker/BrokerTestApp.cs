@@ -34,12 +34,13 @@ internal sealed class BrokerTestApp : IAsyncDisposable
     /// <param name="keks">Key-encryption keys by id; the first is active unless <paramref name="activeKeyId"/> says otherwise.</param>
     public static async Task<BrokerTestApp> StartAsync(
         string? connectionString = null, IReadOnlyDictionary<string, string>? keks = null, string? activeKeyId = null,
-        bool withRedis = true, IDictionary<string, string?>? extra = null)
+        bool withRedis = true, IDictionary<string, string?>? extra = null, bool overKestrel = false)
     {
         connectionString ??= await RealServices.CreateDatabaseAsync("secrets");
         keks ??= new Dictionary<string, string> { ["k1"] = NewKek() };
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing", ContentRootPath = AppContext.BaseDirectory });
-        builder.WebHost.UseTestServer();
+        if (overKestrel) builder.WebHost.UseUrls("http://127.0.0.1:0"); // for other processes (the runner agent)
+        else builder.WebHost.UseTestServer();
         var settings = new Dictionary<string, string?>
         {
             ["ConnectionStrings:secretsdb"] = connectionString,
@@ -59,7 +60,10 @@ internal sealed class BrokerTestApp : IAsyncDisposable
         app.MapHealthChecks("/health");
         app.MapSecretsBroker();
         await app.StartAsync();
-        return new BrokerTestApp { App = app, Client = app.GetTestClient(), ConnectionString = connectionString, Logs = logs };
+        var client = overKestrel
+            ? new HttpClient { BaseAddress = new Uri(app.Urls.First()) }
+            : app.GetTestClient();
+        return new BrokerTestApp { App = app, Client = client, ConnectionString = connectionString, Logs = logs };
     }
 
     public T Service<T>() where T : notnull => App.Services.GetRequiredService<T>();
