@@ -81,16 +81,21 @@ public sealed class SecretStore(SecretsDbContext db, EnvelopeCipher cipher, Time
     public async Task<SecretGrant> ResolveAsync(JobTokenIdentity job, IReadOnlyCollection<string> requested, CancellationToken ct)
     {
         var names = requested.Distinct(StringComparer.Ordinal).ToList();
-        var secrets = await db.Secrets.AsNoTracking().Where(s => names.Contains(s.Name)).ToDictionaryAsync(s => s.Name, ct);
+        // One round trip: each secret with its current sealed version (opened only if policy admits).
+        var secrets = await db.Secrets.AsNoTracking()
+            .Where(s => names.Contains(s.Name))
+            .Select(s => new { Secret = s, Current = s.Versions.FirstOrDefault(v => v.Version == s.CurrentVersion) })
+            .ToDictionaryAsync(s => s.Secret.Name, ct);
         var granted = new Dictionary<string, string>(StringComparer.Ordinal);
         var denied = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var name in names)
         {
-            if (!secrets.TryGetValue(name, out var secret) || secret.CurrentVersion == 0)
+            if (!secrets.TryGetValue(name, out var row) || row.Current is not { } version)
             {
                 denied[name] = "not-found";
                 continue;
             }
+            var secret = row.Secret;
             var decision = SecretPolicy.Evaluate(secret.RepositoryPatterns, secret.RefPatterns, secret.Environment, job.Repository, job.Ref, job.Environment);
             if (decision != PolicyDecision.Allowed)
             {
@@ -102,7 +107,6 @@ public sealed class SecretStore(SecretsDbContext db, EnvelopeCipher cipher, Time
                 };
                 continue;
             }
-            var version = await db.SecretVersions.AsNoTracking().FirstAsync(v => v.SecretId == secret.Id && v.Version == secret.CurrentVersion, ct);
             var plaintext = cipher.Open(new SealedData(version.Ciphertext, version.WrappedDataKey, version.KeyId), Context(name, version.Version));
             granted[name] = Encoding.UTF8.GetString(plaintext);
         }
