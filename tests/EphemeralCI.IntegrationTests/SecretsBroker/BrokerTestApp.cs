@@ -34,7 +34,7 @@ internal sealed class BrokerTestApp : IAsyncDisposable
     /// <param name="keks">Key-encryption keys by id; the first is active unless <paramref name="activeKeyId"/> says otherwise.</param>
     public static async Task<BrokerTestApp> StartAsync(
         string? connectionString = null, IReadOnlyDictionary<string, string>? keks = null, string? activeKeyId = null,
-        bool withRedis = true, IDictionary<string, string?>? extra = null, bool overKestrel = false)
+        bool withRedis = true, IDictionary<string, string?>? extra = null, bool overKestrel = false, TimeProvider? clock = null)
     {
         connectionString ??= await RealServices.CreateDatabaseAsync("secrets");
         keks ??= new Dictionary<string, string> { ["k1"] = NewKek() };
@@ -55,6 +55,7 @@ internal sealed class BrokerTestApp : IAsyncDisposable
         var logs = new CapturedLogs();
         builder.Logging.AddProvider(logs);
         builder.Logging.SetMinimumLevel(LogLevel.Trace);
+        if (clock is not null) builder.Services.AddSingleton(clock);
         builder.AddSecretsBroker();
         var app = builder.Build();
         app.MapHealthChecks("/health");
@@ -112,6 +113,13 @@ internal sealed class BrokerTestApp : IAsyncDisposable
         Client.Dispose();
         await App.DisposeAsync();
     }
+}
+
+/// <summary>The system clock, moved forward on demand (rotation schedules without waiting).</summary>
+internal sealed class ShiftedClock : TimeProvider
+{
+    public TimeSpan Offset { get; set; }
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + Offset;
 }
 
 /// <summary>Every formatted log message and exception text of the app under test.</summary>

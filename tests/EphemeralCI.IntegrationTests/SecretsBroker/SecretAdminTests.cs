@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using EphemeralCI.JobTokens;
+using EphemeralCI.SecretsBroker.Identity;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -178,6 +179,35 @@ public sealed class SecretAdminTests : IAsyncLifetime
         Assert.Equal("default", jwt.GetClaim("runner_template").Value);
         Assert.False(string.IsNullOrEmpty(jwt.Id));
         Assert.All(jwks.Keys, k => Assert.True(string.IsNullOrEmpty(k.D), "a private key part is published"));
+    }
+
+    [Fact]
+    public async Task Signing_key_rotates_and_tokens_signed_before_keep_working_until_they_expire()
+    {
+        var clock = new ShiftedClock();
+        await using var broker = await BrokerTestApp.StartAsync(clock: clock, extra: new Dictionary<string, string?>
+        {
+            ["SecretsBroker:SigningKeyRotation"] = "00:10:00",
+            ["SecretsBroker:SigningKeyOverlap"] = "01:00:00",
+        });
+        await broker.PutSecretAsync("ROT", Plaintext, ["acme/*"], ["**"]);
+        var before = await broker.MintAsync(Guid.NewGuid(), repository: "acme/a", deadline: DateTimeOffset.UtcNow.AddMinutes(40));
+
+        clock.Offset = TimeSpan.FromMinutes(11); // the first key has signed for longer than its rotation period
+        await broker.Service<SigningKeyRing>().RotateIfDueAsync(default);
+        var after = await broker.MintAsync(Guid.NewGuid(), repository: "acme/a", deadline: DateTimeOffset.UtcNow.AddMinutes(40));
+        var jwks = new JsonWebKeySet(await broker.Client.GetStringAsync("/.well-known/jwks.json"));
+
+        var oldKid = new JsonWebToken(before).Kid;
+        var newKid = new JsonWebToken(after).Kid;
+        Assert.NotEqual(oldKid, newKid);
+        Assert.Equal([newKid, oldKid], jwks.Keys.Select(k => k.Kid)); // newest first, the old one still published
+        using var old = await broker.ExchangeAsync(before, "ROT");
+        Assert.Equal(HttpStatusCode.OK, old.StatusCode);
+
+        clock.Offset = TimeSpan.FromMinutes(11 + 10 + 61); // past the old key's overlap
+        var later = new JsonWebKeySet(await broker.Client.GetStringAsync("/.well-known/jwks.json"));
+        Assert.DoesNotContain(later.Keys, k => k.Kid == oldKid);
     }
 
     [Fact]
