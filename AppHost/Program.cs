@@ -6,9 +6,29 @@ var builder = DistributedApplication.CreateBuilder(args);
 
 var infra = builder.AddEphemeralCIInfrastructure();
 
-// Shared between the provisioner (mints job tokens) and the services that check them.
+// Interim shared HS256 key: still required by the cache's start-up check; job tokens themselves are
+// now ES256, minted by the secrets broker and checked against its JWKS (JobTokens__Authority).
 var jobTokenKey = builder.AddParameter("job-token-signing-key",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// The broker's key-encryption key (never stored in secretsdb), its admin credential, and the
+// provisioner's credential for minting job tokens.
+var secretsKek = builder.AddParameter("secrets-kek",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+var secretsAdminToken = builder.AddParameter("secrets-admin-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+var provisionerToken = builder.AddParameter("secrets-provisioner-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+const string BrokerUrl = "http://secrets-broker";
+
+var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>("secrets-broker")
+    .WithHttpHealthCheck("/health")
+    .WithReference(infra.SecretsDb).WaitFor(infra.SecretsDb)
+    .WithReference(infra.Redis).WaitFor(infra.Redis)
+    .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
+    .WithEnvironment("SecretsBroker__KeyEncryptionKeys__k1", secretsKek)
+    .WithEnvironment("SecretsBroker__ActiveKeyId", "k1")
+    .WithEnvironment("SecretsBroker__AdminToken", secretsAdminToken)
+    .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken);
 
 var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithHttpHealthCheck("/health")
@@ -16,29 +36,28 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(infra.IntakeDb).WaitFor(infra.IntakeDb)
     .WithReference(infra.Redis).WaitFor(infra.Redis)
     .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
+    .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
+    .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithBootstrapAdminKey(builder.Configuration);
-
-var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>("secrets-broker")
-    .WithHttpHealthCheck("/health")
-    .WithReference(infra.SecretsDb).WaitFor(infra.SecretsDb)
-    .WithReference(infra.Redis).WaitFor(infra.Redis)
-    .WithEnvironment("JobTokens__SigningKey", jobTokenKey);
 
 var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithHttpHealthCheck("/health")
     .WithReference(infra.CacheDb).WaitFor(infra.CacheDb)
     .WithReference(infra.Redis).WaitFor(infra.Redis)
     .WithMinio(infra)
-    .WithEnvironment("JobTokens__SigningKey", jobTokenKey);
+    .WithReference(secretsBroker)
+    .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
+    .WithEnvironment("JobTokens__Authority", BrokerUrl);
 
 builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithHttpHealthCheck("/health")
     .WithReference(infra.ProvisionerDb).WaitFor(infra.ProvisionerDb)
     .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
     .WithReference(intake).WaitFor(intake)
-    .WithReference(secretsBroker)
+    .WithReference(secretsBroker).WaitFor(secretsBroker)
     .WithReference(cache)
-    .WithEnvironment("JobTokens__SigningKey", jobTokenKey);
+    .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken);
 
 builder.Build().Run();

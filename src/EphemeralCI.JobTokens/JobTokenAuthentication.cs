@@ -2,6 +2,7 @@ using System.Security.Claims;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -22,7 +23,7 @@ public sealed class JobTokenAuthenticationHandler(
     {
         var token = BearerToken(Request.Headers.Authorization.ToString());
         if (token is null) return AuthenticateResult.NoResult();
-        var claims = await tokens.ValidateAsync(token);
+        var claims = await tokens.ValidateAsync(token, Context.RequestAborted);
         return claims is null
             ? AuthenticateResult.Fail("invalid, expired or foreign job token")
             : AuthenticateResult.Success(new AuthenticationTicket(JobTokenService.ToPrincipal(claims, SchemeName), SchemeName));
@@ -34,12 +35,37 @@ public sealed class JobTokenAuthenticationHandler(
 
 public static class JobTokenExtensions
 {
-    /// <summary>Registers <see cref="JobTokenService"/> bound to the <c>JobTokens</c> section.</summary>
+    /// <summary>
+    /// Registers <see cref="JobTokenService"/> bound to the <c>JobTokens</c> section, and an
+    /// <see cref="IJobTokenIssuer"/>. With <c>JobTokens:Authority</c> (the broker's URL) tokens are validated
+    /// against the broker's JWKS, and with <c>JobTokens:ProvisionerToken</c> as well they are minted by
+    /// the broker; otherwise the shared HS256 key does both. Registrations a host (or the broker module
+    /// itself) made earlier win, so the all-in-one server validates against the in-process key ring.
+    /// </summary>
     public static IHostApplicationBuilder AddJobTokens(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<JobTokenOptions>().BindConfiguration(JobTokenOptions.Section);
-        builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton<JobTokenService>();
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.TryAddSingleton<JobTokenService>();
+
+        var authority = builder.Configuration[$"{JobTokenOptions.Section}:Authority"];
+        var provisionerToken = builder.Configuration[$"{JobTokenOptions.Section}:ProvisionerToken"];
+        if (!string.IsNullOrWhiteSpace(authority))
+        {
+            if (!builder.Services.Any(d => d.ServiceType == typeof(IJobTokenKeySource)))
+            {
+                builder.Services.AddHttpClient(JwksKeySource.HttpClientName);
+                builder.Services.AddSingleton<IJobTokenKeySource>(sp => new JwksKeySource(
+                    sp.GetRequiredService<IHttpClientFactory>().CreateClient(JwksKeySource.HttpClientName),
+                    sp.GetRequiredService<IOptions<JobTokenOptions>>(),
+                    sp.GetRequiredService<TimeProvider>()));
+            }
+            if (!string.IsNullOrWhiteSpace(provisionerToken))
+            {
+                builder.Services.AddHttpClient<IJobTokenIssuer, BrokerJobTokenIssuer>(BrokerJobTokenIssuer.HttpClientName);
+            }
+        }
+        builder.Services.TryAddSingleton<IJobTokenIssuer, SharedKeyJobTokenIssuer>();
         return builder;
     }
 

@@ -6,4 +6,17 @@ public sealed record JobTokenClaims(Guid JobId, string Repository, string Ref, s
     public const string JobIdClaim = "job_id";
     public const string RepositoryClaim = "repository";
     public const string RefClaim = "ref";
+    public const string CommitShaClaim = "sha";
+    public const string TemplateClaim = "runner_template";
+    public const string EnvironmentClaim = "environment";
+
+    /// <summary>The commit the job builds, when the issuer knew it (broker tokens only).</summary>
+    public string? CommitSha { get; init; }
+    /// <summary>The runner template the job runs on (broker tokens only).</summary>
+    public string? Template { get; init; }
+    /// <summary>The deployment environment the job targets, if any: secrets bound to an environment need it.</summary>
+    public string? Environment { get; init; }
+
+    /// <summary>The OIDC subject relying parties pin, in GitHub's shape.</summary>
+    public static string SubjectOf(string repository, string gitRef) => $"repo:{repository}:ref:{gitRef}";
 }

@@ -5,14 +5,30 @@ public sealed class JobTokenOptions
     public const string Section = "JobTokens";
 
     /// <summary>
-    /// Shared by whoever issues and whoever validates: base64 of at least 32 random bytes, or a
-    /// generated random string of at least 43 characters (as the AppHost's generated parameter is).
+    /// Interim HS256 key, shared by whoever issues and whoever validates: base64 of at least 32 random
+    /// bytes, or a generated random string of at least 43 characters (as the AppHost's generated
+    /// parameter is). Used only when <see cref="Authority"/> is not set.
     /// </summary>
     public string SigningKey { get; set; } = "";
+
+    /// <summary>
+    /// Base URL of the secrets broker (e.g. <c>http://secrets-broker</c> through service discovery).
+    /// When set, tokens are validated against its JWKS (ES256) and HS256 tokens are refused.
+    /// </summary>
+    public string? Authority { get; set; }
+
+    /// <summary>
+    /// The provisioner's credential for the broker's mint endpoint. With <see cref="Authority"/>, it makes
+    /// this process mint job tokens through the broker instead of with <see cref="SigningKey"/>.
+    /// </summary>
+    public string? ProvisionerToken { get; set; }
+
     public string Issuer { get; set; } = "ephemeralci";
     public string Audience { get; set; } = "ephemeralci-runner";
     /// <summary>Added to the job's deadline so a token outlives its job only by this much.</summary>
     public TimeSpan ExpiryMargin { get; set; } = TimeSpan.FromMinutes(2);
+    /// <summary>How long fetched JWKS keys are trusted before they are fetched again.</summary>
+    public TimeSpan JwksRefreshInterval { get; set; } = TimeSpan.FromMinutes(5);
 
     internal byte[] KeyBytes()
     {

@@ -5,11 +5,18 @@ using Microsoft.IdentityModel.Tokens;
 
 namespace EphemeralCI.JobTokens;
 
-/// <summary>Mints and checks job tokens (HS256 JWTs). Stateless; one instance per process.</summary>
-public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvider clock)
+/// <summary>
+/// Checks job tokens, and mints the interim HS256 ones. Stateless; one instance per process.
+/// With an <see cref="IJobTokenKeySource"/> registered (the broker's key ring, or the broker's JWKS)
+/// only ES256 tokens signed by those keys validate; otherwise the shared-key HS256 path is used.
+/// </summary>
+public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvider clock, IJobTokenKeySource? keySource = null)
 {
-    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false };
+    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
     private readonly Lazy<SymmetricSecurityKey> _key = new(() => new SymmetricSecurityKey(options.Value.KeyBytes()));
+
+    /// <summary>True when tokens are validated against asymmetric keys (the broker's) rather than the shared key.</summary>
+    public bool UsesBrokerKeys => keySource is not null;
 
     public string Issue(Guid jobId, string repository, string gitRef, DateTimeOffset jobDeadline)
     {
@@ -35,21 +42,41 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
     }
 
     /// <summary>Returns the claims of a valid token, or null for anything expired, tampered or foreign.</summary>
-    public async Task<JobTokenClaims?> ValidateAsync(string token)
+    public async Task<JobTokenClaims?> ValidateAsync(string token, CancellationToken cancellationToken = default)
     {
-        var result = await _handler.ValidateTokenAsync(token, new TokenValidationParameters
+        var parameters = new TokenValidationParameters
         {
             ValidIssuer = options.Value.Issuer,
             ValidAudience = options.Value.Audience,
-            IssuerSigningKey = _key.Value,
-            ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
             ClockSkew = TimeSpan.FromSeconds(5),
             LifetimeValidator = (notBefore, expires, _, p) =>
             {
                 var now = clock.GetUtcNow().UtcDateTime;
                 return expires is { } e && e > now - p.ClockSkew && (notBefore is null || notBefore <= now + p.ClockSkew);
             },
-        });
+        };
+        if (keySource is null)
+        {
+            parameters.IssuerSigningKey = _key.Value;
+            parameters.ValidAlgorithms = [SecurityAlgorithms.HmacSha256];
+        }
+        else
+        {
+            string? kid;
+            try
+            {
+                kid = _handler.ReadJsonWebToken(token).Kid;
+            }
+            catch (ArgumentException)
+            {
+                return null; // not even a JWT
+            }
+            // Never the shared key here: with broker keys configured an HS256 token is a forgery attempt.
+            parameters.IssuerSigningKeys = await keySource.GetKeysAsync(kid, cancellationToken);
+            parameters.ValidAlgorithms = [SecurityAlgorithms.EcdsaSha256];
+        }
+
+        var result = await _handler.ValidateTokenAsync(token, parameters);
         if (!result.IsValid) return null;
         var claims = result.ClaimsIdentity;
         if (!Guid.TryParse(claims.FindFirst(JobTokenClaims.JobIdClaim)?.Value, out var jobId)) return null;
@@ -58,7 +85,12 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
             claims.FindFirst(JobTokenClaims.RepositoryClaim)?.Value ?? "",
             claims.FindFirst(JobTokenClaims.RefClaim)?.Value ?? "",
             claims.FindFirst(JwtRegisteredClaimNames.Jti)?.Value ?? "",
-            result.SecurityToken.ValidTo);
+            result.SecurityToken.ValidTo)
+        {
+            CommitSha = claims.FindFirst(JobTokenClaims.CommitShaClaim)?.Value,
+            Template = claims.FindFirst(JobTokenClaims.TemplateClaim)?.Value,
+            Environment = claims.FindFirst(JobTokenClaims.EnvironmentClaim)?.Value,
+        };
     }
 
     public static ClaimsPrincipal ToPrincipal(JobTokenClaims claims, string scheme) => new(new ClaimsIdentity(

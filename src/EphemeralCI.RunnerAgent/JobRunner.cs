@@ -4,14 +4,31 @@ using EphemeralCI.Contracts.Runner;
 
 namespace EphemeralCI.RunnerAgent;
 
-/// <summary>Fetches the job, runs its steps in order with bash, streams their output and reports the result.</summary>
-public sealed class JobRunner(IntakeClient intake, AgentEnvironment env)
+/// <summary>
+/// Fetches the job, exchanges its token for the job's secrets, runs its steps in order with bash
+/// (secrets in every step's environment, by name), streams their output with every secret masked
+/// and reports the result.
+/// </summary>
+public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null)
 {
+    private IReadOnlyDictionary<string, string> _secrets = new Dictionary<string, string>();
+
     public async Task<int> RunAsync(CancellationToken ct)
     {
         var job = await intake.GetJobAsync(ct);
         var steps = job.Spec.Steps ?? [];
-        await using var log = new LogStreamer(intake.PostLogAsync);
+        await using var streamer = new LogStreamer(intake.PostLogAsync);
+        var (grant, failure) = await JobSecrets.FetchAsync(secretsBroker, job.Spec.Secrets ?? [], ct);
+        _secrets = grant.Secrets;
+        var log = new MaskingLog(streamer, new SecretMasker(grant.Secrets.Values));
+        foreach (var line in JobSecrets.Describe(grant)) await log.WriteLineAsync(line, ct);
+        if (failure is not null)
+        {
+            await log.WriteLineAsync($"==> {failure}", ct);
+            await log.FlushAsync(ct);
+            await intake.CompleteAsync(new RunnerCompletion(false, 1, null), ct);
+            return 0;
+        }
 
         int? failedStep = null;
         var exitCode = 0;
@@ -38,7 +55,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env)
         return 0;
     }
 
-    private async Task<int> RunStepAsync(RunnerJob job, StepSpec step, LogStreamer log, CancellationToken ct)
+    private async Task<int> RunStepAsync(RunnerJob job, StepSpec step, MaskingLog log, CancellationToken ct)
     {
         // Merging stderr inside the script keeps the two streams in their real order.
         var script = Path.Combine(Path.GetTempPath(), $"eci-step-{Guid.NewGuid():N}.sh");
@@ -73,7 +90,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env)
         }
     }
 
-    private static async Task PumpAsync(Stream stdout, LogStreamer log, CancellationToken ct)
+    private static async Task PumpAsync(Stream stdout, MaskingLog log, CancellationToken ct)
     {
         var buffer = new byte[16 * 1024];
         int read;
@@ -83,7 +100,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env)
         }
     }
 
-    /// <summary>HOME, PATH, CI, the job id, then the job's env, then the step's (later wins). Never the token.</summary>
+    /// <summary>HOME, PATH, CI, the job id, then the job's env, then the step's, then the job's secrets by name (later wins). Never the token.</summary>
     public IReadOnlyDictionary<string, string> StepEnvironment(RunnerJob job, StepSpec step)
     {
         var vars = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -96,6 +113,8 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env)
         };
         foreach (var (k, v) in job.Spec.Env ?? new Dictionary<string, string>()) vars[k] = v;
         foreach (var (k, v) in step.Env ?? new Dictionary<string, string>()) vars[k] = v;
+        // Last, so a spec cannot shadow a secret's name with a value of its choosing.
+        foreach (var (k, v) in _secrets) vars[k] = v;
         return vars;
     }
 }

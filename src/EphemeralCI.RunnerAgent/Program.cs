@@ -16,7 +16,8 @@ Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
 try
 {
     using var client = IntakeClient.FromEnvironment(token);
-    var runner = new JobRunner(client, AgentEnvironment.FromProcess());
+    using var secrets = SecretsClient.FromEnvironment(token);
+    var runner = new JobRunner(client, AgentEnvironment.FromProcess(), secrets);
     return await runner.RunAsync(cts.Token);
 }
 catch (Exception ex)

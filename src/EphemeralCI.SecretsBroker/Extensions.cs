@@ -1,8 +1,15 @@
 using EphemeralCI.JobTokens;
+using EphemeralCI.Messaging;
 using EphemeralCI.SecretsBroker.Apis;
+using EphemeralCI.SecretsBroker.Consumers;
+using EphemeralCI.SecretsBroker.Crypto;
+using EphemeralCI.SecretsBroker.Identity;
 using EphemeralCI.SecretsBroker.Infrastructure;
+using EphemeralCI.SecretsBroker.Revocation;
+using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -11,54 +18,82 @@ using StackExchange.Redis;
 
 namespace EphemeralCI.SecretsBroker;
 
+/*
+ * The secrets broker: job identity in, the job's own secrets out, exactly once, never after the job.
+ *
+ *   provisioner ──POST /internal/v1/job-tokens──> JobIdentityIssuer ──(ES256, SigningKeyRing: kid, rotation)──> token
+ *   anyone ──GET /.well-known/openid-configuration, /.well-known/jwks.json──> public keys
+ *   runner ──POST /api/v1/secrets/exchange (token)──> JobTokenGate ─> revoked? ─> replay guard (once) ─> SecretStore
+ *                                                      (signature, iss,   (IJobRevocationList) (ITokenReplayGuard)  (policy: repo/ref/env,
+ *                                                       aud, exp)                                                    EnvelopeCipher opens)
+ *   RabbitMQ ──RunnerFinished──> RunnerFinishedConsumer ──> IJobRevocationList
+ *   admin ──/api/v1/admin/secrets, /keys/rewrap, /audit──> SecretStore / audit_entries (append-only)
+ */
 public static class SecretsBrokerExtensions
 {
+    public const string DatabaseName = "secretsdb";
+
     /// <summary>Name of the Redis connection string (<c>ConnectionStrings:redis</c>).</summary>
     public const string RedisConnectionName = "redis";
 
     /// <summary>
-    /// Everything the secrets broker needs, in one place: job token validation and the single-use
-    /// store. Registrations are additive so one process can compose this module with the others:
-    /// a host (the embedded all-in-one server) that already registered an <see cref="ITokenReplayGuard"/>
-    /// or a Redis connection keeps its own.
+    /// Everything the secrets broker needs, in one place. Registrations are additive so one process can
+    /// compose this module with the others: a host (the embedded all-in-one server) that already
+    /// registered a replay guard, a revocation list or a Redis connection keeps its own; without Redis
+    /// the single-use and revocation marks stay in process.
     /// </summary>
-    public static IHostApplicationBuilder AddSecretsBroker(this IHostApplicationBuilder builder)
+    /// <param name="addMessaging">False when the host registers the bus itself; it must then call <see cref="AddSecretsBrokerConsumers"/>.</param>
+    public static IHostApplicationBuilder AddSecretsBroker(this IHostApplicationBuilder builder, bool addMessaging = true)
     {
-        if (!builder.Services.Any(d => d.ServiceType == typeof(JobTokenService)))
-        {
-            builder.AddJobTokens();
-        }
-        // Fail at start-up, not on the first exchange, when the signing key is not configured.
-        builder.Services.AddOptions<JobTokenOptions>()
-            .Validate(o => !string.IsNullOrWhiteSpace(o.SigningKey),
-                $"Configuration setting '{JobTokenOptions.Section}:SigningKey' is missing: set it to base64 of 32 random bytes.")
-            .ValidateOnStart();
-        builder.Services.TryAddSingleton(TimeProvider.System);
+        var services = builder.Services;
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddOptions<SecretsBrokerOptions>().BindConfiguration(SecretsBrokerOptions.Section);
 
-        if (!builder.Services.Any(d => d.ServiceType == typeof(ITokenReplayGuard)))
+        builder.AddNpgsqlDbContext<SecretsDbContext>(DatabaseName, configureDbContextOptions: o => o.UseSnakeCaseNamingConvention());
+        services.AddSingleton<KeyRing>();
+        services.AddSingleton<EnvelopeCipher>();
+        services.AddScoped<SecretStore>();
+        services.AddSingleton<SigningKeyRing>();
+        services.AddSingleton<JobIdentityIssuer>();
+        // Before AddJobTokens, so tokens are checked against this ring (no HTTP to itself) and an
+        // all-in-one provisioner mints through it in process.
+        services.TryAddSingleton<IJobTokenKeySource, BrokerKeySource>();
+        services.TryAddSingleton<IJobTokenIssuer>(sp => sp.GetRequiredService<JobIdentityIssuer>());
+        builder.AddJobTokens();
+
+        var hasRedis = services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))
+            || !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName));
+        if (hasRedis && !services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))) builder.AddRedisClient(RedisConnectionName);
+        if (hasRedis)
         {
-            if (!builder.Services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer)))
-            {
-                // The Aspire client would only complain on first use; say which setting is missing now.
-                if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName))
-                    && string.IsNullOrWhiteSpace(builder.Configuration["Aspire:StackExchange:Redis:ConnectionString"]))
-                {
-                    throw new InvalidOperationException(
-                        $"Configuration setting 'ConnectionStrings:{RedisConnectionName}' is missing: the secrets broker keeps single-use token marks in Redis.");
-                }
-                builder.AddRedisClient(RedisConnectionName);
-            }
-            builder.Services.AddSingleton<ITokenReplayGuard, RedisTokenReplayGuard>();
+            services.TryAddSingleton<ITokenReplayGuard, RedisTokenReplayGuard>();
+            services.TryAddSingleton<IJobRevocationList, RedisJobRevocationList>();
+        }
+        else
+        {
+            services.TryAddSingleton<ITokenReplayGuard, InProcessTokenReplayGuard>();
+            services.TryAddSingleton<IJobRevocationList, InProcessJobRevocationList>();
         }
 
-        builder.Services.AddProblemDetails();
+        // Fail at start-up on a missing or malformed key-encryption key, not on the first secret.
+        services.AddHostedService(sp => { _ = sp.GetRequiredService<KeyRing>(); return sp.GetRequiredService<SecretsBrokerStartup>(); });
+        services.AddSingleton<SecretsBrokerStartup>();
+        if (addMessaging) builder.AddEciMessaging(AddSecretsBrokerConsumers);
+        services.AddProblemDetails();
         return builder;
     }
 
-    /// <summary>Maps the broker's API: <c>POST /api/v1/secrets/exchange</c>.</summary>
+    /// <summary>The broker's consumers, on queues of its own (<c>secrets-broker-…</c>) so it gets its own copy of each event.</summary>
+    public static void AddSecretsBrokerConsumers(IBusRegistrationConfigurator bus) =>
+        bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "secrets-broker-runner-finished");
+
+    /// <summary>Maps the broker's APIs: exchange, job identity (OIDC discovery, JWKS, mint), admin and audit.</summary>
     public static IEndpointRouteBuilder MapSecretsBroker(this IEndpointRouteBuilder app)
     {
         app.MapExchangeApi();
+        app.MapIdentityApi();
+        app.MapAdminApi();
+        app.MapAuditApi();
         return app;
     }
 }

@@ -31,6 +31,10 @@ public static class RunnerEnvironment
     public const string IntakeSocket = "ECI_INTAKE_SOCKET";
     /// <summary>Alternative to the socket when the runner shares a network with the intake (Kubernetes).</summary>
     public const string IntakeUrl = "ECI_INTAKE_URL";
+    /// <summary>Unix socket (inside the sandbox) that relays to the secrets broker.</summary>
+    public const string SecretsSocket = "ECI_SECRETS_SOCKET";
+    /// <summary>Alternative to the secrets socket when the runner can reach the broker directly.</summary>
+    public const string SecretsUrl = "ECI_SECRETS_URL";
     public const string JobId = "ECI_JOB_ID";
     public const string Workspace = "ECI_WORKSPACE";
     // The job token arrives as the first line on the agent's standard input, so it is never in an

@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 namespace EphemeralCI.Provisioner.Scheduling;
 
 /// <summary>
-/// Turns a claimed job into a running runner: resolves its template, mints its job token (valid
+/// Turns a claimed job into a running runner: resolves its template, has its job token minted (valid
 /// until the job's deadline), asks the template's backend to start it, and hands it to the
 /// supervisor. Called with the job's lock held.
 /// </summary>
@@ -18,7 +18,7 @@ public sealed class RunnerScheduler(
     ProvisionerDbContext db,
     RunnerTemplateCatalog templates,
     RunnerBackends backends,
-    JobTokenService tokens,
+    IJobTokenIssuer tokens,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
     OutboxSignal signal,
@@ -49,11 +49,13 @@ public sealed class RunnerScheduler(
         RunnerHandle handle;
         try
         {
-            var token = tokens.Issue(job.JobId, job.Repository, job.Ref, deadline);
+            // The secrets broker mints it when JobTokens:Authority and :ProvisionerToken are set (ES256,
+            // published JWKS); otherwise the interim shared-key issuer does. A refusal fails the start.
+            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, Template: runner.Template), ct);
             handle = await backend.StartAsync(
                 new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
         }
-        catch (Exception ex) when (ex is RunnerStartException or InvalidOperationException)
+        catch (Exception ex) when (ex is RunnerStartException or InvalidOperationException or HttpRequestException)
         {
             logger.LogError("Runner for job {JobId} failed to start: {Reason}", job.JobId, ex.Message);
             await FailToStartAsync(runner, ex.Message, ct);

@@ -1,4 +1,6 @@
+using EphemeralCI.SecretsBroker.Audit;
 using EphemeralCI.SecretsBroker.Infrastructure;
+using EphemeralCI.SecretsBroker.Revocation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -7,13 +9,14 @@ using Microsoft.Extensions.Logging;
 
 namespace EphemeralCI.SecretsBroker.Apis;
 
+/// <summary>What a runner asks for: the names its job spec lists under <c>secrets</c>.</summary>
+public sealed record SecretsExchangeRequest(IReadOnlyList<string>? Secrets);
+
 /// <summary>What a runner receives for its job token.</summary>
 /// <param name="JobId">The job the token was minted for.</param>
-/// <param name="Secrets">
-/// Secret name → value. Always empty for now: no secret store exists yet (issue 4 adds encrypted
-/// secrets bound by policy to repository and ref; this endpoint will then fill the map).
-/// </param>
-public sealed record SecretsExchangeResponse(Guid JobId, IReadOnlyDictionary<string, string> Secrets);
+/// <param name="Secrets">Secret name → value, only those requested that policy admits for this job's repository and ref.</param>
+/// <param name="Denied">Requested names that were refused (unknown or not allowed), with a short reason.</param>
+public sealed record SecretsExchangeResponse(Guid JobId, IReadOnlyDictionary<string, string> Secrets, IReadOnlyDictionary<string, string>? Denied = null);
 
 public static partial class ExchangeApi
 {
@@ -26,16 +29,19 @@ public static partial class ExchangeApi
         api.MapPost("/exchange", ExchangeAsync)
             .WithName("ExchangeJobToken")
             .WithSummary("Exchange a job token for the job's secrets, exactly once")
-            .WithDescription("A token can be exchanged once; a second exchange is a replay and is refused with 409.")
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
+            .WithDescription("A token can be exchanged once; a second exchange is a replay and is refused with 409. A token of a job that has ended is refused with 401.")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         return api;
     }
 
     public static async Task<Results<Ok<SecretsExchangeResponse>, ProblemHttpResult>> ExchangeAsync(
-        HttpContext http, ITokenReplayGuard replayGuard, ILoggerFactory loggers, CancellationToken cancellationToken)
+        HttpContext http, SecretsExchangeRequest? request, ITokenReplayGuard replayGuard, IJobRevocationList revocations,
+        SecretStore store, SecretsDbContext db, TimeProvider clock, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var token = http.JobToken();
+        var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId);
         var log = loggers.CreateLogger(typeof(ExchangeApi));
         if (string.IsNullOrEmpty(token.TokenId))
         {
@@ -43,23 +49,56 @@ public static partial class ExchangeApi
             return TypedResults.Problem("The job token has no token id (jti) and cannot be exchanged.",
                 statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized");
         }
+        var requested = request?.Secrets ?? [];
+        var invalid = requested.FirstOrDefault(n => !SecretNames.IsValid(n));
+        if (invalid is not null || requested.Count > 100)
+        {
+            return TypedResults.Problem(
+                invalid is not null ? $"secrets: '{Truncate(invalid)}' is not a valid secret name." : "secrets: at most 100 names.",
+                statusCode: StatusCodes.Status400BadRequest, title: "Invalid request");
+        }
+
+        if (await revocations.IsRevokedAsync(token.JobId, cancellationToken))
+        {
+            db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked");
+            await db.SaveChangesAsync(cancellationToken);
+            LogRevoked(log, token.JobId);
+            return TypedResults.Problem("This job has ended; its token was revoked.",
+                statusCode: StatusCodes.Status401Unauthorized, title: "token revoked");
+        }
 
         // Consume first, then hand out: if anything after this fails the token is spent, which fails
         // closed (the runner's job fails) instead of letting a retry race a thief.
         if (!await replayGuard.TryConsumeAsync(token.TokenId, token.ExpiresAt, cancellationToken))
         {
+            db.Audit(clock, job.Actor, AuditActions.ExchangeReplayed, null, job.JobId, job.Repository, job.Ref, job.TokenId, "second exchange refused");
+            await db.SaveChangesAsync(cancellationToken);
             LogReplay(log, token.JobId);
             return TypedResults.Problem("This job token was already exchanged; each token can be exchanged once.",
                 statusCode: StatusCodes.Status409Conflict, title: "token already exchanged (replay)");
         }
 
-        LogExchanged(log, token.JobId);
-        return TypedResults.Ok(new SecretsExchangeResponse(token.JobId, new Dictionary<string, string>()));
+        var grant = await store.ResolveAsync(job, requested, cancellationToken);
+        LogExchanged(log, token.JobId, grant.Granted.Count, grant.Denied.Count);
+        return TypedResults.Ok(new SecretsExchangeResponse(token.JobId, grant.Granted, grant.Denied));
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Job {JobId} exchanged its token")]
-    private static partial void LogExchanged(ILogger logger, Guid jobId);
+    private static string Truncate(string s) => s.Length > 64 ? s[..64] + "…" : s;
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Job {JobId} exchanged its token: {Granted} secrets granted, {Denied} denied")]
+    private static partial void LogExchanged(ILogger logger, Guid jobId, int granted, int denied);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Job {JobId} presented an already exchanged token (replay refused)")]
     private static partial void LogReplay(ILogger logger, Guid jobId);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Job {JobId} presented a revoked token (job ended)")]
+    private static partial void LogRevoked(ILogger logger, Guid jobId);
+}
+
+/// <summary>Secret names double as environment variable names in the runner, so they are restricted to what a shell accepts.</summary>
+public static class SecretNames
+{
+    public static bool IsValid(string? name) =>
+        !string.IsNullOrEmpty(name) && name.Length <= 128 && (char.IsAsciiLetter(name[0]) || name[0] == '_')
+        && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
 }

@@ -2,116 +2,116 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
+using EphemeralCI.Contracts.Messages;
 using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker;
+using EphemeralCI.SecretsBroker.Identity;
 using EphemeralCI.SecretsBroker.Infrastructure;
-using EphemeralCI.Tests.Infrastructure;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
+using EphemeralCI.SecretsBroker.Revocation;
+using MassTransit;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 using StackExchange.Redis;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.SecretsBroker;
 
-/// <summary>
-/// The secrets broker module composed into a bare WebApplication (as the all-in-one server will
-/// compose it) against the real Redis from eng/services.sh.
-/// </summary>
+/// <summary>Exchange of broker-issued job tokens on real Postgres and Redis: exactly once, only the job's own secrets, never after the job.</summary>
 public sealed class ExchangeApiTests : IAsyncLifetime
 {
-    private const string Exchange = "/api/v1/secrets/exchange";
-
-    private WebApplication _app = null!;
-    private HttpClient _client = null!;
-    private JobTokenService _tokens = null!;
+    private BrokerTestApp _broker = null!;
 
     public async Task InitializeAsync()
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing", ContentRootPath = AppContext.BaseDirectory });
-        builder.WebHost.UseTestServer();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:redis"] = RealServices.Redis,
-            ["JobTokens:SigningKey"] = NewSigningKey(),
-        });
-        builder.AddSecretsBroker();
-        _app = builder.Build();
-        _app.MapHealthChecks("/health");
-        _app.MapSecretsBroker();
-        await _app.StartAsync();
-        _client = _app.GetTestClient();
-        _tokens = _app.Services.GetRequiredService<JobTokenService>();
+        _broker = await BrokerTestApp.StartAsync();
+        await _broker.PutSecretAsync("DEPLOY_KEY", "deploy-s3cr3t-value", ["acme/widgets"], ["refs/heads/main", "refs/tags/v*"]);
+        await _broker.PutSecretAsync("NPM_TOKEN", "npm-t0ken-value", ["acme/*"], ["**"]);
+        await _broker.PutSecretAsync("OTHER_KEY", "other-team-value", ["globex/*"], ["**"]);
+        await _broker.PutSecretAsync("PROD_DB", "prod-db-password", ["acme/*"], ["refs/heads/main"], environment: "production");
     }
 
-    public async Task DisposeAsync()
+    public async Task DisposeAsync() => await _broker.DisposeAsync();
+
+    [Fact]
+    public async Task Job_gets_exactly_the_requested_secrets_its_repository_and_ref_allow()
     {
-        _client.Dispose();
-        await _app.DisposeAsync();
+        var token = await _broker.MintAsync(Guid.NewGuid());
+
+        var body = await ExchangeOkAsync(token, "DEPLOY_KEY", "NPM_TOKEN", "OTHER_KEY", "PROD_DB", "NO_SUCH");
+
+        Assert.Equal(new Dictionary<string, string> { ["DEPLOY_KEY"] = "deploy-s3cr3t-value", ["NPM_TOKEN"] = "npm-t0ken-value" }, body.Secrets);
+        Assert.Equal("repository-not-allowed", body.Denied!["OTHER_KEY"]);
+        Assert.Equal("environment-not-allowed", body.Denied["PROD_DB"]);
+        Assert.Equal("not-found", body.Denied["NO_SUCH"]);
     }
 
     [Fact]
-    public async Task First_exchange_yields_the_job_and_the_second_is_refused_as_replay()
+    public async Task Unrequested_secrets_are_not_handed_out()
     {
-        var jobId = Guid.NewGuid();
-        var token = Mint(jobId);
+        var body = await ExchangeOkAsync(await _broker.MintAsync(Guid.NewGuid()), "NPM_TOKEN");
 
-        using var first = await ExchangeAsync(token);
-        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
-        var body = await first.Content.ReadFromJsonAsync<ExchangeBody>();
-        Assert.Equal(jobId, body!.JobId);
-        Assert.NotNull(body.Secrets);
+        Assert.Equal(["NPM_TOKEN"], body.Secrets.Keys);
+    }
+
+    [Fact]
+    public async Task Job_As_token_never_yields_job_Bs_secrets()
+    {
+        // Job B (globex) may read OTHER_KEY; job A (acme) asks for it with its own token.
+        var tokenA = await _broker.MintAsync(Guid.NewGuid(), repository: "acme/widgets");
+        var tokenB = await _broker.MintAsync(Guid.NewGuid(), repository: "globex/site");
+
+        var a = await ExchangeOkAsync(tokenA, "OTHER_KEY", "DEPLOY_KEY");
+        var b = await ExchangeOkAsync(tokenB, "OTHER_KEY", "DEPLOY_KEY");
+
+        Assert.Equal(["DEPLOY_KEY"], a.Secrets.Keys);
+        Assert.Equal(["OTHER_KEY"], b.Secrets.Keys);
+        Assert.Equal("repository-not-allowed", b.Denied!["DEPLOY_KEY"]);
+    }
+
+    [Theory]
+    [InlineData("refs/heads/feature/x", "ref-not-allowed")]
+    [InlineData("refs/pull/7/merge", "ref-not-allowed")]
+    [InlineData("refs/heads/main-evil", "ref-not-allowed")]
+    public async Task Deploy_credentials_never_reach_a_feature_branch_or_pull_request(string gitRef, string reason)
+    {
+        var body = await ExchangeOkAsync(await _broker.MintAsync(Guid.NewGuid(), gitRef: gitRef), "DEPLOY_KEY");
+
         Assert.Empty(body.Secrets);
+        Assert.Equal(reason, body.Denied!["DEPLOY_KEY"]);
+    }
 
-        using var second = await ExchangeAsync(token);
+    [Fact]
+    public async Task Release_tags_and_the_right_environment_are_admitted()
+    {
+        var tag = await ExchangeOkAsync(await _broker.MintAsync(Guid.NewGuid(), gitRef: "refs/tags/v1.2.3"), "DEPLOY_KEY");
+        var prod = await ExchangeOkAsync(await _broker.MintAsync(Guid.NewGuid(), environment: "production"), "PROD_DB");
+
+        Assert.Equal("deploy-s3cr3t-value", tag.Secrets["DEPLOY_KEY"]);
+        Assert.Equal("prod-db-password", prod.Secrets["PROD_DB"]);
+    }
+
+    [Fact]
+    public async Task Second_exchange_is_refused_as_replay()
+    {
+        var token = await _broker.MintAsync(Guid.NewGuid());
+        await ExchangeOkAsync(token, "NPM_TOKEN");
+
+        using var second = await _broker.ExchangeAsync(token, "NPM_TOKEN");
+
         Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
-        Assert.Equal("application/problem+json", second.Content.Headers.ContentType?.MediaType);
         var problem = await second.Content.ReadFromJsonAsync<ProblemDetails>();
         Assert.Equal("token already exchanged (replay)", problem!.Title);
-        Assert.Equal(409, problem.Status);
-    }
-
-    [Fact]
-    public async Task Tokens_of_different_jobs_are_exchanged_independently()
-    {
-        var jobA = Guid.NewGuid();
-        var jobB = Guid.NewGuid();
-        var tokenA = Mint(jobA);
-        var tokenB = Mint(jobB);
-
-        using var a = await ExchangeAsync(tokenA);
-        using var b = await ExchangeAsync(tokenB);
-        using var aAgain = await ExchangeAsync(tokenA);
-
-        Assert.Equal(HttpStatusCode.OK, a.StatusCode);
-        Assert.Equal(HttpStatusCode.OK, b.StatusCode);
-        Assert.Equal(jobB, (await b.Content.ReadFromJsonAsync<ExchangeBody>())!.JobId);
-        Assert.Equal(HttpStatusCode.Conflict, aAgain.StatusCode);
-    }
-
-    [Fact]
-    public async Task A_second_token_for_the_same_job_is_its_own_single_use()
-    {
-        // The provisioner may mint a new token for a retried runner: each token counts once.
-        var jobId = Guid.NewGuid();
-
-        using var first = await ExchangeAsync(Mint(jobId));
-        using var second = await ExchangeAsync(Mint(jobId));
-
-        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
-        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.DoesNotContain("npm-t0ken-value", await second.Content.ReadAsStringAsync());
     }
 
     [Fact]
     public async Task Concurrent_exchanges_of_one_token_let_exactly_one_through()
     {
-        var token = Mint(Guid.NewGuid());
+        var token = await _broker.MintAsync(Guid.NewGuid());
 
-        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => ExchangeAsync(token)));
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => _broker.ExchangeAsync(token, "NPM_TOKEN")));
 
         Assert.Single(responses, r => r.StatusCode == HttpStatusCode.OK);
         Assert.Equal(15, responses.Count(r => r.StatusCode == HttpStatusCode.Conflict));
@@ -121,117 +121,181 @@ public sealed class ExchangeApiTests : IAsyncLifetime
     [Fact]
     public async Task Replay_mark_lives_in_redis_for_the_rest_of_the_tokens_lifetime()
     {
-        var token = Mint(Guid.NewGuid(), deadline: DateTimeOffset.UtcNow.AddMinutes(30));
-        var claims = await _tokens.ValidateAsync(token);
+        var token = await _broker.MintAsync(Guid.NewGuid(), deadline: DateTimeOffset.UtcNow.AddMinutes(30));
+        var claims = await _broker.Service<JobTokenService>().ValidateAsync(token);
         var beforeExchange = DateTimeOffset.UtcNow;
-        using var response = await ExchangeAsync(token);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await ExchangeOkAsync(token);
 
-        var ttl = await _app.Services.GetRequiredService<IConnectionMultiplexer>().GetDatabase()
-            .KeyTimeToLiveAsync(RedisTokenReplayGuard.KeyPrefix + claims!.TokenId);
+        var ttl = await _broker.Service<IConnectionMultiplexer>().GetDatabase().KeyTimeToLiveAsync(RedisTokenReplayGuard.KeyPrefix + claims!.TokenId);
 
         Assert.NotNull(ttl);
         Assert.True(ttl > TimeSpan.Zero);
-        // Set after beforeExchange, so at most the token's remaining lifetime then, plus the validator's skew.
         Assert.True(ttl <= claims.ExpiresAt - beforeExchange + TimeSpan.FromSeconds(5), $"mark outlives the token: {ttl}");
     }
 
     [Fact]
-    public async Task Tampered_token_is_401_problem_and_does_not_spend_the_real_one()
+    public async Task Exchange_after_the_job_ended_is_refused_and_recorded()
     {
-        var token = Mint(Guid.NewGuid());
-        var parts = token.Split('.');
-        // Same signature, different claims: the payload's last character flipped.
-        var payload = parts[1][..^1] + (parts[1][^1] == 'A' ? 'B' : 'A');
-        var tampered = string.Join('.', parts[0], payload, parts[2]);
+        var jobId = Guid.NewGuid();
+        var token = await _broker.MintAsync(jobId);
 
-        using var refused = await ExchangeAsync(tampered);
+        await _broker.Service<IBus>().Publish(new RunnerFinished(jobId, "r1", RunnerOutcome.Exited, 0, null, DateTimeOffset.UtcNow));
+        var revocations = _broker.Service<IJobRevocationList>();
+        for (var i = 0; i < 100 && !await revocations.IsRevokedAsync(jobId); i++) await Task.Delay(50);
+
+        using var response = await _broker.ExchangeAsync(token, "NPM_TOKEN");
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("token revoked", (await response.Content.ReadFromJsonAsync<ProblemDetails>())!.Title);
+        var audit = await AuditAsync(jobId);
+        Assert.Contains(audit, e => e.Action == "token.revoked");
+        Assert.Contains(audit, e => e.Action == "exchange.denied" && e.Detail == "job ended: token revoked");
+    }
+
+    [Fact]
+    public async Task Tampered_token_is_refused_and_does_not_spend_the_real_one()
+    {
+        var token = await _broker.MintAsync(Guid.NewGuid(), repository: "globex/site");
+        var parts = token.Split('.');
+        // Claim another repository, keep the signature.
+        var payload = Base64UrlEncoder.Decode(parts[1]).Replace("globex/site", "acme/widgets", StringComparison.Ordinal);
+        var tampered = string.Join('.', parts[0], Base64UrlEncoder.Encode(payload), parts[2]);
+
+        using var refused = await _broker.ExchangeAsync(tampered, "DEPLOY_KEY");
         await AssertUnauthorizedProblem(refused);
 
-        using var real = await ExchangeAsync(token);
-        Assert.Equal(HttpStatusCode.OK, real.StatusCode);
+        var real = await ExchangeOkAsync(token, "DEPLOY_KEY");
+        Assert.Empty(real.Secrets);
     }
 
     [Fact]
-    public async Task Token_signed_with_another_key_is_401()
+    public async Task Expired_token_is_refused()
     {
-        var foreign = new JobTokenService(Options.Create(new JobTokenOptions { SigningKey = NewSigningKey() }), TimeProvider.System)
+        // The mint endpoint refuses a past deadline, so mint directly with the broker's issuer.
+        var minted = await _broker.Service<JobIdentityIssuer>().MintAsync(
+            new JobTokenRequest(Guid.NewGuid(), "acme/widgets", "refs/heads/main", DateTimeOffset.UtcNow.AddHours(-1)), "test", default);
+
+        using var response = await _broker.ExchangeAsync(minted.Token, "NPM_TOKEN");
+
+        await AssertUnauthorizedProblem(response);
+    }
+
+    [Theory]
+    [InlineData("ephemeralci", "someone-else")]
+    [InlineData("https://evil.example", "ephemeralci-runner")]
+    public async Task Token_for_another_audience_or_from_another_issuer_is_refused(string issuer, string audience)
+    {
+        // Signed with the broker's real key: only iss/aud are wrong.
+        var (kid, key) = await _broker.Service<SigningKeyRing>().GetSignerAsync(default);
+        var token = ForgeWith(key, SecurityAlgorithms.EcdsaSha256, issuer, audience);
+
+        using var response = await _broker.ExchangeAsync(token, "NPM_TOKEN");
+
+        Assert.False(string.IsNullOrEmpty(kid));
+        await AssertUnauthorizedProblem(response);
+    }
+
+    [Fact]
+    public async Task Token_from_another_key_or_an_hs256_token_is_refused()
+    {
+        using var foreignKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var foreign = ForgeWith(new ECDsaSecurityKey(foreignKey) { KeyId = "foreign" }, SecurityAlgorithms.EcdsaSha256, "ephemeralci", "ephemeralci-runner");
+        // The interim shared-key token is not accepted once the broker signs tokens.
+        var hs256 = new JobTokenService(Options.Create(new JobTokenOptions { SigningKey = BrokerTestApp.NewKek() }), TimeProvider.System)
             .Issue(Guid.NewGuid(), "acme/widgets", "refs/heads/main", DateTimeOffset.UtcNow.AddMinutes(10));
 
-        using var response = await ExchangeAsync(foreign);
+        using var r1 = await _broker.ExchangeAsync(foreign, "NPM_TOKEN");
+        using var r2 = await _broker.ExchangeAsync(hs256, "NPM_TOKEN");
 
-        await AssertUnauthorizedProblem(response);
-    }
-
-    [Fact]
-    public async Task Expired_token_is_401()
-    {
-        // Deadline long past: expiry (deadline + margin) is behind us too.
-        using var response = await ExchangeAsync(Mint(Guid.NewGuid(), deadline: DateTimeOffset.UtcNow.AddHours(-1)));
-
-        await AssertUnauthorizedProblem(response);
+        await AssertUnauthorizedProblem(r1);
+        await AssertUnauthorizedProblem(r2);
     }
 
     [Fact]
     public async Task Missing_token_is_401_with_a_bearer_challenge()
     {
-        using var response = await _client.PostAsync(Exchange, null);
+        using var response = await _broker.Client.PostAsync("/api/v1/secrets/exchange", null);
 
         await AssertUnauthorizedProblem(response);
         Assert.Contains("Bearer", response.Headers.WwwAuthenticate.ToString());
     }
 
     [Fact]
-    public async Task Health_includes_redis()
+    public async Task Invalid_secret_name_is_a_problem_naming_the_field_and_does_not_spend_the_token()
     {
-        using var response = await _client.GetAsync("/health");
+        var token = await _broker.MintAsync(Guid.NewGuid());
 
+        using var bad = await _broker.ExchangeAsync(token, "NOT-A-NAME");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("secrets", (await bad.Content.ReadFromJsonAsync<ProblemDetails>())!.Detail);
+
+        await ExchangeOkAsync(token, "NPM_TOKEN");
+    }
+
+    [Fact]
+    public async Task Every_refusal_and_the_grant_are_audited_without_values()
+    {
+        var jobId = Guid.NewGuid();
+        var token = await _broker.MintAsync(jobId, gitRef: "refs/heads/feature/x");
+        await ExchangeOkAsync(token, "DEPLOY_KEY", "NPM_TOKEN");
+        using var replay = await _broker.ExchangeAsync(token);
+
+        var audit = await AuditAsync(jobId);
+
+        Assert.Contains(audit, e => e.Action == "token.issued");
+        Assert.Contains(audit, e => e.Action == "exchange.denied" && e.Secret == "DEPLOY_KEY" && e.Detail == "ref-not-allowed");
+        Assert.Contains(audit, e => e.Action == "exchange.granted" && e.Detail == "secrets=[NPM_TOKEN]");
+        Assert.Contains(audit, e => e.Action == "exchange.replayed");
+        Assert.DoesNotContain(audit, e => (e.Detail ?? "").Contains("npm-t0ken-value", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Without_redis_the_marks_stay_in_process()
+    {
+        // The embedded default: no Redis setting, single-use still holds.
+        await using var broker = await BrokerTestApp.StartAsync(withRedis: false);
+        await broker.PutSecretAsync("LOCAL", "local-value", ["acme/*"], ["**"]);
+        var token = await broker.MintAsync(Guid.NewGuid());
+
+        using var first = await broker.ExchangeAsync(token, "LOCAL");
+        using var second = await broker.ExchangeAsync(token, "LOCAL");
+
+        Assert.Null(broker.App.Services.GetService(typeof(IConnectionMultiplexer)));
+        Assert.IsType<InProcessTokenReplayGuard>(broker.Service<ITokenReplayGuard>());
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
+    }
+
+    private static string ForgeWith(SecurityKey key, string algorithm, string issuer, string audience) =>
+        new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = issuer,
+            Audience = audience,
+            Expires = DateTime.UtcNow.AddMinutes(10),
+            SigningCredentials = new SigningCredentials(key, algorithm),
+            Claims = new Dictionary<string, object>
+            {
+                ["jti"] = Guid.NewGuid().ToString("N"),
+                [JobTokenClaims.JobIdClaim] = Guid.NewGuid().ToString(),
+                [JobTokenClaims.RepositoryClaim] = "acme/widgets",
+                [JobTokenClaims.RefClaim] = "refs/heads/main",
+            },
+        });
+
+    private async Task<ExchangeBody> ExchangeOkAsync(string token, params string[] secrets)
+    {
+        using var response = await _broker.ExchangeAsync(token, secrets);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("Healthy", await response.Content.ReadAsStringAsync());
+        return (await response.Content.ReadFromJsonAsync<ExchangeBody>())!;
     }
 
-    [Fact]
-    public void Missing_redis_setting_stops_start_up_with_its_name()
+    private async Task<List<AuditLine>> AuditAsync(Guid jobId)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing", ContentRootPath = AppContext.BaseDirectory });
-        builder.Configuration["JobTokens:SigningKey"] = NewSigningKey();
-
-        var e = Assert.Throws<InvalidOperationException>(() => builder.AddSecretsBroker());
-
-        Assert.Contains("ConnectionStrings:redis", e.Message);
+        using var response = await _broker.Client.SendAsync(_broker.Admin(HttpMethod.Get, $"/api/v1/admin/audit?jobId={jobId}"));
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync<List<AuditLine>>())!;
     }
 
-    [Fact]
-    public async Task A_replay_guard_registered_by_the_host_replaces_redis()
-    {
-        // How the all-in-one server plugs in its in-process store: no Redis setting needed then.
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing", ContentRootPath = AppContext.BaseDirectory });
-        builder.WebHost.UseTestServer();
-        builder.Configuration["JobTokens:SigningKey"] = NewSigningKey();
-        builder.Services.AddSingleton<ITokenReplayGuard, RefuseEverything>();
-        builder.AddSecretsBroker();
-        await using var app = builder.Build();
-        app.MapSecretsBroker();
-        await app.StartAsync();
-        Assert.Null(app.Services.GetService<IConnectionMultiplexer>());
-        var token = app.Services.GetRequiredService<JobTokenService>().Issue(Guid.NewGuid(), "r", "refs/heads/main", DateTimeOffset.UtcNow.AddMinutes(5));
-
-        using var request = new HttpRequestMessage(HttpMethod.Post, Exchange) { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", token) } };
-        using var response = await app.GetTestClient().SendAsync(request);
-
-        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
-    }
-
-    private string Mint(Guid jobId, DateTimeOffset? deadline = null) =>
-        _tokens.Issue(jobId, "acme/widgets", "refs/heads/main", deadline ?? DateTimeOffset.UtcNow.AddMinutes(10));
-
-    private Task<HttpResponseMessage> ExchangeAsync(string token)
-    {
-        var request = new HttpRequestMessage(HttpMethod.Post, Exchange) { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", token) } };
-        return _client.SendAsync(request);
-    }
-
-    private static async Task AssertUnauthorizedProblem(HttpResponseMessage response)
+    internal static async Task AssertUnauthorizedProblem(HttpResponseMessage response)
     {
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
@@ -240,13 +304,7 @@ public sealed class ExchangeApiTests : IAsyncLifetime
         Assert.False(string.IsNullOrEmpty(problem.Detail));
     }
 
-    private static string NewSigningKey() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    private sealed record ExchangeBody(Guid JobId, Dictionary<string, string> Secrets, Dictionary<string, string>? Denied);
 
-    private sealed record ExchangeBody(Guid JobId, Dictionary<string, string> Secrets);
-
-    private sealed class RefuseEverything : ITokenReplayGuard
-    {
-        public Task<bool> TryConsumeAsync(string tokenId, DateTimeOffset tokenExpiresAt, CancellationToken cancellationToken = default) =>
-            Task.FromResult(false);
-    }
+    internal sealed record AuditLine(long Id, string Actor, string Action, string? Secret, Guid? JobId, string? Ref, string? TokenId, string? Detail);
 }

@@ -5,9 +5,10 @@ using Microsoft.Extensions.Logging;
 namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 
 /// <summary>
-/// The sandbox has no network but loopback, so its one way out is this: a Unix socket in the job's
-/// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to the
-/// intake's TCP endpoint. One relay per job, closed at teardown, so a finished job can reach nothing.
+/// The sandbox has no network but loopback, so its one way out is this: Unix sockets in the job's
+/// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to a
+/// control-plane service's TCP endpoint — the intake (intake.sock) and, when configured, the
+/// secrets broker (secrets.sock). One relay per job, closed at teardown, so a finished job can reach nothing.
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class ControlPlaneRelay : IAsyncDisposable
@@ -19,6 +20,7 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
     private readonly HashSet<Socket> _open = [];
+    private readonly List<ControlPlaneRelay> _alsoRelayed = [];
 
     private ControlPlaneRelay(Socket listener, string socketPath, Uri target, ILogger logger)
     {
@@ -31,6 +33,29 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     }
 
     public string SocketPath { get; }
+
+    /// <summary>
+    /// Listens on <paramref name="socketPath"/> and relays to <paramref name="target"/> (http://host:port);
+    /// each entry of <paramref name="alsoRelay"/> (socket file name → target) gets a socket of its own
+    /// beside it, closed together with this one.
+    /// </summary>
+    public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger, IReadOnlyDictionary<string, Uri>? alsoRelay)
+    {
+        var relay = Start(socketPath, target, logger);
+        try
+        {
+            foreach (var (name, otherTarget) in alsoRelay ?? new Dictionary<string, Uri>())
+            {
+                relay._alsoRelayed.Add(Start(Path.Combine(Path.GetDirectoryName(socketPath)!, name), otherTarget, logger));
+            }
+        }
+        catch
+        {
+            _ = relay.DisposeAsync().AsTask();
+            throw;
+        }
+        return relay;
+    }
 
     /// <summary>Listens on <paramref name="socketPath"/> and relays to <paramref name="target"/> (http://host:port).</summary>
     public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger)
@@ -108,7 +133,7 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
         {
             if (!_stop.IsCancellationRequested)
             {
-                _logger.LogWarning("Control-plane relay could not reach the intake at {Host}:{Port}: {Error}", _host, _port, ex.Message);
+                _logger.LogWarning("Control-plane relay {Socket} could not reach {Host}:{Port}: {Error}", Path.GetFileName(SocketPath), _host, _port, ex.Message);
             }
         }
         finally
@@ -131,6 +156,7 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (_stop.IsCancellationRequested) return;
+        foreach (var other in _alsoRelayed) await other.DisposeAsync();
         _stop.Cancel();
         _listener.Dispose();
         lock (_open)

@@ -22,4 +22,23 @@ public sealed class IntakeEndpoint(IConfiguration configuration)
         }
         return uri;
     }
+
+    public const string SecretsBrokerDiscoveryKey = "services:secrets-broker:http:0";
+    public const string SecretsBrokerUrlKey = "Provisioner:SecretsBrokerUrl";
+
+    /// <summary>
+    /// Where the sandbox's secrets.sock relays to, or null when no broker is configured (jobs that ask
+    /// for secrets then fail with a clear message from the agent).
+    /// </summary>
+    public Uri? ResolveSecretsBroker()
+    {
+        var value = configuration[SecretsBrokerDiscoveryKey];
+        if (string.IsNullOrWhiteSpace(value)) value = configuration[SecretsBrokerUrlKey];
+        if (string.IsNullOrWhiteSpace(value)) return null;
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+        {
+            throw new RunnerStartException($"secrets broker endpoint '{value}' must be an absolute http:// URL (the relay forwards plain TCP)");
+        }
+        return uri;
+    }
 }

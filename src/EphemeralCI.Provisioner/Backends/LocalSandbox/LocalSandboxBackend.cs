@@ -54,6 +54,7 @@ public sealed class LocalSandboxBackend(
     {
         if (MissingPrerequisite() is { } missing) throw new RunnerStartException(missing);
         var target = intake.Resolve();
+        var secretsBroker = intake.ResolveSecretsBroker();
 
         var layout = new SandboxLayout(
             launch.JobId,
@@ -75,7 +76,8 @@ public sealed class LocalSandboxBackend(
         Process? process = null;
         try
         {
-            relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger);
+            relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
+                secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker });
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             var psi = new ProcessStartInfo(_options.BwrapPath)
             {

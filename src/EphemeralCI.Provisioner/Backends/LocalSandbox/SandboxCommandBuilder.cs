@@ -22,6 +22,8 @@ public static class SandboxCommandBuilder
     public const string AgentPath = "/opt/eci/agent";
     public const string ControlPath = "/run/eci";
     public const string IntakeSocketPath = ControlPath + "/intake.sock";
+    public const string SecretsSocketName = "secrets.sock";
+    public const string SecretsSocketPath = ControlPath + "/" + SecretsSocketName;
     public const string AgentAssembly = "EphemeralCI.RunnerAgent.dll";
     public const string SandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -109,6 +111,7 @@ public static class SandboxCommandBuilder
         new(RunnerEnvironment.JobId, layout.JobId.ToString()),
         new(RunnerEnvironment.Workspace, WorkspacePath),
         new(RunnerEnvironment.IntakeSocket, IntakeSocketPath),
+        new(RunnerEnvironment.SecretsSocket, SecretsSocketPath),
         new("DOTNET_CLI_TELEMETRY_OPTOUT", "1"),
         new("DOTNET_NOLOGO", "1"),
     ];

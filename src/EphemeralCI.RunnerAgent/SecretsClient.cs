@@ -1,0 +1,87 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+using EphemeralCI.Contracts.Runner;
+
+namespace EphemeralCI.RunnerAgent;
+
+/// <summary>What the broker handed over: values by name, and names it refused with a short reason.</summary>
+public sealed record SecretsGrant(IReadOnlyDictionary<string, string> Secrets, IReadOnlyDictionary<string, string> Denied)
+{
+    public static readonly SecretsGrant None = new(new Dictionary<string, string>(), new Dictionary<string, string>());
+}
+
+/// <summary>
+/// Exchanges the job token for the job's secrets at the secrets broker, over the Unix socket the
+/// provisioner relays (or a URL). The exchange is single-use, so a request that may have reached the
+/// broker is never repeated; only a connection that could not be opened is retried.
+/// </summary>
+public sealed class SecretsClient(HttpClient http, string token) : IDisposable
+{
+    public const string ExchangePath = "api/v1/secrets/exchange";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>Null when the sandbox has no way to the broker (neither variable set).</summary>
+    public static SecretsClient? FromEnvironment(string token)
+    {
+        var socket = Environment.GetEnvironmentVariable(RunnerEnvironment.SecretsSocket);
+        if (!string.IsNullOrEmpty(socket))
+        {
+            var handler = new SocketsHttpHandler
+            {
+                ConnectCallback = async (_, ct) =>
+                {
+                    var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                    try
+                    {
+                        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
+                        return new NetworkStream(s, ownsSocket: true);
+                    }
+                    catch
+                    {
+                        s.Dispose();
+                        throw;
+                    }
+                },
+            };
+            return new SecretsClient(new HttpClient(handler) { BaseAddress = new Uri("http://secrets-broker/") }, token);
+        }
+        var url = Environment.GetEnvironmentVariable(RunnerEnvironment.SecretsUrl);
+        return string.IsNullOrEmpty(url) ? null : new SecretsClient(new HttpClient { BaseAddress = new Uri(url) }, token);
+    }
+
+    public async Task<SecretsGrant> ExchangeAsync(IReadOnlyList<string> names, CancellationToken ct)
+    {
+        var delay = TimeSpan.FromMilliseconds(200);
+        for (var attempt = 1; ; attempt++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, ExchangePath)
+            {
+                Content = JsonContent.Create(new { secrets = names }),
+            };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            try
+            {
+                using var response = await http.SendAsync(request, ct);
+                if (!response.IsSuccessStatusCode)
+                {
+                    throw new InvalidOperationException($"the secrets broker refused the exchange: HTTP {(int)response.StatusCode}");
+                }
+                var body = await response.Content.ReadFromJsonAsync<ExchangeResponse>(Json, ct)
+                    ?? throw new InvalidOperationException("the secrets broker sent an empty answer");
+                return new SecretsGrant(body.Secrets ?? [], body.Denied ?? []);
+            }
+            catch (HttpRequestException ex) when (ex.InnerException is SocketException && attempt < 6 && !ct.IsCancellationRequested)
+            {
+                // Could not connect: the request never left, so trying again cannot be a replay.
+                await Task.Delay(delay, ct);
+                delay *= 2;
+            }
+        }
+    }
+
+    public void Dispose() => http.Dispose();
+
+    private sealed record ExchangeResponse(Guid JobId, Dictionary<string, string>? Secrets, Dictionary<string, string>? Denied);
+}
