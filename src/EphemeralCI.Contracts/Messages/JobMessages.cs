@@ -43,4 +43,6 @@ public enum RunnerOutcome
     FailedToStart,
     /// <summary>The runner vanished (killed, provisioner restarted, node lost).</summary>
     Lost,
+    /// <summary>The runner hit a limit of its template (memory, process count) and was stopped; the reason says which.</summary>
+    LimitExceeded,
 }

@@ -62,7 +62,7 @@ public sealed class RunnerScheduler(
 
         // Supervise before recording, so a runner that is already running is never unwatched,
         // even if the database write below fails and the message is redelivered.
-        supervisor.Watch(job.JobId, handle, deadline, runner.TimeoutSeconds);
+        supervisor.Watch(job.JobId, handle, backend, deadline, runner.TimeoutSeconds);
         runner.State = RunnerState.Running;
         runner.ProcessId = handle.ProcessId;
         runner.StartedAt = startedAt;

@@ -3,6 +3,7 @@ using System.Text.Json;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner;
+using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Tests.Infrastructure;
 using MassTransit;
@@ -43,6 +44,13 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             ["RunnerTemplates:default:Backend"] = "local",
             ["RunnerTemplates:default:DefaultTimeoutSeconds"] = "120",
             ["RunnerTemplates:default:MaxTimeoutSeconds"] = "300",
+            // Small limits for hostile jobs; the agent (a .NET process, ~20 threads) fits well inside.
+            [$"RunnerTemplates:{TightTemplate}:Backend"] = "local",
+            [$"RunnerTemplates:{TightTemplate}:DefaultTimeoutSeconds"] = "60",
+            [$"RunnerTemplates:{TightTemplate}:MaxTimeoutSeconds"] = "120",
+            [$"RunnerTemplates:{TightTemplate}:Resources:MemoryMiB"] = "256",
+            [$"RunnerTemplates:{TightTemplate}:Resources:MaxProcesses"] = "128",
+            [$"RunnerTemplates:{TightTemplate}:Resources:CpuMillis"] = "500",
         });
         builder.AddProvisioner();
         _host = builder.Build();
@@ -50,8 +58,13 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         _host.Services.GetRequiredService<IBus>().ConnectConsumeObserver(_observer);
     }
 
-    public RunJob RunJob(Guid jobId, int timeoutSeconds = 120) =>
-        new(jobId, "default", "acme/app", "main", timeoutSeconds, DateTimeOffset.UtcNow);
+    public const string TightTemplate = "tight";
+
+    public RunJob RunJob(Guid jobId, int timeoutSeconds = 120, string template = "default") =>
+        new(jobId, template, "acme/app", "main", timeoutSeconds, DateTimeOffset.UtcNow);
+
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public LocalSandboxBackend Sandbox => Host.Services.GetRequiredService<LocalSandboxBackend>();
 
     public Task PublishAsync<T>(T message) where T : class => Host.Services.GetRequiredService<IBus>().Publish(message);
 

@@ -99,6 +99,21 @@ public static class SandboxCommandBuilder
         return args;
     }
 
+    /// <summary>
+    /// The argv (after /bin/sh) of a shell that writes its own pid into each cgroup.procs file, then
+    /// becomes bubblewrap (exec keeps the pid), so the sandbox and all it starts are in the job's cgroup from the first instruction.
+    /// </summary>
+    public static IReadOnlyList<string> JoinCgroupThenExec(IReadOnlyList<string> cgroupProcsFiles, string bwrapPath, IReadOnlyList<string> bwrapArgs)
+    {
+        foreach (var file in cgroupProcsFiles)
+        {
+            if (file.Contains('\'') || !file.StartsWith('/')) throw new ArgumentException($"unexpected cgroup path '{file}'", nameof(cgroupProcsFiles));
+        }
+        // 125: the cgroup could not be joined; the job must not run unconfined.
+        var script = string.Concat(cgroupProcsFiles.Select(f => $"echo $$ > '{f}' || exit 125; ")) + "exec \"$@\"";
+        return ["-c", script, "eci-sandbox", bwrapPath, .. bwrapArgs];
+    }
+
     /// <summary>The agent's whole environment (bubblewrap clears the rest). The job token is not here: it comes on stdin.</summary>
     public static IReadOnlyList<KeyValuePair<string, string>> Environment(SandboxLayout layout) =>
     [
