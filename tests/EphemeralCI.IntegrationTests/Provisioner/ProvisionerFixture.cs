@@ -29,8 +29,42 @@ public sealed class ProvisionerFixture : IAsyncLifetime
     public IHost Host => _host!;
     public string WorkRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-prov-tests", Guid.NewGuid().ToString("N")[..8]);
 
+    /// <summary>A small base root for the overlay template: a few /etc files, the host's /usr bound read-only, the merged-/usr links.</summary>
+    public string BaseRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-prov-base", Guid.NewGuid().ToString("N")[..8]);
+    public const string OverlayTemplate = "overlay";
+    public const string BaseMarker = "eci-base-marker";
+
+    private void CreateBaseRoot()
+    {
+        Directory.CreateDirectory(Path.Combine(BaseRoot, "etc"));
+        foreach (var file in new[] { "passwd", "group", "nsswitch.conf", "hosts", "ld.so.cache" })
+        {
+            File.Copy($"/etc/{file}", Path.Combine(BaseRoot, "etc", file));
+        }
+        File.WriteAllText(Path.Combine(BaseRoot, "etc", BaseMarker), "from-the-base\n");
+        Directory.CreateDirectory(Path.Combine(BaseRoot, "usr"));
+        foreach (var link in new[] { "bin", "sbin", "lib", "lib64" })
+        {
+            if (new FileInfo("/" + link).LinkTarget is { } target) File.CreateSymbolicLink(Path.Combine(BaseRoot, link), target);
+        }
+        // Read-only, so nothing (not even a careless rm -rf of the temp folder) can write through to the host's /usr.
+        Run("mount", "--bind", "-o", "ro", "/usr", Path.Combine(BaseRoot, "usr"));
+        Run("mount", "-o", "remount,bind,ro", Path.Combine(BaseRoot, "usr"));
+    }
+
+    private static void Run(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {error}");
+    }
+
     public async Task InitializeAsync()
     {
+        CreateBaseRoot();
         Intake = await FakeIntake.StartAsync(_signingKey);
         var database = await RealServices.CreateDatabaseAsync("prov");
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
@@ -51,6 +85,8 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             [$"RunnerTemplates:{TightTemplate}:Resources:MemoryMiB"] = "256",
             [$"RunnerTemplates:{TightTemplate}:Resources:MaxProcesses"] = "128",
             [$"RunnerTemplates:{TightTemplate}:Resources:CpuMillis"] = "500",
+            [$"RunnerTemplates:{OverlayTemplate}:Backend"] = "local",
+            [$"RunnerTemplates:{OverlayTemplate}:RootFilesystem"] = BaseRoot,
         });
         builder.AddProvisioner();
         _host = builder.Build();
@@ -118,6 +154,8 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         }
         await Intake.DisposeAsync();
         try { Directory.Delete(WorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
+        Run("umount", Path.Combine(BaseRoot, "usr"));
+        Directory.Delete(BaseRoot, recursive: true);
     }
 
     private sealed class RunJobObserver : IConsumeObserver

@@ -103,6 +103,18 @@ public sealed class LocalSandboxBackend(
         Directory.CreateDirectory(JobDirectory(launch.JobId), OwnerOnly);
         Directory.CreateDirectory(layout.WorkspaceDirectory, OwnerOnly);
         Directory.CreateDirectory(layout.ControlDirectory, OwnerOnly);
+        if (!string.IsNullOrWhiteSpace(launch.Template.RootFilesystem))
+        {
+            try
+            {
+                layout = layout with { Root = OverlayRoot.Mount(launch.Template.RootFilesystem, JobDirectory(launch.JobId), launch.JobId) };
+            }
+            catch
+            {
+                DeleteTree(JobDirectory(launch.JobId));
+                throw;
+            }
+        }
 
         ControlPlaneRelay? relay = null;
         Process? process = null;
@@ -291,6 +303,8 @@ public sealed class LocalSandboxBackend(
     public static void DeleteTree(string path)
     {
         if (!Directory.Exists(path)) return;
+        // Never delete through a mount (a job's overlay): unmount first.
+        OverlayRoot.UnmountAll(path);
         try
         {
             Directory.Delete(path, recursive: true);
