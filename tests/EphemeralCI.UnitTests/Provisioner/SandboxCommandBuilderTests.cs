@@ -122,6 +122,6 @@ public sealed class SandboxCommandBuilderTests
         Assert.DoesNotContain("/etc/passwd", args);
         // The base has no dotnet of ours: it is bound in even from under /usr.
         Assert.True(HasSequence(args, "--ro-bind", "/usr/share/dotnet", "/usr/share/dotnet"));
-        Assert.True(args.IndexOf("--bind") > args.IndexOf("--tmpfs"), "overlays go onto the fresh root");
+        Assert.True(args.ToList().IndexOf("--bind") > args.ToList().IndexOf("--tmpfs"), "overlays go onto the fresh root");
     }
 }
