@@ -17,10 +17,12 @@ public sealed record RunJob(
 public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);
 
 /// <summary>provisioner → intake: the provisioner took the job and is creating its runner.</summary>
-public sealed record JobProvisioning(Guid JobId, string Backend, DateTimeOffset At);
+/// <param name="TemplateHash">SHA-256 of the runner template the runner is made from ("sha256:…"); null from older provisioners.</param>
+public sealed record JobProvisioning(Guid JobId, string Backend, DateTimeOffset At, string? TemplateHash = null);
 
 /// <summary>provisioner → intake: the runner exists and its agent is starting.</summary>
-public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At);
+/// <param name="TemplateHash">SHA-256 of the runner template the runner was made from; null from older provisioners.</param>
+public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At, string? TemplateHash = null);
 
 /// <summary>provisioner → intake: the runner stopped, for the given reason.</summary>
 public sealed record RunnerFinished(

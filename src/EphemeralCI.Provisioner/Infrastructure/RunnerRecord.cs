@@ -26,6 +26,8 @@ public sealed class RunnerRecord
     public required string RunnerId { get; set; }
     public RunnerState State { get; set; }
     public string? Template { get; set; }
+    /// <summary>SHA-256 of the template's content when the runner was made ("sha256:…").</summary>
+    public string? TemplateHash { get; set; }
     public string? Backend { get; set; }
     public string? Repository { get; set; }
     public string? Ref { get; set; }
