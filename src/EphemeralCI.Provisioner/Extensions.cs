@@ -30,7 +30,9 @@ namespace EphemeralCI.Provisioner;
  *                                                                    (deadline → kill, TimedOut)       │
  *   RabbitMQ ──CancelJob──> CancelJobConsumer ── kill, Cancelled ─────────────────────────────────────>├──> RunnerReaper
  *                           (no runner yet → tombstone)                                                │    (kill tree, delete
- *   start-up ──> StartupReconciler ── rows not destroyed → Lost ─────────────────────────────────────>┘     workspace + socket)
+ *   start-up ──> StartupReconciler ── rows not destroyed → Lost ─────────────────────────────────────>┘     workspace, cgroup,
+ *   every 30 s ─> (periodic) unsupervised/vanished → Lost, stuck provisioning → FailedToStart,            overlay, socket)
+ *                 finished → teardown again, leftovers of jobs over/unknown → removed
  *
  *   Every state change and the message announcing it (JobProvisioning, RunnerStarted, RunnerFinished,
  *   RunnerDestroyed) are written in one SaveChanges (runners row + outbox); the dispatcher publishes.
@@ -62,6 +64,7 @@ public static class ProvisionerExtensions
         services.AddSingleton<RunnerSupervisor>();
         services.AddScoped<RunnerScheduler>();
         services.AddScoped<RunnerDeduplicator>();
+        services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
 
         // Hosted services start in this order (and stop in reverse): the schema first, then the

@@ -75,6 +75,8 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             ["JobTokens:SigningKey"] = _signingKey,
             ["Provisioner:IntakeUrl"] = Intake.Address.ToString(),
             ["Provisioner:LocalSandbox:WorkRoot"] = WorkRoot,
+            // Tests run reconciler passes themselves, so a timer tick never races a test's setup.
+            ["Provisioner:Reconciler:IntervalSeconds"] = "0",
             ["RunnerTemplates:default:Backend"] = "local",
             ["RunnerTemplates:default:DefaultTimeoutSeconds"] = "120",
             ["RunnerTemplates:default:MaxTimeoutSeconds"] = "300",

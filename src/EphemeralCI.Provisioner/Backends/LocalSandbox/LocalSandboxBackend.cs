@@ -26,6 +26,8 @@ public sealed class LocalSandboxBackend(
     private static readonly TimeSpan KillTimeout = TimeSpan.FromSeconds(10);
 
     private readonly ConcurrentDictionary<Guid, Sandbox> _live = new();
+    // Jobs between "row written" and "sandbox registered": the reconciler must not take their fresh directories for leftovers.
+    private readonly ConcurrentDictionary<Guid, byte> _starting = new();
     private readonly LocalSandboxOptions _options = options.Value;
     private JobCgroups? _cgroups;
     private string? _cgroupProblem;
@@ -86,6 +88,19 @@ public sealed class LocalSandboxBackend(
     public async Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct)
     {
         if (MissingPrerequisite() is { } missing) throw new RunnerStartException(missing);
+        _starting[launch.JobId] = 0;
+        try
+        {
+            return await StartSandboxAsync(launch, ct);
+        }
+        finally
+        {
+            _starting.TryRemove(launch.JobId, out _);
+        }
+    }
+
+    private async Task<RunnerHandle> StartSandboxAsync(RunnerLaunch launch, CancellationToken ct)
+    {
         var target = intake.Resolve();
 
         var layout = new SandboxLayout(
@@ -283,7 +298,7 @@ public sealed class LocalSandboxBackend(
     {
         if (Cgroups is { } cgroups)
         {
-            foreach (var jobId in cgroups.Existing().Where(id => !keep.Contains(id) && !_live.ContainsKey(id)))
+            foreach (var jobId in cgroups.Existing().Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
             {
                 logger.LogInformation("Removing leftover cgroup of job {JobId}", jobId);
                 await cgroups.KillAsync(jobId, ct);
@@ -293,7 +308,7 @@ public sealed class LocalSandboxBackend(
         if (!Directory.Exists(_options.WorkRoot)) return;
         foreach (var dir in Directory.EnumerateDirectories(_options.WorkRoot))
         {
-            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId) || keep.Contains(jobId) || _live.ContainsKey(jobId)) continue;
+            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId) || keep.Contains(jobId) || _live.ContainsKey(jobId) || _starting.ContainsKey(jobId)) continue;
             logger.LogInformation("Removing leftover runner directory {Directory}", dir);
             DeleteTree(dir);
         }
