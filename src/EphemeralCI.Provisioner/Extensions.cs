@@ -21,9 +21,10 @@ namespace EphemeralCI.Provisioner;
 /*
  * The provisioner: one brand-new runner per job, always torn down.
  *
- *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerScheduler ──> IRunnerBackend.StartAsync
- *                                          (runners row, PK job id:   (template, deadline,      (LocalSandbox: bwrap +
- *                                           one runner per job ever)   job token)                ControlPlaneRelay)
+ *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerLimiter ──> RunnerScheduler ──> IRunnerBackend.StartAsync
+ *                                          (runners row, PK job id:   (per backend/repo:  (template, deadline,  (LocalSandbox: cgroup +
+ *                                           one runner per job ever)   full → Waiting +    job token)            bwrap + relay)
+ *                                                                      RunnerWaiting; a destroyed runner pumps the wait queue in order)
  *                                                                          │
  *                                                                          v
  *                                                                    RunnerSupervisor ── agent exits ──┐
@@ -64,6 +65,8 @@ public static class ProvisionerExtensions
         services.AddSingleton<RunnerSupervisor>();
         services.AddScoped<RunnerScheduler>();
         services.AddScoped<RunnerDeduplicator>();
+        services.AddOptions<RunnerLimitOptions>().BindConfiguration(RunnerLimitOptions.Section);
+        services.AddSingleton<RunnerLimiter>();
         services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
 
@@ -72,6 +75,7 @@ public static class ProvisionerExtensions
         services.AddHostedService<ProvisionerDbMigrator>();
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
+        services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());
         builder.AddOutboxDispatcher<ProvisionerDbContext>();
         if (addMessaging) builder.AddEciMessaging(AddProvisionerConsumers);
         return builder;

@@ -20,6 +20,9 @@ public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);
 /// <param name="TemplateHash">SHA-256 of the runner template the runner is made from ("sha256:…"); null from older provisioners.</param>
 public sealed record JobProvisioning(Guid JobId, string Backend, DateTimeOffset At, string? TemplateHash = null);
 
+/// <summary>provisioner → intake: the job waits for a free slot (a concurrency limit is full); it starts, in order, when one frees.</summary>
+public sealed record RunnerWaiting(Guid JobId, string Reason, DateTimeOffset At);
+
 /// <summary>provisioner → intake: the runner exists and its agent is starting.</summary>
 /// <param name="TemplateHash">SHA-256 of the runner template the runner was made from; null from older provisioners.</param>
 public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At, string? TemplateHash = null);

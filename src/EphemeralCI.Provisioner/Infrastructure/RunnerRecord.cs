@@ -7,6 +7,8 @@ public enum RunnerState
 {
     /// <summary>The job was cancelled before its RunJob arrived: no runner may ever start for it.</summary>
     Tombstone,
+    /// <summary>Claimed, but a concurrency limit is full: starts, in arrival order, when a slot frees.</summary>
+    Waiting,
     /// <summary>Claimed by the deduplicator; the backend is creating the runner.</summary>
     Provisioning,
     Running,

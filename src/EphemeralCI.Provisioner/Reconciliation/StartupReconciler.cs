@@ -85,6 +85,8 @@ public sealed class StartupReconciler(
     {
         foreach (var runner in await OpenRunnersAsync(ct))
         {
+            // A waiting job has no runner yet: it stays in the queue, and the limiter starts it.
+            if (runner.State == RunnerState.Waiting) continue;
             await TryAsync(runner.JobId, async () =>
             {
                 if (runner.FinishedAt is null)
@@ -116,6 +118,7 @@ public sealed class StartupReconciler(
                     await reaper.TeardownAsync(runner.JobId, ct);
                     return;
                 }
+                if (runner.State == RunnerState.Waiting) return;
                 if (runner.State == RunnerState.Provisioning)
                 {
                     if (now - runner.CreatedAt > TimeSpan.FromSeconds(options.Value.StuckProvisioningSeconds))

@@ -85,4 +85,19 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         await DeliverAsync(message, messageId);
         Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerStarted));
     }
+
+    [Fact]
+    public async Task A_waiting_job_stays_queued_and_its_timeline_says_why()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        const string reason = "waiting for a free runner: backend 'local' is at its limit of 2 concurrent runner(s)";
+
+        await DeliverAsync(new RunnerWaiting(id, reason, DateTimeOffset.UtcNow));
+
+        Assert.Equal("queued", (await JobAsync(ci, id)).GetProperty("status").GetString());
+        var waiting = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events")
+            .EnumerateArray().Single(e => e.GetProperty("type").GetString() == JobEventTypes.Waiting);
+        Assert.Equal(reason, waiting.GetProperty("message").GetString());
+    }
 }

@@ -77,6 +77,7 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             ["Provisioner:LocalSandbox:WorkRoot"] = WorkRoot,
             // Tests run reconciler passes themselves, so a timer tick never races a test's setup.
             ["Provisioner:Reconciler:IntervalSeconds"] = "0",
+            [$"Provisioner:Limits:Repositories:{LimitedRepository}"] = "1",
             ["RunnerTemplates:default:Backend"] = "local",
             ["RunnerTemplates:default:DefaultTimeoutSeconds"] = "120",
             ["RunnerTemplates:default:MaxTimeoutSeconds"] = "300",
@@ -97,6 +98,8 @@ public sealed class ProvisionerFixture : IAsyncLifetime
     }
 
     public const string TightTemplate = "tight";
+    /// <summary>A repository limited to one runner at a time.</summary>
+    public const string LimitedRepository = "acme/limited";
 
     public RunJob RunJob(Guid jobId, int timeoutSeconds = 120, string template = "default") =>
         new(jobId, template, "acme/app", "main", timeoutSeconds, DateTimeOffset.UtcNow);
