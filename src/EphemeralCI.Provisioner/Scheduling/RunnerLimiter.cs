@@ -59,9 +59,10 @@ public sealed class RunnerLimiter(
         await _decide.WaitAsync(ct);
         try
         {
-            // Behind anyone already waiting for the same backend or repository: order is kept.
-            var queued = await db.Runners.AnyAsync(r => r.State == RunnerState.Waiting && (r.Backend == runner.Backend || r.Repository == runner.Repository), ct);
-            var reason = queued ? "waiting behind earlier jobs for a free runner" : await FullAsync(db, runner.Backend, runner.Repository, 0, 0, ct);
+            // Behind anyone of the same repository already waiting: order within a repository is kept.
+            // (Across repositories the pump, woken by every teardown, starts the oldest fitting job first.)
+            var queued = await db.Runners.AnyAsync(r => r.State == RunnerState.Waiting && r.Repository == runner.Repository, ct);
+            var reason = queued ? "waiting behind earlier jobs of this repository for a free runner" : (await FullAsync(db, runner.Backend, runner.Repository, 0, 0, ct))?.Reason;
             runner.State = reason is null ? RunnerState.Provisioning : RunnerState.Waiting;
             db.Runners.Add(runner);
             if (reason is not null) db.AddToOutbox(new RunnerWaiting(runner.JobId, reason, clock.GetUtcNow()), clock);
@@ -81,18 +82,18 @@ public sealed class RunnerLimiter(
     }
 
     /// <summary>Which limit is full for one more runner of this backend and repository (beyond <paramref name="extraBackend"/>/<paramref name="extraRepository"/> just admitted), or null.</summary>
-    private async Task<string?> FullAsync(ProvisionerDbContext db, string? backend, string? repository, int extraBackend, int extraRepository, CancellationToken ct)
+    private async Task<(string Reason, bool Backend)?> FullAsync(ProvisionerDbContext db, string? backend, string? repository, int extraBackend, int extraRepository, CancellationToken ct)
     {
         var o = options.Value;
         if (o.ForBackend(backend) is { } perBackend &&
             await db.Runners.CountAsync(r => r.Backend == backend && Holding.Contains(r.State), ct) + extraBackend >= perBackend)
         {
-            return $"waiting for a free runner: backend '{backend}' is at its limit of {perBackend} concurrent runner(s)";
+            return ($"waiting for a free runner: backend '{backend}' is at its limit of {perBackend} concurrent runner(s)", true);
         }
         if (o.ForRepository(repository) is { } perRepository &&
             await db.Runners.CountAsync(r => r.Repository == repository && Holding.Contains(r.State), ct) + extraRepository >= perRepository)
         {
-            return $"waiting for a free runner: repository '{repository}' is at its limit of {perRepository} concurrent runner(s)";
+            return ($"waiting for a free runner: repository '{repository}' is at its limit of {perRepository} concurrent runner(s)", false);
         }
         return null;
     }
@@ -117,9 +118,10 @@ public sealed class RunnerLimiter(
                 if (blockedBackends.Contains(runner.Backend) || blockedRepositories.Contains(runner.Repository)) continue;
                 var reason = await FullAsync(db, runner.Backend, runner.Repository,
                     startedPerBackend.GetValueOrDefault(runner.Backend ?? ""), startedPerRepository.GetValueOrDefault(runner.Repository ?? ""), ct);
-                if (reason is not null)
+                if (reason is { } full)
                 {
-                    blockedBackends.Add(runner.Backend);
+                    // A full backend holds back every later job on it; a full repository only that repository's.
+                    if (full.Backend) blockedBackends.Add(runner.Backend);
                     blockedRepositories.Add(runner.Repository);
                     continue;
                 }

@@ -30,10 +30,16 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
             () => $"the job to start; log:\n{job.Log}");
         var ns = HostTraces.NetworkNamespaceOf(jobId);
         Assert.NotNull(ns);
-        // Every process of the job, bubblewrap included, is inside the job's cgroup.
-        var inGroup = fx.Sandbox.JobCgroups.Processes(jobId);
-        Assert.NotEmpty(inGroup);
-        Assert.All(SandboxProcesses.Of(jobId), p => Assert.Contains(p.Pid, inGroup));
+        // Every process of the job, bubblewrap included, is inside the job's cgroup (asked per process,
+        // so a step starting meanwhile does not race a snapshot of the group).
+        Assert.NotEmpty(fx.Sandbox.JobCgroups.Processes(jobId));
+        foreach (var (pid, commandLine) in SandboxProcesses.Of(jobId))
+        {
+            string cgroups;
+            try { cgroups = File.ReadAllText($"/proc/{pid}/cgroup"); }
+            catch (IOException) { continue; } // exited meanwhile
+            Assert.True(cgroups.Contains($"/{jobId}"), $"{pid} ({commandLine}) is outside the job's cgroup:\n{cgroups}");
+        }
         await File.WriteAllTextAsync(Path.Combine(Workspace(jobId), "go"), "");
         await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
         return ns;

@@ -13,6 +13,17 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
     private static RunJob Limited(Guid jobId) =>
         new(jobId, "default", ProvisionerFixture.LimitedRepository, "main", 60, DateTimeOffset.UtcNow);
 
+    /// <summary>Waits for the job's first step; on failure says where its runner got stuck.</summary>
+    private async Task WaitToRunAsync(Guid jobId, FakeJob job)
+    {
+        RunnerRecord? row = null;
+        await ProvisionerFixture.WaitUntilAsync(async () =>
+        {
+            row = await fx.RunnerAsync(jobId);
+            return job.Events.Any(e => e.Type == JobEventTypes.StepStarted);
+        }, () => $"job {jobId} to run; runner {row?.State} {row?.Outcome} {row?.Reason}; log:\n{job.Log}");
+    }
+
     [Fact]
     public async Task Jobs_over_the_repository_limit_wait_with_a_reason_and_start_in_order_when_a_slot_frees()
     {
@@ -23,7 +34,7 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
         var jobC = fx.Intake.Register(c, new StepSpec { Name = "quick", Run = "echo c-ran" });
 
         await fx.PublishAsync(Limited(a));
-        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(jobA.Events.Any(e => e.Type == JobEventTypes.StepStarted)), "job A to run");
+        await WaitToRunAsync(a, jobA);
         await fx.PublishAsync(Limited(b));
         await fx.WaitForStateAsync(b, RunnerState.Waiting);
         await fx.PublishAsync(Limited(c));
@@ -50,15 +61,23 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
     }
 
     [Fact]
-    public async Task A_waiting_job_that_is_cancelled_never_starts()
+    public async Task A_waiting_job_holds_back_only_its_repository_and_once_cancelled_never_starts()
     {
         var (a, b) = (Guid.NewGuid(), Guid.NewGuid());
         var jobA = fx.Intake.Register(a, new StepSpec { Name = "hold", Run = "while [ ! -f /workspace/go ]; do sleep 0.05; done" });
         var jobB = fx.Intake.Register(b, new StepSpec { Name = "never", Run = "echo never" });
         await fx.PublishAsync(Limited(a));
-        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(jobA.Events.Any(e => e.Type == JobEventTypes.StepStarted)), "job A to run");
+        await WaitToRunAsync(a, jobA);
         await fx.PublishAsync(Limited(b));
         await fx.WaitForStateAsync(b, RunnerState.Waiting);
+
+        // A full repository holds back only its own jobs: another repository's job runs meanwhile.
+        var other = Guid.NewGuid();
+        var otherJob = fx.Intake.Register(other, new StepSpec { Name = "quick", Run = "echo other-ran" });
+        await fx.PublishAsync(fx.RunJob(other));
+        await fx.WaitForStateAsync(other, RunnerState.Destroyed);
+        Assert.Contains("other-ran", otherJob.Log);
+        Assert.Empty((await fx.SentAsync(other)).OfType<RunnerWaiting>());
 
         await fx.PublishAsync(new CancelJob(b, DateTimeOffset.UtcNow));
         await fx.WaitForStateAsync(b, RunnerState.Destroyed);

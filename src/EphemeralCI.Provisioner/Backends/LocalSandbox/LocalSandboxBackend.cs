@@ -352,6 +352,7 @@ public sealed class LocalSandboxBackend(
             }
             _live.TryRemove(jobId, out _);
         }
+        _cgroups?.RemoveParentsIfEmpty();
     }
 
     private sealed record Sandbox(Process Process, ControlPlaneRelay Relay, RunnerResources Resources);

@@ -95,9 +95,10 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
         {
             Write(memory, "memory.limit_in_bytes", memoryBytes.ToString(CultureInfo.InvariantCulture));
             TryWrite(memory, "memory.memsw.limit_in_bytes", memoryBytes.ToString(CultureInfo.InvariantCulture));
-            // v1 cannot kill a whole group on OOM; instead the group freezes at its limit
-            // (under_oom) and the supervisor kills all of it, with the reason.
-            Write(memory, "memory.oom_control", "1");
+            // v1 has no oom.group: the kernel kills one process (counted in memory.oom_control's
+            // oom_kill) and the supervisor, polling it, kills the rest with the reason. Not
+            // oom_kill_disable: with it, a charge made in a system call (a pipe buffer) fails with
+            // ENOMEM instead of waiting, and the job fails without any trace of the limit.
             Write(cpu, "cpu.cfs_period_us", CpuPeriodMicros.ToString(CultureInfo.InvariantCulture));
             Write(cpu, "cpu.cfs_quota_us", cpuQuota.ToString(CultureInfo.InvariantCulture));
         }
@@ -157,6 +158,17 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
                     Thread.Sleep(10);
                 }
             }
+        }
+    }
+
+    /// <summary>On shutdown: removes the parents if no job cgroup is left in them (another provisioner may share them), so
+    /// nothing of ours keeps the cgroup we were started in from being removed.</summary>
+    public void RemoveParentsIfEmpty()
+    {
+        foreach (var parent in layout.Parents)
+        {
+            try { Directory.Delete(parent, recursive: false); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
         }
     }
 
