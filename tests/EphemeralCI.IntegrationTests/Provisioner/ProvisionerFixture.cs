@@ -112,6 +112,9 @@ public sealed class ProvisionerFixture : IAsyncLifetime
     /// <summary>How many messages of type <typeparamref name="T"/> for the job the provisioner has finished consuming.</summary>
     public int Consumed<T>(Guid jobId) => _observer.Count(typeof(T), jobId);
 
+    /// <summary>Every consumer fault so far, for failure messages.</summary>
+    public string Faults => string.Join("\n", _observer.Faults);
+
     public async Task<RunnerRecord?> RunnerAsync(Guid jobId)
     {
         await using var scope = Host.Services.CreateAsyncScope();
@@ -174,7 +177,12 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             if (jobId is { } id) _counts.AddOrUpdate((typeof(T), id), 1, (_, n) => n + 1);
             return Task.CompletedTask;
         }
-        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception) where T : class => Task.CompletedTask;
+        public System.Collections.Concurrent.ConcurrentQueue<string> Faults { get; } = new();
+        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception) where T : class
+        {
+            Faults.Enqueue($"{typeof(T).Name}: {exception}");
+            return Task.CompletedTask;
+        }
     }
 }
 

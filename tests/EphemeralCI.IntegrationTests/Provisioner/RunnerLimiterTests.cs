@@ -21,7 +21,7 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
         {
             row = await fx.RunnerAsync(jobId);
             return job.Events.Any(e => e.Type == JobEventTypes.StepStarted);
-        }, () => $"job {jobId} to run; runner {row?.State} {row?.Outcome} {row?.Reason}; log:\n{job.Log}");
+        }, () => $"job {jobId} to run; RunJob consumed {fx.Consumed<RunJob>(jobId)}x; runner {row?.State} {row?.Outcome} {row?.Reason}; faults: {fx.Faults}; log:\n{job.Log}");
     }
 
     [Fact]
