@@ -46,6 +46,7 @@ public static class IntakeExtensions
             // Queues named for this module, so another module's consumer of the same message in
             // the same broker (or process) gets its own copy instead of competing for ours.
             bus.AddConsumer<JobProvisioningConsumer>().Endpoint(e => e.Name = "intake-job-provisioning");
+            bus.AddConsumer<RunnerWaitingConsumer>().Endpoint(e => e.Name = "intake-runner-waiting");
             bus.AddConsumer<RunnerStartedConsumer>().Endpoint(e => e.Name = "intake-runner-started");
             bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "intake-runner-finished");
             bus.AddConsumer<RunnerDestroyedConsumer>().Endpoint(e => e.Name = "intake-runner-destroyed");

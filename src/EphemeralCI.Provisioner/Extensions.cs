@@ -22,16 +22,19 @@ namespace EphemeralCI.Provisioner;
 /*
  * The provisioner: one brand-new runner per job, always torn down.
  *
- *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerScheduler ──> IRunnerBackend.StartAsync
- *                                          (runners row, PK job id:   (template, deadline,      (LocalSandbox: bwrap +
- *                                           one runner per job ever)   job token)                ControlPlaneRelay)
+ *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerLimiter ──> RunnerScheduler ──> IRunnerBackend.StartAsync
+ *                                          (runners row, PK job id:   (per backend/repo:  (template, deadline,  (LocalSandbox: cgroup +
+ *                                           one runner per job ever)   full → Waiting +    job token)            bwrap + relay)
+ *                                                                      RunnerWaiting; a destroyed runner pumps the wait queue in order)
  *                                                                          │
  *                                                                          v
  *                                                                    RunnerSupervisor ── agent exits ──┐
  *                                                                    (deadline → kill, TimedOut)       │
  *   RabbitMQ ──CancelJob──> CancelJobConsumer ── kill, Cancelled ─────────────────────────────────────>├──> RunnerReaper
  *                           (no runner yet → tombstone)                                                │    (kill tree, delete
- *   start-up ──> StartupReconciler ── rows not destroyed → Lost ─────────────────────────────────────>┘     workspace + socket)
+ *   start-up ──> StartupReconciler ── rows not destroyed → Lost ─────────────────────────────────────>┘     workspace, cgroup,
+ *   every 30 s ─> (periodic) unsupervised/vanished → Lost, stuck provisioning → FailedToStart,            overlay, socket)
+ *                 finished → teardown again, leftovers of jobs over/unknown → removed
  *
  *   Every state change and the message announcing it (JobProvisioning, RunnerStarted, RunnerFinished,
  *   RunnerDestroyed) are written in one SaveChanges (runners row + outbox); the dispatcher publishes.
@@ -65,6 +68,9 @@ public static class ProvisionerExtensions
         services.AddSingleton<RunnerSupervisor>();
         services.AddScoped<RunnerScheduler>();
         services.AddScoped<RunnerDeduplicator>();
+        services.AddOptions<RunnerLimitOptions>().BindConfiguration(RunnerLimitOptions.Section);
+        services.AddSingleton<RunnerLimiter>();
+        services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
 
         // Hosted services start in this order (and stop in reverse): the schema first, then the
@@ -72,6 +78,7 @@ public static class ProvisionerExtensions
         services.AddHostedService<ProvisionerDbMigrator>();
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
+        services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());
         builder.AddOutboxDispatcher<ProvisionerDbContext>();
         if (addMessaging) builder.AddEciMessaging(AddProvisionerConsumers);
         return builder;

@@ -6,6 +6,8 @@ public static class JobEventTypes
     public const string Queued = "job.queued";
     public const string CancelRequested = "job.cancel_requested";
     public const string Provisioning = "job.provisioning";
+    /// <summary>The provisioner holds the job back (a concurrency limit is full); the description says which.</summary>
+    public const string Waiting = "job.waiting";
     public const string RunnerStarted = "runner.started";
     public const string StepStarted = "step.started";
     public const string StepFinished = "step.finished";

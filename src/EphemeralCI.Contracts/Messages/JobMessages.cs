@@ -17,10 +17,15 @@ public sealed record RunJob(
 public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);
 
 /// <summary>provisioner → intake: the provisioner took the job and is creating its runner.</summary>
-public sealed record JobProvisioning(Guid JobId, string Backend, DateTimeOffset At);
+/// <param name="TemplateHash">SHA-256 of the runner template the runner is made from ("sha256:…"); null from older provisioners.</param>
+public sealed record JobProvisioning(Guid JobId, string Backend, DateTimeOffset At, string? TemplateHash = null);
+
+/// <summary>provisioner → intake: the job waits for a free slot (a concurrency limit is full); it starts, in order, when one frees.</summary>
+public sealed record RunnerWaiting(Guid JobId, string Reason, DateTimeOffset At);
 
 /// <summary>provisioner → intake: the runner exists and its agent is starting.</summary>
-public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At);
+/// <param name="TemplateHash">SHA-256 of the runner template the runner was made from; null from older provisioners.</param>
+public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At, string? TemplateHash = null);
 
 /// <summary>provisioner → intake: the runner stopped, for the given reason.</summary>
 public sealed record RunnerFinished(
@@ -43,6 +48,8 @@ public enum RunnerOutcome
     FailedToStart,
     /// <summary>The runner vanished (killed, provisioner restarted, node lost).</summary>
     Lost,
+    /// <summary>The runner hit a limit of its template (memory, process count) and was stopped; the reason says which.</summary>
+    LimitExceeded,
 }
 
 /// <summary>

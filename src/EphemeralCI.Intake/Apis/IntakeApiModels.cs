@@ -32,11 +32,13 @@ public sealed record JobSummary(
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
-    JobLinks Links)
+    JobLinks Links,
+    /// <summary>SHA-256 of the runner template the runner was made from; null until the runner starts.</summary>
+    string? RunnerTemplateHash = null)
 {
     public static JobSummary From(Job j) => new(
         j.Id, j.Name, j.Repository, j.Ref, j.CommitSha, j.RunnerTemplate, j.Status, j.StatusReason, j.ExitCode,
-        j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id));
+        j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id), j.RunnerTemplateHash);
 }
 
 public sealed record JobPage(IReadOnlyList<JobSummary> Items, int Page, int PageSize, int TotalCount);

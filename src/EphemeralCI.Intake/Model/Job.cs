@@ -11,6 +11,8 @@ public sealed class Job
     public required string Ref { get; set; }
     public required string CommitSha { get; set; }
     public required string RunnerTemplate { get; set; }
+    /// <summary>SHA-256 of the runner template the job's runner was made from ("sha256:…"), as the provisioner reported it: the audit of what it ran in.</summary>
+    public string? RunnerTemplateHash { get; set; }
     /// <summary>The accepted <see cref="JobSpec"/> (timeout resolved), as JSON; the runner receives it as is.</summary>
     public required string Spec { get; set; }
     public JobStatus Status { get; private set; } = JobStatus.Queued;

@@ -1,10 +1,12 @@
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.RunnerTemplates;
 using Microsoft.Extensions.Configuration;
 
 namespace EphemeralCI.Intake.Templates;
 
 /// <summary>
-/// The runner templates a job may name, read once from the <c>RunnerTemplates</c> section.
+/// The runner templates a job may name, read once from the <c>RunnerTemplates</c> section and the
+/// template files in <c>RunnerTemplates:Directory</c> (the same loader as the provisioner's).
 /// A bad definition stops the service at start-up with the setting's name rather than
 /// surfacing later as a confusing job failure.
 /// </summary>
@@ -26,17 +28,8 @@ public sealed class RunnerTemplateCatalog
         }
     }
 
-    public static RunnerTemplateCatalog FromConfiguration(IConfiguration configuration)
-    {
-        var templates = new Dictionary<string, RunnerTemplateDefinition>(StringComparer.Ordinal);
-        foreach (var child in configuration.GetSection(RunnerTemplateDefinition.Section).GetChildren())
-        {
-            var definition = new RunnerTemplateDefinition();
-            child.Bind(definition);
-            templates[child.Key] = definition;
-        }
-        return new RunnerTemplateCatalog(templates);
-    }
+    public static RunnerTemplateCatalog FromConfiguration(IConfiguration configuration) =>
+        new(RunnerTemplateLoader.Load(configuration).ToDictionary(t => t.Key, t => t.Value.Definition, StringComparer.Ordinal));
 
     public IReadOnlyCollection<string> Names => _templates.Keys;
 

@@ -43,6 +43,9 @@ public interface IRunnerBackend
     /// <summary>Removes everything else the runner had (workspace, control socket). Idempotent; call after <see cref="KillAsync"/>.</summary>
     Task DestroyAsync(RunnerRef runner, CancellationToken ct);
 
+    /// <summary>The resource limit the runner hit (out of memory, process limit), or null. Polled while it runs and read when it ends.</summary>
+    string? LimitExceeded(RunnerRef runner) => null;
+
     /// <summary>Whether any process of the runner is still alive.</summary>
     bool IsAlive(RunnerRef runner);
 

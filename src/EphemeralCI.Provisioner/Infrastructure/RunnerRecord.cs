@@ -7,6 +7,8 @@ public enum RunnerState
 {
     /// <summary>The job was cancelled before its RunJob arrived: no runner may ever start for it.</summary>
     Tombstone,
+    /// <summary>Claimed, but a concurrency limit is full: starts, in arrival order, when a slot frees.</summary>
+    Waiting,
     /// <summary>Claimed by the deduplicator; the backend is creating the runner.</summary>
     Provisioning,
     Running,
@@ -26,6 +28,8 @@ public sealed class RunnerRecord
     public required string RunnerId { get; set; }
     public RunnerState State { get; set; }
     public string? Template { get; set; }
+    /// <summary>SHA-256 of the template's content when the runner was made ("sha256:…").</summary>
+    public string? TemplateHash { get; set; }
     public string? Backend { get; set; }
     public string? Repository { get; set; }
     public string? Ref { get; set; }

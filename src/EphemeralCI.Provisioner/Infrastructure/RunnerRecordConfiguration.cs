@@ -14,6 +14,7 @@ public sealed class RunnerRecordConfiguration : IEntityTypeConfiguration<RunnerR
         b.Property(r => r.State).HasConversion<string>().HasMaxLength(16);
         b.Property(r => r.Outcome).HasConversion<string>().HasMaxLength(16);
         b.Property(r => r.Template).HasMaxLength(128);
+        b.Property(r => r.TemplateHash).HasMaxLength(80);
         b.Property(r => r.Backend).HasMaxLength(32);
         b.Property(r => r.Repository).HasMaxLength(512);
         b.Property(r => r.Ref).HasMaxLength(512);

@@ -19,6 +19,7 @@ public sealed class RunnerReaper(
     JobLocks locks,
     RunnerBackends backends,
     OutboxSignal signal,
+    RunnerLimiter limiter,
     TimeProvider clock,
     ILogger<RunnerReaper> logger)
 {
@@ -57,5 +58,7 @@ public sealed class RunnerReaper(
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} of job {JobId} destroyed", runner.RunnerId, jobId);
+        // A slot is free: the next waiting job may start.
+        limiter.Signal();
     }
 }

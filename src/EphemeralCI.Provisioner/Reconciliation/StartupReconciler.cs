@@ -7,22 +7,46 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace EphemeralCI.Provisioner.Reconciliation;
 
+/// <summary>Configuration section <c>Provisioner:Reconciler</c>.</summary>
+public sealed class ReconcilerOptions
+{
+    public const string Section = "Provisioner:Reconciler";
+    /// <summary>Seconds between periodic passes (0 = only at start-up).</summary>
+    public int IntervalSeconds { get; set; } = 30;
+    /// <summary>A runner still "provisioning" after this long was abandoned mid-start (the redelivered RunJob finds its row and does nothing).</summary>
+    public int StuckProvisioningSeconds { get; set; } = 300;
+}
+
 /// <summary>
-/// After a restart nothing of the previous process survives (die-with-parent took its sandboxes),
-/// so every runner the database still thinks is alive is reported Lost and torn down, and any
-/// workspace left on disk is removed. No ghost runners, no job stuck "running".
+/// Makes the database and the machine agree — no ghost runners, no job stuck "running".
+/// At start-up nothing of the previous process survives (die-with-parent took its sandboxes), so
+/// every runner the database still thinks is alive is reported Lost and torn down. Then
+/// periodically: a running runner nobody supervises, or whose processes vanished (killed from
+/// outside, evicted), is reported Lost; a finished runner not yet destroyed is torn down again; and
+/// whatever a backend still has of a job that is over or unknown (workspaces, cgroups) is removed.
 /// </summary>
 public sealed class StartupReconciler(
     IServiceScopeFactory scopes,
     RunnerBackends backends,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
-    ILogger<StartupReconciler> logger) : IHostedService
+    IOptions<ReconcilerOptions> options,
+    TimeProvider clock,
+    ILogger<StartupReconciler> logger) : IHostedService, IDisposable
 {
     public const string LostReason = "provisioner restarted; runner lost";
+    public const string VanishedReason = "the runner vanished: none of its processes is left";
+    public const string UnsupervisedReason = "the runner was not supervised by this provisioner";
+    public const string StuckReason = "the runner never finished starting";
+
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+    // Runners seen without a live process on the last pass: gone twice in a row is gone, not merely exiting right now.
+    private HashSet<Guid> _suspects = [];
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -31,22 +55,39 @@ public sealed class StartupReconciler(
             if (backend.MissingPrerequisite() is { } missing) logger.LogError("Runners of backend {Backend} cannot start: {Problem}", backend.Name, missing);
         }
         await ReconcileAsync(cancellationToken);
+        if (options.Value.IntervalSeconds > 0) _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
     }
 
+    private async Task LoopAsync(CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.IntervalSeconds), clock);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                try
+                {
+                    await ReconcilePeriodicallyAsync(stop);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    logger.LogError(ex, "Periodic reconciliation failed; retrying at the next tick");
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>The start-up pass: every runner not yet destroyed belonged to a previous process.</summary>
     public async Task ReconcileAsync(CancellationToken ct)
     {
-        List<RunnerRecord> open;
-        await using (var scope = scopes.CreateAsyncScope())
+        foreach (var runner in await OpenRunnersAsync(ct))
         {
-            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
-            open = await db.Runners.AsNoTracking()
-                .Where(r => r.State != RunnerState.Tombstone && r.State != RunnerState.Destroyed)
-                .ToListAsync(ct);
-        }
-
-        foreach (var runner in open)
-        {
-            try
+            // A waiting job has no runner yet: it stays in the queue, and the limiter starts it.
+            if (runner.State == RunnerState.Waiting) continue;
+            await TryAsync(runner.JobId, async () =>
             {
                 if (runner.FinishedAt is null)
                 {
@@ -58,18 +99,101 @@ public sealed class StartupReconciler(
                 {
                     await reaper.TeardownAsync(runner.JobId, ct);
                 }
+            });
+        }
+        await RemoveLeftoversAsync(ct);
+    }
+
+    /// <summary>One periodic pass (also called by tests).</summary>
+    public async Task ReconcilePeriodicallyAsync(CancellationToken ct)
+    {
+        var suspects = new HashSet<Guid>();
+        var now = clock.GetUtcNow();
+        foreach (var runner in await OpenRunnersAsync(ct))
+        {
+            await TryAsync(runner.JobId, async () =>
+            {
+                if (runner.FinishedAt is not null)
+                {
+                    await reaper.TeardownAsync(runner.JobId, ct);
+                    return;
+                }
+                if (runner.State == RunnerState.Waiting) return;
+                if (runner.State == RunnerState.Provisioning)
+                {
+                    if (now - runner.CreatedAt > TimeSpan.FromSeconds(options.Value.StuckProvisioningSeconds))
+                    {
+                        logger.LogWarning("Runner of job {JobId} has been provisioning since {CreatedAt:O}; failing it", runner.JobId, runner.CreatedAt);
+                        await supervisor.FinishAsync(runner.JobId, RunnerOutcome.FailedToStart, null, StuckReason, kill: true, ct);
+                    }
+                    return;
+                }
+                if (runner.State != RunnerState.Running) return;
+                if (!supervisor.IsWatching(runner.JobId))
+                {
+                    logger.LogWarning("Runner of job {JobId} is running unsupervised; stopping it", runner.JobId);
+                    await supervisor.FinishAsync(runner.JobId, RunnerOutcome.Lost, null, UnsupervisedReason, kill: true, ct);
+                    return;
+                }
+                if (backends.TryGet(runner.Backend, out var backend) && !backend.IsAlive(new RunnerRef(runner.JobId, runner.RunnerId, runner.ProcessId)))
+                {
+                    if (!_suspects.Contains(runner.JobId))
+                    {
+                        suspects.Add(runner.JobId);
+                        return;
+                    }
+                    logger.LogWarning("Runner of job {JobId} vanished; reporting it lost", runner.JobId);
+                    await supervisor.FinishAsync(runner.JobId, RunnerOutcome.Lost, null, VanishedReason, kill: true, ct);
+                }
+            });
+        }
+        _suspects = suspects;
+        await RemoveLeftoversAsync(ct);
+    }
+
+    private async Task<List<RunnerRecord>> OpenRunnersAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        return await db.Runners.AsNoTracking()
+            .Where(r => r.State != RunnerState.Tombstone && r.State != RunnerState.Destroyed)
+            .ToListAsync(ct);
+    }
+
+    /// <summary>Whatever a backend has of a job that is over or unknown goes; runners not yet destroyed are kept (their teardown owns them).</summary>
+    private async Task RemoveLeftoversAsync(CancellationToken ct)
+    {
+        var keep = (await OpenRunnersAsync(ct)).Select(r => r.JobId).ToHashSet();
+        foreach (var backend in backends.All)
+        {
+            try
+            {
+                await backend.RemoveLeftoversAsync(keep, ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                logger.LogError(ex, "Could not reconcile the runner of job {JobId}", runner.JobId);
+                logger.LogError(ex, "Could not remove leftovers of backend {Backend}", backend.Name);
             }
-        }
-
-        foreach (var backend in backends.All)
-        {
-            await backend.RemoveLeftoversAsync(new HashSet<Guid>(), ct);
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    private async Task TryAsync(Guid jobId, Func<Task> action)
+    {
+        try
+        {
+            await action();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            logger.LogError(ex, "Could not reconcile the runner of job {JobId}", jobId);
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stop.CancelAsync();
+        if (_loop is not null) await _loop.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    public void Dispose() => _stop.Dispose();
 }

@@ -8,11 +8,13 @@ namespace EphemeralCI.Provisioner.Scheduling;
 /// <summary>
 /// Never two runners for one job, whatever the bus redelivers: the job's runner row (primary key =
 /// job id) is claimed before anything is created. A RunJob that finds a row — a runner, or the
-/// tombstone of an early cancel — does nothing. Hands claimed jobs to the scheduler.
+/// tombstone of an early cancel — does nothing. Hands claimed jobs to the limiter, and those it
+/// lets through at once to the scheduler.
 /// </summary>
 public sealed class RunnerDeduplicator(
     ProvisionerDbContext db,
     RunnerScheduler next,
+    RunnerLimiter limiter,
     JobLocks locks,
     TimeProvider clock,
     ILogger<RunnerDeduplicator> logger)
@@ -38,10 +40,10 @@ public sealed class RunnerDeduplicator(
             TimeoutSeconds = job.TimeoutSeconds,
             CreatedAt = clock.GetUtcNow(),
         };
-        db.Runners.Add(runner);
+        bool startNow;
         try
         {
-            await db.SaveChangesAsync(ct);
+            startNow = await limiter.AdmitAsync(db, runner, ct);
         }
         catch (DbUpdateException)
         {
@@ -50,7 +52,7 @@ public sealed class RunnerDeduplicator(
             logger.LogInformation("Job {JobId} was claimed concurrently; RunJob ignored", job.JobId);
             return;
         }
-        await next.ScheduleAsync(runner, job, ct);
+        if (startNow) await next.ScheduleAsync(runner, job, ct);
     }
 
     private async Task<bool> ClaimedElsewhereAsync(Guid jobId, CancellationToken ct)

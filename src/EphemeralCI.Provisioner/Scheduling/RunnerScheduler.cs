@@ -27,11 +27,12 @@ public sealed class RunnerScheduler(
 {
     public async Task ScheduleAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
     {
-        if (!templates.TryGet(job.RunnerTemplate, out var template))
+        if (!templates.TryGetLoaded(job.RunnerTemplate, out var loaded))
         {
             await FailToStartAsync(runner, $"unknown runner template '{job.RunnerTemplate}' (known: {string.Join(", ", templates.Names)})", ct);
             return;
         }
+        var template = loaded!.Definition;
         if (!backends.TryGet(template.Backend, out var backend))
         {
             await FailToStartAsync(runner, $"runner template '{job.RunnerTemplate}' names backend '{template.Backend}', which this provisioner does not run", ct);
@@ -39,8 +40,10 @@ public sealed class RunnerScheduler(
         }
 
         runner.Backend = backend.Name;
+        // What the runner is made from, for the audit: a later edit of the template changes the hash.
+        runner.TemplateHash = loaded.ContentHash;
         runner.TimeoutSeconds = RunnerTemplateCatalog.EffectiveTimeoutSeconds(job.TimeoutSeconds, template);
-        db.AddToOutbox(new JobProvisioning(job.JobId, backend.Name, clock.GetUtcNow()), clock);
+        db.AddToOutbox(new JobProvisioning(job.JobId, backend.Name, clock.GetUtcNow(), loaded.ContentHash), clock);
         await db.SaveChangesAsync(ct);
         signal.Notify();
 
@@ -64,12 +67,12 @@ public sealed class RunnerScheduler(
 
         // Supervise before recording, so a runner that is already running is never unwatched,
         // even if the database write below fails and the message is redelivered.
-        supervisor.Watch(job.JobId, handle, deadline, runner.TimeoutSeconds);
+        supervisor.Watch(job.JobId, handle, backend, deadline, runner.TimeoutSeconds);
         runner.State = RunnerState.Running;
         runner.ProcessId = handle.ProcessId;
         runner.StartedAt = startedAt;
         runner.Deadline = deadline;
-        db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt), clock);
+        db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt, loaded.ContentHash), clock);
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);

@@ -30,40 +30,80 @@ public sealed class RunnerSupervisor(
 
     public int Count => _watched.Count;
 
-    public void Watch(Guid jobId, RunnerHandle handle, DateTimeOffset deadline, int timeoutSeconds)
+    /// <summary>How often a running runner's limits (memory, process count) are checked.</summary>
+    public static readonly TimeSpan LimitPollInterval = TimeSpan.FromMilliseconds(250);
+    /// <summary>128 + SIGKILL: how a runner killed from outside exits.</summary>
+    public const int KilledExitCode = 137;
+    public const string KilledFromOutsideReason = "the runner was killed from outside the provisioner (SIGKILL)";
+
+    public void Watch(Guid jobId, RunnerHandle handle, IRunnerBackend backend, DateTimeOffset deadline, int timeoutSeconds)
     {
         var stop = new CancellationTokenSource();
-        _watched[jobId] = new Watched(stop, Task.Run(() => WatchAsync(jobId, handle, deadline, timeoutSeconds, stop.Token)));
+        var runner = new RunnerRef(jobId, handle.RunnerId, handle.ProcessId);
+        _watched[jobId] = new Watched(stop, Task.Run(() => WatchAsync(jobId, handle, runner, backend, deadline, timeoutSeconds, stop.Token)));
     }
 
-    private async Task WatchAsync(Guid jobId, RunnerHandle handle, DateTimeOffset deadline, int timeoutSeconds, CancellationToken stop)
+    private async Task WatchAsync(Guid jobId, RunnerHandle handle, RunnerRef runner, IRunnerBackend backend, DateTimeOffset deadline, int timeoutSeconds, CancellationToken stop)
     {
         try
         {
             var remaining = deadline - clock.GetUtcNow();
             var expired = Task.Delay(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, clock, stop);
-            var first = await Task.WhenAny(handle.Exited, expired);
-            if (first == handle.Exited)
+            while (true)
             {
-                var code = await handle.Exited;
-                if (handle.Failure() is { } failure)
+                var poll = Task.Delay(LimitPollInterval, clock, stop);
+                var first = await Task.WhenAny(handle.Exited, expired, poll);
+                if (first == handle.Exited)
                 {
-                    await FinishAsync(jobId, failure.Outcome, null, failure.Reason, kill: false, CancellationToken.None);
+                    var code = await handle.Exited;
+                    // A backend's own diagnosis (e.g. Kubernetes: image cannot be pulled) comes first.
+                    if (handle.Failure() is { } failure)
+                    {
+                        await FinishAsync(jobId, failure.Outcome, null, failure.Reason, kill: false, CancellationToken.None);
+                        return;
+                    }
+                    // A limit the job hit explains its end better than the exit code it caused.
+                    if (backend.LimitExceeded(runner) is { } limit)
+                    {
+                        await FinishAsync(jobId, RunnerOutcome.LimitExceeded, code, limit, kill: true, CancellationToken.None);
+                    }
+                    else if (code == KilledExitCode && !stop.IsCancellationRequested)
+                    {
+                        // SIGKILL we did not send (we stop watching before we kill): someone outside killed it.
+                        await FinishAsync(jobId, RunnerOutcome.Lost, code, KilledFromOutsideReason, kill: true, CancellationToken.None);
+                    }
+                    else
+                    {
+                        await FinishAsync(jobId, RunnerOutcome.Exited, code, code == 0 ? null : $"runner agent exited with code {code}", kill: false, CancellationToken.None);
+                    }
                     return;
                 }
-                await FinishAsync(jobId, RunnerOutcome.Exited, code, code == 0 ? null : $"runner agent exited with code {code}", kill: false, CancellationToken.None);
+                if (stop.IsCancellationRequested) return;
+                if (first == expired)
+                {
+                    logger.LogWarning("Job {JobId} passed its deadline of {Timeout} s; killing its runner", jobId, timeoutSeconds);
+                    await FinishAsync(jobId, RunnerOutcome.TimedOut, null, $"job exceeded its timeout of {timeoutSeconds} s", kill: true, CancellationToken.None);
+                    return;
+                }
+                if (backend.LimitExceeded(runner) is { } hit)
+                {
+                    logger.LogWarning("Job {JobId} hit a limit: {Reason}; killing its runner", jobId, hit);
+                    await FinishAsync(jobId, RunnerOutcome.LimitExceeded, null, hit, kill: true, CancellationToken.None);
+                    return;
+                }
             }
-            else if (!stop.IsCancellationRequested)
-            {
-                logger.LogWarning("Job {JobId} passed its deadline of {Timeout} s; killing its runner", jobId, timeoutSeconds);
-                await FinishAsync(jobId, RunnerOutcome.TimedOut, null, $"job exceeded its timeout of {timeoutSeconds} s", kill: true, CancellationToken.None);
-            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
         }
         catch (Exception ex)
         {
             logger.LogError(ex, "Supervising the runner of job {JobId} failed", jobId);
         }
     }
+
+    /// <summary>Whether this process is supervising the job's runner.</summary>
+    public bool IsWatching(Guid jobId) => _watched.ContainsKey(jobId);
 
     /// <summary>Records how the runner ended (once), then tears it down.</summary>
     public async Task FinishAsync(Guid jobId, RunnerOutcome outcome, int? exitCode, string? reason, bool kill, CancellationToken ct)

@@ -33,8 +33,10 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
 
         await DeliverAsync(new JobProvisioning(id, "local", now));
         Assert.Equal("provisioning", (await JobAsync(ci, id)).GetProperty("status").GetString());
-        await DeliverAsync(new RunnerStarted(id, "r-1", "local", now.AddSeconds(1)));
+        var hash = "sha256:" + new string('a', 64);
+        await DeliverAsync(new RunnerStarted(id, "r-1", "local", now.AddSeconds(1), hash));
         Assert.Equal("running", (await JobAsync(ci, id)).GetProperty("status").GetString());
+        Assert.Equal(hash, (await JobAsync(ci, id)).GetProperty("runnerTemplateHash").GetString());
         // A late JobProvisioning must not pull the job back.
         await DeliverAsync(new JobProvisioning(id, "local", now.AddSeconds(2)));
         Assert.Equal("running", (await JobAsync(ci, id)).GetProperty("status").GetString());
@@ -61,6 +63,7 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
     [InlineData(RunnerOutcome.Cancelled, "cancelled")]
     [InlineData(RunnerOutcome.FailedToStart, "failed")]
     [InlineData(RunnerOutcome.Lost, "failed")]
+    [InlineData(RunnerOutcome.LimitExceeded, "failed")]
     public async Task Runner_outcome_decides_the_terminal_state(RunnerOutcome outcome, string expected)
     {
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
@@ -81,5 +84,20 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         await DeliverAsync(message, messageId);
         await DeliverAsync(message, messageId);
         Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerStarted));
+    }
+
+    [Fact]
+    public async Task A_waiting_job_stays_queued_and_its_timeline_says_why()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        const string reason = "waiting for a free runner: backend 'local' is at its limit of 2 concurrent runner(s)";
+
+        await DeliverAsync(new RunnerWaiting(id, reason, DateTimeOffset.UtcNow));
+
+        Assert.Equal("queued", (await JobAsync(ci, id)).GetProperty("status").GetString());
+        var waiting = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events")
+            .EnumerateArray().Single(e => e.GetProperty("type").GetString() == JobEventTypes.Waiting);
+        Assert.Equal(reason, waiting.GetProperty("message").GetString());
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner;
+using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Tests.Infrastructure;
 using MassTransit;
@@ -28,8 +29,42 @@ public sealed class ProvisionerFixture : IAsyncLifetime
     public IHost Host => _host!;
     public string WorkRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-prov-tests", Guid.NewGuid().ToString("N")[..8]);
 
+    /// <summary>A small base root for the overlay template: a few /etc files, the host's /usr bound read-only, the merged-/usr links.</summary>
+    public string BaseRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-prov-base", Guid.NewGuid().ToString("N")[..8]);
+    public const string OverlayTemplate = "overlay";
+    public const string BaseMarker = "eci-base-marker";
+
+    private void CreateBaseRoot()
+    {
+        Directory.CreateDirectory(Path.Combine(BaseRoot, "etc"));
+        foreach (var file in new[] { "passwd", "group", "nsswitch.conf", "hosts", "ld.so.cache" })
+        {
+            File.Copy($"/etc/{file}", Path.Combine(BaseRoot, "etc", file));
+        }
+        File.WriteAllText(Path.Combine(BaseRoot, "etc", BaseMarker), "from-the-base\n");
+        Directory.CreateDirectory(Path.Combine(BaseRoot, "usr"));
+        foreach (var link in new[] { "bin", "sbin", "lib", "lib64" })
+        {
+            if (new FileInfo("/" + link).LinkTarget is { } target) File.CreateSymbolicLink(Path.Combine(BaseRoot, link), target);
+        }
+        // Read-only, so nothing (not even a careless rm -rf of the temp folder) can write through to the host's /usr.
+        Run("mount", "--bind", "-o", "ro", "/usr", Path.Combine(BaseRoot, "usr"));
+        Run("mount", "-o", "remount,bind,ro", Path.Combine(BaseRoot, "usr"));
+    }
+
+    private static void Run(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {error}");
+    }
+
     public async Task InitializeAsync()
     {
+        CreateBaseRoot();
         Intake = await FakeIntake.StartAsync(_signingKey);
         var database = await RealServices.CreateDatabaseAsync("prov");
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
@@ -40,9 +75,21 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             ["JobTokens:SigningKey"] = _signingKey,
             ["Provisioner:IntakeUrl"] = Intake.Address.ToString(),
             ["Provisioner:LocalSandbox:WorkRoot"] = WorkRoot,
+            // Tests run reconciler passes themselves, so a timer tick never races a test's setup.
+            ["Provisioner:Reconciler:IntervalSeconds"] = "0",
+            [$"Provisioner:Limits:Repositories:{LimitedRepository}"] = "1",
             ["RunnerTemplates:default:Backend"] = "local",
             ["RunnerTemplates:default:DefaultTimeoutSeconds"] = "120",
             ["RunnerTemplates:default:MaxTimeoutSeconds"] = "300",
+            // Small limits for hostile jobs; the agent (a .NET process, ~20 threads) fits well inside.
+            [$"RunnerTemplates:{TightTemplate}:Backend"] = "local",
+            [$"RunnerTemplates:{TightTemplate}:DefaultTimeoutSeconds"] = "60",
+            [$"RunnerTemplates:{TightTemplate}:MaxTimeoutSeconds"] = "120",
+            [$"RunnerTemplates:{TightTemplate}:Resources:MemoryMiB"] = "256",
+            [$"RunnerTemplates:{TightTemplate}:Resources:MaxProcesses"] = "128",
+            [$"RunnerTemplates:{TightTemplate}:Resources:CpuMillis"] = "500",
+            [$"RunnerTemplates:{OverlayTemplate}:Backend"] = "local",
+            [$"RunnerTemplates:{OverlayTemplate}:RootFilesystem"] = BaseRoot,
         });
         builder.AddProvisioner();
         _host = builder.Build();
@@ -53,13 +100,23 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         _host.Services.GetRequiredService<IBus>().ConnectConsumeObserver(_observer);
     }
 
-    public RunJob RunJob(Guid jobId, int timeoutSeconds = 120) =>
-        new(jobId, "default", "acme/app", "main", timeoutSeconds, DateTimeOffset.UtcNow);
+    public const string TightTemplate = "tight";
+    /// <summary>A repository limited to one runner at a time.</summary>
+    public const string LimitedRepository = "acme/limited";
+
+    public RunJob RunJob(Guid jobId, int timeoutSeconds = 120, string template = "default") =>
+        new(jobId, template, "acme/app", "main", timeoutSeconds, DateTimeOffset.UtcNow);
+
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public LocalSandboxBackend Sandbox => Host.Services.GetRequiredService<LocalSandboxBackend>();
 
     public Task PublishAsync<T>(T message) where T : class => Host.Services.GetRequiredService<IBus>().Publish(message);
 
     /// <summary>How many messages of type <typeparamref name="T"/> for the job the provisioner has finished consuming.</summary>
     public int Consumed<T>(Guid jobId) => _observer.Count(typeof(T), jobId);
+
+    /// <summary>Every consumer fault so far, for failure messages.</summary>
+    public string Faults => string.Join("\n", _observer.Faults);
 
     public async Task<RunnerRecord?> RunnerAsync(Guid jobId)
     {
@@ -108,6 +165,8 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         }
         await Intake.DisposeAsync();
         try { Directory.Delete(WorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
+        Run("umount", Path.Combine(BaseRoot, "usr"));
+        Directory.Delete(BaseRoot, recursive: true);
     }
 
     private sealed class RunJobObserver : IConsumeObserver
@@ -121,7 +180,12 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             if (jobId is { } id) _counts.AddOrUpdate((typeof(T), id), 1, (_, n) => n + 1);
             return Task.CompletedTask;
         }
-        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception) where T : class => Task.CompletedTask;
+        public System.Collections.Concurrent.ConcurrentQueue<string> Faults { get; } = new();
+        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception) where T : class
+        {
+            Faults.Enqueue($"{typeof(T).Name}: {exception}");
+            return Task.CompletedTask;
+        }
     }
 }
 

@@ -69,6 +69,11 @@ public sealed class ProvisionerTests(ProvisionerFixture fx)
                 Assert.Equal(0, finished.ExitCode);
             },
             m => Assert.IsType<RunnerDestroyed>(m));
+        // The template's content hash is on the runner row and in both messages, for the audit.
+        var hash = (await fx.RunnerAsync(jobId))!.TemplateHash;
+        Assert.Matches("^sha256:[0-9a-f]{64}$", hash);
+        Assert.Equal(hash, sent.OfType<JobProvisioning>().Single().TemplateHash);
+        Assert.Equal(hash, sent.OfType<RunnerStarted>().Single().TemplateHash);
         await AssertGoneAsync(jobId);
     }
 

@@ -28,6 +28,7 @@ public sealed class RunnerTemplateCatalogTests
         {
             ["RunnerTemplates:small:Backend"] = "local",
             ["RunnerTemplates:small:MaxTimeoutSeconds"] = "60",
+            ["RunnerTemplates:small:DefaultTimeoutSeconds"] = "30", // a default above the maximum is refused at start-up
         });
         Assert.True(catalog.TryGet("small", out var small));
         Assert.Equal(60, small.MaxTimeoutSeconds);

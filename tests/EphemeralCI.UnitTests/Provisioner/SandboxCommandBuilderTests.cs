@@ -105,4 +105,23 @@ public sealed class SandboxCommandBuilderTests
     {
         Assert.DoesNotContain(SandboxCommandBuilder.Environment(Layout), kv => kv.Key.Contains("TOKEN", StringComparison.OrdinalIgnoreCase));
     }
+
+    [Fact]
+    public void A_base_root_replaces_the_host_usr_and_etc_with_the_jobs_overlays()
+    {
+        var layout = Layout with
+        {
+            Root = [new RootEntry("bin", null, "usr/bin"), new RootEntry("etc", "/work/j/root/etc", null), new RootEntry("usr", "/work/j/root/usr", null)],
+        };
+        var args = Build(layout);
+
+        Assert.True(HasSequence(args, "--bind", "/work/j/root/usr", "/usr"));
+        Assert.True(HasSequence(args, "--bind", "/work/j/root/etc", "/etc"));
+        Assert.True(HasSequence(args, "--symlink", "usr/bin", "/bin"));
+        Assert.False(HasSequence(args, "--ro-bind", "/usr", "/usr"), "the host's /usr is not used");
+        Assert.DoesNotContain("/etc/passwd", args);
+        // The base has no dotnet of ours: it is bound in even from under /usr.
+        Assert.True(HasSequence(args, "--ro-bind", "/usr/share/dotnet", "/usr/share/dotnet"));
+        Assert.True(args.ToList().IndexOf("--bind") > args.ToList().IndexOf("--tmpfs"), "overlays go onto the fresh root");
+    }
 }

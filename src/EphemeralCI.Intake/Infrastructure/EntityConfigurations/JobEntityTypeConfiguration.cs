@@ -18,6 +18,7 @@ internal sealed class JobEntityTypeConfiguration : IEntityTypeConfiguration<Job>
         b.Property(j => j.Ref).HasMaxLength(255);
         b.Property(j => j.CommitSha).HasMaxLength(64);
         b.Property(j => j.RunnerTemplate).HasMaxLength(63);
+        b.Property(j => j.RunnerTemplateHash).HasMaxLength(80);
         b.Property(j => j.Spec).HasColumnType("jsonb");
         // Stored as the API spells it ("timed_out"), so the table reads like the API.
         b.Property(j => j.Status).HasConversion(s => JobStatusNames.ToName(s), s => JobStatusNames.Parse(s)).HasMaxLength(32);

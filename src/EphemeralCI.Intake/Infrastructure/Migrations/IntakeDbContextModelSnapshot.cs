@@ -138,6 +138,11 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasColumnType("character varying(63)")
                         .HasColumnName("runner_template");
 
+                    b.Property<string>("RunnerTemplateHash")
+                        .HasMaxLength(80)
+                        .HasColumnType("character varying(80)")
+                        .HasColumnName("runner_template_hash");
+
                     b.Property<string>("Spec")
                         .IsRequired()
                         .HasColumnType("jsonb")

@@ -37,6 +37,7 @@ public sealed class RunnerFinishedConsumer(JobUpdater jobs, ILogger<RunnerFinish
         RunnerOutcome.Exited => (JobStatus.Failed, $"runner exited with code {m.ExitCode?.ToString() ?? "unknown"} before reporting a result"),
         RunnerOutcome.FailedToStart => (JobStatus.Failed, $"runner failed to start: {m.Reason ?? "no reason given"}"),
         RunnerOutcome.Lost => (JobStatus.Failed, $"runner was lost: {m.Reason ?? "no reason given"}"),
+        RunnerOutcome.LimitExceeded => (JobStatus.Failed, m.Reason ?? "the runner hit a limit of its template"),
         _ => (JobStatus.Failed, $"runner stopped ({m.Outcome}): {m.Reason ?? "no reason given"}"),
     };
 

@@ -15,8 +15,9 @@ public sealed class RunnerStartedConsumer(JobUpdater jobs, ILogger<RunnerStarted
         var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
         {
             change.Job.TryMoveTo(JobStatus.Running, m.At);
+            change.Job.RunnerTemplateHash ??= m.TemplateHash;
             change.AddEvent(JobEventTypes.RunnerStarted, $"runner {m.RunnerId} started on the '{m.Backend}' backend",
-                new { m.RunnerId, m.Backend }, m.At);
+                new { m.RunnerId, m.Backend, m.TemplateHash }, m.At);
             return true;
         }, context.CancellationToken);
         if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerStarted), m.JobId);

@@ -1,15 +1,19 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.Versioning;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 
 /// <summary>
-/// Runners as bubblewrap sandboxes on this machine. The sandbox is a new PID namespace whose init
-/// is bubblewrap itself: when that init dies the kernel kills everything inside it, daemons and
-/// double forks included, so killing it is killing the whole runner.
+/// Runners as bubblewrap sandboxes on this machine. Each sandbox runs in a cgroup of its own
+/// (memory, process and CPU limits from the template) which it joins before bubblewrap starts, so
+/// nothing of the job ever runs outside it; the kill is cgroup.kill on that group, which no
+/// daemon, double fork or new session escapes. The sandbox is also a new PID namespace whose init
+/// is bubblewrap: if bubblewrap dies the kernel kills everything inside it.
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class LocalSandboxBackend(
@@ -22,7 +26,37 @@ public sealed class LocalSandboxBackend(
     private static readonly TimeSpan KillTimeout = TimeSpan.FromSeconds(10);
 
     private readonly ConcurrentDictionary<Guid, Sandbox> _live = new();
+    // Jobs between "row written" and "sandbox registered": the reconciler must not take their fresh directories for leftovers.
+    private readonly ConcurrentDictionary<Guid, byte> _starting = new();
     private readonly LocalSandboxOptions _options = options.Value;
+    private JobCgroups? _cgroups;
+    private string? _cgroupProblem;
+    private readonly Lock _cgroupInit = new();
+
+    /// <summary>The job cgroups, set up on first use; null (with <see cref="_cgroupProblem"/>) when this machine has none usable.</summary>
+    private JobCgroups? Cgroups
+    {
+        get
+        {
+            lock (_cgroupInit)
+            {
+                if (_cgroups is not null || _cgroupProblem is not null) return _cgroups;
+                try
+                {
+                    _cgroups = JobCgroups.Open(_options.CgroupName, logger);
+                    logger.LogInformation("Job cgroups: {Mode} layout under {Parent}", _cgroups.Layout.Mode, _cgroups.Layout.UnifiedParent);
+                }
+                catch (CgroupUnavailableException ex)
+                {
+                    _cgroupProblem = $"no usable cgroups for per-job limits: {ex.Message}";
+                }
+                return _cgroups;
+            }
+        }
+    }
+
+    /// <summary>The job cgroups; only after <see cref="MissingPrerequisite"/> returned null.</summary>
+    public JobCgroups JobCgroups => Cgroups ?? throw new InvalidOperationException(_cgroupProblem);
 
     public string Name => BackendName;
 
@@ -47,12 +81,26 @@ public sealed class LocalSandboxBackend(
         {
             return $"the dotnet host was not found at '{dotnet}': set {LocalSandboxOptions.Section}:DotnetPath";
         }
+        if (Cgroups is null) return _cgroupProblem;
         return null;
     }
 
     public async Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct)
     {
         if (MissingPrerequisite() is { } missing) throw new RunnerStartException(missing);
+        _starting[launch.JobId] = 0;
+        try
+        {
+            return await StartSandboxAsync(launch, ct);
+        }
+        finally
+        {
+            _starting.TryRemove(launch.JobId, out _);
+        }
+    }
+
+    private async Task<RunnerHandle> StartSandboxAsync(RunnerLaunch launch, CancellationToken ct)
+    {
         var target = intake.Resolve();
         var secretsBroker = intake.ResolveSecretsBroker();
 
@@ -71,22 +119,37 @@ public sealed class LocalSandboxBackend(
         Directory.CreateDirectory(JobDirectory(launch.JobId), OwnerOnly);
         Directory.CreateDirectory(layout.WorkspaceDirectory, OwnerOnly);
         Directory.CreateDirectory(layout.ControlDirectory, OwnerOnly);
+        if (!string.IsNullOrWhiteSpace(launch.Template.RootFilesystem))
+        {
+            try
+            {
+                layout = layout with { Root = OverlayRoot.Mount(launch.Template.RootFilesystem, JobDirectory(launch.JobId), launch.JobId) };
+            }
+            catch
+            {
+                DeleteTree(JobDirectory(launch.JobId));
+                throw;
+            }
+        }
 
         ControlPlaneRelay? relay = null;
         Process? process = null;
         try
         {
+            var cgroupProcs = JobCgroups.Create(launch.JobId, launch.Template.Resources);
             relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
                 secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker });
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
-            var psi = new ProcessStartInfo(_options.BwrapPath)
+            // bubblewrap cannot join a cgroup itself, and joining after it started would let job
+            // code run outside the limits for a moment: a shell joins first, then execs bubblewrap.
+            var psi = new ProcessStartInfo("/bin/sh")
             {
                 RedirectStandardInput = true,
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in args) psi.ArgumentList.Add(arg);
+            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args)) psi.ArgumentList.Add(arg);
             // bubblewrap clears the sandbox's environment; clear its own too so our settings
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();
@@ -98,7 +161,7 @@ public sealed class LocalSandboxBackend(
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
 
-            var sandbox = new Sandbox(process, relay);
+            var sandbox = new Sandbox(process, relay, launch.Template.Resources);
             _live[launch.JobId] = sandbox;
             try
             {
@@ -135,6 +198,11 @@ public sealed class LocalSandboxBackend(
             process.Dispose();
         }
         if (relay is not null) await relay.DisposeAsync();
+        if (_cgroups is not null)
+        {
+            await _cgroups.KillAsync(jobId, CancellationToken.None);
+            _cgroups.Remove(jobId);
+        }
         DeleteTree(JobDirectory(jobId));
     }
 
@@ -146,6 +214,8 @@ public sealed class LocalSandboxBackend(
 
     public async Task KillAsync(RunnerRef runner, CancellationToken ct)
     {
+        // The whole group at once: bubblewrap, the agent, steps, daemons that left the session.
+        if (_cgroups is not null) await _cgroups.KillAsync(runner.JobId, ct);
         int pid;
         Process? ours = null;
         if (_live.TryGetValue(runner.JobId, out var sandbox))
@@ -203,8 +273,18 @@ public sealed class LocalSandboxBackend(
             await sandbox.Relay.DisposeAsync();
             sandbox.Process.Dispose();
         }
+        if (_cgroups is not null)
+        {
+            await _cgroups.KillAsync(runner.JobId, ct);
+            _cgroups.Remove(runner.JobId);
+        }
         DeleteTree(JobDirectory(runner.JobId));
     }
+
+    public string? LimitExceeded(RunnerRef runner) =>
+        _cgroups is not null && _live.TryGetValue(runner.JobId, out var sandbox)
+            ? _cgroups.LimitHit(runner.JobId, sandbox.Resources)
+            : null;
 
     public bool IsAlive(RunnerRef runner)
     {
@@ -212,25 +292,36 @@ public sealed class LocalSandboxBackend(
         {
             try { return !sandbox.Process.HasExited; } catch (InvalidOperationException) { return false; }
         }
+        if (_cgroups is not null && _cgroups.Processes(runner.JobId).Count > 0) return true;
         return runner.ProcessId is { } pid && IsOurSandbox(pid, runner.JobId);
     }
 
-    public Task RemoveLeftoversAsync(IReadOnlySet<Guid> keep, CancellationToken ct)
+    public async Task RemoveLeftoversAsync(IReadOnlySet<Guid> keep, CancellationToken ct)
     {
-        if (!Directory.Exists(_options.WorkRoot)) return Task.CompletedTask;
+        if (Cgroups is { } cgroups)
+        {
+            foreach (var jobId in cgroups.Existing().Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
+            {
+                logger.LogInformation("Removing leftover cgroup of job {JobId}", jobId);
+                await cgroups.KillAsync(jobId, ct);
+                cgroups.Remove(jobId);
+            }
+        }
+        if (!Directory.Exists(_options.WorkRoot)) return;
         foreach (var dir in Directory.EnumerateDirectories(_options.WorkRoot))
         {
-            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId) || keep.Contains(jobId) || _live.ContainsKey(jobId)) continue;
+            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId) || keep.Contains(jobId) || _live.ContainsKey(jobId) || _starting.ContainsKey(jobId)) continue;
             logger.LogInformation("Removing leftover runner directory {Directory}", dir);
             DeleteTree(dir);
         }
-        return Task.CompletedTask;
     }
 
     /// <summary>Deletes a job's directory even if the job took write permission away from its own folders.</summary>
     public static void DeleteTree(string path)
     {
         if (!Directory.Exists(path)) return;
+        // Never delete through a mount (a job's overlay): unmount first.
+        OverlayRoot.UnmountAll(path);
         try
         {
             Directory.Delete(path, recursive: true);
@@ -256,9 +347,15 @@ public sealed class LocalSandboxBackend(
         {
             try { if (!sandbox.Process.HasExited) KillTree(sandbox.Process.Id); } catch (InvalidOperationException) { }
             await sandbox.Relay.DisposeAsync();
+            if (_cgroups is not null)
+            {
+                await _cgroups.KillAsync(jobId, CancellationToken.None);
+                _cgroups.Remove(jobId);
+            }
             _live.TryRemove(jobId, out _);
         }
+        _cgroups?.RemoveParentsIfEmpty();
     }
 
-    private sealed record Sandbox(Process Process, ControlPlaneRelay Relay);
+    private sealed record Sandbox(Process Process, ControlPlaneRelay Relay, RunnerResources Resources);
 }

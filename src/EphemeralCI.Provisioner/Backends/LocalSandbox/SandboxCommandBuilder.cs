@@ -8,7 +8,9 @@ public sealed record SandboxLayout(
     string WorkspaceDirectory,
     string ControlDirectory,
     string AgentDirectory,
-    string DotnetPath);
+    string DotnetPath,
+    /// <summary>Null: the host's /usr read-only under an empty tmpfs root. Else the job's own overlay of a base root.</summary>
+    IReadOnlyList<RootEntry>? Root = null);
 
 /// <summary>
 /// Builds the bubblewrap argument list for one job's sandbox. Pure (the filesystem is asked only
@@ -60,26 +62,39 @@ public static class SandboxCommandBuilder
             "--clearenv",
             // A fresh, empty root: only what is bound below exists.
             "--tmpfs", "/",
-            "--ro-bind", "/usr", "/usr",
         };
-        foreach (var name in UsrLinks)
+        if (layout.Root is { } root)
         {
-            var target = linkTarget("/" + name);
-            if (target is not null && target.TrimStart('/').StartsWith("usr/", StringComparison.Ordinal))
+            // The job's private overlay of the template's base root: writable, and gone with the job.
+            foreach (var entry in root)
             {
-                args.AddRange(["--symlink", target.TrimStart('/'), "/" + name]);
+                if (entry.LinkTarget is { } target) args.AddRange(["--symlink", target, "/" + entry.Name]);
+                else args.AddRange(["--bind", entry.HostDirectory!, "/" + entry.Name]);
             }
         }
-        args.AddRange(["--dir", "/etc"]);
-        foreach (var path in EtcFiles.Where(exists))
+        else
         {
-            args.AddRange(["--ro-bind", path, path]);
+            args.AddRange(["--ro-bind", "/usr", "/usr"]);
+            foreach (var name in UsrLinks)
+            {
+                var target = linkTarget("/" + name);
+                if (target is not null && target.TrimStart('/').StartsWith("usr/", StringComparison.Ordinal))
+                {
+                    args.AddRange(["--symlink", target.TrimStart('/'), "/" + name]);
+                }
+            }
+            args.AddRange(["--dir", "/etc"]);
+            foreach (var path in EtcFiles.Where(exists))
+            {
+                args.AddRange(["--ro-bind", path, path]);
+            }
         }
         args.AddRange(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
 
         // A dotnet outside /usr (e.g. ~/.dotnet) must be visible at the same path to run the agent.
+        // A base root has its own /usr, without our dotnet: bind it in at the same path too.
         var dotnetRoot = Path.GetDirectoryName(layout.DotnetPath)!;
-        if (!dotnetRoot.StartsWith("/usr/", StringComparison.Ordinal))
+        if (layout.Root is not null || !dotnetRoot.StartsWith("/usr/", StringComparison.Ordinal))
         {
             args.AddRange(["--ro-bind", dotnetRoot, dotnetRoot]);
         }
@@ -88,6 +103,7 @@ public static class SandboxCommandBuilder
         args.AddRange(["--ro-bind", layout.AgentDirectory, AgentPath]);
         // Read-only: the agent can connect to the socket but not replace it.
         args.AddRange(["--ro-bind", layout.ControlDirectory, ControlPath]);
+        // The tmpfs root holds only mount points and links; read-only so nothing lands outside the overlays and /tmp.
         args.AddRange(["--remount-ro", "/"]);
         args.AddRange(["--chdir", WorkspacePath]);
 
@@ -99,6 +115,21 @@ public static class SandboxCommandBuilder
         args.Add("--");
         args.AddRange(command ?? [layout.DotnetPath, $"{AgentPath}/{AgentAssembly}"]);
         return args;
+    }
+
+    /// <summary>
+    /// The argv (after /bin/sh) of a shell that writes its own pid into each cgroup.procs file, then
+    /// becomes bubblewrap (exec keeps the pid), so the sandbox and all it starts are in the job's cgroup from the first instruction.
+    /// </summary>
+    public static IReadOnlyList<string> JoinCgroupThenExec(IReadOnlyList<string> cgroupProcsFiles, string bwrapPath, IReadOnlyList<string> bwrapArgs)
+    {
+        foreach (var file in cgroupProcsFiles)
+        {
+            if (file.Contains('\'') || !file.StartsWith('/')) throw new ArgumentException($"unexpected cgroup path '{file}'", nameof(cgroupProcsFiles));
+        }
+        // 125: the cgroup could not be joined; the job must not run unconfined.
+        var script = string.Concat(cgroupProcsFiles.Select(f => $"echo $$ > '{f}' || exit 125; ")) + "exec \"$@\"";
+        return ["-c", script, "eci-sandbox", bwrapPath, .. bwrapArgs];
     }
 
     /// <summary>The agent's whole environment (bubblewrap clears the rest). The job token is not here: it comes on stdin.</summary>

@@ -126,6 +126,10 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                         .HasMaxLength(128)
                         .HasColumnType("character varying(128)");
 
+                    b.Property<string>("TemplateHash")
+                        .HasMaxLength(80)
+                        .HasColumnType("character varying(80)");
+
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("integer");
 

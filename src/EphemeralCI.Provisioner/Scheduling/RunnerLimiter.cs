@@ -1,0 +1,176 @@
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Messaging;
+using EphemeralCI.Provisioner.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.Provisioner.Scheduling;
+
+/// <summary>Configuration section <c>Provisioner:Limits</c>. 0 or absent = unlimited.</summary>
+public sealed class RunnerLimitOptions
+{
+    public const string Section = "Provisioner:Limits";
+    /// <summary>Most runners alive at once per backend name, e.g. <c>PerBackend:local = 4</c>.</summary>
+    public Dictionary<string, int> PerBackend { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>Most runners alive at once for any one repository.</summary>
+    public int PerRepository { get; set; }
+    /// <summary>Per-repository exceptions, e.g. <c>Repositories:acme/app = 1</c>.</summary>
+    public Dictionary<string, int> Repositories { get; set; } = new(StringComparer.Ordinal);
+
+    public int? ForBackend(string? backend) => backend is not null && PerBackend.TryGetValue(backend, out var n) && n > 0 ? n : null;
+    public int? ForRepository(string? repository) =>
+        repository is not null && Repositories.TryGetValue(repository, out var n) ? (n > 0 ? n : null) : PerRepository > 0 ? PerRepository : null;
+}
+
+/// <summary>
+/// Concurrency limits per backend and per repository. A job over a limit is recorded as Waiting
+/// (its RabbitMQ message is acknowledged at once, not held) and RunnerWaiting tells the intake why;
+/// when a runner is destroyed the pump starts waiting jobs in arrival order. A runner holds its slot
+/// until it is destroyed, so "alive at once" counts teardown too. Sits between the deduplicator and
+/// the scheduler. Limits hold within one provisioner process.
+/// </summary>
+public sealed class RunnerLimiter(
+    IServiceScopeFactory scopes,
+    RunnerTemplateCatalog templates,
+    JobLocks locks,
+    IOptions<RunnerLimitOptions> options,
+    OutboxSignal outbox,
+    TimeProvider clock,
+    ILogger<RunnerLimiter> logger) : BackgroundService
+{
+    private static readonly RunnerState[] Holding = [RunnerState.Provisioning, RunnerState.Running, RunnerState.Finished];
+    // Admission and the pump decide one at a time; never held while waiting for a job's lock.
+    private readonly SemaphoreSlim _decide = new(1, 1);
+    private readonly SemaphoreSlim _wake = new(0);
+
+    /// <summary>A slot may have freed: start waiting jobs that now fit.</summary>
+    public void Signal()
+    {
+        if (_wake.CurrentCount == 0) _wake.Release();
+    }
+
+    /// <summary>Records a new runner row as Provisioning (start now) or Waiting (with the reason sent to the intake). True = start now.</summary>
+    public async Task<bool> AdmitAsync(ProvisionerDbContext db, RunnerRecord runner, CancellationToken ct)
+    {
+        runner.Backend ??= templates.TryGet(runner.Template, out var template) ? template.Backend : null;
+        await _decide.WaitAsync(ct);
+        try
+        {
+            // Behind anyone of the same repository already waiting: order within a repository is kept.
+            // (Across repositories the pump, woken by every teardown, starts the oldest fitting job first.)
+            var queued = await db.Runners.AnyAsync(r => r.State == RunnerState.Waiting && r.Repository == runner.Repository, ct);
+            var reason = queued ? "waiting behind earlier jobs of this repository for a free runner" : (await FullAsync(db, runner.Backend, runner.Repository, 0, 0, ct))?.Reason;
+            runner.State = reason is null ? RunnerState.Provisioning : RunnerState.Waiting;
+            db.Runners.Add(runner);
+            if (reason is not null) db.AddToOutbox(new RunnerWaiting(runner.JobId, reason, clock.GetUtcNow()), clock);
+            await db.SaveChangesAsync(ct);
+            if (reason is not null)
+            {
+                outbox.Notify();
+                logger.LogInformation("Job {JobId} waits: {Reason}", runner.JobId, reason);
+                Signal(); // if it only queued behind others, the pump decides when it fits
+            }
+            return reason is null;
+        }
+        finally
+        {
+            _decide.Release();
+        }
+    }
+
+    /// <summary>Which limit is full for one more runner of this backend and repository (beyond <paramref name="extraBackend"/>/<paramref name="extraRepository"/> just admitted), or null.</summary>
+    private async Task<(string Reason, bool Backend)?> FullAsync(ProvisionerDbContext db, string? backend, string? repository, int extraBackend, int extraRepository, CancellationToken ct)
+    {
+        var o = options.Value;
+        if (o.ForBackend(backend) is { } perBackend &&
+            await db.Runners.CountAsync(r => r.Backend == backend && Holding.Contains(r.State), ct) + extraBackend >= perBackend)
+        {
+            return ($"waiting for a free runner: backend '{backend}' is at its limit of {perBackend} concurrent runner(s)", true);
+        }
+        if (o.ForRepository(repository) is { } perRepository &&
+            await db.Runners.CountAsync(r => r.Repository == repository && Holding.Contains(r.State), ct) + extraRepository >= perRepository)
+        {
+            return ($"waiting for a free runner: repository '{repository}' is at its limit of {perRepository} concurrent runner(s)", false);
+        }
+        return null;
+    }
+
+    /// <summary>Starts the waiting jobs that fit now, oldest first. Returns how many were started.</summary>
+    public async Task<int> PumpAsync(CancellationToken ct)
+    {
+        var chosen = new List<Guid>();
+        await _decide.WaitAsync(ct);
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            var waiting = await db.Runners.Where(r => r.State == RunnerState.Waiting).OrderBy(r => r.CreatedAt).ThenBy(r => r.JobId).ToListAsync(ct);
+            var blockedBackends = new HashSet<string?>();
+            var blockedRepositories = new HashSet<string?>();
+            var startedPerBackend = new Dictionary<string, int>();
+            var startedPerRepository = new Dictionary<string, int>();
+            foreach (var runner in waiting)
+            {
+                // Strict order within a backend or repository: once one waits, the later ones wait too.
+                if (blockedBackends.Contains(runner.Backend) || blockedRepositories.Contains(runner.Repository)) continue;
+                var reason = await FullAsync(db, runner.Backend, runner.Repository,
+                    startedPerBackend.GetValueOrDefault(runner.Backend ?? ""), startedPerRepository.GetValueOrDefault(runner.Repository ?? ""), ct);
+                if (reason is { } full)
+                {
+                    // A full backend holds back every later job on it; a full repository only that repository's.
+                    if (full.Backend) blockedBackends.Add(runner.Backend);
+                    blockedRepositories.Add(runner.Repository);
+                    continue;
+                }
+                runner.State = RunnerState.Provisioning;
+                chosen.Add(runner.JobId);
+                startedPerBackend[runner.Backend ?? ""] = startedPerBackend.GetValueOrDefault(runner.Backend ?? "") + 1;
+                startedPerRepository[runner.Repository ?? ""] = startedPerRepository.GetValueOrDefault(runner.Repository ?? "") + 1;
+            }
+            await db.SaveChangesAsync(ct);
+        }
+        finally
+        {
+            _decide.Release();
+        }
+
+        foreach (var jobId in chosen)
+        {
+            using var _ = await locks.AcquireAsync(jobId, ct);
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
+            // Cancelled while we decided: nothing to start.
+            if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) continue;
+            logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
+            var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt);
+            await scope.ServiceProvider.GetRequiredService<RunnerScheduler>().ScheduleAsync(runner, job, ct);
+        }
+        return chosen.Count;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await PumpAsync(stoppingToken);
+                // Woken when a runner is destroyed; the timeout is a safety net, not the mechanism.
+                await _wake.WaitAsync(TimeSpan.FromSeconds(10), stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                logger.LogError(ex, "Starting waiting jobs failed; retrying");
+                await Task.Delay(TimeSpan.FromSeconds(1), clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using EphemeralCI.Contracts.Jobs;
+using Microsoft.Extensions.Configuration;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace EphemeralCI.RunnerTemplates;
+
+/// <summary>A template and the SHA-256 of its definition, so a job can record exactly what it ran in.</summary>
+public sealed record LoadedTemplate(string Name, RunnerTemplateDefinition Definition, string ContentHash, string Source);
+
+/// <summary>
+/// Loads runner templates from the <c>RunnerTemplates</c> configuration section (child key = name)
+/// and from YAML files in <c>RunnerTemplates:Directory</c> (file name without extension = name),
+/// e.g. a directory a platform team keeps in git. A name defined twice, an unknown key or a bad
+/// value stops start-up with the file or setting named.
+/// </summary>
+public static class RunnerTemplateLoader
+{
+    /// <summary><c>RunnerTemplates:Directory</c>: the folder of <c>*.yaml</c>/<c>*.yml</c> template files (optional).</summary>
+    public const string DirectoryKey = "Directory";
+    public static readonly IReadOnlyList<string> NetworkModes = ["none", "control-plane", "egress"];
+
+    private static readonly IDeserializer Yaml = new DeserializerBuilder()
+        .WithNamingConvention(CamelCaseNamingConvention.Instance)
+        .Build(); // unknown keys throw: a typo must not silently widen or drop a limit
+
+    public static IReadOnlyDictionary<string, LoadedTemplate> Load(IConfiguration configuration, string? baseDirectory = null)
+    {
+        var templates = new Dictionary<string, LoadedTemplate>(StringComparer.Ordinal);
+        var section = configuration.GetSection(RunnerTemplateDefinition.Section);
+        foreach (var child in section.GetChildren())
+        {
+            if (child.Key == DirectoryKey) continue;
+            var definition = new RunnerTemplateDefinition();
+            child.Bind(definition);
+            var source = $"configuration setting '{RunnerTemplateDefinition.Section}:{child.Key}'";
+            ValidateSetting(definition, child.Key);
+            templates[child.Key] = new LoadedTemplate(child.Key, definition, HashOf(definition), source);
+        }
+
+        if (section[DirectoryKey] is { Length: > 0 } directory)
+        {
+            // Relative to the working directory (the content root of a host), like other file settings.
+            var path = Path.GetFullPath(directory, baseDirectory ?? Directory.GetCurrentDirectory());
+            foreach (var file in LoadDirectory(path))
+            {
+                if (templates.TryGetValue(file.Name, out var other))
+                {
+                    throw new InvalidOperationException($"Runner template '{file.Name}' is defined twice: in {file.Source} and in {other.Source}.");
+                }
+                templates[file.Name] = file;
+            }
+        }
+        return templates;
+    }
+
+    public static IReadOnlyList<LoadedTemplate> LoadDirectory(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            throw new InvalidOperationException($"Configuration setting '{RunnerTemplateDefinition.Section}:{DirectoryKey}' names '{directory}', which does not exist.");
+        }
+        return Directory.EnumerateFiles(directory)
+            .Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal)
+            .Select(f => Parse(Path.GetFileNameWithoutExtension(f), File.ReadAllText(f), f))
+            .ToList();
+    }
+
+    /// <summary>Parses one template file's text. The hash is of the canonical text (LF line ends, no BOM), so a checkout on Windows hashes the same.</summary>
+    public static LoadedTemplate Parse(string name, string content, string source)
+    {
+        var canonical = Canonical(content);
+        RunnerTemplateDefinition definition;
+        try
+        {
+            definition = Yaml.Deserialize<RunnerTemplateDefinition?>(canonical) ?? new RunnerTemplateDefinition();
+        }
+        catch (YamlException ex)
+        {
+            throw new InvalidOperationException($"Runner template file '{source}' is invalid at line {ex.Start.Line}: {(ex.InnerException ?? ex).Message}", ex);
+        }
+        definition.Resources ??= new RunnerResources();
+        definition.Labels ??= [];
+        ValidateFile(definition, source);
+        return new LoadedTemplate(name, definition, Sha256(canonical), source);
+    }
+
+    public static string Canonical(string content) => content.TrimStart('\uFEFF').Replace("\r\n", "\n", StringComparison.Ordinal);
+
+    /// <summary>A configuration-section template has no file: its hash is of its canonical JSON form.</summary>
+    public static string HashOf(RunnerTemplateDefinition definition) => Sha256(JsonSerializer.Serialize(new
+    {
+        definition.Backend, definition.DefaultTimeoutSeconds, definition.MaxTimeoutSeconds, definition.Image, definition.RootFilesystem,
+        definition.Resources.CpuMillis, definition.Resources.MemoryMiB, definition.Resources.MaxProcesses,
+        definition.Network, definition.RunAsUser,
+        Labels = definition.Labels.OrderBy(l => l.Key, StringComparer.Ordinal).ToList(),
+    }));
+
+    private static string Sha256(string text) => "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+
+    /// <summary>The first invalid property (its configuration name, e.g. "Resources:MemoryMiB") and why, or null.</summary>
+    public static (string Property, string Problem)? Check(RunnerTemplateDefinition d) =>
+        string.IsNullOrWhiteSpace(d.Backend) ? ("Backend", "must not be empty") :
+        d.MaxTimeoutSeconds <= 0 ? ("MaxTimeoutSeconds", "must be positive") :
+        d.DefaultTimeoutSeconds <= 0 || d.DefaultTimeoutSeconds > d.MaxTimeoutSeconds ? ("DefaultTimeoutSeconds", $"must be between 1 and MaxTimeoutSeconds ({d.MaxTimeoutSeconds})") :
+        d.Resources.CpuMillis <= 0 ? ("Resources:CpuMillis", "must be positive") :
+        d.Resources.MemoryMiB <= 0 ? ("Resources:MemoryMiB", "must be positive") :
+        d.Resources.MaxProcesses <= 0 ? ("Resources:MaxProcesses", "must be positive") :
+        !NetworkModes.Contains(d.Network) ? ("Network", $"must be one of {string.Join(", ", NetworkModes)}") :
+        d.RunAsUser <= 0 ? ("RunAsUser", "must be an unprivileged user (not 0)") :
+        null;
+
+    private static void ValidateSetting(RunnerTemplateDefinition d, string name)
+    {
+        if (Check(d) is var (property, problem))
+        {
+            throw new InvalidOperationException($"Configuration setting '{RunnerTemplateDefinition.Section}:{name}:{property}' {problem}.");
+        }
+    }
+
+    private static void ValidateFile(RunnerTemplateDefinition d, string file)
+    {
+        if (Check(d) is var (property, problem))
+        {
+            // Files use camelCase keys, nested with dots.
+            var key = string.Join('.', property.Split(':').Select(p => char.ToLowerInvariant(p[0]) + p[1..]));
+            throw new InvalidOperationException($"Runner template file '{file}': {key} {problem}.");
+        }
+    }
+}

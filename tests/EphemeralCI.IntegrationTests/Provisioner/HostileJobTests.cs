@@ -1,0 +1,211 @@
+using System.Net;
+using System.Net.Sockets;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Watchers;
+using Xunit;
+
+namespace EphemeralCI.Tests.Provisioner;
+
+/// <summary>
+/// Jobs that try to outlive, outgrow or look outside their runner, on real bubblewrap and real
+/// cgroups. After each, the host has no process, file, mount, cgroup or network namespace of the
+/// job, and the next job sees nothing of it.
+/// </summary>
+[Collection(ProvisionerCollection.Name)]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class HostileJobTests(ProvisionerFixture fx)
+{
+    private const string WaitForGo = "while [ ! -f /workspace/go ]; do sleep 0.05; done\n";
+
+    private static StepSpec Step(string name, string run) => new() { Name = name, Run = run };
+    private string Workspace(Guid jobId) => Path.Combine(fx.WorkRoot, jobId.ToString(), "workspace");
+
+    /// <summary>Starts the job, waits until its first step is parked at the "go" file, notes its network namespace, then lets it go.</summary>
+    private async Task<string?> RunHeldJobAsync(Guid jobId, FakeJob job, string template = "default")
+    {
+        await fx.PublishAsync(fx.RunJob(jobId, timeoutSeconds: 60, template: template));
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(job.Events.Any(e => e.Type == JobEventTypes.StepStarted)),
+            () => $"the job to start; log:\n{job.Log}");
+        var ns = HostTraces.NetworkNamespaceOf(jobId);
+        Assert.NotNull(ns);
+        // Every process of the job, bubblewrap included, is inside the job's cgroup (asked per process,
+        // so a step starting meanwhile does not race a snapshot of the group).
+        Assert.NotEmpty(fx.Sandbox.JobCgroups.Processes(jobId));
+        foreach (var (pid, commandLine) in SandboxProcesses.Of(jobId))
+        {
+            string cgroups;
+            try { cgroups = File.ReadAllText($"/proc/{pid}/cgroup"); }
+            catch (IOException) { continue; } // exited meanwhile
+            Assert.True(cgroups.Contains($"/{jobId}"), $"{pid} ({commandLine}) is outside the job's cgroup:\n{cgroups}");
+        }
+        await File.WriteAllTextAsync(Path.Combine(Workspace(jobId), "go"), "");
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+        return ns;
+    }
+
+    private void AssertNoneLeft(Guid jobId, string? ns) => HostTraces.AssertNoneLeft(fx.Sandbox, fx.WorkRoot, jobId, ns);
+
+    /// <summary>Runs a job that lists what a fresh runner sees where the previous job wrote.</summary>
+    private async Task<string> NextJobSeesAsync(string probe)
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("look", probe));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        return job.Log;
+    }
+
+    [Fact]
+    public async Task A_detached_daemon_and_a_double_fork_are_killed_with_the_group()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("escape",
+            WaitForGo +
+            "setsid nohup sleep 1000 >/dev/null 2>&1 &\n" +
+            "( (setsid sleep 1001 >/dev/null 2>&1 &) & )\n" +
+            "sleep 0.2; echo escaped"));
+
+        var ns = await RunHeldJobAsync(jobId, job);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        AssertNoneLeft(jobId, ns);
+        Assert.Contains("no-sleepers", await NextJobSeesAsync("pgrep -x sleep || echo no-sleepers"));
+    }
+
+    [Fact]
+    public async Task A_fork_bomb_is_bounded_by_the_process_limit_and_fails_the_job_with_that_reason()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("bomb", WaitForGo + "bomb() { bomb | bomb & }; bomb; sleep 1000"));
+
+        var ns = await RunHeldJobAsync(jobId, job, ProvisionerFixture.TightTemplate);
+
+        var runner = await fx.RunnerAsync(jobId);
+        Assert.Equal(RunnerOutcome.LimitExceeded, runner!.Outcome);
+        Assert.Contains("process limit of 128", runner.Reason);
+        var finished = Assert.Single((await fx.SentAsync(jobId)).OfType<RunnerFinished>());
+        Assert.Equal(RunnerOutcome.LimitExceeded, finished.Outcome);
+        AssertNoneLeft(jobId, ns);
+    }
+
+    [Fact]
+    public async Task A_memory_hog_fails_the_job_as_out_of_memory()
+    {
+        var jobId = Guid.NewGuid();
+        // tail keeps the whole line in memory, and /dev/zero has no newline.
+        var job = fx.Intake.Register(jobId, Step("hog", WaitForGo + "head -c 2000m /dev/zero | tail; sleep 1000"));
+
+        var ns = await RunHeldJobAsync(jobId, job, ProvisionerFixture.TightTemplate);
+
+        var runner = await fx.RunnerAsync(jobId);
+        Assert.Equal(RunnerOutcome.LimitExceeded, runner!.Outcome);
+        Assert.Equal("the job ran out of memory (limit 256 MiB)", runner.Reason);
+        AssertNoneLeft(jobId, ns);
+    }
+
+    [Fact]
+    public async Task Writes_to_usr_etc_tmp_and_a_cron_file_reach_neither_the_host_nor_the_next_job()
+    {
+        var jobId = Guid.NewGuid();
+        var tag = jobId.ToString("N");
+        var job = fx.Intake.Register(jobId, Step("write",
+            WaitForGo +
+            $"for f in /usr/eci-{tag} /etc/eci-{tag} /etc/cron.d/eci-{tag} /var/spool/cron/crontabs/eci-{tag}; do\n" +
+            "  if (mkdir -p \"$(dirname $f)\" && echo '* * * * * root touch /pwned' > $f) 2>/dev/null; then echo \"wrote $f\"; else echo \"refused $f\"; fi\n" +
+            "done\n" +
+            $"echo left > /tmp/eci-{tag} && echo wrote-tmp\n" +
+            $"(crontab -l; echo '* * * * * touch /tmp/cron-{tag}') 2>/dev/null | crontab - 2>/dev/null || echo no-crontab\n"));
+
+        var ns = await RunHeldJobAsync(jobId, job);
+
+        var completion = await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(completion.Succeeded, job.Log);
+        Assert.Contains($"refused /usr/eci-{tag}", job.Log);
+        Assert.Contains($"refused /etc/cron.d/eci-{tag}", job.Log);
+        Assert.Contains("wrote-tmp", job.Log); // a private /tmp, writable
+        foreach (var path in new[] { $"/usr/eci-{tag}", $"/etc/eci-{tag}", $"/etc/cron.d/eci-{tag}", $"/var/spool/cron/crontabs/eci-{tag}", $"/tmp/eci-{tag}", $"/tmp/cron-{tag}" })
+        {
+            Assert.False(File.Exists(path), $"{path} must not exist on the host");
+        }
+        AssertNoneLeft(jobId, ns);
+        var seen = await NextJobSeesAsync(
+            $"for f in /tmp/eci-{tag} /etc/eci-{tag} /usr/eci-{tag} /etc/cron.d/eci-{tag}; do [ -e $f ] && echo \"found-$f\"; done; echo probe-done");
+        Assert.Contains("probe-done", seen);
+        Assert.DoesNotContain("found-", seen);
+    }
+
+    [Fact]
+    public async Task A_job_cannot_read_another_jobs_workspace()
+    {
+        var victimId = Guid.NewGuid();
+        var secret = "secret-" + Guid.NewGuid().ToString("N");
+        var victim = fx.Intake.Register(victimId, Step("hold", $"echo {secret} > /workspace/secret.txt; {WaitForGo}"));
+        await fx.PublishAsync(fx.RunJob(victimId));
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(File.Exists(Path.Combine(Workspace(victimId), "secret.txt"))), "the victim to write its secret");
+
+        var attackerId = Guid.NewGuid();
+        var victimPath = Path.Combine(Workspace(victimId), "secret.txt");
+        var attacker = fx.Intake.Register(attackerId, Step("peek",
+            $"cat {victimPath} 2>/dev/null || echo no-host-path\n" +
+            $"cat /proc/*/root/workspace/secret.txt 2>/dev/null | grep -v '^$' || echo no-proc-root\n" +
+            "ls /proc | grep -c '^[0-9]' | sed 's/^/pids-visible=/'\n" +
+            $"find / -xdev -name secret.txt 2>/dev/null | grep . || echo not-found"));
+        await fx.PublishAsync(fx.RunJob(attackerId));
+        await fx.WaitForStateAsync(attackerId, RunnerState.Destroyed);
+
+        Assert.DoesNotContain(secret, attacker.Log);
+        Assert.Contains("no-host-path", attacker.Log);
+        Assert.Contains("not-found", attacker.Log);
+        await File.WriteAllTextAsync(Path.Combine(Workspace(victimId), "go"), "");
+        await fx.WaitForStateAsync(victimId, RunnerState.Destroyed);
+        Assert.True((await victim.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, victim.Log);
+        AssertNoneLeft(victimId, null);
+        AssertNoneLeft(attackerId, null);
+    }
+
+    [Fact]
+    public async Task A_job_cannot_reach_a_host_service_on_loopback()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("reach",
+            WaitForGo +
+            $"if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo reached-host; else echo refused-host; fi\n" +
+            "ip -o link 2>/dev/null | cut -d: -f2 | tr -d ' ' | tr '\\n' ',' | sed 's/^/links=/'; echo"));
+
+        var ns = await RunHeldJobAsync(jobId, job);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("refused-host", job.Log);
+        Assert.DoesNotContain("reached-host", job.Log);
+        Assert.False(listener.Pending(), "no connection reached the host listener");
+        AssertNoneLeft(jobId, ns);
+    }
+
+    [Fact]
+    public async Task A_runner_killed_from_outside_is_reported_lost_and_cleaned_up()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("hang", "setsid nohup sleep 1000 >/dev/null 2>&1 & sleep 1000"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await ProvisionerFixture.WaitUntilAsync(
+            () => Task.FromResult(job.Events.Any(e => e.Type == JobEventTypes.StepStarted) && SandboxProcesses.Of(jobId).Any(p => p.CommandLine.StartsWith("sleep 1000"))),
+            "the step to be running");
+        var ns = HostTraces.NetworkNamespaceOf(jobId);
+        var runner = await fx.RunnerAsync(jobId);
+
+        // What an operator's kill -9 (or the OOM killer of the host) does to the sandbox.
+        System.Diagnostics.Process.GetProcessById(runner!.ProcessId!.Value).Kill();
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        runner = await fx.RunnerAsync(jobId);
+        Assert.Equal(RunnerOutcome.Lost, runner!.Outcome);
+        Assert.Equal(RunnerSupervisor.KilledFromOutsideReason, runner.Reason);
+        AssertNoneLeft(jobId, ns);
+    }
+}

@@ -1,0 +1,97 @@
+using EphemeralCI.Provisioner.Scheduling;
+using EphemeralCI.RunnerTemplates;
+using Microsoft.Extensions.Configuration;
+using Xunit;
+
+namespace EphemeralCI.Tests.Provisioner;
+
+public sealed class RunnerTemplateLoaderTests
+{
+    private static string ShippedTemplates([System.Runtime.CompilerServices.CallerFilePath] string here = "") =>
+        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "../../../deploy/runner-templates"));
+
+    private static IConfiguration Config(Dictionary<string, string?> values) => new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+
+    [Fact]
+    public void The_shipped_templates_load_with_their_limits_and_a_hash()
+    {
+        var templates = RunnerTemplateLoader.Load(Config(new() { ["RunnerTemplates:Directory"] = ShippedTemplates() }));
+
+        Assert.Equal(["default", "dotnet", "node"], templates.Keys.Order());
+        var dotnet = templates["dotnet"].Definition;
+        Assert.Equal((2000, 4096, 1024), (dotnet.Resources.CpuMillis, dotnet.Resources.MemoryMiB, dotnet.Resources.MaxProcesses));
+        Assert.Equal("/var/lib/ephemeralci/roots/dotnet-sdk-10", dotnet.RootFilesystem);
+        Assert.Equal("dotnet", dotnet.Labels["toolchain"]);
+        Assert.All(templates.Values, t => Assert.Matches("^sha256:[0-9a-f]{64}$", t.ContentHash));
+        Assert.Equal(3, templates.Values.Select(t => t.ContentHash).Distinct().Count());
+    }
+
+    [Fact]
+    public void The_hash_follows_the_content_not_the_line_endings()
+    {
+        var a = RunnerTemplateLoader.Parse("t", "backend: local\nresources:\n  memoryMiB: 512\n", "a.yaml");
+        var crlf = RunnerTemplateLoader.Parse("t", "\uFEFFbackend: local\r\nresources:\r\n  memoryMiB: 512\r\n", "b.yaml");
+        var changed = RunnerTemplateLoader.Parse("t", "backend: local\nresources:\n  memoryMiB: 513\n", "c.yaml");
+
+        Assert.Equal(a.ContentHash, crlf.ContentHash);
+        Assert.NotEqual(a.ContentHash, changed.ContentHash);
+        Assert.Equal(512, a.Definition.Resources.MemoryMiB);
+        Assert.Equal(512, a.Definition.Resources.MaxProcesses); // unset keys keep the defaults
+    }
+
+    [Fact]
+    public void A_typo_or_a_bad_value_stops_start_up_naming_the_file_and_key()
+    {
+        var typo = Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Parse("t", "backend: local\nresources:\n  memoryMib: 512\n", "t.yaml"));
+        Assert.Contains("t.yaml", typo.Message);
+        Assert.Contains("line 3", typo.Message);
+
+        var root = Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Parse("t", "runAsUser: 0\n", "t.yaml"));
+        Assert.Contains("runAsUser", root.Message);
+        var network = Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Parse("t", "network: everywhere\n", "t.yaml"));
+        Assert.Contains("network must be one of none, control-plane, egress", network.Message);
+        var memory = Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Parse("t", "resources:\n  memoryMiB: -1\n", "t.yaml"));
+        Assert.Contains("resources.memoryMiB", memory.Message);
+    }
+
+    [Fact]
+    public void Section_templates_still_work_and_a_name_in_both_places_is_refused()
+    {
+        var dir = Directory.CreateTempSubdirectory("eci-templates-");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir.FullName, "small.yaml"), "maxTimeoutSeconds: 60\ndefaultTimeoutSeconds: 30\n");
+            var both = Config(new()
+            {
+                ["RunnerTemplates:Directory"] = dir.FullName,
+                ["RunnerTemplates:big:Resources:MemoryMiB"] = "8192",
+            });
+            var templates = RunnerTemplateLoader.Load(both);
+            Assert.Equal(8192, templates["big"].Definition.Resources.MemoryMiB);
+            Assert.Equal(60, templates["small"].Definition.MaxTimeoutSeconds);
+            Assert.DoesNotContain(RunnerTemplateLoader.DirectoryKey, templates.Keys);
+
+            var clash = Config(new() { ["RunnerTemplates:Directory"] = dir.FullName, ["RunnerTemplates:small:Backend"] = "local" });
+            var ex = Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Load(clash));
+            Assert.Contains("'small' is defined twice", ex.Message);
+
+            var missing = Config(new() { ["RunnerTemplates:Directory"] = Path.Combine(dir.FullName, "nope") });
+            Assert.Contains("RunnerTemplates:Directory", Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Load(missing)).Message);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_provisioner_catalog_gives_each_template_its_hash()
+    {
+        var catalog = RunnerTemplateCatalog.FromConfiguration(Config(new() { ["RunnerTemplates:Directory"] = ShippedTemplates() }));
+
+        Assert.True(catalog.TryGetLoaded("node", out var node));
+        Assert.Equal(RunnerTemplateLoader.LoadDirectory(ShippedTemplates()).Single(t => t.Name == "node").ContentHash, node!.ContentHash);
+        Assert.True(catalog.TryGetLoaded(null, out var byDefault));
+        Assert.Equal("default", byDefault!.Name);
+    }
+}
