@@ -19,6 +19,8 @@ var secretsAdminToken = builder.AddParameter("secrets-admin-token",
 var provisionerToken = builder.AddParameter("secrets-provisioner-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
+// Runner templates are files the platform team keeps in git; intake and provisioner read the same ones.
+var runnerTemplates = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "deploy", "runner-templates"));
 
 var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>("secrets-broker")
     .WithHttpHealthCheck("/health")
@@ -39,6 +41,7 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithEnvironment("RunnerTemplates__Directory", runnerTemplates)
     .WithBootstrapAdminKey(builder.Configuration);
 
 var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
@@ -58,6 +61,7 @@ builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithReference(secretsBroker).WaitFor(secretsBroker)
     .WithReference(cache)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
-    .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken);
+    .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken)
+    .WithEnvironment("RunnerTemplates__Directory", runnerTemplates);
 
 builder.Build().Run();
