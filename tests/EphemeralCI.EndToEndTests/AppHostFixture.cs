@@ -17,6 +17,7 @@ namespace EphemeralCI.EndToEndTests;
 public sealed class AppHostFixture : IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_bootstrap_admin_key_0123456789abcdefghijklmnop";
+    public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     private DistributedApplication? _app;
 
@@ -24,6 +25,9 @@ public sealed class AppHostFixture : IAsyncLifetime
     public string RunnerWorkRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-e2e-runners-" + Guid.NewGuid().ToString("N")[..8]);
 
     public HttpClient Intake { get; private set; } = null!;
+
+    /// <summary>The secrets broker's admin API, with its admin token.</summary>
+    public HttpClient SecretsAdmin { get; private set; } = null!;
 
     public DistributedApplication App => _app ?? throw new InvalidOperationException("not started");
 
@@ -41,6 +45,7 @@ public sealed class AppHostFixture : IAsyncLifetime
             $"--ConnectionStrings:minio={RealServices.S3}",
             $"--Parameters:job-token-signing-key={Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))}",
             $"--EphemeralCI:BootstrapAdminKey={AdminKey}",
+            $"--Parameters:secrets-admin-token={SecretsAdminToken}",
         ];
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.EphemeralCI_AppHost>(
             args, (options, _) => options.DisableDashboard = true);
@@ -59,11 +64,14 @@ public sealed class AppHostFixture : IAsyncLifetime
 
         Intake = _app.CreateHttpClient("intake");
         Intake.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+        SecretsAdmin = _app.CreateHttpClient("secrets-broker");
+        SecretsAdmin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", SecretsAdminToken);
     }
 
     public async Task DisposeAsync()
     {
         Intake?.Dispose();
+        SecretsAdmin?.Dispose();
         if (_app is not null) await _app.DisposeAsync();
         try { Directory.Delete(RunnerWorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
     }
