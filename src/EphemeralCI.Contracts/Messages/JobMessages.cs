@@ -11,7 +11,8 @@ public sealed record RunJob(
     string Repository,
     string Ref,
     int TimeoutSeconds,
-    DateTimeOffset QueuedAt);
+    DateTimeOffset QueuedAt,
+    string? CommitSha = null);
 
 /// <summary>intake → provisioner: a job was cancelled; destroy its runner (or never create it).</summary>
 public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);

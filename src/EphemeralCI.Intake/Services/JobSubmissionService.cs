@@ -62,7 +62,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
             At = now,
             Message = $"queued for runner template '{job.RunnerTemplate}'",
         });
-        db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, now), clock);
+        db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, now, job.CommitSha), clock);
         try
         {
             await db.SaveChangesAsync(ct);

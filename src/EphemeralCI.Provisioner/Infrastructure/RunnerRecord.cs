@@ -33,6 +33,8 @@ public sealed class RunnerRecord
     public string? Backend { get; set; }
     public string? Repository { get; set; }
     public string? Ref { get; set; }
+    /// <summary>The commit the job builds; goes into its identity token's claims.</summary>
+    public string? CommitSha { get; set; }
     public int TimeoutSeconds { get; set; }
     /// <summary>Host process id of the sandbox (local backend), for kill and liveness after a restart.</summary>
     public int? ProcessId { get; set; }

@@ -37,6 +37,7 @@ public sealed class RunnerDeduplicator(
             Template = job.RunnerTemplate,
             Repository = job.Repository,
             Ref = job.Ref,
+            CommitSha = job.CommitSha,
             TimeoutSeconds = job.TimeoutSeconds,
             CreatedAt = clock.GetUtcNow(),
         };

@@ -146,7 +146,7 @@ public sealed class RunnerLimiter(
             // Cancelled while we decided: nothing to start.
             if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) continue;
             logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
-            var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt);
+            var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha);
             await scope.ServiceProvider.GetRequiredService<RunnerScheduler>().ScheduleAsync(runner, job, ct);
         }
         return chosen.Count;

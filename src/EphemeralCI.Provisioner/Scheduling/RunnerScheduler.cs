@@ -54,7 +54,7 @@ public sealed class RunnerScheduler(
         {
             // The secrets broker mints it when JobTokens:Authority and :ProvisionerToken are set (ES256,
             // published JWKS); otherwise the interim shared-key issuer does. A refusal fails the start.
-            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, Template: runner.Template), ct);
+            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template), ct);
             handle = await backend.StartAsync(
                 new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
         }

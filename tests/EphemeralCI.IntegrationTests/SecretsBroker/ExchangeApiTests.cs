@@ -146,7 +146,13 @@ public sealed class ExchangeApiTests : IAsyncLifetime
         using var response = await _broker.ExchangeAsync(token, "NPM_TOKEN");
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal("token revoked", (await response.Content.ReadFromJsonAsync<ProblemDetails>())!.Title);
+        // The consumer marks the job revoked first and writes its audit line right after: wait for it.
         var audit = await AuditAsync(jobId);
+        for (var i = 0; i < 100 && !audit.Any(e => e.Action == "token.revoked"); i++)
+        {
+            await Task.Delay(50);
+            audit = await AuditAsync(jobId);
+        }
         Assert.Contains(audit, e => e.Action == "token.revoked");
         Assert.Contains(audit, e => e.Action == "exchange.denied" && e.Detail == "job ended: token revoked");
     }
