@@ -54,7 +54,10 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
         var job = fx.Intake.Register(jobId, Step("look", probe));
         await fx.PublishAsync(fx.RunJob(jobId));
         await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
-        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        var runner = await fx.RunnerAsync(jobId);
+        Assert.True(job.Completion.Task.IsCompleted,
+            $"the probe job's agent never reported: runner {runner?.State} {runner?.Reason}, fetches={job.Fetches}, log:\n{job.Log}");
+        Assert.True((await job.Completion.Task).Succeeded, job.Log);
         return job.Log;
     }
 
