@@ -13,7 +13,9 @@ if $started_here && [ -z "${ECI_KEEP_SERVICES:-}" ]; then trap 'eng/services.sh 
 results="$(mktemp -d)"
 dotnet build EphemeralCI.sln -nologo -v quiet
 status=0
-dotnet test EphemeralCI.sln --no-build -nologo --logger "trx" \
+# One test project at a time (-m:1): on a 2-core machine three suites that each start real
+# sandboxes, hosts and an AppHost at once starve each other into timeouts.
+dotnet test EphemeralCI.sln --no-build -nologo -m:1 --logger "trx" \
   --results-directory "$results" "$@" || status=$?
 
 # Count from the TRX files, so a run that executed nothing shows as 0 passed.
