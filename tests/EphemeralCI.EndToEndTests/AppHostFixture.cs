@@ -52,7 +52,9 @@ public sealed class AppHostFixture : IAsyncLifetime
         builder.Services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Information));
         Directory.CreateDirectory(RunnerWorkRoot);
         builder.CreateResourceBuilder<ProjectResource>("provisioner")
-            .WithEnvironment("Provisioner__LocalSandbox__WorkRoot", RunnerWorkRoot);
+            .WithEnvironment("Provisioner__LocalSandbox__WorkRoot", RunnerWorkRoot)
+            // Its own cgroup parent: provisioners of the integration tests may run on this machine too.
+            .WithEnvironment("Provisioner__LocalSandbox__CgroupName", "eci-e2e-" + Guid.NewGuid().ToString("N")[..8]);
 
         _app = await builder.BuildAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(4));

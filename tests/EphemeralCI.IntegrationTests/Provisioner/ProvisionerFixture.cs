@@ -75,6 +75,9 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             ["JobTokens:SigningKey"] = _signingKey,
             ["Provisioner:IntakeUrl"] = Intake.Address.ToString(),
             ["Provisioner:LocalSandbox:WorkRoot"] = WorkRoot,
+            // Several provisioners run on this machine at once (fixtures, the end-to-end AppHost): each
+            // needs its own cgroup parent, or one's reconciler kills the others' runners as leftovers.
+            ["Provisioner:LocalSandbox:CgroupName"] = "eci-test-" + Guid.NewGuid().ToString("N")[..8],
             // Tests run reconciler passes themselves, so a timer tick never races a test's setup.
             ["Provisioner:Reconciler:IntervalSeconds"] = "0",
             [$"Provisioner:Limits:Repositories:{LimitedRepository}"] = "1",

@@ -12,7 +12,11 @@ public sealed class LocalSandboxOptions
     public string AgentDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "runner-agent");
     /// <summary>The dotnet muxer that runs the agent; empty means the one running this process.</summary>
     public string? DotnetPath { get; set; }
-    /// <summary>Job cgroups go in a child of this name below the provisioner's own cgroup, in every cgroup tree.</summary>
+    /// <summary>
+    /// Job cgroups go in a child of this name below the provisioner's own cgroup, in every cgroup tree.
+    /// Everything under it that this provisioner's database does not know is removed as a leftover,
+    /// so two provisioner deployments on one machine must each have their own name (and WorkRoot).
+    /// </summary>
     public string CgroupName { get; set; } = "ephemeralci";
 
     /// <summary>The dotnet host running this process (we are usually started as <c>dotnet X.dll</c>), else the usual install.</summary>

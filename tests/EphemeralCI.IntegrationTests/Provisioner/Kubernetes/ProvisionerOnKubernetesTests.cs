@@ -35,6 +35,10 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
             ["ConnectionStrings:rabbitmq"] = await RealServices.CreateRabbitMqVirtualHostAsync("provk8s"),
             ["JobTokens:SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
             ["Provisioner:IntakeUrl"] = "http://127.0.0.1:9",
+            // Its local backend is registered too: give it a cgroup parent and work root of its own,
+            // or its reconciler would take other provisioners' runners on this machine for leftovers.
+            ["Provisioner:LocalSandbox:CgroupName"] = "eci-test-" + Guid.NewGuid().ToString("N")[..8],
+            ["Provisioner:LocalSandbox:WorkRoot"] = Path.Combine(Path.GetTempPath(), "eci-provk8s-" + Guid.NewGuid().ToString("N")[..8]),
             ["Provisioner:Kubernetes:ApiServer"] = _fake.Address.ToString(),
             ["Provisioner:Kubernetes:IntakeUrl"] = "http://intake.ephemeralci.svc:8080",
             ["Provisioner:Kubernetes:PendingGracePeriod"] = "00:00:02",
