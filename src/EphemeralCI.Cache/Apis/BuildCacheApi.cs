@@ -1,3 +1,4 @@
+using EphemeralCI.JobTokens;
 using EphemeralCI.Cache.BuildCache;
 using EphemeralCI.Cache.Storage;
 using Microsoft.AspNetCore.Builder;

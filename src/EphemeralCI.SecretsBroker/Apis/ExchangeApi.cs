@@ -1,3 +1,4 @@
+using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker.Audit;
 using EphemeralCI.SecretsBroker.Infrastructure;
 using EphemeralCI.SecretsBroker.Revocation;

@@ -1,16 +1,15 @@
-using EphemeralCI.JobTokens;
 using Microsoft.AspNetCore.Http;
 
-namespace EphemeralCI.SecretsBroker.Apis;
+namespace EphemeralCI.JobTokens;
 
 /// <summary>
 /// Lets a request through only with a valid job token in <c>Authorization: Bearer</c>, and answers
 /// 401 problem details otherwise (the JobToken scheme's own challenge has no body). It validates with
-/// the same <see cref="JobTokenService"/> the JobToken scheme uses and sets the same principal, and
-/// additionally keeps the full <see cref="JobTokenClaims"/> (token id, expiry) as a request feature,
-/// because the replay guard needs them and the scheme's principal does not carry them.
+/// the same <see cref="JobTokenService"/> the JobToken scheme uses, sets the same principal, and keeps
+/// the full <see cref="JobTokenClaims"/> (repository, token id, expiry) as a request feature, which
+/// the cache's scoping and the broker's replay guard need and the scheme's principal does not carry.
 /// </summary>
-internal sealed class JobTokenGate(JobTokenService tokens) : IEndpointFilter
+public sealed class JobTokenGate(JobTokenService tokens) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -38,7 +37,7 @@ internal sealed class JobTokenGate(JobTokenService tokens) : IEndpointFilter
     }
 }
 
-internal static class JobTokenGateExtensions
+public static class JobTokenGateExtensions
 {
     /// <summary>The claims <see cref="JobTokenGate"/> checked for this request.</summary>
     public static JobTokenClaims JobToken(this HttpContext http) =>
