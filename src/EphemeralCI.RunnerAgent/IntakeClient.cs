@@ -24,26 +24,7 @@ public sealed class IntakeClient : IDisposable
         var socket = Environment.GetEnvironmentVariable(RunnerEnvironment.IntakeSocket);
         if (!string.IsNullOrEmpty(socket))
         {
-            var handler = new SocketsHttpHandler
-            {
-                ConnectCallback = async (_, ct) =>
-                {
-                    var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                    try
-                    {
-                        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
-                        return new NetworkStream(s, ownsSocket: true);
-                    }
-                    catch
-                    {
-                        s.Dispose();
-                        throw;
-                    }
-                },
-                // The relay opens a fresh TCP connection per socket connection; keep them short-lived.
-                PooledConnectionIdleTimeout = TimeSpan.FromSeconds(20),
-            };
-            return new IntakeClient(new HttpClient(handler) { BaseAddress = new Uri("http://intake/") }, token);
+            return new IntakeClient(UnixSocketHttp.Create(socket, new Uri("http://intake/")), token);
         }
         var url = Environment.GetEnvironmentVariable(RunnerEnvironment.IntakeUrl);
         if (string.IsNullOrEmpty(url))

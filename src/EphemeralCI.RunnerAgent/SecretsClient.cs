@@ -28,24 +28,7 @@ public sealed class SecretsClient(HttpClient http, string token) : IDisposable
         var socket = Environment.GetEnvironmentVariable(RunnerEnvironment.SecretsSocket);
         if (!string.IsNullOrEmpty(socket))
         {
-            var handler = new SocketsHttpHandler
-            {
-                ConnectCallback = async (_, ct) =>
-                {
-                    var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                    try
-                    {
-                        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
-                        return new NetworkStream(s, ownsSocket: true);
-                    }
-                    catch
-                    {
-                        s.Dispose();
-                        throw;
-                    }
-                },
-            };
-            return new SecretsClient(new HttpClient(handler) { BaseAddress = new Uri("http://secrets-broker/") }, token);
+            return new SecretsClient(UnixSocketHttp.Create(socket, new Uri("http://secrets-broker/")), token);
         }
         var url = Environment.GetEnvironmentVariable(RunnerEnvironment.SecretsUrl);
         return string.IsNullOrEmpty(url) ? null : new SecretsClient(new HttpClient { BaseAddress = new Uri(url) }, token);
