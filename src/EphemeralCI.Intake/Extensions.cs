@@ -7,9 +7,12 @@ using EphemeralCI.Intake.Services;
 using EphemeralCI.Intake.Templates;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
+using EphemeralCI.Persistence;
+using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -22,44 +25,58 @@ public static class IntakeExtensions
     public const string RedisConnectionName = "redis";
 
     /// <summary>Everything the Intake module needs, in one place.</summary>
-    public static IHostApplicationBuilder AddIntake(this IHostApplicationBuilder builder)
+    /// <param name="addMessaging">False when the host registers the bus itself (the all-in-one server,
+    /// one MassTransit for every module); it must then call <see cref="AddIntakeConsumers"/>.</param>
+    public static IHostApplicationBuilder AddIntake(this IHostApplicationBuilder builder, bool addMessaging = true)
     {
         var services = builder.Services;
         services.AddOptions<IntakeOptions>().BindConfiguration(IntakeOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(sp => RunnerTemplateCatalog.FromConfiguration(builder.Configuration));
 
-        // Postgres: jobs, timeline, logs, API keys and the outbox. Migrated before the bus starts,
-        // so the hosted service is registered first (hosted services start in order).
-        builder.AddNpgsqlDbContext<IntakeDbContext>(DatabaseConnectionName,
-            configureDbContextOptions: o => o.UseSnakeCaseNamingConvention());
+        // Postgres (SQLite in the embedded server): jobs, timeline, logs, API keys and the outbox.
+        // Migrated before the bus starts, so the hosted service is registered first (hosted services
+        // start in order).
+        builder.AddModuleDbContext<IntakeDbContext>(DatabaseConnectionName, o => o.UseSnakeCaseNamingConvention());
         services.AddHostedService<IntakeDatabaseInitializer>();
 
-        // Redis only wakes live log followers; Postgres holds the data.
-        builder.AddRedisClient(RedisConnectionName);
+        // Redis only wakes live log followers (the database holds the data); without a Redis
+        // connection string (the embedded server) the wake-ups stay in this process.
+        if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName)))
+        {
+            services.AddSingleton<IJobLiveNotifier, InProcessJobLiveNotifier>();
+        }
+        else
+        {
+            builder.AddRedisClient(RedisConnectionName);
+            services.AddSingleton<IJobLiveNotifier, RedisJobLiveNotifier>();
+        }
 
         builder.AddJobTokens();
         services.AddIntakeAuth();
 
-        builder.AddEciMessaging(bus =>
-        {
-            // Queues named for this module, so another module's consumer of the same message in
-            // the same broker (or process) gets its own copy instead of competing for ours.
-            bus.AddConsumer<JobProvisioningConsumer>().Endpoint(e => e.Name = "intake-job-provisioning");
-            bus.AddConsumer<RunnerWaitingConsumer>().Endpoint(e => e.Name = "intake-runner-waiting");
-            bus.AddConsumer<RunnerStartedConsumer>().Endpoint(e => e.Name = "intake-runner-started");
-            bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "intake-runner-finished");
-            bus.AddConsumer<RunnerDestroyedConsumer>().Endpoint(e => e.Name = "intake-runner-destroyed");
-            bus.AddConsumer<RunnerProgressConsumer>().Endpoint(e => e.Name = "intake-runner-progress");
-        });
+        if (addMessaging) builder.AddEciMessaging(AddIntakeConsumers);
         builder.AddOutboxDispatcher<IntakeDbContext>();
 
         services.AddScoped<JobSubmissionService>();
         services.AddScoped<JobUpdater>();
         services.AddScoped<JobLogStore>();
         services.AddScoped<JobLogFollower>();
-        services.AddSingleton<JobLiveNotifier>();
         return builder;
+    }
+
+    /// <summary>
+    /// The intake's consumers, on queues named for this module, so another module's consumer of the
+    /// same message in the same broker (or process) gets its own copy instead of competing for ours.
+    /// </summary>
+    public static void AddIntakeConsumers(IBusRegistrationConfigurator bus)
+    {
+        bus.AddConsumer<JobProvisioningConsumer>().Endpoint(e => e.Name = "intake-job-provisioning");
+        bus.AddConsumer<RunnerWaitingConsumer>().Endpoint(e => e.Name = "intake-runner-waiting");
+        bus.AddConsumer<RunnerStartedConsumer>().Endpoint(e => e.Name = "intake-runner-started");
+        bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "intake-runner-finished");
+        bus.AddConsumer<RunnerDestroyedConsumer>().Endpoint(e => e.Name = "intake-runner-destroyed");
+        bus.AddConsumer<RunnerProgressConsumer>().Endpoint(e => e.Name = "intake-runner-progress");
     }
 
     /// <summary>The intake's HTTP API: jobs, API keys and the runner-facing endpoints.</summary>

@@ -1,6 +1,7 @@
 using System.Runtime.Versioning;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
+using EphemeralCI.Persistence;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
@@ -48,7 +49,7 @@ public static class ProvisionerExtensions
     /// server with one MassTransit for every module); it must then call <see cref="AddProvisionerConsumers"/>.</param>
     public static IHostApplicationBuilder AddProvisioner(this IHostApplicationBuilder builder, bool addMessaging = true)
     {
-        builder.AddNpgsqlDbContext<ProvisionerDbContext>(DatabaseName);
+        builder.AddModuleDbContext<ProvisionerDbContext>(DatabaseName);
         builder.AddJobTokens();
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);

@@ -1,5 +1,6 @@
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
+using EphemeralCI.Persistence;
 using EphemeralCI.SecretsBroker.Apis;
 using EphemeralCI.SecretsBroker.Consumers;
 using EphemeralCI.SecretsBroker.Crypto;
@@ -47,9 +48,12 @@ public static class SecretsBrokerExtensions
     {
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
-        services.AddOptions<SecretsBrokerOptions>().BindConfiguration(SecretsBrokerOptions.Section);
+        services.AddOptions<SecretsBrokerOptions>().BindConfiguration(SecretsBrokerOptions.Section)
+            .Validate(o => string.IsNullOrWhiteSpace(o.AdminTokenSha256) || System.Text.RegularExpressions.Regex.IsMatch(o.AdminTokenSha256.Trim(), "^[0-9a-fA-F]{64}$"),
+                $"Configuration setting '{SecretsBrokerOptions.Section}:AdminTokenSha256' must be 64 hex digits (a SHA-256).")
+            .ValidateOnStart();
 
-        builder.AddNpgsqlDbContext<SecretsDbContext>(DatabaseName, configureDbContextOptions: o => o.UseSnakeCaseNamingConvention());
+        builder.AddModuleDbContext<SecretsDbContext>(DatabaseName, o => o.UseSnakeCaseNamingConvention());
         services.AddSingleton<KeyRing>();
         services.AddSingleton<EnvelopeCipher>();
         services.AddScoped<SecretStore>();

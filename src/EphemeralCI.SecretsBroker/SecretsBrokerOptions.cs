@@ -18,6 +18,12 @@ public sealed class SecretsBrokerOptions
     /// <summary>Bearer credential of the admin API. Kept only as a SHA-256 hash in memory.</summary>
     public string AdminToken { get; set; } = "";
 
+    /// <summary>
+    /// Alternatively the admin credential's SHA-256 in hex (<c>SecretsBroker:AdminTokenSha256</c>): the
+    /// embedded server generates the token, shows it once and keeps only this.
+    /// </summary>
+    public string? AdminTokenSha256 { get; set; }
+
     /// <summary>Bearer credential the provisioner presents to mint job tokens.</summary>
     public string ProvisionerToken { get; set; } = "";
 

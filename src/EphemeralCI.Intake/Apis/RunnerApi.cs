@@ -70,7 +70,7 @@ public static class RunnerApi
     }
 
     public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> AppendLog(
-        [FromQuery] string? offset, HttpRequest request, ClaimsPrincipal runner, JobLogStore logs, JobLiveNotifier notifier, CancellationToken ct)
+        [FromQuery] string? offset, HttpRequest request, ClaimsPrincipal runner, JobLogStore logs, IJobLiveNotifier notifier, CancellationToken ct)
     {
         if (!long.TryParse(offset, out var at) || at < 0)
         {

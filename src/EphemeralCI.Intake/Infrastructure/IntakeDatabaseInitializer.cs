@@ -6,6 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using EphemeralCI.Persistence;
 
 namespace EphemeralCI.Intake.Infrastructure;
 
@@ -80,7 +81,7 @@ public sealed class IntakeDatabaseInitializer(
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException ex) when (ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
+        catch (DbUpdateException ex) when (ex.IsUniqueViolation())
         {
             return; // another instance bootstrapped the same configured key first
         }

@@ -1,6 +1,7 @@
 using EphemeralCI.Intake.Infrastructure.EntityConfigurations;
 using EphemeralCI.Intake.Model;
 using EphemeralCI.Messaging;
+using EphemeralCI.Persistence;
 using Microsoft.EntityFrameworkCore;
 
 namespace EphemeralCI.Intake.Infrastructure;
@@ -20,5 +21,6 @@ public sealed class IntakeDbContext(DbContextOptions<IntakeDbContext> options) :
         modelBuilder.ApplyConfiguration(new JobLogChunkEntityTypeConfiguration());
         modelBuilder.ApplyConfiguration(new ApiKeyEntityTypeConfiguration());
         modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
+        modelBuilder.AdaptToProvider(Database);
     }
 }

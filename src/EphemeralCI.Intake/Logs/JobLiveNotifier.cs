@@ -1,48 +1,17 @@
-using Microsoft.Extensions.Logging;
-using StackExchange.Redis;
-
 namespace EphemeralCI.Intake.Logs;
 
 /// <summary>
-/// Wakes log followers when a job has news (a chunk or a status change). Redis pub/sub carries
-/// only the wake-up: the data is always read from Postgres, so a lost notification costs at most
-/// one poll interval, never a chunk.
+/// Wakes log followers when a job has news (a chunk or a status change). Only the wake-up travels
+/// this way: the data is always read from the database, so a lost notification costs at most one
+/// poll interval, never a chunk. Redis pub/sub across instances (<see cref="RedisJobLiveNotifier"/>),
+/// or in process for the embedded server (<see cref="InProcessJobLiveNotifier"/>).
 /// </summary>
-public sealed class JobLiveNotifier(IConnectionMultiplexer redis, ILogger<JobLiveNotifier> logger)
+public interface IJobLiveNotifier
 {
-    public static RedisChannel ChannelFor(Guid jobId) => RedisChannel.Literal($"ephemeralci:intake:job:{jobId:N}");
-
-    public async Task NotifyAsync(Guid jobId)
-    {
-        try
-        {
-            await redis.GetSubscriber().PublishAsync(ChannelFor(jobId), "changed");
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            // Followers still poll; a missing wake-up only delays them.
-            logger.LogWarning(ex, "Could not publish the live notification for job {JobId}", jobId);
-        }
-    }
+    Task NotifyAsync(Guid jobId);
 
     /// <summary>Subscribes before the caller reads, so nothing that happens after the read is missed.</summary>
-    public async Task<JobWakeup> SubscribeAsync(Guid jobId)
-    {
-        var wakeup = new JobWakeup();
-        try
-        {
-            var subscriber = redis.GetSubscriber();
-            var channel = ChannelFor(jobId);
-            Action<RedisChannel, RedisValue> handler = (_, _) => wakeup.Signal();
-            await subscriber.SubscribeAsync(channel, handler);
-            wakeup.OnDispose = () => subscriber.UnsubscribeAsync(channel, handler);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            logger.LogWarning(ex, "Could not subscribe to live notifications for job {JobId}; following by polling", jobId);
-        }
-        return wakeup;
-    }
+    Task<JobWakeup> SubscribeAsync(Guid jobId);
 }
 
 /// <summary>One follower's wake-up signal; coalesces bursts of notifications into one.</summary>
@@ -64,7 +33,7 @@ public sealed class JobWakeup : IAsyncDisposable
     {
         if (OnDispose is { } unsubscribe)
         {
-            try { await unsubscribe(); } catch (Exception ex) when (ex is RedisException or TimeoutException) { /* connection gone: nothing to undo */ }
+            await unsubscribe();
         }
         _signal.Dispose();
     }

@@ -14,7 +14,7 @@ namespace EphemeralCI.Intake.Logs;
 /// sent, wait for a wake-up or the poll interval, repeat — so a chunk committed between a read
 /// and the wait is picked up by the next read rather than lost.
 /// </summary>
-public sealed class JobLogFollower(IntakeDbContext db, JobLogStore store, JobLiveNotifier notifier)
+public sealed class JobLogFollower(IntakeDbContext db, JobLogStore store, IJobLiveNotifier notifier)
 {
     public const string LogEvent = "log";
     public const string EndEvent = "end";

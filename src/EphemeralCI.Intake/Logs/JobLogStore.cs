@@ -1,3 +1,4 @@
+using EphemeralCI.Persistence;
 using System.Text;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Intake.Infrastructure;
@@ -40,11 +41,13 @@ public sealed class JobLogStore(IntakeDbContext db, IOptions<IntakeOptions> opti
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             // FOR SHARE holds off a concurrent status change until this chunk is committed, so once a
             // job is terminal no chunk can still appear: followers may end their stream safely.
-            var status = await db.Database
-                .SqlQuery<string>($"SELECT status AS \"Value\" FROM jobs WHERE id = {jobId} FOR SHARE")
-                .ToListAsync(ct);
-            if (status.Count == 0) return new LogAppendResult(LogAppendStatus.JobNotFound, 0);
-            if (JobStatusNames.Parse(status[0]).IsTerminal()) return new LogAppendResult(LogAppendStatus.JobFinished, 0);
+            // (SQLite's transaction already holds the database's one write lock: BEGIN IMMEDIATE.)
+            var status = db.Database.IsSqlite()
+                ? await db.Jobs.AsNoTracking().Where(j => j.Id == jobId).Select(j => (JobStatus?)j.Status).FirstOrDefaultAsync(ct)
+                : (await db.Database.SqlQuery<string>($"SELECT status AS \"Value\" FROM jobs WHERE id = {jobId} FOR SHARE").ToListAsync(ct))
+                    .Select(JobStatusNames.Parse).Cast<JobStatus?>().FirstOrDefault();
+            if (status is null) return new LogAppendResult(LogAppendStatus.JobNotFound, 0);
+            if (status.Value.IsTerminal()) return new LogAppendResult(LogAppendStatus.JobFinished, 0);
             var result = await AppendLockedAsync(jobId, offset, body, ct);
             if (result.Status == LogAppendStatus.Appended) await tx.CommitAsync(ct);
             return result;

@@ -1,3 +1,4 @@
+using EphemeralCI.Persistence;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;

@@ -1,3 +1,4 @@
+using EphemeralCI.Persistence;
 using System.Text.Json;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.Infrastructure.EntityConfigurations;
@@ -62,7 +63,7 @@ public sealed class JobChange(IntakeDbContext db, Job job, DateTimeOffset now, G
 /// provisioner's messages and a cancel may race, and each sees the others' result before it
 /// decides. Wakes log followers and the outbox after the commit.
 /// </summary>
-public sealed class JobUpdater(IntakeDbContext db, JobLiveNotifier notifier, OutboxSignal outbox, TimeProvider clock)
+public sealed class JobUpdater(IntakeDbContext db, IJobLiveNotifier notifier, OutboxSignal outbox, TimeProvider clock)
 {
     private const int MaxAttempts = 8;
 

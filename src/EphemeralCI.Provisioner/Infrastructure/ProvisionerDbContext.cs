@@ -1,4 +1,5 @@
 using EphemeralCI.Messaging;
+using EphemeralCI.Persistence;
 using Microsoft.EntityFrameworkCore;
 
 namespace EphemeralCI.Provisioner.Infrastructure;
@@ -12,5 +13,6 @@ public sealed class ProvisionerDbContext(DbContextOptions<ProvisionerDbContext> 
     {
         modelBuilder.ApplyConfiguration(new RunnerRecordConfiguration());
         modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
+        modelBuilder.AdaptToProvider(Database);
     }
 }

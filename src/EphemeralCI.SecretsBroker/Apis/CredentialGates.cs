@@ -9,10 +9,13 @@ namespace EphemeralCI.SecretsBroker.Apis;
 /// <summary>
 /// A static bearer credential from configuration, kept only as its SHA-256 hash and compared in
 /// constant time. An empty setting disables the endpoints it guards (every request gets 401).
+/// A host may configure the hash instead of the credential (hex), so the credential itself is never stored.
 /// </summary>
-internal abstract class CredentialGate(string configured, string settingName) : IEndpointFilter
+internal abstract class CredentialGate(string configured, string settingName, string? configuredSha256Hex = null) : IEndpointFilter
 {
-    private readonly byte[]? _hash = string.IsNullOrEmpty(configured) ? null : SHA256.HashData(Encoding.UTF8.GetBytes(configured));
+    private readonly byte[]? _hash = !string.IsNullOrEmpty(configured) ? SHA256.HashData(Encoding.UTF8.GetBytes(configured))
+        : !string.IsNullOrWhiteSpace(configuredSha256Hex) ? Convert.FromHexString(configuredSha256Hex.Trim())
+        : null;
 
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -38,7 +41,7 @@ internal abstract class CredentialGate(string configured, string settingName) : 
 
 /// <summary>Guards the admin API with <c>SecretsBroker:AdminToken</c>.</summary>
 internal sealed class AdminTokenGate(IOptions<SecretsBrokerOptions> options)
-    : CredentialGate(options.Value.AdminToken, $"{SecretsBrokerOptions.Section}:AdminToken")
+    : CredentialGate(options.Value.AdminToken, $"{SecretsBrokerOptions.Section}:AdminToken", options.Value.AdminTokenSha256)
 {
     public const string Actor = "admin";
 }

@@ -1,3 +1,4 @@
+using EphemeralCI.Persistence;
 using Microsoft.EntityFrameworkCore;
 
 namespace EphemeralCI.SecretsBroker.Infrastructure;
@@ -9,6 +10,9 @@ public sealed class SecretsDbContext(DbContextOptions<SecretsDbContext> options)
     public DbSet<SigningKey> SigningKeys => Set<SigningKey>();
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
-    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(SecretsDbContext).Assembly);
+        modelBuilder.AdaptToProvider(Database);
+    }
 }

@@ -1,0 +1,142 @@
+using System.Security.Cryptography;
+using EphemeralCI.Cache;
+using EphemeralCI.Intake;
+using EphemeralCI.Intake.Apis;
+using EphemeralCI.Messaging;
+using EphemeralCI.Persistence;
+using EphemeralCI.Provisioner;
+using EphemeralCI.SecretsBroker;
+using EphemeralCI.Server.Embedded;
+using Microsoft.Extensions.Configuration.Memory;
+using Scalar.AspNetCore;
+
+namespace EphemeralCI.Server;
+
+/*
+ * The all-in-one server: the same four modules the AppHost runs as services, in one process.
+ *
+ *   ┌──────────── one WebApplication on http://127.0.0.1:5180 ────────────┐
+ *   │ intake API ─┐                                                        │
+ *   │ secrets broker ─ one MassTransit bus (in-memory, or RabbitMQ) ─ provisioner ── bwrap runners
+ *   │ cache ──────┘                                                        │
+ *   └─ data folder: intakedb.db provisionerdb.db secretsdb.db cachedb.db (SQLite), cache/, runners/, keys/
+ *
+ * Every part switches to the real service when its connection string is given (intakedb,
+ * provisionerdb, secretsdb, cachedb: Postgres; rabbitmq; redis; minio).
+ */
+public static class ServerExtensions
+{
+    public const string DefaultUrl = "http://127.0.0.1:5180";
+
+    /// <summary>Composes every module; false (after telling the operator why) when this machine cannot run jobs.</summary>
+    public static bool AddEphemeralCIServer(this WebApplicationBuilder builder)
+    {
+        if (LocalSandboxPrerequisites.Problem(builder.Configuration) is { } problem)
+        {
+            Console.Error.WriteLine(problem);
+            return false;
+        }
+
+        var data = ServerDataDirectory.Open(builder.Configuration);
+        if (string.IsNullOrWhiteSpace(builder.Configuration["urls"])) builder.WebHost.UseUrls(DefaultUrl);
+        var firstRun = new FirstRunCredentials();
+        // Lowest precedence: anything set in appsettings, the environment or the command line wins.
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
+        {
+            InitialData = EmbeddedDefaults(builder.Configuration, data, firstRun),
+        });
+
+        builder.Services.AddSingleton(data);
+        builder.Services.AddSingleton(firstRun);
+        builder.Services.AddSingleton(new EmbeddedDatabases(data.Root, typeof(ServerEntryPoint).Assembly.GetName().Name!));
+
+        builder.AddServiceDefaults();
+        // The broker first: its in-process key ring then signs and checks every job token (no HTTP to itself).
+        builder.AddSecretsBroker(addMessaging: false);
+        builder.AddIntake(addMessaging: false);
+        builder.AddProvisioner(addMessaging: false);
+        builder.AddCache();
+        builder.AddEciMessaging(bus =>
+        {
+            SecretsBrokerExtensions.AddSecretsBrokerConsumers(bus);
+            IntakeExtensions.AddIntakeConsumers(bus);
+            ProvisionerExtensions.AddProvisionerConsumers(bus);
+        });
+
+        builder.Services.AddProblemDetails();
+        builder.Services.AddOpenApi(o => o
+            .AddDocumentTransformer<BearerSecuritySchemeTransformer>()
+            .AddOperationTransformer<BearerSecuritySchemeTransformer>());
+        builder.Services.AddHostedService<ServerBanner>();
+        return true;
+    }
+
+    public static WebApplication MapEphemeralCIServer(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.MapDefaultEndpoints();
+        app.MapOpenApi();              // /openapi/v1.json
+        app.MapScalarApiReference();   // /scalar
+        app.MapIntake();
+        app.MapSecretsBroker();
+        app.MapCache();
+        app.MapProvisioner();
+        return app;
+    }
+
+    private static Dictionary<string, string?> EmbeddedDefaults(IConfiguration configuration, ServerDataDirectory data, FirstRunCredentials firstRun)
+    {
+        var defaults = new Dictionary<string, string?>
+        {
+            ["Provisioner:LocalSandbox:WorkRoot"] = Path.Combine(data.Root, "runners"),
+            ["Cache:SpoolDirectory"] = Path.Combine(data.Root, "cache-spool"),
+            ["RunnerTemplates:Directory"] = Path.Combine(AppContext.BaseDirectory, "runner-templates"),
+            // The runner agent reaches this very process through the sandbox's Unix sockets.
+            ["Provisioner:IntakeUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
+            ["Provisioner:SecretsBrokerUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
+        };
+        if (string.IsNullOrWhiteSpace(configuration.GetConnectionString(CacheExtensions.S3ConnectionName)))
+        {
+            defaults["Cache:FileSystemRoot"] = Path.Combine(data.Root, "cache");
+        }
+        if (string.IsNullOrWhiteSpace(configuration["JobTokens:SigningKey"]))
+        {
+            defaults["JobTokens:SigningKey"] = data.ReadOrCreateKey("job-token-signing-key");
+        }
+        // The key-encryption key lives in keys/, apart from secretsdb.db, readable by this user only.
+        // Production: give SecretsBroker:KeyEncryptionKeys from a secret store instead (docs/deploy.md).
+        if (!configuration.GetSection("SecretsBroker:KeyEncryptionKeys").GetChildren().Any())
+        {
+            defaults["SecretsBroker:KeyEncryptionKeys:embedded"] = data.ReadOrCreateKey("secrets-kek");
+            defaults["SecretsBroker:ActiveKeyId"] = "embedded";
+        }
+        if (string.IsNullOrWhiteSpace(configuration["SecretsBroker:AdminToken"]) && string.IsNullOrWhiteSpace(configuration["SecretsBroker:AdminTokenSha256"]))
+        {
+            var (hash, createdNow) = data.ReadOrCreateCredentialHash("secrets-admin-token",
+                () => "ecis_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_'));
+            defaults["SecretsBroker:AdminTokenSha256"] = hash;
+            firstRun.SecretsAdminToken = createdNow;
+        }
+        return defaults;
+    }
+
+    /// <summary>The first configured URL as this machine reaches it (a wildcard host means loopback).</summary>
+    internal static string SelfUrl(string urls)
+    {
+        var first = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .FirstOrDefault(u => u.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) ?? DefaultUrl;
+        var hostStart = first.IndexOf("://", StringComparison.Ordinal) + 3;
+        var portStart = first.LastIndexOf(':');
+        var host = portStart > hostStart ? first[hostStart..portStart] : first[hostStart..].TrimEnd('/');
+        var rest = portStart > hostStart ? first[portStart..].TrimEnd('/') : "";
+        if (host is "*" or "+" or "0.0.0.0" or "[::]" or "localhost") host = "127.0.0.1";
+        return $"http://{host}{rest}";
+    }
+}
+
+/// <summary>Credentials the server made on this start, shown once by <see cref="ServerBanner"/> and never kept.</summary>
+public sealed class FirstRunCredentials
+{
+    public string? SecretsAdminToken { get; set; }
+}
