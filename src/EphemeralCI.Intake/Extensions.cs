@@ -39,6 +39,7 @@ public static class IntakeExtensions
         // start in order).
         builder.AddModuleDbContext<IntakeDbContext>(DatabaseConnectionName, o => o.UseSnakeCaseNamingConvention());
         services.AddHostedService<IntakeDatabaseInitializer>();
+        services.AddHostedService<JobRedrive>();
 
         // Redis only wakes live log followers (the database holds the data); without a Redis
         // connection string (the embedded server) the wake-ups stay in this process.

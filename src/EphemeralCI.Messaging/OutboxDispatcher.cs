@@ -39,6 +39,7 @@ public sealed class OutboxDispatcher<TContext>(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await WaitForReceiveEndpointsAsync(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             var backoff = PollInterval;
@@ -59,6 +60,26 @@ public sealed class OutboxDispatcher<TContext>(
             }
             try { await signal.WaitAsync(backoff, stoppingToken); }
             catch (OperationCanceledException) { return; }
+        }
+    }
+
+    /// <summary>
+    /// The in-memory transport drops a message published before the consumers' queues exist (RabbitMQ
+    /// refuses it: we publish mandatory), and rows written at start-up would go out at once: so the
+    /// first pass waits for the bus to be up — bounded, as a broker that is down only delays delivery.
+    /// </summary>
+    private async Task WaitForReceiveEndpointsAsync(CancellationToken ct)
+    {
+        if (bus is not IBusControl control) return;
+        try
+        {
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            bounded.CancelAfter(TimeSpan.FromSeconds(30));
+            await control.WaitForHealthStatus(BusHealthStatus.Healthy, bounded.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            logger.LogWarning("The bus is not healthy after 30 s; dispatching the outbox anyway");
         }
     }
 

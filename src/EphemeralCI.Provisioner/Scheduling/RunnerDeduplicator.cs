@@ -1,4 +1,5 @@
 using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -8,7 +9,9 @@ namespace EphemeralCI.Provisioner.Scheduling;
 /// <summary>
 /// Never two runners for one job, whatever the bus redelivers: the job's runner row (primary key =
 /// job id) is claimed before anything is created. A RunJob that finds a row — a runner, or the
-/// tombstone of an early cancel — does nothing. Hands claimed jobs to the limiter, and those it
+/// tombstone of an early cancel — creates nothing; if that runner is over, its end is announced
+/// again (the intake asks at start-up about jobs it still thinks are running: the first
+/// announcement may have been lost in flight). Hands claimed jobs to the limiter, and those it
 /// lets through at once to the scheduler.
 /// </summary>
 public sealed class RunnerDeduplicator(
@@ -17,6 +20,7 @@ public sealed class RunnerDeduplicator(
     RunnerLimiter limiter,
     JobLocks locks,
     TimeProvider clock,
+    OutboxSignal outbox,
     ILogger<RunnerDeduplicator> logger)
 {
     public async Task HandleAsync(RunJob job, CancellationToken ct)
@@ -26,6 +30,7 @@ public sealed class RunnerDeduplicator(
         if (existing is not null)
         {
             logger.LogInformation("Job {JobId} already has a runner ({State}); RunJob ignored", job.JobId, existing.State);
+            if (existing.Outcome is { } outcome && existing.State != RunnerState.Tombstone) await AnnounceAgainAsync(existing, outcome, ct);
             return;
         }
 
@@ -54,6 +59,15 @@ public sealed class RunnerDeduplicator(
             return;
         }
         if (startNow) await next.ScheduleAsync(runner, job, ct);
+    }
+
+    private async Task AnnounceAgainAsync(RunnerRecord runner, RunnerOutcome outcome, CancellationToken ct)
+    {
+        var finishedAt = runner.FinishedAt ?? clock.GetUtcNow();
+        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, outcome, runner.ExitCode, runner.Reason, finishedAt), clock);
+        if (runner.DestroyedAt is { } destroyedAt) db.AddToOutbox(new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt), clock);
+        await db.SaveChangesAsync(ct);
+        outbox.Notify();
     }
 
     private async Task<bool> ClaimedElsewhereAsync(Guid jobId, CancellationToken ct)
