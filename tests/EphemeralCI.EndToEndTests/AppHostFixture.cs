@@ -14,7 +14,7 @@ namespace EphemeralCI.EndToEndTests;
 /// Starts the real AppHost once, in external-services mode, against the Postgres, Redis, RabbitMQ
 /// and S3 emulator from eng/services.sh, each service on a fresh database.
 /// </summary>
-public sealed class AppHostFixture : IAsyncLifetime
+public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_bootstrap_admin_key_0123456789abcdefghijklmnop";
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));

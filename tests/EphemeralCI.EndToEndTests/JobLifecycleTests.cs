@@ -9,8 +9,7 @@ namespace EphemeralCI.EndToEndTests;
 /// runners) and watches them succeed, fail, time out and get cancelled, each in a brand-new runner
 /// that is gone afterwards.
 /// </summary>
-[Collection(AppHostCollection.Name)]
-public sealed class JobLifecycleTests(AppHostFixture fx)
+public abstract class JobLifecycleTests(IEphemeralCISystem fx)
 {
     [Fact]
     public async Task Two_step_job_succeeds_with_both_outputs_a_complete_timeline_and_no_trace_left()
@@ -99,3 +98,9 @@ public sealed class JobLifecycleTests(AppHostFixture fx)
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
     }
 }
+
+[Collection(AppHostCollection.Name)]
+public sealed class JobLifecycleTestsOnAppHost(AppHostFixture fx) : JobLifecycleTests(fx);
+
+[Collection(ServerCollection.Name)]
+public sealed class JobLifecycleTestsOnServer(ServerFixture fx) : JobLifecycleTests(fx);

@@ -8,8 +8,7 @@ namespace EphemeralCI.EndToEndTests;
 /// A secret set by an administrator reaches only the job its policy allows, inside the real
 /// sandbox, and never appears in the job's log: neither raw nor base64-encoded.
 /// </summary>
-[Collection(AppHostCollection.Name)]
-public sealed class SecretsTests(AppHostFixture fx)
+public abstract class SecretsTests(IEphemeralCISystem fx)
 {
     [Fact]
     public async Task Job_on_an_allowed_ref_gets_its_secret_masked_and_a_feature_branch_is_refused()
@@ -58,3 +57,9 @@ public sealed class SecretsTests(AppHostFixture fx)
         await RunnerTraces.AssertGoneAsync(allowed, fx.RunnerWorkRoot);
     }
 }
+
+[Collection(AppHostCollection.Name)]
+public sealed class SecretsTestsOnAppHost(AppHostFixture fx) : SecretsTests(fx);
+
+[Collection(ServerCollection.Name)]
+public sealed class SecretsTestsOnServer(ServerFixture fx) : SecretsTests(fx);
