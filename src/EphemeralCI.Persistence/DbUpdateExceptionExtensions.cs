@@ -40,7 +40,7 @@ public static class DbUpdateExceptionExtensions
         if (marker < 0) return false;
         var failed = message[(marker + "failed: ".Length)..]
             .Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(c => c.TrimEnd('\''))
+            .Select(c => c.TrimEnd('\'', '.'))
             .ToHashSet(StringComparer.Ordinal);
         var columns = index.Properties.Select(p => $"{table}.{p.GetColumnName()}").ToHashSet(StringComparer.Ordinal);
         return failed.SetEquals(columns);

@@ -1,0 +1,157 @@
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Model;
+using EphemeralCI.Persistence;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.SecretsBroker.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Xunit;
+
+namespace EphemeralCI.Tests.Persistence;
+
+/// <summary>
+/// The embedded server's databases: each module's model on real SQLite files through the same
+/// registration the server uses, migrated by the server's SQLite migrations.
+/// </summary>
+public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "eci-sqlite-" + Guid.NewGuid().ToString("N")[..8]);
+    private IHost _host = null!;
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_directory);
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddSingleton(new EmbeddedDatabases(_directory, "EphemeralCI.Server"));
+        builder.AddModuleDbContext<IntakeDbContext>("intakedb", o => o.UseSnakeCaseNamingConvention());
+        builder.AddModuleDbContext<ProvisionerDbContext>("provisionerdb");
+        builder.AddModuleDbContext<SecretsDbContext>("secretsdb", o => o.UseSnakeCaseNamingConvention());
+        _host = builder.Build();
+        await using var scope = _host.Services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<IntakeDbContext>().Database.MigrateAsync();
+        await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().Database.MigrateAsync();
+        await scope.ServiceProvider.GetRequiredService<SecretsDbContext>().Database.MigrateAsync();
+    }
+
+    public Task DisposeAsync()
+    {
+        _host.Dispose();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_directory, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    private T Db<T>(AsyncServiceScope scope) where T : DbContext => scope.ServiceProvider.GetRequiredService<T>();
+
+    [Fact]
+    public async Task Every_module_has_one_sqlite_file_and_its_sqlite_migrations_match_its_model()
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        // A module model change without `dotnet ef migrations add` for SQLite fails here.
+        Assert.False(Db<IntakeDbContext>(scope).Database.HasPendingModelChanges(), "intake: SQLite migrations are behind the model");
+        Assert.False(Db<ProvisionerDbContext>(scope).Database.HasPendingModelChanges(), "provisioner: SQLite migrations are behind the model");
+        Assert.False(Db<SecretsDbContext>(scope).Database.HasPendingModelChanges(), "secrets broker: SQLite migrations are behind the model");
+        foreach (var file in new[] { "intakedb.db", "provisionerdb.db", "secretsdb.db" })
+        {
+            Assert.True(File.Exists(Path.Combine(_directory, file)), $"{file} is missing");
+        }
+    }
+
+    [Fact]
+    public async Task A_concurrent_change_to_a_job_is_refused_as_on_postgres()
+    {
+        var id = Guid.CreateVersion7();
+        await using (var scope = _host.Services.CreateAsyncScope())
+        {
+            var db = Db<IntakeDbContext>(scope);
+            db.Jobs.Add(NewJob(id));
+            await db.SaveChangesAsync();
+        }
+
+        await using var first = _host.Services.CreateAsyncScope();
+        await using var second = _host.Services.CreateAsyncScope();
+        var a = await Db<IntakeDbContext>(first).Jobs.SingleAsync(j => j.Id == id);
+        var b = await Db<IntakeDbContext>(second).Jobs.SingleAsync(j => j.Id == id);
+
+        Assert.True(a.TryMoveTo(JobStatus.Provisioning, DateTimeOffset.UtcNow));
+        await Db<IntakeDbContext>(first).SaveChangesAsync();
+        Assert.True(b.TryMoveTo(JobStatus.Cancelled, DateTimeOffset.UtcNow, "cancelled"));
+        await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => Db<IntakeDbContext>(second).SaveChangesAsync());
+
+        await using var check = _host.Services.CreateAsyncScope();
+        var stored = await Db<IntakeDbContext>(check).Jobs.AsNoTracking().SingleAsync(j => j.Id == id);
+        Assert.Equal(JobStatus.Provisioning, stored.Status);
+        Assert.Equal(1u, stored.Version);
+    }
+
+    [Fact]
+    public async Task A_unique_violation_is_recognised_by_index_name()
+    {
+        var apiKey = Guid.NewGuid();
+        await using (var scope = _host.Services.CreateAsyncScope())
+        {
+            var db = Db<IntakeDbContext>(scope);
+            db.Jobs.Add(NewJob(Guid.CreateVersion7(), apiKey, "same-key"));
+            await db.SaveChangesAsync();
+        }
+        await using var retry = _host.Services.CreateAsyncScope();
+        var again = Db<IntakeDbContext>(retry);
+        again.Jobs.Add(NewJob(Guid.CreateVersion7(), apiKey, "same-key"));
+        var ex = await Assert.ThrowsAsync<DbUpdateException>(() => again.SaveChangesAsync());
+
+        Assert.True(ex.IsUniqueViolation("ix_jobs_api_key_id_idempotency_key"));
+        Assert.True(ex.IsUniqueViolation());
+        Assert.False(ex.IsUniqueViolation("ix_job_events_source_message_id"));
+    }
+
+    [Fact]
+    public async Task Timestamps_order_and_compare_in_queries()
+    {
+        var now = DateTimeOffset.UtcNow;
+        await using (var scope = _host.Services.CreateAsyncScope())
+        {
+            var db = Db<IntakeDbContext>(scope);
+            for (var i = 0; i < 3; i++)
+            {
+                var job = NewJob(Guid.CreateVersion7());
+                job.CreatedAt = now.AddMinutes(-i).ToOffset(TimeSpan.FromHours(i)); // same instants in other offsets
+                db.Jobs.Add(job);
+            }
+            await db.SaveChangesAsync();
+        }
+        await using var read = _host.Services.CreateAsyncScope();
+        var newest = await Db<IntakeDbContext>(read).Jobs.Where(j => j.CreatedAt > now.AddMinutes(-1.5)).OrderByDescending(j => j.CreatedAt).Select(j => j.CreatedAt).ToListAsync();
+        Assert.Equal([now, now.AddMinutes(-1)], newest);
+    }
+
+    [Fact]
+    public async Task The_secrets_audit_is_append_only_on_sqlite_too()
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var db = Db<SecretsDbContext>(scope);
+        db.AuditEntries.Add(new AuditEntry { At = DateTimeOffset.UtcNow, Actor = "test", Action = "secret.put", SecretName = "X" });
+        await db.SaveChangesAsync();
+
+        var update = await Assert.ThrowsAnyAsync<Exception>(() => db.AuditEntries.ExecuteUpdateAsync(s => s.SetProperty(e => e.Actor, "someone else")));
+        Assert.Contains("append-only", update.GetBaseException().Message);
+        var delete = await Assert.ThrowsAnyAsync<Exception>(() => db.AuditEntries.ExecuteDeleteAsync());
+        Assert.Contains("append-only", delete.GetBaseException().Message);
+        Assert.Equal(1, await db.AuditEntries.CountAsync());
+    }
+
+    private static Job NewJob(Guid id, Guid? apiKey = null, string? idempotencyKey = null) => new()
+    {
+        Id = id,
+        Repository = "acme/widgets",
+        Ref = "refs/heads/main",
+        CommitSha = "0123456789abcdef0123456789abcdef01234567",
+        RunnerTemplate = "default",
+        Spec = "{}",
+        TimeoutSeconds = 60,
+        CreatedAt = DateTimeOffset.UtcNow,
+        ApiKeyId = apiKey,
+        IdempotencyKey = idempotencyKey,
+    };
+}
