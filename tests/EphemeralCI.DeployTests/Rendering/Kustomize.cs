@@ -47,7 +47,9 @@ public static class Kustomize
         return stdout.Result;
     }
 
-    public static RenderedManifests Load(string yaml) => new(KubernetesYaml.LoadAllFromString(yaml).Cast<IKubernetesObject<V1ObjectMeta>>().ToList());
+    /// <summary>Strict: a field Kubernetes does not know (a typo such as <c>readOnlyRootFileSystem</c>) fails the load instead of vanishing.</summary>
+    public static RenderedManifests Load(string yaml) =>
+        new(KubernetesYaml.LoadAllFromString(yaml, strict: true).Cast<IKubernetesObject<V1ObjectMeta>>().ToList());
 
     /// <summary>ECI_KUBECTL, else where eng/kubectl.sh installs it; never whatever kubectl is on the PATH.</summary>
     public static string Kubectl()
