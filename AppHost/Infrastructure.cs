@@ -77,8 +77,9 @@ public static class InfrastructureExtensions
 
     private static EphemeralCIInfrastructure AddExternal(IDistributedApplicationBuilder builder)
     {
-        // Aspire would otherwise wait forever on a connection string that is not there.
-        var missing = ExternalConnectionNames
+        // Aspire would otherwise wait forever on a connection string that is not there. Publishing
+        // (azd) needs none: each becomes a secret parameter the deployment tool asks for.
+        var missing = builder.ExecutionContext.IsPublishMode ? [] : ExternalConnectionNames
             .Where(name => string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(name)))
             .Select(name => $"ConnectionStrings:{name}")
             .ToList();

@@ -19,7 +19,8 @@ var secretsAdminToken = builder.AddParameter("secrets-admin-token",
 var provisionerToken = builder.AddParameter("secrets-provisioner-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
-// Runner templates are files the platform team keeps in git; intake and provisioner read the same ones.
+// Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
+// (published: as configuration, see RunnerTemplatesConfiguration.cs).
 var runnerTemplates = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "deploy", "runner-templates"));
 
 var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>("secrets-broker")
@@ -41,7 +42,7 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
-    .WithEnvironment("RunnerTemplates__Directory", runnerTemplates)
+    .WithRunnerTemplates(builder, runnerTemplates)
     .WithBootstrapAdminKey(builder.Configuration);
 
 var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
@@ -62,6 +63,6 @@ builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithReference(cache)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken)
-    .WithEnvironment("RunnerTemplates__Directory", runnerTemplates);
+    .WithRunnerTemplates(builder, runnerTemplates);
 
 builder.Build().Run();

@@ -1,0 +1,90 @@
+using EphemeralCI.DeployTests.Rendering;
+using EphemeralCI.Provisioner.Backends;
+using EphemeralCI.Provisioner.Backends.Kubernetes;
+using EphemeralCI.RunnerTemplates;
+using k8s.Models;
+using Xunit;
+
+namespace EphemeralCI.DeployTests;
+
+/// <summary>
+/// The runner templates ConfigMap the platform team edits: read with the real template loader,
+/// rendered into runner Jobs with the real pod-spec builder, and checked against the cluster's
+/// policies (restricted profile, the egress label), as the provisioner would at run time.
+/// </summary>
+public sealed class RunnerTemplateTests
+{
+    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+
+    private static IReadOnlyList<LoadedTemplate> Templates(string target) =>
+        [.. Kustomize.Render(target).ConfigMap(RenderedManifests.ControlPlane, "runner-templates").Data
+            .Select(kv => RunnerTemplateLoader.Parse(Path.GetFileNameWithoutExtension(kv.Key), kv.Value, kv.Key))];
+
+    [Theory]
+    [MemberData(nameof(Targets))]
+    public void The_examples_are_a_dotnet_a_node_and_a_minimal_shell_runner_on_kubernetes(string target)
+    {
+        var templates = Templates(target);
+        Assert.Equal(["dotnet", "node", "shell"], templates.Select(t => t.Name).Order());
+        Assert.All(templates, t => Assert.Equal(KubernetesRunnerBackend.BackendName, t.Definition.Backend));
+        Assert.All(templates, t => Assert.Null(t.Definition.RootFilesystem));
+    }
+
+    [Theory]
+    [MemberData(nameof(Targets))]
+    public void Every_template_renders_a_runner_job_that_meets_the_restricted_profile(string target)
+    {
+        var manifests = Kustomize.Render(target);
+        var provisioner = manifests.Deployment("provisioner").Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
+        var options = new KubernetesOptions
+        {
+            Namespace = provisioner["Provisioner__Kubernetes__Namespace"],
+            IntakeUrl = provisioner["Provisioner__Kubernetes__IntakeUrl"],
+        };
+        var now = DateTimeOffset.UnixEpoch;
+        foreach (var template in Templates(target))
+        {
+            var launch = new RunnerLaunch(Guid.NewGuid(), "runner-1", template.Name, template.Definition, "token", now.AddSeconds(template.Definition.DefaultTimeoutSeconds));
+            var job = RunnerPodSpecBuilder.Build(launch, options, now).Job;
+            Assert.Empty(RestrictedProfileChecker.Check(job.Spec.Template.Spec));
+            Assert.Equal(RenderedManifests.Runners, job.Metadata.NamespaceProperty);
+            // The runners namespace's policies apply to what the builder made.
+            var labels = job.Spec.Template.Metadata.Labels;
+            var net = new NetworkPolicyEvaluator(manifests);
+            var pod = new PodAddress(RenderedManifests.Runners, labels, System.Net.IPAddress.Parse("10.244.1.8"));
+            Assert.Equal(template.Definition.Network == "egress", net.EgressAllowed(pod, System.Net.IPAddress.Parse("198.51.100.7"), 443));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Targets))]
+    public void A_template_gets_the_internet_exactly_when_its_network_mode_is_egress(string target)
+    {
+        var policy = Kustomize.Render(target).NetworkPolicies(RenderedManifests.Runners).Single(p => p.Metadata.Name == "allow-internet-egress");
+        foreach (var template in Templates(target))
+        {
+            var selected = NetworkPolicyEvaluator.Matches(policy.Spec.PodSelector, template.Definition.Labels);
+            Assert.True(selected == (template.Definition.Network == "egress"),
+                $"runner template '{template.Name}' has network '{template.Definition.Network}' but the internet-egress label is {(selected ? "set" : "missing")}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Targets))]
+    public void The_intake_and_the_provisioner_read_the_same_templates(string target)
+    {
+        // Each job records its template's hash at the intake and the provisioner checks it: both
+        // must mount the one ConfigMap at the directory they are told.
+        var manifests = Kustomize.Render(target);
+        foreach (var name in new[] { "intake", "provisioner" })
+        {
+            var pod = manifests.Deployment(name).Spec.Template.Spec;
+            var container = pod.Containers[0];
+            var directory = container.Env.Single(e => e.Name == "RunnerTemplates__Directory").Value;
+            var mount = Assert.Single(container.VolumeMounts, m => m.MountPath == directory);
+            Assert.True(mount.ReadOnlyProperty);
+            Assert.Equal("runner-templates", pod.Volumes.Single(v => v.Name == mount.Name).ConfigMap?.Name);
+        }
+        Assert.NotNull(manifests.ConfigMap(RenderedManifests.ControlPlane, "runner-templates"));
+    }
+}
