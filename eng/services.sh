@@ -32,6 +32,7 @@ install_missing() {
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
   command -v bwrap >/dev/null || need+=(bubblewrap)
   command -v node >/dev/null || need+=(nodejs npm)
+  command -v unzip >/dev/null || need+=(unzip)   # eng/kubectl.sh unpacks kubectl with it
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get -o DPkg::Lock::Timeout=300 update -q >&2

