@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Http.Json;
 
 namespace EphemeralCI.Cli.Api;
@@ -28,29 +29,26 @@ public sealed partial class EciApiClient
         using var _ = await SendRawAsync(() => new HttpRequestMessage(HttpMethod.Delete, SecretPath(name)), retry: false, HttpCompletionOption.ResponseContentRead, ct);
     }
 
-    public Task<ApiResult<List<AuditEntry>>> QueryAuditAsync(string? secret, Guid? jobId, string? action, long? after, int? limit, CancellationToken ct)
-    {
-        var query = new List<string>();
-        if (!string.IsNullOrEmpty(secret)) query.Add("secret=" + Uri.EscapeDataString(secret));
-        if (jobId is { } j) query.Add("jobId=" + j);
-        if (!string.IsNullOrEmpty(action)) query.Add("action=" + Uri.EscapeDataString(action));
-        if (after is { } a) query.Add("after=" + a);
-        if (limit is { } l) query.Add("limit=" + l);
-        return GetAsync<List<AuditEntry>>("api/v1/admin/audit" + (query.Count > 0 ? "?" + string.Join('&', query) : ""), ct);
-    }
+    public Task<ApiResult<List<AuditEntry>>> QueryAuditAsync(string? secret, Guid? jobId, string? action, long? after, int? limit, CancellationToken ct) =>
+        GetAsync<List<AuditEntry>>(WithQuery("api/v1/admin/audit",
+            ("secret", secret), ("jobId", jobId?.ToString()), ("action", action), ("after", after?.ToString(CultureInfo.InvariantCulture)),
+            ("limit", limit?.ToString(CultureInfo.InvariantCulture))), ct);
 
     public Task<ApiResult<List<RepositoryUsage>>> CacheUsageAsync(CancellationToken ct) =>
         GetAsync<List<RepositoryUsage>>("cache/admin/usage", ct);
 
-    public Task<ApiResult<List<CacheEntryView>>> ListCacheEntriesAsync(string? repository, string? scope, string? keyPrefix, int? limit, int? offset, CancellationToken ct)
+    public Task<ApiResult<List<CacheEntryView>>> ListCacheEntriesAsync(string? repository, string? scope, string? keyPrefix, int? limit, int? offset, CancellationToken ct) =>
+        GetAsync<List<CacheEntryView>>(CacheEntriesPath(repository, scope, keyPrefix, limit, offset), ct);
+
+    internal static string CacheEntriesPath(string? repository, string? scope, string? keyPrefix, int? limit, int? offset) =>
+        WithQuery("cache/admin/entries", ("repository", repository), ("scope", scope), ("keyPrefix", keyPrefix),
+            ("limit", limit?.ToString(CultureInfo.InvariantCulture)), ("offset", offset?.ToString(CultureInfo.InvariantCulture)));
+
+    /// <summary>The path with the parameters that have a value, escaped.</summary>
+    internal static string WithQuery(string path, params (string Name, string? Value)[] parameters)
     {
-        var query = new List<string>();
-        if (!string.IsNullOrEmpty(repository)) query.Add("repository=" + Uri.EscapeDataString(repository));
-        if (!string.IsNullOrEmpty(scope)) query.Add("scope=" + Uri.EscapeDataString(scope));
-        if (!string.IsNullOrEmpty(keyPrefix)) query.Add("keyPrefix=" + Uri.EscapeDataString(keyPrefix));
-        if (limit is { } l) query.Add("limit=" + l);
-        if (offset is { } o) query.Add("offset=" + o);
-        return GetAsync<List<CacheEntryView>>("cache/admin/entries" + (query.Count > 0 ? "?" + string.Join('&', query) : ""), ct);
+        var query = parameters.Where(p => !string.IsNullOrEmpty(p.Value)).Select(p => p.Name + "=" + Uri.EscapeDataString(p.Value!)).ToList();
+        return query.Count == 0 ? path : path + "?" + string.Join('&', query);
     }
 
     public async Task DeleteCacheEntryAsync(long id, CancellationToken ct)

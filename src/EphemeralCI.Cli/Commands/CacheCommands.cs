@@ -95,7 +95,7 @@ internal static class CacheTables
         foreach (var r in rows)
         {
             var used = r.QuotaBytes > 0 ? (double)r.Bytes / r.QuotaBytes : 0;
-            var percent = used.ToString("P0", CultureInfo.InvariantCulture);
+            var percent = (used * 100).ToString("0", CultureInfo.InvariantCulture) + "%";
             table.AddRow(Markup.Escape(r.Repository), Count(r.Entries), Count(r.Reserved), r.Quarantined > 0 ? $"[yellow]{Count(r.Quarantined)}[/]" : "0",
                 Bytes(r.Bytes), r.QuotaBytes > 0 ? Bytes(r.QuotaBytes) : "-", r.QuotaBytes <= 0 ? "-" : used >= 0.9 ? $"[red]{percent}[/]" : percent);
         }

@@ -252,6 +252,36 @@ internal static class SecretInput
             : throw new CliException("The value on stdin is empty; pipe the secret's value in, e.g. printf '%s' \"$VALUE\" | eci secrets set NAME ...", ExitCodes.Usage);
     }
 
+    private static readonly string[] OptionsWithValue = ["--repo", "--ref", "--environment", "--secrets-server"];
+    private static readonly string[] Flags = ["--json", "-h", "--help"];
+
+    /// <summary>
+    /// Checked before the argument parser sees the command line: a second argument (or an unknown
+    /// option such as --value) to `secrets set|policy` can only be an attempt to pass the value there.
+    /// The parser would echo it back in its error, i.e. print the secret into a CI log; this message names no argument's value.
+    /// </summary>
+    public static string? RefuseValueOnCommandLine(string[] args)
+    {
+        if (args.Length < 2 || args[0] != "secrets" || args[1] is not ("set" or "policy")) return null;
+        var positionals = 0;
+        for (var i = 2; i < args.Length; i++)
+        {
+            var a = args[i];
+            if (OptionsWithValue.Contains(a)) { i++; continue; }
+            if (Flags.Contains(a) || OptionsWithValue.Any(o => a.StartsWith(o + "=", StringComparison.Ordinal))) continue;
+            if (a.StartsWith("--", StringComparison.Ordinal))
+            {
+                var name = a.Split('=', 2)[0];
+                return $"`eci secrets {args[1]}` has no option {name}. A secret's value is read from stdin only, never from the command line (arguments end up in shell history and process lists).";
+            }
+            if (a.StartsWith('-') || ++positionals > 1)
+            {
+                return $"`eci secrets {args[1]}` takes one argument, the secret's NAME. A secret's value is read from stdin only, never from the command line (arguments end up in shell history and process lists).";
+            }
+        }
+        return null;
+    }
+
     public static string StripOneNewline(string text) =>
         text.EndsWith("\r\n", StringComparison.Ordinal) ? text[..^2]
         : text.EndsWith('\n') ? text[..^1]

@@ -1,3 +1,4 @@
+using Spectre.Console;
 using EphemeralCI.Cli.Commands;
 using EphemeralCI.Cli.JobFiles;
 using Spectre.Console.Cli;
@@ -13,6 +14,12 @@ public static class EciApp
     public static Task<int> RunAsync(string[] args, EciContext context, IGitCheckout? git = null, CancellationToken ct = default)
     {
         args = MarkStdin(args);
+        if (SecretInput.RefuseValueOnCommandLine(args) is { } refusal)
+        {
+            context.Err.MarkupLine($"[red]error:[/] {Markup.Escape(refusal)}");
+            context.Err.MarkupLine($"  {Markup.Escape("Pipe it: printf '%s' \"$VALUE\" | eci secrets set NAME --repo GLOB --ref GLOB")}");
+            return Task.FromResult(ExitCodes.Usage);
+        }
         var app = new CommandApp();
         app.Configure(config =>
         {
