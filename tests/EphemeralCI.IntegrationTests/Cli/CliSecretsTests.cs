@@ -86,7 +86,11 @@ public sealed class CliSecretsTests : IAsyncLifetime
         var audit = await Eci("secrets", "audit", "--secret", "NPM_TOKEN", "--json");
         Assert.True(audit.ExitCode == 0, audit.ToString());
         var actions = JsonDocument.Parse(audit.StdOut).RootElement.EnumerateArray().Select(e => e.GetProperty("action").GetString()).ToList();
-        Assert.Equal(["secret.created", "policy.changed", "secret.updated", "policy.changed"], actions);
+        // The last line: acme/widgets' job was refused NPM_TOKEN after the policy change.
+        Assert.Equal(["secret.created", "policy.changed", "secret.updated", "policy.changed", "exchange.denied"], actions);
+        var table = await Eci("secrets", "audit", "--action", "policy.changed");
+        Assert.Contains("environment=prod", table.StdOut);
+        Assert.DoesNotContain("exchange.denied", table.StdOut);
 
         var delete = await Eci("secrets", "delete", "NPM_TOKEN");
         Assert.True(delete.ExitCode == 0, delete.ToString());
