@@ -57,7 +57,7 @@ public sealed class SecretsAuditSettings : SecretsServerSettings
 /// `eci secrets set NAME --repo GLOB --ref GLOB`: the value comes from stdin and nowhere else, so
 /// it never lands in a shell history, a process list or a CI log of the command line.
 /// </summary>
-public sealed class SecretsSetCommand(EciContext context) : EciCommand<SecretPolicySettings>(context)
+public sealed class SecretsSetCommand(EciContext context) : SecretPutCommand(context)
 {
     protected override async Task<int> RunAsync(SecretPolicySettings settings, CancellationToken ct)
     {
@@ -68,30 +68,15 @@ public sealed class SecretsSetCommand(EciContext context) : EciCommand<SecretPol
         if (settings.Repositories.Length == 0)
         {
             // A new value under the current policy: read it so the PUT (which always carries a whole policy) keeps it.
-            SecretMetadata current;
-            try
-            {
-                current = (await api.GetSecretAsync(settings.Name, ct)).Value;
-            }
-            catch (EciApiException ex) when (ex.Problem.Status == 404 && ex.Problem.Title is not null)
-            {
-                throw new CliException($"There is no secret named '{settings.Name}' yet; a new secret needs its policy: --repo GLOB and --ref GLOB.", ExitCodes.Usage);
-            }
+            var current = await ExistingAsync(api, settings.Name,
+                new CliException($"There is no secret named '{settings.Name}' yet; a new secret needs its policy: --repo GLOB and --ref GLOB.", ExitCodes.Usage), ct);
             request = new PutSecretRequest(value, current.Repositories, current.Refs, current.Environment);
         }
         else
         {
             request = new PutSecretRequest(value, settings.Repositories, settings.Refs, settings.Environment);
         }
-        var result = await api.PutSecretAsync(settings.Name, request, ct);
-        if (settings.Json)
-        {
-            WriteJson(result.Json);
-            return ExitCodes.Success;
-        }
-        var s = result.Value;
-        Context.Out.MarkupLine($"Secret [bold]{Markup.Escape(s.Name)}[/] is at version {s.CurrentVersion}; {SecretInput.Describe(s)}.");
-        return ExitCodes.Success;
+        return await PutAsync(api, settings, request, s => $"is at version {s.CurrentVersion}; {SecretInput.Describe(s)}", ct);
     }
 }
 
@@ -99,29 +84,40 @@ public sealed class SecretsSetCommand(EciContext context) : EciCommand<SecretPol
 /// `eci secrets policy NAME --repo ... --ref ...`: the broker's PUT without a value changes only the
 /// policy and keeps the current version, so no value is asked for.
 /// </summary>
-public sealed class SecretsPolicyCommand(EciContext context) : EciCommand<SecretPolicySettings>(context)
+public sealed class SecretsPolicyCommand(EciContext context) : SecretPutCommand(context)
 {
     protected override async Task<int> RunAsync(SecretPolicySettings settings, CancellationToken ct)
     {
         SecretInput.CheckPolicyOptions(settings, required: true);
         using var api = ConnectSecrets(settings);
         // Without this check the broker would answer "value: is required when creating a secret", which reads oddly for `policy`.
+        await ExistingAsync(api, settings.Name, new CliException(
+            $"There is no secret named '{settings.Name}'; create it with `eci secrets set {settings.Name} --repo GLOB --ref GLOB` (value on stdin).", ExitCodes.NotFound), ct);
+        return await PutAsync(api, settings, new PutSecretRequest(null, settings.Repositories, settings.Refs, settings.Environment),
+            s => $"(version {s.CurrentVersion}, unchanged): {SecretInput.Describe(s)}", ct);
+    }
+}
+
+/// <summary>What `set` and `policy` share: both end in the broker's PUT.</summary>
+public abstract class SecretPutCommand(EciContext context) : EciCommand<SecretPolicySettings>(context)
+{
+    protected static async Task<SecretMetadata> ExistingAsync(EciApiClient api, string name, CliException whenMissing, CancellationToken ct)
+    {
         try
         {
-            await api.GetSecretAsync(settings.Name, ct);
+            return (await api.GetSecretAsync(name, ct)).Value;
         }
         catch (EciApiException ex) when (ex.Problem.Status == 404 && ex.Problem.Title is not null)
         {
-            throw new CliException($"There is no secret named '{settings.Name}'; create it with `eci secrets set {settings.Name} --repo GLOB --ref GLOB` (value on stdin).", ExitCodes.NotFound);
+            throw whenMissing;
         }
-        var result = await api.PutSecretAsync(settings.Name, new PutSecretRequest(null, settings.Repositories, settings.Refs, settings.Environment), ct);
-        if (settings.Json)
-        {
-            WriteJson(result.Json);
-            return ExitCodes.Success;
-        }
-        var s = result.Value;
-        Context.Out.MarkupLine($"Secret [bold]{Markup.Escape(s.Name)}[/] (version {s.CurrentVersion}, unchanged): {SecretInput.Describe(s)}.");
+    }
+
+    protected async Task<int> PutAsync(EciApiClient api, SecretPolicySettings settings, PutSecretRequest request, Func<SecretMetadata, string> outcome, CancellationToken ct)
+    {
+        var result = await api.PutSecretAsync(settings.Name, request, ct);
+        if (settings.Json) WriteJson(result.Json);
+        else Context.Out.MarkupLine($"Secret [bold]{Markup.Escape(result.Value.Name)}[/] {outcome(result.Value)}.");
         return ExitCodes.Success;
     }
 }
