@@ -11,7 +11,7 @@ namespace EphemeralCI.Cli.Api;
 /// becomes an <see cref="EciApiException"/> (the server said no) or a <see cref="CliException"/>
 /// (the server could not be reached, or is not an EphemeralCI intake), never a raw HTTP exception.
 /// </summary>
-public sealed class EciApiClient : IDisposable
+public sealed partial class EciApiClient : IDisposable
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -22,9 +22,10 @@ public sealed class EciApiClient : IDisposable
 
     private readonly HttpClient _http;
 
-    public EciApiClient(Uri server, string? apiKey, HttpMessageHandler? handler)
+    public EciApiClient(Uri server, string? apiKey, HttpMessageHandler? handler, ApiTarget? target = null)
     {
         Server = server;
+        Target = target ?? ApiTarget.Intake;
         // The follow stream stays open for as long as the job runs; requests get their own deadlines instead.
         _http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
         _http.BaseAddress = server;
@@ -34,6 +35,9 @@ public sealed class EciApiClient : IDisposable
     }
 
     public Uri Server { get; }
+
+    /// <summary>Which service this client talks to (names it in every error).</summary>
+    public ApiTarget Target { get; }
 
     /// <summary>How long one ordinary request may take (not the log stream).</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
@@ -151,14 +155,14 @@ public sealed class EciApiClient : IDisposable
             catch (HttpRequestException ex)
             {
                 throw new CliException(
-                    $"Cannot reach the EphemeralCI server at {Server}: {ex.Message}",
+                    $"Cannot reach the {Target.ServiceName} at {Server}: {ex.Message}",
                     ExitCodes.Unreachable,
-                    ["Check the address with `eci config show` (ECI_SERVER overrides the config file) and that the server is running."]);
+                    [$"Check the address with `eci config show` ({Target.ServerVariable} overrides the config file) and that the {Target.ServiceName} is running."]);
             }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested)
             {
                 if (retry && attempt < RetryDelays.Length) continue;
-                throw new CliException($"The EphemeralCI server at {Server} did not answer {what} within {RequestTimeout.TotalSeconds:0} seconds.", ExitCodes.Unreachable);
+                throw new CliException($"The {Target.ServiceName} at {Server} did not answer {what} within {RequestTimeout.TotalSeconds:0} seconds.", ExitCodes.Unreachable);
             }
 
             if (response.IsSuccessStatusCode) return response;
@@ -173,14 +177,14 @@ public sealed class EciApiClient : IDisposable
             var method = request.Method.Method;
             var path = "/" + request.RequestUri;
             response.Dispose();
-            throw new EciApiException(Problem.Parse(status, body), method, path);
+            throw new EciApiException(Problem.Parse(status, body), method, path, Target);
         }
     }
 
     private CliException NotAnIntake(string what, string why) => new(
-        $"The server at {Server} does not look like an EphemeralCI intake: for {what} {why}.",
+        $"The server at {Server} does not look like {Target.Kind}: for {what} {why}.",
         ExitCodes.Unreachable,
-        ["Check the address with `eci config show`; it should be the intake's base URL (the one that serves /api/v1/jobs)."]);
+        [$"Check the address with `eci config show`; it should be the {Target.ServiceName}'s base URL (the one that serves {Target.ProbePath})."]);
 
     public void Dispose() => _http.Dispose();
 }

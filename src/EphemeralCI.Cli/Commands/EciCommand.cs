@@ -22,6 +22,22 @@ public class ServerSettings : OutputSettings
     public string? Server { get; set; }
 }
 
+/// <summary>Options of the secrets commands.</summary>
+public class SecretsServerSettings : OutputSettings
+{
+    [CommandOption("--secrets-server <URL>")]
+    [Description("The secrets broker's URL for this command (overrides ECI_SECRETS_SERVER and the config file; default: the server's URL)")]
+    public string? SecretsServer { get; set; }
+}
+
+/// <summary>Options of the cache commands.</summary>
+public class CacheServerSettings : OutputSettings
+{
+    [CommandOption("--cache-server <URL>")]
+    [Description("The cache's URL for this command (overrides ECI_CACHE_SERVER and the config file; default: the server's URL)")]
+    public string? CacheServer { get; set; }
+}
+
 /// <summary>
 /// The one place errors become messages: a person sees what went wrong and what to do, never a
 /// stack trace, and the exit code says which kind of failure it was (see <see cref="ExitCodes"/>).
@@ -84,22 +100,49 @@ public abstract class EciCommand<TSettings>(EciContext context) : AsyncCommand<T
         return new EciApiClient(ConfigStore.ParseServer(resolved.Server), resolved.ApiKey, Context.HttpHandler);
     }
 
+    /// <summary>Connects to the secrets broker's admin API with the secrets admin token.</summary>
+    protected EciApiClient ConnectSecrets(SecretsServerSettings settings) =>
+        ConnectAdmin(new ConfigStore(Context.ConfigPath).Resolve(Context.Environment, null, secretsServerOption: settings.SecretsServer).Secrets, ApiTarget.SecretsBroker);
+
+    /// <summary>Connects to the cache's admin API with the cache admin token.</summary>
+    protected EciApiClient ConnectCache(CacheServerSettings settings) =>
+        ConnectAdmin(new ConfigStore(Context.ConfigPath).Resolve(Context.Environment, null, cacheServerOption: settings.CacheServer).Cache, ApiTarget.Cache);
+
+    private EciApiClient ConnectAdmin(ResolvedService service, ApiTarget target)
+    {
+        if (service.Server is null)
+        {
+            throw new CliException($"No {target.ServiceName} configured.", ExitCodes.Usage,
+                [$"Run `eci config set --server URL` (the all-in-one server serves it too) or `{target.SetServer}`, or set {target.ServerVariable}."]);
+        }
+        if (service.Token is null)
+        {
+            throw new CliException($"No {target.CredentialName} configured.", ExitCodes.Usage,
+                [$"Run `{target.SetCredential}` and paste the token (it is read from stdin), or set {target.CredentialVariable}."]);
+        }
+        return new EciApiClient(ConfigStore.ParseServer(service.Server), service.Token, Context.HttpHandler, target);
+    }
+
     protected void WriteJson(string json) => Context.StdOut.WriteLine(json);
 
     public static (string Message, IReadOnlyList<string> Details, int ExitCode) Describe(EciApiException ex)
     {
         var p = ex.Problem;
         var said = p.Detail ?? p.Title ?? $"HTTP {p.Status}";
+        var target = ex.Target;
         return p.Status switch
         {
+            // The admin APIs have one static token each: say which one, and how to set it.
+            401 when target != ApiTarget.Intake => ($"The {target.CredentialName} was refused; set it with `{target.SetCredential}` (read from stdin) or {target.CredentialVariable}.",
+                p.Detail is null ? [] : [$"The {target.ServiceName} said: {p.Detail}"], ExitCodes.Auth),
             401 => ($"The server refused the API key: {p.Detail ?? "it is unknown or revoked"}", [
                 "Set a working key with `eci config set --key -` (read from stdin) or ECI_API_KEY; `eci config show` shows which one is used."], ExitCodes.Auth),
             403 => (p.RequiredScope is { } scope
                     ? $"The API key does not have the '{scope}' scope that {ex.Method} {ex.RequestPath} needs."
                     : $"The API key may not do this: {said}",
                 [$"An admin can create a key that may: eci keys create --name NAME --scope {p.RequiredScope ?? "SCOPE"}"], ExitCodes.Auth),
-            404 when p.Title is null => ($"The server has no {ex.Method} {ex.RequestPath}: is {ex.RequestPath} served by an EphemeralCI intake?", [
-                "Check the address with `eci config show`."], ExitCodes.Unreachable),
+            404 when p.Title is null => ($"The server has no {ex.Method} {ex.RequestPath}: is {ex.RequestPath} served by {target.Kind}?", [
+                $"Check the address with `eci config show` ({target.ServerVariable} overrides the config file)."], ExitCodes.Unreachable),
             404 => (said, [], ExitCodes.NotFound),
             400 or 422 => (p.Title ?? "The server refused the request as invalid.", FieldErrors(p), ExitCodes.Usage),
             413 or 415 => (said, [], ExitCodes.Usage),

@@ -1,10 +1,11 @@
+using Spectre.Console;
 using EphemeralCI.Cli.Commands;
 using EphemeralCI.Cli.JobFiles;
 using Spectre.Console.Cli;
 
 namespace EphemeralCI.Cli.Hosting;
 
-/// <summary>The command tree. Secrets and cache commands come when their admin APIs exist (issues 4 and 5).</summary>
+/// <summary>The command tree.</summary>
 public static class EciApp
 {
     /// <summary>Stands in for "-" (read from stdin), which the argument parser would take for a nameless option.</summary>
@@ -13,6 +14,12 @@ public static class EciApp
     public static Task<int> RunAsync(string[] args, EciContext context, IGitCheckout? git = null, CancellationToken ct = default)
     {
         args = MarkStdin(args);
+        if (SecretInput.RefuseValueOnCommandLine(args) is { } refusal)
+        {
+            context.Err.MarkupLine($"[red]error:[/] {Markup.Escape(refusal)}");
+            context.Err.MarkupLine($"  {Markup.Escape("Pipe it: printf '%s' \"$VALUE\" | eci secrets set NAME --repo GLOB --ref GLOB")}");
+            return Task.FromResult(ExitCodes.Usage);
+        }
         var app = new CommandApp();
         app.Configure(config =>
         {
@@ -45,17 +52,46 @@ public static class EciApp
                 keys.AddCommand<KeysRevokeCommand>("revoke").WithDescription("Revoke a key");
             });
 
+            config.AddBranch("secrets", secrets =>
+            {
+                secrets.SetDescription("Manage the secrets broker's secrets (needs the secrets admin token)");
+                secrets.AddCommand<SecretsSetCommand>("set").WithDescription("Create a secret or add a version; the value is read from stdin only")
+                    .WithExample("secrets", "set", "NPM_TOKEN", "--repo", "acme/*", "--ref", "refs/heads/main", "<", "token.txt");
+                secrets.AddCommand<SecretsListCommand>("list").WithDescription("List secrets with their policies (never their values)");
+                secrets.AddCommand<SecretsShowCommand>("show").WithDescription("Show a secret's policy and versions (never its value)");
+                secrets.AddCommand<SecretsPolicyCommand>("policy").WithDescription("Replace which jobs may receive a secret; the value stays")
+                    .WithExample("secrets", "policy", "NPM_TOKEN", "--repo", "acme/*", "--ref", "refs/tags/v*", "--environment", "release");
+                secrets.AddCommand<SecretsDeleteCommand>("delete").WithDescription("Delete a secret and every version of it");
+                secrets.AddCommand<SecretsAuditCommand>("audit").WithDescription("Who set, changed, received or was refused which secret");
+            });
+
+            config.AddBranch("cache", cache =>
+            {
+                cache.SetDescription("Inspect and prune the build cache (needs the cache admin token)");
+                cache.AddCommand<CacheUsageCommand>("usage").WithDescription("Stored bytes and entries per repository, against the quota");
+                cache.AddCommand<CacheListCommand>("list").WithDescription("List cache entries, newest first")
+                    .WithExample("cache", "list", "--repo", "acme/widgets");
+                cache.AddCommand<CacheDeleteCommand>("delete").WithDescription("Delete a cache entry and its object");
+            });
+
             config.AddBranch("config", cfg =>
             {
-                cfg.SetDescription("Where the server is and which API key to use");
-                cfg.AddCommand<ConfigSetCommand>("set").WithDescription("Store the server URL and/or API key")
-                    .WithExample("config", "set", "--server", "http://localhost:5080", "--key", "-");
-                cfg.AddCommand<ConfigShowCommand>("show").WithDescription("Show the server and the (masked) key in use");
+                cfg.SetDescription("Where the server is and which credentials to use");
+                cfg.AddCommand<ConfigSetCommand>("set").WithDescription("Store server URLs and credentials (credentials read from stdin with '-')")
+                    .WithExample("config", "set", "--server", "http://127.0.0.1:5180", "--key", "-")
+                    .WithExample("config", "set", "--secrets-token", "-");
+                cfg.AddCommand<ConfigShowCommand>("show").WithDescription("Show the servers and the (masked) credentials in use");
             });
         });
         return app.RunAsync(args, ct);
     }
 
+    /// <summary>The options whose value may be "-": credentials, read from stdin so they stay out of command lines.</summary>
+    private static readonly string[] StdinOptions = ["--key", "--secrets-token", "--cache-token"];
+
     internal static string[] MarkStdin(string[] args) =>
-        args.Select((a, i) => a == "-" && i > 0 && args[i - 1] == "--key" ? StdinMarker : a == "--key=-" ? "--key=" + StdinMarker : a).ToArray();
+        args.Select((a, i) =>
+            a == "-" && i > 0 && StdinOptions.Contains(args[i - 1]) ? StdinMarker
+            : StdinOptions.FirstOrDefault(o => a == o + "=-") is { } option ? option + "=" + StdinMarker
+            : a).ToArray();
 }

@@ -26,6 +26,8 @@ public sealed class EciContext
     public required IInterruptSource Interrupts { get; init; }
     /// <summary>Whether a person is there to answer a question (stdin and stderr are terminals).</summary>
     public bool CanPrompt { get; init; }
+    /// <summary>Whether stdin is a terminal, i.e. nothing was piped in (a secret's value must be).</summary>
+    public bool StdInIsTerminal { get; init; }
     /// <summary>Where git is asked about the checkout when a job file leaves out repository/ref/commit.</summary>
     public string WorkingDirectory { get; init; } = System.Environment.CurrentDirectory;
 
@@ -43,6 +45,7 @@ public sealed class EciContext
             ConfigPath = DefaultConfigPath(System.Environment.GetEnvironmentVariable),
             Interrupts = new ProcessInterruptSource(),
             CanPrompt = !Console.IsInputRedirected && !Console.IsErrorRedirected,
+            StdInIsTerminal = !Console.IsInputRedirected,
         };
     }
 

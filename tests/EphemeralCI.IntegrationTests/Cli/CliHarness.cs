@@ -7,16 +7,24 @@ using Spectre.Console;
 namespace EphemeralCI.Tests.Cli;
 
 /// <summary>
-/// Runs `eci` in-process against the real intake host of an <see cref="IntakeFactory"/>: the CLI's
-/// HttpClient goes through the test server's handler, and its terminals are captured.
+/// Runs `eci` in-process against a real host (the intake of an <see cref="IntakeFactory"/>, or the
+/// secrets broker): the CLI's HttpClient goes through the test server's handler, and its terminals are captured.
 /// </summary>
-public sealed partial class CliHarness(IntakeFactory app) : IDisposable
+public sealed partial class CliHarness(HttpMessageHandler? handler) : IDisposable
 {
     private readonly string _dir = System.IO.Directory.CreateTempSubdirectory("eci-cli-").FullName;
 
+    public CliHarness(IntakeFactory app) : this(app.Server.CreateHandler())
+    {
+    }
+
     public string Directory => _dir;
     public Dictionary<string, string> Environment { get; } = new() { ["ECI_SERVER"] = "http://localhost/" };
-    public HttpMessageHandler? Handler { get; set; } = app.Server.CreateHandler();
+    public HttpMessageHandler? Handler { get; set; } = handler;
+    /// <summary>What the next commands read on stdin.</summary>
+    public string StdIn { get; set; } = "";
+    /// <summary>Stdin is a terminal (nothing piped in).</summary>
+    public bool StdInIsTerminal { get; set; }
     public ManualInterrupts Interrupts { get; } = new();
     public IGitCheckout Git { get; set; } = new NoGit();
 
@@ -38,7 +46,8 @@ public sealed partial class CliHarness(IntakeFactory app) : IDisposable
             Err = Console(stderr),
             StdOut = stdout,
             StdErr = stderr,
-            StdIn = new StringReader(""),
+            StdIn = new StringReader(StdIn),
+            StdInIsTerminal = StdInIsTerminal,
             Environment = name => env.GetValueOrDefault(name),
             ConfigPath = Path.Combine(_dir, "config.json"),
             HttpHandler = Handler,
