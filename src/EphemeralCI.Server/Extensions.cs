@@ -39,15 +39,13 @@ public static class ServerExtensions
 
         var data = ServerDataDirectory.Open(builder.Configuration);
         if (string.IsNullOrWhiteSpace(builder.Configuration["urls"])) builder.WebHost.UseUrls(DefaultUrl);
-        var firstRun = new FirstRunCredentials();
         // Lowest precedence: anything set in appsettings, the environment or the command line wins.
         builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
         {
-            InitialData = EmbeddedDefaults(builder.Configuration, data, firstRun),
+            InitialData = EmbeddedDefaults(builder.Configuration, data),
         });
 
         builder.Services.AddSingleton(data);
-        builder.Services.AddSingleton(firstRun);
         builder.Services.AddSingleton(new EmbeddedDatabases(data.Root, typeof(ServerEntryPoint).Assembly.GetName().Name!));
 
         builder.AddServiceDefaults();
@@ -85,7 +83,7 @@ public static class ServerExtensions
         return app;
     }
 
-    private static Dictionary<string, string?> EmbeddedDefaults(IConfiguration configuration, ServerDataDirectory data, FirstRunCredentials firstRun)
+    private static Dictionary<string, string?> EmbeddedDefaults(IConfiguration configuration, ServerDataDirectory data)
     {
         var defaults = new Dictionary<string, string?>
         {
@@ -116,7 +114,12 @@ public static class ServerExtensions
             var (hash, createdNow) = data.ReadOrCreateCredentialHash("secrets-admin-token",
                 () => "ecis_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_'));
             defaults["SecretsBroker:AdminTokenSha256"] = hash;
-            firstRun.SecretsAdminToken = createdNow;
+            if (createdNow is not null)
+            {
+                // Shown the moment its hash is stored: a start that fails later must not lose it for good.
+                // Straight to stdout, never through ILogger (logs are shipped and kept).
+                Console.WriteLine($"EphemeralCI server: a secrets admin token was created (eci config set --secrets-token -). It is shown only this once:{Environment.NewLine}{createdNow}");
+            }
         }
         return defaults;
     }
@@ -133,10 +136,4 @@ public static class ServerExtensions
         if (host is "*" or "+" or "0.0.0.0" or "[::]" or "localhost") host = "127.0.0.1";
         return $"http://{host}{rest}";
     }
-}
-
-/// <summary>Credentials the server made on this start, shown once by <see cref="ServerBanner"/> and never kept.</summary>
-public sealed class FirstRunCredentials
-{
-    public string? SecretsAdminToken { get; set; }
 }

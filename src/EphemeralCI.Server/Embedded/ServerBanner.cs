@@ -4,15 +4,13 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 namespace EphemeralCI.Server.Embedded;
 
 /// <summary>
-/// Once listening: where the server is, where its data is, and any credential made on this start.
-/// Printed to stdout, never through ILogger: logs are shipped and kept, one-time credentials must not be.
+/// Once listening: where the server is and where its data is.
 /// </summary>
 public sealed class ServerBanner(
     IServer server,
     IHostApplicationLifetime lifetime,
     IConfiguration configuration,
-    ServerDataDirectory data,
-    FirstRunCredentials firstRun) : IHostedService
+    ServerDataDirectory data) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -30,12 +28,6 @@ public sealed class ServerBanner(
             Console.WriteLine($"EphemeralCI server listening on {string.Join(", ", addresses)}");
             Console.WriteLine($"  data:    {data.Root}");
             Console.WriteLine($"  API:     {addresses.FirstOrDefault()}/scalar   health: {addresses.FirstOrDefault()}/health");
-            if (firstRun.SecretsAdminToken is { } token)
-            {
-                Console.WriteLine("  A secrets admin token was created (eci secrets …). It is shown only this once:");
-                Console.WriteLine($"  {token}");
-                firstRun.SecretsAdminToken = null;
-            }
         });
         return Task.CompletedTask;
     }
