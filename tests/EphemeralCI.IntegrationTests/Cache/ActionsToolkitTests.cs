@@ -1,0 +1,150 @@
+using System.Security.Cryptography;
+using EphemeralCI.Tests.Infrastructure;
+using Xunit;
+
+namespace EphemeralCI.IntegrationTests.Cache;
+
+/// <summary>One cache on real Kestrel, S3 emulator, Postgres and Redis, shared by the toolkit tests.</summary>
+public sealed class ToolkitCacheFixture : IAsyncLifetime
+{
+    public CacheTestApp Cache { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Cache = await CacheTestApp.StartAsync(256L * 1024 * 1024, kestrel: true,
+        settings: new Dictionary<string, string?> { ["ConnectionStrings:redis"] = RealServices.Redis });
+
+    public async Task DisposeAsync() => await Cache.DisposeAsync();
+}
+
+/// <summary>
+/// The real <c>@actions/cache</c> 4.1.0 from npm, unchanged, run by node against our cache with both
+/// protocols: v2 (Twirp + Azure block-blob upload to signed URLs) and v1 (REST with Content-Range chunks).
+/// </summary>
+public sealed class ActionsToolkitTests(ToolkitCacheFixture fixture) : IClassFixture<ToolkitCacheFixture>
+{
+    private const string Main = "refs/heads/main";
+    private CacheTestApp Cache => fixture.Cache;
+
+    private static string NewRepository() => $"acme/toolkit-{Guid.NewGuid():N}";
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task Saved_entry_restores_on_exact_key_with_the_same_content(string protocol)
+    {
+        var repo = NewRepository();
+        var content = RandomNumberGenerator.GetBytes(300_000);
+        using var saver = new ActionsToolkitRunner();
+        saver.WriteData("deps.bin", content);
+        saver.WriteData("nested/more.txt", "hello"u8.ToArray());
+        using var restorer = new ActionsToolkitRunner();
+
+        var saved = await saver.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "deps-linux-abc");
+        var restored = await restorer.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "deps-linux-abc");
+
+        Assert.True(saved.Id > 0, saved.Output);
+        Assert.Equal("deps-linux-abc", restored.Hit);
+        // Proof the protocol under test was the one spoken: only v1 uploads chunks and commits itself, only v2 says which key hit.
+        Assert.Equal(protocol == "v1", saved.Output.Contains("Cache saved successfully", StringComparison.Ordinal));
+        Assert.Equal(protocol == "v2", restored.Output.Contains("Cache hit for: deps-linux-abc", StringComparison.Ordinal));
+        Assert.Equal(content, restorer.ReadData("deps.bin"));
+        Assert.Equal("hello"u8.ToArray(), restorer.ReadData("nested/more.txt"));
+    }
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task Restore_key_prefix_finds_the_newest_matching_entry(string protocol)
+    {
+        var repo = NewRepository();
+        using var saver = new ActionsToolkitRunner();
+        saver.WriteData("v.txt", "old"u8.ToArray());
+        Assert.True((await saver.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "npm-linux-1111")).Id > 0);
+        saver.WriteData("v.txt", "new"u8.ToArray());
+        Assert.True((await saver.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "npm-linux-2222")).Id > 0);
+        using var restorer = new ActionsToolkitRunner();
+
+        var restored = await restorer.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "npm-linux-9999", "npm-windows-", "npm-linux-");
+
+        Assert.Equal("npm-linux-2222", restored.Hit);
+        Assert.Equal("new"u8.ToArray(), restorer.ReadData("v.txt"));
+    }
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task Unknown_key_is_a_miss_and_restores_nothing(string protocol)
+    {
+        using var restorer = new ActionsToolkitRunner();
+
+        var restored = await restorer.RestoreAsync(Cache.BaseAddress, Cache.Mint(NewRepository()), protocol, "nothing-here", "nothing-");
+
+        Assert.Null(restored.Hit);
+        Assert.Null(restored.Error);
+        Assert.Null(restorer.ReadData("deps.bin"));
+    }
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task Feature_branch_entries_are_invisible_to_main_and_mains_are_visible_to_the_branch(string protocol)
+    {
+        var repo = NewRepository();
+        const string feature = "refs/heads/feature/poison";
+        using var featureJob = new ActionsToolkitRunner();
+        featureJob.WriteData("tool", "from feature"u8.ToArray());
+        Assert.True((await featureJob.SaveAsync(Cache.BaseAddress, Cache.Mint(repo, gitRef: feature), protocol, "build-tools")).Id > 0);
+        using var mainJob = new ActionsToolkitRunner();
+        mainJob.WriteData("main.txt", "from main"u8.ToArray());
+        Assert.True((await mainJob.SaveAsync(Cache.BaseAddress, Cache.Mint(repo, gitRef: Main), protocol, "main-deps")).Id > 0);
+        mainJob.ClearData();
+        using var otherBranch = new ActionsToolkitRunner();
+
+        var mainSeesFeature = await mainJob.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo, gitRef: Main), protocol, "build-tools", "build-");
+        var otherSeesFeature = await otherBranch.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo, gitRef: "refs/heads/other"), protocol, "build-tools");
+        var featureSeesMain = await featureJob.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo, gitRef: feature), protocol, "main-deps");
+
+        Assert.Null(mainSeesFeature.Hit);
+        Assert.Null(mainJob.ReadData("tool"));
+        Assert.Null(otherSeesFeature.Hit);
+        Assert.Equal("main-deps", featureSeesMain.Hit);
+        Assert.Equal("from main"u8.ToArray(), featureJob.ReadData("main.txt"));
+    }
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task Another_repositorys_token_sees_nothing(string protocol)
+    {
+        var repo = NewRepository();
+        using var saver = new ActionsToolkitRunner();
+        saver.WriteData("secret.txt", "repo A only"u8.ToArray());
+        Assert.True((await saver.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "shared-name")).Id > 0);
+        using var stranger = new ActionsToolkitRunner();
+
+        var restored = await stranger.RestoreAsync(Cache.BaseAddress, Cache.Mint(NewRepository()), protocol, "shared-name", "shared-");
+
+        Assert.Null(restored.Hit);
+        Assert.Null(stranger.ReadData("secret.txt"));
+    }
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task Committed_entry_is_immutable_a_second_save_changes_nothing(string protocol)
+    {
+        var repo = NewRepository();
+        using var first = new ActionsToolkitRunner();
+        first.WriteData("v.txt", "first"u8.ToArray());
+        Assert.True((await first.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "pinned")).Id > 0);
+        using var second = new ActionsToolkitRunner();
+        second.WriteData("v.txt", "second"u8.ToArray());
+
+        var again = await second.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "pinned");
+        using var restorer = new ActionsToolkitRunner();
+        var restored = await restorer.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "pinned");
+
+        Assert.Equal(-1, again.Id);
+        Assert.Equal("pinned", restored.Hit);
+        Assert.Equal("first"u8.ToArray(), restorer.ReadData("v.txt"));
+    }
+}
