@@ -26,8 +26,8 @@ public static partial class BlobTransferApi
 
         api.MapPut("/{entryId:long}", UploadAsync)
             .WithName("UploadCacheBlob")
-            .WithSummary("Azure block-blob upload to a reserved entry (Put Blob, Put Block, Put Block List); signed URL")
-            .Accepts<Stream>(OctetStream);
+            .WithSummary("Azure block-blob upload to a reserved entry (Put Blob, Put Block, Put Block List); signed URL");
+        // No Accepts<…>(content type) here: routing would answer 415 to Put Block List's application/xml.
         api.MapGet("/{entryId:long}", DownloadAsync)
             .WithName("DownloadCacheBlob")
             .WithSummary("Download a committed entry's archive, verified against its SHA-256; signed URL");

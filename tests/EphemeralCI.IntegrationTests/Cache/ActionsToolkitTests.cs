@@ -147,4 +147,44 @@ public sealed class ActionsToolkitTests(ToolkitCacheFixture fixture) : IClassFix
         Assert.Equal("pinned", restored.Hit);
         Assert.Equal("first"u8.ToArray(), restorer.ReadData("v.txt"));
     }
+
+    [Fact]
+    public async Task Azure_sdk_block_uploads_assemble_in_order_and_commit_with_their_hash()
+    {
+        var repo = NewRepository();
+        var job = new CacheProtocolClient(Cache.Client, Cache.Mint(repo));
+        var content = RandomNumberGenerator.GetBytes(1_000_000);
+        using var runner = new ActionsToolkitRunner();
+        var file = Path.Combine(runner.Workspace, "archive.tzst");
+        await File.WriteAllBytesAsync(file, content);
+        var uploadUrl = await job.CreateAsync("blocks", "v-blocks");
+
+        var uploaded = await runner.UploadBlocksAsync(uploadUrl, file, 64 * 1024);
+        using var finalized = await job.TwirpAsync("FinalizeCacheEntryUpload",
+            new { key = "blocks", version = "v-blocks", size_bytes = content.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), sha256 = CacheProtocolClient.Sha256(content) });
+        var hit = await job.LookupV2Async("blocks", "v-blocks");
+
+        Assert.True(uploaded.Error is null, uploaded.Output);
+        finalized.EnsureSuccessStatusCode();
+        Assert.NotNull(hit);
+        using var download = await Cache.Client.GetAsync(hit.Value.Url);
+        Assert.Equal(content, await download.Content.ReadAsByteArrayAsync());
+    }
+
+    [Fact]
+    public async Task Azure_sdk_upload_with_a_tampered_url_is_refused_and_nothing_is_staged()
+    {
+        var job = new CacheProtocolClient(Cache.Client, Cache.Mint(NewRepository()));
+        using var runner = new ActionsToolkitRunner();
+        var file = Path.Combine(runner.Workspace, "archive.tzst");
+        await File.WriteAllBytesAsync(file, new byte[10_000]);
+        var uploadUrl = await job.CreateAsync("tampered", "v");
+        var tampered = uploadUrl.Replace("&sig=", "&sig=x", StringComparison.Ordinal);
+
+        var uploaded = await runner.UploadBlocksAsync(tampered, file, 4096);
+        using var finalized = await job.TwirpAsync("FinalizeCacheEntryUpload", new { key = "tampered", version = "v", size_bytes = "10000" });
+
+        Assert.Equal(403, uploaded.Result.GetProperty("status").GetInt32());
+        await ProblemAssert.IsProblemAsync(finalized, System.Net.HttpStatusCode.Conflict);
+    }
 }
