@@ -43,6 +43,11 @@ public static partial class BlobTransferApi
         // The URL was signed for the job that reserved the entry; if the reservation passed to another job, the URL is dead.
         if (CacheEntryService.CheckWritable(entry, Guid.ParseExact(job!, "N")) is { } notWritable) return CommitProblems.Of(new CommitResult(notWritable), "body");
 
+        // The Azure SDK's optional CRC64 "structured message" framing would be stored as if it were the archive.
+        if (http.Request.Headers.ContainsKey("x-ms-structured-body"))
+        {
+            return CacheProblems.Invalid("x-ms-structured-body", "structured message uploads are not supported; upload the plain archive");
+        }
         ActionsCacheV1Api.LiftBodyLimit(http);
         var limit = Math.Min(options.Value.MaxObjectBytes, options.Value.RepositoryQuotaBytes);
         if (http.Request.ContentLength > limit) return CacheProblems.TooLarge(limit);
