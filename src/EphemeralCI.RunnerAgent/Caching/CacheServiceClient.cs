@@ -19,7 +19,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     public const string CacheUrlVariable = "ECI_CACHE_URL";
     private const string Twirp = "twirp/github.actions.results.api.v1.CacheService/";
     /// <summary>Blocks of this size above it; one Put Blob below (as the toolkit's 128 MiB single shot, smaller to bound retries).</summary>
-    internal const int BlockSize = 32 * 1024 * 1024;
+    internal int BlockSize { get; init; } = 32 * 1024 * 1024;
 
     /// <summary>Null when the sandbox has no way to the cache (neither variable set): caches are then skipped.</summary>
     public static CacheServiceClient? FromEnvironment(string token)
