@@ -1,5 +1,8 @@
 using System.Security.Cryptography;
+using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.Cache;
@@ -46,6 +49,7 @@ public sealed class ActionsToolkitTests(ToolkitCacheFixture fixture) : IClassFix
         // Proof the protocol under test was the one spoken: only v1 uploads chunks and commits itself, only v2 says which key hit.
         Assert.Equal(protocol == "v1", saved.Output.Contains("Cache saved successfully", StringComparison.Ordinal));
         Assert.Equal(protocol == "v2", restored.Output.Contains("Cache hit for: deps-linux-abc", StringComparison.Ordinal));
+        Assert.Contains("Cache Size:", restored.Output, StringComparison.Ordinal);
         Assert.Equal(content, restorer.ReadData("deps.bin"));
         Assert.Equal("hello"u8.ToArray(), restorer.ReadData("nested/more.txt"));
     }
@@ -146,6 +150,43 @@ public sealed class ActionsToolkitTests(ToolkitCacheFixture fixture) : IClassFix
         Assert.Equal(-1, again.Id);
         Assert.Equal("pinned", restored.Hit);
         Assert.Equal("first"u8.ToArray(), restorer.ReadData("v.txt"));
+    }
+
+    [Theory]
+    [InlineData("v1")]
+    [InlineData("v2")]
+    public async Task The_toolkit_never_extracts_a_corrupted_entry(string protocol)
+    {
+        var repo = NewRepository();
+        var content = RandomNumberGenerator.GetBytes(400_000);
+        using var saver = new ActionsToolkitRunner();
+        saver.WriteData("deps.bin", content);
+        Assert.True((await saver.SaveAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "to-corrupt")).Id > 0);
+        await using (var scope = Cache.App.Services.CreateAsyncScope())
+        {
+            var entry = await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Entries.SingleAsync(e => e.Repository == repo);
+            var stored = new MemoryStream();
+            await Cache.Blobs.CopyToAsync(entry.ObjectKey!, stored);
+            var bytes = stored.ToArray();
+            bytes[bytes.Length / 2] ^= 0x5A; // same size, one byte flipped: only the hash can tell
+            await Cache.Blobs.PutAsync(entry.ObjectKey!, new MemoryStream(bytes), bytes.Length);
+        }
+        using var restorer = new ActionsToolkitRunner();
+
+        var restored = await restorer.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "to-corrupt");
+        var again = await restorer.RestoreAsync(Cache.BaseAddress, Cache.Mint(repo), protocol, "to-corrupt");
+
+        Assert.Null(restored.Hit);
+        // The toolkit prints the archive size after a complete download, just before extracting: it never got there.
+        Assert.DoesNotContain("Cache Size:", restored.Output, StringComparison.Ordinal);
+        Assert.Null(restorer.ReadData("deps.bin"));
+        await using (var scope = Cache.App.Services.CreateAsyncScope())
+        {
+            var entry = await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Entries.SingleAsync(e => e.Repository == repo);
+            Assert.Equal(CacheEntryState.Quarantined, entry.State);
+        }
+        Assert.Null(again.Hit);
+        Assert.DoesNotContain("Cache Size:", again.Output, StringComparison.Ordinal);
     }
 
     [Fact]
