@@ -5,15 +5,64 @@ public sealed class CacheOptions
 {
     public const string Section = "Cache";
 
-    /// <summary>Largest object one PUT may store (<c>Cache:MaxObjectBytes</c>); bigger uploads get 413. Default 1 GiB.</summary>
-    public long MaxObjectBytes { get; set; } = 1L << 30;
+    /// <summary>Largest object one PUT or one entry may store (<c>Cache:MaxObjectBytes</c>); bigger uploads get 413. Default 10 GiB.</summary>
+    public long MaxObjectBytes { get; set; } = 10L << 30;
 
     /// <summary>
-    /// Where uploads are spooled while they are hashed, before they go to S3 with a known length
-    /// (<c>Cache:SpoolDirectory</c>). Needs room for the uploads in flight. Default: a folder in the system temp directory.
+    /// Where uploads are spooled while they are hashed, before they go to the object store with a known
+    /// length (<c>Cache:SpoolDirectory</c>). Needs room for the uploads in flight. Default: a folder in the system temp directory.
     /// </summary>
     public string SpoolDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "ephemeralci-cache-spool");
 
     /// <summary>How long start-up waits for S3 to answer before giving up (<c>Cache:StorageStartupTimeout</c>).</summary>
     public TimeSpan StorageStartupTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// Objects go to this local folder instead of S3 (<c>Cache:FileSystemRoot</c>). Also the store used,
+    /// with a default folder, when <c>ConnectionStrings:minio</c> is not set (the embedded default).
+    /// </summary>
+    public string? FileSystemRoot { get; set; }
+
+    /// <summary>Committed bytes one repository may keep (<c>Cache:RepositoryQuotaBytes</c>); least recently used entries go first. Default 10 GiB.</summary>
+    public long RepositoryQuotaBytes { get; set; } = 10L << 30;
+
+    /// <summary>Entries not restored for this long are deleted (<c>Cache:ExpireAfterUnused</c>). Default 7 days.</summary>
+    public TimeSpan ExpireAfterUnused { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>A reservation not committed within this time is dropped with its upload (<c>Cache:UploadTimeout</c>). Default 1 hour.</summary>
+    public TimeSpan UploadTimeout { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How often the janitor expires, evicts and cleans up (<c>Cache:JanitorInterval</c>). Default 5 minutes.</summary>
+    public TimeSpan JanitorInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// The ref whose entries every other ref of a repository may restore (<c>Cache:DefaultBranch</c>),
+    /// unless <see cref="DefaultBranches"/> names one for the repository. Default <c>refs/heads/main</c>.
+    /// </summary>
+    public string DefaultBranch { get; set; } = "refs/heads/main";
+
+    /// <summary>Default branch per repository (<c>Cache:DefaultBranches:{owner/name}</c>), e.g. <c>refs/heads/master</c>.</summary>
+    public Dictionary<string, string> DefaultBranches { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// HMAC key of the signed upload/download URLs (<c>Cache:UrlSigningKey</c>, base64 of ≥32 bytes). Every
+    /// replica behind one address needs the same key; unset, each process makes a random one.
+    /// </summary>
+    public string? UrlSigningKey { get; set; }
+
+    /// <summary>How long a signed upload or download URL is valid (<c>Cache:SignedUrlLifetime</c>). Default 1 hour.</summary>
+    public TimeSpan SignedUrlLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Base address put into signed URLs (<c>Cache:PublicBaseUrl</c>, e.g. <c>https://cache.example.com</c>);
+    /// unset, the address the client called is used.
+    /// </summary>
+    public string? PublicBaseUrl { get; set; }
+
+    /// <summary>Bearer credential of the admin API (<c>Cache:AdminToken</c>); kept only as a SHA-256 hash. Empty disables the admin API.</summary>
+    public string AdminToken { get; set; } = "";
+
+    /// <summary>The default branch whose entries <paramref name="repository"/>'s other refs may restore.</summary>
+    public string DefaultBranchOf(string repository) =>
+        DefaultBranches.TryGetValue(repository, out var branch) && !string.IsNullOrWhiteSpace(branch) ? branch : DefaultBranch;
 }

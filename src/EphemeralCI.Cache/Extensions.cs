@@ -1,62 +1,147 @@
 using EphemeralCI.Cache.Apis;
+using EphemeralCI.Cache.Entries;
+using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.JobTokens;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
 
 namespace EphemeralCI.Cache;
 
+/*
+ * The dependency cache: keyed entries scoped to repository + ref, and a content-addressed build cache.
+ *
+ *   runner / @actions/cache ──Twirp v2 or REST v1 (job token)──> CacheEntryService ── reserve ──> ICacheReservations (Redis | in-process)
+ *        │                                                          │  lookup: own ref, then default branch        └─> cachedb (CacheDbContext)
+ *        └──signed URL (HMAC)──> BlobTransferApi ── Azure Put Blob/Block/BlockList ──> UploadStaging (spool) ── commit: size + SHA-256 ──> IBlobStore
+ *                                                └── GET, hash-checked while streaming; corrupt → quarantined                           (S3 | folder)
+ *   Bazel / ccache / Gradle ──/cache/{ac|cas}/{sha256} (job token)──> IBlobStore
+ *   admin ──/cache/admin (Cache:AdminToken)──> usage, entries, delete
+ *   CacheJanitor (every Cache:JanitorInterval): expiry, abandoned uploads, orphaned staging, quota (LRU)
+ */
 public static class CacheExtensions
 {
     /// <summary>Name of the S3 connection string (<c>ConnectionStrings:minio</c>).</summary>
     public const string S3ConnectionName = "minio";
 
+    /// <summary>Name of the metadata database connection string (<c>ConnectionStrings:cachedb</c>).</summary>
+    public const string DatabaseName = "cachedb";
+
+    /// <summary>Name of the Redis connection string (<c>ConnectionStrings:redis</c>); without it reservations stay in process.</summary>
+    public const string RedisConnectionName = "redis";
+
     /// <summary>
     /// Everything the cache module needs, in one place: job token validation, options from the
-    /// <c>Cache</c> section, and the object store. Registrations are additive so one process can
-    /// compose this module with the others; a host (the embedded all-in-one server) that already
-    /// registered an <see cref="IBlobStore"/> keeps it, and then no S3 settings are needed.
+    /// <c>Cache</c> section, the metadata database, reservations, the object store, and the janitor.
+    /// Registrations are additive so one process can compose this module with the others: a host (the
+    /// embedded all-in-one server) that already registered an <see cref="IBlobStore"/>, a
+    /// <c>DbContextOptions&lt;CacheDbContext&gt;</c> (SQLite), an <see cref="ICacheReservations"/> or a Redis
+    /// connection keeps its own.
     /// </summary>
     public static IHostApplicationBuilder AddCache(this IHostApplicationBuilder builder)
     {
-        if (!builder.Services.Any(d => d.ServiceType == typeof(JobTokenService)))
+        var services = builder.Services;
+        if (!services.Any(d => d.ServiceType == typeof(JobTokenService)))
         {
             builder.AddJobTokens();
         }
-        builder.Services.AddOptions<JobTokenOptions>()
-            .Validate(o => !string.IsNullOrWhiteSpace(o.SigningKey),
-                $"Configuration setting '{JobTokenOptions.Section}:SigningKey' is missing: set it to base64 of 32 random bytes.")
+        // The shared HS256 key is needed only when tokens are not checked against the broker's keys.
+        services.AddOptions<JobTokenOptions>()
+            .Validate<IServiceProvider>((o, sp) => !string.IsNullOrWhiteSpace(o.SigningKey) || sp.GetRequiredService<JobTokenService>().UsesBrokerKeys,
+                $"Configuration setting '{JobTokenOptions.Section}:SigningKey' is missing: set it to base64 of 32 random bytes, or set '{JobTokenOptions.Section}:Authority'.")
             .ValidateOnStart();
-        builder.Services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(TimeProvider.System);
 
-        builder.Services.AddOptions<CacheOptions>()
+        services.AddOptions<CacheOptions>()
             .BindConfiguration(CacheOptions.Section)
             .Validate(o => o.MaxObjectBytes > 0, $"Configuration setting '{CacheOptions.Section}:MaxObjectBytes' must be positive.")
+            .Validate(o => o.RepositoryQuotaBytes > 0, $"Configuration setting '{CacheOptions.Section}:RepositoryQuotaBytes' must be positive.")
             .Validate(o => !string.IsNullOrWhiteSpace(o.SpoolDirectory), $"Configuration setting '{CacheOptions.Section}:SpoolDirectory' must not be empty.")
+            .Validate(o => o.JanitorInterval > TimeSpan.Zero && o.UploadTimeout > TimeSpan.Zero && o.ExpireAfterUnused > TimeSpan.Zero && o.SignedUrlLifetime > TimeSpan.Zero,
+                $"Configuration settings '{CacheOptions.Section}:JanitorInterval', 'UploadTimeout', 'ExpireAfterUnused' and 'SignedUrlLifetime' must be positive.")
+            .Validate(o => o.DefaultBranch.StartsWith("refs/", StringComparison.Ordinal), $"Configuration setting '{CacheOptions.Section}:DefaultBranch' must be a full ref such as 'refs/heads/main'.")
             .ValidateOnStart();
 
-        if (!builder.Services.Any(d => d.ServiceType == typeof(IBlobStore)))
+        AddBlobStore(builder);
+
+        if (!services.Any(d => d.ServiceType == typeof(DbContextOptions<CacheDbContext>)))
         {
-            // Parsed now so a missing or malformed setting stops start-up with its name.
-            var s3 = S3Settings.Parse(builder.Configuration.GetConnectionString(S3ConnectionName), $"ConnectionStrings:{S3ConnectionName}");
-            builder.Services.AddSingleton(new S3BlobStore(s3));
-            builder.Services.AddSingleton<IBlobStore>(sp => sp.GetRequiredService<S3BlobStore>());
-            builder.Services.AddHostedService<S3BucketInitializer>();
-            builder.Services.AddHealthChecks().AddCheck<S3BucketHealthCheck>("cache-s3-bucket", tags: ["ready"]);
+            if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(DatabaseName)))
+            {
+                throw new InvalidOperationException($"Configuration setting 'ConnectionStrings:{DatabaseName}' is missing: the cache keeps its entries in Postgres.");
+            }
+            builder.AddNpgsqlDbContext<CacheDbContext>(DatabaseName, configureDbContextOptions: o => o.UseSnakeCaseNamingConvention());
         }
 
-        builder.Services.AddProblemDetails();
+        var hasRedis = services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))
+            || !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName));
+        if (hasRedis && !services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))) builder.AddRedisClient(RedisConnectionName);
+        if (hasRedis) services.TryAddSingleton<ICacheReservations, RedisCacheReservations>();
+        else services.TryAddSingleton<ICacheReservations, InProcessCacheReservations>();
+
+        services.AddSingleton<SignedUrls>();
+        services.AddSingleton<CacheUrls>();
+        services.AddSingleton<UploadStaging>();
+        services.AddScoped<CacheEntryService>();
+        services.AddSingleton<CacheAdminTokenGate>();
+        // Migrations first: hosted services start in order, and the janitor's first pass needs the tables.
+        services.AddHostedService<CacheDatabaseMigrator>();
+        services.AddSingleton<CacheJanitor>();
+        services.AddHostedService(sp => sp.GetRequiredService<CacheJanitor>());
+
+        services.AddProblemDetails();
         return builder;
     }
 
-    /// <summary>Maps the cache's API: the HTTP build cache under <c>/cache/{ac|cas}/{sha256}</c>.</summary>
+    /// <summary>
+    /// The host's own store if it registered one; a local folder when <c>Cache:FileSystemRoot</c> is set or no
+    /// <c>ConnectionStrings:minio</c> is (the embedded default); S3 otherwise.
+    /// </summary>
+    private static void AddBlobStore(IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        if (services.Any(d => d.ServiceType == typeof(IBlobStore))) return;
+        var root = builder.Configuration[$"{CacheOptions.Section}:{nameof(CacheOptions.FileSystemRoot)}"];
+        var s3 = builder.Configuration.GetConnectionString(S3ConnectionName);
+        if (!string.IsNullOrWhiteSpace(root) || string.IsNullOrWhiteSpace(s3))
+        {
+            root = string.IsNullOrWhiteSpace(root) ? DefaultFileSystemRoot() : root;
+            services.AddSingleton<IBlobStore>(new FileSystemBlobStore(root));
+            return;
+        }
+        // Parsed now so a malformed setting stops start-up with its name.
+        var settings = S3Settings.Parse(s3, $"ConnectionStrings:{S3ConnectionName}");
+        services.AddSingleton(new S3BlobStore(settings));
+        services.AddSingleton<IBlobStore>(sp => sp.GetRequiredService<S3BlobStore>());
+        services.AddHostedService<S3BucketInitializer>();
+        services.AddHealthChecks().AddCheck<S3BucketHealthCheck>("cache-s3-bucket", tags: ["ready"]);
+    }
+
+    private static string DefaultFileSystemRoot()
+    {
+        var data = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData);
+        return Path.Combine(string.IsNullOrEmpty(data) ? Path.GetTempPath() : data, "ephemeralci", "cache-objects");
+    }
+
+    /// <summary>
+    /// Maps the cache's APIs: the Bazel HTTP build cache (<c>/cache/{ac|cas}/{sha256}</c>), the Actions cache
+    /// protocols (<c>/twirp/github.actions.results.api.v1.CacheService/*</c>, <c>/_apis/artifactcache/*</c>), the
+    /// signed blob URLs (<c>/cache/blobs/{id}</c>) and the admin API (<c>/cache/admin/*</c>).
+    /// </summary>
     public static IEndpointRouteBuilder MapCache(this IEndpointRouteBuilder app)
     {
         app.MapBuildCacheApi();
+        app.MapActionsCacheV2Api();
+        app.MapActionsCacheV1Api();
+        app.MapBlobTransferApi();
+        app.MapCacheAdminApi();
         return app;
     }
 }

@@ -1,15 +1,17 @@
 using System.Diagnostics;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Runner;
+using EphemeralCI.RunnerAgent.Caching;
 
 namespace EphemeralCI.RunnerAgent;
 
 /// <summary>
 /// Fetches the job, exchanges its token for the job's secrets, runs its steps in order with bash
 /// (secrets in every step's environment, by name), streams their output with every secret masked
-/// and reports the result.
+/// and reports the result. The job's caches are restored before the first step and saved after a
+/// successful job; cache outcomes (hit, miss, sizes, durations) go to the job's log.
 /// </summary>
-public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null)
+public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null, JobCaches? caches = null)
 {
     private IReadOnlyDictionary<string, string> _secrets = new Dictionary<string, string>();
 
@@ -28,6 +30,13 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             await log.FlushAsync(ct);
             await intake.CompleteAsync(new RunnerCompletion(false, 1, null), ct);
             return 0;
+        }
+
+        var cacheSpecs = job.Spec.Caches ?? [];
+        if (cacheSpecs.Count > 0 && caches is null) await log.WriteLineAsync("==> caches skipped: this runner has no way to the cache service", ct);
+        if (cacheSpecs.Count > 0 && caches is not null)
+        {
+            foreach (var outcome in await caches.RestoreAsync(cacheSpecs, ct)) await log.WriteLineAsync($"==> {outcome}", ct);
         }
 
         int? failedStep = null;
@@ -50,6 +59,13 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
                 break;
             }
         }
+
+        // Only a successful job's files are worth keeping; a failed one may have half-written them.
+        if (failedStep is null && cacheSpecs.Count > 0 && caches is not null)
+        {
+            foreach (var outcome in await caches.SaveAsync(cacheSpecs, ct)) await log.WriteLineAsync($"==> {outcome}", ct);
+        }
+        await log.FlushAsync(ct);
 
         await intake.CompleteAsync(new RunnerCompletion(failedStep is null, exitCode, failedStep), ct);
         return 0;

@@ -1,4 +1,5 @@
 using EphemeralCI.RunnerAgent;
+using EphemeralCI.RunnerAgent.Caching;
 
 // The runner agent: one job, then exit. Exit code 0 means "the result was reported" (whatever the
 // job's outcome); non-zero means the intake never heard the result, so the provisioner's own
@@ -17,7 +18,9 @@ try
 {
     using var client = IntakeClient.FromEnvironment(token);
     using var secrets = SecretsClient.FromEnvironment(token);
-    var runner = new JobRunner(client, AgentEnvironment.FromProcess(), secrets);
+    using var cache = CacheServiceClient.FromEnvironment(token);
+    var env = AgentEnvironment.FromProcess();
+    var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace));
     return await runner.RunAsync(cts.Token);
 }
 catch (Exception ex)

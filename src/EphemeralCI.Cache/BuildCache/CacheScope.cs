@@ -13,6 +13,9 @@ public static class CacheScope
 {
     public const string BuildCacheRoot = "build-cache";
 
+    /// <summary>Root of the archives of keyed entries (Actions protocols, runner agent): <c>entries/{sha256(repository)}/{id}-{nonce}</c>.</summary>
+    public const string EntriesRoot = "entries";
+
     /// <summary>Lowercase hex SHA-256 of the UTF-8 repository name.</summary>
     public static string RepositoryId(string repository)
     {

@@ -23,8 +23,8 @@ public sealed class BuildCacheOverKestrelTests
     public async Task Entry_above_kestrels_default_body_limit_round_trips()
     {
         var spool = Path.Combine(Path.GetTempPath(), "eci-it-spool-" + Guid.NewGuid().ToString("N"));
-        var builder = CacheTestApp.CreateBuilder($"{RealServices.S3};Bucket={CacheTestApp.NewBucketName()}", spool, 64L * 1024 * 1024, testServer: false);
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = CacheTestApp.CreateBuilder($"{RealServices.S3};Bucket={CacheTestApp.NewBucketName()}", spool, 64L * 1024 * 1024, testServer: false,
+            database: await RealServices.CreateDatabaseAsync("cache"));
         await using var app = builder.Build();
         app.MapCache();
         await app.StartAsync();

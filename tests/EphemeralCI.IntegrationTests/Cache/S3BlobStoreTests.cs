@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.Cache;
@@ -74,11 +75,16 @@ public sealed class S3BlobStoreTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
-    public void Missing_s3_setting_stops_start_up_with_its_name()
+    public void Without_an_s3_setting_objects_go_to_a_local_folder()
     {
-        var e = Assert.Throws<InvalidOperationException>(() => CacheTestApp.CreateBuilder("", Path.GetTempPath(), 1024));
+        var root = Path.Combine(Path.GetTempPath(), "eci-it-objects-" + Guid.NewGuid().ToString("N"));
+        var builder = CacheTestApp.CreateBuilder("", Path.GetTempPath(), 1024, settings: new Dictionary<string, string?> { ["Cache:FileSystemRoot"] = root });
+        using var app = builder.Build();
 
-        Assert.Contains("ConnectionStrings:minio", e.Message);
+        var store = Assert.IsType<FileSystemBlobStore>(app.Services.GetRequiredService<IBlobStore>());
+
+        Assert.Equal(Path.GetFullPath(root), store.Root);
+        Directory.Delete(root, recursive: true);
     }
 
     private static int ClosedPort()

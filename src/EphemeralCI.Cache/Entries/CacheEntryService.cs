@@ -1,0 +1,255 @@
+using EphemeralCI.Cache.BuildCache;
+using EphemeralCI.Cache.Infrastructure;
+using EphemeralCI.Cache.Storage;
+using EphemeralCI.JobTokens;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.Cache.Entries;
+
+public enum ReserveOutcome
+{
+    Reserved,
+    /// <summary>A committed entry with this key and version exists in the job's scope: entries are immutable.</summary>
+    AlreadyExists,
+    /// <summary>Another job holds the reservation.</summary>
+    Busy,
+    TooLarge,
+}
+
+public enum CommitOutcome
+{
+    Committed,
+    NotFound,
+    /// <summary>The entry is reserved by another job.</summary>
+    NotYours,
+    AlreadyCommitted,
+    /// <summary>Nothing (or an uncommitted block list) was uploaded.</summary>
+    NothingUploaded,
+    SizeMismatch,
+    HashMismatch,
+}
+
+public sealed record ReserveResult(ReserveOutcome Outcome, CacheEntry? Entry = null);
+
+public sealed record CommitResult(CommitOutcome Outcome, CacheEntry? Entry = null, string? Detail = null);
+
+/// <summary>
+/// The entry life cycle every protocol shares: reserve (one writer), commit (size and SHA-256 checked,
+/// object stored, entry immutable), look up for restore (own ref, then the default branch), record
+/// access, quarantine, delete, evict over quota.
+/// </summary>
+public sealed partial class CacheEntryService(
+    CacheDbContext db,
+    ICacheReservations reservations,
+    IBlobStore blobs,
+    UploadStaging staging,
+    IOptions<CacheOptions> options,
+    TimeProvider clock,
+    ILogger<CacheEntryService> logger)
+{
+    private CacheOptions Options => options.Value;
+    private DateTime Now => clock.GetUtcNow().UtcDateTime;
+
+    /// <summary>Reserves (repository, job's ref, key, version) for the job. Keys and versions must already be valid.</summary>
+    public async Task<ReserveResult> ReserveAsync(JobTokenClaims job, string key, string version, long? announcedSize, CancellationToken cancellationToken)
+    {
+        if (announcedSize is > 0 && announcedSize > Math.Min(Options.MaxObjectBytes, Options.RepositoryQuotaBytes)) return new(ReserveOutcome.TooLarge);
+
+        var existing = await db.Entries.SingleOrDefaultAsync(
+            e => e.Repository == job.Repository && e.Scope == job.Ref && e.Key == key && e.Version == version, cancellationToken);
+        if (existing is { State: CacheEntryState.Committed }) return new(ReserveOutcome.AlreadyExists, existing);
+
+        var reservation = CacheReservationNames.For(job.Repository, job.Ref, key, version);
+        if (!await reservations.TryAcquireAsync(reservation, job.JobId, Options.UploadTimeout, cancellationToken)) return new(ReserveOutcome.Busy);
+
+        try
+        {
+            if (existing is null)
+            {
+                existing = new CacheEntry { Repository = job.Repository, Scope = job.Ref, Key = key, Version = version };
+                db.Entries.Add(existing);
+            }
+            else if (existing.ReservedByJobId != job.JobId || existing.State == CacheEntryState.Quarantined)
+            {
+                // A writer whose reservation lapsed, or a quarantined entry being replaced: start over.
+                staging.Delete(existing.Id);
+                if (existing.ObjectKey is { } stale) await blobs.DeleteAsync(stale, cancellationToken);
+                existing.ObjectKey = null;
+                existing.Sha256 = null;
+                existing.CommittedAt = null;
+            }
+            existing.State = CacheEntryState.Reserved;
+            existing.ReservedByJobId = job.JobId;
+            existing.SizeBytes = announcedSize ?? 0;
+            existing.CreatedAt = Now;
+            existing.LastAccessedAt = Now;
+            await db.SaveChangesAsync(cancellationToken);
+            return new(ReserveOutcome.Reserved, existing);
+        }
+        catch (DbUpdateException)
+        {
+            // Another replica inserted the same entry between our check and our insert.
+            await reservations.ReleaseAsync(reservation, job.JobId, cancellationToken);
+            return new(ReserveOutcome.Busy);
+        }
+    }
+
+    /// <summary>The job's own reserved entry with this key and version (v2 finalize names entries by key, not id).</summary>
+    public Task<CacheEntry?> FindReservationAsync(JobTokenClaims job, string key, string version, CancellationToken cancellationToken) =>
+        db.Entries.SingleOrDefaultAsync(e => e.Repository == job.Repository && e.Scope == job.Ref && e.Key == key && e.Version == version, cancellationToken);
+
+    /// <summary>An entry of the job's repository by id; another repository's entry is "not found", never "forbidden".</summary>
+    public Task<CacheEntry?> FindAsync(string repository, long id, CancellationToken cancellationToken) =>
+        db.Entries.SingleOrDefaultAsync(e => e.Id == id && e.Repository == repository, cancellationToken);
+
+    public Task<CacheEntry?> FindAsync(long id, CancellationToken cancellationToken) =>
+        db.Entries.SingleOrDefaultAsync(e => e.Id == id, cancellationToken);
+
+    /// <summary>Checks the job may write to <paramref name="entry"/>: it is its reservation and not committed yet.</summary>
+    public static CommitOutcome? CheckWritable(CacheEntry entry, Guid jobId) =>
+        entry.State != CacheEntryState.Reserved ? CommitOutcome.AlreadyCommitted
+        : entry.ReservedByJobId != jobId ? CommitOutcome.NotYours
+        : null;
+
+    /// <summary>
+    /// Commits what was uploaded for the entry: its length must equal <paramref name="declaredSize"/> and, when
+    /// given, its SHA-256 must equal <paramref name="expectedSha256"/>. On any mismatch nothing is stored and the
+    /// reservation is dropped; on success the SHA-256 is recorded, the object stored, and the repository's quota enforced.
+    /// </summary>
+    public async Task<CommitResult> CommitAsync(JobTokenClaims job, CacheEntry entry, long declaredSize, string? expectedSha256, CancellationToken cancellationToken)
+    {
+        if (entry.Repository != job.Repository) return new(CommitOutcome.NotFound);
+        if (CheckWritable(entry, job.JobId) is { } refused) return new(refused, entry);
+
+        if (await staging.HashAsync(entry.Id, cancellationToken) is not { } uploaded)
+        {
+            return new(CommitOutcome.NothingUploaded, entry, "nothing was uploaded for this entry (or the block list was never committed)");
+        }
+        var (length, sha256) = uploaded;
+        if (length != declaredSize)
+        {
+            await DropReservationAsync(entry, cancellationToken);
+            return new(CommitOutcome.SizeMismatch, entry, $"{length} bytes were uploaded, not the declared {declaredSize}; nothing was stored");
+        }
+        if (expectedSha256 is not null && !string.Equals(expectedSha256, sha256, StringComparison.OrdinalIgnoreCase))
+        {
+            await DropReservationAsync(entry, cancellationToken);
+            return new(CommitOutcome.HashMismatch, entry, $"the upload hashes to {sha256}, not the declared {expectedSha256}; nothing was stored");
+        }
+
+        // A fresh object name per commit: a re-reserved row can never point at a stale object.
+        var objectKey = $"{CacheScope.EntriesRoot}/{CacheScope.RepositoryId(entry.Repository)}/{entry.Id}-{Guid.NewGuid():N}";
+        await using (var data = staging.OpenData(entry.Id))
+        {
+            await blobs.PutAsync(objectKey, data, length, cancellationToken);
+        }
+        entry.State = CacheEntryState.Committed;
+        entry.SizeBytes = length;
+        entry.Sha256 = sha256;
+        entry.ObjectKey = objectKey;
+        entry.CommittedAt = Now;
+        entry.LastAccessedAt = Now;
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        catch
+        {
+            await blobs.DeleteAsync(objectKey, CancellationToken.None);
+            throw;
+        }
+        staging.Delete(entry.Id);
+        await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), job.JobId, cancellationToken);
+        LogCommitted(logger, entry.Id, entry.Repository, entry.Scope, length);
+        await EnforceQuotaAsync(entry.Repository, keep: entry.Id, cancellationToken);
+        return new(CommitOutcome.Committed, entry);
+    }
+
+    /// <summary>
+    /// The entry a job on <paramref name="job"/>'s ref restores: in its own ref, then in the repository's default
+    /// branch — in each, an exact key match first, then the newest entry whose key starts with each restore key in
+    /// order. Entries of other refs are never visible. A hit's last-access time is updated (it drives LRU and expiry).
+    /// </summary>
+    public async Task<CacheEntry?> FindForRestoreAsync(JobTokenClaims job, string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken cancellationToken)
+    {
+        foreach (var scope in ScopesVisibleTo(job))
+        {
+            var committed = db.Entries.AsNoTracking().Where(e => e.Repository == job.Repository && e.Scope == scope
+                && e.Version == version && e.State == CacheEntryState.Committed);
+            var hit = await committed.Where(e => e.Key == key).FirstOrDefaultAsync(cancellationToken);
+            foreach (var prefix in restoreKeys)
+            {
+                if (hit is not null) break;
+                hit = await committed.Where(e => e.Key.StartsWith(prefix))
+                    .OrderByDescending(e => e.CommittedAt).ThenByDescending(e => e.Id).FirstOrDefaultAsync(cancellationToken);
+            }
+            if (hit is null) continue;
+            await db.Entries.Where(e => e.Id == hit.Id).ExecuteUpdateAsync(s => s.SetProperty(e => e.LastAccessedAt, Now), cancellationToken);
+            return hit;
+        }
+        return null;
+    }
+
+    /// <summary>The job's own ref, then the repository's default branch (once, if it is the same ref).</summary>
+    public IEnumerable<string> ScopesVisibleTo(JobTokenClaims job)
+    {
+        yield return job.Ref;
+        var defaultBranch = Options.DefaultBranchOf(job.Repository);
+        if (defaultBranch != job.Ref) yield return defaultBranch;
+    }
+
+    /// <summary>Marks an entry whose object failed its integrity check: never served again, replaced by the next save.</summary>
+    public async Task QuarantineAsync(CacheEntry entry, string reason, CancellationToken cancellationToken)
+    {
+        await db.Entries.Where(e => e.Id == entry.Id && e.State == CacheEntryState.Committed)
+            .ExecuteUpdateAsync(s => s.SetProperty(e => e.State, CacheEntryState.Quarantined), cancellationToken);
+        LogQuarantined(logger, entry.Id, entry.Repository, reason);
+    }
+
+    /// <summary>Deletes the entry, its object and anything staged for it.</summary>
+    public async Task DeleteAsync(CacheEntry entry, CancellationToken cancellationToken)
+    {
+        if (entry.ObjectKey is { } objectKey) await blobs.DeleteAsync(objectKey, cancellationToken);
+        staging.Delete(entry.Id);
+        await db.Entries.Where(e => e.Id == entry.Id).ExecuteDeleteAsync(cancellationToken);
+    }
+
+    /// <summary>Deletes least recently used entries of the repository until its stored bytes fit the quota.</summary>
+    public async Task<int> EnforceQuotaAsync(string repository, long? keep, CancellationToken cancellationToken)
+    {
+        var stored = db.Entries.Where(e => e.Repository == repository && e.State != CacheEntryState.Reserved);
+        var used = await stored.SumAsync(e => e.SizeBytes, cancellationToken);
+        var evicted = 0;
+        while (used > Options.RepositoryQuotaBytes)
+        {
+            var victims = await stored.Where(e => e.Id != keep).OrderBy(e => e.LastAccessedAt).ThenBy(e => e.Id).Take(50).AsNoTracking().ToListAsync(cancellationToken);
+            if (victims.Count == 0) break;
+            foreach (var victim in victims)
+            {
+                if (used <= Options.RepositoryQuotaBytes) break;
+                await DeleteAsync(victim, cancellationToken);
+                used -= victim.SizeBytes;
+                evicted++;
+                LogEvicted(logger, victim.Id, repository);
+            }
+        }
+        return evicted;
+    }
+
+    private async Task DropReservationAsync(CacheEntry entry, CancellationToken cancellationToken)
+    {
+        await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), entry.ReservedByJobId, cancellationToken);
+        await DeleteAsync(entry, cancellationToken);
+    }
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "Committed cache entry {EntryId} of {Repository} on {Scope} ({Bytes} bytes)")]
+    private static partial void LogCommitted(ILogger logger, long entryId, string repository, string scope, long bytes);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "Quarantined cache entry {EntryId} of {Repository}: {Reason}")]
+    private static partial void LogQuarantined(ILogger logger, long entryId, string repository, string reason);
+
+    [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "Evicted cache entry {EntryId} of {Repository} (quota)")]
+    private static partial void LogEvicted(ILogger logger, long entryId, string repository);
+}

@@ -1,0 +1,79 @@
+using EphemeralCI.Cache.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.Cache.Entries;
+
+/// <summary>
+/// Periodically, one pass each: entries unused for <c>Cache:ExpireAfterUnused</c> are deleted;
+/// reservations older than <c>Cache:UploadTimeout</c> are dropped with their staged upload; staging
+/// folders with no reservation behind them (a crash mid-upload) are removed; every repository over
+/// its quota is trimmed, least recently used first.
+/// </summary>
+public sealed partial class CacheJanitor(
+    IServiceScopeFactory scopes, UploadStaging staging, IOptions<CacheOptions> options, TimeProvider clock, ILogger<CacheJanitor> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.JanitorInterval, clock);
+        do
+        {
+            try
+            {
+                await SweepAsync(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogSweepFailed(logger, e);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One full pass; returns what it removed.</summary>
+    public async Task<JanitorReport> SweepAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CacheDbContext>();
+        var entries = scope.ServiceProvider.GetRequiredService<CacheEntryService>();
+        var now = clock.GetUtcNow().UtcDateTime;
+
+        var expiredBefore = now - options.Value.ExpireAfterUnused;
+        var expired = await db.Entries.AsNoTracking()
+            .Where(e => e.State != CacheEntryState.Reserved && e.LastAccessedAt < expiredBefore).ToListAsync(cancellationToken);
+        foreach (var entry in expired) await entries.DeleteAsync(entry, cancellationToken);
+
+        var abandonedBefore = now - options.Value.UploadTimeout;
+        var abandoned = await db.Entries.AsNoTracking()
+            .Where(e => e.State == CacheEntryState.Reserved && e.CreatedAt < abandonedBefore).ToListAsync(cancellationToken);
+        foreach (var entry in abandoned) await entries.DeleteAsync(entry, cancellationToken);
+
+        var staged = staging.StagedEntryIds().ToList();
+        var reserved = await db.Entries.Where(e => staged.Contains(e.Id) && e.State == CacheEntryState.Reserved).Select(e => e.Id).ToListAsync(cancellationToken);
+        var orphans = staged.Except(reserved).ToList();
+        foreach (var id in orphans) staging.Delete(id);
+
+        var repositories = await db.Entries.Select(e => e.Repository).Distinct().ToListAsync(cancellationToken);
+        var evicted = 0;
+        foreach (var repository in repositories) evicted += await entries.EnforceQuotaAsync(repository, keep: null, cancellationToken);
+
+        var report = new JanitorReport(expired.Count, abandoned.Count, orphans.Count, evicted);
+        if (report != JanitorReport.Nothing) LogSwept(logger, report.Expired, report.AbandonedUploads, report.OrphanedStaging, report.Evicted);
+        return report;
+    }
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Information,
+        Message = "Cache janitor: {Expired} expired, {Abandoned} abandoned uploads, {Orphans} orphaned staging folders, {Evicted} evicted over quota")]
+    private static partial void LogSwept(ILogger logger, int expired, int abandoned, int orphans, int evicted);
+
+    [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "Cache janitor pass failed; retrying next interval")]
+    private static partial void LogSweepFailed(ILogger logger, Exception exception);
+}
+
+public sealed record JanitorReport(int Expired, int AbandonedUploads, int OrphanedStaging, int Evicted)
+{
+    public static readonly JanitorReport Nothing = new(0, 0, 0, 0);
+}

@@ -1,0 +1,101 @@
+using System.Security.Cryptography;
+using EphemeralCI.Cache.Infrastructure;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.RunnerAgent.Caching;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace EphemeralCI.IntegrationTests.Cache;
+
+/// <summary>The runner agent's job caches against the real cache (S3 emulator, Postgres): the data path a job spec's caches take.</summary>
+public sealed class AgentCachesTests : IAsyncLifetime
+{
+    private CacheTestApp _cache = null!;
+    private readonly List<string> _workspaces = [];
+
+    public async Task InitializeAsync() => _cache = await CacheTestApp.StartAsync(64L * 1024 * 1024);
+
+    public async Task DisposeAsync()
+    {
+        await _cache.DisposeAsync();
+        foreach (var ws in _workspaces) Directory.Delete(ws, recursive: true);
+    }
+
+    private (JobCaches Caches, string Workspace) Job(string repository, string gitRef = "refs/heads/main", int? blockSize = null)
+    {
+        var workspace = Directory.CreateTempSubdirectory("eci-it-agent-ws-").FullName;
+        _workspaces.Add(workspace);
+        // The test server's client, as the agent's socket client would be: signed URLs are followed by path.
+        var http = _cache.App.GetTestClient();
+        var token = _cache.Mint(repository, gitRef: gitRef);
+        var client = blockSize is { } size ? new CacheServiceClient(http, token) { BlockSize = size } : new CacheServiceClient(http, token);
+        return (new JobCaches(client, workspace), workspace);
+    }
+
+    private static CacheSpec Spec(string key, params string[] restoreKeys) => new() { Key = key, RestoreKeys = restoreKeys, Paths = ["deps"] };
+
+    [Fact]
+    public async Task Miss_then_save_then_hit_restores_the_files_into_a_fresh_workspace()
+    {
+        var repo = $"acme/agent-{Guid.NewGuid():N}";
+        var (first, ws1) = Job(repo);
+        var content = RandomNumberGenerator.GetBytes(200_000);
+        Directory.CreateDirectory(Path.Combine(ws1, "deps", "pkg"));
+        await File.WriteAllBytesAsync(Path.Combine(ws1, "deps", "pkg", "lib.bin"), content);
+
+        var miss = Assert.Single(await first.RestoreAsync([Spec("deps-abc", "deps-")], CancellationToken.None));
+        var saved = Assert.Single(await first.SaveAsync([Spec("deps-abc")], CancellationToken.None));
+        var (second, ws2) = Job(repo);
+        var hit = Assert.Single(await second.RestoreAsync([Spec("deps-xyz", "deps-")], CancellationToken.None));
+        var again = Assert.Single(await second.SaveAsync([Spec("deps-abc")], CancellationToken.None));
+
+        Assert.Equal("miss", miss.Result);
+        Assert.Equal("saved", saved.Result);
+        Assert.True(saved.Bytes > 0);
+        Assert.Equal(("hit", "deps-abc"), (hit.Result, hit.MatchedKey));
+        Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(ws2, "deps", "pkg", "lib.bin")));
+        Assert.Equal("skipped (already cached)", again.Result);
+    }
+
+    [Fact]
+    public async Task Archives_above_the_block_size_upload_in_blocks_and_restore_whole()
+    {
+        var repo = $"acme/agent-{Guid.NewGuid():N}";
+        var (first, ws1) = Job(repo, blockSize: 16 * 1024);
+        var content = RandomNumberGenerator.GetBytes(150_000);
+        Directory.CreateDirectory(Path.Combine(ws1, "deps"));
+        await File.WriteAllBytesAsync(Path.Combine(ws1, "deps", "random.bin"), content);
+
+        var saved = Assert.Single(await first.SaveAsync([Spec("blocks")], CancellationToken.None));
+        var (second, ws2) = Job(repo);
+        var hit = Assert.Single(await second.RestoreAsync([Spec("blocks")], CancellationToken.None));
+
+        Assert.True(saved.Bytes > 16 * 1024, saved.ToString());
+        Assert.Equal("hit", hit.Result);
+        Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(ws2, "deps", "random.bin")));
+    }
+
+    [Fact]
+    public async Task A_corrupted_entry_is_a_failed_restore_and_nothing_is_extracted()
+    {
+        var repo = $"acme/agent-{Guid.NewGuid():N}";
+        var (first, ws1) = Job(repo);
+        Directory.CreateDirectory(Path.Combine(ws1, "deps"));
+        await File.WriteAllBytesAsync(Path.Combine(ws1, "deps", "big.bin"), RandomNumberGenerator.GetBytes(300_000));
+        Assert.Equal("saved", Assert.Single(await first.SaveAsync([Spec("corrupt")], CancellationToken.None)).Result);
+        await using (var scope = _cache.App.Services.CreateAsyncScope())
+        {
+            var entry = await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Entries.SingleAsync(e => e.Repository == repo);
+            var bytes = new byte[entry.SizeBytes];
+            await _cache.Blobs.PutAsync(entry.ObjectKey!, new MemoryStream(bytes), bytes.Length);
+        }
+        var (second, ws2) = Job(repo);
+
+        var restored = Assert.Single(await second.RestoreAsync([Spec("corrupt")], CancellationToken.None));
+
+        Assert.Equal("failed", restored.Result);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(ws2));
+    }
+}
