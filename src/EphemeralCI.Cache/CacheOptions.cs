@@ -62,6 +62,9 @@ public sealed class CacheOptions
     /// <summary>Bearer credential of the admin API (<c>Cache:AdminToken</c>); kept only as a SHA-256 hash. Empty disables the admin API.</summary>
     public string AdminToken { get; set; } = "";
 
+    /// <summary>Alternatively the admin credential's SHA-256 in hex (<c>Cache:AdminTokenSha256</c>), as the embedded server keeps it.</summary>
+    public string? AdminTokenSha256 { get; set; }
+
     /// <summary>The default branch whose entries <paramref name="repository"/>'s other refs may restore.</summary>
     public string DefaultBranchOf(string repository) =>
         DefaultBranches.TryGetValue(repository, out var branch) && !string.IsNullOrWhiteSpace(branch) ? branch : DefaultBranch;

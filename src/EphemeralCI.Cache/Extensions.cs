@@ -11,6 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using EphemeralCI.Persistence;
 using StackExchange.Redis;
 
 namespace EphemeralCI.Cache;
@@ -73,11 +74,8 @@ public static class CacheExtensions
 
         if (!services.Any(d => d.ServiceType == typeof(DbContextOptions<CacheDbContext>)))
         {
-            if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(DatabaseName)))
-            {
-                throw new InvalidOperationException($"Configuration setting 'ConnectionStrings:{DatabaseName}' is missing: the cache keeps its entries in Postgres.");
-            }
-            builder.AddNpgsqlDbContext<CacheDbContext>(DatabaseName, configureDbContextOptions: o => o.UseSnakeCaseNamingConvention());
+            // Postgres, or SQLite in the embedded server (Aspire names a missing connection string).
+            builder.AddModuleDbContext<CacheDbContext>(DatabaseName, o => o.UseSnakeCaseNamingConvention());
         }
 
         var hasRedis = services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))

@@ -109,17 +109,28 @@ public static class ServerExtensions
             defaults["SecretsBroker:KeyEncryptionKeys:embedded"] = data.ReadOrCreateKey("secrets-kek");
             defaults["SecretsBroker:ActiveKeyId"] = "embedded";
         }
+        // One operator token for the secrets and cache admin APIs (the services keep one each).
+        var (adminHash, createdNow) = data.ReadOrCreateCredentialHash("admin-token",
+            () => "ecia_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_'));
+        if (createdNow is not null)
+        {
+            // Shown the moment its hash is stored: a start that fails later must not lose it for good.
+            // Straight to stdout, never through ILogger (logs are shipped and kept).
+            Console.WriteLine("EphemeralCI server: an admin token for secrets and cache was created (eci config set --secrets-token - / --cache-token -).");
+            Console.WriteLine($"It is shown only this once:{Environment.NewLine}{createdNow}");
+        }
         if (string.IsNullOrWhiteSpace(configuration["SecretsBroker:AdminToken"]) && string.IsNullOrWhiteSpace(configuration["SecretsBroker:AdminTokenSha256"]))
         {
-            var (hash, createdNow) = data.ReadOrCreateCredentialHash("secrets-admin-token",
-                () => "ecis_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_'));
-            defaults["SecretsBroker:AdminTokenSha256"] = hash;
-            if (createdNow is not null)
-            {
-                // Shown the moment its hash is stored: a start that fails later must not lose it for good.
-                // Straight to stdout, never through ILogger (logs are shipped and kept).
-                Console.WriteLine($"EphemeralCI server: a secrets admin token was created (eci config set --secrets-token -). It is shown only this once:{Environment.NewLine}{createdNow}");
-            }
+            defaults["SecretsBroker:AdminTokenSha256"] = adminHash;
+        }
+        if (string.IsNullOrWhiteSpace(configuration["Cache:AdminToken"]) && string.IsNullOrWhiteSpace(configuration["Cache:AdminTokenSha256"]))
+        {
+            defaults["Cache:AdminTokenSha256"] = adminHash;
+        }
+        // Signed cache URLs stay valid across a restart.
+        if (string.IsNullOrWhiteSpace(configuration["Cache:UrlSigningKey"]))
+        {
+            defaults["Cache:UrlSigningKey"] = data.ReadOrCreateKey("cache-url-signing-key");
         }
         return defaults;
     }

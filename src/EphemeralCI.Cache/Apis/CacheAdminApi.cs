@@ -77,7 +77,7 @@ public static class CacheAdminApi
 
 /// <summary>Guards the admin API with <c>Cache:AdminToken</c>.</summary>
 internal sealed class CacheAdminTokenGate(IOptions<CacheOptions> options)
-    : StaticCredentialGate(options.Value.AdminToken, $"{CacheOptions.Section}:AdminToken");
+    : StaticCredentialGate(options.Value.AdminToken, $"{CacheOptions.Section}:AdminToken", options.Value.AdminTokenSha256);
 
 public sealed record EntryQuery(string? Repository, string? Scope, string? KeyPrefix, int? Limit, int? Offset);
 

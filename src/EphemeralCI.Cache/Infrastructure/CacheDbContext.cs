@@ -1,3 +1,4 @@
+using EphemeralCI.Persistence;
 using Microsoft.EntityFrameworkCore;
 
 namespace EphemeralCI.Cache.Infrastructure;
@@ -7,6 +8,9 @@ public sealed class CacheDbContext(DbContextOptions<CacheDbContext> options) : D
 {
     public DbSet<CacheEntry> Entries => Set<CacheEntry>();
 
-    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CacheDbContext).Assembly);
+        modelBuilder.AdaptToProvider(Database);
+    }
 }

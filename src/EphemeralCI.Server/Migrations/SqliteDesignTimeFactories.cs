@@ -1,3 +1,4 @@
+using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.SecretsBroker.Infrastructure;
@@ -37,4 +38,9 @@ internal sealed class ProvisionerSqliteDesignTimeFactory : IDesignTimeDbContextF
 internal sealed class SecretsSqliteDesignTimeFactory : IDesignTimeDbContextFactory<SecretsDbContext>
 {
     public SecretsDbContext CreateDbContext(string[] args) => new(SqliteDesignTime.Options<SecretsDbContext>("secretsdb.db", snakeCase: true));
+}
+
+internal sealed class CacheSqliteDesignTimeFactory : IDesignTimeDbContextFactory<CacheDbContext>
+{
+    public CacheDbContext CreateDbContext(string[] args) => new(SqliteDesignTime.Options<CacheDbContext>("cachedb.db", snakeCase: true));
 }

@@ -1,3 +1,4 @@
+using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.Model;
@@ -28,11 +29,13 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         builder.AddModuleDbContext<IntakeDbContext>("intakedb", o => o.UseSnakeCaseNamingConvention());
         builder.AddModuleDbContext<ProvisionerDbContext>("provisionerdb");
         builder.AddModuleDbContext<SecretsDbContext>("secretsdb", o => o.UseSnakeCaseNamingConvention());
+        builder.AddModuleDbContext<CacheDbContext>("cachedb", o => o.UseSnakeCaseNamingConvention());
         _host = builder.Build();
         await using var scope = _host.Services.CreateAsyncScope();
         await scope.ServiceProvider.GetRequiredService<IntakeDbContext>().Database.MigrateAsync();
         await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().Database.MigrateAsync();
         await scope.ServiceProvider.GetRequiredService<SecretsDbContext>().Database.MigrateAsync();
+        await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Database.MigrateAsync();
     }
 
     public Task DisposeAsync()
@@ -53,7 +56,8 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         Assert.False(Db<IntakeDbContext>(scope).Database.HasPendingModelChanges(), "intake: SQLite migrations are behind the model");
         Assert.False(Db<ProvisionerDbContext>(scope).Database.HasPendingModelChanges(), "provisioner: SQLite migrations are behind the model");
         Assert.False(Db<SecretsDbContext>(scope).Database.HasPendingModelChanges(), "secrets broker: SQLite migrations are behind the model");
-        foreach (var file in new[] { "intakedb.db", "provisionerdb.db", "secretsdb.db" })
+        Assert.False(Db<CacheDbContext>(scope).Database.HasPendingModelChanges(), "cache: SQLite migrations are behind the model");
+        foreach (var file in new[] { "intakedb.db", "provisionerdb.db", "secretsdb.db", "cachedb.db" })
         {
             Assert.True(File.Exists(Path.Combine(_directory, file)), $"{file} is missing");
         }
