@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Runtime.Versioning;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
+using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -32,6 +33,16 @@ public sealed class LocalSandboxBackend(
     private JobCgroups? _cgroups;
     private string? _cgroupProblem;
     private readonly Lock _cgroupInit = new();
+    private EgressNetwork? _egress;
+
+    /// <summary>The egress networks of this instance (made on first use: the pool is validated then, and a bad one fails that job's start with the reason).</summary>
+    private EgressNetwork Egress => LazyInitializer.EnsureInitialized(ref _egress, () =>
+    {
+        IReadOnlyList<System.Net.IPAddress> dns = _options.EgressDnsServers is { } configured
+            ? configured.Select(System.Net.IPAddress.Parse).ToList()
+            : EgressNetwork.HostResolvers();
+        return new EgressNetwork(_options.CgroupName, new EgressAddressPool(_options.EgressAddressPool), dns, logger);
+    });
 
     /// <summary>The job cgroups, set up on first use; null (with <see cref="_cgroupProblem"/>) when this machine has none usable.</summary>
     private JobCgroups? Cgroups
@@ -109,7 +120,8 @@ public sealed class LocalSandboxBackend(
             WorkspaceDirectory(launch.JobId),
             ControlDirectory(launch.JobId),
             Path.GetFullPath(_options.AgentDirectory),
-            LocalSandboxOptions.ResolveDotnet(_options.DotnetPath));
+            LocalSandboxOptions.ResolveDotnet(_options.DotnetPath),
+            Network: launch.Template.Network);
 
         // Fresh every time: whatever a crashed earlier attempt left is not this job's.
         DeleteTree(JobDirectory(launch.JobId));
@@ -136,9 +148,18 @@ public sealed class LocalSandboxBackend(
         Process? process = null;
         try
         {
+            IReadOnlyList<string>? enterNetwork = null;
+            if (layout.Network == SandboxCommandBuilder.EgressNetwork)
+            {
+                var network = await Egress.CreateAsync(launch.JobId, ct);
+                enterNetwork = [EgressNetwork.NsenterPath, "--net=" + EgressNetwork.NamespacePath(network), "--"];
+            }
             var cgroupProcs = JobCgroups.Create(launch.JobId, launch.Template.Resources);
+            // none: the job's steps get no network at all, not even the control plane — the sockets
+            // answer only the agent process (see ControlPlaneRelay.Start).
             relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
-                secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker });
+                secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker },
+                agentOnly: layout.Network == SandboxCommandBuilder.NoNetwork);
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             // bubblewrap cannot join a cgroup itself, and joining after it started would let job
             // code run outside the limits for a moment: a shell joins first, then execs bubblewrap.
@@ -149,7 +170,7 @@ public sealed class LocalSandboxBackend(
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args)) psi.ArgumentList.Add(arg);
+            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, enterNetwork)) psi.ArgumentList.Add(arg);
             // bubblewrap clears the sandbox's environment; clear its own too so our settings
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();
@@ -203,7 +224,17 @@ public sealed class LocalSandboxBackend(
             await _cgroups.KillAsync(jobId, CancellationToken.None);
             _cgroups.Remove(jobId);
         }
+        await RemoveNetworkAsync(jobId);
         DeleteTree(JobDirectory(jobId));
+    }
+
+    /// <summary>The job's egress network, if it has one (a namespace file is cheap to check; other jobs spawn nothing here).</summary>
+    private async Task RemoveNetworkAsync(Guid jobId)
+    {
+        if (_egress is { } egress && File.Exists(EgressNetwork.NamespacePath(egress.Names(jobId))))
+        {
+            await egress.RemoveAsync(jobId, CancellationToken.None);
+        }
     }
 
     private static async Task<int> WaitForExitAsync(Process process)
@@ -278,6 +309,7 @@ public sealed class LocalSandboxBackend(
             await _cgroups.KillAsync(runner.JobId, ct);
             _cgroups.Remove(runner.JobId);
         }
+        await RemoveNetworkAsync(runner.JobId);
         DeleteTree(JobDirectory(runner.JobId));
     }
 
@@ -305,6 +337,14 @@ public sealed class LocalSandboxBackend(
                 logger.LogInformation("Removing leftover cgroup of job {JobId}", jobId);
                 await cgroups.KillAsync(jobId, ct);
                 cgroups.Remove(jobId);
+            }
+        }
+        if (EgressNetwork.MissingPrerequisite() is null)
+        {
+            foreach (var jobId in (await Egress.ExistingAsync(ct)).Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
+            {
+                logger.LogInformation("Removing leftover egress network of job {JobId}", jobId);
+                await Egress.RemoveAsync(jobId, ct);
             }
         }
         if (!Directory.Exists(_options.WorkRoot)) return;
@@ -352,6 +392,7 @@ public sealed class LocalSandboxBackend(
                 await _cgroups.KillAsync(jobId, CancellationToken.None);
                 _cgroups.Remove(jobId);
             }
+            await RemoveNetworkAsync(jobId);
             _live.TryRemove(jobId, out _);
         }
         _cgroups?.RemoveParentsIfEmpty();
