@@ -9,6 +9,7 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 /// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to a
 /// control-plane service's TCP endpoint — the intake (intake.sock) and, when configured, the
 /// secrets broker (secrets.sock). One relay per job, closed at teardown, so a finished job can reach nothing.
+/// With network <c>none</c> the sockets serve the agent process only (see <see cref="Start(string, Uri, ILogger, IReadOnlyDictionary{string, Uri}?, bool)"/>).
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class ControlPlaneRelay : IAsyncDisposable
