@@ -36,6 +36,7 @@ public sealed class LocalSandboxBackend(
     private string? _cgroupProblem;
     private readonly Lock _cgroupInit = new();
     private EgressNetwork? _egress;
+    private readonly SandboxSpawner _spawner = new();
 
     /// <summary>The egress networks of this instance (made on first use: the pool is validated then, and a bad one fails that job's start with the reason).</summary>
     private EgressNetwork Egress => LazyInitializer.EnsureInitialized(ref _egress, () =>
@@ -249,7 +250,7 @@ public sealed class LocalSandboxBackend(
             process = new Process { StartInfo = psi, EnableRaisingEvents = true };
             process.OutputDataReceived += (_, e) => { if (e.Data is not null) logger.LogInformation("runner {JobId}: {Line}", key, e.Data); };
             process.ErrorDataReceived += (_, e) => { if (e.Data is not null) logger.LogWarning("runner {JobId}: {Line}", key, e.Data); };
-            if (!process.Start()) throw new RunnerStartException("bubblewrap did not start");
+            if (!await _spawner.StartAsync(process)) throw new RunnerStartException("bubblewrap did not start");
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
 
@@ -478,6 +479,7 @@ public sealed class LocalSandboxBackend(
             _live.TryRemove(jobId, out _);
         }
         _cgroups?.RemoveParentsIfEmpty();
+        _spawner.Dispose();
     }
 
     private sealed record Sandbox(Process Process, ControlPlaneRelay Relay, RunnerResources Resources);
