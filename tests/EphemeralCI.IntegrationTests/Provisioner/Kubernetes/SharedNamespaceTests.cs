@@ -1,3 +1,4 @@
+using k8s;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using Xunit;
 
