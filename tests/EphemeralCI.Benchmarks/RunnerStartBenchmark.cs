@@ -42,6 +42,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
     private const string ColdTemplate = "bench-cold";
     private const string WarmTemplate = "bench-warm";
     private const int WarmPoolSize = 4;
+    private const int MaxConcurrent = 8;
 
     public async Task<string> RunAsync(BenchmarkOptions options)
     {
@@ -64,10 +65,18 @@ public sealed class RunnerStartBenchmark : IBenchmark
             ["Provisioner:LocalSandbox:WorkRoot"] = workRoot,
             ["Provisioner:LocalSandbox:CgroupName"] = "eci-bench-" + Guid.NewGuid().ToString("N")[..8],
             ["Provisioner:Reconciler:IntervalSeconds"] = "0",
+            // A burst is queued by the provisioner's own limiter, as in production: 200 agents starting
+            // at once on 2 cores would only measure the CPU scheduler.
+            ["Provisioner:Limits:PerBackend:local"] = MaxConcurrent.ToString(CultureInfo.InvariantCulture),
             [$"RunnerTemplates:{ColdTemplate}:Backend"] = "local",
             [$"RunnerTemplates:{WarmTemplate}:Backend"] = "local",
             [$"RunnerTemplates:{WarmTemplate}:WarmPool"] = WarmPoolSize.ToString(CultureInfo.InvariantCulture),
         });
+        // ECI_BENCH_AGENT_DIR: another build of the agent (e.g. ReadyToRun) to compare with the default one.
+        if (Environment.GetEnvironmentVariable("ECI_BENCH_AGENT_DIR") is { Length: > 0 } agentDir)
+        {
+            builder.Configuration["Provisioner:LocalSandbox:AgentDirectory"] = agentDir;
+        }
         builder.AddProvisioner();
         using var host = builder.Build();
         await host.StartAsync();
@@ -82,7 +91,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
             var jobId = Guid.NewGuid();
             var job = intake.Register(jobId);
             var submitted = DateTimeOffset.UtcNow;
-            await bus.Publish(new RunJob(jobId, template, "bench/app", "main", 60, submitted));
+            await bus.Publish(new RunJob(jobId, template, "bench/app", "main", 600, submitted));
             var row = await WaitDestroyedAsync(host.Services, jobId);
             if (!job.Completed.Task.IsCompleted)
             {
@@ -157,7 +166,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
         Row(sb, $"warm, where the start goes: job fetched → first step running", warm.Select(t => t.FetchToStep));
         sb.AppendLine();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Throughput, {count} trivial jobs submitted at once until the last runner is gone: **{coldRate:F1} jobs/s cold**, **{warmRate:F1} jobs/s with the warm pool** (a pool of {WarmPoolSize} drains at once under such a burst; then jobs start cold)."));
+            $"Throughput, {count} trivial jobs submitted at once until the last runner is gone, at most {MaxConcurrent} runners at a time (`Provisioner:Limits:PerBackend:local`; the rest wait in the limiter's queue): **{coldRate:F1} jobs/s cold**, **{warmRate:F1} jobs/s with the warm pool** (a pool of {WarmPoolSize} drains at once under such a burst; then jobs start cold)."));
         return sb.ToString();
     }
 
