@@ -33,6 +33,9 @@ install_missing() {
   command -v bwrap >/dev/null || need+=(bubblewrap)
   command -v node >/dev/null || need+=(nodejs npm)
   command -v unzip >/dev/null || need+=(unzip)   # eng/kubectl.sh unpacks kubectl with it
+  command -v nft >/dev/null || need+=(nftables)  # egress runners' per-job firewall
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v curl >/dev/null || need+=(curl)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get -o DPkg::Lock::Timeout=300 update -q >&2

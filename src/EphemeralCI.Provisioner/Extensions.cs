@@ -25,8 +25,10 @@ namespace EphemeralCI.Provisioner;
  *
  *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerLimiter ──> RunnerScheduler ──> IRunnerBackend.StartAsync
  *                                          (runners row, PK job id:   (per backend/repo:  (template, deadline,  (LocalSandbox: cgroup +
- *                                           one runner per job ever)   full → Waiting +    job token)            bwrap + relay)
- *                                                                      RunnerWaiting; a destroyed runner pumps the wait queue in order)
+ *                                           one runner per job ever)   full → Waiting +    job token; a warm  bwrap + relay [+ egress netns])
+ *                                                                      RunnerWaiting;      sandbox from WarmPool
+ *                                                                      a destroyed runner  if the template has one)
+ *                                                                      pumps the wait queue in order)
  *                                                                          │
  *                                                                          v
  *                                                                    RunnerSupervisor ── agent exits ──┐
@@ -80,6 +82,7 @@ public static class ProvisionerExtensions
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());
+        if (!OperatingSystem.IsWindows()) AddWarmPoolService(services);
         builder.AddOutboxDispatcher<ProvisionerDbContext>();
         if (addMessaging) builder.AddEciMessaging(AddProvisionerConsumers);
         return builder;
@@ -90,7 +93,12 @@ public static class ProvisionerExtensions
     {
         services.AddSingleton<LocalSandboxBackend>();
         services.AddSingleton<IRunnerBackend>(sp => sp.GetRequiredService<LocalSandboxBackend>());
+        // Templates with warmPool > 0 get sandboxes started ahead of demand (after the reconciler's first pass).
+        services.AddSingleton<WarmPool>();
     }
+
+    [UnsupportedOSPlatform("windows")]
+    private static void AddWarmPoolService(IServiceCollection services) => services.AddHostedService(sp => sp.GetRequiredService<WarmPool>());
 
     /// <summary>The provisioner's consumers (queues <c>run-job</c> and <c>cancel-job</c>).</summary>
     public static void AddProvisionerConsumers(IBusRegistrationConfigurator bus)

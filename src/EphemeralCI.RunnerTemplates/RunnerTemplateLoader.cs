@@ -22,6 +22,8 @@ public static class RunnerTemplateLoader
 {
     /// <summary><c>RunnerTemplates:Directory</c>: the folder of <c>*.yaml</c>/<c>*.yml</c> template files (optional).</summary>
     public const string DirectoryKey = "Directory";
+    /// <summary>Warm runners hold memory (an idle agent) and a cgroup each: a template asks for a handful, not a fleet.</summary>
+    public const int MaxWarmPool = 32;
     public static readonly IReadOnlyList<string> NetworkModes = ["none", "control-plane", "egress"];
 
     private static readonly IDeserializer Yaml = new DeserializerBuilder()
@@ -113,6 +115,8 @@ public static class RunnerTemplateLoader
         d.Resources.MaxProcesses <= 0 ? ("Resources:MaxProcesses", "must be positive") :
         !NetworkModes.Contains(d.Network) ? ("Network", $"must be one of {string.Join(", ", NetworkModes)}") :
         d.RunAsUser <= 0 ? ("RunAsUser", "must be an unprivileged user (not 0)") :
+        d.WarmPool is < 0 or > MaxWarmPool ? ("WarmPool", $"must be between 0 and {MaxWarmPool}") :
+        d.WarmPool > 0 && d.Backend != "local" ? ("WarmPool", "is supported by the local backend only (a warm pod would hold cluster resources outside any job)") :
         null;
 
     private static void ValidateSetting(RunnerTemplateDefinition d, string name)

@@ -36,6 +36,12 @@ public sealed class RunnerTemplateDefinition
     /// <summary>The unprivileged user the job runs as.</summary>
     public int RunAsUser { get; set; } = 1000;
 
+    /// <summary>
+    /// Local backend: how many runners of this template to keep started ahead of demand (sandbox and
+    /// agent up, waiting for a job). Each serves exactly one job and is destroyed like any other; 0 = none.
+    /// </summary>
+    public int WarmPool { get; set; }
+
     /// <summary>Free-form labels, copied to the runner (pod labels on Kubernetes) and the audit trail.</summary>
     public Dictionary<string, string> Labels { get; set; } = [];
 }

@@ -23,7 +23,8 @@ public sealed class RunnerScheduler(
     RunnerReaper reaper,
     OutboxSignal signal,
     TimeProvider clock,
-    ILogger<RunnerScheduler> logger)
+    ILogger<RunnerScheduler> logger,
+    WarmPool? warmPool = null)
 {
     public async Task ScheduleAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
     {
@@ -55,7 +56,7 @@ public sealed class RunnerScheduler(
             // The secrets broker mints it when JobTokens:Authority and :ProvisionerToken are set (ES256,
             // published JWKS); otherwise the interim shared-key issuer does. A refusal fails the start.
             var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template), ct);
-            handle = await backend.StartAsync(
+            handle = await StartAsync(backend, loaded.Name,
                 new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
         }
         catch (Exception ex) when (ex is RunnerStartException or InvalidOperationException or HttpRequestException)
@@ -76,6 +77,17 @@ public sealed class RunnerScheduler(
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);
+    }
+
+    /// <summary>On a warm sandbox of the template when one is ready (the job still gets its own token and a never-used workspace), else cold.</summary>
+    private async Task<RunnerHandle> StartAsync(IRunnerBackend backend, string templateName, RunnerLaunch launch, CancellationToken ct)
+    {
+        if (!OperatingSystem.IsWindows() && warmPool?.TryTake(templateName) is { } sandboxId &&
+            await warmPool.AssignAsync(sandboxId, launch, ct) is { } warm)
+        {
+            return warm;
+        }
+        return await backend.StartAsync(launch, ct);
     }
 
     private async Task FailToStartAsync(RunnerRecord runner, string reason, CancellationToken ct)

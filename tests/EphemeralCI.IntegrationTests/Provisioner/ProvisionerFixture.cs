@@ -93,6 +93,11 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             [$"RunnerTemplates:{TightTemplate}:Resources:CpuMillis"] = "500",
             [$"RunnerTemplates:{OverlayTemplate}:Backend"] = "local",
             [$"RunnerTemplates:{OverlayTemplate}:RootFilesystem"] = BaseRoot,
+            [$"RunnerTemplates:{NoNetworkTemplate}:Network"] = "none",
+            [$"RunnerTemplates:{EgressTemplate}:Network"] = "egress",
+            [$"RunnerTemplates:{WarmTemplate}:WarmPool"] = "1",
+            // A pool no other provisioner on this machine uses (the default is 10.213.0.0/16).
+            ["Provisioner:LocalSandbox:EgressAddressPool"] = $"10.214.{Random.Shared.Next(0, 64) * 4}.0/22",
         });
         builder.AddProvisioner();
         _host = builder.Build();
@@ -104,6 +109,9 @@ public sealed class ProvisionerFixture : IAsyncLifetime
     }
 
     public const string TightTemplate = "tight";
+    public const string NoNetworkTemplate = "isolated";
+    public const string EgressTemplate = "egress";
+    public const string WarmTemplate = "warm";
     /// <summary>A repository limited to one runner at a time.</summary>
     public const string LimitedRepository = "acme/limited";
 

@@ -12,6 +12,13 @@ public sealed class KubernetesOptions
     /// <summary>The namespace runners live in, and nothing else: the backend deletes what it labelled there.</summary>
     public string Namespace { get; set; } = "ephemeralci-runners";
 
+    /// <summary>
+    /// This provisioner's name on its runners (label <c>ephemeralci.dev/instance</c>). It lists, watches
+    /// and reaps only runners with its own value, so two provisioners (two deployments, two regions of
+    /// one product) may share a namespace without deleting each other's runners. Max 63 label characters.
+    /// </summary>
+    public string Instance { get; set; } = "default";
+
     /// <summary>A kubeconfig file; null = in-cluster configuration.</summary>
     public string? KubeConfig { get; set; }
 

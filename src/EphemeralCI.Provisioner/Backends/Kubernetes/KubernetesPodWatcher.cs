@@ -71,7 +71,7 @@ public sealed class KubernetesPodWatcher(
     private async Task WatchOnceAsync(CancellationToken ct)
     {
         var events = connection.Client.CoreV1.WatchListNamespacedPodAsync(
-            _options.Namespace, labelSelector: RunnerLabels.Selector, timeoutSeconds: 300, cancellationToken: ct);
+            _options.Namespace, labelSelector: RunnerLabels.SelectorOf(_options.Instance), timeoutSeconds: 300, cancellationToken: ct);
         await foreach (var (type, pod) in events)
         {
             await OnPodEventAsync(type, pod, ct);

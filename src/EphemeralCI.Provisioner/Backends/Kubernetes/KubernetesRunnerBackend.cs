@@ -158,9 +158,12 @@ public sealed class KubernetesRunnerBackend(
     {
         if (MissingPrerequisite() is not null) return;
         var client = connection.Client;
+        // Only this instance's (and unlabelled ones from before instances existed): another
+        // provisioner sharing the namespace keeps its runners.
         var jobs = await client.BatchV1.ListNamespacedJobAsync(Ns, labelSelector: RunnerLabels.Selector, cancellationToken: ct);
         foreach (var job in jobs.Items)
         {
+            if (!RunnerLabels.BelongsTo(job.Metadata.Labels, _options.Instance)) continue;
             if (RunnerLabels.JobIdOf(job.Metadata.Labels) is not { } jobId || keep.Contains(jobId)) continue;
             logger.LogWarning("Deleting leftover runner Job {Job} of job {JobId}", job.Metadata.Name, jobId);
             await DeleteJobAsync(jobId, "Background", ct);
@@ -169,6 +172,7 @@ public sealed class KubernetesRunnerBackend(
         var secrets = await client.CoreV1.ListNamespacedSecretAsync(Ns, labelSelector: RunnerLabels.Selector, cancellationToken: ct);
         foreach (var secret in secrets.Items)
         {
+            if (!RunnerLabels.BelongsTo(secret.Metadata.Labels, _options.Instance)) continue;
             if (RunnerLabels.JobIdOf(secret.Metadata.Labels) is not { } jobId || keep.Contains(jobId)) continue;
             await DeleteSecretAsync(jobId, ct);
         }

@@ -14,16 +14,24 @@ public static partial class RunnerLabels
     public const string RunnerId = "ephemeralci.dev/runner-id";
     public const string Deadline = "ephemeralci.dev/deadline";
     public const string MaxProcesses = "ephemeralci.dev/max-processes";
+    public const string Instance = "ephemeralci.dev/instance";
 
     /// <summary>Selects every object this backend created (and only those).</summary>
     public const string Selector = ManagedBy + "=" + ManagedByValue;
 
     public static string SelectorFor(Guid jobId) => $"{Selector},{JobId}={jobId}";
 
+    /// <summary>Selects the objects of one provisioner instance (see <see cref="KubernetesOptions.Instance"/>): what its reconciler may reap.</summary>
+    public static string SelectorOf(string instance) => $"{Selector},{Instance}={ToLabelValue(instance)}";
+
     /// <summary>The Job's name: short, DNS-safe and one per job, so a second create for the same job fails with 409 instead of making a second runner.</summary>
     public static string JobName(Guid jobId) => $"eci-{jobId:N}";
 
     public static string SecretName(Guid jobId) => $"eci-{jobId:N}-token";
+
+    /// <summary>Whether an object is this instance's to reap: labelled with it, or with no instance at all (made before instances existed).</summary>
+    public static bool BelongsTo(IDictionary<string, string>? labels, string instance) =>
+        labels is null || !labels.TryGetValue(Instance, out var value) || value == ToLabelValue(instance);
 
     public static Guid? JobIdOf(IDictionary<string, string>? labels) =>
         labels is not null && labels.TryGetValue(JobId, out var value) && Guid.TryParse(value, out var id) ? id : null;

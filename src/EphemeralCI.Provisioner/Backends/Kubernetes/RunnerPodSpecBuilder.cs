@@ -39,6 +39,7 @@ public static class RunnerPodSpecBuilder
         }
 
         var labels = Labels(launch);
+        labels[RunnerLabels.Instance] = RunnerLabels.ToLabelValue(options.Instance);
         var annotations = new Dictionary<string, string>
         {
             [RunnerLabels.JobId] = launch.JobId.ToString(),

@@ -17,6 +17,7 @@ public sealed class RunnerTracker(Guid jobId, DateTimeOffset createdAt)
     private PendingProblem? _problem;
     private DateTimeOffset? _problemSince;
     private RunnerFailure? _failure;
+    public const string OomKilled = "OOMKilled";
 
     public Guid JobId { get; } = jobId;
 
@@ -60,6 +61,8 @@ public sealed class RunnerTracker(Guid jobId, DateTimeOffset createdAt)
                 {
                     "DeadlineExceeded" => new RunnerFailure(RunnerOutcome.TimedOut, "Kubernetes stopped the runner at its activeDeadlineSeconds (DeadlineExceeded)"),
                     "Evicted" => new RunnerFailure(RunnerOutcome.Lost, "the runner pod was evicted by Kubernetes (Evicted)"),
+                    // The kernel's OOM kill is a SIGKILL (137) like a kill from outside, but it is the job's own doing.
+                    OomKilled => new RunnerFailure(RunnerOutcome.LimitExceeded, "the job ran out of memory: Kubernetes killed the runner at its memory limit (OOMKilled)"),
                     _ when pod.ExitCode is null => new RunnerFailure(RunnerOutcome.Lost, $"the runner pod failed without an exit code ({pod.TerminationReason ?? "no reason given"})"),
                     _ => null,
                 };

@@ -9,6 +9,7 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 /// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to a
 /// control-plane service's TCP endpoint — the intake (intake.sock) and, when configured, the
 /// secrets broker (secrets.sock). One relay per job, closed at teardown, so a finished job can reach nothing.
+/// With network <c>none</c> the sockets serve the agent process only (see <see cref="Start(string, Uri, ILogger, IReadOnlyDictionary{string, Uri}?, bool)"/>).
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class ControlPlaneRelay : IAsyncDisposable
@@ -21,10 +22,12 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     private readonly Task _acceptLoop;
     private readonly HashSet<Socket> _open = [];
     private readonly List<ControlPlaneRelay> _alsoRelayed = [];
+    private readonly AgentPin? _pin;
 
-    private ControlPlaneRelay(Socket listener, string socketPath, Uri target, ILogger logger)
+    private ControlPlaneRelay(Socket listener, string socketPath, Uri target, ILogger logger, AgentPin? pin)
     {
         _listener = listener;
+        _pin = pin;
         SocketPath = socketPath;
         _host = target.Host;
         _port = target.Port;
@@ -39,14 +42,21 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     /// each entry of <paramref name="alsoRelay"/> (socket file name → target) gets a socket of its own
     /// beside it, closed together with this one.
     /// </summary>
-    public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger, IReadOnlyDictionary<string, Uri>? alsoRelay)
+    /// <param name="agentOnly">
+    /// Network mode <c>none</c>: only the runner agent may connect. The agent connects first (to fetch
+    /// its job) before any step exists, so the first peer's process id (SO_PEERCRED, which the kernel
+    /// fills in and the peer cannot forge) is pinned; connections from any other process — the job's
+    /// steps — are closed unanswered, on every socket of the job.
+    /// </param>
+    public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger, IReadOnlyDictionary<string, Uri>? alsoRelay, bool agentOnly = false)
     {
-        var relay = Start(socketPath, target, logger);
+        var pin = agentOnly ? new AgentPin() : null;
+        var relay = Start(socketPath, target, logger, pin);
         try
         {
             foreach (var (name, otherTarget) in alsoRelay ?? new Dictionary<string, Uri>())
             {
-                relay._alsoRelayed.Add(Start(Path.Combine(Path.GetDirectoryName(socketPath)!, name), otherTarget, logger));
+                relay._alsoRelayed.Add(Start(Path.Combine(Path.GetDirectoryName(socketPath)!, name), otherTarget, logger, pin));
             }
         }
         catch
@@ -58,7 +68,9 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     }
 
     /// <summary>Listens on <paramref name="socketPath"/> and relays to <paramref name="target"/> (http://host:port).</summary>
-    public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger)
+    public static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger) => Start(socketPath, target, logger, pin: null);
+
+    private static ControlPlaneRelay Start(string socketPath, Uri target, ILogger logger, AgentPin? pin)
     {
         // sun_path is 108 bytes including the terminator.
         if (System.Text.Encoding.UTF8.GetByteCount(socketPath) > 107)
@@ -79,7 +91,7 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
             listener.Dispose();
             throw;
         }
-        return new ControlPlaneRelay(listener, socketPath, target, logger);
+        return new ControlPlaneRelay(listener, socketPath, target, logger, pin);
     }
 
     private async Task AcceptLoopAsync()
@@ -98,6 +110,12 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
             catch (SocketException ex)
             {
                 _logger.LogWarning("Control-plane relay accept failed on {Socket}: {Error}", SocketPath, ex.Message);
+                continue;
+            }
+            if (_pin is not null && !_pin.Admit(PeerProcessId(client)))
+            {
+                _logger.LogWarning("Control-plane relay {Socket} refused a process other than the runner agent (network 'none')", Path.GetFileName(SocketPath));
+                client.Dispose();
                 continue;
             }
             _ = Task.Run(() => RelayAsync(client));
@@ -141,6 +159,34 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
             Track(client, upstream, add: false);
             client.Dispose();
             upstream.Dispose();
+        }
+    }
+
+    /// <summary>The connecting process (struct ucred from SO_PEERCRED: pid, uid, gid), in our pid namespace; 0 if unknown.</summary>
+    private static int PeerProcessId(Socket client)
+    {
+        const int solSocket = 1, soPeerCred = 17;
+        Span<byte> ucred = stackalloc byte[12];
+        try
+        {
+            return client.GetRawSocketOption(solSocket, soPeerCred, ucred) >= 4 ? BitConverter.ToInt32(ucred) : 0;
+        }
+        catch (SocketException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The one process allowed on a job's sockets: the first that connected.</summary>
+    private sealed class AgentPin
+    {
+        private int _pid;
+
+        public bool Admit(int pid)
+        {
+            if (pid <= 0) return false;
+            var pinned = Interlocked.CompareExchange(ref _pid, pid, 0);
+            return pinned == 0 || pinned == pid;
         }
     }
 

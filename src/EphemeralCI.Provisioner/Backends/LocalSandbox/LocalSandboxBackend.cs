@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Runtime.Versioning;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
+using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -28,10 +29,23 @@ public sealed class LocalSandboxBackend(
     private readonly ConcurrentDictionary<Guid, Sandbox> _live = new();
     // Jobs between "row written" and "sandbox registered": the reconciler must not take their fresh directories for leftovers.
     private readonly ConcurrentDictionary<Guid, byte> _starting = new();
+    // Job id → the warm sandbox it was handed; everything on the machine is named by the sandbox's id.
+    private readonly ConcurrentDictionary<Guid, Guid> _aliases = new();
     private readonly LocalSandboxOptions _options = options.Value;
     private JobCgroups? _cgroups;
     private string? _cgroupProblem;
     private readonly Lock _cgroupInit = new();
+    private EgressNetwork? _egress;
+    private readonly SandboxSpawner _spawner = new();
+
+    /// <summary>The egress networks of this instance (made on first use: the pool is validated then, and a bad one fails that job's start with the reason).</summary>
+    private EgressNetwork Egress => LazyInitializer.EnsureInitialized(ref _egress, () =>
+    {
+        IReadOnlyList<System.Net.IPAddress> dns = _options.EgressDnsServers is { } configured
+            ? configured.Select(System.Net.IPAddress.Parse).ToList()
+            : EgressNetwork.HostResolvers();
+        return new EgressNetwork(_options.CgroupName, new EgressAddressPool(_options.EgressAddressPool), dns, logger);
+    });
 
     /// <summary>The job cgroups, set up on first use; null (with <see cref="_cgroupProblem"/>) when this machine has none usable.</summary>
     private JobCgroups? Cgroups
@@ -60,7 +74,7 @@ public sealed class LocalSandboxBackend(
 
     public string Name => BackendName;
 
-    public string JobDirectory(Guid jobId) => Path.Combine(_options.WorkRoot, jobId.ToString());
+    public string JobDirectory(Guid jobId) => Path.Combine(_options.WorkRoot, SandboxIdOf(jobId).ToString());
     public string WorkspaceDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "workspace");
     public string ControlDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "control");
 
@@ -91,7 +105,8 @@ public sealed class LocalSandboxBackend(
         _starting[launch.JobId] = 0;
         try
         {
-            return await StartSandboxAsync(launch, ct);
+            var sandbox = await StartSandboxAsync(launch.JobId, launch.Template, launch.JobToken, ct);
+            return new RunnerHandle(launch.RunnerId, sandbox.Process.Id, WaitForExitAsync(sandbox.Process));
         }
         finally
         {
@@ -99,35 +114,104 @@ public sealed class LocalSandboxBackend(
         }
     }
 
-    private async Task<RunnerHandle> StartSandboxAsync(RunnerLaunch launch, CancellationToken ct)
+    /// <summary>
+    /// A sandbox started ahead of demand (warm pool): cgroup, network, relay, bubblewrap and the agent
+    /// are up; the agent blocks on its standard input until <see cref="AssignWarmAsync"/> writes a job's
+    /// token there. Its id stands in for the job id in every name (directory, cgroup, network) for good.
+    /// </summary>
+    public async Task<Guid> StartWarmAsync(RunnerTemplateDefinition template, CancellationToken ct)
+    {
+        if (MissingPrerequisite() is { } missing) throw new RunnerStartException(missing);
+        var sandboxId = Guid.NewGuid();
+        _starting[sandboxId] = 0;
+        try
+        {
+            await StartSandboxAsync(sandboxId, template, token: null, ct);
+            return sandboxId;
+        }
+        finally
+        {
+            _starting.TryRemove(sandboxId, out _);
+        }
+    }
+
+    /// <summary>
+    /// Hands a warm sandbox to one job: from now on the job's id refers to it, and its agent gets the
+    /// job's own token (minted for this job, as for a cold start). Throws <see cref="RunnerStartException"/>
+    /// if the sandbox died meanwhile (it is then destroyed; start cold instead).
+    /// </summary>
+    public async Task<RunnerHandle> AssignWarmAsync(Guid sandboxId, RunnerLaunch launch, CancellationToken ct)
+    {
+        if (!_live.TryGetValue(sandboxId, out var sandbox) || !IsRunning(sandbox.Process) || !_aliases.TryAdd(launch.JobId, sandboxId))
+        {
+            await DestroyWarmAsync(sandboxId, ct);
+            throw new RunnerStartException($"warm sandbox {sandboxId} is gone");
+        }
+        try
+        {
+            await sandbox.Process.StandardInput.WriteLineAsync(launch.JobToken.AsMemory(), ct);
+            await sandbox.Process.StandardInput.FlushAsync(ct);
+            sandbox.Process.StandardInput.Close();
+        }
+        catch (IOException ex)
+        {
+            _aliases.TryRemove(launch.JobId, out _);
+            await DestroyWarmAsync(sandboxId, ct);
+            throw new RunnerStartException($"warm sandbox {sandboxId} did not take the job: {ex.Message}", ex);
+        }
+        logger.LogInformation("Job {JobId} runs in warm sandbox {SandboxId} (pid {Pid})", launch.JobId, sandboxId, sandbox.Process.Id);
+        return new RunnerHandle(launch.RunnerId, sandbox.Process.Id, WaitForExitAsync(sandbox.Process));
+    }
+
+    /// <summary>Whether a warm sandbox is still up (its agent waiting for a job).</summary>
+    public bool IsWarmAlive(Guid sandboxId) => _live.TryGetValue(sandboxId, out var sandbox) && IsRunning(sandbox.Process);
+
+    /// <summary>Kills and removes a warm sandbox that never got a job (pool shrinking, shutdown, died).</summary>
+    public async Task DestroyWarmAsync(Guid sandboxId, CancellationToken ct)
+    {
+        var runner = new RunnerRef(sandboxId, sandboxId.ToString(), null);
+        await KillAsync(runner, ct);
+        await DestroyAsync(runner, ct);
+    }
+
+    /// <summary>The sandbox that runs the job: the job's own, or the warm one it was handed.</summary>
+    public Guid SandboxIdOf(Guid jobId) => _aliases.TryGetValue(jobId, out var sandboxId) ? sandboxId : jobId;
+
+    private static bool IsRunning(Process process)
+    {
+        try { return !process.HasExited; } catch (InvalidOperationException) { return false; }
+    }
+
+    private async Task<Sandbox> StartSandboxAsync(Guid key, RunnerTemplateDefinition template, string? token, CancellationToken ct)
     {
         var target = intake.Resolve();
         var secretsBroker = intake.ResolveSecretsBroker();
 
         var layout = new SandboxLayout(
-            launch.JobId,
-            WorkspaceDirectory(launch.JobId),
-            ControlDirectory(launch.JobId),
+            key,
+            WorkspaceDirectory(key),
+            ControlDirectory(key),
             Path.GetFullPath(_options.AgentDirectory),
-            LocalSandboxOptions.ResolveDotnet(_options.DotnetPath));
+            LocalSandboxOptions.ResolveDotnet(_options.DotnetPath),
+            Network: template.Network);
 
         // Fresh every time: whatever a crashed earlier attempt left is not this job's.
-        DeleteTree(JobDirectory(launch.JobId));
+        DeleteTree(JobDirectory(key));
         Directory.CreateDirectory(_options.WorkRoot);
         // Owner-only directories: uid 1000 inside the sandbox is our own uid outside, so the job
         // can write its workspace while no other host user can look in.
-        Directory.CreateDirectory(JobDirectory(launch.JobId), OwnerOnly);
+        Directory.CreateDirectory(JobDirectory(key), OwnerOnly);
         Directory.CreateDirectory(layout.WorkspaceDirectory, OwnerOnly);
         Directory.CreateDirectory(layout.ControlDirectory, OwnerOnly);
-        if (!string.IsNullOrWhiteSpace(launch.Template.RootFilesystem))
+        if (!string.IsNullOrWhiteSpace(template.RootFilesystem))
         {
             try
             {
-                layout = layout with { Root = OverlayRoot.Mount(launch.Template.RootFilesystem, JobDirectory(launch.JobId), launch.JobId) };
+                layout = layout with { Root = OverlayRoot.Mount(template.RootFilesystem, JobDirectory(key), key) };
             }
             catch
             {
-                DeleteTree(JobDirectory(launch.JobId));
+                DeleteTree(JobDirectory(key));
                 throw;
             }
         }
@@ -136,9 +220,18 @@ public sealed class LocalSandboxBackend(
         Process? process = null;
         try
         {
-            var cgroupProcs = JobCgroups.Create(launch.JobId, launch.Template.Resources);
+            IReadOnlyList<string>? enterNetwork = null;
+            if (layout.Network == SandboxCommandBuilder.EgressNetwork)
+            {
+                var network = await Egress.CreateAsync(key, ct);
+                enterNetwork = [EgressNetwork.NsenterPath, "--net=" + EgressNetwork.NamespacePath(network), "--"];
+            }
+            var cgroupProcs = JobCgroups.Create(key, template.Resources);
+            // none: the job's steps get no network at all, not even the control plane — the sockets
+            // answer only the agent process (see ControlPlaneRelay.Start).
             relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
-                secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker });
+                secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker },
+                agentOnly: layout.Network == SandboxCommandBuilder.NoNetwork);
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             // bubblewrap cannot join a cgroup itself, and joining after it started would let job
             // code run outside the limits for a moment: a shell joins first, then execs bubblewrap.
@@ -149,42 +242,46 @@ public sealed class LocalSandboxBackend(
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args)) psi.ArgumentList.Add(arg);
+            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, enterNetwork)) psi.ArgumentList.Add(arg);
             // bubblewrap clears the sandbox's environment; clear its own too so our settings
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();
 
             process = new Process { StartInfo = psi, EnableRaisingEvents = true };
-            process.OutputDataReceived += (_, e) => { if (e.Data is not null) logger.LogInformation("runner {JobId}: {Line}", launch.JobId, e.Data); };
-            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) logger.LogWarning("runner {JobId}: {Line}", launch.JobId, e.Data); };
-            if (!process.Start()) throw new RunnerStartException("bubblewrap did not start");
+            process.OutputDataReceived += (_, e) => { if (e.Data is not null) logger.LogInformation("runner {JobId}: {Line}", key, e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) logger.LogWarning("runner {JobId}: {Line}", key, e.Data); };
+            if (!await _spawner.StartAsync(process)) throw new RunnerStartException("bubblewrap did not start");
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
 
-            var sandbox = new Sandbox(process, relay, launch.Template.Resources);
-            _live[launch.JobId] = sandbox;
-            try
+            var sandbox = new Sandbox(process, relay, template.Resources);
+            _live[key] = sandbox;
+            // A warm sandbox's agent waits on its open stdin for a job's token.
+            if (token is not null)
             {
-                // The token's only way in: one line on stdin, then EOF.
-                await process.StandardInput.WriteLineAsync(launch.JobToken.AsMemory(), ct);
-                await process.StandardInput.FlushAsync(ct);
-                process.StandardInput.Close();
+                try
+                {
+                    // The token's only way in: one line on stdin, then EOF.
+                    await process.StandardInput.WriteLineAsync(token.AsMemory(), ct);
+                    await process.StandardInput.FlushAsync(ct);
+                    process.StandardInput.Close();
+                }
+                catch (IOException)
+                {
+                    // bubblewrap exited before reading (bad setup); its exit code and stderr tell why.
+                }
             }
-            catch (IOException)
-            {
-                // bubblewrap exited before reading (bad setup); its exit code and stderr tell why.
-            }
-            logger.LogInformation("Started sandbox for job {JobId} (pid {Pid})", launch.JobId, process.Id);
-            return new RunnerHandle(launch.RunnerId, process.Id, WaitForExitAsync(process));
+            logger.LogInformation("Started sandbox {SandboxId} (pid {Pid})", key, process.Id);
+            return sandbox;
         }
         catch (Exception ex) when (ex is not RunnerStartException and not OperationCanceledException)
         {
-            await CleanUpFailedStartAsync(launch.JobId, process, relay);
+            await CleanUpFailedStartAsync(key, process, relay);
             throw new RunnerStartException($"could not start the sandbox: {ex.Message}", ex);
         }
         catch
         {
-            await CleanUpFailedStartAsync(launch.JobId, process, relay);
+            await CleanUpFailedStartAsync(key, process, relay);
             throw;
         }
     }
@@ -203,7 +300,17 @@ public sealed class LocalSandboxBackend(
             await _cgroups.KillAsync(jobId, CancellationToken.None);
             _cgroups.Remove(jobId);
         }
+        await RemoveNetworkAsync(jobId);
         DeleteTree(JobDirectory(jobId));
+    }
+
+    /// <summary>The job's egress network, if it has one (a namespace file is cheap to check; other jobs spawn nothing here).</summary>
+    private async Task RemoveNetworkAsync(Guid jobId)
+    {
+        if (_egress is { } egress && File.Exists(EgressNetwork.NamespacePath(egress.Names(jobId))))
+        {
+            await egress.RemoveAsync(jobId, CancellationToken.None);
+        }
     }
 
     private static async Task<int> WaitForExitAsync(Process process)
@@ -214,6 +321,7 @@ public sealed class LocalSandboxBackend(
 
     public async Task KillAsync(RunnerRef runner, CancellationToken ct)
     {
+        runner = runner with { JobId = SandboxIdOf(runner.JobId) };
         // The whole group at once: bubblewrap, the agent, steps, daemons that left the session.
         if (_cgroups is not null) await _cgroups.KillAsync(runner.JobId, ct);
         int pid;
@@ -268,6 +376,8 @@ public sealed class LocalSandboxBackend(
 
     public async Task DestroyAsync(RunnerRef runner, CancellationToken ct)
     {
+        var jobId = runner.JobId;
+        runner = runner with { JobId = SandboxIdOf(jobId) };
         if (_live.TryRemove(runner.JobId, out var sandbox))
         {
             await sandbox.Relay.DisposeAsync();
@@ -278,16 +388,19 @@ public sealed class LocalSandboxBackend(
             await _cgroups.KillAsync(runner.JobId, ct);
             _cgroups.Remove(runner.JobId);
         }
+        await RemoveNetworkAsync(runner.JobId);
         DeleteTree(JobDirectory(runner.JobId));
+        _aliases.TryRemove(jobId, out _);
     }
 
     public string? LimitExceeded(RunnerRef runner) =>
-        _cgroups is not null && _live.TryGetValue(runner.JobId, out var sandbox)
-            ? _cgroups.LimitHit(runner.JobId, sandbox.Resources)
+        _cgroups is not null && _live.TryGetValue(SandboxIdOf(runner.JobId), out var sandbox)
+            ? _cgroups.LimitHit(SandboxIdOf(runner.JobId), sandbox.Resources)
             : null;
 
     public bool IsAlive(RunnerRef runner)
     {
+        runner = runner with { JobId = SandboxIdOf(runner.JobId) };
         if (_live.TryGetValue(runner.JobId, out var sandbox))
         {
             try { return !sandbox.Process.HasExited; } catch (InvalidOperationException) { return false; }
@@ -298,6 +411,8 @@ public sealed class LocalSandboxBackend(
 
     public async Task RemoveLeftoversAsync(IReadOnlySet<Guid> keep, CancellationToken ct)
     {
+        // Jobs on warm sandboxes are known by their sandbox's id on this machine.
+        keep = keep.Select(SandboxIdOf).ToHashSet();
         if (Cgroups is { } cgroups)
         {
             foreach (var jobId in cgroups.Existing().Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
@@ -305,6 +420,14 @@ public sealed class LocalSandboxBackend(
                 logger.LogInformation("Removing leftover cgroup of job {JobId}", jobId);
                 await cgroups.KillAsync(jobId, ct);
                 cgroups.Remove(jobId);
+            }
+        }
+        if (EgressNetwork.MissingPrerequisite() is null)
+        {
+            foreach (var jobId in (await Egress.ExistingAsync(ct)).Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
+            {
+                logger.LogInformation("Removing leftover egress network of job {JobId}", jobId);
+                await Egress.RemoveAsync(jobId, ct);
             }
         }
         if (!Directory.Exists(_options.WorkRoot)) return;
@@ -352,9 +475,11 @@ public sealed class LocalSandboxBackend(
                 await _cgroups.KillAsync(jobId, CancellationToken.None);
                 _cgroups.Remove(jobId);
             }
+            await RemoveNetworkAsync(jobId);
             _live.TryRemove(jobId, out _);
         }
         _cgroups?.RemoveParentsIfEmpty();
+        _spawner.Dispose();
     }
 
     private sealed record Sandbox(Process Process, ControlPlaneRelay Relay, RunnerResources Resources);

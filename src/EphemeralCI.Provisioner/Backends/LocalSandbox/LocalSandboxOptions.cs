@@ -19,6 +19,20 @@ public sealed class LocalSandboxOptions
     /// </summary>
     public string CgroupName { get; set; } = "ephemeralci";
 
+    /// <summary>
+    /// Network mode <c>egress</c>: each running job takes a /30 of this IPv4 range for its veth pair
+    /// (the job's address is masqueraded on the way out). Two provisioners on one machine need
+    /// distinct pools. Jobs can never reach any address of this range (nor other private ranges).
+    /// </summary>
+    public string EgressAddressPool { get; set; } = "10.213.0.0/16";
+
+    /// <summary>
+    /// Network mode <c>egress</c>: resolvers the job may query on port 53 even though they sit in a
+    /// private range (a VPC or office resolver usually does). Unset = the nameservers of the host's
+    /// /etc/resolv.conf (which the sandbox sees), loopback ones excluded: the job's loopback is its own.
+    /// </summary>
+    public List<string>? EgressDnsServers { get; set; }
+
     /// <summary>The dotnet host running this process (we are usually started as <c>dotnet X.dll</c>), else the usual install.</summary>
     public static string ResolveDotnet(string? configured)
     {

@@ -10,7 +10,9 @@ public sealed record SandboxLayout(
     string AgentDirectory,
     string DotnetPath,
     /// <summary>Null: the host's /usr read-only under an empty tmpfs root. Else the job's own overlay of a base root.</summary>
-    IReadOnlyList<RootEntry>? Root = null);
+    IReadOnlyList<RootEntry>? Root = null,
+    /// <summary>The template's network mode; <c>egress</c> keeps the network namespace the sandbox is started in (the job's own, see EgressNetwork).</summary>
+    string Network = SandboxCommandBuilder.ControlPlaneNetwork);
 
 /// <summary>
 /// Builds the bubblewrap argument list for one job's sandbox. Pure (the filesystem is asked only
@@ -28,6 +30,9 @@ public static class SandboxCommandBuilder
     public const string SecretsSocketPath = ControlPath + "/" + SecretsSocketName;
     public const string AgentAssembly = "EphemeralCI.RunnerAgent.dll";
     public const string SandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    public const string NoNetwork = "none";
+    public const string ControlPlaneNetwork = "control-plane";
+    public const string EgressNetwork = "egress";
 
     /// <summary>Merged-/usr top-level links; each is created only if the host has it as a link into /usr.</summary>
     public static readonly IReadOnlyList<string> UsrLinks = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -63,6 +68,9 @@ public static class SandboxCommandBuilder
             // A fresh, empty root: only what is bound below exists.
             "--tmpfs", "/",
         };
+        // none and control-plane: a new, empty network namespace (loopback only). egress: the job's
+        // own namespace, prepared by the provisioner and entered before bubblewrap starts.
+        if (layout.Network == EgressNetwork) args.Insert(args.IndexOf("--unshare-user") + 1, "--share-net");
         if (layout.Root is { } root)
         {
             // The job's private overlay of the template's base root: writable, and gone with the job.
@@ -121,7 +129,8 @@ public static class SandboxCommandBuilder
     /// The argv (after /bin/sh) of a shell that writes its own pid into each cgroup.procs file, then
     /// becomes bubblewrap (exec keeps the pid), so the sandbox and all it starts are in the job's cgroup from the first instruction.
     /// </summary>
-    public static IReadOnlyList<string> JoinCgroupThenExec(IReadOnlyList<string> cgroupProcsFiles, string bwrapPath, IReadOnlyList<string> bwrapArgs)
+    /// <param name="enterFirst">A command that runs bubblewrap in another namespace (nsenter --net=… --), or null.</param>
+    public static IReadOnlyList<string> JoinCgroupThenExec(IReadOnlyList<string> cgroupProcsFiles, string bwrapPath, IReadOnlyList<string> bwrapArgs, IReadOnlyList<string>? enterFirst = null)
     {
         foreach (var file in cgroupProcsFiles)
         {
@@ -129,7 +138,7 @@ public static class SandboxCommandBuilder
         }
         // 125: the cgroup could not be joined; the job must not run unconfined.
         var script = string.Concat(cgroupProcsFiles.Select(f => $"echo $$ > '{f}' || exit 125; ")) + "exec \"$@\"";
-        return ["-c", script, "eci-sandbox", bwrapPath, .. bwrapArgs];
+        return ["-c", script, "eci-sandbox", .. enterFirst ?? [], bwrapPath, .. bwrapArgs];
     }
 
     /// <summary>The agent's whole environment (bubblewrap clears the rest). The job token is not here: it comes on stdin.</summary>

@@ -1,0 +1,342 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Contracts.Runner;
+using EphemeralCI.JobTokens;
+using EphemeralCI.Provisioner;
+using EphemeralCI.Provisioner.Backends.LocalSandbox;
+using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Scheduling;
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace EphemeralCI.Benchmarks;
+
+/// <summary>
+/// Trivial jobs (<c>true</c>) through the real provisioner — RabbitMQ, Postgres, cgroups, bubblewrap,
+/// the runner agent — with a minimal runner API in process standing in for the intake. Per job:
+/// submit (publish RunJob) → the provisioner's receipt (runner row created) → the first step running
+/// (the agent's step.started time), and job end (the agent's completion call) → runner gone (row
+/// destroyed: processes, cgroup, workspace removed). Cold sandboxes and warm-pool ones are taken in
+/// turn. Floors in the same run: bare <c>bwrap … true</c> with the runner's own flags, and the same
+/// sandbox running the agent to its first instruction (it exits at once without a token), which is
+/// .NET start-up inside the sandbox.
+/// </summary>
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class RunnerStartBenchmark : IBenchmark
+{
+    public string Name => "runner-start";
+    private const string ColdTemplate = "bench-cold";
+    private const string WarmTemplate = "bench-warm";
+    private const int WarmPoolSize = 4;
+    private const int MaxConcurrent = 8;
+
+    public async Task<string> RunAsync(BenchmarkOptions options)
+    {
+        var count = options.Count;
+        var postgres = Environment.GetEnvironmentVariable("ECI_POSTGRES") ?? throw new InvalidOperationException("ECI_POSTGRES is not set: eval \"$(eng/services.sh env)\"");
+        var rabbit = Environment.GetEnvironmentVariable("ECI_RABBITMQ") ?? throw new InvalidOperationException("ECI_RABBITMQ is not set");
+        var signingKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+        await using var intake = await RunnerApiStandIn.StartAsync(signingKey);
+        var workRoot = Path.Combine(Path.GetTempPath(), "eci-bench", Guid.NewGuid().ToString("N")[..8]);
+
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:provisionerdb"] = await CreateDatabaseAsync(postgres),
+            // A virtual host of its own: no other provisioner on this machine takes our RunJob messages.
+            ["ConnectionStrings:rabbitmq"] = await CreateVirtualHostAsync(rabbit),
+            ["JobTokens:SigningKey"] = signingKey,
+            ["Provisioner:IntakeUrl"] = intake.Address,
+            ["Provisioner:LocalSandbox:WorkRoot"] = workRoot,
+            ["Provisioner:LocalSandbox:CgroupName"] = "eci-bench-" + Guid.NewGuid().ToString("N")[..8],
+            ["Provisioner:Reconciler:IntervalSeconds"] = "0",
+            // A burst is queued by the provisioner's own limiter, as in production: 200 agents starting
+            // at once on 2 cores would only measure the CPU scheduler.
+            ["Provisioner:Limits:PerBackend:local"] = MaxConcurrent.ToString(CultureInfo.InvariantCulture),
+            [$"RunnerTemplates:{ColdTemplate}:Backend"] = "local",
+            [$"RunnerTemplates:{WarmTemplate}:Backend"] = "local",
+            [$"RunnerTemplates:{WarmTemplate}:WarmPool"] = WarmPoolSize.ToString(CultureInfo.InvariantCulture),
+        });
+        // ECI_BENCH_AGENT_DIR: another build of the agent (e.g. ReadyToRun) to compare with the default one.
+        if (Environment.GetEnvironmentVariable("ECI_BENCH_AGENT_DIR") is { Length: > 0 } agentDir)
+        {
+            builder.Configuration["Provisioner:LocalSandbox:AgentDirectory"] = agentDir;
+        }
+        builder.AddProvisioner();
+        using var host = builder.Build();
+        await host.StartAsync();
+        await host.Services.GetRequiredService<IBusControl>().WaitForHealthStatus(BusHealthStatus.Healthy, TimeSpan.FromSeconds(60));
+        var bus = host.Services.GetRequiredService<IBus>();
+        var pool = host.Services.GetRequiredService<WarmPool>();
+        var sandbox = host.Services.GetRequiredService<LocalSandboxBackend>();
+        var sandboxOptions = host.Services.GetRequiredService<IOptions<LocalSandboxOptions>>().Value;
+
+        async Task<JobTiming> RunOneAsync(string template)
+        {
+            var jobId = Guid.NewGuid();
+            var job = intake.Register(jobId);
+            var submitted = DateTimeOffset.UtcNow;
+            await bus.Publish(new RunJob(jobId, template, "bench/app", "main", 600, submitted));
+            var row = await WaitDestroyedAsync(host.Services, jobId);
+            if (!job.Completed.Task.IsCompleted)
+            {
+                throw new InvalidOperationException($"job {jobId} on {template} ended without reporting: {row.Outcome} exit {row.ExitCode} {row.Reason}");
+            }
+            var completedAt = await job.Completed.Task;
+            return new JobTiming(submitted, row.CreatedAt, row.StartedAt!.Value, job.FetchedAt, job.FirstStepAt, completedAt, row.DestroyedAt!.Value);
+        }
+
+        async Task WaitForWarmAsync()
+        {
+            for (var i = 0; i < 2000 && pool.Ready(WarmTemplate).Count < WarmPoolSize; i++) await Task.Delay(10);
+        }
+
+        // Warm-up: the first jobs pay JIT and connection set-up in the provisioner.
+        for (var i = 0; i < 5; i++) await RunOneAsync(ColdTemplate);
+        await WaitForWarmAsync();
+
+        // Latency: one job at a time (no queueing), cold and warm in turn, with the floors beside them.
+        var load = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        var cold = new List<JobTiming>();
+        var warm = new List<JobTiming>();
+        var bwrapTrue = new List<double>();
+        var bwrapAgent = new List<double>();
+        var floorArgs = FloorArguments(sandboxOptions, workRoot);
+        for (var i = 0; i < count; i++)
+        {
+            cold.Add(await RunOneAsync(ColdTemplate));
+            await WaitForWarmAsync();
+            warm.Add(await RunOneAsync(WarmTemplate));
+            bwrapTrue.Add(await TimeProcessAsync(sandboxOptions.BwrapPath, floorArgs.True));
+            bwrapAgent.Add(await TimeProcessAsync(sandboxOptions.BwrapPath, floorArgs.Agent));
+        }
+
+        // Throughput: `count` jobs submitted at once per template, until the last runner is gone.
+        async Task<double> ThroughputAsync(string template)
+        {
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, count).Select(_ => RunOneAsync(template)));
+            return count / clock.Elapsed.TotalSeconds;
+        }
+        var coldRate = await ThroughputAsync(ColdTemplate);
+        await WaitForWarmAsync();
+        var warmRate = await ThroughputAsync(WarmTemplate);
+        var cgroupCost = MeasureCgroupCost(sandbox, count);
+
+        await host.StopAsync();
+        try { Directory.Delete(workRoot, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+
+        var sb = new StringBuilder();
+        sb.AppendLine("## Runner start and teardown (local sandbox)");
+        sb.AppendLine();
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, load average at start {load}. The real provisioner module (RabbitMQ, Postgres, per-job cgroups on this machine's hybrid layout, bubblewrap, the runner agent on the shared .NET runtime) with a minimal runner API in process standing in for the intake (token check, job spec, events). Each job is one step running `true`. Latency: {count} jobs of each kind one at a time, cold and warm in turn, the floors measured between them; throughput: {count} jobs submitted at once. Percentiles in ms."));
+        sb.AppendLine();
+        sb.AppendLine("| path | n | p50 | p95 | p99 | mean |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|");
+        Row(sb, "floor: bare `bwrap … true` (the runner's flags, no cgroup)", bwrapTrue);
+        Row(sb, "floor: `bwrap … dotnet agent` to exit (sandbox + .NET start-up)", bwrapAgent);
+        Row(sb, "cgroup create + remove (hybrid v1 + v2)", cgroupCost);
+        Row(sb, "cold: submit → provisioner receipt", cold.Select(t => t.Receipt));
+        Row(sb, "cold: receipt → first step running", cold.Select(t => t.Start));
+        Row(sb, "cold: submit → first step running", cold.Select(t => t.SubmitToStart));
+        Row(sb, "cold: job end → runner gone", cold.Select(t => t.Teardown));
+        Row(sb, "cold, where the start goes: receipt → runner start (claim, limits, JobProvisioning)", cold.Select(t => t.Admission));
+        Row(sb, "cold, where the start goes: runner start → agent fetches its job (token, sandbox, .NET start-up, first HTTP call)", cold.Select(t => t.ToFetch));
+        Row(sb, "cold, where the start goes: job fetched → first step running (agent)", cold.Select(t => t.FetchToStep));
+        Row(sb, $"warm (pool of {WarmPoolSize}): receipt → first step running", warm.Select(t => t.Start));
+        Row(sb, $"warm (pool of {WarmPoolSize}): submit → first step running", warm.Select(t => t.SubmitToStart));
+        Row(sb, $"warm (pool of {WarmPoolSize}): job end → runner gone", warm.Select(t => t.Teardown));
+        Row(sb, $"warm, where the start goes: runner start → agent fetches its job", warm.Select(t => t.ToFetch));
+        Row(sb, $"warm, where the start goes: job fetched → first step running", warm.Select(t => t.FetchToStep));
+        sb.AppendLine();
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"Throughput, {count} trivial jobs submitted at once until the last runner is gone, at most {MaxConcurrent} runners at a time (`Provisioner:Limits:PerBackend:local`; the rest wait in the limiter's queue): **{coldRate:F1} jobs/s cold**, **{warmRate:F1} jobs/s with the warm pool** (a pool of {WarmPoolSize} drains at once under such a burst; then jobs start cold)."));
+        return sb.ToString();
+    }
+
+    private sealed record JobTiming(DateTimeOffset Submitted, DateTimeOffset Received, DateTimeOffset Starting, DateTimeOffset Fetched, DateTimeOffset FirstStep, DateTimeOffset Completed, DateTimeOffset Destroyed)
+    {
+        public double Admission => (Starting - Received).TotalMilliseconds;
+        public double ToFetch => (Fetched - Starting).TotalMilliseconds;
+        public double FetchToStep => (FirstStep - Fetched).TotalMilliseconds;
+        public double Receipt => (Received - Submitted).TotalMilliseconds;
+        public double Start => (FirstStep - Received).TotalMilliseconds;
+        public double SubmitToStart => (FirstStep - Submitted).TotalMilliseconds;
+        public double Teardown => (Destroyed - Completed).TotalMilliseconds;
+    }
+
+    private static void Row(StringBuilder sb, string path, IEnumerable<double> samples)
+    {
+        var sorted = samples.Order().ToArray();
+        double P(double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {path} | {sorted.Length} | {P(0.50):F1} | {P(0.95):F1} | {P(0.99):F1} | {sorted.Average():F1} |"));
+    }
+
+    private static async Task<RunnerRecord> WaitDestroyedAsync(IServiceProvider services, Guid jobId)
+    {
+        for (var i = 0; ; i++)
+        {
+            await using (var scope = services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+                var row = await db.Runners.AsNoTracking().FirstOrDefaultAsync(r => r.JobId == jobId);
+                if (row?.DestroyedAt is not null) return row;
+                if (i > 12000) throw new TimeoutException($"runner of {jobId} was never destroyed ({row?.State} {row?.Reason})");
+            }
+            await Task.Delay(5);
+        }
+    }
+
+    /// <summary>The runner's own bubblewrap arguments (same flags, binds and empty root), running <c>true</c>, and the agent without a token.</summary>
+    private static (List<string> True, List<string> Agent) FloorArguments(LocalSandboxOptions options, string workRoot)
+    {
+        var id = Guid.NewGuid();
+        var dir = Path.Combine(workRoot, "floor-" + id.ToString("N")[..8]);
+        Directory.CreateDirectory(Path.Combine(dir, "workspace"));
+        Directory.CreateDirectory(Path.Combine(dir, "control"));
+        var layout = new SandboxLayout(id, Path.Combine(dir, "workspace"), Path.Combine(dir, "control"),
+            Path.GetFullPath(options.AgentDirectory), LocalSandboxOptions.ResolveDotnet(options.DotnetPath));
+        return (
+            [.. SandboxCommandBuilder.Build(layout, Path.Exists, p => new FileInfo(p).LinkTarget, ["/usr/bin/true"])],
+            [.. SandboxCommandBuilder.Build(layout, Path.Exists, p => new FileInfo(p).LinkTarget)]);
+    }
+
+    private static async Task<double> TimeProcessAsync(string file, IReadOnlyList<string> args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var start = Stopwatch.GetTimestamp();
+        using var p = Process.Start(psi)!;
+        p.StandardInput.Close(); // the agent finds no token and exits at once
+        await p.StandardOutput.ReadToEndAsync();
+        await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    private static List<double> MeasureCgroupCost(LocalSandboxBackend sandbox, int count)
+    {
+        var samples = new List<double>();
+        var resources = new RunnerResources();
+        for (var i = 0; i < count; i++)
+        {
+            var id = Guid.NewGuid();
+            var start = Stopwatch.GetTimestamp();
+            sandbox.JobCgroups.Create(id, resources);
+            sandbox.JobCgroups.Remove(id);
+            samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
+        return samples;
+    }
+
+    private static async Task<string> CreateVirtualHostAsync(string amqpUrl)
+    {
+        var management = Environment.GetEnvironmentVariable("ECI_RABBITMQ_MANAGEMENT") ?? throw new InvalidOperationException("ECI_RABBITMQ_MANAGEMENT is not set");
+        var vhost = "eci-bench-" + Guid.NewGuid().ToString("N")[..12];
+        var amqp = new Uri(amqpUrl);
+        var credentials = Uri.UnescapeDataString(amqp.UserInfo);
+        using var http = new HttpClient { BaseAddress = new Uri(management) };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes(credentials)));
+        (await http.PutAsync($"/api/vhosts/{vhost}", null)).EnsureSuccessStatusCode();
+        (await http.PutAsync($"/api/permissions/{vhost}/{Uri.EscapeDataString(credentials.Split(':')[0])}",
+            new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
+        return new UriBuilder(amqp) { Path = "/" + vhost }.Uri.ToString();
+    }
+
+    private static async Task<string> CreateDatabaseAsync(string server)
+    {
+        var name = "bench_runner_" + Guid.NewGuid().ToString("N")[..8];
+        await using var connection = new NpgsqlConnection(server);
+        await connection.OpenAsync();
+        await using var create = new NpgsqlCommand($"CREATE DATABASE {name}", connection);
+        await create.ExecuteNonQueryAsync();
+        return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
+    }
+}
+
+/// <summary>The four runner routes, enough for the agent: token check, the job (one step, <c>true</c>), events, logs, completion — with the times the benchmark needs.</summary>
+internal sealed class RunnerApiStandIn : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ConcurrentDictionary<Guid, BenchJob> _jobs = new();
+
+    private RunnerApiStandIn(WebApplication app) => _app = app;
+
+    public string Address => _app.Urls.First();
+
+    public BenchJob Register(Guid jobId) => _jobs[jobId] = new BenchJob();
+
+    public static async Task<RunnerApiStandIn> StartAsync(string signingKey)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        builder.Configuration["JobTokens:SigningKey"] = signingKey;
+        builder.AddJobTokens();
+        var app = builder.Build();
+        var self = new RunnerApiStandIn(app);
+
+        async Task<(Guid, BenchJob)?> JobOf(HttpContext ctx, JobTokenService tokens)
+        {
+            var token = JobTokenAuthenticationHandler.BearerToken(ctx.Request.Headers.Authorization.ToString());
+            var claims = token is null ? null : await tokens.ValidateAsync(token);
+            return claims is not null && self._jobs.TryGetValue(claims.JobId, out var job) ? (claims.JobId, job) : null;
+        }
+
+        app.MapGet(RunnerApiRoutes.Job, async (HttpContext ctx, JobTokenService tokens) =>
+            await JobOf(ctx, tokens) is var (id, job) && job.Fetched()
+                ? Results.Ok(new RunnerJob(id, new JobSpec { Name = "bench", Repository = "bench/app", Ref = "main", Steps = [new StepSpec { Name = "true", Run = "true" }] }))
+                : Results.Unauthorized());
+        app.MapPost(RunnerApiRoutes.Events, async (HttpContext ctx, JobTokenService tokens, RunnerStepEvent evt) =>
+        {
+            if (await JobOf(ctx, tokens) is not var (_, job)) return Results.Unauthorized();
+            if (evt.Type == JobEventTypes.StepStarted && evt.StepIndex == 0) job.FirstStepAt = evt.At;
+            return Results.NoContent();
+        });
+        app.MapPost(RunnerApiRoutes.Logs, async (HttpContext ctx, JobTokenService tokens) =>
+        {
+            if (await JobOf(ctx, tokens) is null) return Results.Unauthorized();
+            await ctx.Request.Body.CopyToAsync(Stream.Null);
+            return Results.NoContent();
+        });
+        app.MapPost(RunnerApiRoutes.Complete, async (HttpContext ctx, JobTokenService tokens, RunnerCompletion completion) =>
+        {
+            if (await JobOf(ctx, tokens) is not var (_, job)) return Results.Unauthorized();
+            job.Completed.TrySetResult(DateTimeOffset.UtcNow);
+            return Results.NoContent();
+        });
+        await app.StartAsync();
+        return self;
+    }
+
+    public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+}
+
+internal sealed class BenchJob
+{
+    public DateTimeOffset FirstStepAt { get; set; }
+    public DateTimeOffset FetchedAt { get; private set; }
+
+    public bool Fetched()
+    {
+        if (FetchedAt == default) FetchedAt = DateTimeOffset.UtcNow;
+        return true;
+    }
+    public TaskCompletionSource<DateTimeOffset> Completed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
