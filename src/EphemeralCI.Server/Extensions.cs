@@ -93,6 +93,7 @@ public static class ServerExtensions
             // The runner agent reaches this very process through the sandbox's Unix sockets.
             ["Provisioner:IntakeUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
             ["Provisioner:SecretsBrokerUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
+            ["Provisioner:CacheUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
         };
         if (string.IsNullOrWhiteSpace(configuration.GetConnectionString(CacheExtensions.S3ConnectionName)))
         {

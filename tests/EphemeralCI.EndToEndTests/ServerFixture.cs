@@ -55,7 +55,7 @@ public sealed partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
                 ServerDll,
                 $"--urls={BaseAddress}",
                 $"--EphemeralCI:DataDirectory={DataDirectory}",
-                $"--EphemeralCI:BootstrapAdminKey={AdminKey}",
+                $"--Intake:BootstrapAdminKey={AdminKey}",
                 $"--SecretsBroker:AdminToken={SecretsAdminToken}",
                 // Its own cgroup parent: other provisioners of the test run share this machine.
                 $"--Provisioner:LocalSandbox:CgroupName={_cgroupName}",

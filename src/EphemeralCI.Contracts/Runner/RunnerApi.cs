@@ -35,6 +35,10 @@ public static class RunnerEnvironment
     public const string SecretsSocket = "ECI_SECRETS_SOCKET";
     /// <summary>Alternative to the secrets socket when the runner can reach the broker directly.</summary>
     public const string SecretsUrl = "ECI_SECRETS_URL";
+    /// <summary>Unix socket (inside the sandbox) that relays to the dependency cache.</summary>
+    public const string CacheSocket = "ECI_CACHE_SOCKET";
+    /// <summary>Alternative to the cache socket when the runner can reach the cache directly.</summary>
+    public const string CacheUrl = "ECI_CACHE_URL";
     public const string JobId = "ECI_JOB_ID";
     public const string Workspace = "ECI_WORKSPACE";
     // The job token arrives as the first line on the agent's standard input, so it is never in an

@@ -1,3 +1,4 @@
+using EphemeralCI.Contracts.Runner;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
@@ -15,8 +16,8 @@ namespace EphemeralCI.RunnerAgent.Caching;
 /// </summary>
 public sealed class CacheServiceClient(HttpClient http, string token) : IDisposable
 {
-    public const string CacheSocketVariable = "ECI_CACHE_SOCKET";
-    public const string CacheUrlVariable = "ECI_CACHE_URL";
+    public const string CacheSocketVariable = RunnerEnvironment.CacheSocket;
+    public const string CacheUrlVariable = RunnerEnvironment.CacheUrl;
     private const string Twirp = "twirp/github.actions.results.api.v1.CacheService/";
     /// <summary>Blocks of this size above it; one Put Blob below (as the toolkit's 128 MiB single shot, smaller to bound retries).</summary>
     internal int BlockSize { get; init; } = 32 * 1024 * 1024;
@@ -25,7 +26,8 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     public static CacheServiceClient? FromEnvironment(string token)
     {
         var socket = Environment.GetEnvironmentVariable(CacheSocketVariable);
-        if (!string.IsNullOrEmpty(socket)) return new CacheServiceClient(UnixSocketHttp.Create(socket, new Uri("http://cache/")), token);
+        // The provisioner binds the socket only where a cache is configured.
+        if (!string.IsNullOrEmpty(socket) && File.Exists(socket)) return new CacheServiceClient(UnixSocketHttp.Create(socket, new Uri("http://cache/")), token);
         var url = Environment.GetEnvironmentVariable(CacheUrlVariable);
         return string.IsNullOrEmpty(url) ? null : new CacheServiceClient(new HttpClient { BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/") }, token);
     }

@@ -23,6 +23,7 @@ public sealed class ServerBanner(
             {
                 configuration["Provisioner:IntakeUrl"] = ServerExtensions.SelfUrl(bound);
                 configuration["Provisioner:SecretsBrokerUrl"] = ServerExtensions.SelfUrl(bound);
+                configuration["Provisioner:CacheUrl"] = ServerExtensions.SelfUrl(bound);
             }
 
             Console.WriteLine($"EphemeralCI server listening on {string.Join(", ", addresses)}");

@@ -41,4 +41,20 @@ public sealed class IntakeEndpoint(IConfiguration configuration)
         }
         return uri;
     }
+
+    public const string CacheDiscoveryKey = "services:cache:http:0";
+    public const string CacheUrlKey = "Provisioner:CacheUrl";
+
+    /// <summary>Where the sandbox's cache.sock relays to, or null when no cache is configured (the agent then skips caches).</summary>
+    public Uri? ResolveCache()
+    {
+        var value = configuration[CacheDiscoveryKey];
+        if (string.IsNullOrWhiteSpace(value)) value = configuration[CacheUrlKey];
+        if (string.IsNullOrWhiteSpace(value)) return null;
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+        {
+            throw new RunnerStartException($"cache endpoint '{value}' must be an absolute http:// URL (the relay forwards plain TCP)");
+        }
+        return uri;
+    }
 }

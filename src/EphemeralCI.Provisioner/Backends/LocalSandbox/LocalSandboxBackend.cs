@@ -186,6 +186,10 @@ public sealed class LocalSandboxBackend(
     {
         var target = intake.Resolve();
         var secretsBroker = intake.ResolveSecretsBroker();
+        var cache = intake.ResolveCache();
+        var sideServices = new Dictionary<string, Uri>();
+        if (secretsBroker is not null) sideServices[SandboxCommandBuilder.SecretsSocketName] = secretsBroker;
+        if (cache is not null) sideServices[SandboxCommandBuilder.CacheSocketName] = cache;
 
         var layout = new SandboxLayout(
             key,
@@ -230,7 +234,7 @@ public sealed class LocalSandboxBackend(
             // none: the job's steps get no network at all, not even the control plane — the sockets
             // answer only the agent process (see ControlPlaneRelay.Start).
             relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
-                secretsBroker is null ? null : new Dictionary<string, Uri> { [SandboxCommandBuilder.SecretsSocketName] = secretsBroker },
+                sideServices,
                 agentOnly: layout.Network == SandboxCommandBuilder.NoNetwork);
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             // bubblewrap cannot join a cgroup itself, and joining after it started would let job

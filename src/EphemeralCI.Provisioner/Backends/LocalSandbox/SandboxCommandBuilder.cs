@@ -28,6 +28,8 @@ public static class SandboxCommandBuilder
     public const string IntakeSocketPath = ControlPath + "/intake.sock";
     public const string SecretsSocketName = "secrets.sock";
     public const string SecretsSocketPath = ControlPath + "/" + SecretsSocketName;
+    public const string CacheSocketName = "cache.sock";
+    public const string CacheSocketPath = ControlPath + "/" + CacheSocketName;
     public const string AgentAssembly = "EphemeralCI.RunnerAgent.dll";
     public const string SandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     public const string NoNetwork = "none";
@@ -152,6 +154,7 @@ public static class SandboxCommandBuilder
         new(RunnerEnvironment.Workspace, WorkspacePath),
         new(RunnerEnvironment.IntakeSocket, IntakeSocketPath),
         new(RunnerEnvironment.SecretsSocket, SecretsSocketPath),
+        new(RunnerEnvironment.CacheSocket, CacheSocketPath),
         new("DOTNET_CLI_TELEMETRY_OPTOUT", "1"),
         new("DOTNET_NOLOGO", "1"),
     ];
