@@ -31,6 +31,12 @@ public sealed class KubernetesOptions
     /// <summary>How pods reach the intake (the in-cluster service URL), given to the agent as ECI_INTAKE_URL.</summary>
     public string? IntakeUrl { get; set; }
 
+    /// <summary>How pods reach the secrets broker, given as ECI_SECRETS_URL; unset, jobs that ask for secrets fail with the agent's message.</summary>
+    public string? SecretsBrokerUrl { get; set; }
+
+    /// <summary>How pods reach the dependency cache, given as ECI_CACHE_URL; unset, the agent skips caches.</summary>
+    public string? CacheUrl { get; set; }
+
     /// <summary>How long an image pull error or an unschedulable pod may last before the job fails with Kubernetes' reason.</summary>
     public TimeSpan PendingGracePeriod { get; set; } = TimeSpan.FromMinutes(2);
 

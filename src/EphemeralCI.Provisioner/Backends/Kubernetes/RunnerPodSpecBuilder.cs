@@ -181,6 +181,8 @@ public static class RunnerPodSpecBuilder
                         Env("ECI_WORKSPACE", WorkspacePath),
                         Env("HOME", TmpPath),
                         Env("TMPDIR", TmpPath),
+                        .. string.IsNullOrWhiteSpace(options.SecretsBrokerUrl) ? Array.Empty<V1EnvVar>() : [Env("ECI_SECRETS_URL", options.SecretsBrokerUrl)],
+                        .. string.IsNullOrWhiteSpace(options.CacheUrl) ? Array.Empty<V1EnvVar>() : [Env("ECI_CACHE_URL", options.CacheUrl)],
                     ],
                     Resources = new V1ResourceRequirements
                     {

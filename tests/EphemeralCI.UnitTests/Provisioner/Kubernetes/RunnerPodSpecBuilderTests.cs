@@ -133,4 +133,21 @@ public sealed class RunnerPodSpecBuilderTests
         var ex = Assert.Throws<ArgumentException>(() => RunnerPodSpecBuilder.Build(launch, options, Now));
         Assert.Contains(what switch { "image" => "no Image", "root" => "RunAsUser 0", "label" => "bad key!", _ => "IntakeUrl" }, ex.Message);
     }
+
+    [Fact]
+    public void Pods_learn_where_the_broker_and_the_cache_are_only_when_they_are_configured()
+    {
+        var bare = Assert.Single(RunnerPodSpecBuilder.Build(Launch(), Options, Now).Job.Spec.Template.Spec.Containers);
+        Assert.DoesNotContain(bare.Env, e => e.Name is "ECI_SECRETS_URL" or "ECI_CACHE_URL");
+
+        var wired = new KubernetesOptions
+        {
+            IntakeUrl = Options.IntakeUrl,
+            SecretsBrokerUrl = "http://secrets-broker.ephemeralci.svc",
+            CacheUrl = "http://cache.ephemeralci.svc",
+        };
+        var agent = Assert.Single(RunnerPodSpecBuilder.Build(Launch(), wired, Now).Job.Spec.Template.Spec.Containers);
+        Assert.Contains(agent.Env, e => e.Name == "ECI_SECRETS_URL" && e.Value == "http://secrets-broker.ephemeralci.svc");
+        Assert.Contains(agent.Env, e => e.Name == "ECI_CACHE_URL" && e.Value == "http://cache.ephemeralci.svc");
+    }
 }
