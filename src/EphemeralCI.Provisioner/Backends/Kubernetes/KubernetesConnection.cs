@@ -25,11 +25,17 @@ public sealed class KubernetesConnection(IOptions<KubernetesOptions> options) : 
             KubernetesClientConfiguration config;
             if (!string.IsNullOrWhiteSpace(o.ApiServer)) config = new KubernetesClientConfiguration { Host = o.ApiServer };
             else if (!string.IsNullOrWhiteSpace(o.KubeConfig)) config = KubernetesClientConfiguration.BuildConfigFromConfigFile(o.KubeConfig, o.KubeConfigContext);
+            else if (!string.IsNullOrWhiteSpace(o.KubeConfigContent))
+            {
+                // A kubeconfig held as a secret setting: where no file can be mounted (a provisioner in Container Apps).
+                using var content = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(o.KubeConfigContent));
+                config = KubernetesClientConfiguration.BuildConfigFromConfigFile(content, o.KubeConfigContext);
+            }
             else if (KubernetesClientConfiguration.IsInCluster()) config = KubernetesClientConfiguration.InClusterConfig();
-            else return (null, $"no Kubernetes cluster to talk to: run the provisioner in-cluster, or set {KubernetesOptions.Section}:KubeConfig (or :ApiServer)");
+            else return (null, $"no Kubernetes cluster to talk to: run the provisioner in-cluster, or set {KubernetesOptions.Section}:KubeConfig (a file), :KubeConfigContent (its text) or :ApiServer");
             return (new k8s.Kubernetes(config), null);
         }
-        catch (Exception ex) when (ex is k8s.Exceptions.KubeConfigException or IOException or UnauthorizedAccessException or FormatException or UriFormatException)
+        catch (Exception ex) when (ex is k8s.Exceptions.KubeConfigException or IOException or UnauthorizedAccessException or FormatException or UriFormatException or YamlDotNet.Core.YamlException)
         {
             return (null, $"the Kubernetes client could not be configured ({KubernetesOptions.Section}): {ex.Message}");
         }

@@ -22,7 +22,13 @@ public sealed class KubernetesOptions
     /// <summary>A kubeconfig file; null = in-cluster configuration.</summary>
     public string? KubeConfig { get; set; }
 
-    /// <summary>The context of <see cref="KubeConfig"/> to use; null = its current context.</summary>
+    /// <summary>
+    /// The kubeconfig's text itself (<c>Provisioner:Kubernetes:KubeConfigContent</c>), for hosts that can
+    /// hand a secret setting but no file, such as Azure Container Apps deployed by azd. Treat it as a secret.
+    /// </summary>
+    public string? KubeConfigContent { get; set; }
+
+    /// <summary>The context of <see cref="KubeConfig"/> (or <see cref="KubeConfigContent"/>) to use; null = its current context.</summary>
     public string? KubeConfigContext { get; set; }
 
     /// <summary>A plain API server URL with no credentials (the test suite's fake API server).</summary>
