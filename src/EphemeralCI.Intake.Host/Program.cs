@@ -1,5 +1,4 @@
 using EphemeralCI.Intake;
-using EphemeralCI.Intake.Apis;
 using Scalar.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -7,9 +6,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.AddIntake();
 builder.Services.AddProblemDetails();
-builder.Services.AddOpenApi(o => o
-    .AddDocumentTransformer<BearerSecuritySchemeTransformer>()
-    .AddOperationTransformer<BearerSecuritySchemeTransformer>());
+builder.Services.AddIntakeOpenApi();
 
 var app = builder.Build();
 

@@ -80,6 +80,12 @@ public static class IntakeExtensions
         bus.AddConsumer<RunnerProgressConsumer>().Endpoint(e => e.Name = "intake-runner-progress");
     }
 
+    /// <summary>The OpenAPI document a host serves (<c>MapOpenApi</c>), with the bearer scheme the API takes.</summary>
+    public static IServiceCollection AddIntakeOpenApi(this IServiceCollection services) =>
+        services.AddOpenApi(o => o
+            .AddDocumentTransformer<BearerSecuritySchemeTransformer>()
+            .AddOperationTransformer<BearerSecuritySchemeTransformer>());
+
     /// <summary>The intake's HTTP API: jobs, API keys and the runner-facing endpoints.</summary>
     public static IEndpointRouteBuilder MapIntake(this IEndpointRouteBuilder app)
     {

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using EphemeralCI.Cache;
 using EphemeralCI.Intake;
-using EphemeralCI.Intake.Apis;
 using EphemeralCI.Messaging;
 using EphemeralCI.Persistence;
 using EphemeralCI.Provisioner;
@@ -62,9 +61,7 @@ public static class ServerExtensions
         });
 
         builder.Services.AddProblemDetails();
-        builder.Services.AddOpenApi(o => o
-            .AddDocumentTransformer<BearerSecuritySchemeTransformer>()
-            .AddOperationTransformer<BearerSecuritySchemeTransformer>());
+        builder.Services.AddIntakeOpenApi();
         builder.Services.AddHostedService<ServerBanner>();
         return true;
     }

@@ -30,30 +30,22 @@ public sealed class IntakeEndpoint(IConfiguration configuration)
     /// Where the sandbox's secrets.sock relays to, or null when no broker is configured (jobs that ask
     /// for secrets then fail with a clear message from the agent).
     /// </summary>
-    public Uri? ResolveSecretsBroker()
-    {
-        var value = configuration[SecretsBrokerDiscoveryKey];
-        if (string.IsNullOrWhiteSpace(value)) value = configuration[SecretsBrokerUrlKey];
-        if (string.IsNullOrWhiteSpace(value)) return null;
-        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
-        {
-            throw new RunnerStartException($"secrets broker endpoint '{value}' must be an absolute http:// URL (the relay forwards plain TCP)");
-        }
-        return uri;
-    }
+    public Uri? ResolveSecretsBroker() => ResolveOptional(SecretsBrokerDiscoveryKey, SecretsBrokerUrlKey, "secrets broker");
 
     public const string CacheDiscoveryKey = "services:cache:http:0";
     public const string CacheUrlKey = "Provisioner:CacheUrl";
 
     /// <summary>Where the sandbox's cache.sock relays to, or null when no cache is configured (the agent then skips caches).</summary>
-    public Uri? ResolveCache()
+    public Uri? ResolveCache() => ResolveOptional(CacheDiscoveryKey, CacheUrlKey, "cache");
+
+    private Uri? ResolveOptional(string discoveryKey, string urlKey, string service)
     {
-        var value = configuration[CacheDiscoveryKey];
-        if (string.IsNullOrWhiteSpace(value)) value = configuration[CacheUrlKey];
+        var value = configuration[discoveryKey];
+        if (string.IsNullOrWhiteSpace(value)) value = configuration[urlKey];
         if (string.IsNullOrWhiteSpace(value)) return null;
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
         {
-            throw new RunnerStartException($"cache endpoint '{value}' must be an absolute http:// URL (the relay forwards plain TCP)");
+            throw new RunnerStartException($"{service} endpoint '{value}' must be an absolute http:// URL (the relay forwards plain TCP)");
         }
         return uri;
     }
