@@ -49,6 +49,13 @@ public sealed class IntakeClient : IDisposable
         return true;
     }, ct);
 
+    public Task PostCacheEventAsync(RunnerCacheEvent evt, CancellationToken ct) => RetryAsync(async () =>
+    {
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, evt, Json, ct);
+        response.EnsureSuccessStatusCode();
+        return true;
+    }, ct);
+
     /// <summary>Posts one chunk at its byte offset; the intake ignores a chunk it already has, so retrying is safe.</summary>
     public Task PostLogAsync(long offset, ReadOnlyMemory<byte> chunk, CancellationToken ct) => RetryAsync(async () =>
     {

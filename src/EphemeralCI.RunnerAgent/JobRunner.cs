@@ -9,7 +9,7 @@ namespace EphemeralCI.RunnerAgent;
 /// Fetches the job, exchanges its token for the job's secrets, runs its steps in order with bash
 /// (secrets in every step's environment, by name), streams their output with every secret masked
 /// and reports the result. The job's caches are restored before the first step and saved after a
-/// successful job; cache outcomes (hit, miss, sizes, durations) go to the job's log.
+/// successful job; cache outcomes (hit, miss, sizes, durations) go to the job's log and timeline.
 /// </summary>
 public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null, JobCaches? caches = null)
 {
@@ -36,7 +36,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         if (cacheSpecs.Count > 0 && caches is null) await log.WriteLineAsync("==> caches skipped: this runner has no way to the cache service", ct);
         if (cacheSpecs.Count > 0 && caches is not null)
         {
-            foreach (var outcome in await caches.RestoreAsync(cacheSpecs, ct)) await log.WriteLineAsync($"==> {outcome}", ct);
+            foreach (var outcome in await caches.RestoreAsync(cacheSpecs, ct)) await ReportAsync(outcome, log, ct);
         }
 
         int? failedStep = null;
@@ -63,12 +63,27 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         // Only a successful job's files are worth keeping; a failed one may have half-written them.
         if (failedStep is null && cacheSpecs.Count > 0 && caches is not null)
         {
-            foreach (var outcome in await caches.SaveAsync(cacheSpecs, ct)) await log.WriteLineAsync($"==> {outcome}", ct);
+            foreach (var outcome in await caches.SaveAsync(cacheSpecs, ct)) await ReportAsync(outcome, log, ct);
         }
         await log.FlushAsync(ct);
 
         await intake.CompleteAsync(new RunnerCompletion(failedStep is null, exitCode, failedStep), ct);
         return 0;
+    }
+
+    /// <summary>A cache outcome goes to the log and to the timeline; a timeline that cannot be told never fails the job.</summary>
+    private async Task ReportAsync(Caching.CacheOutcome outcome, MaskingLog log, CancellationToken ct)
+    {
+        await log.WriteLineAsync($"==> {outcome}", ct);
+        try
+        {
+            await intake.PostCacheEventAsync(new RunnerCacheEvent(outcome.Operation, outcome.Key, outcome.Result, outcome.MatchedKey,
+                outcome.Bytes, (long)outcome.Duration.TotalMilliseconds, outcome.Error, DateTimeOffset.UtcNow), ct);
+        }
+        catch (HttpRequestException ex)
+        {
+            await log.WriteLineAsync($"==> cache event not recorded in the timeline: {ex.Message}", ct);
+        }
     }
 
     private async Task<int> RunStepAsync(RunnerJob job, StepSpec step, MaskingLog log, CancellationToken ct)

@@ -29,6 +29,8 @@ public abstract class CacheTests(IEphemeralCISystem fx)
         Assert.True(coldJob.GetProperty("status").GetString() == "succeeded", $"cold job: {coldJob}\n{coldLog}");
         Assert.Contains($"cache restore '{key}': miss", coldLog);
         Assert.Contains($"cache save '{key}': saved", coldLog);
+        Assert.Contains("cache.restore", await fx.Intake.EventTypesAsync(cold));
+        Assert.Contains("cache.save", await fx.Intake.EventTypesAsync(cold));
         var checksum = coldLog.Split('\n').First(l => l.Contains("deps/lib.txt", StringComparison.Ordinal) && l.Length > 64)[..64];
 
         var warm = await fx.Intake.SubmitAsync(Job("warm", "sha256sum deps/lib.txt"));

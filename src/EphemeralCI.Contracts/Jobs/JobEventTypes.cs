@@ -11,6 +11,10 @@ public static class JobEventTypes
     public const string RunnerStarted = "runner.started";
     public const string StepStarted = "step.started";
     public const string StepFinished = "step.finished";
+    /// <summary>A cache restored before the steps (hit or miss, size, time).</summary>
+    public const string CacheRestore = "cache.restore";
+    /// <summary>A cache saved after a successful job (or skipped), size and time.</summary>
+    public const string CacheSave = "cache.save";
     public const string Succeeded = "job.succeeded";
     public const string Failed = "job.failed";
     public const string Cancelled = "job.cancelled";

@@ -6,6 +6,7 @@ namespace EphemeralCI.Contracts.Runner;
 //   GET  /api/v1/runner/job                      -> RunnerJob
 //   POST /api/v1/runner/logs?offset={bytes}      text/plain chunk (offset makes retries idempotent)
 //   POST /api/v1/runner/events                   RunnerStepEvent
+//   POST /api/v1/runner/cache-events             RunnerCacheEvent
 //   POST /api/v1/runner/complete                 RunnerCompletion
 // The agent reaches the intake through a Unix socket the provisioner binds into the sandbox.
 
@@ -14,6 +15,7 @@ public static class RunnerApiRoutes
     public const string Job = "/api/v1/runner/job";
     public const string Logs = "/api/v1/runner/logs";
     public const string Events = "/api/v1/runner/events";
+    public const string CacheEvents = "/api/v1/runner/cache-events";
     public const string Complete = "/api/v1/runner/complete";
 }
 
@@ -21,6 +23,9 @@ public sealed record RunnerJob(Guid JobId, JobSpec Spec);
 
 /// <summary>A step started (ExitCode null) or finished (ExitCode set).</summary>
 public sealed record RunnerStepEvent(string Type, int StepIndex, string StepName, int? ExitCode, DateTimeOffset At);
+
+/// <summary>One of the job's caches restored (Result: hit, miss, failed) or saved (saved, skipped…, failed), with size and time.</summary>
+public sealed record RunnerCacheEvent(string Operation, string Key, string Result, string? MatchedKey, long Bytes, long DurationMs, string? Error, DateTimeOffset At);
 
 public sealed record RunnerCompletion(bool Succeeded, int ExitCode, int? FailedStepIndex);
 

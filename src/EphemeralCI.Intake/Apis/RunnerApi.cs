@@ -47,6 +47,11 @@ public static class RunnerApi
             .WithSummary("Record a step starting or finishing")
             .Accepts<RunnerStepEvent>("application/json");
 
+        api.MapPost(RunnerApiRoutes.CacheEvents, RecordCacheEvent)
+            .WithName("RunnerRecordCacheEvent")
+            .WithSummary("Record a cache restored or saved: hit or miss, size, duration")
+            .Accepts<RunnerCacheEvent>("application/json");
+
         api.MapPost(RunnerApiRoutes.Complete, Complete)
             .WithName("RunnerComplete")
             .WithSummary("Report the job's result")
@@ -135,6 +140,48 @@ public static class RunnerApi
             JobUpdateOutcome.Unchanged => TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["stepIndex"] = ["is not a step of this job"] }),
             _ => TypedResults.NoContent(),
         };
+    }
+
+    public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> RecordCacheEvent(
+        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
+    {
+        var body = await RequestBody.ReadJsonAsync<RunnerCacheEvent>(request, 64 * 1024, ct);
+        if (body.Problem is { } problem) return problem;
+        var e = body.Value!;
+        var jobId = runner.JobId()!.Value;
+
+        var errors = new Dictionary<string, string[]>();
+        if (e.Operation is not ("restore" or "save")) errors["operation"] = ["must be restore or save"];
+        if (string.IsNullOrEmpty(e.Key) || e.Key.Length > 512) errors["key"] = ["must be 1 to 512 characters"];
+        if (string.IsNullOrEmpty(e.Result) || e.Result.Length > 64) errors["result"] = ["must be 1 to 64 characters"];
+        if (e.MatchedKey is { Length: > 512 }) errors["matchedKey"] = ["must be at most 512 characters"];
+        if (e.Bytes < 0) errors["bytes"] = ["must be ≥ 0"];
+        if (e.DurationMs < 0) errors["durationMs"] = ["must be ≥ 0"];
+        if (e.Error is { Length: > 2000 }) errors["error"] = ["must be at most 2000 characters"];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var type = e.Operation == "restore" ? JobEventTypes.CacheRestore : JobEventTypes.CacheSave;
+        var (outcome, job) = await jobs.UpdateAsync(jobId, CacheEventId(e), change =>
+        {
+            if (change.Job.Status.IsTerminal()) return false;
+            var message = $"cache {e.Operation} '{e.Key}': {e.Result}" + (e.Error is null ? "" : $" ({e.Error})");
+            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error }, e.At == default ? change.Now : e.At);
+            return true;
+        }, ct);
+
+        return outcome switch
+        {
+            JobUpdateOutcome.NotFound => Problems.JobNotFound(jobId),
+            JobUpdateOutcome.Unchanged => Finished(job!),
+            _ => TypedResults.NoContent(),
+        };
+    }
+
+    /// <summary>One timeline entry per cache and operation, however often the agent retries the POST.</summary>
+    internal static Guid CacheEventId(RunnerCacheEvent e)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"runner-cache:{e.Operation}:{e.Key}"));
+        return new Guid(hash.AsSpan(0, 16));
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult>> Complete(

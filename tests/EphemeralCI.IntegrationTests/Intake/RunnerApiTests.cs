@@ -60,6 +60,32 @@ public sealed class RunnerApiTests(IntakeFactory app) : IClassFixture<IntakeFact
     }
 
     [Fact]
+    public async Task Cache_outcomes_land_in_the_timeline_once_each_and_bad_ones_are_refused_by_field()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        using var runner = app.RunnerClient(id);
+        Assert.NotNull(await runner.GetFromJsonAsync<RunnerJob>(RunnerApiRoutes.Job));
+
+        var hit = new RunnerCacheEvent("restore", "npm-v1-abc", "hit", "npm-v1-", 123456, 42, null, DateTimeOffset.UtcNow);
+        Assert.Equal(HttpStatusCode.NoContent, (await runner.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, hit)).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await runner.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, hit)).StatusCode); // retry
+        var saved = new RunnerCacheEvent("save", "npm-v1-abc", "skipped (already cached)", null, 0, 3, null, DateTimeOffset.UtcNow);
+        Assert.Equal(HttpStatusCode.NoContent, (await runner.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, saved)).StatusCode);
+
+        using var bad = await runner.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, new RunnerCacheEvent("steal", new string('k', 513), "", null, -1, 0, null, DateTimeOffset.UtcNow));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        var fields = (await bad.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("errors");
+        foreach (var field in new[] { "operation", "key", "result", "bytes" }) Assert.True(fields.TryGetProperty(field, out _), $"no error for {field}");
+
+        var events = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events").EnumerateArray().ToArray();
+        var restore = Assert.Single(events, e => e.GetProperty("type").GetString() == JobEventTypes.CacheRestore);
+        Assert.Equal("hit", restore.GetProperty("data").GetProperty("result").GetString());
+        Assert.Equal(123456, restore.GetProperty("data").GetProperty("bytes").GetInt64());
+        Assert.Single(events, e => e.GetProperty("type").GetString() == JobEventTypes.CacheSave);
+    }
+
+    [Fact]
     public async Task A_token_for_job_A_cannot_touch_job_B_and_api_keys_do_not_open_the_runner_api()
     {
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
