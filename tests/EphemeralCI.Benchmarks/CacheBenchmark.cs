@@ -1,0 +1,387 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text;
+using EphemeralCI.Cache;
+using EphemeralCI.Cache.Storage;
+using EphemeralCI.JobTokens;
+using EphemeralCI.RunnerAgent.Caching;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Minio;
+using Minio.DataModel.Args;
+using Npgsql;
+
+namespace EphemeralCI.Benchmarks;
+
+/// <summary>
+/// The dependency cache, composed as its host composes it (service defaults + AddCache) on real Kestrel
+/// (loopback), real Postgres, Redis and the S3 emulator. (1) Lookup latency of the v2 Twirp
+/// GetCacheEntryDownloadURL, hit and miss, under an open-loop load at a fixed rate, beside the host's
+/// /alive at the same rate. (2) Save and restore of one large archive with the runner agent's own
+/// CacheServiceClient, beside a raw Minio PUT/GET of the same bytes on the same S3 server.
+/// Extra flags: --rate N (requests/s, 500), --seconds N (per lookup scenario, 20), --size-mib N (1024), --rounds N (2).
+/// </summary>
+public sealed class CacheBenchmark : IBenchmark
+{
+    public string Name => "cache";
+
+    private const string Repository = "acme/widgets";
+    private const string Ref = "refs/heads/main";
+
+    public async Task<string> RunAsync(BenchmarkOptions options)
+    {
+        var args = Environment.GetCommandLineArgs();
+        int Flag(string name, int fallback) =>
+            int.TryParse(args.SkipWhile(a => a != name).Skip(1).FirstOrDefault(), CultureInfo.InvariantCulture, out var v) && v > 0 ? v : fallback;
+        var rate = Flag("--rate", 500);
+        var seconds = Flag("--seconds", 20);
+        var sizeMiB = Flag("--size-mib", 1024);
+        var rounds = Flag("--rounds", 2);
+
+        var postgres = Environment.GetEnvironmentVariable("ECI_POSTGRES") ?? throw new InvalidOperationException("ECI_POSTGRES is not set: eval \"$(eng/services.sh env)\"");
+        var redis = Environment.GetEnvironmentVariable("ECI_REDIS") ?? throw new InvalidOperationException("ECI_REDIS is not set");
+        var s3 = Environment.GetEnvironmentVariable("ECI_S3") ?? throw new InvalidOperationException("ECI_S3 is not set");
+        var loadAtStart = LoadAverage();
+        var database = await CreateDatabaseAsync(postgres);
+        var bucket = $"eci-bench-{Guid.NewGuid():N}";
+        var work = Directory.CreateTempSubdirectory("eci-bench-cache-");
+        try
+        {
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production", ContentRootPath = AppContext.BaseDirectory });
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["ConnectionStrings:minio"] = $"{s3};Bucket={bucket}",
+                ["ConnectionStrings:cachedb"] = database,
+                ["ConnectionStrings:redis"] = redis,
+                ["JobTokens:SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+                ["Cache:SpoolDirectory"] = Path.Combine(work.FullName, "spool"),
+                ["Cache:AdminToken"] = "benchmark-admin-token-0123456789",
+            });
+            builder.AddServiceDefaults();
+            // Console logging of every request would measure the console, not the cache.
+            builder.Logging.ClearProviders();
+            builder.AddCache();
+            await using var app = builder.Build();
+            app.MapDefaultEndpoints();
+            app.MapCache();
+            await app.StartAsync();
+            var baseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single() + "/");
+            var token = app.Services.GetRequiredService<JobTokenService>().Issue(Guid.NewGuid(), Repository, Ref, DateTimeOffset.UtcNow.AddHours(2));
+
+            using var agent = new CacheServiceClient(new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(30) }, token);
+
+            // An entry to hit: a small archive saved the agent's way.
+            var small = Path.Combine(work.FullName, "small.tar.zst");
+            await File.WriteAllBytesAsync(small, RandomNumberGenerator.GetBytes(64 * 1024));
+            if (!await agent.SaveAsync("bench-hit", "v1", small, Sha256Hex(small), default)) throw new InvalidOperationException("could not save the entry to hit");
+            // And 64 more, hit in turn: the same work as a hit on one entry without every request touching the same row.
+            const int spread = 64;
+            for (var e = 0; e < spread; e++)
+            {
+                if (!await agent.SaveAsync($"bench-hit-{e}", "v1", small, Sha256Hex(small), default)) throw new InvalidOperationException("could not save an entry to hit");
+            }
+            var nextSpread = 0;
+
+            // ---- (1) lookup latency, open loop ----
+            using var loadClient = new HttpClient(new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) }) { BaseAddress = baseAddress };
+            Func<Task> alive = async () =>
+            {
+                using var response = await loadClient.GetAsync("alive");
+                Expect(response.IsSuccessStatusCode, $"/alive: HTTP {(int)response.StatusCode}");
+                await response.Content.ReadAsByteArrayAsync();
+            };
+            Func<Task> Lookup(string key, bool expectHit) => async () =>
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, "twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL")
+                {
+                    Content = JsonContent.Create(new { key, restore_keys = Array.Empty<string>(), version = "v1" }),
+                };
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+                using var response = await loadClient.SendAsync(request);
+                Expect(response.IsSuccessStatusCode, $"lookup: HTTP {(int)response.StatusCode}");
+                var body = await response.Content.ReadAsStringAsync();
+                Expect(body.Contains("\"ok\":true", StringComparison.Ordinal) == expectHit, $"lookup of {key}: unexpected answer {body}");
+            };
+            (string Name, Func<Task> Op)[] scenarios =
+            [
+                ("baseline: GET /alive", alive),
+                ("GetCacheEntryDownloadURL, hit", Lookup("bench-hit", true)),
+                ("GetCacheEntryDownloadURL, miss", Lookup("bench-missing", false)),
+                ($"GetCacheEntryDownloadURL, hit, {spread} entries in turn", () => Lookup($"bench-hit-{Interlocked.Increment(ref nextSpread) % spread}", true)()),
+            ];
+            foreach (var (name, op) in scenarios)
+            {
+                Console.WriteLine($"warm-up: {name}");
+                await OpenLoop.RunAsync(op, rate, TimeSpan.FromSeconds(2));
+            }
+            // Two halves per scenario, in turn, so a change in machine load hits all of them alike.
+            var lookups = scenarios.Select(s => new List<OpenLoop.Result>()).ToArray();
+            for (var half = 0; half < 2; half++)
+            {
+                for (var s = 0; s < scenarios.Length; s++)
+                {
+                    Console.WriteLine($"measuring: {scenarios[s].Name} ({half + 1}/2)");
+                    lookups[s].Add(await OpenLoop.RunAsync(scenarios[s].Op, rate, TimeSpan.FromSeconds(seconds / 2.0)));
+                }
+            }
+            var loadAfterLookups = LoadAverage();
+            // Closed loop, for the capacity the open-loop rate is measured against: serial latency, then 8 clients flat out.
+            Console.WriteLine("closed loop: capacity");
+            var capacity = await ScenarioResult.MeasureInterleavedAsync(scenarios.Select(s => (s.Name, (Func<int, Task>)(_ => s.Op()))).ToList(), 300, 8);
+
+            // ---- (2) save / restore throughput ----
+            var size = (long)sizeMiB << 20;
+            var archive = Path.Combine(work.FullName, "archive.bin");
+            Console.WriteLine($"writing a {sizeMiB} MiB random archive");
+            await WriteRandomFileAsync(archive, size);
+            var sha = Sha256Hex(archive);
+            var raw = S3Settings.Parse($"{s3};Bucket={bucket}");
+            using var rawHttp = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = TimeSpan.FromMinutes(30) };
+            using var minio = (MinioClient)new MinioClient()
+                .WithEndpoint(raw.Endpoint.Host, raw.Endpoint.Port)
+                .WithCredentials(raw.AccessKey, raw.SecretKey)
+                .WithSSL(raw.UseSsl)
+                .WithRegion(raw.Region)
+                .WithHttpClient(rawHttp)
+                .Build();
+            var restored = Path.Combine(work.FullName, "restored.bin");
+
+            var transfers = new List<(int Round, string Scenario, double Seconds)>();
+            async Task Time(int round, string scenario, Func<Task> op)
+            {
+                Console.WriteLine($"round {round}: {scenario}");
+                var start = Stopwatch.GetTimestamp();
+                await op();
+                var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                transfers.Add((round, scenario, elapsed));
+                Console.WriteLine($"  {size / 1e6 / elapsed:F1} MB/s ({elapsed:F1} s)");
+            }
+            for (var round = 1; round <= rounds; round++)
+            {
+                var objectKey = $"raw/{round}/{Guid.NewGuid():N}";
+                var key = $"bench-large-{round}";
+                // Raw first in odd rounds, EphemeralCI first in even ones.
+                var order = round % 2 == 1 ? new[] { "raw", "eci" } : ["eci", "raw"];
+                foreach (var who in order)
+                {
+                    if (who == "raw")
+                    {
+                        await Time(round, "save: raw S3 PUT (Minio SDK)", async () =>
+                        {
+                            await using var file = File.OpenRead(archive);
+                            await minio.PutObjectAsync(new PutObjectArgs().WithBucket(bucket).WithObject(objectKey).WithStreamData(file).WithObjectSize(size)
+                                .WithContentType("application/octet-stream"));
+                        });
+                    }
+                    else
+                    {
+                        await Time(round, "save: EphemeralCI v2 (reserve, block upload, finalize)", async () =>
+                            Expect(await agent.SaveAsync(key, "v1", archive, sha, default), "the large entry already existed"));
+                    }
+                }
+                foreach (var who in order)
+                {
+                    File.Delete(restored);
+                    if (who == "raw")
+                    {
+                        await Time(round, "restore: raw S3 GET (Minio SDK)", async () =>
+                        {
+                            await using var file = File.Create(restored);
+                            await minio.GetObjectAsync(new GetObjectArgs().WithBucket(bucket).WithObject(objectKey).WithCallbackStream((body, ct) => body.CopyToAsync(file, ct)));
+                        });
+                    }
+                    else
+                    {
+                        await Time(round, "restore: EphemeralCI v2 (lookup, download)", async () =>
+                        {
+                            var hit = await agent.LookupAsync(key, [], "v1", default) ?? throw new InvalidOperationException("the large entry was not found");
+                            await agent.DownloadAsync(hit.DownloadUrl, restored, default);
+                        });
+                    }
+                    Expect(new FileInfo(restored).Length == size, $"{who}: restored {new FileInfo(restored).Length} of {size} bytes");
+                }
+                await minio.RemoveObjectAsync(new RemoveObjectArgs().WithBucket(bucket).WithObject(objectKey));
+            }
+            // Spot check that both paths gave back the bytes that went in (the last restore).
+            Expect(Sha256Hex(restored) == sha, "the last restored file does not hash to the archive");
+
+            return Report(options, rate, seconds, sizeMiB, loadAtStart, loadAfterLookups, LoadAverage(), scenarios.Select(s => s.Name).ToArray(), lookups, capacity, transfers, size);
+        }
+        finally
+        {
+            try { work.Delete(recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static string Report(BenchmarkOptions options, int rate, int seconds, int sizeMiB, string loadAtStart, string loadAfterLookups, string loadAtEnd,
+        string[] names, List<OpenLoop.Result>[] lookups, List<ScenarioResult> capacity, List<(int Round, string Scenario, double Seconds)> transfers, long size)
+    {
+        _ = options;
+        var report = new StringBuilder();
+        var inv = CultureInfo.InvariantCulture;
+        report.AppendLine("## Cache: lookup latency under load, large archive save/restore");
+        report.AppendLine();
+        report.AppendLine(string.Create(inv, $"Measured {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores ({System.Runtime.InteropServices.RuntimeInformation.OSDescription}). ") +
+            "The cache module composed as `EphemeralCI.Cache.Host` composes it (`AddServiceDefaults` + `AddCache`, logging providers cleared) on real Kestrel on loopback, " +
+            "with real Postgres, Redis and the S3 emulator (s3rver, node) from `eng/services.sh`, all on the same machine as the load generator. " +
+            $"Machine load average (1 min): {loadAtStart} at start, {loadAfterLookups} after the lookups, {loadAtEnd} at the end.");
+        report.AppendLine();
+        report.AppendLine(string.Create(inv, $"### Lookup latency, open loop at {rate} requests/s"));
+        report.AppendLine();
+        report.AppendLine(string.Create(inv, $"Requests are dispatched on a fixed schedule ({rate}/s) whatever the responses do (no waiting for earlier ones, so no coordinated omission), " +
+            $"{seconds} s per scenario in two halves taken in turn with the other scenarios, after a 2 s warm-up each. One job token for all lookups (as a job reuses its token). ") +
+            "Latency is from dispatch to the whole response read. 'max dispatch lag' is how late the sender got behind its schedule (if large, the rate was not really offered). Target: p99 ≤ 5 ms.");
+        report.AppendLine();
+        report.AppendLine("| scenario | n | achieved /s | p50 ms | p95 ms | p99 ms | max ms | max in flight | max dispatch lag ms |");
+        report.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (var s = 0; s < names.Length; s++)
+        {
+            var all = lookups[s].SelectMany(r => r.Latencies).Order().ToArray();
+            var n = all.Length;
+            var achieved = n / lookups[s].Sum(r => r.WallSeconds);
+            report.AppendLine(string.Create(inv,
+                $"| {names[s]} | {n} | {achieved:F0} | {Percentile(all, 0.50):F2} | {Percentile(all, 0.95):F2} | {Percentile(all, 0.99):F2} | {all[^1]:F1} | {lookups[s].Max(r => r.MaxInFlight)} | {lookups[s].Max(r => r.MaxDispatchLagMs):F1} |"));
+        }
+        report.AppendLine();
+        report.AppendLine("Capacity (closed loop, after the open-loop runs): latency one request at a time, then throughput with 8 clients flat out.");
+        report.AppendLine();
+        report.AppendLine(ScenarioResult.Header);
+        foreach (var r in capacity) report.AppendLine(r.Row());
+        report.AppendLine();
+        report.AppendLine(string.Create(inv, $"### Save and restore of a {sizeMiB} MiB archive"));
+        report.AppendLine();
+        report.AppendLine("EphemeralCI: the runner agent's own `CacheServiceClient` (Twirp CreateCacheEntry → Azure Put Block of 32 MiB blocks to the signed URL → Put Block List → " +
+            "FinalizeCacheEntryUpload with the SHA-256; restore: GetCacheEntryDownloadURL → one GET of the signed URL, hash-checked by the cache while streaming). " +
+            "Raw: one Minio SDK PutObject / GetObject of the same bytes on the same s3rver and bucket. Source and destination are files on the same disk; " +
+            "the archive's SHA-256 is computed before timing (the agent has it from archiving). MB = 10^6 bytes. Rounds alternate which path goes first. Target: ratio ≥ 0.9.");
+        report.AppendLine();
+        report.AppendLine("| round | direction | raw S3 MB/s | EphemeralCI MB/s | ratio (ECI / raw) |");
+        report.AppendLine("|---:|---|---:|---:|---:|");
+        foreach (var round in transfers.Select(t => t.Round).Distinct())
+        {
+            foreach (var direction in new[] { "save", "restore" })
+            {
+                var rawSeconds = transfers.Single(t => t.Round == round && t.Scenario.StartsWith(direction + ": raw", StringComparison.Ordinal)).Seconds;
+                var eciSeconds = transfers.Single(t => t.Round == round && t.Scenario.StartsWith(direction + ": EphemeralCI", StringComparison.Ordinal)).Seconds;
+                report.AppendLine(string.Create(inv, $"| {round} | {direction} | {size / 1e6 / rawSeconds:F1} | {size / 1e6 / eciSeconds:F1} | {rawSeconds / eciSeconds:F2} |"));
+            }
+        }
+        return report.ToString();
+    }
+
+    private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, Math.Max(0, (int)Math.Ceiling(p * sorted.Length) - 1))];
+
+    private static void Expect(bool condition, string failure)
+    {
+        if (!condition) throw new InvalidOperationException(failure);
+    }
+
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
+
+    private static string Sha256Hex(string path)
+    {
+        using var file = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(file));
+    }
+
+    private static async Task WriteRandomFileAsync(string path, long size)
+    {
+        // Random bytes: nothing on the way can compress them.
+        var buffer = new byte[4 << 20];
+        await using var file = File.Create(path);
+        for (long written = 0; written < size; written += buffer.Length)
+        {
+            RandomNumberGenerator.Fill(buffer);
+            await file.WriteAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, size - written)));
+        }
+    }
+
+    private static async Task<string> CreateDatabaseAsync(string server)
+    {
+        var name = $"eci_bench_cache_{Guid.NewGuid():N}"[..40];
+        await using var conn = new NpgsqlConnection(server);
+        await conn.OpenAsync();
+        await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\" TEMPLATE template0", conn);
+        await cmd.ExecuteNonQueryAsync();
+        return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
+    }
+}
+
+/// <summary>
+/// Open-loop load: request i is dispatched at start + i/rate whether or not earlier ones have answered.
+/// A dedicated thread wakes about every millisecond and dispatches everything that is due, so the
+/// sender does not spin a core the server needs; each latency runs from its own dispatch.
+/// </summary>
+internal static class OpenLoop
+{
+    public sealed record Result(double[] Latencies, double WallSeconds, int MaxInFlight, double MaxDispatchLagMs);
+
+    public static async Task<Result> RunAsync(Func<Task> operation, int rate, TimeSpan duration)
+    {
+        var count = (int)(rate * duration.TotalSeconds);
+        var latencies = new double[count];
+        var tasks = new Task[count];
+        var inFlight = 0;
+        var maxInFlight = 0;
+        var maxLag = 0.0;
+        var interval = Stopwatch.Frequency / (double)rate;
+        var start = Stopwatch.GetTimestamp();
+
+        async Task One(int i, long dispatched)
+        {
+            var now = Interlocked.Increment(ref inFlight);
+            int seen;
+            while (now > (seen = Volatile.Read(ref maxInFlight)) && Interlocked.CompareExchange(ref maxInFlight, now, seen) != seen) { }
+            try
+            {
+                await operation();
+            }
+            finally
+            {
+                latencies[i] = Stopwatch.GetElapsedTime(dispatched).TotalMilliseconds;
+                Interlocked.Decrement(ref inFlight);
+            }
+        }
+
+        var sender = new Thread(() =>
+        {
+            for (var i = 0; i < count;)
+            {
+                var now = Stopwatch.GetTimestamp();
+                var due = start + (long)(i * interval);
+                if (now < due)
+                {
+                    Thread.Sleep(1);
+                    continue;
+                }
+                for (; i < count && start + (long)(i * interval) <= now; i++)
+                {
+                    var lag = (now - (start + (long)(i * interval))) * 1000.0 / Stopwatch.Frequency;
+                    if (lag > maxLag) maxLag = lag;
+                    // Off the sender thread at once: the request's own synchronous part must not delay the next dispatch.
+                    // Latency counts from here, so the thread pool hop is inside it.
+                    var index = i;
+                    var dispatched = Stopwatch.GetTimestamp();
+                    tasks[index] = Task.Run(() => One(index, dispatched));
+                }
+            }
+        }) { IsBackground = true, Name = "open-loop sender" };
+        sender.Start();
+        await Task.Run(sender.Join);
+        // Offered rate: dispatches over the time it took to dispatch them (the tail of answers is not part of it).
+        var dispatching = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        await Task.WhenAll(tasks);
+        return new Result(latencies, dispatching * count / Math.Max(1, count - 1), maxInFlight, maxLag);
+    }
+}
