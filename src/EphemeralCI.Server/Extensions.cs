@@ -87,11 +87,10 @@ public static class ServerExtensions
             ["Provisioner:LocalSandbox:WorkRoot"] = Path.Combine(data.Root, "runners"),
             ["Cache:SpoolDirectory"] = Path.Combine(data.Root, "cache-spool"),
             ["RunnerTemplates:Directory"] = Path.Combine(AppContext.BaseDirectory, "runner-templates"),
-            // The runner agent reaches this very process through the sandbox's Unix sockets.
-            ["Provisioner:IntakeUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
-            ["Provisioner:SecretsBrokerUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
-            ["Provisioner:CacheUrl"] = SelfUrl(configuration["urls"] ?? DefaultUrl),
         };
+        // The runner agent reaches this very process through the sandbox's Unix sockets.
+        var self = SelfUrl(configuration["urls"] ?? DefaultUrl);
+        foreach (var key in RelayTargetKeys) defaults[key] = self;
         if (string.IsNullOrWhiteSpace(configuration.GetConnectionString(CacheExtensions.S3ConnectionName)))
         {
             defaults["Cache:FileSystemRoot"] = Path.Combine(data.Root, "cache");
@@ -132,6 +131,9 @@ public static class ServerExtensions
         }
         return defaults;
     }
+
+    /// <summary>Where the provisioner relays a sandbox's intake, secrets and cache sockets: all this process.</summary>
+    internal static readonly string[] RelayTargetKeys = ["Provisioner:IntakeUrl", "Provisioner:SecretsBrokerUrl", "Provisioner:CacheUrl"];
 
     /// <summary>The first configured URL as this machine reaches it (a wildcard host means loopback).</summary>
     internal static string SelfUrl(string urls)

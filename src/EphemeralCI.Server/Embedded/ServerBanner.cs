@@ -19,11 +19,10 @@ public sealed class ServerBanner(
             var addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [];
             // A dynamic port (":0", tests) is known only now: point the runners' relay at it.
             if (addresses.FirstOrDefault(a => a.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) is { } bound
-                && (configuration["Provisioner:IntakeUrl"] ?? "").EndsWith(":0", StringComparison.Ordinal))
+                && (configuration[ServerExtensions.RelayTargetKeys[0]] ?? "").EndsWith(":0", StringComparison.Ordinal))
             {
-                configuration["Provisioner:IntakeUrl"] = ServerExtensions.SelfUrl(bound);
-                configuration["Provisioner:SecretsBrokerUrl"] = ServerExtensions.SelfUrl(bound);
-                configuration["Provisioner:CacheUrl"] = ServerExtensions.SelfUrl(bound);
+                var self = ServerExtensions.SelfUrl(bound);
+                foreach (var key in ServerExtensions.RelayTargetKeys) configuration[key] = self;
             }
 
             Console.WriteLine($"EphemeralCI server listening on {string.Join(", ", addresses)}");
