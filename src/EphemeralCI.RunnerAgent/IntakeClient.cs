@@ -1,7 +1,6 @@
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Text.Json;
 using EphemeralCI.Contracts.Runner;
 
 namespace EphemeralCI.RunnerAgent;
@@ -9,7 +8,6 @@ namespace EphemeralCI.RunnerAgent;
 /// <summary>The runner API of the intake, over the Unix socket the provisioner relays (or a URL).</summary>
 public sealed class IntakeClient : IDisposable
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly HttpClient _http;
 
     public IntakeClient(HttpClient http, string token)
@@ -38,20 +36,20 @@ public sealed class IntakeClient : IDisposable
     {
         using var response = await _http.GetAsync(RunnerApiRoutes.Job, ct);
         response.EnsureSuccessStatusCode();
-        return (await response.Content.ReadFromJsonAsync<RunnerJob>(Json, ct))
+        return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerJob, ct))
             ?? throw new InvalidDataException("empty job");
     }, ct);
 
     public Task PostEventAsync(RunnerStepEvent evt, CancellationToken ct) => RetryAsync(async () =>
     {
-        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Events, evt, Json, ct);
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Events, evt, AgentJson.Default.RunnerStepEvent, ct);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);
 
     public Task PostCacheEventAsync(RunnerCacheEvent evt, CancellationToken ct) => RetryAsync(async () =>
     {
-        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, evt, Json, ct);
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, evt, AgentJson.Default.RunnerCacheEvent, ct);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);
@@ -68,7 +66,7 @@ public sealed class IntakeClient : IDisposable
 
     public Task CompleteAsync(RunnerCompletion completion, CancellationToken ct) => RetryAsync(async () =>
     {
-        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, Json, ct);
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, AgentJson.Default.RunnerCompletion, ct);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);

@@ -1,7 +1,6 @@
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Text.Json;
 using EphemeralCI.Contracts.Runner;
 
 namespace EphemeralCI.RunnerAgent;
@@ -20,7 +19,6 @@ public sealed record SecretsGrant(IReadOnlyDictionary<string, string> Secrets, I
 public sealed class SecretsClient(HttpClient http, string token) : IDisposable
 {
     public const string ExchangePath = "api/v1/secrets/exchange";
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     /// <summary>Null when the sandbox has no way to the broker (neither variable set).</summary>
     public static SecretsClient? FromEnvironment(string token)
@@ -41,7 +39,7 @@ public sealed class SecretsClient(HttpClient http, string token) : IDisposable
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, ExchangePath)
             {
-                Content = JsonContent.Create(new { secrets = names }),
+                Content = JsonContent.Create(new SecretsExchangeRequest(names), AgentJson.Default.SecretsExchangeRequest),
             };
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
             try
@@ -51,7 +49,7 @@ public sealed class SecretsClient(HttpClient http, string token) : IDisposable
                 {
                     throw new InvalidOperationException($"the secrets broker refused the exchange: HTTP {(int)response.StatusCode}");
                 }
-                var body = await response.Content.ReadFromJsonAsync<ExchangeResponse>(Json, ct)
+                var body = await response.Content.ReadFromJsonAsync(AgentJson.Default.SecretsExchangeResponse, ct)
                     ?? throw new InvalidOperationException("the secrets broker sent an empty answer");
                 return new SecretsGrant(body.Secrets ?? [], body.Denied ?? []);
             }
@@ -65,6 +63,4 @@ public sealed class SecretsClient(HttpClient http, string token) : IDisposable
     }
 
     public void Dispose() => http.Dispose();
-
-    private sealed record ExchangeResponse(Guid JobId, Dictionary<string, string>? Secrets, Dictionary<string, string>? Denied);
 }

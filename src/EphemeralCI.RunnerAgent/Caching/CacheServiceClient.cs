@@ -4,7 +4,9 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 
 namespace EphemeralCI.RunnerAgent.Caching;
 
@@ -14,7 +16,7 @@ namespace EphemeralCI.RunnerAgent.Caching;
 /// followed by path and query over this client's own connection, so they also work through the
 /// Unix socket the sandbox may reach the cache by.
 /// </summary>
-public sealed class CacheServiceClient(HttpClient http, string token) : IDisposable
+public sealed partial class CacheServiceClient(HttpClient http, string token) : IDisposable
 {
     public const string CacheSocketVariable = RunnerEnvironment.CacheSocket;
     public const string CacheUrlVariable = RunnerEnvironment.CacheUrl;
@@ -35,7 +37,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     /// <summary>The matched key and its download location, or null on a miss.</summary>
     public async Task<(string MatchedKey, string DownloadUrl)?> LookupAsync(string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken ct)
     {
-        var response = await CallAsync<LookupResponse>("GetCacheEntryDownloadURL", new LookupRequest(key, restoreKeys, version), ct);
+        var response = await CallAsync("GetCacheEntryDownloadURL", new LookupRequest(key, restoreKeys, version), TwirpJson.Default.LookupRequest, TwirpJson.Default.LookupResponse, ct);
         return response.Ok ? (response.MatchedKey, response.SignedDownloadUrl) : null;
     }
 
@@ -57,17 +59,17 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     /// <summary>Reserves, uploads and commits; false when the entry already exists or another job is saving it.</summary>
     public async Task<bool> SaveAsync(string key, string version, string archiveFile, string sha256, CancellationToken ct)
     {
-        using var reserve = await PostAsync("CreateCacheEntry", new CreateRequest(key, version), ct);
+        using var reserve = await PostAsync("CreateCacheEntry", new CreateRequest(key, version), TwirpJson.Default.CreateRequest, ct);
         if (reserve.StatusCode == HttpStatusCode.Conflict) return false;
         await EnsureAsync(reserve, "reserve", ct);
-        var uploadUrl = (await reserve.Content.ReadFromJsonAsync<CreateResponse>(ct))!.SignedUploadUrl;
+        var uploadUrl = (await reserve.Content.ReadFromJsonAsync(TwirpJson.Default.CreateResponse, ct))!.SignedUploadUrl;
 
         var length = new FileInfo(archiveFile).Length;
         if (length <= BlockSize) await PutAsync(uploadUrl, "", archiveFile, 0, length, ct);
         else await PutBlocksAsync(uploadUrl, archiveFile, length, ct);
 
-        await CallAsync<FinalizeResponse>("FinalizeCacheEntryUpload",
-            new FinalizeRequest(key, version, length.ToString(CultureInfo.InvariantCulture), sha256), ct);
+        await CallAsync("FinalizeCacheEntryUpload", new FinalizeRequest(key, version, length.ToString(CultureInfo.InvariantCulture), sha256),
+            TwirpJson.Default.FinalizeRequest, TwirpJson.Default.FinalizeResponse, ct);
         return true;
     }
 
@@ -99,16 +101,16 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         await EnsureAsync(response, "upload", ct);
     }
 
-    private async Task<T> CallAsync<T>(string method, object body, CancellationToken ct)
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest body, JsonTypeInfo<TRequest> requestJson, JsonTypeInfo<TResponse> responseJson, CancellationToken ct)
     {
-        using var response = await PostAsync(method, body, ct);
+        using var response = await PostAsync(method, body, requestJson, ct);
         await EnsureAsync(response, method, ct);
-        return (await response.Content.ReadFromJsonAsync<T>(ct))!;
+        return (await response.Content.ReadFromJsonAsync(responseJson, ct))!;
     }
 
-    private async Task<HttpResponseMessage> PostAsync(string method, object body, CancellationToken ct)
+    private async Task<HttpResponseMessage> PostAsync<TRequest>(string method, TRequest body, JsonTypeInfo<TRequest> json, CancellationToken ct)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, Twirp + method) { Content = JsonContent.Create(body, body.GetType()) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, Twirp + method) { Content = JsonContent.Create(body, json) };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return await http.SendAsync(request, ct);
     }
@@ -132,6 +134,16 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     private sealed record FinalizeRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("version")] string Version,
         [property: JsonPropertyName("size_bytes")] string SizeBytes, [property: JsonPropertyName("sha256")] string Sha256);
     private sealed record FinalizeResponse([property: JsonPropertyName("ok")] bool Ok);
+
+    /// <summary>The Twirp messages, serialized by generated code (the agent is compiled ahead of time).</summary>
+    [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+    [JsonSerializable(typeof(LookupRequest))]
+    [JsonSerializable(typeof(LookupResponse))]
+    [JsonSerializable(typeof(CreateRequest))]
+    [JsonSerializable(typeof(CreateResponse))]
+    [JsonSerializable(typeof(FinalizeRequest))]
+    [JsonSerializable(typeof(FinalizeResponse))]
+    private sealed partial class TwirpJson : JsonSerializerContext;
 }
 
 public sealed class CacheServiceException(string message) : Exception(message);

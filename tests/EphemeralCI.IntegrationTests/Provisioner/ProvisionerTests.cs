@@ -26,6 +26,22 @@ public sealed class ProvisionerTests(ProvisionerFixture fx)
     }
 
     [Fact]
+    public async Task The_job_is_run_by_the_native_agent_where_the_build_made_one()
+    {
+        // The provisioner's build compiles the agent ahead of time on Linux; the step's parent is the agent.
+        Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "runner-agent", "EphemeralCI.RunnerAgent")), "the build put the native agent beside the managed one");
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("who", "echo \"agent=$(tr '\\0' ' ' < /proc/$PPID/cmdline)\""));
+
+        await fx.PublishAsync(fx.RunJob(jobId));
+
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("agent=/opt/eci/agent/EphemeralCI.RunnerAgent \n", job.Log);
+        await AssertGoneAsync(jobId);
+    }
+
+    [Fact]
     public async Task Two_steps_run_in_a_fresh_sandbox_and_report_through_the_relay()
     {
         var jobId = Guid.NewGuid();

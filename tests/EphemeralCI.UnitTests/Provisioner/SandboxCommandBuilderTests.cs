@@ -101,6 +101,18 @@ public sealed class SandboxCommandBuilderTests
     }
 
     [Fact]
+    public void The_native_agent_runs_on_its_own_without_any_dotnet_bound_in()
+    {
+        var layout = Layout with { DotnetPath = null };
+        var args = Build(layout);
+        Assert.Equal(["--", "/opt/eci/agent/EphemeralCI.RunnerAgent"], args.TakeLast(2));
+        Assert.DoesNotContain(args, a => a.Contains("dotnet", StringComparison.Ordinal));
+        // Even over a base root, which would otherwise get the host's dotnet bound in.
+        var overRoot = Build(layout with { Root = [new RootEntry("usr", "/work/j/root/usr", null)] });
+        Assert.DoesNotContain(overRoot, a => a.Contains("dotnet", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void The_job_token_never_appears_in_the_arguments_or_environment()
     {
         Assert.DoesNotContain(SandboxCommandBuilder.Environment(Layout), kv => kv.Key.Contains("TOKEN", StringComparison.OrdinalIgnoreCase));

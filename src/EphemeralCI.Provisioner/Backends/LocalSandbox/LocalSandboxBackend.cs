@@ -85,15 +85,17 @@ public sealed class LocalSandboxBackend(
         {
             return $"bubblewrap was not found at '{_options.BwrapPath}': install it (apt-get install bubblewrap) or set {LocalSandboxOptions.Section}:BwrapPath";
         }
-        var agent = Path.Combine(_options.AgentDirectory, SandboxCommandBuilder.AgentAssembly);
-        if (!File.Exists(agent))
+        if (_options.AgentHost() is { } dotnet)
         {
-            return $"the runner agent was not found at '{agent}': build the provisioner (it copies the agent into runner-agent/) or set {LocalSandboxOptions.Section}:AgentDirectory";
-        }
-        var dotnet = LocalSandboxOptions.ResolveDotnet(_options.DotnetPath);
-        if (!File.Exists(dotnet))
-        {
-            return $"the dotnet host was not found at '{dotnet}': set {LocalSandboxOptions.Section}:DotnetPath";
+            var agent = Path.Combine(_options.AgentDirectory, SandboxCommandBuilder.AgentAssembly);
+            if (!File.Exists(agent))
+            {
+                return $"the runner agent was not found in '{_options.AgentDirectory}': build the provisioner (it copies the agent into runner-agent/) or set {LocalSandboxOptions.Section}:AgentDirectory";
+            }
+            if (!File.Exists(dotnet))
+            {
+                return $"the dotnet host was not found at '{dotnet}': set {LocalSandboxOptions.Section}:DotnetPath";
+            }
         }
         if (Cgroups is null) return _cgroupProblem;
         return null;
@@ -196,7 +198,7 @@ public sealed class LocalSandboxBackend(
             WorkspaceDirectory(key),
             ControlDirectory(key),
             Path.GetFullPath(_options.AgentDirectory),
-            LocalSandboxOptions.ResolveDotnet(_options.DotnetPath),
+            _options.AgentHost(),
             Network: template.Network);
 
         // Fresh every time: whatever a crashed earlier attempt left is not this job's.

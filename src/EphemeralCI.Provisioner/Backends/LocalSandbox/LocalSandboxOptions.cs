@@ -10,8 +10,17 @@ public sealed class LocalSandboxOptions
     public string WorkRoot { get; set; } = Path.Combine(Path.GetTempPath(), "ephemeralci", "runners");
     /// <summary>The built runner agent, bound read-only at /opt/eci/agent.</summary>
     public string AgentDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "runner-agent");
-    /// <summary>The dotnet muxer that runs the agent; empty means the one running this process.</summary>
+    /// <summary>The dotnet muxer that runs the managed agent; empty means the one running this process.</summary>
     public string? DotnetPath { get; set; }
+    /// <summary>
+    /// Run the managed agent on the shared runtime even where the native one was built (a comparison,
+    /// or a base root whose C library cannot load it). By default the native agent runs when it is there.
+    /// </summary>
+    public bool ManagedAgent { get; set; }
+
+    /// <summary>The dotnet host for the managed agent, or null when the native agent runs on its own.</summary>
+    public string? AgentHost() =>
+        !ManagedAgent && File.Exists(Path.Combine(AgentDirectory, SandboxCommandBuilder.NativeAgent)) ? null : ResolveDotnet(DotnetPath);
     /// <summary>
     /// Job cgroups go in a child of this name below the provisioner's own cgroup, in every cgroup tree.
     /// Everything under it that this provisioner's database does not know is removed as a leftover,

@@ -8,7 +8,8 @@ public sealed record SandboxLayout(
     string WorkspaceDirectory,
     string ControlDirectory,
     string AgentDirectory,
-    string DotnetPath,
+    /// <summary>The dotnet host that runs the managed agent; null runs the native (ahead-of-time compiled) agent on its own.</summary>
+    string? DotnetPath,
     /// <summary>Null: the host's /usr read-only under an empty tmpfs root. Else the job's own overlay of a base root.</summary>
     IReadOnlyList<RootEntry>? Root = null,
     /// <summary>The template's network mode; <c>egress</c> keeps the network namespace the sandbox is started in (the job's own, see EgressNetwork).</summary>
@@ -31,6 +32,8 @@ public static class SandboxCommandBuilder
     public const string CacheSocketName = "cache.sock";
     public const string CacheSocketPath = ControlPath + "/" + CacheSocketName;
     public const string AgentAssembly = "EphemeralCI.RunnerAgent.dll";
+    /// <summary>The same agent compiled ahead of time: no runtime to bind in, no JIT at a job's start.</summary>
+    public const string NativeAgent = "EphemeralCI.RunnerAgent";
     public const string SandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     public const string NoNetwork = "none";
     public const string ControlPlaneNetwork = "control-plane";
@@ -101,12 +104,15 @@ public static class SandboxCommandBuilder
         }
         args.AddRange(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
 
-        // A dotnet outside /usr (e.g. ~/.dotnet) must be visible at the same path to run the agent.
-        // A base root has its own /usr, without our dotnet: bind it in at the same path too.
-        var dotnetRoot = Path.GetDirectoryName(layout.DotnetPath)!;
-        if (layout.Root is not null || !dotnetRoot.StartsWith("/usr/", StringComparison.Ordinal))
+        // A dotnet outside /usr (e.g. ~/.dotnet) must be visible at the same path to run the managed
+        // agent. A base root has its own /usr, without our dotnet: bind it in at the same path too.
+        if (layout.DotnetPath is not null)
         {
-            args.AddRange(["--ro-bind", dotnetRoot, dotnetRoot]);
+            var dotnetRoot = Path.GetDirectoryName(layout.DotnetPath)!;
+            if (layout.Root is not null || !dotnetRoot.StartsWith("/usr/", StringComparison.Ordinal))
+            {
+                args.AddRange(["--ro-bind", dotnetRoot, dotnetRoot]);
+            }
         }
 
         args.AddRange(["--bind", layout.WorkspaceDirectory, WorkspacePath]);
@@ -123,9 +129,12 @@ public static class SandboxCommandBuilder
         }
 
         args.Add("--");
-        args.AddRange(command ?? [layout.DotnetPath, $"{AgentPath}/{AgentAssembly}"]);
+        args.AddRange(command ?? AgentCommand(layout));
         return args;
     }
+
+    public static IReadOnlyList<string> AgentCommand(SandboxLayout layout) =>
+        layout.DotnetPath is null ? [$"{AgentPath}/{NativeAgent}"] : [layout.DotnetPath, $"{AgentPath}/{AgentAssembly}"];
 
     /// <summary>
     /// The argv (after /bin/sh) of a shell that writes its own pid into each cgroup.procs file, then
