@@ -85,6 +85,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
         var pool = host.Services.GetRequiredService<WarmPool>();
         var sandbox = host.Services.GetRequiredService<LocalSandboxBackend>();
         var sandboxOptions = host.Services.GetRequiredService<IOptions<LocalSandboxOptions>>().Value;
+        await using var destroyed = new DestroyedWatcher(host.Services);
 
         async Task<JobTiming> RunOneAsync(string template)
         {
@@ -92,7 +93,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
             var job = intake.Register(jobId);
             var submitted = DateTimeOffset.UtcNow;
             await bus.Publish(new RunJob(jobId, template, "bench/app", "main", 600, submitted));
-            var row = await WaitDestroyedAsync(host.Services, jobId);
+            var row = await destroyed.WaitAsync(jobId);
             if (!job.Completed.Task.IsCompleted)
             {
                 throw new InvalidOperationException($"job {jobId} on {template} ended without reporting: {row.Outcome} exit {row.ExitCode} {row.Reason}");
@@ -115,7 +116,8 @@ public sealed class RunnerStartBenchmark : IBenchmark
         var cold = new List<JobTiming>();
         var warm = new List<JobTiming>();
         var bwrapTrue = new List<double>();
-        var bwrapAgent = new List<double>();
+        var bwrapManaged = new List<double>();
+        var bwrapNative = new List<double>();
         var floorArgs = FloorArguments(sandboxOptions, workRoot);
         for (var i = 0; i < count; i++)
         {
@@ -123,7 +125,8 @@ public sealed class RunnerStartBenchmark : IBenchmark
             await WaitForWarmAsync();
             warm.Add(await RunOneAsync(WarmTemplate));
             bwrapTrue.Add(await TimeProcessAsync(sandboxOptions.BwrapPath, floorArgs.True));
-            bwrapAgent.Add(await TimeProcessAsync(sandboxOptions.BwrapPath, floorArgs.Agent));
+            bwrapManaged.Add(await TimeProcessAsync(sandboxOptions.BwrapPath, floorArgs.Managed));
+            bwrapNative.Add(await TimeProcessAsync(sandboxOptions.BwrapPath, floorArgs.Native));
         }
 
         // Throughput: `count` jobs submitted at once per template, until the last runner is gone.
@@ -145,12 +148,13 @@ public sealed class RunnerStartBenchmark : IBenchmark
         sb.AppendLine("## Runner start and teardown (local sandbox)");
         sb.AppendLine();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, load average at start {load}. The real provisioner module (RabbitMQ, Postgres, per-job cgroups on this machine's hybrid layout, bubblewrap, the runner agent on the shared .NET runtime) with a minimal runner API in process standing in for the intake (token check, job spec, events). Each job is one step running `true`. Latency: {count} jobs of each kind one at a time, cold and warm in turn, the floors measured between them; throughput: {count} jobs submitted at once. Percentiles in ms."));
+            $"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, load average at start {load}. The real provisioner module (RabbitMQ, Postgres, per-job cgroups on this machine's hybrid layout, bubblewrap, the runner agent as the provisioner runs it: {(sandboxOptions.AgentHost() is null ? "native, compiled ahead of time" : "managed, on the shared .NET runtime")}) with a minimal runner API in process standing in for the intake (token check, job spec, events). Each job is one step running `true`. Latency: {count} jobs of each kind one at a time, cold and warm in turn, the floors measured between them; throughput: {count} jobs submitted at once. Percentiles in ms."));
         sb.AppendLine();
         sb.AppendLine("| path | n | p50 | p95 | p99 | mean |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|");
         Row(sb, "floor: bare `bwrap … true` (the runner's flags, no cgroup)", bwrapTrue);
-        Row(sb, "floor: `bwrap … dotnet agent` to exit (sandbox + .NET start-up)", bwrapAgent);
+        Row(sb, "baseline: `bwrap … dotnet agent.dll` to exit (sandbox + managed agent start-up, as before)", bwrapManaged);
+        Row(sb, "`bwrap … native agent` to exit (sandbox + native agent start-up, what jobs run)", bwrapNative);
         Row(sb, "cgroup create + remove (hybrid v1 + v2)", cgroupCost);
         Row(sb, "cold: submit → provisioner receipt", cold.Select(t => t.Receipt));
         Row(sb, "cold: receipt → first step running", cold.Select(t => t.Start));
@@ -188,23 +192,50 @@ public sealed class RunnerStartBenchmark : IBenchmark
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {path} | {sorted.Length} | {P(0.50):F1} | {P(0.95):F1} | {P(0.99):F1} | {sorted.Average():F1} |"));
     }
 
-    private static async Task<RunnerRecord> WaitDestroyedAsync(IServiceProvider services, Guid jobId)
+    /// <summary>
+    /// Waits for runners to be destroyed with one query per tick for all jobs in flight: a poll per
+    /// job would, in a burst of hundreds, measure the database instead of the provisioner.
+    /// </summary>
+    private sealed class DestroyedWatcher(IServiceProvider services) : IAsyncDisposable
     {
-        for (var i = 0; ; i++)
+        private readonly ConcurrentDictionary<Guid, TaskCompletionSource<RunnerRecord>> _waiting = new();
+        private readonly CancellationTokenSource _stop = new();
+        private Task? _loop;
+
+        public Task<RunnerRecord> WaitAsync(Guid jobId)
         {
-            await using (var scope = services.CreateAsyncScope())
+            var tcs = _waiting.GetOrAdd(jobId, _ => new TaskCompletionSource<RunnerRecord>(TaskCreationOptions.RunContinuationsAsynchronously));
+            _loop ??= Task.Run(LoopAsync);
+            return tcs.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        }
+
+        private async Task LoopAsync()
+        {
+            while (!_stop.IsCancellationRequested)
             {
-                var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
-                var row = await db.Runners.AsNoTracking().FirstOrDefaultAsync(r => r.JobId == jobId);
-                if (row?.DestroyedAt is not null) return row;
-                if (i > 12000) throw new TimeoutException($"runner of {jobId} was never destroyed ({row?.State} {row?.Reason})");
+                var ids = _waiting.Keys.ToArray();
+                if (ids.Length > 0)
+                {
+                    await using var scope = services.CreateAsyncScope();
+                    var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+                    foreach (var row in await db.Runners.AsNoTracking().Where(r => r.DestroyedAt != null && ids.Contains(r.JobId)).ToListAsync())
+                    {
+                        if (_waiting.TryRemove(row.JobId, out var tcs)) tcs.TrySetResult(row);
+                    }
+                }
+                try { await Task.Delay(5, _stop.Token); } catch (OperationCanceledException) { }
             }
-            await Task.Delay(5);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _stop.Cancel();
+            if (_loop is not null) await _loop;
         }
     }
 
     /// <summary>The runner's own bubblewrap arguments (same flags, binds and empty root), running <c>true</c>, and the agent without a token.</summary>
-    private static (List<string> True, List<string> Agent) FloorArguments(LocalSandboxOptions options, string workRoot)
+    private static (List<string> True, List<string> Managed, List<string> Native) FloorArguments(LocalSandboxOptions options, string workRoot)
     {
         var id = Guid.NewGuid();
         var dir = Path.Combine(workRoot, "floor-" + id.ToString("N")[..8]);
@@ -214,7 +245,8 @@ public sealed class RunnerStartBenchmark : IBenchmark
             Path.GetFullPath(options.AgentDirectory), LocalSandboxOptions.ResolveDotnet(options.DotnetPath));
         return (
             [.. SandboxCommandBuilder.Build(layout, Path.Exists, p => new FileInfo(p).LinkTarget, ["/usr/bin/true"])],
-            [.. SandboxCommandBuilder.Build(layout, Path.Exists, p => new FileInfo(p).LinkTarget)]);
+            [.. SandboxCommandBuilder.Build(layout, Path.Exists, p => new FileInfo(p).LinkTarget)],
+            [.. SandboxCommandBuilder.Build(layout with { DotnetPath = null }, Path.Exists, p => new FileInfo(p).LinkTarget)]);
     }
 
     private static async Task<double> TimeProcessAsync(string file, IReadOnlyList<string> args)
