@@ -4,6 +4,10 @@ using EphemeralCI.RunnerAgent.Caching;
 // The runner agent: one job, then exit. Exit code 0 means "the result was reported" (whatever the
 // job's outcome); non-zero means the intake never heard the result, so the provisioner's own
 // RunnerFinished is the only record.
+if (!ProcessHardening.MakeUndumpable())
+{
+    Console.Error.WriteLine("runner-agent: could not make the agent non-dumpable; steps may be able to read its memory");
+}
 var token = Console.In.ReadLine()?.Trim();
 if (string.IsNullOrEmpty(token))
 {

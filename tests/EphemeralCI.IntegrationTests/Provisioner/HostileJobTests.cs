@@ -170,6 +170,32 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
     }
 
     [Fact]
+    public async Task A_step_cannot_read_the_agents_memory_or_environment()
+    {
+        // Steps run as the agent's uid; the agent holds the job token and the secrets in memory.
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("peek",
+            "agent=$PPID\n" +
+            "tr '\\0' ' ' < /proc/$agent/cmdline | sed 's/^/agent-is=/'; echo\n" +
+            "cat /proc/self/maps > /dev/null && echo own-maps-readable\n" +
+            "cat /proc/$agent/maps > /dev/null 2>&1 && echo agent-maps-readable || echo agent-maps-denied\n" +
+            "cat /proc/$agent/environ > /dev/null 2>&1 && echo agent-environ-readable || echo agent-environ-denied\n" +
+            "head -c 16 /proc/$agent/mem > /dev/null 2>&1 && echo agent-mem-readable || echo agent-mem-denied\n" +
+            "readlink /proc/$agent/fd/0 > /dev/null 2>&1 && echo agent-fd-links-readable || echo agent-fd-links-denied"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("agent-is=/opt/eci/agent/EphemeralCI.RunnerAgent", job.Log);
+        Assert.Contains("own-maps-readable", job.Log);
+        Assert.Contains("agent-maps-denied", job.Log);
+        Assert.Contains("agent-environ-denied", job.Log);
+        Assert.Contains("agent-mem-denied", job.Log);
+        Assert.Contains("agent-fd-links-denied", job.Log);
+        AssertNoneLeft(jobId, null);
+    }
+
+    [Fact]
     public async Task A_job_cannot_reach_a_host_service_on_loopback()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -46,7 +46,7 @@ public sealed class KubernetesOptions
     /// <summary>How long an image pull error or an unschedulable pod may last before the job fails with Kubernetes' reason.</summary>
     public TimeSpan PendingGracePeriod { get; set; } = TimeSpan.FromMinutes(2);
 
-    /// <summary>The runner agent inside the image.</summary>
+    /// <summary>The runner agent inside the image: a <c>.dll</c> runs on the image's dotnet, anything else is executed (the native agent, <c>/opt/eci/agent/EphemeralCI.RunnerAgent</c>, needs no .NET in the image).</summary>
     public string AgentAssemblyPath { get; set; } = "/opt/eci/agent/EphemeralCI.RunnerAgent.dll";
 
     /// <summary>Removal by Kubernetes after completion, should the provisioner's own delete not happen.</summary>

@@ -172,7 +172,7 @@ public static class RunnerPodSpecBuilder
                     ImagePullPolicy = "IfNotPresent",
                     // The token's only way in is a file, handed to the agent on stdin exactly as
                     // the local sandbox does; it is never in the environment or the command line.
-                    Command = ["sh", "-c", $"exec dotnet {options.AgentAssemblyPath} < {TokenDirectory}/{TokenKey}"],
+                    Command = ["sh", "-c", $"exec {AgentCommand(options.AgentAssemblyPath)} < {TokenDirectory}/{TokenKey}"],
                     WorkingDir = WorkspacePath,
                     Env =
                     [
@@ -211,4 +211,8 @@ public static class RunnerPodSpecBuilder
             ],
         };
     }
+
+    /// <summary>A managed agent (.dll) runs on the image's dotnet; the native agent needs only the image's C library.</summary>
+    private static string AgentCommand(string agentPath) =>
+        agentPath.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? $"dotnet {agentPath}" : agentPath;
 }

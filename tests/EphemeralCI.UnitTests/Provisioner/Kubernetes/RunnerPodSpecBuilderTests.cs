@@ -100,6 +100,14 @@ public sealed class RunnerPodSpecBuilderTests
     }
 
     [Fact]
+    public void A_native_agent_path_is_executed_directly_so_the_image_needs_no_dotnet()
+    {
+        var options = new KubernetesOptions { IntakeUrl = Options.IntakeUrl, AgentAssemblyPath = "/opt/eci/agent/EphemeralCI.RunnerAgent" };
+        var (_, job) = RunnerPodSpecBuilder.Build(Launch(), options, Now.AddMilliseconds(300));
+        Assert.Equal(["sh", "-c", "exec /opt/eci/agent/EphemeralCI.RunnerAgent < /var/run/eci/token"], job.Spec.Template.Spec.Containers[0].Command);
+    }
+
+    [Fact]
     public void A_deadline_already_passed_still_gives_a_valid_activeDeadlineSeconds()
     {
         Assert.Equal(1, RunnerPodSpecBuilder.DeadlineSeconds(Now.AddSeconds(-5), Now));
