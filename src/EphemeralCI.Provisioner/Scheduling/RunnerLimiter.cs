@@ -137,19 +137,23 @@ public sealed class RunnerLimiter(
             _decide.Release();
         }
 
-        foreach (var jobId in chosen)
-        {
-            using var _ = await locks.AcquireAsync(jobId, ct);
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
-            var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
-            // Cancelled while we decided: nothing to start.
-            if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) continue;
-            logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
-            var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha);
-            await scope.ServiceProvider.GetRequiredService<RunnerScheduler>().ScheduleAsync(runner, job, ct);
-        }
+        // In parallel: each start is its own job (own lock, own scope), and a burst of freed slots
+        // should not queue behind one another's sandbox start-up.
+        await Task.WhenAll(chosen.Select(jobId => StartWaitingAsync(jobId, ct)));
         return chosen.Count;
+    }
+
+    private async Task StartWaitingAsync(Guid jobId, CancellationToken ct)
+    {
+        using var _ = await locks.AcquireAsync(jobId, ct);
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
+        // Cancelled while we decided: nothing to start.
+        if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) return;
+        logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
+        var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha);
+        await scope.ServiceProvider.GetRequiredService<RunnerScheduler>().ScheduleAsync(runner, job, ct);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
