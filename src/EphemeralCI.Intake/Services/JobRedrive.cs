@@ -1,6 +1,7 @@
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Validation;
 using EphemeralCI.Messaging;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -14,7 +15,9 @@ namespace EphemeralCI.Intake.Services;
 /// RunJob once more (through the outbox). The provisioner runs a job it never heard of, ignores one
 /// whose runner is alive, and announces again how a finished runner ended. So a message lost in
 /// flight — the embedded server's in-memory transport loses what is queued when the process dies —
-/// cannot leave a job queued or running forever.
+/// cannot leave a job queued or running forever. Likewise a cancelled job whose runner was never
+/// reported destroyed, and whose deadline is still ahead, gets its CancelJob once more: a lost cancel
+/// would otherwise leave its runner running to the deadline (the provisioner ignores a second cancel).
 /// </summary>
 public sealed class JobRedrive(IServiceScopeFactory scopes, OutboxSignal outbox, TimeProvider clock, ILogger<JobRedrive> logger) : IHostedService
 {
@@ -25,14 +28,26 @@ public sealed class JobRedrive(IServiceScopeFactory scopes, OutboxSignal outbox,
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<IntakeDbContext>();
         var jobs = await db.Jobs.AsNoTracking().Where(j => NotOver.Contains(j.Status)).ToListAsync(cancellationToken);
-        if (jobs.Count == 0) return;
+        var now = clock.GetUtcNow();
+        // No job runs longer than the absolute maximum timeout, so older cancels need no second look.
+        var oldest = now.AddSeconds(-JobSpecValidator.AbsoluteMaxTimeoutSeconds);
+        var cancelled = (await db.Jobs.AsNoTracking()
+                .Where(j => j.Status == JobStatus.Cancelled && j.CreatedAt >= oldest
+                    && !db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.RunnerDestroyed))
+                .Select(j => new { j.Id, j.CreatedAt, j.TimeoutSeconds })
+                .ToListAsync(cancellationToken))
+            .Where(j => j.CreatedAt.AddSeconds(j.TimeoutSeconds) > now)
+            .ToList();
+        if (jobs.Count == 0 && cancelled.Count == 0) return;
         foreach (var job in jobs)
         {
             db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, job.CreatedAt, job.CommitSha), clock);
         }
+        foreach (var job in cancelled) db.AddToOutbox(new CancelJob(job.Id, now), clock);
         await db.SaveChangesAsync(cancellationToken);
         outbox.Notify();
-        logger.LogInformation("Asked the provisioner again about {Count} job(s) not over at start-up", jobs.Count);
+        logger.LogInformation("Asked the provisioner again about {Count} job(s) not over and {Cancelled} cancelled job(s) whose runner was not reported gone at start-up",
+            jobs.Count, cancelled.Count);
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -21,7 +21,7 @@ namespace EphemeralCI.Tests.Intake;
 public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.IntakeHostEntryPoint>, IAsyncLifetime
 {
     public string AdminKey { get; } = ApiKeySecret.Generate();
-    public string DatabaseConnectionString { get; private set; } = "";
+    public string DatabaseConnectionString { get; protected set; } = "";
 
     /// <summary>null: in-memory transport.</summary>
     protected virtual string? RabbitMqConnectionString => null;

@@ -1,0 +1,59 @@
+using System.Text.Json;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Auth;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace EphemeralCI.Tests.Intake;
+
+/// <summary>What the intake asks the provisioner again when it starts on a database with history.</summary>
+public sealed class JobRedriveTests
+{
+    /// <summary>A second intake process on the first one's database (a restart).</summary>
+    private sealed class RestartedIntakeFactory(string database) : IntakeFactory
+    {
+        public override Task InitializeAsync()
+        {
+            DatabaseConnectionString = database;
+            _ = Services;
+            return Task.CompletedTask;
+        }
+    }
+
+    [Fact]
+    public async Task A_cancelled_job_whose_runner_was_never_reported_gone_gets_its_CancelJob_again_at_start_up()
+    {
+        // Kept until the end: MassTransit's log context outlives a disposed host in this process.
+        // Two intakes on one database at once is harmless here (the first one's start-up is over).
+        await using var first = new IntakeFactory();
+        await first.InitializeAsync();
+        using var client = await first.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var unconfirmed = await Jobs.SubmitAsync(client);
+        var confirmed = await Jobs.SubmitAsync(client);
+        var running = await Jobs.SubmitAsync(client);
+        foreach (var id in new[] { unconfirmed, confirmed })
+        {
+            using var cancel = await client.PostAsync($"/api/v1/jobs/{id}/cancel", null);
+            cancel.EnsureSuccessStatusCode();
+        }
+        // The provisioner reported one runner gone; the other report (or the CancelJob itself) was lost.
+        await first.Services.GetRequiredService<IBus>().Publish(new RunnerDestroyed(confirmed, "runner-x", DateTimeOffset.UtcNow));
+        await IntakeFactory.EventuallyAsync(async () => await first.CountEventsAsync(confirmed, JobEventTypes.RunnerDestroyed) == 1, "the runner.destroyed event");
+
+        await using var restarted = new RestartedIntakeFactory(first.DatabaseConnectionString);
+        await restarted.InitializeAsync();
+
+        var sent = await restarted.WithDbAsync(db => db.OutboxMessages.AsNoTracking().ToListAsync());
+        int Count<T>(Guid id, Func<T, Guid> jobOf) => sent
+            .Where(m => m.MessageType.Contains(typeof(T).Name, StringComparison.Ordinal))
+            .Count(m => jobOf(JsonSerializer.Deserialize<T>(m.Body, JsonSerializerOptions.Web)!) == id);
+        Assert.Equal(2, Count<CancelJob>(unconfirmed, m => m.JobId));
+        Assert.Equal(1, Count<CancelJob>(confirmed, m => m.JobId));
+        Assert.Equal(0, Count<CancelJob>(running, m => m.JobId));
+        Assert.Equal(2, Count<RunJob>(running, m => m.JobId)); // not over: asked again as before
+        Assert.Equal(1, Count<RunJob>(unconfirmed, m => m.JobId)); // cancelled: never run again
+    }
+}
