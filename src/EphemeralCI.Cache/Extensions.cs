@@ -90,7 +90,7 @@ public static class CacheExtensions
         services.AddScoped<CacheEntryService>();
         services.AddSingleton<CacheAdminTokenGate>();
         // Migrations first: hosted services start in order, and the janitor's first pass needs the tables.
-        services.AddHostedService<CacheDatabaseMigrator>();
+        services.AddHostedService<ModuleDatabaseMigrator<CacheDbContext>>();
         services.AddSingleton<CacheJanitor>();
         services.AddHostedService(sp => sp.GetRequiredService<CacheJanitor>());
 

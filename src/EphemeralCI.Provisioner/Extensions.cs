@@ -78,7 +78,7 @@ public static class ProvisionerExtensions
 
         // Hosted services start in this order (and stop in reverse): the schema first, then the
         // reconciler, and only then the bus, so no message is handled on a stale picture.
-        services.AddHostedService<ProvisionerDbMigrator>();
+        services.AddHostedService<ModuleDatabaseMigrator<ProvisionerDbContext>>();
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());

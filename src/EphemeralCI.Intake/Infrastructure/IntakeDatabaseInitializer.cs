@@ -5,15 +5,14 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Npgsql;
 using EphemeralCI.Persistence;
 
 namespace EphemeralCI.Intake.Infrastructure;
 
 /// <summary>
 /// Brings the database to the current migration before anything else of the module starts
-/// (registered ahead of the bus and the outbox dispatcher), waiting for Postgres while it is not
-/// up yet; then makes sure a first admin key exists.
+/// (registered ahead of the bus and the outbox dispatcher), waiting while it is not reachable yet;
+/// then makes sure a first admin key exists.
 /// </summary>
 public sealed class IntakeDatabaseInitializer(
     IServiceScopeFactory scopes,
@@ -23,27 +22,8 @@ public sealed class IntakeDatabaseInitializer(
 {
     public const string BootstrapKeyName = "bootstrap-admin";
 
-    public async Task StartAsync(CancellationToken cancellationToken)
-    {
-        var delay = TimeSpan.FromSeconds(1);
-        while (true)
-        {
-            try
-            {
-                await using var scope = scopes.CreateAsyncScope();
-                var db = scope.ServiceProvider.GetRequiredService<IntakeDbContext>();
-                await db.Database.MigrateAsync(cancellationToken);
-                await EnsureBootstrapKeyAsync(db, cancellationToken);
-                return;
-            }
-            catch (Exception ex) when (IsUnreachable(ex) && !cancellationToken.IsCancellationRequested)
-            {
-                logger.LogWarning("The intake database is not reachable yet ({Reason}); retrying in {Delay}", ex.GetBaseException().Message, delay);
-                await Task.Delay(delay, clock, cancellationToken);
-                delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 10));
-            }
-        }
-    }
+    public Task StartAsync(CancellationToken cancellationToken) =>
+        ModuleDatabaseMigration.MigrateAsync<IntakeDbContext>(scopes, clock, logger, EnsureBootstrapKeyAsync, cancellationToken);
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -97,21 +77,4 @@ public sealed class IntakeDatabaseInitializer(
         }
     }
 
-    /// <summary>Connection trouble and "starting up" are worth waiting for; a failing migration is not.</summary>
-    internal static bool IsUnreachable(Exception ex)
-    {
-        for (var e = ex; e is not null; e = e.InnerException)
-        {
-            switch (e)
-            {
-                case PostgresException pg:
-                    return pg.SqlState.StartsWith("08", StringComparison.Ordinal)   // connection exception
-                        || pg.SqlState.StartsWith("57P", StringComparison.Ordinal)  // shutting down, cannot connect now
-                        || pg.SqlState.StartsWith("53", StringComparison.Ordinal);  // too many connections, out of resources
-                case NpgsqlException or TimeoutException or System.Net.Sockets.SocketException:
-                    return true;
-            }
-        }
-        return false;
-    }
 }
