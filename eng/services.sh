@@ -36,6 +36,7 @@ install_missing() {
   command -v nft >/dev/null || need+=(nftables)  # egress runners' per-job firewall
   command -v ip >/dev/null || need+=(iproute2)
   command -v curl >/dev/null || need+=(curl)
+  command -v gcc >/dev/null || command -v clang >/dev/null || need+=(gcc libc6-dev)  # links the native runner agent
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get -o DPkg::Lock::Timeout=300 update -q >&2
