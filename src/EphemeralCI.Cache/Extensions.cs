@@ -74,6 +74,9 @@ public static class CacheExtensions
             .Validate(o => o.DefaultBranch.StartsWith("refs/", StringComparison.Ordinal), $"Configuration setting '{CacheOptions.Section}:DefaultBranch' must be a full ref such as 'refs/heads/main'.")
             .ValidateOnStart();
 
+        var database = builder.Configuration.GetConnectionString(DatabaseName);
+        services.PostConfigure<CacheOptions>(o => o.LookupCacheNamespace ??= CacheLookupNames.Namespace(database));
+
         AddBlobStore(builder);
 
         if (!services.Any(d => d.ServiceType == typeof(DbContextOptions<CacheDbContext>)))

@@ -57,6 +57,27 @@ public static class CacheLookupNames
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
+    /// <summary>
+    /// A short id of the database a connection string points at (host, port and database only: replicas' strings may
+    /// differ in pooling, timeouts or credentials). Empty without a connection string.
+    /// </summary>
+    public static string Namespace(string? connectionString)
+    {
+        if (string.IsNullOrWhiteSpace(connectionString)) return "";
+        var parsed = new System.Data.Common.DbConnectionStringBuilder();
+        try
+        {
+            parsed.ConnectionString = connectionString;
+        }
+        catch (ArgumentException)
+        {
+            return "";
+        }
+        string[] identity = ["host", "server", "data source", "port", "database", "initial catalog"];
+        var parts = identity.Where(parsed.ContainsKey).Select(k => $"{k}={parsed[k]}".ToLowerInvariant());
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join(";", parts))).AsSpan(0, 8));
+    }
+
     /// <summary>A short, fixed-length id of a repository for key names.</summary>
     public static string Repository(string repository) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)).AsSpan(0, 16));
@@ -110,7 +131,11 @@ public sealed partial class RedisCacheLookups(IConnectionMultiplexer redis, IOpt
         return {g, redis.call('GET', ARGV[2] .. g .. ':' .. ARGV[3])}
         """;
 
-    private static string Prefix(string repository) => $"{KeyPrefix}{{{CacheLookupNames.Repository(repository)}}}:";
+    private string Prefix(string repository) => PrefixOf(options.Value.LookupCacheNamespace, repository);
+
+    /// <summary>Where a repository's generation (<c>{prefix}gen</c>) and answers (<c>{prefix}{generation}:{lookup}</c>) live.</summary>
+    public static string PrefixOf(string? lookupNamespace, string repository) =>
+        $"{KeyPrefix}{lookupNamespace}:{{{CacheLookupNames.Repository(repository)}}}:";
 
     public async Task<LookupProbe> ProbeAsync(string repository, string lookup, CancellationToken cancellationToken = default)
     {

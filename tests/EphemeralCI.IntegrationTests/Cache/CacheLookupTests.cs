@@ -127,10 +127,27 @@ public sealed class RedisCacheLookupTests() : CacheLookupTestsBase(redis: true)
         Assert.Equal("-", (await replicaB.ProbeAsync(repo, "lookup")).Answer);
 
         // Redis losing the generation (eviction, restart without persistence) must not bring old answers back.
-        await redis.GetDatabase().KeyDeleteAsync($"{RedisCacheLookups.KeyPrefix}{{{CacheLookupNames.Repository(repo)}}}:gen");
+        await redis.GetDatabase().KeyDeleteAsync(RedisCacheLookups.PrefixOf(null, repo) + "gen");
         var afterLoss = await replicaB.ProbeAsync(repo, "lookup");
         Assert.NotEqual(current.Generation, afterLoss.Generation);
         Assert.Null(afterLoss.Answer);
+    }
+
+    [Fact]
+    public async Task Deployments_with_different_databases_sharing_one_Redis_never_read_each_others_answers()
+    {
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(RealServices.Redis);
+        RedisCacheLookups Deployment(string database) => new(redis,
+            Options.Create(new EphemeralCI.Cache.CacheOptions { LookupCacheNamespace = CacheLookupNames.Namespace($"Host=db;Database={database}") }),
+            NullLogger<RedisCacheLookups>.Instance);
+        var (first, second) = (Deployment("cache_a"), Deployment("cache_b"));
+        var repo = $"acme/lookup-{Guid.NewGuid():N}";
+
+        var probe = await first.ProbeAsync(repo, "lookup");
+        await first.StoreAsync(repo, probe.Generation!, "lookup", "1\t0\t0\to\tkey");
+
+        Assert.Equal("1\t0\t0\to\tkey", (await first.ProbeAsync(repo, "lookup")).Answer);
+        Assert.Null((await second.ProbeAsync(repo, "lookup")).Answer);
     }
 }
 

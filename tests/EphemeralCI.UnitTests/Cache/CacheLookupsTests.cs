@@ -48,6 +48,16 @@ public sealed class CacheLookupsTests
     }
 
     [Fact]
+    public void The_namespace_follows_the_database_not_the_rest_of_the_connection_string()
+    {
+        var ns = CacheLookupNames.Namespace("Host=db;Port=5432;Database=cachedb;Username=cache;Password=one;Pooling=true");
+        Assert.Equal(ns, CacheLookupNames.Namespace("host=DB;port=5432;database=cachedb;username=other;password=two;Timeout=30"));
+        Assert.NotEqual(ns, CacheLookupNames.Namespace("Host=db;Port=5432;Database=cachedb2;Username=cache;Password=one"));
+        Assert.NotEqual(ns, CacheLookupNames.Namespace("Host=db2;Port=5432;Database=cachedb;Username=cache;Password=one"));
+        Assert.Equal("", CacheLookupNames.Namespace(null));
+    }
+
+    [Fact]
     public async Task In_process_an_answer_stored_under_a_replaced_generation_is_never_read()
     {
         var clock = new ManualClock(DateTimeOffset.UtcNow);
