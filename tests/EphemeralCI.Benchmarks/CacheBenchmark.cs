@@ -4,21 +4,12 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text;
-using EphemeralCI.Cache;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.JobTokens;
 using EphemeralCI.RunnerAgent.Caching;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Minio;
 using Minio.DataModel.Args;
-using Npgsql;
 
 namespace EphemeralCI.Benchmarks;
 
