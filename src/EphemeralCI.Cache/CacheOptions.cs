@@ -32,6 +32,27 @@ public sealed class CacheOptions
     /// <summary>A reservation not committed within this time is dropped with its upload (<c>Cache:UploadTimeout</c>). Default 1 hour.</summary>
     public TimeSpan UploadTimeout { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// A restore records its access time (LRU eviction, expiry) at most once per entry per this interval
+    /// (<c>Cache:AccessTouchInterval</c>): every hit writing the row (an indexed column, so never a HOT update)
+    /// was most of a hit's cost. Eviction order and expiry are exact to within it. Zero touches on every hit. Default 1 minute.
+    /// </summary>
+    public TimeSpan AccessTouchInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// How long a cached lookup answer lives (<c>Cache:LookupCacheLifetime</c>). Answers never go stale while they
+    /// live (every change to a repository's entries starts a new generation); this only bounds memory. Zero turns the lookup cache off. Default 10 minutes.
+    /// </summary>
+    public TimeSpan LookupCacheLifetime { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Names this cache's lookup answers in Redis (<c>Cache:LookupCacheNamespace</c>): two cache deployments with different
+    /// databases sharing one Redis must not read each other's answers (entry ids would point into the other database).
+    /// Unset, it is derived from the host, port and database of <c>ConnectionStrings:cachedb</c>, which every replica of one
+    /// deployment shares; set it explicitly when replicas reach the same database by different addresses.
+    /// </summary>
+    public string? LookupCacheNamespace { get; set; }
+
     /// <summary>How often the janitor expires, evicts and cleans up (<c>Cache:JanitorInterval</c>). Default 5 minutes.</summary>
     public TimeSpan JanitorInterval { get; set; } = TimeSpan.FromMinutes(5);
 

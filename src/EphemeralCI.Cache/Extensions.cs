@@ -21,6 +21,7 @@ namespace EphemeralCI.Cache;
  *
  *   runner / @actions/cache ──Twirp v2 or REST v1 (job token)──> CacheEntryService ── reserve ──> ICacheReservations (Redis | in-process)
  *        │                                                          │  lookup: own ref, then default branch        └─> cachedb (CacheDbContext)
+ *        │                                                          │  (answers cached per repository generation: ICacheLookups, Redis | in-process)
  *        └──signed URL (HMAC)──> BlobTransferApi ── Azure Put Blob/Block/BlockList ──> UploadStaging (spool) ── commit: size + SHA-256 ──> IBlobStore
  *                                                └── GET, hash-checked while streaming; corrupt → quarantined                           (S3 | folder)
  *   Bazel / ccache / Gradle ──/cache/{ac|cas}/{sha256} (job token)──> IBlobStore
@@ -67,8 +68,14 @@ public static class CacheExtensions
             .Validate(o => !string.IsNullOrWhiteSpace(o.SpoolDirectory), $"Configuration setting '{CacheOptions.Section}:SpoolDirectory' must not be empty.")
             .Validate(o => o.JanitorInterval > TimeSpan.Zero && o.UploadTimeout > TimeSpan.Zero && o.ExpireAfterUnused > TimeSpan.Zero && o.SignedUrlLifetime > TimeSpan.Zero,
                 $"Configuration settings '{CacheOptions.Section}:JanitorInterval', 'UploadTimeout', 'ExpireAfterUnused' and 'SignedUrlLifetime' must be positive.")
+            .Validate(o => o.AccessTouchInterval >= TimeSpan.Zero && o.AccessTouchInterval < o.ExpireAfterUnused,
+                $"Configuration setting '{CacheOptions.Section}:AccessTouchInterval' must be zero or positive and shorter than 'ExpireAfterUnused'.")
+            .Validate(o => o.LookupCacheLifetime >= TimeSpan.Zero, $"Configuration setting '{CacheOptions.Section}:LookupCacheLifetime' must not be negative.")
             .Validate(o => o.DefaultBranch.StartsWith("refs/", StringComparison.Ordinal), $"Configuration setting '{CacheOptions.Section}:DefaultBranch' must be a full ref such as 'refs/heads/main'.")
             .ValidateOnStart();
+
+        var database = builder.Configuration.GetConnectionString(DatabaseName);
+        services.PostConfigure<CacheOptions>(o => o.LookupCacheNamespace ??= CacheLookupNames.Namespace(database));
 
         AddBlobStore(builder);
 
@@ -81,8 +88,16 @@ public static class CacheExtensions
         var hasRedis = services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))
             || !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName));
         if (hasRedis && !services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))) builder.AddRedisClient(RedisConnectionName);
-        if (hasRedis) services.TryAddSingleton<ICacheReservations, RedisCacheReservations>();
-        else services.TryAddSingleton<ICacheReservations, InProcessCacheReservations>();
+        if (hasRedis)
+        {
+            services.TryAddSingleton<ICacheReservations, RedisCacheReservations>();
+            services.TryAddSingleton<ICacheLookups, RedisCacheLookups>();
+        }
+        else
+        {
+            services.TryAddSingleton<ICacheReservations, InProcessCacheReservations>();
+            services.TryAddSingleton<ICacheLookups, InProcessCacheLookups>();
+        }
 
         services.AddSingleton<SignedUrls>();
         services.AddSingleton<CacheUrls>();

@@ -4,21 +4,12 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text;
-using EphemeralCI.Cache;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.JobTokens;
 using EphemeralCI.RunnerAgent.Caching;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Minio;
 using Minio.DataModel.Args;
-using Npgsql;
 
 namespace EphemeralCI.Benchmarks;
 
@@ -27,8 +18,12 @@ namespace EphemeralCI.Benchmarks;
 /// (loopback), real Postgres, Redis and the S3 emulator. (1) Lookup latency of the v2 Twirp
 /// GetCacheEntryDownloadURL, hit and miss, under an open-loop load at a fixed rate, beside the host's
 /// /alive at the same rate. (2) Save and restore of one large archive with the runner agent's own
-/// CacheServiceClient, beside a raw Minio PUT/GET of the same bytes on the same S3 server.
-/// Extra flags: --rate N (requests/s, 500), --seconds N (per lookup scenario, 20), --size-mib N (1024), --rounds N (2).
+/// CacheServiceClient, beside a raw Minio PUT/GET of the same bytes on the same S3 server. The lookups run
+/// against the module as configured and, as their baseline, against a second instance on the same database
+/// with the lookup cache off and the access time written on every hit (the behaviour before the lookup cache).
+/// Extra flags: --rate N (requests/s, 500), --seconds N (per lookup scenario, 20), --size-mib N (1024), --rounds N (2),
+/// --lookups-only (skip the save/restore part), --set Cache:Setting=value (repeatable; e.g. Cache:LookupCacheLifetime=0
+/// to measure lookups without the lookup cache, Cache:AccessTouchInterval=0 to write the access time on every hit).
 /// </summary>
 public sealed class CacheBenchmark : IBenchmark
 {
@@ -46,36 +41,26 @@ public sealed class CacheBenchmark : IBenchmark
         var seconds = Flag("--seconds", 20);
         var sizeMiB = Flag("--size-mib", 1024);
         var rounds = Flag("--rounds", 2);
+        var lookupsOnly = args.Contains("--lookups-only");
+        var overrides = args.Zip(args.Skip(1)).Where(p => p.First == "--set" && p.Second.Contains('=', StringComparison.Ordinal))
+            .Select(p => p.Second.Split('=', 2)).ToDictionary(kv => kv[0], kv => (string?)kv[1]);
 
-        var postgres = Environment.GetEnvironmentVariable("ECI_POSTGRES") ?? throw new InvalidOperationException("ECI_POSTGRES is not set: eval \"$(eng/services.sh env)\"");
-        var redis = Environment.GetEnvironmentVariable("ECI_REDIS") ?? throw new InvalidOperationException("ECI_REDIS is not set");
-        var s3 = Environment.GetEnvironmentVariable("ECI_S3") ?? throw new InvalidOperationException("ECI_S3 is not set");
-        var loadAtStart = LoadAverage();
-        var database = await CreateDatabaseAsync(postgres);
-        var bucket = $"eci-bench-{Guid.NewGuid():N}";
+        var host = new CacheBenchHost();
+        var (s3, bucket) = (host.S3, host.Bucket);
+        var loadAtStart = CacheBenchHost.LoadAverage();
         var work = Directory.CreateTempSubdirectory("eci-bench-cache-");
         try
         {
-            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production", ContentRootPath = AppContext.BaseDirectory });
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            await using var app = await host.StartAsync(Path.Combine(work.FullName, "spool"), overrides);
+            // The baseline for lookups, in the same run on the same database: a second instance answering every lookup
+            // from the database and writing the access time on every hit, as the cache did before the lookup cache.
+            await using var uncachedApp = await host.StartAsync(Path.Combine(work.FullName, "spool-uncached"), new Dictionary<string, string?>
             {
-                ["ConnectionStrings:minio"] = $"{s3};Bucket={bucket}",
-                ["ConnectionStrings:cachedb"] = database,
-                ["ConnectionStrings:redis"] = redis,
-                ["JobTokens:SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
-                ["Cache:SpoolDirectory"] = Path.Combine(work.FullName, "spool"),
-                ["Cache:AdminToken"] = "benchmark-admin-token-0123456789",
+                ["Cache:LookupCacheLifetime"] = "00:00:00",
+                ["Cache:AccessTouchInterval"] = "00:00:00",
             });
-            builder.AddServiceDefaults();
-            // Console logging of every request would measure the console, not the cache.
-            builder.Logging.ClearProviders();
-            builder.AddCache();
-            await using var app = builder.Build();
-            app.MapDefaultEndpoints();
-            app.MapCache();
-            await app.StartAsync();
-            var baseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single() + "/");
+            var baseAddress = CacheBenchHost.AddressOf(app);
+            var uncachedAddress = CacheBenchHost.AddressOf(uncachedApp);
             var token = app.Services.GetRequiredService<JobTokenService>().Issue(Guid.NewGuid(), Repository, Ref, DateTimeOffset.UtcNow.AddHours(2));
 
             using var agent = new CacheServiceClient(new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(30) }, token);
@@ -94,20 +79,21 @@ public sealed class CacheBenchmark : IBenchmark
 
             // ---- (1) lookup latency, open loop ----
             using var loadClient = new HttpClient(new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) }) { BaseAddress = baseAddress };
+            using var uncachedClient = new HttpClient(new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) }) { BaseAddress = uncachedAddress };
             Func<Task> alive = async () =>
             {
                 using var response = await loadClient.GetAsync("alive");
                 Expect(response.IsSuccessStatusCode, $"/alive: HTTP {(int)response.StatusCode}");
                 await response.Content.ReadAsByteArrayAsync();
             };
-            Func<Task> Lookup(string key, bool expectHit) => async () =>
+            Func<Task> Lookup(string key, bool expectHit, HttpClient? client = null) => async () =>
             {
                 using var request = new HttpRequestMessage(HttpMethod.Post, "twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL")
                 {
                     Content = JsonContent.Create(new { key, restore_keys = Array.Empty<string>(), version = "v1" }),
                 };
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-                using var response = await loadClient.SendAsync(request);
+                using var response = await (client ?? loadClient).SendAsync(request);
                 Expect(response.IsSuccessStatusCode, $"lookup: HTTP {(int)response.StatusCode}");
                 var body = await response.Content.ReadAsStringAsync();
                 Expect(body.Contains("\"ok\":true", StringComparison.Ordinal) == expectHit, $"lookup of {key}: unexpected answer {body}");
@@ -118,6 +104,8 @@ public sealed class CacheBenchmark : IBenchmark
                 ("GetCacheEntryDownloadURL, hit", Lookup("bench-hit", true)),
                 ("GetCacheEntryDownloadURL, miss", Lookup("bench-missing", false)),
                 ($"GetCacheEntryDownloadURL, hit, {spread} entries in turn", () => Lookup($"bench-hit-{Interlocked.Increment(ref nextSpread) % spread}", true)()),
+                ("baseline: hit, database only, access written every hit (as before)", Lookup("bench-hit", true, uncachedClient)),
+                ("baseline: miss, database only", Lookup("bench-missing", false, uncachedClient)),
             ];
             foreach (var (name, op) in scenarios)
             {
@@ -134,10 +122,14 @@ public sealed class CacheBenchmark : IBenchmark
                     lookups[s].Add(await OpenLoop.RunAsync(scenarios[s].Op, rate, TimeSpan.FromSeconds(seconds / 2.0)));
                 }
             }
-            var loadAfterLookups = LoadAverage();
+            var loadAfterLookups = CacheBenchHost.LoadAverage();
             // Closed loop, for the capacity the open-loop rate is measured against: serial latency, then 8 clients flat out.
             Console.WriteLine("closed loop: capacity");
             var capacity = await ScenarioResult.MeasureInterleavedAsync(scenarios.Select(s => (s.Name, (Func<int, Task>)(_ => s.Op()))).ToList(), 300, 8);
+            if (lookupsOnly)
+            {
+                return Report(options, rate, seconds, 0, loadAtStart, loadAfterLookups, CacheBenchHost.LoadAverage(), scenarios.Select(s => s.Name).ToArray(), lookups, capacity, [], 0, overrides);
+            }
 
             // ---- (2) save / restore throughput ----
             var size = (long)sizeMiB << 20;
@@ -215,7 +207,7 @@ public sealed class CacheBenchmark : IBenchmark
             // Spot check that both paths gave back the bytes that went in (the last restore).
             Expect(Sha256Hex(restored) == sha, "the last restored file does not hash to the archive");
 
-            return Report(options, rate, seconds, sizeMiB, loadAtStart, loadAfterLookups, LoadAverage(), scenarios.Select(s => s.Name).ToArray(), lookups, capacity, transfers, size);
+            return Report(options, rate, seconds, sizeMiB, loadAtStart, loadAfterLookups, CacheBenchHost.LoadAverage(), scenarios.Select(s => s.Name).ToArray(), lookups, capacity, transfers, size, overrides);
         }
         finally
         {
@@ -224,7 +216,8 @@ public sealed class CacheBenchmark : IBenchmark
     }
 
     private static string Report(BenchmarkOptions options, int rate, int seconds, int sizeMiB, string loadAtStart, string loadAfterLookups, string loadAtEnd,
-        string[] names, List<OpenLoop.Result>[] lookups, List<ScenarioResult> capacity, List<(int Round, string Scenario, double Seconds)> transfers, long size)
+        string[] names, List<OpenLoop.Result>[] lookups, List<ScenarioResult> capacity, List<(int Round, string Scenario, double Seconds)> transfers, long size,
+        Dictionary<string, string?> overrides)
     {
         _ = options;
         var report = new StringBuilder();
@@ -234,13 +227,16 @@ public sealed class CacheBenchmark : IBenchmark
         report.AppendLine(string.Create(inv, $"Measured {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores ({System.Runtime.InteropServices.RuntimeInformation.OSDescription}). ") +
             "The cache module composed as `EphemeralCI.Cache.Host` composes it (`AddServiceDefaults` + `AddCache`, logging providers cleared) on real Kestrel on loopback, " +
             "with real Postgres, Redis and the S3 emulator (s3rver, node) from `eng/services.sh`, all on the same machine as the load generator. " +
-            $"Machine load average (1 min): {loadAtStart} at start, {loadAfterLookups} after the lookups, {loadAtEnd} at the end.");
+            $"Machine load average (1 min): {loadAtStart} at start, {loadAfterLookups} after the lookups, {loadAtEnd} at the end." +
+            (overrides.Count == 0 ? "" : $" Settings changed from their defaults: {string.Join(", ", overrides.Select(kv => $"`{kv.Key}={kv.Value}`"))}."));
         report.AppendLine();
         report.AppendLine(string.Create(inv, $"### Lookup latency, open loop at {rate} requests/s"));
         report.AppendLine();
         report.AppendLine(string.Create(inv, $"Requests are dispatched on a fixed schedule ({rate}/s) whatever the responses do (no waiting for earlier ones, so no coordinated omission), " +
             $"{seconds} s per scenario in two halves taken in turn with the other scenarios, after a 2 s warm-up each. One job token for all lookups (as a job reuses its token). ") +
-            "Latency is from dispatch to the whole response read. 'max dispatch lag' is how late the sender got behind its schedule (if large, the rate was not really offered). Target: p99 ≤ 5 ms.");
+            "Latency is from dispatch to the whole response read. 'max dispatch lag' is how late the sender got behind its schedule (if large, the rate was not really offered). " +
+            "The 'database only' baselines are a second instance of the module on the same database with `Cache:LookupCacheLifetime=0` and `Cache:AccessTouchInterval=0` " +
+            "(every lookup queries Postgres, every hit writes the entry's access time: the behaviour before the lookup cache). Target: p99 ≤ 5 ms.");
         report.AppendLine();
         report.AppendLine("| scenario | n | achieved /s | p50 ms | p95 ms | p99 ms | max ms | max in flight | max dispatch lag ms |");
         report.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -258,6 +254,7 @@ public sealed class CacheBenchmark : IBenchmark
         report.AppendLine(ScenarioResult.Header);
         foreach (var r in capacity) report.AppendLine(r.Row());
         report.AppendLine();
+        if (transfers.Count == 0) return report.ToString(); // --lookups-only
         report.AppendLine(string.Create(inv, $"### Save and restore of a {sizeMiB} MiB archive"));
         report.AppendLine();
         report.AppendLine("EphemeralCI: the runner agent's own `CacheServiceClient` (Twirp CreateCacheEntry → Azure Put Block of 32 MiB blocks to the signed URL → Put Block List → " +
@@ -286,9 +283,6 @@ public sealed class CacheBenchmark : IBenchmark
         if (!condition) throw new InvalidOperationException(failure);
     }
 
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
-
     private static string Sha256Hex(string path)
     {
         using var file = File.OpenRead(path);
@@ -305,16 +299,6 @@ public sealed class CacheBenchmark : IBenchmark
             RandomNumberGenerator.Fill(buffer);
             await file.WriteAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, size - written)));
         }
-    }
-
-    private static async Task<string> CreateDatabaseAsync(string server)
-    {
-        var name = $"eci_bench_cache_{Guid.NewGuid():N}"[..40];
-        await using var conn = new NpgsqlConnection(server);
-        await conn.OpenAsync();
-        await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\" TEMPLATE template0", conn);
-        await cmd.ExecuteNonQueryAsync();
-        return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
     }
 }
 

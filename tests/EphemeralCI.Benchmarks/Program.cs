@@ -3,8 +3,8 @@ using EphemeralCI.Benchmarks;
 // Benchmarks run on demand, never in the test suite. Each one measures its subject and a baseline
 // in the same run (same machine, same load), and replaces only its own section of docs/benchmarks.md.
 IBenchmark[] benchmarks = OperatingSystem.IsWindows()
-    ? [new SecretsExchangeBenchmark(), new CacheBenchmark()]
-    : [new SecretsExchangeBenchmark(), new RunnerStartBenchmark(), new CacheBenchmark()];
+    ? [new SecretsExchangeBenchmark(), new CacheBenchmark(), new CacheJobBenchmark()]
+    : [new SecretsExchangeBenchmark(), new RunnerStartBenchmark(), new CacheBenchmark(), new CacheJobBenchmark()];
 
 var name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
 var benchmark = benchmarks.FirstOrDefault(b => b.Name == name);

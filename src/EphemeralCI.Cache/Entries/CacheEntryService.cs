@@ -43,6 +43,7 @@ public sealed record CommitResult(CommitOutcome Outcome, CacheEntry? Entry = nul
 public sealed partial class CacheEntryService(
     CacheDbContext db,
     ICacheReservations reservations,
+    ICacheLookups lookups,
     IBlobStore blobs,
     UploadStaging staging,
     IOptions<CacheOptions> options,
@@ -160,6 +161,7 @@ public sealed partial class CacheEntryService(
             await blobs.DeleteAsync(objectKey, CancellationToken.None);
             throw;
         }
+        await lookups.InvalidateAsync(entry.Repository, cancellationToken);
         staging.Delete(entry.Id);
         await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), job.JobId, cancellationToken);
         LogCommitted(logger, entry.Id, entry.Repository, entry.Scope, length);
@@ -170,27 +172,75 @@ public sealed partial class CacheEntryService(
     /// <summary>
     /// The entry a job on <paramref name="job"/>'s ref restores: in its own ref, then in the repository's default
     /// branch — in each, an exact key match first, then the newest entry whose key starts with each restore key in
-    /// order. Entries of other refs are never visible. A hit's last-access time is updated (it drives LRU and expiry).
+    /// order. Entries of other refs are never visible. Answers (hits and misses) come from <see cref="ICacheLookups"/>
+    /// when it has them; a hit's last-access time (LRU, expiry) is written at most once per <c>Cache:AccessTouchInterval</c>.
     /// </summary>
-    public async Task<CacheEntry?> FindForRestoreAsync(JobTokenClaims job, string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken cancellationToken)
+    public async Task<RestoreHit?> FindForRestoreAsync(JobTokenClaims job, string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken cancellationToken)
+    {
+        var defaultBranch = Options.DefaultBranchOf(job.Repository);
+        var useCache = Options.LookupCacheLifetime > TimeSpan.Zero;
+        var lookup = useCache ? CacheLookupNames.For(job.Ref, defaultBranch, key, restoreKeys, version) : "";
+        // The generation is taken before the database is read: see ICacheLookups.
+        var probe = useCache ? await lookups.ProbeAsync(job.Repository, lookup, cancellationToken) : default;
+        RestoreHit? hit;
+        if (CacheLookupNames.Decode(probe.Answer, job.Ref, defaultBranch, version) is { } cached)
+        {
+            hit = cached.Hit;
+        }
+        else
+        {
+            hit = await QueryForRestoreAsync(job, key, restoreKeys, version, cancellationToken);
+            if (probe.Generation is { } generation)
+            {
+                await lookups.StoreAsync(job.Repository, generation, lookup, CacheLookupNames.Encode(new CachedLookup(hit), defaultBranch), cancellationToken);
+            }
+        }
+        if (hit is null) return null;
+
+        var now = Now;
+        var touchBefore = now - Options.AccessTouchInterval;
+        if (hit.LastAccessedAt <= touchBefore)
+        {
+            // Conditional, so replicas (or requests) racing over the same stale entry write it once.
+            await db.Entries.Where(e => e.Id == hit.Id && e.LastAccessedAt <= touchBefore)
+                .ExecuteUpdateAsync(s => s.SetProperty(e => e.LastAccessedAt, now), cancellationToken);
+            hit = hit with { LastAccessedAt = now };
+            if (probe.Generation is { } generation)
+            {
+                await lookups.StoreAsync(job.Repository, generation, lookup, CacheLookupNames.Encode(new CachedLookup(hit), defaultBranch), cancellationToken);
+            }
+        }
+        return hit;
+    }
+
+    private async Task<RestoreHit?> QueryForRestoreAsync(JobTokenClaims job, string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken cancellationToken)
     {
         foreach (var scope in ScopesVisibleTo(job))
         {
-            var committed = db.Entries.AsNoTracking().Where(e => e.Repository == job.Repository && e.Scope == scope
-                && e.Version == version && e.State == CacheEntryState.Committed);
-            var hit = await committed.Where(e => e.Key == key).FirstOrDefaultAsync(cancellationToken);
+            var hit = await ExactHit(db, job.Repository, scope, version, key);
             foreach (var prefix in restoreKeys)
             {
                 if (hit is not null) break;
-                hit = await committed.Where(e => e.Key.StartsWith(prefix))
-                    .OrderByDescending(e => e.CommittedAt).ThenByDescending(e => e.Id).FirstOrDefaultAsync(cancellationToken);
+                hit = await NewestPrefixHit(db, job.Repository, scope, version, prefix);
             }
-            if (hit is null) continue;
-            await db.Entries.Where(e => e.Id == hit.Id).ExecuteUpdateAsync(s => s.SetProperty(e => e.LastAccessedAt, Now), cancellationToken);
-            return hit;
+            if (hit is not null) return hit;
         }
         return null;
     }
+
+    // Compiled once: a lookup is the hottest request the cache serves, and these skip building and matching the LINQ tree each time.
+    private static readonly Func<CacheDbContext, string, string, string, string, Task<RestoreHit?>> ExactHit = EF.CompileAsyncQuery(
+        (CacheDbContext db, string repository, string scope, string version, string key) => db.Entries
+            .Where(e => e.Repository == repository && e.Scope == scope && e.Version == version && e.State == CacheEntryState.Committed && e.Key == key)
+            .Select(e => new RestoreHit(e.Id, e.Scope, e.Key, e.Version, e.CommittedAt, e.LastAccessedAt))
+            .FirstOrDefault());
+
+    private static readonly Func<CacheDbContext, string, string, string, string, Task<RestoreHit?>> NewestPrefixHit = EF.CompileAsyncQuery(
+        (CacheDbContext db, string repository, string scope, string version, string prefix) => db.Entries
+            .Where(e => e.Repository == repository && e.Scope == scope && e.Version == version && e.State == CacheEntryState.Committed && e.Key.StartsWith(prefix))
+            .OrderByDescending(e => e.CommittedAt).ThenByDescending(e => e.Id)
+            .Select(e => new RestoreHit(e.Id, e.Scope, e.Key, e.Version, e.CommittedAt, e.LastAccessedAt))
+            .FirstOrDefault());
 
     /// <summary>The job's own ref, then the repository's default branch (once, if it is the same ref).</summary>
     public IEnumerable<string> ScopesVisibleTo(JobTokenClaims job)
@@ -205,6 +255,7 @@ public sealed partial class CacheEntryService(
     {
         await db.Entries.Where(e => e.Id == entry.Id && e.State == CacheEntryState.Committed)
             .ExecuteUpdateAsync(s => s.SetProperty(e => e.State, CacheEntryState.Quarantined), cancellationToken);
+        await lookups.InvalidateAsync(entry.Repository, cancellationToken);
         LogQuarantined(logger, entry.Id, entry.Repository, reason);
     }
 
@@ -214,6 +265,8 @@ public sealed partial class CacheEntryService(
         if (entry.ObjectKey is { } objectKey) await blobs.DeleteAsync(objectKey, cancellationToken);
         staging.Delete(entry.Id);
         await db.Entries.Where(e => e.Id == entry.Id).ExecuteDeleteAsync(cancellationToken);
+        // Cheap (a new generation), and the row's state as this caller saw it may be out of date: always.
+        await lookups.InvalidateAsync(entry.Repository, cancellationToken);
     }
 
     /// <summary>Deletes least recently used entries of the repository until its stored bytes fit the quota.</summary>

@@ -1,6 +1,7 @@
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 using Xunit;
 
@@ -9,14 +10,24 @@ namespace EphemeralCI.IntegrationTests.Cache;
 /// <summary>
 /// The embedded default (objects in a local folder) under a small per-repository quota: least
 /// recently used entries go first, a restore counts as a use, other repositories are untouched.
+/// Access times are recorded at most once a minute per entry, so the test moves a fake clock by
+/// more than that between uses (the order would otherwise hang on sub-second timing).
 /// </summary>
 public sealed class CacheQuotaTests : IAsyncLifetime
 {
     private const string Version = "v1-linux-zstd";
+    private static readonly TimeSpan Step = TimeSpan.FromMinutes(2);
+    private readonly FakeTimeProvider _clock = new(DateTimeOffset.UtcNow);
     private CacheTestApp _cache = null!;
 
-    public async Task InitializeAsync() => _cache = await CacheTestApp.StartAsync(1024 * 1024, fileSystem: true,
-        settings: new Dictionary<string, string?> { ["Cache:RepositoryQuotaBytes"] = "1000" });
+    public async Task InitializeAsync() => _cache = await CacheTestApp.StartAsync(1024 * 1024, fileSystem: true, clock: _clock,
+        settings: new Dictionary<string, string?>
+        {
+            ["Cache:RepositoryQuotaBytes"] = "1000",
+            ["Cache:AccessTouchInterval"] = "00:01:00",
+            // No janitor pass while the fake clock moves: the commits' own quota checks are under test.
+            ["Cache:JanitorInterval"] = "1.00:00:00",
+        });
 
     public async Task DisposeAsync() => await _cache.DisposeAsync();
 
@@ -25,12 +36,15 @@ public sealed class CacheQuotaTests : IAsyncLifetime
     {
         var repo = $"acme/quota-{Guid.NewGuid():N}";
         var neighbour = $"acme/quota-{Guid.NewGuid():N}";
-        var job = new CacheProtocolClient(_cache.Client, _cache.Mint(repo));
-        var other = new CacheProtocolClient(_cache.Client, _cache.Mint(neighbour));
+        var job = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1)));
+        var other = new CacheProtocolClient(_cache.Client, _cache.Mint(neighbour, _clock.GetUtcNow().AddHours(1)));
         (await other.SaveV2Async("theirs", Version, new byte[900])).EnsureSuccessStatusCode();
         (await job.SaveV2Async("first", Version, new byte[400])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
         (await job.SaveV2Async("second", Version, new byte[400])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
         Assert.NotNull(await job.LookupV2Async("first", Version)); // "first" is now more recently used than "second"
+        _clock.Advance(Step);
 
         (await job.SaveV2Async("third", Version, new byte[400])).EnsureSuccessStatusCode();
 

@@ -64,6 +64,36 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Cache_restore_lookups_and_access_touches_work_on_sqlite()
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var db = Db<CacheDbContext>(scope);
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var options = Microsoft.Extensions.Options.Options.Create(new EphemeralCI.Cache.CacheOptions { SpoolDirectory = Path.Combine(_directory, "spool") });
+        var entries = new EphemeralCI.Cache.Entries.CacheEntryService(db, new EphemeralCI.Cache.Entries.InProcessCacheReservations(clock),
+            new EphemeralCI.Cache.Entries.InProcessCacheLookups(options, clock), new EphemeralCI.Cache.Storage.FileSystemBlobStore(Path.Combine(_directory, "objects")),
+            new EphemeralCI.Cache.Entries.UploadStaging(options), options, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<EphemeralCI.Cache.Entries.CacheEntryService>.Instance);
+        var job = new EphemeralCI.JobTokens.JobTokenClaims(Guid.NewGuid(), "acme/sqlite", "refs/heads/feature", "t", DateTimeOffset.UtcNow.AddHours(1));
+        var committedAt = clock.GetUtcNow().UtcDateTime;
+        CacheEntry Committed(string key, string scope, int minutes) => new()
+        {
+            Repository = "acme/sqlite", Scope = scope, Key = key, Version = "v", State = CacheEntryState.Committed, SizeBytes = 1,
+            CreatedAt = committedAt, CommittedAt = committedAt.AddMinutes(minutes), LastAccessedAt = committedAt,
+        };
+        db.Entries.AddRange(Committed("deps-old", "refs/heads/main", 1), Committed("deps-new", "refs/heads/main", 2), Committed("deps-feature", "refs/heads/other", 3));
+        await db.SaveChangesAsync();
+
+        var prefixHit = await entries.FindForRestoreAsync(job, "deps-x", ["deps-"], "v", default);
+        Assert.Equal(("deps-new", "refs/heads/main"), (prefixHit?.Key, prefixHit?.Scope)); // newest on the default branch; never another branch's
+        Assert.Null(await entries.FindForRestoreAsync(job, "deps-x", ["nothing-"], "v", default));
+
+        clock.Advance(TimeSpan.FromMinutes(5));
+        Assert.NotNull(await entries.FindForRestoreAsync(job, "deps-old", [], "v", default));
+        var touched = await db.Entries.AsNoTracking().Where(e => e.Key == "deps-old").Select(e => e.LastAccessedAt).SingleAsync();
+        Assert.Equal(clock.GetUtcNow().UtcDateTime, touched, TimeSpan.FromMilliseconds(1));
+    }
+
+    [Fact]
     public async Task A_concurrent_change_to_a_job_is_refused_as_on_postgres()
     {
         var id = Guid.CreateVersion7();
