@@ -20,6 +20,10 @@ public sealed record CacheOutcome(string Operation, string Key, string Result, s
 /// </summary>
 public sealed class JobCaches(CacheServiceClient cache, string workspace)
 {
+    public const string SkippedExactHit = "skipped (restored by its exact key)";
+    // Entries are immutable: a cache restored by its own key would only be archived again to be refused.
+    private readonly HashSet<string> _exactHits = new(StringComparer.Ordinal);
+
     /// <summary>Cache version: paths and archive format, as the toolkit's version hashes paths and compression.</summary>
     public static string VersionOf(CacheSpec spec) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("|", spec.Paths ?? []) + "|tar+zstd|eci-1")));
@@ -41,6 +45,7 @@ public sealed class JobCaches(CacheServiceClient cache, string workspace)
                 await cache.DownloadAsync(url, archive, ct);
                 await CacheArchive.ExtractAsync(archive, workspace, ct);
                 outcomes.Add(new("restore", spec.Key!, "hit", matched, new FileInfo(archive).Length, clock.Elapsed));
+                if (matched == spec.Key) _exactHits.Add(spec.Key!);
             }
             catch (Exception e) when (e is CacheServiceException or CacheArchiveException or HttpRequestException or IOException or InvalidDataException or ZstdSharp.ZstdException)
             {
@@ -60,6 +65,11 @@ public sealed class JobCaches(CacheServiceClient cache, string workspace)
         foreach (var spec in specs.Where(s => !string.IsNullOrEmpty(s.Key) && s.Paths is { Count: > 0 }))
         {
             var clock = Stopwatch.StartNew();
+            if (_exactHits.Contains(spec.Key!))
+            {
+                outcomes.Add(new("save", spec.Key!, SkippedExactHit, null, 0, clock.Elapsed));
+                continue;
+            }
             var archive = Path.Combine(Path.GetTempPath(), $"eci-cache-{Guid.NewGuid():N}.tzst");
             try
             {

@@ -57,6 +57,13 @@ public sealed class AgentCachesTests : IAsyncLifetime
         Assert.Equal(("hit", "deps-abc"), (hit.Result, hit.MatchedKey));
         Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(ws2, "deps", "pkg", "lib.bin")));
         Assert.Equal("skipped (already cached)", again.Result);
+
+        // Restored by its own key: nothing to save (the entry is immutable), so no archive is even made.
+        var (third, _) = Job(repo);
+        var exact = Assert.Single(await third.RestoreAsync([Spec("deps-abc")], CancellationToken.None));
+        var skipped = Assert.Single(await third.SaveAsync([Spec("deps-abc")], CancellationToken.None));
+        Assert.Equal(("hit", "deps-abc"), (exact.Result, exact.MatchedKey));
+        Assert.Equal((JobCaches.SkippedExactHit, 0L), (skipped.Result, skipped.Bytes));
     }
 
     [Fact]
