@@ -74,7 +74,7 @@ public sealed partial class CacheEntryService(
             else if (existing.ReservedByJobId != job.JobId || existing.State == CacheEntryState.Quarantined)
             {
                 // A writer whose reservation lapsed, or a quarantined entry being replaced: start over.
-                staging.Delete(existing.Id);
+                await staging.DeleteAsync(existing.Id, cancellationToken);
                 if (existing.ObjectKey is { } stale) await blobs.DeleteAsync(stale, cancellationToken);
                 existing.ObjectKey = null;
                 existing.Sha256 = null;
@@ -123,28 +123,26 @@ public sealed partial class CacheEntryService(
         if (entry.Repository != job.Repository) return new(CommitOutcome.NotFound);
         if (CheckWritable(entry, job.JobId) is { } refused) return new(refused, entry);
 
-        if (await staging.HashAsync(entry.Id, cancellationToken) is not { } uploaded)
+        if (staging.UploadedLength(entry.Id) is not { } length)
         {
             return new(CommitOutcome.NothingUploaded, entry, "nothing was uploaded for this entry (or the block list was never committed)");
         }
-        var (length, sha256) = uploaded;
         if (length != declaredSize)
         {
             await DropReservationAsync(entry, cancellationToken);
             return new(CommitOutcome.SizeMismatch, entry, $"{length} bytes were uploaded, not the declared {declaredSize}; nothing was stored");
         }
+
+        // The object is stored first (completing a multipart upload is what makes it); the hash comes with it.
+        var stored = await staging.StoreAsync(entry, cancellationToken);
+        var (sha256, objectKey) = (stored.Sha256, stored.ObjectKey);
         if (expectedSha256 is not null && !string.Equals(expectedSha256, sha256, StringComparison.OrdinalIgnoreCase))
         {
+            await blobs.DeleteAsync(objectKey, CancellationToken.None);
             await DropReservationAsync(entry, cancellationToken);
             return new(CommitOutcome.HashMismatch, entry, $"the upload hashes to {sha256}, not the declared {expectedSha256}; nothing was stored");
         }
 
-        // A fresh object name per commit: a re-reserved row can never point at a stale object.
-        var objectKey = $"{CacheScope.EntriesRoot}/{CacheScope.RepositoryId(entry.Repository)}/{entry.Id}-{Guid.NewGuid():N}";
-        await using (var data = staging.OpenData(entry.Id))
-        {
-            await blobs.PutAsync(objectKey, data, length, cancellationToken);
-        }
         entry.State = CacheEntryState.Committed;
         entry.SizeBytes = length;
         entry.Sha256 = sha256;
@@ -160,7 +158,7 @@ public sealed partial class CacheEntryService(
             await blobs.DeleteAsync(objectKey, CancellationToken.None);
             throw;
         }
-        staging.Delete(entry.Id);
+        await staging.DeleteAsync(entry.Id, cancellationToken);
         await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), job.JobId, cancellationToken);
         LogCommitted(logger, entry.Id, entry.Repository, entry.Scope, length);
         await EnforceQuotaAsync(entry.Repository, keep: entry.Id, cancellationToken);
@@ -212,7 +210,7 @@ public sealed partial class CacheEntryService(
     public async Task DeleteAsync(CacheEntry entry, CancellationToken cancellationToken)
     {
         if (entry.ObjectKey is { } objectKey) await blobs.DeleteAsync(objectKey, cancellationToken);
-        staging.Delete(entry.Id);
+        await staging.DeleteAsync(entry.Id, cancellationToken);
         await db.Entries.Where(e => e.Id == entry.Id).ExecuteDeleteAsync(cancellationToken);
     }
 
