@@ -205,7 +205,7 @@ public sealed class CacheBenchmark : IBenchmark
                         await Time(round, "restore: EphemeralCI v2 (lookup, download)", async () =>
                         {
                             var hit = await agent.LookupAsync(key, [], "v1", default) ?? throw new InvalidOperationException("the large entry was not found");
-                            await agent.DownloadAsync(hit.DownloadUrl, restored, default);
+                            await agent.DownloadAsync(hit, restored, default);
                         });
                     }
                     Expect(new FileInfo(restored).Length == size, $"{who}: restored {new FileInfo(restored).Length} of {size} bytes");

@@ -33,14 +33,14 @@ public sealed class JobCaches(CacheServiceClient cache, string workspace)
             var archive = Path.Combine(Path.GetTempPath(), $"eci-cache-{Guid.NewGuid():N}.tzst");
             try
             {
-                if (await cache.LookupAsync(spec.Key!, spec.RestoreKeys ?? [], VersionOf(spec), ct) is not var (matched, url))
+                if (await cache.LookupAsync(spec.Key!, spec.RestoreKeys ?? [], VersionOf(spec), ct) is not { } hit)
                 {
                     outcomes.Add(new("restore", spec.Key!, "miss", null, 0, clock.Elapsed));
                     continue;
                 }
-                await cache.DownloadAsync(url, archive, ct);
+                await cache.DownloadAsync(hit, archive, ct);
                 await CacheArchive.ExtractAsync(archive, workspace, ct);
-                outcomes.Add(new("restore", spec.Key!, "hit", matched, new FileInfo(archive).Length, clock.Elapsed));
+                outcomes.Add(new("restore", spec.Key!, "hit", hit.MatchedKey, new FileInfo(archive).Length, clock.Elapsed));
             }
             catch (Exception e) when (e is CacheServiceException or CacheArchiveException or HttpRequestException or IOException or InvalidDataException or ZstdSharp.ZstdException)
             {
