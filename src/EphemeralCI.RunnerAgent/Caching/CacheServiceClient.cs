@@ -32,21 +32,21 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     private HttpClient? _direct;
 
     /// <summary>Blocks of this size above it; one Put Blob below (as the toolkit's 128 MiB single shot, smaller to bound retries).</summary>
-    internal int BlockSize { get; init; } = 32 * 1024 * 1024;
+    public int BlockSize { get; init; } = 32 * 1024 * 1024;
 
     /// <summary>Blocks uploaded, or ranges downloaded, at the same time; 1 downloads in one stream.</summary>
-    internal int Parallelism { get; init; } = 4;
+    public int Parallelism { get; init; } = 4;
 
     /// <summary>Archives from this size on are downloaded in <see cref="RangeSize"/> ranges.</summary>
-    internal long RangeThreshold { get; init; } = 64L * 1024 * 1024;
+    public long RangeThreshold { get; init; } = 64L * 1024 * 1024;
 
-    internal int RangeSize { get; init; } = 32 * 1024 * 1024;
+    public int RangeSize { get; init; } = 32 * 1024 * 1024;
 
     /// <summary>Attempts per block or range (the first and the retries) before the transfer fails.</summary>
-    internal int Attempts { get; init; } = 3;
+    public int Attempts { get; init; } = 3;
 
     /// <summary>Use a presigned store URL when the cache offers one (falls back to the cache's URL if it cannot be reached).</summary>
-    internal bool UseDirectDownloads { get; init; } = true;
+    public bool UseDirectDownloads { get; init; } = true;
 
     /// <summary>Null when the sandbox has no way to the cache (neither variable set): caches are then skipped.</summary>
     public static CacheServiceClient? FromEnvironment(string token)
@@ -92,8 +92,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         if (hit.Sha256 is null || received == hit.Sha256) return;
         if (Parallelism > 1 && hit.SizeBytes >= RangeThreshold)
         {
-            await DownloadWholeAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit.SizeBytes, destinationFile, ct);
-            if (await HashFileAsync(destinationFile, ct) == hit.Sha256) return;
+            if (await DownloadWholeAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit.SizeBytes, destinationFile, ct) == hit.Sha256) return;
         }
         throw new CacheServiceException($"the downloaded archive does not hash to the SHA-256 the cache recorded ({hit.Sha256}); not extracting it");
     }
@@ -103,8 +102,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     {
         if (Parallelism > 1 && hit.SizeBytes is { } size && size >= RangeThreshold && hit.Sha256 is not null)
         {
-            await DownloadRangesAsync(client, url, size, destinationFile, ct);
-            return await HashFileAsync(destinationFile, ct);
+            return await DownloadRangesAsync(client, url, size, destinationFile, ct);
         }
         return await DownloadWholeAsync(client, url, hit.SizeBytes, destinationFile, ct);
     }
@@ -151,41 +149,98 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         }
     }
 
-    /// <summary>The archive in <see cref="RangeSize"/> ranges, <see cref="Parallelism"/> at a time, each written at its offset and resumed where it broke off.</summary>
-    private async Task DownloadRangesAsync(HttpClient client, Uri url, long size, string destinationFile, CancellationToken ct)
+    /// <summary>
+    /// The archive in <see cref="RangeSize"/> ranges, <see cref="Parallelism"/> at a time, each written at its offset and
+    /// resumed where it broke off. Finished ranges are hashed in file order while later ones still download (read back
+    /// from the page cache), so no pass over the whole file is left for the end. Returns the file's SHA-256.
+    /// </summary>
+    private async Task<string> DownloadRangesAsync(HttpClient client, Uri url, long size, string destinationFile, CancellationToken ct)
     {
-        using var handle = File.OpenHandle(destinationFile, FileMode.Create, FileAccess.Write, FileShare.None, FileOptions.Asynchronous, preallocationSize: size);
+        using var handle = File.OpenHandle(destinationFile, FileMode.Create, FileAccess.ReadWrite, FileShare.None, FileOptions.Asynchronous, preallocationSize: size);
         var ranges = new List<(long From, long Length)>();
         for (long from = 0; from < size; from += RangeSize) ranges.Add((from, Math.Min(RangeSize, size - from)));
-        await Parallel.ForEachAsync(ranges, new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (range, token) =>
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var done = new bool[ranges.Count];
+        var hashed = 0;
+        var hashing = false;
+        var gate = new Lock();
+
+        // Whoever finishes the range at the cursor hashes it and every finished one after it; one hasher at a time.
+        async Task HashFinishedAsync(CancellationToken token)
         {
-            long done = 0;
+            var buffer = new byte[BufferSize];
+            while (true)
+            {
+                int index;
+                lock (gate)
+                {
+                    if (hashing || hashed >= ranges.Count || !done[hashed]) return;
+                    hashing = true;
+                    index = hashed;
+                }
+                var complete = false;
+                try
+                {
+                    var (from, length) = ranges[index];
+                    for (long at = 0; at < length;)
+                    {
+                        var read = await RandomAccess.ReadAsync(handle, buffer.AsMemory(0, (int)Math.Min(buffer.Length, length - at)), from + at, token);
+                        if (read == 0) throw new IOException($"the downloaded file ends at {from + at} of {size} bytes");
+                        hash.AppendData(buffer, 0, read);
+                        at += read;
+                    }
+                    complete = true;
+                }
+                finally
+                {
+                    lock (gate)
+                    {
+                        hashing = false;
+                        if (complete) hashed = index + 1;
+                    }
+                }
+            }
+        }
+
+        await Parallel.ForEachAsync(Enumerable.Range(0, ranges.Count), new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (index, token) =>
+        {
+            var range = ranges[index];
+            long received = 0;
             var buffer = new byte[BufferSize];
             for (var attempt = 1; ; attempt++)
             {
                 try
                 {
                     using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                    request.Headers.Range = new RangeHeaderValue(range.From + done, range.From + range.Length - 1);
+                    request.Headers.Range = new RangeHeaderValue(range.From + received, range.From + range.Length - 1);
                     using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
                     await EnsureAsync(response, "download", token);
                     if (response.StatusCode != HttpStatusCode.PartialContent) throw new CacheServiceException($"the server answered a range request with HTTP {(int)response.StatusCode}", (int)response.StatusCode);
                     await using var body = await response.Content.ReadAsStreamAsync(token);
                     int read;
-                    while (done < range.Length && (read = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, range.Length - done)), token)) > 0)
+                    while (received < range.Length && (read = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, range.Length - received)), token)) > 0)
                     {
-                        await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, read), range.From + done, token);
-                        done += read;
+                        await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, read), range.From + received, token);
+                        received += read;
                     }
-                    if (done != range.Length) throw new IOException($"range at {range.From} ended after {done} of {range.Length} bytes");
-                    return;
+                    if (received != range.Length) throw new IOException($"range at {range.From} ended after {received} of {range.Length} bytes");
+                    break;
                 }
                 catch (Exception e) when (attempt < Attempts && IsTransient(e) && !token.IsCancellationRequested)
                 {
                     await Task.Delay(Backoff(attempt), token);
                 }
             }
+            lock (gate) done[index] = true;
+            await HashFinishedAsync(token);
         });
+        // The last finisher may have found another hasher busy; whatever is left is hashed here.
+        await HashFinishedAsync(ct);
+        lock (gate)
+        {
+            if (hashed != ranges.Count) throw new IOException("not every range of the download was hashed");
+        }
+        return Convert.ToHexStringLower(hash.GetCurrentHash());
     }
 
     /// <summary>Reserves, uploads and commits; false when the entry already exists or another job is saving it.</summary>
@@ -265,12 +320,6 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     };
 
     private static TimeSpan Backoff(int attempt) => TimeSpan.FromMilliseconds(200 * attempt * attempt);
-
-    private static async Task<string> HashFileAsync(string path, CancellationToken ct)
-    {
-        await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
-        return Convert.ToHexStringLower(await SHA256.HashDataAsync(file, ct));
-    }
 
     private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest body, JsonTypeInfo<TRequest> requestType, JsonTypeInfo<TResponse> responseType, CancellationToken ct)
     {
