@@ -23,6 +23,8 @@ public sealed class AgentDataPathTests : IAsyncLifetime
 {
     private const int MiB = 1024 * 1024;
     private readonly ConcurrentQueue<(string Key, string UploadId)> _aborted = new();
+    private readonly ConcurrentQueue<string> _completed = new();
+    private readonly ConcurrentQueue<string> _put = new();
     private CacheTestApp _cache = null!;
     private CacheTestApp _direct = null!;
     private readonly List<string> _workspaces = [];
@@ -33,7 +35,7 @@ public sealed class AgentDataPathTests : IAsyncLifetime
         {
             var store = new S3BlobStore(S3Settings.Parse($"{RealServices.S3};Bucket={bucket}"));
             store.EnsureBucketAsync().GetAwaiter().GetResult();
-            services.AddSingleton<IBlobStore>(new RecordingS3Store(store, _aborted));
+            services.AddSingleton<IBlobStore>(new RecordingS3Store(store, _aborted, _completed, _put));
         });
         _direct = await CacheTestApp.StartAsync(256L * MiB, settings: new Dictionary<string, string?> { ["Cache:DirectDownloads"] = "true" });
     }
@@ -91,6 +93,10 @@ public sealed class AgentDataPathTests : IAsyncLifetime
         Assert.Equal("saved", saved.Result);
         Assert.True(faults.FailedBlockPuts == 1, "one block upload was refused once");
         Assert.True(staged, "the blocks were forwarded as parts of a multipart upload");
+        // The object was made by completing the multipart upload, not by a second upload from the spool.
+        var objectKey = (await EntryAsync(_cache, repo)).ObjectKey!;
+        Assert.Contains(objectKey, _completed);
+        Assert.DoesNotContain(objectKey, _put);
         Assert.True(faults.MaxConcurrentBlockPuts > 1, $"blocks were uploaded one at a time ({faults.MaxConcurrentBlockPuts})");
         Assert.Equal("hit", hit.Result);
         Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(ws2, "deps", "random.bin")));
@@ -190,21 +196,29 @@ public sealed class AgentDataPathTests : IAsyncLifetime
     }
 
     /// <summary>The S3 store, recording which multipart uploads the cache aborted (the emulator itself cannot abort one).</summary>
-    private sealed class RecordingS3Store(S3BlobStore inner, ConcurrentQueue<(string, string)> aborted) : IBlobStore, IMultipartBlobStore
+    private sealed class RecordingS3Store(S3BlobStore inner, ConcurrentQueue<(string, string)> aborted, ConcurrentQueue<string> completed, ConcurrentQueue<string> put)
+        : IBlobStore, IMultipartBlobStore
     {
         public Task<BlobInfo?> StatAsync(string key, CancellationToken cancellationToken = default) => inner.StatAsync(key, cancellationToken);
         public Task<bool> CopyToAsync(string key, Stream destination, CancellationToken cancellationToken = default) => inner.CopyToAsync(key, destination, cancellationToken);
         public Task<bool> CopyRangeToAsync(string key, long offset, long length, Stream destination, CancellationToken cancellationToken = default) =>
             inner.CopyRangeToAsync(key, offset, length, destination, cancellationToken);
-        public Task PutAsync(string key, Stream content, long length, CancellationToken cancellationToken = default) => inner.PutAsync(key, content, length, cancellationToken);
+        public Task PutAsync(string key, Stream content, long length, CancellationToken cancellationToken = default)
+        {
+            put.Enqueue(key);
+            return inner.PutAsync(key, content, length, cancellationToken);
+        }
         public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => inner.DeleteAsync(key, cancellationToken);
         public long MinPartBytes => inner.MinPartBytes;
         public int MaxPartNumber => inner.MaxPartNumber;
         public Task<string> StartMultipartAsync(string key, CancellationToken cancellationToken = default) => inner.StartMultipartAsync(key, cancellationToken);
         public Task<string> UploadPartAsync(string key, string uploadId, int partNumber, Stream content, long length, CancellationToken cancellationToken = default) =>
             inner.UploadPartAsync(key, uploadId, partNumber, content, length, cancellationToken);
-        public Task CompleteMultipartAsync(string key, string uploadId, IReadOnlyList<BlobPart> parts, CancellationToken cancellationToken = default) =>
-            inner.CompleteMultipartAsync(key, uploadId, parts, cancellationToken);
+        public Task CompleteMultipartAsync(string key, string uploadId, IReadOnlyList<BlobPart> parts, CancellationToken cancellationToken = default)
+        {
+            completed.Enqueue(key);
+            return inner.CompleteMultipartAsync(key, uploadId, parts, cancellationToken);
+        }
 
         public Task AbortMultipartAsync(string key, string uploadId, CancellationToken cancellationToken = default)
         {
