@@ -7,10 +7,8 @@ namespace EphemeralCI.Cache.Entries;
 /// <see cref="UploadTooLargeException"/>. A failure of the body itself is kept in <see cref="SourceFailure"/>,
 /// because an HTTP client reading this stream reports it wrapped as its own request failure.
 /// </summary>
-internal sealed class TeeReadStream(Stream source, Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> onData, long maxBytes) : Stream
+internal sealed class TeeReadStream(Stream source, Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> onData, long maxBytes) : ForwardReadStream
 {
-    public long Count { get; private set; }
-
     public Exception? SourceFailure { get; private set; }
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -38,27 +36,14 @@ internal sealed class TeeReadStream(Stream source, Func<ReadOnlyMemory<byte>, Ca
         while (await ReadAsync(buffer, cancellationToken) > 0) { }
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => Count; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>A stream of known parts read one after another (the committed blocks in their committed order), hashed as it is read.</summary>
-internal sealed class ConcatenatedReadStream(IReadOnlyList<string> files, bool hash) : Stream
+internal sealed class ConcatenatedReadStream(IReadOnlyList<string> files, bool hash) : ForwardReadStream
 {
     private readonly System.Security.Cryptography.IncrementalHash? _hash = hash ? System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256) : null;
     private int _index;
     private FileStream? _current;
-
-    public long Count { get; private set; }
 
     /// <summary>The SHA-256 of everything read so far (null when not hashing).</summary>
     public string? Sha256 => _hash is null ? null : Convert.ToHexStringLower(_hash.GetCurrentHash());
@@ -84,6 +69,26 @@ internal sealed class ConcatenatedReadStream(IReadOnlyList<string> files, bool h
         }
     }
 
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _current?.Dispose();
+            _hash?.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>A stream read once, front to back, that counts what it gave out; the rest of <see cref="Stream"/> is refused.</summary>
+internal abstract class ForwardReadStream : Stream
+{
+    /// <summary>Bytes read so far.</summary>
+    public long Count { get; protected set; }
+
+    public abstract override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default);
+
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
     public override bool CanRead => true;
@@ -95,16 +100,6 @@ internal sealed class ConcatenatedReadStream(IReadOnlyList<string> files, bool h
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _current?.Dispose();
-            _hash?.Dispose();
-        }
-        base.Dispose(disposing);
-    }
 }
 
 internal sealed class UploadTooLargeException() : Exception("The upload exceeds the size limit.");

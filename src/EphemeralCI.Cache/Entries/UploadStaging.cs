@@ -506,39 +506,19 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
 public sealed record StoredUpload(long Length, string Sha256, string ObjectKey);
 
 /// <summary>Bytes <paramref name="offset"/> to offset + length of a file (a v1 chunk read back for hashing).</summary>
-internal sealed class BoundedReadStream(FileStream file, long offset, long length) : Stream
+internal sealed class BoundedReadStream(FileStream file, long offset, long length) : ForwardReadStream
 {
-    private long _read;
-
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (_read == 0 && file.Position != offset) file.Position = offset;
-        if (_read >= length) return 0;
-        var read = await file.ReadAsync(buffer[..(int)Math.Min(buffer.Length, length - _read)], cancellationToken);
-        _read += read;
+        if (Count >= length) return 0;
+        var read = await RandomAccess.ReadAsync(file.SafeFileHandle, buffer[..(int)Math.Min(buffer.Length, length - Count)], offset + Count, cancellationToken);
+        Count += read;
         return read;
     }
-
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => length;
-    public override long Position { get => _read; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {
         if (disposing) file.Dispose();
         base.Dispose(disposing);
-    }
-
-    public override async ValueTask DisposeAsync()
-    {
-        await file.DisposeAsync();
-        await base.DisposeAsync();
     }
 }
