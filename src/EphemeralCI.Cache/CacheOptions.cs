@@ -62,8 +62,8 @@ public sealed class CacheOptions
     /// <summary>
     /// Hand clients that verify the archive themselves (the runner agent) a presigned S3 GET as well
     /// (<c>Cache:DirectDownloads</c>, lookup field <c>direct_download_url</c>), so restores leave the cache's data path.
-    /// Only where runners reach the S3 endpoint under the address in <c>ConnectionStrings:minio</c>. Default off: streaming
-    /// through the cache measures about as fast and keeps the cache's own integrity check on the data.
+    /// Only where runners reach the S3 endpoint under the address in <c>ConnectionStrings:minio</c> (the local sandbox
+    /// reaches only the cache's socket). Default off: streaming keeps the cache's own integrity check on every byte.
     /// </summary>
     public bool DirectDownloads { get; set; }
 

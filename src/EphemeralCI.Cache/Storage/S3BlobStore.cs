@@ -23,6 +23,9 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
     // still stop at once through their cancellation tokens.
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromMinutes(30);
 
+    // Large writes to the response: each one is a flush through Kestrel and a copy into the hash check's held-back piece.
+    private const int CopyBufferSize = 1024 * 1024;
+
     private readonly HttpClient _http;
     private readonly IMinioClient _client;
     private readonly S3RequestSigner _signer;
@@ -87,7 +90,7 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
             await _client.GetObjectAsync(new GetObjectArgs()
                 .WithBucket(Bucket)
                 .WithObject(key)
-                .WithCallbackStream((body, ct) => body.CopyToAsync(destination, ct)), cancellationToken);
+                .WithCallbackStream((body, ct) => body.CopyToAsync(destination, CopyBufferSize, ct)), cancellationToken);
             return true;
         }
         catch (ObjectNotFoundException)
@@ -112,7 +115,7 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
             if (response.StatusCode == HttpStatusCode.NotFound) return false;
             if (response.StatusCode != HttpStatusCode.PartialContent) throw await FailureAsync("ranged read", response, cancellationToken);
             await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
-            await body.CopyToAsync(destination, cancellationToken);
+            await body.CopyToAsync(destination, CopyBufferSize, cancellationToken);
             return true;
         }
         catch (HttpRequestException e)
