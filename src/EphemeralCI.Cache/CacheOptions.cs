@@ -80,6 +80,17 @@ public sealed class CacheOptions
     /// </summary>
     public string? PublicBaseUrl { get; set; }
 
+    /// <summary>
+    /// Hand clients that verify the archive themselves (the runner agent) a presigned S3 GET as well
+    /// (<c>Cache:DirectDownloads</c>, lookup field <c>direct_download_url</c>), so restores leave the cache's data path.
+    /// Only where runners reach the S3 endpoint under the address in <c>ConnectionStrings:minio</c> (the local sandbox
+    /// reaches only the cache's socket). Default off: streaming keeps the cache's own integrity check on every byte.
+    /// </summary>
+    public bool DirectDownloads { get; set; }
+
+    /// <summary>Validity of a presigned direct download URL (<c>Cache:DirectDownloadLifetime</c>). Default 15 minutes.</summary>
+    public TimeSpan DirectDownloadLifetime { get; set; } = TimeSpan.FromMinutes(15);
+
     /// <summary>Bearer credential of the admin API (<c>Cache:AdminToken</c>); kept only as a SHA-256 hash. Empty disables the admin API.</summary>
     public string AdminToken { get; set; } = "";
 

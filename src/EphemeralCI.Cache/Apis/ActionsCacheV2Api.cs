@@ -92,9 +92,13 @@ public static class ActionsCacheV2Api
         var job = http.JobToken();
         var hit = await entries.FindForRestoreAsync(job, request.Key!, restoreKeys, request.Version!, cancellationToken);
         // A miss is a normal answer (ok: false), not an error: the toolkit treats it as "no cache".
-        return TypedResults.Ok(hit is null
-            ? new GetCacheEntryDownloadUrlResponse(false, "", "")
-            : new GetCacheEntryDownloadUrlResponse(true, urls.Download(http.Request, hit.Id, job.JobId), hit.Key));
+        if (hit is null) return TypedResults.Ok(new GetCacheEntryDownloadUrlResponse(false, "", ""));
+        return TypedResults.Ok(new GetCacheEntryDownloadUrlResponse(true, urls.Download(http.Request, hit.Id, job.JobId), hit.Key)
+        {
+            Sha256 = hit.Sha256,
+            SizeBytes = hit.SizeBytes,
+            DirectDownloadUrl = await urls.DirectDownloadAsync(hit.ObjectKey, cancellationToken),
+        });
     }
 }
 
@@ -141,7 +145,22 @@ public sealed record GetCacheEntryDownloadUrlRequest(
     [property: JsonPropertyName("restore_keys")] IReadOnlyList<string>? RestoreKeys,
     [property: JsonPropertyName("version")] string? Version);
 
+/// <summary>
+/// The toolkit's three fields, plus EphemeralCI's (which the toolkit's generated client ignores as unknown fields):
+/// the archive's SHA-256 and size, so a client downloading in ranges (or directly) can verify what it assembled, and
+/// with <c>Cache:DirectDownloads</c> a presigned S3 URL for clients that verify.
+/// </summary>
 public sealed record GetCacheEntryDownloadUrlResponse(
     [property: JsonPropertyName("ok")] bool Ok,
     [property: JsonPropertyName("signed_download_url")] string SignedDownloadUrl,
-    [property: JsonPropertyName("matched_key")] string MatchedKey);
+    [property: JsonPropertyName("matched_key")] string MatchedKey)
+{
+    [JsonPropertyName("sha256"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Sha256 { get; init; }
+
+    [JsonPropertyName("size_bytes"), JsonNumberHandling(JsonNumberHandling.WriteAsString), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? SizeBytes { get; init; }
+
+    [JsonPropertyName("direct_download_url"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DirectDownloadUrl { get; init; }
+}

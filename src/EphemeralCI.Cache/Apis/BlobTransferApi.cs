@@ -13,8 +13,11 @@ namespace EphemeralCI.Cache.Apis;
 /// <summary>
 /// The data path behind the signed URLs: uploads speak the Azure Blob block-blob calls the toolkit's
 /// Azure SDK makes (Put Blob; Put Block <c>?comp=block&amp;blockid=</c>; Put Block List <c>?comp=blocklist</c>),
-/// downloads are one GET of the whole archive (what the toolkit's downloader does for a non-Azure host),
-/// checked against the SHA-256 recorded at commit while it streams. No job token here: the URL's HMAC is the credential.
+/// downloads are a GET of the whole archive (what the toolkit's downloader does for a non-Azure host), checked
+/// against the SHA-256 recorded at commit while it streams, or of one byte range (<c>Range: bytes=a-b</c>, 206) for
+/// parallel and resumed downloads. A range cannot be checked on its own, so every download response carries the
+/// whole archive's SHA-256 as <c>Repr-Digest</c> (RFC 9530): a client that asks for ranges verifies the assembled
+/// file itself, as the runner agent does before it extracts anything. No job token here: the URL's HMAC is the credential.
 /// </summary>
 public static partial class BlobTransferApi
 {
@@ -58,7 +61,7 @@ public static partial class BlobTransferApi
                 break;
             case "block":
                 if (DecodeBlockId(blockid) is not { } id) return CacheProblems.Invalid("blockid", $"must be base64 of 1-{UploadStaging.MaxBlockIdBytes} bytes");
-                if (!await staging.WriteBlockAsync(entryId, id, http.Request.Body, limit, cancellationToken)) return CacheProblems.TooLarge(limit);
+                if (!await staging.WriteBlockAsync(entry, id, http.Request.Body, http.Request.ContentLength, limit, cancellationToken)) return CacheProblems.TooLarge(limit);
                 break;
             case "blocklist":
                 if (await ReadBlockListAsync(http.Request.Body, cancellationToken) is not { } ids) return CacheProblems.Invalid("body", "must be an XML <BlockList> of base64 block ids");
@@ -101,6 +104,25 @@ public static partial class BlobTransferApi
             return CacheProblems.StorageUnavailable();
         }
 
+        http.Response.Headers.AcceptRanges = "bytes";
+        http.Response.Headers["Repr-Digest"] = ReprDigest(sha256);
+        switch (RequestedRange(http.Request, entry.SizeBytes))
+        {
+            case { From: < 0 }:
+                http.Response.Headers.ContentRange = $"bytes */{entry.SizeBytes}";
+                return CacheProblems.Problem(StatusCodes.Status416RangeNotSatisfiable, "Range not satisfiable",
+                    $"The archive holds {entry.SizeBytes} bytes; ask for a range inside it.", "Range");
+            case { From: var from, Length: var length } when length != entry.SizeBytes:
+                http.Response.ContentLength = length;
+                http.Response.Headers.ContentRange = $"bytes {from}-{from + length - 1}/{entry.SizeBytes}";
+                return TypedResults.Stream(async body =>
+                {
+                    http.Response.StatusCode = StatusCodes.Status206PartialContent;
+                    // Unverifiable on its own: the client checks the whole file against Repr-Digest.
+                    if (!await blobs.CopyRangeToAsync(objectKey, from, length, body, cancellationToken)) http.Abort();
+                }, OctetStream);
+        }
+
         http.Response.ContentLength = entry.SizeBytes;
         return TypedResults.Stream(async body =>
         {
@@ -111,6 +133,39 @@ public static partial class BlobTransferApi
             await entries.QuarantineAsync(entry, "its object does not hash to the SHA-256 recorded at commit", CancellationToken.None);
             http.Abort();
         }, OctetStream);
+    }
+
+    /// <summary>RFC 9530 <c>Repr-Digest</c> of the whole archive: <c>sha-256=:base64:</c>.</summary>
+    internal static string ReprDigest(string sha256Hex) => $"sha-256=:{Convert.ToBase64String(Convert.FromHexString(sha256Hex))}:";
+
+    internal readonly record struct RangeRequest(long From, long Length)
+    {
+        public static readonly RangeRequest Unsatisfiable = new(-1, -1);
+    }
+
+    /// <summary>
+    /// One byte range of <paramref name="size"/> bytes: <c>bytes=a-b</c>, <c>bytes=a-</c> or <c>bytes=-n</c>. No Range header,
+    /// another unit or several ranges mean the whole archive (which RFC 9110 allows a server to answer instead).
+    /// </summary>
+    internal static RangeRequest RequestedRange(HttpRequest request, long size)
+    {
+        var whole = new RangeRequest(0, size);
+        var header = request.GetTypedHeaders().Range;
+        if (header is null || !string.Equals(header.Unit.Value, "bytes", StringComparison.OrdinalIgnoreCase) || header.Ranges.Count != 1) return whole;
+        var range = header.Ranges.Single();
+        if (range.From is { } from)
+        {
+            if (from >= size) return RangeRequest.Unsatisfiable;
+            var to = Math.Min(range.To ?? size - 1, size - 1);
+            return to < from ? whole : new RangeRequest(from, to - from + 1);
+        }
+        if (range.To is { } suffix)
+        {
+            if (suffix == 0) return RangeRequest.Unsatisfiable;
+            var length = Math.Min(suffix, size);
+            return new RangeRequest(size - length, length);
+        }
+        return whole;
     }
 
     private static ProblemHttpResult IntegrityFailure(long entryId, string reason) => CacheProblems.Problem(StatusCodes.Status502BadGateway, "Corrupted cache entry",

@@ -75,7 +75,7 @@ public sealed partial class CacheEntryService(
             else if (existing.ReservedByJobId != job.JobId || existing.State == CacheEntryState.Quarantined)
             {
                 // A writer whose reservation lapsed, or a quarantined entry being replaced: start over.
-                staging.Delete(existing.Id);
+                await staging.DeleteAsync(existing.Id, cancellationToken);
                 if (existing.ObjectKey is { } stale) await blobs.DeleteAsync(stale, cancellationToken);
                 existing.ObjectKey = null;
                 existing.Sha256 = null;
@@ -124,28 +124,26 @@ public sealed partial class CacheEntryService(
         if (entry.Repository != job.Repository) return new(CommitOutcome.NotFound);
         if (CheckWritable(entry, job.JobId) is { } refused) return new(refused, entry);
 
-        if (await staging.HashAsync(entry.Id, cancellationToken) is not { } uploaded)
+        if (staging.UploadedLength(entry.Id) is not { } length)
         {
             return new(CommitOutcome.NothingUploaded, entry, "nothing was uploaded for this entry (or the block list was never committed)");
         }
-        var (length, sha256) = uploaded;
         if (length != declaredSize)
         {
             await DropReservationAsync(entry, cancellationToken);
             return new(CommitOutcome.SizeMismatch, entry, $"{length} bytes were uploaded, not the declared {declaredSize}; nothing was stored");
         }
+
+        // The object is stored first (completing a multipart upload is what makes it); the hash comes with it.
+        var stored = await staging.StoreAsync(entry, cancellationToken);
+        var (sha256, objectKey) = (stored.Sha256, stored.ObjectKey);
         if (expectedSha256 is not null && !string.Equals(expectedSha256, sha256, StringComparison.OrdinalIgnoreCase))
         {
+            await blobs.DeleteAsync(objectKey, CancellationToken.None);
             await DropReservationAsync(entry, cancellationToken);
             return new(CommitOutcome.HashMismatch, entry, $"the upload hashes to {sha256}, not the declared {expectedSha256}; nothing was stored");
         }
 
-        // A fresh object name per commit: a re-reserved row can never point at a stale object.
-        var objectKey = $"{CacheScope.EntriesRoot}/{CacheScope.RepositoryId(entry.Repository)}/{entry.Id}-{Guid.NewGuid():N}";
-        await using (var data = staging.OpenData(entry.Id))
-        {
-            await blobs.PutAsync(objectKey, data, length, cancellationToken);
-        }
         entry.State = CacheEntryState.Committed;
         entry.SizeBytes = length;
         entry.Sha256 = sha256;
@@ -162,7 +160,7 @@ public sealed partial class CacheEntryService(
             throw;
         }
         await lookups.InvalidateAsync(entry.Repository, cancellationToken);
-        staging.Delete(entry.Id);
+        await staging.DeleteAsync(entry.Id, cancellationToken);
         await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), job.JobId, cancellationToken);
         LogCommitted(logger, entry.Id, entry.Repository, entry.Scope, length);
         await EnforceQuotaAsync(entry.Repository, keep: entry.Id, cancellationToken);
@@ -217,30 +215,30 @@ public sealed partial class CacheEntryService(
     {
         foreach (var scope in ScopesVisibleTo(job))
         {
-            var hit = await ExactHit(db, job.Repository, scope, version, key);
+            var hit = await ExactHit(db, job.Repository, scope, version, key, cancellationToken);
             foreach (var prefix in restoreKeys)
             {
                 if (hit is not null) break;
-                hit = await NewestPrefixHit(db, job.Repository, scope, version, prefix);
+                hit = await NewestPrefixHit(db, job.Repository, scope, version, prefix, cancellationToken);
             }
             if (hit is not null) return hit;
         }
         return null;
     }
 
-    // Compiled once: a lookup is the hottest request the cache serves, and these skip building and matching the LINQ tree each time.
-    private static readonly Func<CacheDbContext, string, string, string, string, Task<RestoreHit?>> ExactHit = EF.CompileAsyncQuery(
-        (CacheDbContext db, string repository, string scope, string version, string key) => db.Entries
-            .Where(e => e.Repository == repository && e.Scope == scope && e.Version == version && e.State == CacheEntryState.Committed && e.Key == key)
-            .Select(e => new RestoreHit(e.Id, e.Scope, e.Key, e.Version, e.CommittedAt, e.LastAccessedAt))
-            .FirstOrDefault());
+    // Projections, so nothing is tracked and only the answer's columns are read. Not EF compiled queries:
+    // those bind to the first model they meet, and one process may hold a Postgres and a SQLite model
+    // (the lookup cache answers repeated lookups without the database anyway).
+    private static Task<RestoreHit?> ExactHit(CacheDbContext db, string repository, string scope, string version, string key, CancellationToken ct) => db.Entries
+        .Where(e => e.Repository == repository && e.Scope == scope && e.Version == version && e.State == CacheEntryState.Committed && e.Key == key)
+        .Select(e => new RestoreHit(e.Id, e.Scope, e.Key, e.Version, e.CommittedAt, e.LastAccessedAt, e.Sha256, e.SizeBytes, e.ObjectKey))
+        .FirstOrDefaultAsync(ct);
 
-    private static readonly Func<CacheDbContext, string, string, string, string, Task<RestoreHit?>> NewestPrefixHit = EF.CompileAsyncQuery(
-        (CacheDbContext db, string repository, string scope, string version, string prefix) => db.Entries
-            .Where(e => e.Repository == repository && e.Scope == scope && e.Version == version && e.State == CacheEntryState.Committed && e.Key.StartsWith(prefix))
-            .OrderByDescending(e => e.CommittedAt).ThenByDescending(e => e.Id)
-            .Select(e => new RestoreHit(e.Id, e.Scope, e.Key, e.Version, e.CommittedAt, e.LastAccessedAt))
-            .FirstOrDefault());
+    private static Task<RestoreHit?> NewestPrefixHit(CacheDbContext db, string repository, string scope, string version, string prefix, CancellationToken ct) => db.Entries
+        .Where(e => e.Repository == repository && e.Scope == scope && e.Version == version && e.State == CacheEntryState.Committed && e.Key.StartsWith(prefix))
+        .OrderByDescending(e => e.CommittedAt).ThenByDescending(e => e.Id)
+        .Select(e => new RestoreHit(e.Id, e.Scope, e.Key, e.Version, e.CommittedAt, e.LastAccessedAt, e.Sha256, e.SizeBytes, e.ObjectKey))
+        .FirstOrDefaultAsync(ct);
 
     /// <summary>The job's own ref, then the repository's default branch (once, if it is the same ref).</summary>
     public IEnumerable<string> ScopesVisibleTo(JobTokenClaims job)
@@ -263,7 +261,7 @@ public sealed partial class CacheEntryService(
     public async Task DeleteAsync(CacheEntry entry, CancellationToken cancellationToken)
     {
         if (entry.ObjectKey is { } objectKey) await blobs.DeleteAsync(objectKey, cancellationToken);
-        staging.Delete(entry.Id);
+        await staging.DeleteAsync(entry.Id, cancellationToken);
         await db.Entries.Where(e => e.Id == entry.Id).ExecuteDeleteAsync(cancellationToken);
         // Cheap (a new generation), and the row's state as this caller saw it may be out of date: always.
         await lookups.InvalidateAsync(entry.Repository, cancellationToken);

@@ -54,7 +54,7 @@ public sealed partial class CacheJanitor(
         var staged = staging.StagedEntryIds().ToList();
         var reserved = await db.Entries.Where(e => staged.Contains(e.Id) && e.State == CacheEntryState.Reserved).Select(e => e.Id).ToListAsync(cancellationToken);
         var orphans = staged.Except(reserved).ToList();
-        foreach (var id in orphans) staging.Delete(id);
+        foreach (var id in orphans) await staging.DeleteAsync(id, cancellationToken);
 
         var repositories = await db.Entries.Select(e => e.Repository).Distinct().ToListAsync(cancellationToken);
         var evicted = 0;

@@ -9,7 +9,8 @@ using StackExchange.Redis;
 namespace EphemeralCI.Cache.Entries;
 
 /// <summary>What a restore lookup found: the committed entry a job restores (a hit), with what the protocols answer and LRU needs.</summary>
-public sealed record RestoreHit(long Id, string Scope, string Key, string Version, DateTime? CommittedAt, DateTime LastAccessedAt);
+public sealed record RestoreHit(long Id, string Scope, string Key, string Version, DateTime? CommittedAt, DateTime LastAccessedAt,
+    string? Sha256, long SizeBytes, string? ObjectKey);
 
 /// <summary>A cached answer to one lookup: <see cref="Hit"/> is null for a cached miss.</summary>
 public sealed record CachedLookup(RestoreHit? Hit);
@@ -83,29 +84,31 @@ public static class CacheLookupNames
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)).AsSpan(0, 16));
 
     /// <summary>
-    /// "-" for a miss; for a hit id, last access, commit time (ticks), whether it is the default branch's entry, and key,
-    /// separated by tabs (keys hold no control characters). The scope and version are not stored: the lookup's name fixes them.
+    /// "-" for a miss; for a hit id, last access, commit time (ticks), whether it is the default branch's entry, SHA-256,
+    /// size, object key and key, separated by tabs (none of them holds a control character). The scope and version are not stored: the lookup's name fixes them.
     /// </summary>
     public static string Encode(CachedLookup answer, string defaultBranch) => answer.Hit is not { } hit ? "-" : string.Create(CultureInfo.InvariantCulture,
-        $"{hit.Id}\t{hit.LastAccessedAt.Ticks}\t{hit.CommittedAt?.Ticks ?? 0}\t{(hit.Scope == defaultBranch ? 'd' : 'o')}\t{hit.Key}");
+        $"{hit.Id}\t{hit.LastAccessedAt.Ticks}\t{hit.CommittedAt?.Ticks ?? 0}\t{(hit.Scope == defaultBranch ? 'd' : 'o')}\t{hit.Sha256}\t{hit.SizeBytes}\t{hit.ObjectKey}\t{hit.Key}");
 
     /// <summary>The answer <see cref="Encode"/> wrote for a lookup of <paramref name="scope"/>, or null for anything else (an unknown format is "not cached", never a wrong answer).</summary>
     public static CachedLookup? Decode(string? value, string scope, string defaultBranch, string version)
     {
         if (value is null) return null;
         if (value == "-") return new CachedLookup(null);
-        var parts = value.Split('\t', 5);
-        if (parts.Length != 5
+        var parts = value.Split('\t', 8);
+        if (parts.Length != 8
             || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var id)
             || !long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var accessed)
             || !long.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out var committed)
             || accessed > DateTime.MaxValue.Ticks || committed > DateTime.MaxValue.Ticks
-            || parts[3] is not ("d" or "o"))
+            || parts[3] is not ("d" or "o")
+            || !long.TryParse(parts[5], NumberStyles.None, CultureInfo.InvariantCulture, out var size))
         {
             return null;
         }
-        return new CachedLookup(new RestoreHit(id, parts[3] == "d" ? defaultBranch : scope, parts[4], version,
-            committed == 0 ? null : new DateTime(committed, DateTimeKind.Utc), new DateTime(accessed, DateTimeKind.Utc)));
+        return new CachedLookup(new RestoreHit(id, parts[3] == "d" ? defaultBranch : scope, parts[7], version,
+            committed == 0 ? null : new DateTime(committed, DateTimeKind.Utc), new DateTime(accessed, DateTimeKind.Utc),
+            parts[4] is { Length: > 0 } sha ? sha : null, size, parts[6] is { Length: > 0 } objectKey ? objectKey : null));
     }
 }
 

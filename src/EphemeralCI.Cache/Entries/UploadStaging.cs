@@ -1,39 +1,95 @@
 using System.Buffers;
-using System.Security.Cryptography;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Runtime.ExceptionServices;
+using EphemeralCI.Cache.BuildCache;
+using EphemeralCI.Cache.Infrastructure;
+using EphemeralCI.Cache.Storage;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralCI.Cache.Entries;
 
 /// <summary>
-/// Where an entry's upload collects until commit: one data file written whole (Azure Put Blob), at
-/// offsets (v1 PATCH chunks with Content-Range, in parallel), or assembled from staged blocks (Azure
-/// Put Block + Put Block List). Files live under <c>{Cache:SpoolDirectory}/uploads/{entryId}/</c>, so one
-/// upload must reach one replica (or replicas share the folder); commit hashes the data file and
-/// hands it to the object store. The janitor deletes the folders of reservations that never commit.
+/// Where an entry's upload collects until commit, under <c>{Cache:SpoolDirectory}/uploads/{entryId}/</c>. Every
+/// byte is read from the client once, and in that one pass written to the spool, added to the archive's SHA-256
+/// (<see cref="OrderedArchiveHash"/>) and — for Azure Put Block on an S3 store — forwarded to S3 as a part of a
+/// multipart upload of the final object. Commit then only completes the multipart upload; the spool copy is
+/// there for whatever the fast path cannot take (blocks committed in another order than their ids say, parts
+/// below S3's 5 MiB minimum, a store that failed mid-part, a restarted process), where commit streams the
+/// committed blocks in order to the store, hashing them on the way, without a concatenated copy.
+/// <list type="bullet">
+/// <item>Put Blob: <c>data</c>, hashed as it arrives (<c>data.sha256</c>).</item>
+/// <item>v1 PATCH: chunks written at their offsets into <c>data</c>, hashed in offset order as they arrive.</item>
+/// <item>Put Block: <c>blocks/{hex id}/{write}</c> plus <c>current</c> (the latest write) and <c>{write}.part</c>
+///   (S3 part number and ETag); a block's part number is its ordinal + 1, read from the decimal digits its id ends
+///   in (the Azure SDK's and the agent's ids: a prefix and a zero-padded index), so parts land in index order.</item>
+/// <item>Put Block List: <c>blocklist</c>, the committed blocks and writes in order.</item>
+/// <item><c>multipart</c>: object key and upload id, aborted when the upload is dropped (janitor, re-reservation).</item>
+/// </list>
+/// One upload must reach one replica (or replicas share the folder; the in-memory hash state is then only lost
+/// speed, never a wrong result).
 /// </summary>
-public sealed class UploadStaging(IOptions<CacheOptions> options)
+public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobStore blobs, ILogger<UploadStaging> logger)
 {
     private const int BufferSize = 128 * 1024;
     public const int MaxBlockIdBytes = 64;
+    /// <summary>Digits of a block id's numeric suffix that make its ordinal (10 000 parts at most, so 5 are plenty).</summary>
+    private const int OrdinalDigits = 5;
+
+    private readonly ConcurrentDictionary<long, UploadState> _uploads = new();
+    private readonly IMultipartBlobStore? _multipart = blobs as IMultipartBlobStore;
 
     private string UploadsRoot => Path.Combine(options.Value.SpoolDirectory, "uploads");
 
-    public string DirectoryOf(long entryId) => Path.Combine(UploadsRoot, entryId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    public string DirectoryOf(long entryId) => Path.Combine(UploadsRoot, entryId.ToString(CultureInfo.InvariantCulture));
     private string DataPath(long entryId) => Path.Combine(DirectoryOf(entryId), "data");
-    private string BlockPath(long entryId, byte[] blockId) => Path.Combine(DirectoryOf(entryId), "blocks", Convert.ToHexStringLower(blockId));
+    private string DataHashPath(long entryId) => DataPath(entryId) + ".sha256";
+    private string BlockListPath(long entryId) => Path.Combine(DirectoryOf(entryId), "blocklist");
+    private string MultipartPath(long entryId) => Path.Combine(DirectoryOf(entryId), "multipart");
+    private string BlockDirectory(long entryId, string hex) => Path.Combine(DirectoryOf(entryId), "blocks", hex);
+
+    /// <summary>A fresh object name per upload: a re-reserved entry can never point at a stale object.</summary>
+    public static string NewObjectKey(CacheEntry entry) => $"{CacheScope.EntriesRoot}/{CacheScope.RepositoryId(entry.Repository)}/{entry.Id}-{Guid.NewGuid():N}";
 
     /// <summary>Entry ids that have a staging folder (for the janitor).</summary>
     public IEnumerable<long> StagedEntryIds() => Directory.Exists(UploadsRoot)
         ? Directory.EnumerateDirectories(UploadsRoot).Select(Path.GetFileName).Select(n => long.TryParse(n, out var id) ? id : -1).Where(id => id > 0)
         : [];
 
-    /// <summary>Replaces the whole data file with <paramref name="body"/>. False (and nothing kept) past <paramref name="maxBytes"/>.</summary>
+    /// <summary>Put Blob: replaces the whole upload with <paramref name="body"/>, hashed as it arrives. False (and nothing kept) past <paramref name="maxBytes"/>.</summary>
     public async Task<bool> WriteWholeAsync(long entryId, Stream body, long maxBytes, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(DirectoryOf(entryId));
         var temp = DataPath(entryId) + "." + Guid.NewGuid().ToString("N");
-        if (!await CopyLimitedAsync(body, temp, maxBytes, cancellationToken)) return false;
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        try
+        {
+            await using (var file = NewFile(temp))
+            {
+                var tee = new TeeReadStream(body, (data, ct) =>
+                {
+                    hash.AppendData(data.Span);
+                    return file.WriteAsync(data, ct);
+                }, maxBytes);
+                await tee.DrainAsync(cancellationToken);
+            }
+        }
+        catch (UploadTooLargeException)
+        {
+            File.Delete(temp);
+            return false;
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        File.Delete(DataHashPath(entryId));
         File.Move(temp, DataPath(entryId), overwrite: true);
+        await File.WriteAllTextAsync(DataHashPath(entryId), Convert.ToHexStringLower(hash.GetCurrentHash()), cancellationToken);
+        // The blob is now this data, whatever blocks were committed before.
+        File.Delete(BlockListPath(entryId));
         return true;
     }
 
@@ -41,102 +97,428 @@ public sealed class UploadStaging(IOptions<CacheOptions> options)
     public async Task<bool> WriteRangeAsync(long entryId, long offset, long length, Stream body, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(DirectoryOf(entryId));
-        await using var file = new FileStream(DataPath(entryId), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite, BufferSize, FileOptions.Asynchronous);
-        file.Position = offset;
-        var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        File.Delete(DataHashPath(entryId));
+        var hash = State(entryId).RangeHash;
+        var inFlight = hash.TryBeginInFlight(offset);
+        var piece = new OrderedArchiveHash.Piece(offset, offset + length, $"{offset}+{length}", () => new BoundedReadStream(OpenData(entryId, FileShare.ReadWrite), offset, length));
+        var stored = false;
         try
         {
-            long written = 0;
-            int read;
-            while ((read = await body.ReadAsync(buffer.AsMemory(0, BufferSize), cancellationToken)) > 0)
+            await using (var file = new FileStream(DataPath(entryId), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite, BufferSize, FileOptions.Asynchronous))
             {
-                written += read;
-                if (written > length) return false;
-                await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                file.Position = offset;
+                var tee = new TeeReadStream(body, (data, ct) =>
+                {
+                    if (inFlight) hash.Append(data.Span);
+                    return file.WriteAsync(data, ct);
+                }, length);
+                try
+                {
+                    await tee.DrainAsync(cancellationToken);
+                }
+                catch (UploadTooLargeException)
+                {
+                    return false;
+                }
+                if (tee.Count != length) return false;
             }
-            return written == length;
+            stored = true;
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (inFlight) hash.EndInFlight(piece, stored);
+            else if (stored) hash.Stored(piece);
         }
-    }
-
-    /// <summary>Stages one Azure block. False past <paramref name="maxBytes"/>.</summary>
-    public async Task<bool> WriteBlockAsync(long entryId, byte[] blockId, Stream body, long maxBytes, CancellationToken cancellationToken)
-    {
-        var path = BlockPath(entryId, blockId);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var temp = path + "." + Guid.NewGuid().ToString("N");
-        if (!await CopyLimitedAsync(body, temp, maxBytes, cancellationToken)) return false;
-        File.Move(temp, path, overwrite: true);
+        await hash.CatchUpAsync(cancellationToken);
         return true;
     }
 
     /// <summary>
-    /// Concatenates the listed blocks, in order, into the data file (Put Block List). Returns the ids
-    /// that were never staged (and then changes nothing), or an empty list on success.
+    /// Put Block: stores one block (once: spool, hash and — on S3 — its multipart part, in one pass). A retry with
+    /// the same id replaces it. False (and nothing kept) past <paramref name="maxBytes"/>.
+    /// </summary>
+    public async Task<bool> WriteBlockAsync(CacheEntry entry, byte[] blockId, Stream body, long? contentLength, long maxBytes, CancellationToken cancellationToken)
+    {
+        var hex = Convert.ToHexStringLower(blockId);
+        var directory = BlockDirectory(entry.Id, hex);
+        Directory.CreateDirectory(directory);
+        var write = Guid.NewGuid().ToString("N");
+        var dataPath = Path.Combine(directory, write);
+        var state = State(entry.Id);
+        var ordinal = BlockOrdinal(blockId);
+        var inFlight = ordinal is { } o && state.BlockHash.TryBeginInFlight(o);
+        var piece = new OrderedArchiveHash.Piece(ordinal ?? -1, (ordinal ?? -1) + 1, $"{hex}/{write}",
+            () => new FileStream(dataPath, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan));
+        // A part only where S3 can use it: a known length (S3 needs it up front), a part number in range, and
+        // either big enough to count as a part or an upload already started (a small block may be the last one).
+        var partNumber = _multipart is not null && contentLength is { } announced && ordinal < _multipart.MaxPartNumber
+                && (announced >= _multipart.MinPartBytes || File.Exists(MultipartPath(entry.Id)) || state.Multipart is not null)
+            ? (int)ordinal.Value + 1 : (int?)null;
+
+        var stored = false;
+        string? etag = null;
+        try
+        {
+            await using (var file = NewFile(dataPath))
+            {
+                var tee = new TeeReadStream(body, (data, ct) =>
+                {
+                    if (inFlight) state.BlockHash.Append(data.Span);
+                    return file.WriteAsync(data, ct);
+                }, maxBytes);
+                try
+                {
+                    if (partNumber is { } number)
+                    {
+                        etag = await ForwardPartAsync(entry, state, number, tee, contentLength!.Value, cancellationToken);
+                    }
+                    await tee.DrainAsync(cancellationToken);
+                }
+                catch (UploadTooLargeException)
+                {
+                    return false;
+                }
+            }
+            if (etag is not null) await File.WriteAllTextAsync(dataPath + ".part", $"{partNumber!.Value.ToString(CultureInfo.InvariantCulture)} {etag}", cancellationToken);
+            var previous = CurrentWrite(entry.Id, hex);
+            await ReplaceFileAsync(Path.Combine(directory, "current"), write, cancellationToken);
+            if (previous is not null)
+            {
+                File.Delete(Path.Combine(directory, previous));
+                File.Delete(Path.Combine(directory, previous + ".part"));
+            }
+            stored = true;
+        }
+        finally
+        {
+            if (!stored) File.Delete(dataPath);
+            if (inFlight) state.BlockHash.EndInFlight(piece, stored);
+            else if (stored && ordinal is not null) state.BlockHash.Stored(piece);
+        }
+        await state.BlockHash.CatchUpAsync(cancellationToken);
+        return true;
+    }
+
+    /// <summary>Uploads the part while the tee reads the body; null when the store failed (the block is still spooled, and commit falls back).</summary>
+    private async Task<string?> ForwardPartAsync(CacheEntry entry, UploadState state, int partNumber, TeeReadStream tee, long length, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var upload = await MultipartOfAsync(entry, state, cancellationToken);
+            return await _multipart!.UploadPartAsync(upload.ObjectKey, upload.UploadId, partNumber, tee, length, cancellationToken);
+        }
+        catch (Exception) when (tee.SourceFailure is { } failure)
+        {
+            // The client's body failed (or went past the limit) under the S3 client, which reports it as its own failure.
+            ExceptionDispatchInfo.Throw(failure);
+            throw;
+        }
+        catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
+        {
+            LogPartNotForwarded(logger, entry.Id, partNumber, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The entry's multipart upload, started once (in this process; recorded in the staging folder for commit and cleanup).</summary>
+    private async Task<MultipartUpload> MultipartOfAsync(CacheEntry entry, UploadState state, CancellationToken cancellationToken)
+    {
+        var path = MultipartPath(entry.Id);
+        Task<MultipartUpload> task;
+        lock (state)
+        {
+            state.Multipart ??= ReadMultipart(path) is { } existing ? Task.FromResult(existing) : StartAsync();
+            task = state.Multipart;
+        }
+        try
+        {
+            return await task.WaitAsync(cancellationToken);
+        }
+        catch (BlobStoreUnavailableException)
+        {
+            lock (state)
+            {
+                if (state.Multipart == task) state.Multipart = null;
+            }
+            throw;
+        }
+
+        async Task<MultipartUpload> StartAsync()
+        {
+            var key = NewObjectKey(entry);
+            var uploadId = await _multipart!.StartMultipartAsync(key, CancellationToken.None);
+            await ReplaceFileAsync(path, key + "\n" + uploadId, CancellationToken.None);
+            return new MultipartUpload(key, uploadId);
+        }
+    }
+
+    /// <summary>
+    /// Put Block List: records which blocks (their latest writes) make the blob, in order. Returns the ids that were
+    /// never staged (and then changes nothing), or an empty list on success. Nothing is copied here.
     /// </summary>
     public async Task<IReadOnlyList<string>> CommitBlocksAsync(long entryId, IReadOnlyList<byte[]> blockIds, long maxBytes, CancellationToken cancellationToken)
     {
-        var missing = blockIds.Where(id => !File.Exists(BlockPath(entryId, id))).Select(Convert.ToBase64String).ToList();
+        var listed = blockIds.Select(id => (Id: id, Hex: Convert.ToHexStringLower(id))).Select(b => (b.Id, b.Hex, Write: CurrentWrite(entryId, b.Hex))).ToList();
+        var missing = listed.Where(b => b.Write is null).Select(b => Convert.ToBase64String(b.Id)).ToList();
         if (missing.Count > 0) return missing;
-        if (blockIds.Sum(id => new FileInfo(BlockPath(entryId, id)).Length) > maxBytes) return ["(total size exceeds the limit)"];
-        Directory.CreateDirectory(DirectoryOf(entryId));
-        var temp = DataPath(entryId) + "." + Guid.NewGuid().ToString("N");
-        await using (var data = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, BufferSize, FileOptions.Asynchronous))
-        {
-            foreach (var id in blockIds)
-            {
-                await using var block = new FileStream(BlockPath(entryId, id), FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
-                await block.CopyToAsync(data, BufferSize, cancellationToken);
-            }
-        }
-        File.Move(temp, DataPath(entryId), overwrite: true);
+        if (listed.Sum(b => new FileInfo(Path.Combine(BlockDirectory(entryId, b.Hex), b.Write!)).Length) > maxBytes) return ["(total size exceeds the limit)"];
+        await ReplaceFileAsync(BlockListPath(entryId), string.Join('\n', listed.Select(b => $"{b.Hex}/{b.Write}")), cancellationToken);
+        File.Delete(DataPath(entryId));
+        File.Delete(DataHashPath(entryId));
         return [];
     }
 
-    /// <summary>The uploaded data's length and SHA-256, or null when nothing was uploaded (or blocks were never committed).</summary>
-    public async Task<(long Length, string Sha256)?> HashAsync(long entryId, CancellationToken cancellationToken)
+    /// <summary>Bytes uploaded (committed blocks, or the data file), or null when nothing was uploaded or blocks were never committed.</summary>
+    public long? UploadedLength(long entryId)
     {
-        if (!File.Exists(DataPath(entryId))) return null;
-        await using var data = OpenData(entryId);
-        var hash = await SHA256.HashDataAsync(data, cancellationToken);
-        return (data.Length, Convert.ToHexStringLower(hash));
+        if (ReadBlockList(entryId) is { } blocks) return blocks.Sum(b => b.Length);
+        var data = new FileInfo(DataPath(entryId));
+        return data.Exists ? data.Length : null;
     }
 
-    public FileStream OpenData(long entryId) =>
-        new(DataPath(entryId), FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
-
-    /// <summary>Deletes everything staged for the entry; nothing if there is nothing.</summary>
-    public void Delete(long entryId)
+    /// <summary>
+    /// Puts the upload into the object store and returns its length, SHA-256 (over the committed order) and object
+    /// key. Committed blocks forwarded as parts in order become the object by CompleteMultipartUpload; anything else
+    /// is streamed from the spool in committed order, hashed on the way. The caller checks size and hash and
+    /// deletes the object on a mismatch.
+    /// </summary>
+    public async Task<StoredUpload> StoreAsync(CacheEntry entry, CancellationToken cancellationToken)
     {
-        var directory = DirectoryOf(entryId);
-        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        if (ReadBlockList(entry.Id) is { } blocks) return await StoreBlocksAsync(entry, blocks, cancellationToken);
+        var length = new FileInfo(DataPath(entry.Id)).Length;
+        var known = File.Exists(DataHashPath(entry.Id)) ? (await File.ReadAllTextAsync(DataHashPath(entry.Id), cancellationToken)).Trim()
+            : _uploads.TryGetValue(entry.Id, out var state) ? state.RangeHash.TryGetHash(length) : null;
+        return await PutInOrderAsync(entry, [DataPath(entry.Id)], length, known, cancellationToken);
     }
 
-    private static async Task<bool> CopyLimitedAsync(Stream body, string path, long maxBytes, CancellationToken cancellationToken)
+    private async Task<StoredUpload> StoreBlocksAsync(CacheEntry entry, IReadOnlyList<CommittedBlock> blocks, CancellationToken cancellationToken)
     {
+        var length = blocks.Sum(b => b.Length);
+        var state = _uploads.GetValueOrDefault(entry.Id);
+        var known = state?.BlockHash.TryGetHash(blocks.Select(b => $"{b.Hex}/{b.Write}").ToList());
+        if (ReadMultipart(MultipartPath(entry.Id)) is { } upload)
+        {
+            if (PartsFor(blocks) is { } parts)
+            {
+                // The hash (when the in-order hash could not be kept) and the completion run side by side.
+                var hashing = known is null ? HashInOrderAsync(blocks.Select(b => b.Path).ToList(), cancellationToken) : Task.FromResult(known);
+                try
+                {
+                    await RepairPartsAsync(upload, parts, cancellationToken);
+                    await _multipart!.CompleteMultipartAsync(upload.ObjectKey, upload.UploadId, parts.Select(p => new BlobPart(p.Number, p.ETag!)).ToList(), cancellationToken);
+                    File.Delete(MultipartPath(entry.Id));
+                    LogCompletedMultipart(logger, entry.Id, parts.Count, known is not null);
+                    return new StoredUpload(length, await hashing, upload.ObjectKey);
+                }
+                catch (MultipartRejectedException e)
+                {
+                    LogMultipartRejected(logger, entry.Id, e.Message);
+                    known = await hashing;
+                }
+            }
+            await AbortQuietlyAsync(entry.Id, upload);
+        }
+        return await PutInOrderAsync(entry, blocks.Select(b => b.Path).ToList(), length, known, cancellationToken);
+    }
+
+    /// <summary>
+    /// The parts of the committed blocks when S3 can make the object from them: every block has an ordinal, part
+    /// numbers rise along the committed order, and every part but the last is big enough. Null otherwise.
+    /// </summary>
+    private List<PlannedPart>? PartsFor(IReadOnlyList<CommittedBlock> blocks)
+    {
+        if (_multipart is null || blocks.Count == 0) return null;
+        var parts = new List<PlannedPart>(blocks.Count);
+        var previous = 0;
+        for (var i = 0; i < blocks.Count; i++)
+        {
+            var block = blocks[i];
+            if (BlockOrdinal(Convert.FromHexString(block.Hex)) is not { } ordinal || ordinal + 1 > _multipart.MaxPartNumber || ordinal + 1 <= previous) return null;
+            if (i < blocks.Count - 1 && block.Length < _multipart.MinPartBytes) return null;
+            previous = (int)ordinal + 1;
+            parts.Add(new PlannedPart(previous, block, block.Part is { } p && p.Number == previous ? p.ETag : null));
+        }
+        return parts;
+    }
+
+    /// <summary>Uploads from the spool the parts that never made it to S3 (a block that arrived before the upload started, a failed forward).</summary>
+    private async Task RepairPartsAsync(MultipartUpload upload, List<PlannedPart> parts, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < parts.Count; i++)
+        {
+            if (parts[i].ETag is not null) continue;
+            await using var file = new FileStream(parts[i].Block.Path, FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            var etag = await _multipart!.UploadPartAsync(upload.ObjectKey, upload.UploadId, parts[i].Number, file, parts[i].Block.Length, cancellationToken);
+            parts[i] = parts[i] with { ETag = etag };
+        }
+    }
+
+    private async Task<StoredUpload> PutInOrderAsync(CacheEntry entry, IReadOnlyList<string> files, long length, string? knownSha256, CancellationToken cancellationToken)
+    {
+        var key = NewObjectKey(entry);
+        await using var content = new ConcatenatedReadStream(files, hash: knownSha256 is null);
+        await blobs.PutAsync(key, content, length, cancellationToken);
+        if (content.Count != length)
+        {
+            await blobs.DeleteAsync(key, CancellationToken.None);
+            throw new IOException($"The staged upload of entry {entry.Id} changed while it was stored ({content.Count} of {length} bytes).");
+        }
+        return new StoredUpload(length, knownSha256 ?? content.Sha256!, key);
+    }
+
+    private static async Task<string> HashInOrderAsync(IReadOnlyList<string> files, CancellationToken cancellationToken)
+    {
+        await using var content = new ConcatenatedReadStream(files, hash: true);
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
-        var keep = false;
         try
         {
-            await using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, BufferSize, FileOptions.Asynchronous);
-            long total = 0;
-            int read;
-            while ((read = await body.ReadAsync(buffer.AsMemory(0, BufferSize), cancellationToken)) > 0)
-            {
-                total += read;
-                if (total > maxBytes) return false;
-                await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            }
-            keep = true;
-            return true;
+            while (await content.ReadAsync(buffer.AsMemory(0, BufferSize), cancellationToken) > 0) { }
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            if (!keep) File.Delete(path);
         }
+        return content.Sha256!;
+    }
+
+    /// <summary>Deletes everything staged for the entry and aborts its multipart upload, if any; nothing if there is nothing.</summary>
+    public async Task DeleteAsync(long entryId, CancellationToken cancellationToken = default)
+    {
+        if (ReadMultipart(MultipartPath(entryId)) is { } upload) await AbortQuietlyAsync(entryId, upload);
+        if (_uploads.TryRemove(entryId, out var state)) state.Dispose();
+        var directory = DirectoryOf(entryId);
+        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        _ = cancellationToken;
+    }
+
+    /// <summary>Aborts a multipart upload; a store that cannot is logged (its parts stay until the store's own lifecycle rules drop them).</summary>
+    private async Task AbortQuietlyAsync(long entryId, MultipartUpload upload)
+    {
+        try
+        {
+            await _multipart!.AbortMultipartAsync(upload.ObjectKey, upload.UploadId, CancellationToken.None);
+            LogAborted(logger, entryId);
+        }
+        catch (BlobStoreUnavailableException e)
+        {
+            LogAbortFailed(logger, entryId, e.Message);
+        }
+        File.Delete(MultipartPath(entryId));
+    }
+
+    /// <summary>
+    /// A block's ordinal: the number its id ends in (last <see cref="OrdinalDigits"/> digits at most), as the Azure SDK
+    /// (prefix + zero-padded index) and the agent (zero-padded index) name blocks. Null when the id ends in no digit.
+    /// </summary>
+    internal static long? BlockOrdinal(ReadOnlySpan<byte> blockId)
+    {
+        var digits = 0;
+        while (digits < blockId.Length && digits < OrdinalDigits && blockId[^(digits + 1)] is >= (byte)'0' and <= (byte)'9') digits++;
+        if (digits == 0) return null;
+        long value = 0;
+        foreach (var b in blockId[^digits..]) value = value * 10 + (b - '0');
+        return value;
+    }
+
+    internal static MultipartUpload? ReadMultipart(string path)
+    {
+        if (!File.Exists(path)) return null;
+        var lines = File.ReadAllText(path).Split('\n');
+        return lines.Length == 2 ? new MultipartUpload(lines[0], lines[1]) : null;
+    }
+
+    private List<CommittedBlock>? ReadBlockList(long entryId)
+    {
+        var path = BlockListPath(entryId);
+        if (!File.Exists(path)) return null;
+        var blocks = new List<CommittedBlock>();
+        foreach (var line in File.ReadAllText(path).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var (hex, write) = (line[..line.IndexOf('/', StringComparison.Ordinal)], line[(line.IndexOf('/', StringComparison.Ordinal) + 1)..]);
+            var data = Path.Combine(BlockDirectory(entryId, hex), write);
+            var file = new FileInfo(data);
+            if (!file.Exists) return null;
+            var partText = File.Exists(data + ".part") ? File.ReadAllText(data + ".part").Split(' ') : null;
+            var part = partText is [var number, var etag] ? new PartRecord(int.Parse(number, CultureInfo.InvariantCulture), etag) : (PartRecord?)null;
+            blocks.Add(new CommittedBlock(hex, write, data, file.Length, part));
+        }
+        return blocks;
+    }
+
+    private string? CurrentWrite(long entryId, string hex)
+    {
+        var pointer = Path.Combine(BlockDirectory(entryId, hex), "current");
+        return File.Exists(pointer) ? File.ReadAllText(pointer).Trim() : null;
+    }
+
+    private UploadState State(long entryId) => _uploads.GetOrAdd(entryId, _ => new UploadState());
+
+    private FileStream OpenData(long entryId, FileShare share) =>
+        new(DataPath(entryId), FileMode.Open, FileAccess.Read, share, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
+
+    private static FileStream NewFile(string path) => new(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, BufferSize, FileOptions.Asynchronous);
+
+    /// <summary>Writes a small file atomically (temp + rename), so a reader sees the old or the new content, never half.</summary>
+    private static async Task ReplaceFileAsync(string path, string content, CancellationToken cancellationToken)
+    {
+        var temp = path + "." + Guid.NewGuid().ToString("N");
+        await File.WriteAllTextAsync(temp, content, cancellationToken);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    private sealed class UploadState : IDisposable
+    {
+        public OrderedArchiveHash BlockHash { get; } = new();
+        public OrderedArchiveHash RangeHash { get; } = new();
+        public Task<MultipartUpload>? Multipart { get; set; }
+
+        public void Dispose()
+        {
+            BlockHash.Dispose();
+            RangeHash.Dispose();
+        }
+    }
+
+    internal sealed record MultipartUpload(string ObjectKey, string UploadId);
+
+    private readonly record struct PartRecord(int Number, string ETag);
+
+    private sealed record CommittedBlock(string Hex, string Write, string Path, long Length, PartRecord? Part);
+
+    private sealed record PlannedPart(int Number, CommittedBlock Block, string? ETag);
+
+    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: part {PartNumber} not forwarded to the store ({Reason}); commit uploads it from the spool")]
+    private static partial void LogPartNotForwarded(ILogger logger, long entryId, int partNumber, string reason);
+
+    [LoggerMessage(EventId = 31, Level = LogLevel.Debug, Message = "Cache upload {EntryId}: completed the multipart upload from {Parts} parts (hashed while uploading: {HashedInFlight})")]
+    private static partial void LogCompletedMultipart(ILogger logger, long entryId, int parts, bool hashedInFlight);
+
+    [LoggerMessage(EventId = 32, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: the store refused the parts ({Reason}); storing the committed blocks in one stream instead")]
+    private static partial void LogMultipartRejected(ILogger logger, long entryId, string reason);
+
+    [LoggerMessage(EventId = 33, Level = LogLevel.Debug, Message = "Cache upload {EntryId}: aborted its multipart upload")]
+    private static partial void LogAborted(ILogger logger, long entryId);
+
+    [LoggerMessage(EventId = 34, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: could not abort its multipart upload ({Reason}); its parts stay in the store")]
+    private static partial void LogAbortFailed(ILogger logger, long entryId, string reason);
+}
+
+public sealed record StoredUpload(long Length, string Sha256, string ObjectKey);
+
+/// <summary>Bytes <paramref name="offset"/> to offset + length of a file (a v1 chunk read back for hashing).</summary>
+internal sealed class BoundedReadStream(FileStream file, long offset, long length) : ForwardReadStream
+{
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (Count >= length) return 0;
+        var read = await RandomAccess.ReadAsync(file.SafeFileHandle, buffer[..(int)Math.Min(buffer.Length, length - Count)], offset + Count, cancellationToken);
+        Count += read;
+        return read;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) file.Dispose();
+        base.Dispose(disposing);
     }
 }

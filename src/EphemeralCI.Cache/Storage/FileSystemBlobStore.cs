@@ -25,7 +25,10 @@ public sealed class FileSystemBlobStore : IBlobStore
         return Task.FromResult(file.Exists ? new BlobInfo(file.Length, file.LastWriteTimeUtc.Ticks.ToString(System.Globalization.CultureInfo.InvariantCulture)) : null);
     }
 
-    public async Task<bool> CopyToAsync(string key, Stream destination, CancellationToken cancellationToken = default)
+    public Task<bool> CopyToAsync(string key, Stream destination, CancellationToken cancellationToken = default) =>
+        CopyRangeToAsync(key, 0, long.MaxValue, destination, cancellationToken);
+
+    public async Task<bool> CopyRangeToAsync(string key, long offset, long length, Stream destination, CancellationToken cancellationToken = default)
     {
         FileStream file;
         try
@@ -38,19 +41,22 @@ public sealed class FileSystemBlobStore : IBlobStore
         }
         await using (file)
         {
+            file.Position = offset;
             var buffer = new byte[BufferSize];
-            while (true)
+            var left = length;
+            while (left > 0)
             {
                 int read;
                 try
                 {
-                    read = await file.ReadAsync(buffer, cancellationToken);
+                    read = await file.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, left)), cancellationToken);
                 }
                 catch (IOException e)
                 {
                     throw new BlobStoreUnavailableException($"Reading cache object '{key}' from {Root} failed: {e.Message}", e);
                 }
                 if (read == 0) break;
+                left -= read;
                 // Errors writing to the destination (a client that hung up) are the caller's, not the store's.
                 await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
             }

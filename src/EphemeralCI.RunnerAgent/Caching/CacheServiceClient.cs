@@ -3,26 +3,50 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 
 namespace EphemeralCI.RunnerAgent.Caching;
 
+/// <summary>A cache hit: where to download it from, and what the whole archive must hash to.</summary>
+/// <param name="DirectUrl">A presigned URL of the object store, when the cache offers one (<c>Cache:DirectDownloads</c>).</param>
+public sealed record CacheHit(string MatchedKey, string DownloadUrl, string? Sha256 = null, long? SizeBytes = null, string? DirectUrl = null);
+
 /// <summary>
-/// The agent's side of the cache: the same v2 protocol the Actions toolkit speaks (Twirp lookup,
-/// reserve, finalize; Azure block-blob upload and a plain GET on the signed URLs). Signed URLs are
-/// followed by path and query over this client's own connection, so they also work through the
-/// Unix socket the sandbox may reach the cache by.
+/// The agent's side of the cache: the same v2 protocol the Actions toolkit speaks (Twirp lookup, reserve,
+/// finalize; Azure block-blob upload and GETs on the signed URLs). Signed URLs are followed by path and query
+/// over this client's own connection, so they also work through the Unix socket the sandbox may reach the cache
+/// by. Large archives go up as blocks, <see cref="Parallelism"/> at a time, each retried on failure (a block id
+/// makes a retry idempotent), and come down as byte ranges in parallel, each resumed from where it stopped. The
+/// archive's SHA-256 from the lookup is checked before anything is extracted.
 /// </summary>
-public sealed partial class CacheServiceClient(HttpClient http, string token) : IDisposable
+public sealed class CacheServiceClient(HttpClient http, string token) : IDisposable
 {
     public const string CacheSocketVariable = RunnerEnvironment.CacheSocket;
     public const string CacheUrlVariable = RunnerEnvironment.CacheUrl;
     private const string Twirp = "twirp/github.actions.results.api.v1.CacheService/";
+    private const int BufferSize = 128 * 1024;
+
+    private HttpClient? _direct;
+
     /// <summary>Blocks of this size above it; one Put Blob below (as the toolkit's 128 MiB single shot, smaller to bound retries).</summary>
-    internal int BlockSize { get; init; } = 32 * 1024 * 1024;
+    public int BlockSize { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>Blocks uploaded, or ranges downloaded, at the same time; 1 downloads in one stream.</summary>
+    public int Parallelism { get; init; } = 4;
+
+    /// <summary>Archives from this size on are downloaded in <see cref="RangeSize"/> ranges.</summary>
+    public long RangeThreshold { get; init; } = 64L * 1024 * 1024;
+
+    public int RangeSize { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>Attempts per block or range (the first and the retries) before the transfer fails.</summary>
+    public int Attempts { get; init; } = 3;
+
+    /// <summary>Use a presigned store URL when the cache offers one (falls back to the cache's URL if it cannot be reached).</summary>
+    public bool UseDirectDownloads { get; init; } = true;
 
     /// <summary>Null when the sandbox has no way to the cache (neither variable set): caches are then skipped.</summary>
     public static CacheServiceClient? FromEnvironment(string token)
@@ -34,65 +58,233 @@ public sealed partial class CacheServiceClient(HttpClient http, string token) : 
         return string.IsNullOrEmpty(url) ? null : new CacheServiceClient(new HttpClient { BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/") }, token);
     }
 
-    /// <summary>The matched key and its download location, or null on a miss.</summary>
-    public async Task<(string MatchedKey, string DownloadUrl)?> LookupAsync(string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken ct)
+    /// <summary>The hit, or null on a miss.</summary>
+    public async Task<CacheHit?> LookupAsync(string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken ct)
     {
-        var response = await CallAsync("GetCacheEntryDownloadURL", new LookupRequest(key, restoreKeys, version), TwirpJson.Default.LookupRequest, TwirpJson.Default.LookupResponse, ct);
-        return response.Ok ? (response.MatchedKey, response.SignedDownloadUrl) : null;
+        var response = await CallAsync("GetCacheEntryDownloadURL", new LookupRequest(key, restoreKeys, version), CacheJsonContext.Default.LookupRequest, CacheJsonContext.Default.LookupResponse, ct);
+        if (!response.Ok) return null;
+        var size = long.TryParse(response.SizeBytes, NumberStyles.None, CultureInfo.InvariantCulture, out var s) ? s : (long?)null;
+        return new CacheHit(response.MatchedKey, response.SignedDownloadUrl, string.IsNullOrEmpty(response.Sha256) ? null : response.Sha256, size,
+            string.IsNullOrEmpty(response.DirectDownloadUrl) ? null : response.DirectDownloadUrl);
     }
 
-    public async Task DownloadAsync(string signedUrl, string destinationFile, CancellationToken ct)
+    /// <summary>
+    /// Downloads the hit to <paramref name="destinationFile"/> and checks its SHA-256 from the lookup (a cache that sends
+    /// none checks whole downloads itself; ranges and direct URLs are only used when it sent one). A mismatch after a ranged or direct download is retried once as one whole GET through the
+    /// cache, which checks the object itself and quarantines it if it is corrupted; a mismatch there fails the restore.
+    /// </summary>
+    public async Task DownloadAsync(CacheHit hit, string destinationFile, CancellationToken ct)
     {
-        using var response = await http.GetAsync(Relative(signedUrl), HttpCompletionOption.ResponseHeadersRead, ct);
-        await EnsureAsync(response, "download", ct);
-        await using (var file = File.Create(destinationFile))
+        if (UseDirectDownloads && hit.DirectUrl is { } direct && hit.Sha256 is not null)
         {
-            await response.Content.CopyToAsync(file, ct);
-            // The cache withholds the end of a corrupted archive: a short body means "do not extract".
-            if (response.Content.Headers.ContentLength is { } expected && file.Length != expected)
+            try
             {
-                throw new CacheServiceException($"the download ended after {file.Length} of {expected} bytes (the cache refused a corrupted entry)");
+                _direct ??= new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
+                var sha = await DownloadFromAsync(_direct, new Uri(direct, UriKind.Absolute), hit, destinationFile, ct);
+                if (sha == hit.Sha256) return;
+            }
+            catch (HttpRequestException)
+            {
+                // The store is not reachable from here (or refused the URL): the cache's own URL still is.
             }
         }
+        var received = await DownloadFromAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit, destinationFile, ct);
+        if (hit.Sha256 is null || received == hit.Sha256) return;
+        if (Parallelism > 1 && hit.SizeBytes >= RangeThreshold)
+        {
+            if (await DownloadWholeAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit.SizeBytes, destinationFile, ct) == hit.Sha256) return;
+        }
+        throw new CacheServiceException($"the downloaded archive does not hash to the SHA-256 the cache recorded ({hit.Sha256}); not extracting it");
+    }
+
+    /// <summary>Downloads from <paramref name="url"/> in ranges or in one stream; returns the file's SHA-256.</summary>
+    private async Task<string?> DownloadFromAsync(HttpClient client, Uri url, CacheHit hit, string destinationFile, CancellationToken ct)
+    {
+        if (Parallelism > 1 && hit.SizeBytes is { } size && size >= RangeThreshold && hit.Sha256 is not null)
+        {
+            return await DownloadRangesAsync(client, url, size, destinationFile, ct);
+        }
+        return await DownloadWholeAsync(client, url, hit.SizeBytes, destinationFile, ct);
+    }
+
+    /// <summary>One stream, hashed as it is written; a broken connection resumes with a Range from the bytes already there.</summary>
+    private async Task<string> DownloadWholeAsync(HttpClient client, Uri url, long? size, string destinationFile, CancellationToken ct)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        await using var file = new FileStream(destinationFile, FileMode.Create, FileAccess.Write, FileShare.None, BufferSize, FileOptions.Asynchronous);
+        long? expected = size;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                if (file.Length > 0) request.Headers.Range = new RangeHeaderValue(file.Length, null);
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+                await EnsureAsync(response, "download", ct);
+                if (file.Length > 0 && response.StatusCode != HttpStatusCode.PartialContent)
+                {
+                    // The server sent the whole archive again: start over.
+                    throw new CacheServiceException("the server did not resume the download");
+                }
+                expected ??= response.Content.Headers.ContentLength + file.Length;
+                await using var body = await response.Content.ReadAsStreamAsync(ct);
+                var buffer = new byte[BufferSize];
+                int read;
+                while ((read = await body.ReadAsync(buffer, ct)) > 0)
+                {
+                    hash.AppendData(buffer, 0, read);
+                    await file.WriteAsync(buffer.AsMemory(0, read), ct);
+                }
+                // The cache withholds the end of a corrupted archive: a short body means "do not extract".
+                if (expected is { } total && file.Length != total)
+                {
+                    throw new CacheServiceException($"the download ended after {file.Length} of {total} bytes (the cache refused a corrupted entry)");
+                }
+                return Convert.ToHexStringLower(hash.GetCurrentHash());
+            }
+            catch (Exception e) when (attempt < Attempts && IsTransient(e) && !ct.IsCancellationRequested)
+            {
+                await Task.Delay(Backoff(attempt), ct);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The archive in <see cref="RangeSize"/> ranges, <see cref="Parallelism"/> at a time, each written at its offset and
+    /// resumed where it broke off. Finished ranges are hashed in file order while later ones still download (read back
+    /// from the page cache), so no pass over the whole file is left for the end. Returns the file's SHA-256.
+    /// </summary>
+    private async Task<string> DownloadRangesAsync(HttpClient client, Uri url, long size, string destinationFile, CancellationToken ct)
+    {
+        using var handle = File.OpenHandle(destinationFile, FileMode.Create, FileAccess.ReadWrite, FileShare.None, FileOptions.Asynchronous, preallocationSize: size);
+        var ranges = new List<(long From, long Length)>();
+        for (long from = 0; from < size; from += RangeSize) ranges.Add((from, Math.Min(RangeSize, size - from)));
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var done = new bool[ranges.Count];
+        var hashed = 0;
+        var hashing = false;
+        var gate = new Lock();
+
+        // Whoever finishes the range at the cursor hashes it and every finished one after it; one hasher at a time.
+        async Task HashFinishedAsync(CancellationToken token)
+        {
+            var buffer = new byte[BufferSize];
+            while (true)
+            {
+                int index;
+                lock (gate)
+                {
+                    if (hashing || hashed >= ranges.Count || !done[hashed]) return;
+                    hashing = true;
+                    index = hashed;
+                }
+                var complete = false;
+                try
+                {
+                    var (from, length) = ranges[index];
+                    for (long at = 0; at < length;)
+                    {
+                        var read = await RandomAccess.ReadAsync(handle, buffer.AsMemory(0, (int)Math.Min(buffer.Length, length - at)), from + at, token);
+                        if (read == 0) throw new IOException($"the downloaded file ends at {from + at} of {size} bytes");
+                        hash.AppendData(buffer, 0, read);
+                        at += read;
+                    }
+                    complete = true;
+                }
+                finally
+                {
+                    lock (gate)
+                    {
+                        hashing = false;
+                        if (complete) hashed = index + 1;
+                    }
+                }
+            }
+        }
+
+        await Parallel.ForEachAsync(Enumerable.Range(0, ranges.Count), new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (index, token) =>
+        {
+            var range = ranges[index];
+            long received = 0;
+            var buffer = new byte[BufferSize];
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                    request.Headers.Range = new RangeHeaderValue(range.From + received, range.From + range.Length - 1);
+                    using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
+                    await EnsureAsync(response, "download", token);
+                    if (response.StatusCode != HttpStatusCode.PartialContent) throw new CacheServiceException($"the server answered a range request with HTTP {(int)response.StatusCode}", (int)response.StatusCode);
+                    await using var body = await response.Content.ReadAsStreamAsync(token);
+                    int read;
+                    while (received < range.Length && (read = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, range.Length - received)), token)) > 0)
+                    {
+                        await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, read), range.From + received, token);
+                        received += read;
+                    }
+                    if (received != range.Length) throw new IOException($"range at {range.From} ended after {received} of {range.Length} bytes");
+                    break;
+                }
+                catch (Exception e) when (attempt < Attempts && IsTransient(e) && !token.IsCancellationRequested)
+                {
+                    await Task.Delay(Backoff(attempt), token);
+                }
+            }
+            lock (gate) done[index] = true;
+            await HashFinishedAsync(token);
+        });
+        // The last finisher may have found another hasher busy; whatever is left is hashed here.
+        await HashFinishedAsync(ct);
+        lock (gate)
+        {
+            if (hashed != ranges.Count) throw new IOException("not every range of the download was hashed");
+        }
+        return Convert.ToHexStringLower(hash.GetCurrentHash());
     }
 
     /// <summary>Reserves, uploads and commits; false when the entry already exists or another job is saving it.</summary>
     public async Task<bool> SaveAsync(string key, string version, string archiveFile, string sha256, CancellationToken ct)
     {
-        using var reserve = await PostAsync("CreateCacheEntry", new CreateRequest(key, version), TwirpJson.Default.CreateRequest, ct);
+        using var reserve = await PostAsync("CreateCacheEntry", new CreateRequest(key, version), CacheJsonContext.Default.CreateRequest, ct);
         if (reserve.StatusCode == HttpStatusCode.Conflict) return false;
         await EnsureAsync(reserve, "reserve", ct);
-        var uploadUrl = (await reserve.Content.ReadFromJsonAsync(TwirpJson.Default.CreateResponse, ct))!.SignedUploadUrl;
+        var uploadUrl = (await reserve.Content.ReadFromJsonAsync(CacheJsonContext.Default.CreateResponse, ct))!.SignedUploadUrl;
 
         var length = new FileInfo(archiveFile).Length;
-        if (length <= BlockSize) await PutAsync(uploadUrl, "", archiveFile, 0, length, ct);
+        if (length <= BlockSize) await WithRetriesAsync(() => PutAsync(uploadUrl, "", archiveFile, 0, length, ct), ct);
         else await PutBlocksAsync(uploadUrl, archiveFile, length, ct);
 
         await CallAsync("FinalizeCacheEntryUpload", new FinalizeRequest(key, version, length.ToString(CultureInfo.InvariantCulture), sha256),
-            TwirpJson.Default.FinalizeRequest, TwirpJson.Default.FinalizeResponse, ct);
+            CacheJsonContext.Default.FinalizeRequest, CacheJsonContext.Default.FinalizeResponse, ct);
         return true;
     }
 
     private async Task PutBlocksAsync(string uploadUrl, string archiveFile, long length, CancellationToken ct)
     {
-        var ids = new List<string>();
+        // Ids end in the block's index: the cache reads it as the S3 part number, so parts land in order whatever order they arrive in.
+        var blocks = new List<(string Id, long Offset)>();
         for (long offset = 0, n = 0; offset < length; offset += BlockSize, n++)
         {
-            var id = Convert.ToBase64String(Encoding.ASCII.GetBytes(n.ToString("D8", CultureInfo.InvariantCulture)));
-            ids.Add(id);
-            await PutAsync(uploadUrl, $"&comp=block&blockid={Uri.EscapeDataString(id)}", archiveFile, offset, Math.Min(BlockSize, length - offset), ct);
+            blocks.Add((Convert.ToBase64String(Encoding.ASCII.GetBytes(n.ToString("D8", CultureInfo.InvariantCulture))), offset));
         }
-        var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + string.Concat(ids.Select(id => $"<Latest>{id}</Latest>")) + "</BlockList>";
-        using var request = new HttpRequestMessage(HttpMethod.Put, Relative(uploadUrl) + "&comp=blocklist") { Content = new StringContent(xml, Encoding.UTF8, "application/xml") };
-        using var response = await http.SendAsync(request, ct);
-        await EnsureAsync(response, "commit blocks", ct);
+        await Parallel.ForEachAsync(blocks, new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = ct }, async (block, token) =>
+            await WithRetriesAsync(() => PutAsync(uploadUrl, $"&comp=block&blockid={Uri.EscapeDataString(block.Id)}", archiveFile, block.Offset,
+                Math.Min(BlockSize, length - block.Offset), token), token));
+        var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + string.Concat(blocks.Select(b => $"<Latest>{b.Id}</Latest>")) + "</BlockList>";
+        await WithRetriesAsync(async () =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Put, Relative(uploadUrl) + "&comp=blocklist") { Content = new StringContent(xml, Encoding.UTF8, "application/xml") };
+            using var response = await http.SendAsync(request, ct);
+            await EnsureAsync(response, "commit blocks", ct);
+        }, ct);
     }
 
     private async Task PutAsync(string uploadUrl, string extraQuery, string archiveFile, long offset, long count, CancellationToken ct)
     {
-        await using var file = File.OpenRead(archiveFile);
+        await using var file = new FileStream(archiveFile, FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous);
         file.Position = offset;
-        var content = new StreamContent(new BoundedStream(file, count));
+        var content = new StreamContent(new BoundedStream(file, count), BufferSize);
         content.Headers.ContentLength = count;
         content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
         using var request = new HttpRequestMessage(HttpMethod.Put, Relative(uploadUrl) + extraQuery) { Content = content };
@@ -101,16 +293,44 @@ public sealed partial class CacheServiceClient(HttpClient http, string token) : 
         await EnsureAsync(response, "upload", ct);
     }
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest body, JsonTypeInfo<TRequest> requestJson, JsonTypeInfo<TResponse> responseJson, CancellationToken ct)
+    /// <summary>Runs <paramref name="operation"/> up to <see cref="Attempts"/> times while it fails in a way worth retrying.</summary>
+    private async Task WithRetriesAsync(Func<Task> operation, CancellationToken ct)
     {
-        using var response = await PostAsync(method, body, requestJson, ct);
-        await EnsureAsync(response, method, ct);
-        return (await response.Content.ReadFromJsonAsync(responseJson, ct))!;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await operation();
+                return;
+            }
+            catch (Exception e) when (attempt < Attempts && IsTransient(e) && !ct.IsCancellationRequested)
+            {
+                await Task.Delay(Backoff(attempt), ct);
+            }
+        }
     }
 
-    private async Task<HttpResponseMessage> PostAsync<TRequest>(string method, TRequest body, JsonTypeInfo<TRequest> json, CancellationToken ct)
+    /// <summary>Connection trouble and 5xx/408/429 are worth another try; a 4xx refusal is not.</summary>
+    private static bool IsTransient(Exception e) => e switch
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, Twirp + method) { Content = JsonContent.Create(body, json) };
+        HttpRequestException or IOException => true,
+        TaskCanceledException { InnerException: TimeoutException } => true,
+        CacheServiceException { StatusCode: null or >= 500 or 408 or 429 } => true,
+        _ => false,
+    };
+
+    private static TimeSpan Backoff(int attempt) => TimeSpan.FromMilliseconds(200 * attempt * attempt);
+
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest body, JsonTypeInfo<TRequest> requestType, JsonTypeInfo<TResponse> responseType, CancellationToken ct)
+    {
+        using var response = await PostAsync(method, body, requestType, ct);
+        await EnsureAsync(response, method, ct);
+        return (await response.Content.ReadFromJsonAsync(responseType, ct))!;
+    }
+
+    private async Task<HttpResponseMessage> PostAsync<TRequest>(string method, TRequest body, JsonTypeInfo<TRequest> type, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, Twirp + method) { Content = JsonContent.Create(body, type) };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return await http.SendAsync(request, ct);
     }
@@ -119,34 +339,52 @@ public sealed partial class CacheServiceClient(HttpClient http, string token) : 
     {
         if (response.IsSuccessStatusCode) return;
         var detail = await response.Content.ReadAsStringAsync(ct);
-        throw new CacheServiceException($"cache {what} failed: HTTP {(int)response.StatusCode} {(detail.Length > 300 ? detail[..300] : detail)}");
+        throw new CacheServiceException($"cache {what} failed: HTTP {(int)response.StatusCode} {(detail.Length > 300 ? detail[..300] : detail)}", (int)response.StatusCode);
     }
 
     /// <summary>Only path and query: the signed URL's host is the cache as the cache saw itself, which the sandbox may reach differently.</summary>
     private static string Relative(string signedUrl) => new Uri(signedUrl, UriKind.Absolute).PathAndQuery.TrimStart('/');
 
-    public void Dispose() => http.Dispose();
-
-    private sealed record LookupRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("restore_keys")] IReadOnlyList<string> RestoreKeys, [property: JsonPropertyName("version")] string Version);
-    private sealed record LookupResponse([property: JsonPropertyName("ok")] bool Ok, [property: JsonPropertyName("signed_download_url")] string SignedDownloadUrl, [property: JsonPropertyName("matched_key")] string MatchedKey);
-    private sealed record CreateRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("version")] string Version);
-    private sealed record CreateResponse([property: JsonPropertyName("ok")] bool Ok, [property: JsonPropertyName("signed_upload_url")] string SignedUploadUrl);
-    private sealed record FinalizeRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("version")] string Version,
-        [property: JsonPropertyName("size_bytes")] string SizeBytes, [property: JsonPropertyName("sha256")] string Sha256);
-    private sealed record FinalizeResponse([property: JsonPropertyName("ok")] bool Ok);
-
-    /// <summary>The Twirp messages, serialized by generated code (the agent is compiled ahead of time).</summary>
-    [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
-    [JsonSerializable(typeof(LookupRequest))]
-    [JsonSerializable(typeof(LookupResponse))]
-    [JsonSerializable(typeof(CreateRequest))]
-    [JsonSerializable(typeof(CreateResponse))]
-    [JsonSerializable(typeof(FinalizeRequest))]
-    [JsonSerializable(typeof(FinalizeResponse))]
-    private sealed partial class TwirpJson : JsonSerializerContext;
+    public void Dispose()
+    {
+        http.Dispose();
+        _direct?.Dispose();
+    }
 }
 
-public sealed class CacheServiceException(string message) : Exception(message);
+internal sealed record LookupRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("restore_keys")] IReadOnlyList<string> RestoreKeys, [property: JsonPropertyName("version")] string Version);
+
+/// <param name="Sha256">EphemeralCI's extension: the archive's SHA-256, checked before extracting.</param>
+/// <param name="SizeBytes">EphemeralCI's extension: the archive's size (int64 as a string, proto3 JSON).</param>
+/// <param name="DirectDownloadUrl">EphemeralCI's extension: a presigned object-store URL, with <c>Cache:DirectDownloads</c>.</param>
+internal sealed record LookupResponse(
+    [property: JsonPropertyName("ok")] bool Ok,
+    [property: JsonPropertyName("signed_download_url")] string SignedDownloadUrl,
+    [property: JsonPropertyName("matched_key")] string MatchedKey,
+    [property: JsonPropertyName("sha256")] string? Sha256 = null,
+    [property: JsonPropertyName("size_bytes")] string? SizeBytes = null,
+    [property: JsonPropertyName("direct_download_url")] string? DirectDownloadUrl = null);
+
+internal sealed record CreateRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("version")] string Version);
+internal sealed record CreateResponse([property: JsonPropertyName("ok")] bool Ok, [property: JsonPropertyName("signed_upload_url")] string SignedUploadUrl);
+internal sealed record FinalizeRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("version")] string Version,
+    [property: JsonPropertyName("size_bytes")] string SizeBytes, [property: JsonPropertyName("sha256")] string Sha256);
+internal sealed record FinalizeResponse([property: JsonPropertyName("ok")] bool Ok);
+
+/// <summary>The cache protocol's DTOs, source-generated: the agent is native-AOT, so no reflection JSON.</summary>
+[JsonSerializable(typeof(LookupRequest))]
+[JsonSerializable(typeof(LookupResponse))]
+[JsonSerializable(typeof(CreateRequest))]
+[JsonSerializable(typeof(CreateResponse))]
+[JsonSerializable(typeof(FinalizeRequest))]
+[JsonSerializable(typeof(FinalizeResponse))]
+internal sealed partial class CacheJsonContext : JsonSerializerContext;
+
+public sealed class CacheServiceException(string message, int? statusCode = null) : Exception(message)
+{
+    /// <summary>The HTTP status the cache answered, when it answered.</summary>
+    public int? StatusCode { get; } = statusCode;
+}
 
 /// <summary>At most <paramref name="length"/> bytes of <paramref name="inner"/> from its current position.</summary>
 internal sealed class BoundedStream(Stream inner, long length) : Stream

@@ -37,15 +37,15 @@ public sealed class JobCaches(CacheServiceClient cache, string workspace)
             var archive = Path.Combine(Path.GetTempPath(), $"eci-cache-{Guid.NewGuid():N}.tzst");
             try
             {
-                if (await cache.LookupAsync(spec.Key!, spec.RestoreKeys ?? [], VersionOf(spec), ct) is not var (matched, url))
+                if (await cache.LookupAsync(spec.Key!, spec.RestoreKeys ?? [], VersionOf(spec), ct) is not { } hit)
                 {
                     outcomes.Add(new("restore", spec.Key!, "miss", null, 0, clock.Elapsed));
                     continue;
                 }
-                await cache.DownloadAsync(url, archive, ct);
+                await cache.DownloadAsync(hit, archive, ct);
                 await CacheArchive.ExtractAsync(archive, workspace, ct);
-                outcomes.Add(new("restore", spec.Key!, "hit", matched, new FileInfo(archive).Length, clock.Elapsed));
-                if (matched == spec.Key) _exactHits.Add(spec.Key!);
+                outcomes.Add(new("restore", spec.Key!, "hit", hit.MatchedKey, new FileInfo(archive).Length, clock.Elapsed));
+                if (hit.MatchedKey == spec.Key) _exactHits.Add(spec.Key!);
             }
             catch (Exception e) when (e is CacheServiceException or CacheArchiveException or HttpRequestException or IOException or InvalidDataException or ZstdSharp.ZstdException)
             {

@@ -52,6 +52,23 @@ public sealed class CacheProtocolClient(HttpClient http, string token)
         return await http.SendAsync(request);
     }
 
+    /// <summary>Azure Put Block of <paramref name="content"/> under the (unencoded) block id.</summary>
+    public async Task<HttpResponseMessage> PutBlockAsync(string uploadUrl, string blockId, byte[] content)
+    {
+        var id = Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(blockId));
+        using var request = new HttpRequestMessage(HttpMethod.Put, $"{uploadUrl}&comp=block&blockid={Uri.EscapeDataString(id)}") { Content = new ByteArrayContent(content) };
+        return await http.SendAsync(request);
+    }
+
+    /// <summary>Azure Put Block List naming the (unencoded) block ids in order.</summary>
+    public async Task<HttpResponseMessage> PutBlockListAsync(string uploadUrl, params string[] blockIds)
+    {
+        var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
+            + string.Concat(blockIds.Select(b => $"<Latest>{Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(b))}</Latest>")) + "</BlockList>";
+        using var request = new HttpRequestMessage(HttpMethod.Put, uploadUrl + "&comp=blocklist") { Content = new StringContent(xml, System.Text.Encoding.UTF8, "application/xml") };
+        return await http.SendAsync(request);
+    }
+
     /// <summary>v2 lookup; (matched key, signed download URL) or null on a miss.</summary>
     public async Task<(string Key, string Url)?> LookupV2Async(string key, string version, params string[] restoreKeys)
     {

@@ -59,7 +59,7 @@ public sealed class CacheTestApp : IAsyncDisposable
     public static string UnusedDatabase => new NpgsqlConnectionStringBuilder(RealServices.Postgres) { Database = "eci_cache_not_created" }.ConnectionString;
 
     public static WebApplicationBuilder CreateBuilder(string? s3ConnectionString, string spool, long maxObjectBytes, bool testServer = true,
-        string? database = null, IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? clock = null)
+        string? database = null, IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? clock = null, Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing", ContentRootPath = AppContext.BaseDirectory });
         if (testServer) builder.WebHost.UseTestServer();
@@ -74,8 +74,9 @@ public sealed class CacheTestApp : IAsyncDisposable
             ["Cache:AdminToken"] = AdminToken,
         });
         if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
-        // Before AddCache, which only adds the system clock when none is registered.
+        // Before AddCache, which only adds the system clock when none is registered (and keeps a registered IBlobStore).
         if (clock is not null) builder.Services.AddSingleton(clock);
+        services?.Invoke(builder.Services);
         builder.AddCache();
         return builder;
     }
@@ -83,8 +84,9 @@ public sealed class CacheTestApp : IAsyncDisposable
     /// <param name="fileSystem">Objects in a temporary folder instead of the S3 emulator.</param>
     /// <param name="kestrel">Listen on a real loopback port (for node and other real clients).</param>
     /// <param name="clock">The cache's (and job tokens') clock, e.g. a FakeTimeProvider.</param>
+    /// <param name="services">Registrations before the cache's own (e.g. a decorated <see cref="IBlobStore"/>, which AddCache then keeps).</param>
     public static async Task<CacheTestApp> StartAsync(long maxObjectBytes, bool fileSystem = false, bool kestrel = false,
-        IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? clock = null)
+        IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? clock = null, Action<IServiceCollection, string?>? services = null)
     {
         var bucket = fileSystem ? null : NewBucketName();
         var spool = Path.Combine(Path.GetTempPath(), "eci-it-spool-" + Guid.NewGuid().ToString("N"));
@@ -92,7 +94,8 @@ public sealed class CacheTestApp : IAsyncDisposable
         var all = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>());
         if (root is not null) all["Cache:FileSystemRoot"] = root;
         var database = await RealServices.CreateDatabaseAsync("cache");
-        var app = CreateBuilder(fileSystem ? null : $"{RealServices.S3};Bucket={bucket}", spool, maxObjectBytes, testServer: !kestrel, database, all, clock).Build();
+        var app = CreateBuilder(fileSystem ? null : $"{RealServices.S3};Bucket={bucket}", spool, maxObjectBytes, testServer: !kestrel, database, all, clock,
+            services is null ? null : s => services(s, bucket)).Build();
         app.MapHealthChecks("/health");
         app.MapCache();
         await app.StartAsync();

@@ -70,9 +70,10 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         var db = Db<CacheDbContext>(scope);
         var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
         var options = Microsoft.Extensions.Options.Options.Create(new EphemeralCI.Cache.CacheOptions { SpoolDirectory = Path.Combine(_directory, "spool") });
+        var blobs = new EphemeralCI.Cache.Storage.FileSystemBlobStore(Path.Combine(_directory, "objects"));
         var entries = new EphemeralCI.Cache.Entries.CacheEntryService(db, new EphemeralCI.Cache.Entries.InProcessCacheReservations(clock),
-            new EphemeralCI.Cache.Entries.InProcessCacheLookups(options, clock), new EphemeralCI.Cache.Storage.FileSystemBlobStore(Path.Combine(_directory, "objects")),
-            new EphemeralCI.Cache.Entries.UploadStaging(options), options, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<EphemeralCI.Cache.Entries.CacheEntryService>.Instance);
+            new EphemeralCI.Cache.Entries.InProcessCacheLookups(options, clock), blobs,
+            new EphemeralCI.Cache.Entries.UploadStaging(options, blobs, Microsoft.Extensions.Logging.Abstractions.NullLogger<EphemeralCI.Cache.Entries.UploadStaging>.Instance), options, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<EphemeralCI.Cache.Entries.CacheEntryService>.Instance);
         var job = new EphemeralCI.JobTokens.JobTokenClaims(Guid.NewGuid(), "acme/sqlite", "refs/heads/feature", "t", DateTimeOffset.UtcNow.AddHours(1));
         var committedAt = clock.GetUtcNow().UtcDateTime;
         CacheEntry Committed(string key, string scope, int minutes) => new()

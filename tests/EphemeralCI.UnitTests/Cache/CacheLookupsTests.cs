@@ -29,7 +29,7 @@ public sealed class CacheLookupsTests
     public void A_hit_round_trips(string scope)
     {
         var hit = new RestoreHit(42, scope, "npm-linux-abc/with spaces", "v", new DateTime(2026, 11, 25, 10, 0, 0, DateTimeKind.Utc),
-            new DateTime(2026, 11, 25, 11, 0, 0, DateTimeKind.Utc));
+            new DateTime(2026, 11, 25, 11, 0, 0, DateTimeKind.Utc), new string('a', 64), 123_456, "objects/acme/42-0f1e");
 
         var decoded = CacheLookupNames.Decode(CacheLookupNames.Encode(new CachedLookup(hit), Main), Feature, Main, "v");
 
