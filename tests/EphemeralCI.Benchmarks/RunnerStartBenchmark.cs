@@ -42,11 +42,12 @@ public sealed class RunnerStartBenchmark : IBenchmark
     private const string ColdTemplate = "bench-cold";
     private const string WarmTemplate = "bench-warm";
     private const int WarmPoolSize = 4;
-    private const int MaxConcurrent = 8;
 
     public async Task<string> RunAsync(BenchmarkOptions options)
     {
         var count = options.Count;
+        // --concurrency: the provisioner's limit for the burst (default 8).
+        var maxConcurrent = options.Concurrency;
         var postgres = Environment.GetEnvironmentVariable("ECI_POSTGRES") ?? throw new InvalidOperationException("ECI_POSTGRES is not set: eval \"$(eng/services.sh env)\"");
         var rabbit = Environment.GetEnvironmentVariable("ECI_RABBITMQ") ?? throw new InvalidOperationException("ECI_RABBITMQ is not set");
         var signingKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
@@ -67,7 +68,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
             ["Provisioner:Reconciler:IntervalSeconds"] = "0",
             // A burst is queued by the provisioner's own limiter, as in production: 200 agents starting
             // at once on 2 cores would only measure the CPU scheduler.
-            ["Provisioner:Limits:PerBackend:local"] = MaxConcurrent.ToString(CultureInfo.InvariantCulture),
+            ["Provisioner:Limits:PerBackend:local"] = maxConcurrent.ToString(CultureInfo.InvariantCulture),
             [$"RunnerTemplates:{ColdTemplate}:Backend"] = "local",
             [$"RunnerTemplates:{WarmTemplate}:Backend"] = "local",
             [$"RunnerTemplates:{WarmTemplate}:WarmPool"] = WarmPoolSize.ToString(CultureInfo.InvariantCulture),
@@ -170,7 +171,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
         Row(sb, $"warm, where the start goes: job fetched → first step running", warm.Select(t => t.FetchToStep));
         sb.AppendLine();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Throughput, {count} trivial jobs submitted at once until the last runner is gone, at most {MaxConcurrent} runners at a time (`Provisioner:Limits:PerBackend:local`; the rest wait in the limiter's queue): **{coldRate:F1} jobs/s cold**, **{warmRate:F1} jobs/s with the warm pool** (a pool of {WarmPoolSize} drains at once under such a burst; then jobs start cold)."));
+            $"Throughput, {count} trivial jobs submitted at once until the last runner is gone, at most {maxConcurrent} runners at a time (`Provisioner:Limits:PerBackend:local`; the rest wait in the limiter's queue): **{coldRate:F1} jobs/s cold**, **{warmRate:F1} jobs/s with the warm pool** (a pool of {WarmPoolSize} drains at once under such a burst; then jobs start cold)."));
         return sb.ToString();
     }
 
@@ -223,7 +224,9 @@ public sealed class RunnerStartBenchmark : IBenchmark
                         if (_waiting.TryRemove(row.JobId, out var tcs)) tcs.TrySetResult(row);
                     }
                 }
-                try { await Task.Delay(5, _stop.Token); } catch (OperationCanceledException) { }
+                // The figures come from the rows' own timestamps, so the poll's period only delays noticing;
+                // shorter would spend the CPU the jobs need on polling Postgres.
+                try { await Task.Delay(20, _stop.Token); } catch (OperationCanceledException) { }
             }
         }
 
@@ -288,6 +291,18 @@ public sealed class RunnerStartBenchmark : IBenchmark
         (await http.PutAsync($"/api/vhosts/{vhost}", null)).EnsureSuccessStatusCode();
         (await http.PutAsync($"/api/permissions/{vhost}/{Uri.EscapeDataString(credentials.Split(':')[0])}",
             new StringContent("""{"configure":".*","write":".*","read":".*"}""", Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
+        // Where the intake's queues would be: a sink bound to every message the provisioner publishes.
+        // The outbox publishes mandatory, so with no queue bound each message would be returned and
+        // retried on every wake-up, and the benchmark would measure that instead of a real deployment.
+        StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+        (await http.PutAsync($"/api/queues/{vhost}/bench-sink", Json("""{"durable":false,"arguments":{"x-max-length":1}}"""))).EnsureSuccessStatusCode();
+        foreach (var type in new[] { typeof(JobProvisioning), typeof(RunnerWaiting), typeof(RunnerStarted), typeof(RunnerFinished), typeof(RunnerDestroyed) })
+        {
+            // MassTransit's exchange for a message type: fanout, durable, named namespace:type.
+            var exchange = Uri.EscapeDataString($"{type.Namespace}:{type.Name}");
+            (await http.PutAsync($"/api/exchanges/{vhost}/{exchange}", Json("""{"type":"fanout","durable":true}"""))).EnsureSuccessStatusCode();
+            (await http.PostAsync($"/api/bindings/{vhost}/e/{exchange}/q/bench-sink", Json("{}"))).EnsureSuccessStatusCode();
+        }
         return new UriBuilder(amqp) { Path = "/" + vhost }.Uri.ToString();
     }
 
