@@ -162,7 +162,7 @@ public sealed class RunnerStartBenchmark : IBenchmark
         Row(sb, "cold: submit → first step running", cold.Select(t => t.SubmitToStart));
         Row(sb, "cold: job end → runner gone", cold.Select(t => t.Teardown));
         Row(sb, "cold, where the start goes: receipt → runner start (claim, limits, JobProvisioning)", cold.Select(t => t.Admission));
-        Row(sb, "cold, where the start goes: runner start → agent fetches its job (token, sandbox, .NET start-up, first HTTP call)", cold.Select(t => t.ToFetch));
+        Row(sb, "cold, where the start goes: runner start → agent fetches its job (token, sandbox, agent start-up, first HTTP call)", cold.Select(t => t.ToFetch));
         Row(sb, "cold, where the start goes: job fetched → first step running (agent)", cold.Select(t => t.FetchToStep));
         Row(sb, $"warm (pool of {WarmPoolSize}): receipt → first step running", warm.Select(t => t.Start));
         Row(sb, $"warm (pool of {WarmPoolSize}): submit → first step running", warm.Select(t => t.SubmitToStart));
