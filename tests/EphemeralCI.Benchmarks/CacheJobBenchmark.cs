@@ -140,7 +140,7 @@ public sealed class CacheJobBenchmark : IBenchmark
                 string.Create(inv, $"{r.NpmCacheBytes / 1e6:F1} ({r.NpmCacheFiles}) | {r.NodeModulesBytes / 1e6:F1} ({r.NodeModulesFiles}) |"));
         }
         report.AppendLine();
-        report.AppendLine("A warm run's save step archives its folder again before the cache answers that the key exists (the agent saves after every successful job; entries are immutable).");
+        report.AppendLine("A warm run restored by its exact key does not save it again (entries are immutable, so the agent skips archiving a folder the cache would refuse).");
         return report.ToString();
     }
 
