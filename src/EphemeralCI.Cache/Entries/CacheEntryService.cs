@@ -180,33 +180,24 @@ public sealed partial class CacheEntryService(
         var lookup = useCache ? CacheLookupNames.For(job.Ref, defaultBranch, key, restoreKeys, version) : "";
         // The generation is taken before the database is read: see ICacheLookups.
         var probe = useCache ? await lookups.ProbeAsync(job.Repository, lookup, cancellationToken) : default;
-        RestoreHit? hit;
-        if (CacheLookupNames.Decode(probe.Answer, job.Ref, defaultBranch, version) is { } cached)
-        {
-            hit = cached.Hit;
-        }
-        else
-        {
-            hit = await QueryForRestoreAsync(job, key, restoreKeys, version, cancellationToken);
-            if (probe.Generation is { } generation)
-            {
-                await lookups.StoreAsync(job.Repository, generation, lookup, CacheLookupNames.Encode(new CachedLookup(hit), defaultBranch), cancellationToken);
-            }
-        }
-        if (hit is null) return null;
+        var cached = CacheLookupNames.Decode(probe.Answer, job.Ref, defaultBranch, version);
+        var hit = cached is not null ? cached.Hit : await QueryForRestoreAsync(job, key, restoreKeys, version, cancellationToken);
+        var changed = cached is null;
 
         var now = Now;
         var touchBefore = now - Options.AccessTouchInterval;
-        if (hit.LastAccessedAt <= touchBefore)
+        if (hit is not null && hit.LastAccessedAt <= touchBefore)
         {
             // Conditional, so replicas (or requests) racing over the same stale entry write it once.
             await db.Entries.Where(e => e.Id == hit.Id && e.LastAccessedAt <= touchBefore)
                 .ExecuteUpdateAsync(s => s.SetProperty(e => e.LastAccessedAt, now), cancellationToken);
             hit = hit with { LastAccessedAt = now };
-            if (probe.Generation is { } generation)
-            {
-                await lookups.StoreAsync(job.Repository, generation, lookup, CacheLookupNames.Encode(new CachedLookup(hit), defaultBranch), cancellationToken);
-            }
+            changed = true;
+        }
+        // One write of the answer as it now stands: a fresh one from the database, or a cached one just touched.
+        if (changed && probe.Generation is { } generation)
+        {
+            await lookups.StoreAsync(job.Repository, generation, lookup, CacheLookupNames.Encode(new CachedLookup(hit), defaultBranch), cancellationToken);
         }
         return hit;
     }
