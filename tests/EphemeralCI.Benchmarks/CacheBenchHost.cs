@@ -1,20 +1,18 @@
-using EphemeralCI.Cache;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Reflection;
+using System.Text;
+using EphemeralCI.JobTokens;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace EphemeralCI.Benchmarks;
 
 /// <summary>
-/// The cache module composed as <c>EphemeralCI.Cache.Host</c> composes it (service defaults + AddCache), on real
-/// Kestrel on loopback, against the real Postgres, Redis and S3 emulator of <c>eng/services.sh</c>: what the cache
-/// benchmarks measure. Each benchmark gets its own database and bucket (left behind, as the other benchmarks leave theirs).
+/// The cache as it is deployed: the built <c>EphemeralCI.Cache.Host</c> run as its own process (real Kestrel on loopback)
+/// against the real Postgres, Redis and S3 emulator of <c>eng/services.sh</c>. Its own process, so the load generator and
+/// the agent's client in the benchmark process share neither its GC nor its thread pool — as a runner never does.
+/// Each benchmark gets its own database and bucket (left behind, as the other benchmarks leave theirs).
 /// </summary>
 internal sealed class CacheBenchHost
 {
@@ -23,6 +21,7 @@ internal sealed class CacheBenchHost
         Postgres = Environment.GetEnvironmentVariable("ECI_POSTGRES") ?? throw new InvalidOperationException("ECI_POSTGRES is not set: eval \"$(eng/services.sh env)\"");
         Redis = Environment.GetEnvironmentVariable("ECI_REDIS") ?? throw new InvalidOperationException("ECI_REDIS is not set");
         S3 = Environment.GetEnvironmentVariable("ECI_S3") ?? throw new InvalidOperationException("ECI_S3 is not set");
+        Tokens = new JobTokenService(Options.Create(new JobTokenOptions { SigningKey = SigningKey }), TimeProvider.System);
     }
 
     public string Postgres { get; }
@@ -31,40 +30,54 @@ internal sealed class CacheBenchHost
     public string Bucket { get; } = $"eci-bench-{Guid.NewGuid():N}";
     /// <summary>Shared by every instance started here, so one job token works against all of them.</summary>
     public string SigningKey { get; } = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+    /// <summary>Issues job tokens the instances accept (the provisioner's role).</summary>
+    public JobTokenService Tokens { get; }
     public string? Database { get; private set; }
 
+    private static string CacheHostDll =>
+        typeof(CacheBenchHost).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "EphemeralCICacheHostDll").Value!;
+
     /// <summary>Creates the benchmark's database (once) and starts an instance with <paramref name="settings"/> over the defaults.</summary>
-    public async Task<WebApplication> StartAsync(string spoolDirectory, IReadOnlyDictionary<string, string?> settings)
+    public async Task<CacheInstance> StartAsync(string spoolDirectory, IReadOnlyDictionary<string, string?> settings)
     {
         Database ??= await CreateDatabaseAsync(Postgres, "eci_bench_cache_");
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production", ContentRootPath = AppContext.BaseDirectory });
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        var address = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var start = new ProcessStartInfo("dotnet")
         {
-            ["ConnectionStrings:minio"] = $"{S3};Bucket={Bucket}",
-            ["ConnectionStrings:cachedb"] = Database,
-            ["ConnectionStrings:redis"] = Redis,
-            ["JobTokens:SigningKey"] = SigningKey,
-            ["Cache:SpoolDirectory"] = spoolDirectory,
-            ["Cache:AdminToken"] = "benchmark-admin-token-0123456789",
-        });
-        builder.Configuration.AddInMemoryCollection(settings);
-        builder.AddServiceDefaults();
-        // Console logging of every request would measure the console, not the cache.
-        builder.Logging.ClearProviders();
-        builder.AddCache();
-        var app = builder.Build();
-        app.MapDefaultEndpoints();
-        app.MapCache();
-        await app.StartAsync();
-        return app;
+            ArgumentList = { CacheHostDll, $"--urls={address.GetLeftPart(UriPartial.Authority)}" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetDirectoryName(CacheHostDll)!,
+        };
+        foreach (var (key, value) in new Dictionary<string, string?>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["ConnectionStrings__minio"] = $"{S3};Bucket={Bucket}",
+            ["ConnectionStrings__cachedb"] = Database,
+            ["ConnectionStrings__redis"] = Redis,
+            ["JobTokens__SigningKey"] = SigningKey,
+            ["Cache__SpoolDirectory"] = spoolDirectory,
+            ["Cache__AdminToken"] = "benchmark-admin-token-0123456789",
+            // Logging every request would measure the console, not the cache.
+            ["Logging__LogLevel__Default"] = "Warning",
+        }.Concat(settings.Select(kv => KeyValuePair.Create(kv.Key.Replace(":", "__", StringComparison.Ordinal), kv.Value))))
+        {
+            start.Environment[key] = value;
+        }
+        var instance = new CacheInstance(Process.Start(start)!, address);
+        await instance.WaitUntilHealthyAsync();
+        return instance;
     }
-
-    public static Uri AddressOf(WebApplication app) =>
-        new(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single() + "/");
 
     public static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
 
     private static async Task<string> CreateDatabaseAsync(string server, string prefix)
     {
@@ -74,5 +87,50 @@ internal sealed class CacheBenchHost
         await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\" TEMPLATE template0", conn);
         await cmd.ExecuteNonQueryAsync();
         return new NpgsqlConnectionStringBuilder(server) { Database = name }.ConnectionString;
+    }
+}
+
+/// <summary>One running cache host process; disposing stops it.</summary>
+internal sealed class CacheInstance : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    public CacheInstance(Process process, Uri address)
+    {
+        _process = process;
+        Address = address;
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public Uri Address { get; }
+
+    public async Task WaitUntilHealthyAsync()
+    {
+        using var probe = new HttpClient { BaseAddress = Address, Timeout = TimeSpan.FromSeconds(5) };
+        for (var deadline = DateTime.UtcNow.AddMinutes(2); ; await Task.Delay(200))
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"the cache host exited with {_process.ExitCode}:\n{Output()}");
+            try
+            {
+                using var response = await probe.GetAsync("health");
+                if (response.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException) { }
+            catch (TaskCanceledException) { }
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"the cache host did not become healthy:\n{Output()}");
+        }
+    }
+
+    private string Output() { lock (_output) return _output.ToString(); }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+        _process.Dispose();
     }
 }

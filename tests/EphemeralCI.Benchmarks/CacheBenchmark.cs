@@ -14,7 +14,7 @@ using Minio.DataModel.Args;
 namespace EphemeralCI.Benchmarks;
 
 /// <summary>
-/// The dependency cache, composed as its host composes it (service defaults + AddCache) on real Kestrel
+/// The dependency cache, the built cache host run as its own process (CacheBenchHost) on real Kestrel
 /// (loopback), real Postgres, Redis and the S3 emulator. (1) Lookup latency of the v2 Twirp
 /// GetCacheEntryDownloadURL, hit and miss, under an open-loop load at a fixed rate, beside the host's
 /// /alive at the same rate. (2) Save and restore of one large archive with the runner agent's own
@@ -22,7 +22,7 @@ namespace EphemeralCI.Benchmarks;
 /// against the module as configured and, as their baseline, against a second instance on the same database
 /// with the lookup cache off and the access time written on every hit (the behaviour before the lookup cache).
 /// Extra flags: --rate N (requests/s, 500), --seconds N (per lookup scenario, 20), --size-mib N (1024), --rounds N (2),
-/// --lookups-only (skip the save/restore part), --set Cache:Setting=value (repeatable; e.g. Cache:LookupCacheLifetime=0
+/// --lookups-only (skip the save/restore part), --transfers-only (skip the lookups), --set Cache:Setting=value (repeatable; e.g. Cache:LookupCacheLifetime=0
 /// to measure lookups without the lookup cache, Cache:AccessTouchInterval=0 to write the access time on every hit).
 /// </summary>
 public sealed class CacheBenchmark : IBenchmark
@@ -48,6 +48,7 @@ public sealed class CacheBenchmark : IBenchmark
         var sizeMiB = Flag("--size-mib", 1024);
         var rounds = Flag("--rounds", 2);
         var lookupsOnly = args.Contains("--lookups-only");
+        var transfersOnly = args.Contains("--transfers-only");
         var overrides = args.Zip(args.Skip(1)).Where(p => p.First == "--set" && p.Second.Contains('=', StringComparison.Ordinal))
             .Select(p => p.Second.Split('=', 2)).ToDictionary(kv => kv[0], kv => (string?)kv[1]);
 
@@ -65,9 +66,9 @@ public sealed class CacheBenchmark : IBenchmark
                 ["Cache:LookupCacheLifetime"] = "00:00:00",
                 ["Cache:AccessTouchInterval"] = "00:00:00",
             });
-            var baseAddress = CacheBenchHost.AddressOf(app);
-            var uncachedAddress = CacheBenchHost.AddressOf(uncachedApp);
-            var token = app.Services.GetRequiredService<JobTokenService>().Issue(Guid.NewGuid(), Repository, Ref, DateTimeOffset.UtcNow.AddHours(2));
+            var baseAddress = app.Address;
+            var uncachedAddress = uncachedApp.Address;
+            var token = host.Tokens.Issue(Guid.NewGuid(), Repository, Ref, DateTimeOffset.UtcNow.AddHours(2));
 
             using var agent = new CacheServiceClient(new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(30) }, token);
 
@@ -113,6 +114,7 @@ public sealed class CacheBenchmark : IBenchmark
                 ("baseline: hit, database only, access written every hit (as before)", Lookup("bench-hit", true, uncachedClient)),
                 ("baseline: miss, database only", Lookup("bench-missing", false, uncachedClient)),
             ];
+            if (transfersOnly) scenarios = [];
             foreach (var (name, op) in scenarios)
             {
                 Console.WriteLine($"warm-up: {name}");
@@ -131,7 +133,7 @@ public sealed class CacheBenchmark : IBenchmark
             var loadAfterLookups = CacheBenchHost.LoadAverage();
             // Closed loop, for the capacity the open-loop rate is measured against: serial latency, then 8 clients flat out.
             Console.WriteLine("closed loop: capacity");
-            var capacity = await ScenarioResult.MeasureInterleavedAsync(scenarios.Select(s => (s.Name, (Func<int, Task>)(_ => s.Op()))).ToList(), 300, 8);
+            var capacity = scenarios.Length == 0 ? [] : await ScenarioResult.MeasureInterleavedAsync(scenarios.Select(s => (s.Name, (Func<int, Task>)(_ => s.Op()))).ToList(), 300, 8);
             if (lookupsOnly)
             {
                 return Report(options, rate, seconds, 0, loadAtStart, loadAfterLookups, CacheBenchHost.LoadAverage(), scenarios.Select(s => s.Name).ToArray(), lookups, capacity, [], 0, overrides);
@@ -167,10 +169,15 @@ public sealed class CacheBenchmark : IBenchmark
             // Restore variants, each the runner agent's own client: one stream through the cache (verified by the cache while
             // streaming, hashed by the agent as it writes), parallel ranges through the cache (agent verifies the file), and
             // parallel ranges straight from S3 on the presigned URL the lookup hands out with Cache:DirectDownloads.
-            // Switched on only now, so the lookup figures above stay those of the default configuration.
-            app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EphemeralCI.Cache.CacheOptions>>().Value.DirectDownloads = true;
+            // That one is a third instance on the same database and bucket, started only now, so the lookup figures above stay
+            // those of the default configuration.
+            await uncachedApp.DisposeAsync();
+            await using var directApp = await host.StartAsync(Path.Combine(work.FullName, "spool-direct"), new Dictionary<string, string?>(overrides)
+            {
+                ["Cache:DirectDownloads"] = "true",
+            });
             CacheServiceClient Restorer(int parallelism, bool direct) =>
-                new(new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(30) }, token) { Parallelism = parallelism, UseDirectDownloads = direct };
+                new(new HttpClient { BaseAddress = direct ? directApp.Address : baseAddress, Timeout = TimeSpan.FromMinutes(30) }, token) { Parallelism = parallelism, UseDirectDownloads = direct };
             using var streaming = Restorer(1, direct: false);
             using var ranged = Restorer(4, direct: false);
             using var presigned = Restorer(4, direct: true);
@@ -251,35 +258,12 @@ public sealed class CacheBenchmark : IBenchmark
         report.AppendLine("## Cache: lookup latency under load, large archive save/restore");
         report.AppendLine();
         report.AppendLine(string.Create(inv, $"Measured {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores ({System.Runtime.InteropServices.RuntimeInformation.OSDescription}). ") +
-            "The cache module composed as `EphemeralCI.Cache.Host` composes it (`AddServiceDefaults` + `AddCache`, logging providers cleared) on real Kestrel on loopback, " +
-            "with real Postgres, Redis and the S3 emulator (s3rver, node) from `eng/services.sh`, all on the same machine as the load generator. " +
+            "The cache is the built `EphemeralCI.Cache.Host` (Release) run as its own process (Kestrel on loopback, log level Warning), " +
+            "with real Postgres, Redis and the S3 emulator (s3rver, node) from `eng/services.sh`, all on the same 2 cores as the load generator and the agent's client (the benchmark process). " +
             $"Machine load average (1 min): {loadAtStart} at start, {loadAfterLookups} after the lookups, {loadAtEnd} at the end." +
             (overrides.Count == 0 ? "" : $" Settings changed from their defaults: {string.Join(", ", overrides.Select(kv => $"`{kv.Key}={kv.Value}`"))}."));
         report.AppendLine();
-        report.AppendLine(string.Create(inv, $"### Lookup latency, open loop at {rate} requests/s"));
-        report.AppendLine();
-        report.AppendLine(string.Create(inv, $"Requests are dispatched on a fixed schedule ({rate}/s) whatever the responses do (no waiting for earlier ones, so no coordinated omission), " +
-            $"{seconds} s per scenario in two halves taken in turn with the other scenarios, after a 2 s warm-up each. One job token for all lookups (as a job reuses its token). ") +
-            "Latency is from dispatch to the whole response read. 'max dispatch lag' is how late the sender got behind its schedule (if large, the rate was not really offered). " +
-            "The 'database only' baselines are a second instance of the module on the same database with `Cache:LookupCacheLifetime=0` and `Cache:AccessTouchInterval=0` " +
-            "(every lookup queries Postgres, every hit writes the entry's access time: the behaviour before the lookup cache). Target: p99 ≤ 5 ms.");
-        report.AppendLine();
-        report.AppendLine("| scenario | n | achieved /s | p50 ms | p95 ms | p99 ms | max ms | max in flight | max dispatch lag ms |");
-        report.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for (var s = 0; s < names.Length; s++)
-        {
-            var all = lookups[s].SelectMany(r => r.Latencies).Order().ToArray();
-            var n = all.Length;
-            var achieved = n / lookups[s].Sum(r => r.WallSeconds);
-            report.AppendLine(string.Create(inv,
-                $"| {names[s]} | {n} | {achieved:F0} | {Percentile(all, 0.50):F2} | {Percentile(all, 0.95):F2} | {Percentile(all, 0.99):F2} | {all[^1]:F1} | {lookups[s].Max(r => r.MaxInFlight)} | {lookups[s].Max(r => r.MaxDispatchLagMs):F1} |"));
-        }
-        report.AppendLine();
-        report.AppendLine("Capacity (closed loop, after the open-loop runs): latency one request at a time, then throughput with 8 clients flat out.");
-        report.AppendLine();
-        report.AppendLine(ScenarioResult.Header);
-        foreach (var r in capacity) report.AppendLine(r.Row());
-        report.AppendLine();
+        if (names.Length > 0) AppendLookups(report, rate, seconds, names, lookups, capacity); // not with --transfers-only
         if (transfers.Count == 0) return report.ToString(); // --lookups-only
         report.AppendLine(string.Create(inv, $"### Save and restore of a {sizeMiB} MiB archive"));
         report.AppendLine();
@@ -310,6 +294,35 @@ public sealed class CacheBenchmark : IBenchmark
             }
         }
         return report.ToString();
+    }
+
+    private static void AppendLookups(StringBuilder report, int rate, int seconds, string[] names, List<OpenLoop.Result>[] lookups, List<ScenarioResult> capacity)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        report.AppendLine(string.Create(inv, $"### Lookup latency, open loop at {rate} requests/s"));
+        report.AppendLine();
+        report.AppendLine(string.Create(inv, $"Requests are dispatched on a fixed schedule ({rate}/s) whatever the responses do (no waiting for earlier ones, so no coordinated omission), " +
+            $"{seconds} s per scenario in two halves taken in turn with the other scenarios, after a 2 s warm-up each. One job token for all lookups (as a job reuses its token). ") +
+            "Latency is from dispatch to the whole response read. 'max dispatch lag' is how late the sender got behind its schedule (if large, the rate was not really offered). " +
+            "The 'database only' baselines are a second instance of the module on the same database with `Cache:LookupCacheLifetime=0` and `Cache:AccessTouchInterval=0` " +
+            "(every lookup queries Postgres, every hit writes the entry's access time: the behaviour before the lookup cache). Target: p99 ≤ 5 ms.");
+        report.AppendLine();
+        report.AppendLine("| scenario | n | achieved /s | p50 ms | p95 ms | p99 ms | max ms | max in flight | max dispatch lag ms |");
+        report.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (var s = 0; s < names.Length; s++)
+        {
+            var all = lookups[s].SelectMany(r => r.Latencies).Order().ToArray();
+            var n = all.Length;
+            var achieved = n / lookups[s].Sum(r => r.WallSeconds);
+            report.AppendLine(string.Create(inv,
+                $"| {names[s]} | {n} | {achieved:F0} | {Percentile(all, 0.50):F2} | {Percentile(all, 0.95):F2} | {Percentile(all, 0.99):F2} | {all[^1]:F1} | {lookups[s].Max(r => r.MaxInFlight)} | {lookups[s].Max(r => r.MaxDispatchLagMs):F1} |"));
+        }
+        report.AppendLine();
+        report.AppendLine("Capacity (closed loop, after the open-loop runs): latency one request at a time, then throughput with 8 clients flat out.");
+        report.AppendLine();
+        report.AppendLine(ScenarioResult.Header);
+        foreach (var r in capacity) report.AppendLine(r.Row());
+        report.AppendLine();
     }
 
     private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, Math.Max(0, (int)Math.Ceiling(p * sorted.Length) - 1))];

@@ -15,7 +15,7 @@ namespace EphemeralCI.Benchmarks;
 /// runs a real <c>npm ci</c> of CacheJob/package.json (a lockfile of several hundred packages), then saves the
 /// caches. The cold run misses and downloads from the npm registry (the baseline); one warm run restores npm's
 /// cache folder and installs with <c>--offline</c> (so it can only succeed from what the cache restored), the
-/// other restores node_modules and skips the install. The cache is the module as its host composes it on the real services.
+/// other restores node_modules and skips the install. The cache is the built cache host, run as its own process on the real services.
 /// </summary>
 public sealed class CacheJobBenchmark : IBenchmark
 {
@@ -51,8 +51,8 @@ public sealed class CacheJobBenchmark : IBenchmark
         try
         {
             await using var app = await host.StartAsync(Path.Combine(work.FullName, "spool"), new Dictionary<string, string?>());
-            var cacheAddress = CacheBenchHost.AddressOf(app);
-            var tokens = app.Services.GetRequiredService<JobTokenService>();
+            var cacheAddress = app.Address;
+            var tokens = host.Tokens;
 
             async Task<Run> JobAsync(string name, CacheSpec[] caches, bool warm, bool install)
             {
@@ -119,7 +119,7 @@ public sealed class CacheJobBenchmark : IBenchmark
         report.AppendLine("## Cache: a dependency-heavy job, cold versus warm");
         report.AppendLine();
         report.AppendLine(string.Create(inv, $"Measured {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores ({System.Runtime.InteropServices.RuntimeInformation.OSDescription}), npm {npmVersion}, the public npm registry over the Internet. ") +
-            "The cache module composed as `EphemeralCI.Cache.Host` composes it on real Kestrel on loopback, with real Postgres, Redis and the S3 emulator. " +
+            "The cache is the built `EphemeralCI.Cache.Host` run as its own process (Kestrel on loopback), with real Postgres, Redis and the S3 emulator. " +
             string.Create(inv, $"Machine load average (1 min): {loadAtStart} at start, {loadAtEnd} at the end."));
         report.AppendLine();
         report.AppendLine(string.Create(inv, $"The job: `npm ci` of a web project's lockfile ({packages} packages: express, react, axios, lodash; TypeScript, Babel, ESLint, Jest, webpack, Prettier). ") +
