@@ -1,4 +1,7 @@
 using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -9,11 +12,23 @@ namespace EphemeralCI.JobTokens;
 /// Checks job tokens, and mints the interim HS256 ones. Stateless; one instance per process.
 /// With an <see cref="IJobTokenKeySource"/> registered (the broker's key ring, or the broker's JWKS)
 /// only ES256 tokens signed by those keys validate; otherwise the shared-key HS256 path is used.
+/// A runner sends the same token with every request, so a token that validated is remembered (by its
+/// SHA-256, never the token itself) for <see cref="ValidatedLifetime"/> and until it expires: repeated
+/// requests skip the signature check (ES256 costs ~0.2 ms and a few kB of garbage per request).
 /// </summary>
 public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvider clock, IJobTokenKeySource? keySource = null)
 {
     private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
     private readonly Lazy<SymmetricSecurityKey> _key = new(() => new SymmetricSecurityKey(options.Value.KeyBytes()));
+    // Bounded: only valid tokens are stored, one per running job; a flood of them only evicts earlier ones.
+    private readonly MemoryCache _validated = new(new MemoryCacheOptions { SizeLimit = 10_000 });
+
+    /// <summary>
+    /// How long a validated token is trusted without checking its signature again: it bounds how long a key
+    /// withdrawn from the key ring (rotation, compromise) still admits the tokens it signed.
+    /// </summary>
+    public static readonly TimeSpan ValidatedLifetime = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan ClockSkew = TimeSpan.FromSeconds(5);
 
     /// <summary>True when tokens are validated against asymmetric keys (the broker's) rather than the shared key.</summary>
     public bool UsesBrokerKeys => keySource is not null;
@@ -44,11 +59,30 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
     /// <summary>Returns the claims of a valid token, or null for anything expired, tampered or foreign.</summary>
     public async Task<JobTokenClaims?> ValidateAsync(string token, CancellationToken cancellationToken = default)
     {
+        var id = Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
+        var now = clock.GetUtcNow();
+        if (_validated.TryGetValue(id, out Validated? known) && known!.At + ValidatedLifetime > now)
+        {
+            return known.Claims.ExpiresAt > now - ClockSkew ? known.Claims : null;
+        }
+        var claims = await ValidateSignedAsync(token, cancellationToken);
+        if (claims is not null)
+        {
+            // The cache's own expiry only frees memory; the checks above use the injected clock.
+            _validated.Set(id, new Validated(claims, now), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = ValidatedLifetime });
+        }
+        return claims;
+    }
+
+    private sealed record Validated(JobTokenClaims Claims, DateTimeOffset At);
+
+    private async Task<JobTokenClaims?> ValidateSignedAsync(string token, CancellationToken cancellationToken)
+    {
         var parameters = new TokenValidationParameters
         {
             ValidIssuer = options.Value.Issuer,
             ValidAudience = options.Value.Audience,
-            ClockSkew = TimeSpan.FromSeconds(5),
+            ClockSkew = ClockSkew,
             LifetimeValidator = (notBefore, expires, _, p) =>
             {
                 var now = clock.GetUtcNow().UtcDateTime;
