@@ -90,7 +90,7 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
             await _client.GetObjectAsync(new GetObjectArgs()
                 .WithBucket(Bucket)
                 .WithObject(key)
-                .WithCallbackStream((body, ct) => body.CopyToAsync(destination, CopyBufferSize, ct)), cancellationToken);
+                .WithCallbackStream((body, ct) => OverlappedCopy.CopyAsync(body, destination, CopyBufferSize, ct)), cancellationToken);
             return true;
         }
         catch (ObjectNotFoundException)
@@ -115,7 +115,7 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
             if (response.StatusCode == HttpStatusCode.NotFound) return false;
             if (response.StatusCode != HttpStatusCode.PartialContent) throw await FailureAsync("ranged read", response, cancellationToken);
             await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
-            await body.CopyToAsync(destination, CopyBufferSize, cancellationToken);
+            await OverlappedCopy.CopyAsync(body, destination, CopyBufferSize, cancellationToken);
             return true;
         }
         catch (HttpRequestException e)
