@@ -46,12 +46,13 @@ public sealed class CacheOptions
     public TimeSpan LookupCacheLifetime { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>
-    /// Names this cache's lookup answers in Redis (<c>Cache:LookupCacheNamespace</c>): two cache deployments with different
-    /// databases sharing one Redis must not read each other's answers (entry ids would point into the other database).
-    /// Unset, it is derived from the host, port and database of <c>ConnectionStrings:cachedb</c>, which every replica of one
-    /// deployment shares; set it explicitly when replicas reach the same database by different addresses.
+    /// Names this cache's keys in Redis, lookup answers and upload reservations (<c>Cache:RedisNamespace</c>): two cache
+    /// deployments with different databases sharing one Redis must not read each other's answers (entry ids would point into
+    /// the other database) nor see each other's reservations (a false "busy"). Unset, it is derived from the host, port and
+    /// database of <c>ConnectionStrings:cachedb</c>, which every replica of one deployment shares; set it explicitly when
+    /// replicas reach the same database by different addresses.
     /// </summary>
-    public string? LookupCacheNamespace { get; set; }
+    public string? RedisNamespace { get; set; }
 
     /// <summary>How often the janitor expires, evicts and cleans up (<c>Cache:JanitorInterval</c>). Default 5 minutes.</summary>
     public TimeSpan JanitorInterval { get; set; } = TimeSpan.FromMinutes(5);

@@ -77,7 +77,7 @@ public static class CacheExtensions
             .ValidateOnStart();
 
         var database = builder.Configuration.GetConnectionString(DatabaseName);
-        services.PostConfigure<CacheOptions>(o => o.LookupCacheNamespace ??= CacheLookupNames.Namespace(database));
+        services.PostConfigure<CacheOptions>(o => o.RedisNamespace ??= CacheLookupNames.Namespace(database));
 
         AddBlobStore(builder);
 

@@ -35,17 +35,22 @@ public sealed class OutboxDispatcher<TContext>(
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(10);
+    // After a failed pass (broker down, a mandatory publish returned unroutable, database unavailable)
+    // the next one waits this long, doubling each time up to the cap, and back to none after a success.
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(30);
     private const int BatchSize = 100;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await WaitForReceiveEndpointsAsync(stoppingToken);
+        TimeSpan? retryDelay = null; // set while passes fail
         while (!stoppingToken.IsCancellationRequested)
         {
-            var backoff = PollInterval;
             try
             {
                 var sent = await DispatchBatchAsync(stoppingToken);
+                retryDelay = null;
                 if (sent == BatchSize) continue;
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -54,11 +59,18 @@ public sealed class OutboxDispatcher<TContext>(
             }
             catch (Exception ex)
             {
-                // Database or broker unavailable: keep the rows, try again shortly.
-                logger.LogWarning(ex, "Outbox dispatch failed; will retry");
-                backoff = TimeSpan.FromSeconds(3);
+                // Database or broker unavailable: keep the rows, try again after the back-off.
+                retryDelay = retryDelay is { } previous ? TimeSpan.FromTicks(Math.Min(previous.Ticks * 2, MaxRetryDelay.Ticks)) : FirstRetryDelay;
+                logger.LogWarning(ex, "Outbox dispatch failed; retrying in {RetryDelay}", retryDelay);
             }
-            try { await signal.WaitAsync(backoff, stoppingToken); }
+            try
+            {
+                // A failed row holds back every row after it (order), so no commit's signal can make the
+                // next pass succeed sooner: wait the back-off out whatever is signalled, or every commit
+                // elsewhere would retry the failing row at once. After a success a signal wakes us at once.
+                if (retryDelay is { } delay) await Task.Delay(delay, clock, stoppingToken);
+                else await signal.WaitAsync(PollInterval, stoppingToken);
+            }
             catch (OperationCanceledException) { return; }
         }
     }

@@ -60,7 +60,7 @@ public static class CacheLookupNames
 
     /// <summary>
     /// A short id of the database a connection string points at (host, port and database only: replicas' strings may
-    /// differ in pooling, timeouts or credentials). Empty without a connection string.
+    /// differ in pooling, timeouts or credentials), the default <see cref="CacheOptions.RedisNamespace"/>. Empty without a connection string.
     /// </summary>
     public static string Namespace(string? connectionString)
     {
@@ -134,7 +134,7 @@ public sealed partial class RedisCacheLookups(IConnectionMultiplexer redis, IOpt
         return {g, redis.call('GET', ARGV[2] .. g .. ':' .. ARGV[3])}
         """;
 
-    private string Prefix(string repository) => PrefixOf(options.Value.LookupCacheNamespace, repository);
+    private string Prefix(string repository) => PrefixOf(options.Value.RedisNamespace, repository);
 
     /// <summary>Where a repository's generation (<c>{prefix}gen</c>) and answers (<c>{prefix}{generation}:{lookup}</c>) live.</summary>
     public static string PrefixOf(string? lookupNamespace, string repository) =>

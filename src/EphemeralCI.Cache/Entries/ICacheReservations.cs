@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
 namespace EphemeralCI.Cache.Entries;
@@ -27,22 +28,30 @@ public static class CacheReservationNames
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{repository}\n{scope}\n{key}\n{version}")));
 }
 
-/// <summary>Reservations as Redis locks: <c>SET NX PX</c> to take, compare-and-delete to release, expiry so a dead writer never blocks a key for long.</summary>
-public sealed class RedisCacheReservations(IConnectionMultiplexer redis) : ICacheReservations
+/// <summary>
+/// Reservations as Redis locks: <c>SET NX PX</c> to take, compare-and-delete to release, expiry so a dead writer never blocks a key for long.
+/// Keys carry <see cref="CacheOptions.RedisNamespace"/>: a deployment with another database sharing this Redis holds its own reservations.
+/// </summary>
+public sealed class RedisCacheReservations(IConnectionMultiplexer redis, IOptions<CacheOptions> options) : ICacheReservations
 {
     public const string KeyPrefix = "eci:cache:reservation:";
+
+    /// <summary>Where a reservation lives: <c>eci:cache:reservation:{namespace}:{reservation}</c>.</summary>
+    public static string KeyOf(string? redisNamespace, string reservation) => $"{KeyPrefix}{redisNamespace}:{reservation}";
+
+    private RedisKey Key(string reservation) => KeyOf(options.Value.RedisNamespace, reservation);
 
     public async Task<bool> TryAcquireAsync(string reservation, Guid owner, TimeSpan lifetime, CancellationToken cancellationToken = default)
     {
         var db = redis.GetDatabase();
         var value = owner.ToString("N");
-        if (await db.LockTakeAsync(KeyPrefix + reservation, value, lifetime)) return true;
+        if (await db.LockTakeAsync(Key(reservation), value, lifetime)) return true;
         // Re-reserving one's own entry (a retried request) is not a conflict; extend it instead.
-        return await db.LockExtendAsync(KeyPrefix + reservation, value, lifetime);
+        return await db.LockExtendAsync(Key(reservation), value, lifetime);
     }
 
     public Task ReleaseAsync(string reservation, Guid owner, CancellationToken cancellationToken = default) =>
-        redis.GetDatabase().LockReleaseAsync(KeyPrefix + reservation, owner.ToString("N"));
+        redis.GetDatabase().LockReleaseAsync(Key(reservation), owner.ToString("N"));
 }
 
 /// <summary>Reservations in this process only: for the all-in-one server, which is the only writer.</summary>

@@ -138,7 +138,7 @@ public sealed class RedisCacheLookupTests() : CacheLookupTestsBase(redis: true)
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync(RealServices.Redis);
         RedisCacheLookups Deployment(string database) => new(redis,
-            Options.Create(new EphemeralCI.Cache.CacheOptions { LookupCacheNamespace = CacheLookupNames.Namespace($"Host=db;Database={database}") }),
+            Options.Create(new EphemeralCI.Cache.CacheOptions { RedisNamespace = CacheLookupNames.Namespace($"Host=db;Database={database}") }),
             NullLogger<RedisCacheLookups>.Instance);
         var (first, second) = (Deployment("cache_a"), Deployment("cache_b"));
         var repo = $"acme/lookup-{Guid.NewGuid():N}";

@@ -1,6 +1,8 @@
+using EphemeralCI.Cache;
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.Tests.Infrastructure;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 using Xunit;
@@ -75,8 +77,8 @@ public sealed class RedisCacheReservationsTests
     public async Task Only_the_holder_may_reserve_again_or_release()
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync(RealServices.Redis);
-        var replicaA = new RedisCacheReservations(redis);
-        var replicaB = new RedisCacheReservations(redis);
+        var replicaA = new RedisCacheReservations(redis, Namespaced("deployment"));
+        var replicaB = new RedisCacheReservations(redis, Namespaced("deployment"));
         var name = CacheReservationNames.For("acme/redis", "refs/heads/main", Guid.NewGuid().ToString("N"), "v");
         Guid a = Guid.NewGuid(), b = Guid.NewGuid();
 
@@ -89,4 +91,28 @@ public sealed class RedisCacheReservationsTests
         Assert.True(await replicaB.TryAcquireAsync(name, b, TimeSpan.FromMinutes(1)));
         await replicaB.ReleaseAsync(name, b);
     }
+
+    [Fact]
+    public async Task Deployments_sharing_one_Redis_hold_their_own_reservations()
+    {
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(RealServices.Redis);
+        // Two cache databases behind one Redis: each deployment's namespace, as derived from its database.
+        var run = Guid.NewGuid().ToString("N");
+        var first = CacheLookupNames.Namespace($"Host=db;Database=first-{run}");
+        var second = CacheLookupNames.Namespace($"Host=db;Database=second-{run}");
+        var deploymentA = new RedisCacheReservations(redis, Namespaced(first));
+        var deploymentB = new RedisCacheReservations(redis, Namespaced(second));
+        var replicaOfA = new RedisCacheReservations(redis, Namespaced(first));
+        var name = CacheReservationNames.For("acme/shared", "refs/heads/main", run, "v");
+        Guid a = Guid.NewGuid(), b = Guid.NewGuid(), c = Guid.NewGuid();
+
+        Assert.True(await deploymentA.TryAcquireAsync(name, a, TimeSpan.FromMinutes(1)));
+        Assert.True(await deploymentB.TryAcquireAsync(name, b, TimeSpan.FromMinutes(1)));
+        Assert.False(await replicaOfA.TryAcquireAsync(name, c, TimeSpan.FromMinutes(1)));
+
+        await deploymentA.ReleaseAsync(name, a);
+        await deploymentB.ReleaseAsync(name, b);
+    }
+
+    private static IOptions<CacheOptions> Namespaced(string redisNamespace) => Options.Create(new CacheOptions { RedisNamespace = redisNamespace });
 }
