@@ -38,7 +38,8 @@ public sealed class OutboxDispatcher<TContext>(
     // After a failed pass (broker down, a mandatory publish returned unroutable, database unavailable)
     // the next one waits this long, doubling each time up to the cap, and back to none after a success.
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
-    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(30);
+    // The cap is also how late jobs committed during an outage go out once the broker is back.
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(10);
     private const int BatchSize = 100;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
