@@ -12,14 +12,16 @@ namespace EphemeralCI.Cache.Entries;
 /// <summary>
 /// Where an entry's upload collects until commit, under <c>{Cache:SpoolDirectory}/uploads/{entryId}/</c>. Every
 /// byte is read from the client once, and in that one pass written to the spool, added to the archive's SHA-256
-/// (<see cref="OrderedArchiveHash"/>) and — for Azure Put Block on an S3 store — forwarded to S3 as a part of a
-/// multipart upload of the final object (<see cref="MultipartForwarding"/>). Commit then only completes the
-/// multipart upload; the spool copy is there for whatever the fast path cannot take (blocks committed in another
-/// order than their ids say, parts below S3's 5 MiB minimum, a store that failed mid-part, a restarted process),
-/// where commit streams the upload in order to the store, hashing it on the way, without a concatenated copy.
+/// (<see cref="OrderedArchiveHash"/>) and — for Azure Put Block and v1 chunks on an S3 store — forwarded to S3 as
+/// a part of a multipart upload of the final object (<see cref="MultipartForwarding"/>). Commit then only
+/// completes the multipart upload; the spool copy is there for whatever the fast path cannot take (blocks
+/// committed in another order than their ids say, chunks that do not line up as parts, parts below S3's 5 MiB
+/// minimum, a store that failed mid-part, a restarted process), where commit streams the upload in order to the
+/// store, hashing it on the way, without a concatenated copy.
 /// <list type="bullet">
 /// <item>Put Blob: <c>data</c>, hashed as it arrives (<c>data.sha256</c>).</item>
-/// <item>v1 PATCH: chunks written at their offsets into <c>data</c>, hashed in offset order as they arrive.</item>
+/// <item>v1 PATCH: chunks written at their offsets into <c>data</c>, hashed in offset order as they arrive; their
+///   part numbers (<see cref="ChunkPartMap"/>) and ETags are kept in memory only, so after a restart commit falls back.</item>
 /// <item>Put Block: <c>blocks/{hex id}/{write}</c> plus <c>current</c> (the latest write) and <c>{write}.part</c>
 ///   (S3 part number and ETag); a block's part number is its ordinal + 1, read from the decimal digits its id ends
 ///   in (the Azure SDK's and the agent's ids: a prefix and a zero-padded index), so parts land in index order.</item>
@@ -93,20 +95,29 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
         File.Delete(DataHashPath(entryId));
         File.Move(temp, DataPath(entryId), overwrite: true);
         await File.WriteAllTextAsync(DataHashPath(entryId), Convert.ToHexStringLower(hash.GetCurrentHash()), cancellationToken);
-        // The blob is now this data, whatever blocks were committed before.
+        // The blob is now this data, whatever blocks were committed or chunks written before.
         File.Delete(BlockListPath(entryId));
+        if (_uploads.TryGetValue(entryId, out var state)) state.Chunks?.Discard();
         return true;
     }
 
-    /// <summary>Writes one v1 chunk at <paramref name="offset"/>; chunks of one upload may arrive in parallel. False when the body is not exactly <paramref name="length"/> bytes.</summary>
-    public async Task<bool> WriteRangeAsync(long entryId, long offset, long length, Stream body, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes one v1 chunk at <paramref name="offset"/> (spool, hash and — when it lines up as a part — its multipart
+    /// part, in one pass); chunks of one upload may arrive in parallel. False when the body is not exactly <paramref name="length"/> bytes.
+    /// </summary>
+    public async Task<bool> WriteRangeAsync(CacheEntry entry, long offset, long length, Stream body, CancellationToken cancellationToken)
     {
+        var entryId = entry.Id;
         Directory.CreateDirectory(DirectoryOf(entryId));
         File.Delete(DataHashPath(entryId));
-        var hash = State(entryId).RangeHash;
+        var state = State(entryId);
+        var hash = state.RangeHash;
         var inFlight = hash.TryBeginInFlight(offset);
         var piece = new OrderedArchiveHash.Piece(offset, offset + length, $"{offset}+{length}", () => new BoundedReadStream(OpenData(entryId, FileShare.ReadWrite), offset, length));
+        // The size announced at reserve (0 when none) tells the last chunk from the others.
+        var partNumber = state.Chunks?.Begin(offset, length, entry.SizeBytes > 0 ? entry.SizeBytes : null);
         var stored = false;
+        string? etag = null;
         try
         {
             await using (var file = new FileStream(DataPath(entryId), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite, BufferSize, FileOptions.Asynchronous))
@@ -119,6 +130,7 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
                 }, length);
                 try
                 {
+                    if (partNumber is { } number) etag = await _forwarding!.ForwardAsync(entry, number, tee, length, cancellationToken);
                     await tee.DrainAsync(cancellationToken);
                 }
                 catch (UploadTooLargeException)
@@ -131,6 +143,7 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
         }
         finally
         {
+            state.Chunks?.End(offset, stored, etag);
             if (inFlight) hash.EndInFlight(piece, stored);
             else if (stored) hash.Stored(piece);
         }
@@ -217,6 +230,7 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
         await ReplaceFileAsync(BlockListPath(entryId), string.Join('\n', listed.Select(b => $"{b.Hex}/{b.Write}")), cancellationToken);
         File.Delete(DataPath(entryId));
         File.Delete(DataHashPath(entryId));
+        if (_uploads.TryGetValue(entryId, out var state)) state.Chunks?.Discard();
         return [];
     }
 
@@ -230,7 +244,7 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
 
     /// <summary>
     /// Puts the upload into the object store and returns its length, SHA-256 (over the committed order) and object
-    /// key. Committed blocks forwarded as parts become the object by CompleteMultipartUpload; anything else is
+    /// key. Blocks or chunks forwarded as parts become the object by CompleteMultipartUpload; anything else is
     /// streamed from the spool in order, hashed on the way. The caller checks size and hash and deletes the object
     /// on a mismatch.
     /// </summary>
@@ -249,7 +263,7 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
             var blobHash = (await File.ReadAllTextAsync(DataHashPath(entry.Id), cancellationToken)).Trim();
             return await StoreAsync(entry, [DataPath(entry.Id)], length, blobHash, parts: null, cancellationToken);
         }
-        return await StoreAsync(entry, [DataPath(entry.Id)], length, state?.RangeHash.TryGetHash(length), parts: null, cancellationToken);
+        return await StoreAsync(entry, [DataPath(entry.Id)], length, state?.RangeHash.TryGetHash(length), PartsFor(entry.Id, state, length), cancellationToken);
     }
 
     /// <param name="files">The upload in order, for hashing and for the fallback.</param>
@@ -295,6 +309,12 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
         }
         return parts;
     }
+
+    /// <summary>The parts of the v1 chunks when they line up as the archive's parts (<see cref="ChunkPartMap.PartsFor"/>); null otherwise.</summary>
+    private List<PlannedPart>? PartsFor(long entryId, UploadState? state, long length) =>
+        state?.Chunks?.PartsFor(length)?
+            .Select(c => new PlannedPart(c.Number, c.Length, c.ETag, () => new BoundedReadStream(OpenData(entryId, FileShare.ReadWrite), c.Offset, c.Length)))
+            .ToList();
 
     private async Task<StoredUpload> PutInOrderAsync(CacheEntry entry, IReadOnlyList<string> files, long length, string? knownSha256, CancellationToken cancellationToken)
     {
@@ -372,7 +392,8 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
         return File.Exists(pointer) ? File.ReadAllText(pointer).Trim() : null;
     }
 
-    private UploadState State(long entryId) => _uploads.GetOrAdd(entryId, _ => new UploadState());
+    private UploadState State(long entryId) => _uploads.GetOrAdd(entryId, _ => new UploadState(
+        _forwarding is null ? null : new ChunkPartMap(_forwarding.MinPartBytes, _forwarding.MaxPartNumber)));
 
     private FileStream OpenData(long entryId, FileShare share) =>
         new(DataPath(entryId), FileMode.Open, FileAccess.Read, share, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
@@ -387,10 +408,12 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
         File.Move(temp, path, overwrite: true);
     }
 
-    private sealed class UploadState : IDisposable
+    /// <param name="chunks">v1 chunks as multipart parts; null on a store without multipart uploads.</param>
+    private sealed class UploadState(ChunkPartMap? chunks) : IDisposable
     {
         public OrderedArchiveHash BlockHash { get; } = new();
         public OrderedArchiveHash RangeHash { get; } = new();
+        public ChunkPartMap? Chunks { get; } = chunks;
 
         public void Dispose()
         {
