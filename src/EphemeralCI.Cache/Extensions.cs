@@ -23,7 +23,7 @@ namespace EphemeralCI.Cache;
  *        │                                                          │  lookup: own ref, then default branch        └─> cachedb (CacheDbContext)
  *        │                                                          │  (answers cached per repository generation: ICacheLookups, Redis | in-process)
  *        └──signed URL (HMAC)──> BlobTransferApi ── Azure Put Blob/Block/BlockList ──> UploadStaging ── commit: size + SHA-256 ──> IBlobStore
- *                                                │     (each block once: spool + in-order SHA-256 + S3 multipart part; commit completes it)  (S3 | folder)
+ *                                                │     (each block or v1 chunk once: spool + in-order SHA-256 + S3 multipart part; commit completes it)  (S3 | folder)
  *                                                └── GET whole: hash-checked while streaming, corrupt → quarantined; Range: 206 + Repr-Digest
  *   lookup (Cache:DirectDownloads) ── presigned S3 GET for clients that verify the SHA-256 themselves (the agent)
  *   Bazel / ccache / Gradle ──/cache/{ac|cas}/{sha256} (job token)──> IBlobStore

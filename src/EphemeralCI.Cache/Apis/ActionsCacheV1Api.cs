@@ -17,7 +17,8 @@ namespace EphemeralCI.Cache.Apis;
 /// <summary>
 /// The GitHub Actions cache service v1 (REST, <c>{ACTIONS_CACHE_URL}_apis/artifactcache/…</c>): look up,
 /// reserve, upload chunks with <c>Content-Range</c> (in parallel), commit with the total size. Chunks are
-/// staged in the spool folder and go to the object store at commit, hashed. Authenticated by the job token.
+/// staged in the spool folder and hashed as they arrive; on S3, chunks that line up as parts also go on to the
+/// store as they arrive, and commit only completes the multipart upload. Authenticated by the job token.
 /// </summary>
 public static partial class ActionsCacheV1Api
 {
@@ -111,7 +112,7 @@ public static partial class ActionsCacheV1Api
         {
             return CacheProblems.Invalid("Content-Range", $"names {length} bytes but Content-Length is {announced}");
         }
-        return await staging.WriteRangeAsync(entry.Id, start, length, http.Request.Body, cancellationToken)
+        return await staging.WriteRangeAsync(entry, start, length, http.Request.Body, cancellationToken)
             ? TypedResults.NoContent()
             : CacheProblems.Invalid("body", $"must be exactly the {length} bytes Content-Range names");
     }

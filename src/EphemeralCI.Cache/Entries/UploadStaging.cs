@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Runtime.ExceptionServices;
 using EphemeralCI.Cache.BuildCache;
 using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Cache.Storage;
@@ -13,24 +12,26 @@ namespace EphemeralCI.Cache.Entries;
 /// <summary>
 /// Where an entry's upload collects until commit, under <c>{Cache:SpoolDirectory}/uploads/{entryId}/</c>. Every
 /// byte is read from the client once, and in that one pass written to the spool, added to the archive's SHA-256
-/// (<see cref="OrderedArchiveHash"/>) and — for Azure Put Block on an S3 store — forwarded to S3 as a part of a
-/// multipart upload of the final object. Commit then only completes the multipart upload; the spool copy is
-/// there for whatever the fast path cannot take (blocks committed in another order than their ids say, parts
-/// below S3's 5 MiB minimum, a store that failed mid-part, a restarted process), where commit streams the
-/// committed blocks in order to the store, hashing them on the way, without a concatenated copy.
+/// (<see cref="OrderedArchiveHash"/>) and — for Azure Put Block and v1 chunks on an S3 store — forwarded to S3 as
+/// a part of a multipart upload of the final object (<see cref="MultipartForwarding"/>). Commit then only
+/// completes the multipart upload; the spool copy is there for whatever the fast path cannot take (blocks
+/// committed in another order than their ids say, chunks that do not line up as parts, parts below S3's 5 MiB
+/// minimum, a store that failed mid-part, a restarted process), where commit streams the upload in order to the
+/// store, hashing it on the way, without a concatenated copy.
 /// <list type="bullet">
 /// <item>Put Blob: <c>data</c>, hashed as it arrives (<c>data.sha256</c>).</item>
-/// <item>v1 PATCH: chunks written at their offsets into <c>data</c>, hashed in offset order as they arrive.</item>
+/// <item>v1 PATCH: chunks written at their offsets into <c>data</c>, hashed in offset order as they arrive; their
+///   part numbers (<see cref="ChunkPartMap"/>) and ETags are kept in memory only, so after a restart commit falls back.</item>
 /// <item>Put Block: <c>blocks/{hex id}/{write}</c> plus <c>current</c> (the latest write) and <c>{write}.part</c>
 ///   (S3 part number and ETag); a block's part number is its ordinal + 1, read from the decimal digits its id ends
 ///   in (the Azure SDK's and the agent's ids: a prefix and a zero-padded index), so parts land in index order.</item>
 /// <item>Put Block List: <c>blocklist</c>, the committed blocks and writes in order.</item>
 /// <item><c>multipart</c>: object key and upload id, aborted when the upload is dropped (janitor, re-reservation).</item>
 /// </list>
-/// One upload must reach one replica (or replicas share the folder; the in-memory hash state is then only lost
+/// One upload must reach one replica (or replicas share the folder; the in-memory state is then only lost
 /// speed, never a wrong result).
 /// </summary>
-public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobStore blobs, ILogger<UploadStaging> logger)
+public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blobs, ILogger<UploadStaging> logger)
 {
     private const int BufferSize = 128 * 1024;
     public const int MaxBlockIdBytes = 64;
@@ -38,24 +39,30 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
     private const int OrdinalDigits = 5;
 
     private readonly ConcurrentDictionary<long, UploadState> _uploads = new();
-    private readonly IMultipartBlobStore? _multipart = blobs as IMultipartBlobStore;
 
-    private string UploadsRoot => Path.Combine(options.Value.SpoolDirectory, "uploads");
+    /// <summary>Null on a store without multipart uploads (a folder): commit then stores every upload from the spool.</summary>
+    private readonly MultipartForwarding? _forwarding = blobs is IMultipartBlobStore multipart
+        ? new MultipartForwarding(multipart, entryId => DirectoryOf(options, entryId), logger)
+        : null;
 
-    public string DirectoryOf(long entryId) => Path.Combine(UploadsRoot, entryId.ToString(CultureInfo.InvariantCulture));
+    public string DirectoryOf(long entryId) => DirectoryOf(options, entryId);
+    private static string UploadsRoot(IOptions<CacheOptions> options) => Path.Combine(options.Value.SpoolDirectory, "uploads");
+    private static string DirectoryOf(IOptions<CacheOptions> options, long entryId) => Path.Combine(UploadsRoot(options), entryId.ToString(CultureInfo.InvariantCulture));
     private string DataPath(long entryId) => Path.Combine(DirectoryOf(entryId), "data");
     private string DataHashPath(long entryId) => DataPath(entryId) + ".sha256";
     private string BlockListPath(long entryId) => Path.Combine(DirectoryOf(entryId), "blocklist");
-    private string MultipartPath(long entryId) => Path.Combine(DirectoryOf(entryId), "multipart");
     private string BlockDirectory(long entryId, string hex) => Path.Combine(DirectoryOf(entryId), "blocks", hex);
 
     /// <summary>A fresh object name per upload: a re-reserved entry can never point at a stale object.</summary>
     public static string NewObjectKey(CacheEntry entry) => $"{CacheScope.EntriesRoot}/{CacheScope.RepositoryId(entry.Repository)}/{entry.Id}-{Guid.NewGuid():N}";
 
     /// <summary>Entry ids that have a staging folder (for the janitor).</summary>
-    public IEnumerable<long> StagedEntryIds() => Directory.Exists(UploadsRoot)
-        ? Directory.EnumerateDirectories(UploadsRoot).Select(Path.GetFileName).Select(n => long.TryParse(n, out var id) ? id : -1).Where(id => id > 0)
+    public IEnumerable<long> StagedEntryIds() => Directory.Exists(UploadsRoot(options))
+        ? Directory.EnumerateDirectories(UploadsRoot(options)).Select(Path.GetFileName).Select(n => long.TryParse(n, out var id) ? id : -1).Where(id => id > 0)
         : [];
+
+    /// <summary>The entry's multipart upload in the store, while there is one.</summary>
+    internal MultipartUpload? PendingMultipart(long entryId) => _forwarding?.Pending(entryId);
 
     /// <summary>Put Blob: replaces the whole upload with <paramref name="body"/>, hashed as it arrives. False (and nothing kept) past <paramref name="maxBytes"/>.</summary>
     public async Task<bool> WriteWholeAsync(long entryId, Stream body, long maxBytes, CancellationToken cancellationToken)
@@ -88,20 +95,29 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         File.Delete(DataHashPath(entryId));
         File.Move(temp, DataPath(entryId), overwrite: true);
         await File.WriteAllTextAsync(DataHashPath(entryId), Convert.ToHexStringLower(hash.GetCurrentHash()), cancellationToken);
-        // The blob is now this data, whatever blocks were committed before.
+        // The blob is now this data, whatever blocks were committed or chunks written before.
         File.Delete(BlockListPath(entryId));
+        if (_uploads.TryGetValue(entryId, out var state)) state.Chunks?.Discard();
         return true;
     }
 
-    /// <summary>Writes one v1 chunk at <paramref name="offset"/>; chunks of one upload may arrive in parallel. False when the body is not exactly <paramref name="length"/> bytes.</summary>
-    public async Task<bool> WriteRangeAsync(long entryId, long offset, long length, Stream body, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes one v1 chunk at <paramref name="offset"/> (spool, hash and — when it lines up as a part — its multipart
+    /// part, in one pass); chunks of one upload may arrive in parallel. False when the body is not exactly <paramref name="length"/> bytes.
+    /// </summary>
+    public async Task<bool> WriteRangeAsync(CacheEntry entry, long offset, long length, Stream body, CancellationToken cancellationToken)
     {
+        var entryId = entry.Id;
         Directory.CreateDirectory(DirectoryOf(entryId));
         File.Delete(DataHashPath(entryId));
-        var hash = State(entryId).RangeHash;
+        var state = State(entryId);
+        var hash = state.RangeHash;
         var inFlight = hash.TryBeginInFlight(offset);
         var piece = new OrderedArchiveHash.Piece(offset, offset + length, $"{offset}+{length}", () => new BoundedReadStream(OpenData(entryId, FileShare.ReadWrite), offset, length));
+        // The size announced at reserve (0 when none) tells the last chunk from the others.
+        var partNumber = state.Chunks?.Begin(offset, length, entry.SizeBytes > 0 ? entry.SizeBytes : null);
         var stored = false;
+        string? etag = null;
         try
         {
             await using (var file = new FileStream(DataPath(entryId), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite, BufferSize, FileOptions.Asynchronous))
@@ -114,6 +130,7 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
                 }, length);
                 try
                 {
+                    if (partNumber is { } number) etag = await _forwarding!.ForwardAsync(entry, number, tee, length, cancellationToken);
                     await tee.DrainAsync(cancellationToken);
                 }
                 catch (UploadTooLargeException)
@@ -126,6 +143,7 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         }
         finally
         {
+            state.Chunks?.End(offset, stored, etag);
             if (inFlight) hash.EndInFlight(piece, stored);
             else if (stored) hash.Stored(piece);
         }
@@ -151,8 +169,8 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
             () => new FileStream(dataPath, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan));
         // A part only where S3 can use it: a known length (S3 needs it up front), a part number in range, and
         // either big enough to count as a part or an upload already started (a small block may be the last one).
-        var partNumber = _multipart is not null && contentLength is { } announced && ordinal < _multipart.MaxPartNumber
-                && (announced >= _multipart.MinPartBytes || File.Exists(MultipartPath(entry.Id)) || state.Multipart is not null)
+        var partNumber = _forwarding is not null && contentLength is { } announced && ordinal < _forwarding.MaxPartNumber
+                && (announced >= _forwarding.MinPartBytes || _forwarding.HasStarted(entry.Id))
             ? (int)ordinal.Value + 1 : (int?)null;
 
         var stored = false;
@@ -170,7 +188,7 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
                 {
                     if (partNumber is { } number)
                     {
-                        etag = await ForwardPartAsync(entry, state, number, tee, contentLength!.Value, cancellationToken);
+                        etag = await _forwarding!.ForwardAsync(entry, number, tee, contentLength!.Value, cancellationToken);
                     }
                     await tee.DrainAsync(cancellationToken);
                 }
@@ -199,59 +217,6 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         return true;
     }
 
-    /// <summary>Uploads the part while the tee reads the body; null when the store failed (the block is still spooled, and commit falls back).</summary>
-    private async Task<string?> ForwardPartAsync(CacheEntry entry, UploadState state, int partNumber, TeeReadStream tee, long length, CancellationToken cancellationToken)
-    {
-        try
-        {
-            var upload = await MultipartOfAsync(entry, state, cancellationToken);
-            return await _multipart!.UploadPartAsync(upload.ObjectKey, upload.UploadId, partNumber, tee, length, cancellationToken);
-        }
-        catch (Exception) when (tee.SourceFailure is { } failure)
-        {
-            // The client's body failed (or went past the limit) under the S3 client, which reports it as its own failure.
-            ExceptionDispatchInfo.Throw(failure);
-            throw;
-        }
-        catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
-        {
-            LogPartNotForwarded(logger, entry.Id, partNumber, e.Message);
-            return null;
-        }
-    }
-
-    /// <summary>The entry's multipart upload, started once (in this process; recorded in the staging folder for commit and cleanup).</summary>
-    private async Task<MultipartUpload> MultipartOfAsync(CacheEntry entry, UploadState state, CancellationToken cancellationToken)
-    {
-        var path = MultipartPath(entry.Id);
-        Task<MultipartUpload> task;
-        lock (state)
-        {
-            state.Multipart ??= ReadMultipart(path) is { } existing ? Task.FromResult(existing) : StartAsync();
-            task = state.Multipart;
-        }
-        try
-        {
-            return await task.WaitAsync(cancellationToken);
-        }
-        catch (BlobStoreUnavailableException)
-        {
-            lock (state)
-            {
-                if (state.Multipart == task) state.Multipart = null;
-            }
-            throw;
-        }
-
-        async Task<MultipartUpload> StartAsync()
-        {
-            var key = NewObjectKey(entry);
-            var uploadId = await _multipart!.StartMultipartAsync(key, CancellationToken.None);
-            await ReplaceFileAsync(path, key + "\n" + uploadId, CancellationToken.None);
-            return new MultipartUpload(key, uploadId);
-        }
-    }
-
     /// <summary>
     /// Put Block List: records which blocks (their latest writes) make the blob, in order. Returns the ids that were
     /// never staged (and then changes nothing), or an empty list on success. Nothing is copied here.
@@ -265,6 +230,7 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         await ReplaceFileAsync(BlockListPath(entryId), string.Join('\n', listed.Select(b => $"{b.Hex}/{b.Write}")), cancellationToken);
         File.Delete(DataPath(entryId));
         File.Delete(DataHashPath(entryId));
+        if (_uploads.TryGetValue(entryId, out var state)) state.Chunks?.Discard();
         return [];
     }
 
@@ -278,47 +244,49 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
 
     /// <summary>
     /// Puts the upload into the object store and returns its length, SHA-256 (over the committed order) and object
-    /// key. Committed blocks forwarded as parts in order become the object by CompleteMultipartUpload; anything else
-    /// is streamed from the spool in committed order, hashed on the way. The caller checks size and hash and
-    /// deletes the object on a mismatch.
+    /// key. Blocks or chunks forwarded as parts become the object by CompleteMultipartUpload; anything else is
+    /// streamed from the spool in order, hashed on the way. The caller checks size and hash and deletes the object
+    /// on a mismatch.
     /// </summary>
     public async Task<StoredUpload> StoreAsync(CacheEntry entry, CancellationToken cancellationToken)
     {
-        if (ReadBlockList(entry.Id) is { } blocks) return await StoreBlocksAsync(entry, blocks, cancellationToken);
+        var state = _uploads.GetValueOrDefault(entry.Id);
+        if (ReadBlockList(entry.Id) is { } blocks)
+        {
+            var blocksHash = state?.BlockHash.TryGetHash(blocks.Select(b => $"{b.Hex}/{b.Write}").ToList());
+            return await StoreAsync(entry, blocks.Select(b => b.Path).ToList(), blocks.Sum(b => b.Length), blocksHash, PartsFor(blocks), cancellationToken);
+        }
         var length = new FileInfo(DataPath(entry.Id)).Length;
-        var known = File.Exists(DataHashPath(entry.Id)) ? (await File.ReadAllTextAsync(DataHashPath(entry.Id), cancellationToken)).Trim()
-            : _uploads.TryGetValue(entry.Id, out var state) ? state.RangeHash.TryGetHash(length) : null;
-        return await PutInOrderAsync(entry, [DataPath(entry.Id)], length, known, cancellationToken);
+        if (File.Exists(DataHashPath(entry.Id)))
+        {
+            // Put Blob: one piece, hashed as it arrived, never forwarded.
+            var blobHash = (await File.ReadAllTextAsync(DataHashPath(entry.Id), cancellationToken)).Trim();
+            return await StoreAsync(entry, [DataPath(entry.Id)], length, blobHash, parts: null, cancellationToken);
+        }
+        return await StoreAsync(entry, [DataPath(entry.Id)], length, state?.RangeHash.TryGetHash(length), PartsFor(entry.Id, state, length), cancellationToken);
     }
 
-    private async Task<StoredUpload> StoreBlocksAsync(CacheEntry entry, IReadOnlyList<CommittedBlock> blocks, CancellationToken cancellationToken)
+    /// <param name="files">The upload in order, for hashing and for the fallback.</param>
+    /// <param name="knownSha256">The hash computed as the upload arrived, when it could be kept.</param>
+    /// <param name="parts">The parts that make the object, or null when they cannot.</param>
+    private async Task<StoredUpload> StoreAsync(CacheEntry entry, IReadOnlyList<string> files, long length, string? knownSha256,
+        IReadOnlyList<PlannedPart>? parts, CancellationToken cancellationToken)
     {
-        var length = blocks.Sum(b => b.Length);
-        var state = _uploads.GetValueOrDefault(entry.Id);
-        var known = state?.BlockHash.TryGetHash(blocks.Select(b => $"{b.Hex}/{b.Write}").ToList());
-        if (ReadMultipart(MultipartPath(entry.Id)) is { } upload)
+        if (_forwarding?.Pending(entry.Id) is { } upload)
         {
-            if (PartsFor(blocks) is { } parts)
+            if (parts is not null)
             {
                 // The hash (when the in-order hash could not be kept) and the completion run side by side.
-                var hashing = known is null ? HashInOrderAsync(blocks.Select(b => b.Path).ToList(), cancellationToken) : Task.FromResult(known);
-                try
+                var hashing = knownSha256 is null ? HashInOrderAsync(files, cancellationToken) : Task.FromResult(knownSha256);
+                if (await _forwarding.TryCompleteAsync(entry.Id, upload, parts, knownSha256 is not null, cancellationToken))
                 {
-                    await RepairPartsAsync(upload, parts, cancellationToken);
-                    await _multipart!.CompleteMultipartAsync(upload.ObjectKey, upload.UploadId, parts.Select(p => new BlobPart(p.Number, p.ETag!)).ToList(), cancellationToken);
-                    File.Delete(MultipartPath(entry.Id));
-                    LogCompletedMultipart(logger, entry.Id, parts.Count, known is not null);
                     return new StoredUpload(length, await hashing, upload.ObjectKey);
                 }
-                catch (MultipartRejectedException e)
-                {
-                    LogMultipartRejected(logger, entry.Id, e.Message);
-                    known = await hashing;
-                }
+                knownSha256 = await hashing;
             }
-            await AbortQuietlyAsync(entry.Id, upload);
+            await _forwarding.AbortAsync(entry.Id);
         }
-        return await PutInOrderAsync(entry, blocks.Select(b => b.Path).ToList(), length, known, cancellationToken);
+        return await PutInOrderAsync(entry, files, length, knownSha256, cancellationToken);
     }
 
     /// <summary>
@@ -327,31 +295,26 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
     /// </summary>
     private List<PlannedPart>? PartsFor(IReadOnlyList<CommittedBlock> blocks)
     {
-        if (_multipart is null || blocks.Count == 0) return null;
+        if (_forwarding is null || blocks.Count == 0) return null;
         var parts = new List<PlannedPart>(blocks.Count);
         var previous = 0;
         for (var i = 0; i < blocks.Count; i++)
         {
             var block = blocks[i];
-            if (BlockOrdinal(Convert.FromHexString(block.Hex)) is not { } ordinal || ordinal + 1 > _multipart.MaxPartNumber || ordinal + 1 <= previous) return null;
-            if (i < blocks.Count - 1 && block.Length < _multipart.MinPartBytes) return null;
+            if (BlockOrdinal(Convert.FromHexString(block.Hex)) is not { } ordinal || ordinal + 1 > _forwarding.MaxPartNumber || ordinal + 1 <= previous) return null;
+            if (i < blocks.Count - 1 && block.Length < _forwarding.MinPartBytes) return null;
             previous = (int)ordinal + 1;
-            parts.Add(new PlannedPart(previous, block, block.Part is { } p && p.Number == previous ? p.ETag : null));
+            parts.Add(new PlannedPart(previous, block.Length, block.Part is { } p && p.Number == previous ? p.ETag : null,
+                () => new FileStream(block.Path, FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan)));
         }
         return parts;
     }
 
-    /// <summary>Uploads from the spool the parts that never made it to S3 (a block that arrived before the upload started, a failed forward).</summary>
-    private async Task RepairPartsAsync(MultipartUpload upload, List<PlannedPart> parts, CancellationToken cancellationToken)
-    {
-        for (var i = 0; i < parts.Count; i++)
-        {
-            if (parts[i].ETag is not null) continue;
-            await using var file = new FileStream(parts[i].Block.Path, FileMode.Open, FileAccess.Read, FileShare.Read, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
-            var etag = await _multipart!.UploadPartAsync(upload.ObjectKey, upload.UploadId, parts[i].Number, file, parts[i].Block.Length, cancellationToken);
-            parts[i] = parts[i] with { ETag = etag };
-        }
-    }
+    /// <summary>The parts of the v1 chunks when they line up as the archive's parts (<see cref="ChunkPartMap.PartsFor"/>); null otherwise.</summary>
+    private List<PlannedPart>? PartsFor(long entryId, UploadState? state, long length) =>
+        state?.Chunks?.PartsFor(length)?
+            .Select(c => new PlannedPart(c.Number, c.Length, c.ETag, () => new BoundedReadStream(OpenData(entryId, FileShare.ReadWrite), c.Offset, c.Length)))
+            .ToList();
 
     private async Task<StoredUpload> PutInOrderAsync(CacheEntry entry, IReadOnlyList<string> files, long length, string? knownSha256, CancellationToken cancellationToken)
     {
@@ -384,26 +347,11 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
     /// <summary>Deletes everything staged for the entry and aborts its multipart upload, if any; nothing if there is nothing.</summary>
     public async Task DeleteAsync(long entryId, CancellationToken cancellationToken = default)
     {
-        if (ReadMultipart(MultipartPath(entryId)) is { } upload) await AbortQuietlyAsync(entryId, upload);
+        if (_forwarding is not null) await _forwarding.AbortAsync(entryId);
         if (_uploads.TryRemove(entryId, out var state)) state.Dispose();
         var directory = DirectoryOf(entryId);
         if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         _ = cancellationToken;
-    }
-
-    /// <summary>Aborts a multipart upload; a store that cannot is logged (its parts stay until the store's own lifecycle rules drop them).</summary>
-    private async Task AbortQuietlyAsync(long entryId, MultipartUpload upload)
-    {
-        try
-        {
-            await _multipart!.AbortMultipartAsync(upload.ObjectKey, upload.UploadId, CancellationToken.None);
-            LogAborted(logger, entryId);
-        }
-        catch (BlobStoreUnavailableException e)
-        {
-            LogAbortFailed(logger, entryId, e.Message);
-        }
-        File.Delete(MultipartPath(entryId));
     }
 
     /// <summary>
@@ -418,13 +366,6 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         long value = 0;
         foreach (var b in blockId[^digits..]) value = value * 10 + (b - '0');
         return value;
-    }
-
-    internal static MultipartUpload? ReadMultipart(string path)
-    {
-        if (!File.Exists(path)) return null;
-        var lines = File.ReadAllText(path).Split('\n');
-        return lines.Length == 2 ? new MultipartUpload(lines[0], lines[1]) : null;
     }
 
     private List<CommittedBlock>? ReadBlockList(long entryId)
@@ -451,7 +392,8 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         return File.Exists(pointer) ? File.ReadAllText(pointer).Trim() : null;
     }
 
-    private UploadState State(long entryId) => _uploads.GetOrAdd(entryId, _ => new UploadState());
+    private UploadState State(long entryId) => _uploads.GetOrAdd(entryId, _ => new UploadState(
+        _forwarding is null ? null : new ChunkPartMap(_forwarding.MinPartBytes, _forwarding.MaxPartNumber)));
 
     private FileStream OpenData(long entryId, FileShare share) =>
         new(DataPath(entryId), FileMode.Open, FileAccess.Read, share, BufferSize, FileOptions.Asynchronous | FileOptions.SequentialScan);
@@ -459,18 +401,19 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
     private static FileStream NewFile(string path) => new(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, BufferSize, FileOptions.Asynchronous);
 
     /// <summary>Writes a small file atomically (temp + rename), so a reader sees the old or the new content, never half.</summary>
-    private static async Task ReplaceFileAsync(string path, string content, CancellationToken cancellationToken)
+    internal static async Task ReplaceFileAsync(string path, string content, CancellationToken cancellationToken)
     {
         var temp = path + "." + Guid.NewGuid().ToString("N");
         await File.WriteAllTextAsync(temp, content, cancellationToken);
         File.Move(temp, path, overwrite: true);
     }
 
-    private sealed class UploadState : IDisposable
+    /// <param name="chunks">v1 chunks as multipart parts; null on a store without multipart uploads.</param>
+    private sealed class UploadState(ChunkPartMap? chunks) : IDisposable
     {
         public OrderedArchiveHash BlockHash { get; } = new();
         public OrderedArchiveHash RangeHash { get; } = new();
-        public Task<MultipartUpload>? Multipart { get; set; }
+        public ChunkPartMap? Chunks { get; } = chunks;
 
         public void Dispose()
         {
@@ -479,28 +422,9 @@ public sealed partial class UploadStaging(IOptions<CacheOptions> options, IBlobS
         }
     }
 
-    internal sealed record MultipartUpload(string ObjectKey, string UploadId);
-
     private readonly record struct PartRecord(int Number, string ETag);
 
     private sealed record CommittedBlock(string Hex, string Write, string Path, long Length, PartRecord? Part);
-
-    private sealed record PlannedPart(int Number, CommittedBlock Block, string? ETag);
-
-    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: part {PartNumber} not forwarded to the store ({Reason}); commit uploads it from the spool")]
-    private static partial void LogPartNotForwarded(ILogger logger, long entryId, int partNumber, string reason);
-
-    [LoggerMessage(EventId = 31, Level = LogLevel.Debug, Message = "Cache upload {EntryId}: completed the multipart upload from {Parts} parts (hashed while uploading: {HashedInFlight})")]
-    private static partial void LogCompletedMultipart(ILogger logger, long entryId, int parts, bool hashedInFlight);
-
-    [LoggerMessage(EventId = 32, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: the store refused the parts ({Reason}); storing the committed blocks in one stream instead")]
-    private static partial void LogMultipartRejected(ILogger logger, long entryId, string reason);
-
-    [LoggerMessage(EventId = 33, Level = LogLevel.Debug, Message = "Cache upload {EntryId}: aborted its multipart upload")]
-    private static partial void LogAborted(ILogger logger, long entryId);
-
-    [LoggerMessage(EventId = 34, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: could not abort its multipart upload ({Reason}); its parts stay in the store")]
-    private static partial void LogAbortFailed(ILogger logger, long entryId, string reason);
 }
 
 public sealed record StoredUpload(long Length, string Sha256, string ObjectKey);

@@ -40,8 +40,13 @@ public sealed class ActionsToolkitRunner : IDisposable
     }
 
     /// <summary>saveCache; the cache id, or -1 when the toolkit did not save (it only warns).</summary>
-    public async Task<ToolkitResult> SaveAsync(Uri cache, string token, string protocol, string key) =>
-        await RunAsync("save-restore.mjs", Environment(cache, token, protocol), "save", key);
+    /// <param name="settings">More environment for the toolkit (e.g. <c>CACHE_UPLOAD_CHUNK_SIZE</c>).</param>
+    public async Task<ToolkitResult> SaveAsync(Uri cache, string token, string protocol, string key, IReadOnlyDictionary<string, string>? settings = null)
+    {
+        var env = Environment(cache, token, protocol);
+        foreach (var (name, value) in settings ?? new Dictionary<string, string>()) env[name] = value;
+        return await RunAsync("save-restore.mjs", env, "save", key);
+    }
 
     /// <summary>restoreCache; the matched key, or null on a miss.</summary>
     public async Task<ToolkitResult> RestoreAsync(Uri cache, string token, string protocol, string key, params string[] restoreKeys) =>

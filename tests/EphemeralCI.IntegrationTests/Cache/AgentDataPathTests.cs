@@ -22,21 +22,14 @@ namespace EphemeralCI.IntegrationTests.Cache;
 public sealed class AgentDataPathTests : IAsyncLifetime
 {
     private const int MiB = 1024 * 1024;
-    private readonly ConcurrentQueue<(string Key, string UploadId)> _aborted = new();
-    private readonly ConcurrentQueue<string> _completed = new();
-    private readonly ConcurrentQueue<string> _put = new();
+    private RecordingS3Store _store = null!;
     private CacheTestApp _cache = null!;
     private CacheTestApp _direct = null!;
     private readonly List<string> _workspaces = [];
 
     public async Task InitializeAsync()
     {
-        _cache = await CacheTestApp.StartAsync(256L * MiB, services: (services, bucket) =>
-        {
-            var store = new S3BlobStore(S3Settings.Parse($"{RealServices.S3};Bucket={bucket}"));
-            store.EnsureBucketAsync().GetAwaiter().GetResult();
-            services.AddSingleton<IBlobStore>(new RecordingS3Store(store, _aborted, _completed, _put));
-        });
+        _cache = await CacheTestApp.StartAsync(256L * MiB, services: RecordingS3Store.Register(store => _store = store));
         _direct = await CacheTestApp.StartAsync(256L * MiB, settings: new Dictionary<string, string?> { ["Cache:DirectDownloads"] = "true" });
     }
 
@@ -95,8 +88,8 @@ public sealed class AgentDataPathTests : IAsyncLifetime
         Assert.True(staged, "the blocks were forwarded as parts of a multipart upload");
         // The object was made by completing the multipart upload, not by a second upload from the spool.
         var objectKey = (await EntryAsync(_cache, repo)).ObjectKey!;
-        Assert.Contains(objectKey, _completed);
-        Assert.DoesNotContain(objectKey, _put);
+        Assert.Contains(objectKey, _store.Completed);
+        Assert.DoesNotContain(objectKey, _store.Put);
         Assert.True(faults.MaxConcurrentBlockPuts > 1, $"blocks were uploaded one at a time ({faults.MaxConcurrentBlockPuts})");
         Assert.Equal("hit", hit.Result);
         Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(ws2, "deps", "random.bin")));
@@ -180,7 +173,7 @@ public sealed class AgentDataPathTests : IAsyncLifetime
         var url = await job.CreateAsync("abandoned", "v1");
         (await job.PutBlockAsync(url, "blk-000000", RandomNumberGenerator.GetBytes(5 * MiB))).EnsureSuccessStatusCode();
         var entry = await EntryAsync(_cache, repo);
-        var upload = UploadStaging.ReadMultipart(Path.Combine(_cache.Service<UploadStaging>().DirectoryOf(entry.Id), "multipart"));
+        var upload = _cache.Service<UploadStaging>().PendingMultipart(entry.Id);
         Assert.NotNull(upload);
         await using (var scope = _cache.App.Services.CreateAsyncScope())
         {
@@ -191,40 +184,8 @@ public sealed class AgentDataPathTests : IAsyncLifetime
         var report = await _cache.Service<CacheJanitor>().SweepAsync(CancellationToken.None);
 
         Assert.True(report.AbandonedUploads >= 1, report.ToString());
-        Assert.Contains((upload.ObjectKey, upload.UploadId), _aborted);
+        Assert.Contains((upload.ObjectKey, upload.UploadId), _store.Aborted);
         Assert.False(Directory.Exists(_cache.Service<UploadStaging>().DirectoryOf(entry.Id)));
-    }
-
-    /// <summary>The S3 store, recording which multipart uploads the cache aborted (the emulator itself cannot abort one).</summary>
-    private sealed class RecordingS3Store(S3BlobStore inner, ConcurrentQueue<(string, string)> aborted, ConcurrentQueue<string> completed, ConcurrentQueue<string> put)
-        : IBlobStore, IMultipartBlobStore
-    {
-        public Task<BlobInfo?> StatAsync(string key, CancellationToken cancellationToken = default) => inner.StatAsync(key, cancellationToken);
-        public Task<bool> CopyToAsync(string key, Stream destination, CancellationToken cancellationToken = default) => inner.CopyToAsync(key, destination, cancellationToken);
-        public Task<bool> CopyRangeToAsync(string key, long offset, long length, Stream destination, CancellationToken cancellationToken = default) =>
-            inner.CopyRangeToAsync(key, offset, length, destination, cancellationToken);
-        public Task PutAsync(string key, Stream content, long length, CancellationToken cancellationToken = default)
-        {
-            put.Enqueue(key);
-            return inner.PutAsync(key, content, length, cancellationToken);
-        }
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => inner.DeleteAsync(key, cancellationToken);
-        public long MinPartBytes => inner.MinPartBytes;
-        public int MaxPartNumber => inner.MaxPartNumber;
-        public Task<string> StartMultipartAsync(string key, CancellationToken cancellationToken = default) => inner.StartMultipartAsync(key, cancellationToken);
-        public Task<string> UploadPartAsync(string key, string uploadId, int partNumber, Stream content, long length, CancellationToken cancellationToken = default) =>
-            inner.UploadPartAsync(key, uploadId, partNumber, content, length, cancellationToken);
-        public Task CompleteMultipartAsync(string key, string uploadId, IReadOnlyList<BlobPart> parts, CancellationToken cancellationToken = default)
-        {
-            completed.Enqueue(key);
-            return inner.CompleteMultipartAsync(key, uploadId, parts, cancellationToken);
-        }
-
-        public Task AbortMultipartAsync(string key, string uploadId, CancellationToken cancellationToken = default)
-        {
-            aborted.Enqueue((key, uploadId));
-            return inner.AbortMultipartAsync(key, uploadId, cancellationToken);
-        }
     }
 
     /// <summary>Between the agent and the cache: refuses a block upload once, cuts a download short once, and records what passed.</summary>
