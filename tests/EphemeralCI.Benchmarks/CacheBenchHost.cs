@@ -127,8 +127,12 @@ internal sealed class CacheInstance : IAsyncDisposable
 
     private string Output() { lock (_output) return _output.ToString(); }
 
+    private bool _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);
         await _process.WaitForExitAsync();
         _process.Dispose();

@@ -70,8 +70,10 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
 
     /// <summary>
     /// Downloads the hit to <paramref name="destinationFile"/> and checks its SHA-256 from the lookup (a cache that sends
-    /// none checks whole downloads itself; ranges and direct URLs are only used when it sent one). A mismatch after a ranged or direct download is retried once as one whole GET through the
-    /// cache, which checks the object itself and quarantines it if it is corrupted; a mismatch there fails the restore.
+    /// none checks whole downloads itself; ranges and direct URLs are only used when it sent one). With the SHA-256 in hand
+    /// even one stream is asked for as <c>bytes=0-</c>, so the cache does not hash every byte as well. A mismatch is retried
+    /// once as one plain GET through the cache, which checks the object itself and quarantines it if it is corrupted;
+    /// a mismatch there fails the restore.
     /// </summary>
     public async Task DownloadAsync(CacheHit hit, string destinationFile, CancellationToken ct)
     {
@@ -90,10 +92,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         }
         var received = await DownloadFromAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit, destinationFile, ct);
         if (hit.Sha256 is null || received == hit.Sha256) return;
-        if (Parallelism > 1 && hit.SizeBytes >= RangeThreshold)
-        {
-            if (await DownloadWholeAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit.SizeBytes, destinationFile, ct) == hit.Sha256) return;
-        }
+        if (await DownloadWholeAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit.SizeBytes, destinationFile, checkedByCache: true, ct) == hit.Sha256) return;
         throw new CacheServiceException($"the downloaded archive does not hash to the SHA-256 the cache recorded ({hit.Sha256}); not extracting it");
     }
 
@@ -104,11 +103,14 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         {
             return await DownloadRangesAsync(client, url, size, destinationFile, ct);
         }
-        return await DownloadWholeAsync(client, url, hit.SizeBytes, destinationFile, ct);
+        return await DownloadWholeAsync(client, url, hit.SizeBytes, destinationFile, checkedByCache: hit.Sha256 is null, ct);
     }
 
-    /// <summary>One stream, hashed as it is written; a broken connection resumes with a Range from the bytes already there.</summary>
-    private async Task<string> DownloadWholeAsync(HttpClient client, Uri url, long? size, string destinationFile, CancellationToken ct)
+    /// <summary>
+    /// One stream, hashed as it is written; a broken connection resumes with a Range from the bytes already there.
+    /// Unless <paramref name="checkedByCache"/>, the first request is a Range from 0 too: the caller checks the hash.
+    /// </summary>
+    private async Task<string> DownloadWholeAsync(HttpClient client, Uri url, long? size, string destinationFile, bool checkedByCache, CancellationToken ct)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         await using var file = new FileStream(destinationFile, FileMode.Create, FileAccess.Write, FileShare.None, BufferSize, FileOptions.Asynchronous);
@@ -118,7 +120,8 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
             try
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                if (file.Length > 0) request.Headers.Range = new RangeHeaderValue(file.Length, null);
+                // (Not for an empty archive: no range of it is satisfiable.)
+                if (file.Length > 0 || (!checkedByCache && size > 0)) request.Headers.Range = new RangeHeaderValue(file.Length, null);
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
                 await EnsureAsync(response, "download", ct);
                 if (file.Length > 0 && response.StatusCode != HttpStatusCode.PartialContent)

@@ -104,5 +104,12 @@ public sealed class AgentCachesTests : IAsyncLifetime
 
         Assert.Equal("failed", restored.Result);
         Assert.Empty(Directory.EnumerateFileSystemEntries(ws2));
+        // The agent's own check failed on its unchecked download, so it asked again through the cache's checked GET,
+        // which quarantined the entry: no later job downloads it.
+        await using (var scope = _cache.App.Services.CreateAsyncScope())
+        {
+            var entry = await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Entries.SingleAsync(e => e.Repository == repo);
+            Assert.Equal(CacheEntryState.Quarantined, entry.State);
+        }
     }
 }

@@ -169,6 +169,7 @@ public sealed class CacheDataPathTests : IAsyncLifetime
         using var suffix = await Get("bytes=-10");
         using var beyond = await Get("bytes=100000-");
         using var several = await Get("bytes=0-9,20-29");
+        using var all = await Get("bytes=0-");
 
         Assert.Equal(HttpStatusCode.PartialContent, middle.StatusCode);
         Assert.Equal("bytes 1000-1999/100000", middle.Content.Headers.ContentRange?.ToString());
@@ -179,6 +180,10 @@ public sealed class CacheDataPathTests : IAsyncLifetime
         await ProblemAssert.IsProblemAsync(beyond, HttpStatusCode.RequestedRangeNotSatisfiable, "Range");
         Assert.Equal(HttpStatusCode.OK, several.StatusCode);
         Assert.Equal(content, await several.Content.ReadAsByteArrayAsync());
+        // The whole archive as a range: a client that verifies it itself (the agent) spares the cache its hash pass.
+        Assert.Equal(HttpStatusCode.PartialContent, all.StatusCode);
+        Assert.Equal("bytes 0-99999/100000", all.Content.Headers.ContentRange?.ToString());
+        Assert.Equal(content, await all.Content.ReadAsByteArrayAsync());
     }
 
     [Fact]
