@@ -20,7 +20,8 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
 {
     private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
     private readonly Lazy<SymmetricSecurityKey> _key = new(() => new SymmetricSecurityKey(options.Value.KeyBytes()));
-    // Bounded: only valid tokens are stored, one per running job; a flood of them only evicts earlier ones.
+    // Bounded: only valid tokens are stored, one per running job; when full, new ones go unremembered (and are
+    // checked in full) until the cache has compacted.
     private readonly MemoryCache _validated = new(new MemoryCacheOptions { SizeLimit = 10_000 });
 
     /// <summary>

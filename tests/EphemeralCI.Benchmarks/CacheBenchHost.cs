@@ -65,7 +65,15 @@ internal sealed class CacheBenchHost
             start.Environment[key] = value;
         }
         var instance = new CacheInstance(Process.Start(start)!, address);
-        await instance.WaitUntilHealthyAsync();
+        try
+        {
+            await instance.WaitUntilHealthyAsync();
+        }
+        catch
+        {
+            await instance.DisposeAsync(); // no orphan holding the port and a core
+            throw;
+        }
         return instance;
     }
 

@@ -276,7 +276,7 @@ public sealed class CacheBenchmark : IBenchmark
         report.AppendLine("EphemeralCI: the runner agent's own `CacheServiceClient`. Save: Twirp CreateCacheEntry → Azure Put Block of 32 MiB blocks, 4 at a time, " +
             "to the signed URL (the cache spools each block, hashes it in order and forwards it to S3 as a multipart part in the same pass) → Put Block List → " +
             "FinalizeCacheEntryUpload with the SHA-256 (the cache completes the multipart upload and compares the hash). Restore: GetCacheEntryDownloadURL, then " +
-            "*streaming* — one GET of the signed URL (as `bytes=0-`: the agent hashes as it writes and checks before extracting, so the cache does not hash it too; " +
+            "*streaming* — one GET of the signed URL (with `EphemeralCI-Client-Verifies`: the agent hashes as it writes and checks before extracting, so the cache does not hash it too; " +
             "a mismatch falls back to the cache's checked GET, which quarantines the entry); " +
             "*ranges* — 32 MiB Range GETs of the signed URL, 4 at a time, written at their offsets and hashed by the agent in file order as they finish; " +
             "*presigned* — the same ranges straight from S3 on the presigned URL the lookup hands out with `Cache:DirectDownloads` (the cache out of the data path), hashed the same way. " +

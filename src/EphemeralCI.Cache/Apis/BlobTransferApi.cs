@@ -17,13 +17,20 @@ namespace EphemeralCI.Cache.Apis;
 /// against the SHA-256 recorded at commit while it streams, or of one byte range (<c>Range: bytes=a-b</c>, 206) for
 /// parallel and resumed downloads. A range cannot be checked on its own, so every download response carries the
 /// whole archive's SHA-256 as <c>Repr-Digest</c> (RFC 9530): a client that asks for ranges verifies the assembled
-/// file itself, as the runner agent does before it extracts anything. A client that verifies anyway asks for
-/// <c>bytes=0-</c> and spares the cache a second SHA-256 pass over every byte; it falls back to the checked GET
-/// (which quarantines a corrupted entry) when its own check fails. No job token here: the URL's HMAC is the credential.
+/// file itself, as the runner agent does before it extracts anything. A client that verifies the whole archive
+/// anyway says so (<see cref="ClientVerifiesHeader"/>) and spares the cache a second SHA-256 pass over every
+/// byte; it falls back to the checked GET (which quarantines a corrupted entry) when its own check fails. No job token here: the URL's HMAC is the credential.
 /// </summary>
 public static partial class BlobTransferApi
 {
     private const string OctetStream = "application/octet-stream";
+
+    /// <summary>
+    /// Sent by a client that checks the whole archive against <c>Repr-Digest</c> itself (the runner agent): the
+    /// whole-archive GET then streams unchecked. Explicit, so no other client (a resuming curl, a download manager
+    /// asking for <c>bytes=0-</c>) ever loses the cache's check by accident.
+    /// </summary>
+    public const string ClientVerifiesHeader = "EphemeralCI-Client-Verifies";
 
     public static RouteGroupBuilder MapBlobTransferApi(this IEndpointRouteBuilder app)
     {
@@ -110,13 +117,11 @@ public static partial class BlobTransferApi
         http.Response.Headers["Repr-Digest"] = ReprDigest(sha256);
         switch (RequestedRange(http.Request, entry.SizeBytes))
         {
-            case null:
-                break; // the whole archive, checked below
             case { From: < 0 }:
                 http.Response.Headers.ContentRange = $"bytes */{entry.SizeBytes}";
                 return CacheProblems.Problem(StatusCodes.Status416RangeNotSatisfiable, "Range not satisfiable",
                     $"The archive holds {entry.SizeBytes} bytes; ask for a range inside it.", "Range");
-            case { From: var from, Length: var length }:
+            case { From: var from, Length: var length } when length != entry.SizeBytes:
                 http.Response.ContentLength = length;
                 http.Response.Headers.ContentRange = $"bytes {from}-{from + length - 1}/{entry.SizeBytes}";
                 return TypedResults.Stream(async body =>
@@ -128,6 +133,13 @@ public static partial class BlobTransferApi
         }
 
         http.Response.ContentLength = entry.SizeBytes;
+        if (http.Request.Headers[ClientVerifiesHeader] == "sha-256")
+        {
+            return TypedResults.Stream(async body =>
+            {
+                if (!await blobs.CopyToAsync(objectKey, body, cancellationToken)) http.Abort();
+            }, OctetStream);
+        }
         return TypedResults.Stream(async body =>
         {
             // Headers first, whatever the copy buffers: a failed check below must leave the client a short body against
@@ -151,20 +163,20 @@ public static partial class BlobTransferApi
     }
 
     /// <summary>
-    /// One byte range of <paramref name="size"/> bytes: <c>bytes=a-b</c>, <c>bytes=a-</c> or <c>bytes=-n</c>. Null for no
-    /// Range header, another unit, several ranges or an inverted one: the whole archive, hash-checked (RFC 9110 allows a
-    /// server to answer a range request with the whole representation).
+    /// One byte range of <paramref name="size"/> bytes: <c>bytes=a-b</c>, <c>bytes=a-</c> or <c>bytes=-n</c>. No Range header,
+    /// another unit or several ranges mean the whole archive (which RFC 9110 allows a server to answer instead).
     /// </summary>
-    internal static RangeRequest? RequestedRange(HttpRequest request, long size)
+    internal static RangeRequest RequestedRange(HttpRequest request, long size)
     {
+        var whole = new RangeRequest(0, size);
         var header = request.GetTypedHeaders().Range;
-        if (header is null || !string.Equals(header.Unit.Value, "bytes", StringComparison.OrdinalIgnoreCase) || header.Ranges.Count != 1) return null;
+        if (header is null || !string.Equals(header.Unit.Value, "bytes", StringComparison.OrdinalIgnoreCase) || header.Ranges.Count != 1) return whole;
         var range = header.Ranges.Single();
         if (range.From is { } from)
         {
             if (from >= size) return RangeRequest.Unsatisfiable;
             var to = Math.Min(range.To ?? size - 1, size - 1);
-            return to < from ? null : new RangeRequest(from, to - from + 1);
+            return to < from ? whole : new RangeRequest(from, to - from + 1);
         }
         if (range.To is { } suffix)
         {
@@ -172,7 +184,7 @@ public static partial class BlobTransferApi
             var length = Math.Min(suffix, size);
             return new RangeRequest(size - length, length);
         }
-        return null;
+        return whole;
     }
 
     private static ProblemHttpResult IntegrityFailure(long entryId, string reason) => CacheProblems.Problem(StatusCodes.Status502BadGateway, "Corrupted cache entry",

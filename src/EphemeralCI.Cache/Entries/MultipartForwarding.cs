@@ -96,8 +96,9 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
                 await store.AbortMultipartAsync(upload.ObjectKey, upload.UploadId, CancellationToken.None);
                 LogAborted(logger, entryId);
             }
-            catch (BlobStoreUnavailableException e)
+            catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
             {
+                // Never a reason to stop: the janitor's sweep and the commit fallback go on past it.
                 LogAbortFailed(logger, entryId, e.Message);
             }
         }
@@ -121,9 +122,9 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         {
             return await task.WaitAsync(cancellationToken);
         }
-        catch (BlobStoreUnavailableException)
+        catch when (task.IsFaulted || task.IsCanceled)
         {
-            // The next part tries again.
+            // A failed start is not remembered: the next part tries again. (Only this caller giving up leaves it running.)
             lock (_gate)
             {
                 if (_started.GetValueOrDefault(entry.Id) == task) _started.Remove(entry.Id);
@@ -135,7 +136,17 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         {
             var key = UploadStaging.NewObjectKey(entry);
             var uploadId = await store.StartMultipartAsync(key, CancellationToken.None);
-            await UploadStaging.ReplaceFileAsync(path, key + "\n" + uploadId, CancellationToken.None);
+            try
+            {
+                await UploadStaging.ReplaceFileAsync(path, key + "\n" + uploadId, CancellationToken.None);
+            }
+            catch
+            {
+                // Unrecorded, nothing would ever abort it (the staging folder went away under us, say).
+                try { await store.AbortMultipartAsync(key, uploadId, CancellationToken.None); }
+                catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException) { LogAbortFailed(logger, entry.Id, e.Message); }
+                throw;
+            }
             return new MultipartUpload(key, uploadId);
         }
     }

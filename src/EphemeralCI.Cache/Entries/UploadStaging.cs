@@ -277,10 +277,33 @@ public sealed class UploadStaging(IOptions<CacheOptions> options, IBlobStore blo
             if (parts is not null)
             {
                 // The hash (when the in-order hash could not be kept) and the completion run side by side.
-                var hashing = knownSha256 is null ? HashInOrderAsync(files, cancellationToken) : Task.FromResult(knownSha256);
-                if (await _forwarding.TryCompleteAsync(entry.Id, upload, parts, knownSha256 is not null, cancellationToken))
+                using var stopHashing = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                var hashing = knownSha256 is null ? HashInOrderAsync(files, stopHashing.Token) : Task.FromResult(knownSha256);
+                bool completed;
+                try
                 {
-                    return new StoredUpload(length, await hashing, upload.ObjectKey);
+                    completed = await _forwarding.TryCompleteAsync(entry.Id, upload, parts, knownSha256 is not null, cancellationToken);
+                }
+                catch
+                {
+                    // Nothing keeps reading the spool after the commit failed.
+                    await stopHashing.CancelAsync();
+                    try { await hashing; } catch (Exception) { /* cancelled, or failing for the same reason */ }
+                    throw;
+                }
+                if (completed)
+                {
+                    try
+                    {
+                        return new StoredUpload(length, await hashing, upload.ObjectKey);
+                    }
+                    catch
+                    {
+                        // An object nobody can vouch for (the spool could not be read back) must not stay behind.
+                        try { await blobs.DeleteAsync(upload.ObjectKey, CancellationToken.None); }
+                        catch (BlobStoreUnavailableException) { /* the janitor's orphan sweep gets it */ }
+                        throw;
+                    }
                 }
                 knownSha256 = await hashing;
             }

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace EphemeralCI.Cache.Storage;
 
 /// <summary>
@@ -10,15 +12,24 @@ internal static class OverlappedCopy
 {
     public static async Task CopyAsync(Stream source, Stream destination, int bufferSize, CancellationToken cancellationToken)
     {
-        var (current, next) = (new byte[bufferSize], new byte[bufferSize]);
-        var count = await source.ReadAtLeastAsync(current, bufferSize, throwOnEndOfStream: false, cancellationToken);
-        while (count > 0)
+        // Pooled: every download and every range request copies, and 1 MiB arrays would land on the large object heap.
+        var (current, next) = (ArrayPool<byte>.Shared.Rent(bufferSize), ArrayPool<byte>.Shared.Rent(bufferSize));
+        try
         {
-            var writing = destination.WriteAsync(current.AsMemory(0, count), cancellationToken).AsTask();
-            var reading = source.ReadAtLeastAsync(next, bufferSize, throwOnEndOfStream: false, cancellationToken).AsTask();
-            // Both end before either buffer is touched again, also when one of them fails.
-            await Task.WhenAll(writing, reading);
-            (current, next, count) = (next, current, reading.Result);
+            var count = await source.ReadAtLeastAsync(current.AsMemory(0, bufferSize), bufferSize, throwOnEndOfStream: false, cancellationToken);
+            while (count > 0)
+            {
+                var writing = destination.WriteAsync(current.AsMemory(0, count), cancellationToken).AsTask();
+                var reading = source.ReadAtLeastAsync(next.AsMemory(0, bufferSize), bufferSize, throwOnEndOfStream: false, cancellationToken).AsTask();
+                // Both end before either buffer is touched again (or returned), also when one of them fails.
+                await Task.WhenAll(writing, reading);
+                (current, next, count) = (next, current, reading.Result);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(current);
+            ArrayPool<byte>.Shared.Return(next);
         }
     }
 }

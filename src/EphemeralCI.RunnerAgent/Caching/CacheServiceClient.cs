@@ -71,12 +71,14 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     /// <summary>
     /// Downloads the hit to <paramref name="destinationFile"/> and checks its SHA-256 from the lookup (a cache that sends
     /// none checks whole downloads itself; ranges and direct URLs are only used when it sent one). With the SHA-256 in hand
-    /// even one stream is asked for as <c>bytes=0-</c>, so the cache does not hash every byte as well. A mismatch is retried
-    /// once as one plain GET through the cache, which checks the object itself and quarantines it if it is corrupted;
-    /// a mismatch there fails the restore.
+    /// even one stream is fetched with <see cref="ClientVerifiesHeader"/>, so the cache does not hash every byte as well.
+    /// A mismatch is retried once as one plain GET through the cache, which checks the object itself and quarantines it
+    /// if it is corrupted; a mismatch there fails the restore.
     /// </summary>
     public async Task DownloadAsync(CacheHit hit, string destinationFile, CancellationToken ct)
     {
+        var serviceUrl = new Uri(Relative(hit.DownloadUrl), UriKind.Relative);
+        var mismatch = false;
         if (UseDirectDownloads && hit.DirectUrl is { } direct && hit.Sha256 is not null)
         {
             try
@@ -84,15 +86,19 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
                 _direct ??= new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
                 var sha = await DownloadFromAsync(_direct, new Uri(direct, UriKind.Absolute), hit, destinationFile, ct);
                 if (sha == hit.Sha256) return;
+                mismatch = true; // the object itself: only the cache's checked GET can say so (and quarantine it)
             }
             catch (HttpRequestException)
             {
                 // The store is not reachable from here (or refused the URL): the cache's own URL still is.
             }
         }
-        var received = await DownloadFromAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit, destinationFile, ct);
-        if (hit.Sha256 is null || received == hit.Sha256) return;
-        if (await DownloadWholeAsync(http, new Uri(Relative(hit.DownloadUrl), UriKind.Relative), hit.SizeBytes, destinationFile, checkedByCache: true, ct) == hit.Sha256) return;
+        if (!mismatch)
+        {
+            var received = await DownloadFromAsync(http, serviceUrl, hit, destinationFile, ct);
+            if (hit.Sha256 is null || received == hit.Sha256) return;
+        }
+        if (await DownloadWholeAsync(http, serviceUrl, hit.SizeBytes, destinationFile, verifiedHere: false, ct) == hit.Sha256) return;
         throw new CacheServiceException($"the downloaded archive does not hash to the SHA-256 the cache recorded ({hit.Sha256}); not extracting it");
     }
 
@@ -103,14 +109,17 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         {
             return await DownloadRangesAsync(client, url, size, destinationFile, ct);
         }
-        return await DownloadWholeAsync(client, url, hit.SizeBytes, destinationFile, checkedByCache: hit.Sha256 is null, ct);
+        return await DownloadWholeAsync(client, url, hit.SizeBytes, destinationFile, verifiedHere: hit.Sha256 is not null, ct);
     }
+
+    /// <summary>Tells the cache this client checks the whole archive's SHA-256 itself (the cache's <c>BlobTransferApi.ClientVerifiesHeader</c>).</summary>
+    internal const string ClientVerifiesHeader = "EphemeralCI-Client-Verifies";
 
     /// <summary>
     /// One stream, hashed as it is written; a broken connection resumes with a Range from the bytes already there.
-    /// Unless <paramref name="checkedByCache"/>, the first request is a Range from 0 too: the caller checks the hash.
+    /// With <paramref name="verifiedHere"/> (the caller compares the hash) the cache is told not to check it as well.
     /// </summary>
-    private async Task<string> DownloadWholeAsync(HttpClient client, Uri url, long? size, string destinationFile, bool checkedByCache, CancellationToken ct)
+    private async Task<string> DownloadWholeAsync(HttpClient client, Uri url, long? size, string destinationFile, bool verifiedHere, CancellationToken ct)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         await using var file = new FileStream(destinationFile, FileMode.Create, FileAccess.Write, FileShare.None, BufferSize, FileOptions.Asynchronous);
@@ -120,14 +129,16 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
             try
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                // (Not for an empty archive: no range of it is satisfiable.)
-                if (file.Length > 0 || (!checkedByCache && size > 0)) request.Headers.Range = new RangeHeaderValue(file.Length, null);
+                if (file.Length > 0) request.Headers.Range = new RangeHeaderValue(file.Length, null);
+                if (verifiedHere) request.Headers.Add(ClientVerifiesHeader, "sha-256");
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
                 await EnsureAsync(response, "download", ct);
                 if (file.Length > 0 && response.StatusCode != HttpStatusCode.PartialContent)
                 {
-                    // The server sent the whole archive again: start over.
-                    throw new CacheServiceException("the server did not resume the download");
+                    // The server sent the whole archive again: take it from the start.
+                    file.SetLength(0);
+                    hash.GetHashAndReset();
+                    expected = size;
                 }
                 expected ??= response.Content.Headers.ContentLength + file.Length;
                 await using var body = await response.Content.ReadAsStreamAsync(ct);

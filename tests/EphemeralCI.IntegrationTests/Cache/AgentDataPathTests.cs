@@ -118,6 +118,24 @@ public sealed class AgentDataPathTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_resume_answered_with_the_whole_archive_starts_the_file_over()
+    {
+        var repo = $"acme/no-resume-{Guid.NewGuid():N}";
+        var (first, ws1, _) = Job(_cache, repo);
+        var content = await FillAsync(ws1, 3 * MiB);
+        Assert.Equal("saved", Assert.Single(await first.SaveAsync([Spec("no-resume")], CancellationToken.None)).Result);
+        var (second, ws2, faults) = Job(_cache, repo, parallelism: 1);
+        faults.CutNextDownloadAfter = MiB + 77;
+        faults.IgnoreRanges = true;
+
+        var hit = Assert.Single(await second.RestoreAsync([Spec("no-resume")], CancellationToken.None));
+
+        Assert.Equal("hit", hit.Result);
+        Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(ws2, "deps", "random.bin")));
+        Assert.Contains(faults.Ranges, r => r.From == MiB + 77); // it asked to resume, and got everything again
+    }
+
+    [Fact]
     public async Task A_corrupted_entry_downloaded_in_ranges_is_never_extracted_and_is_quarantined()
     {
         var repo = $"acme/ranged-corrupt-{Guid.NewGuid():N}";
@@ -195,6 +213,8 @@ public sealed class AgentDataPathTests : IAsyncLifetime
 
         public bool FailNextBlockPut { get; set; }
         public long? CutNextDownloadAfter { get; set; }
+        /// <summary>Drops the Range header of downloads: a server (or proxy) that answers every GET with the whole archive.</summary>
+        public bool IgnoreRanges { get; set; }
         public Action? BeforeFinalize { get; set; }
         public int FailedBlockPuts { get; private set; }
         public int CutDownloads { get; private set; }
@@ -231,6 +251,7 @@ public sealed class AgentDataPathTests : IAsyncLifetime
 
             BlobGets.Enqueue(query);
             if (request.Headers.Range?.Ranges.SingleOrDefault() is { From: { } from } range) Ranges.Enqueue((from, range.To));
+            if (IgnoreRanges) request.Headers.Range = null;
             var response = await base.SendAsync(request, cancellationToken);
             long? cut;
             lock (this)
