@@ -89,20 +89,22 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
     /// <summary>Aborts the entry's multipart upload, if any; a store that cannot is logged (its parts stay until the store's own lifecycle rules drop them).</summary>
     public async Task AbortAsync(long entryId)
     {
-        if (Pending(entryId) is { } upload)
-        {
-            try
-            {
-                await store.AbortMultipartAsync(upload.ObjectKey, upload.UploadId, CancellationToken.None);
-                LogAborted(logger, entryId);
-            }
-            catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
-            {
-                // Never a reason to stop: the janitor's sweep and the commit fallback go on past it.
-                LogAbortFailed(logger, entryId, e.Message);
-            }
-        }
+        if (Pending(entryId) is { } upload) await AbortQuietlyAsync(entryId, upload);
         Forget(entryId);
+    }
+
+    private async Task AbortQuietlyAsync(long entryId, MultipartUpload upload)
+    {
+        try
+        {
+            await store.AbortMultipartAsync(upload.ObjectKey, upload.UploadId, CancellationToken.None);
+            LogAborted(logger, entryId);
+        }
+        catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
+        {
+            // Never a reason to stop: the janitor's sweep and the commit fallback go on past it.
+            LogAbortFailed(logger, entryId, e.Message);
+        }
     }
 
     /// <summary>The entry's multipart upload, started once (in this process; recorded in the staging folder for commit and cleanup).</summary>
@@ -135,19 +137,18 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         async Task<MultipartUpload> StartAsync()
         {
             var key = UploadStaging.NewObjectKey(entry);
-            var uploadId = await store.StartMultipartAsync(key, CancellationToken.None);
+            var upload = new MultipartUpload(key, await store.StartMultipartAsync(key, CancellationToken.None));
             try
             {
-                await UploadStaging.ReplaceFileAsync(path, key + "\n" + uploadId, CancellationToken.None);
+                await UploadStaging.ReplaceFileAsync(path, key + "\n" + upload.UploadId, CancellationToken.None);
             }
             catch
             {
                 // Unrecorded, nothing would ever abort it (the staging folder went away under us, say).
-                try { await store.AbortMultipartAsync(key, uploadId, CancellationToken.None); }
-                catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException) { LogAbortFailed(logger, entry.Id, e.Message); }
+                await AbortQuietlyAsync(entry.Id, upload);
                 throw;
             }
-            return new MultipartUpload(key, uploadId);
+            return upload;
         }
     }
 
