@@ -15,12 +15,13 @@ namespace EphemeralCI.EndToEndTests;
 /// with nothing but embedded defaults: SQLite files, the in-memory bus, a cache folder, bubblewrap
 /// runners — in a fresh data folder. It can be killed and started again on the same folder.
 /// </summary>
-public sealed partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
+public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_server_bootstrap_admin_key_0123456789abcdefghijk";
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     private readonly string _cgroupName = "eci-e2e-srv-" + Guid.NewGuid().ToString("N")[..8];
+    private int _outputLines;
     private readonly StringBuilder _output = new();
     private Process? _server;
 
@@ -32,6 +33,24 @@ public sealed partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
 
     /// <summary>What the server printed so far (stdout and stderr), for assertion messages.</summary>
     public string Output { get { lock (_output) return _output.ToString(); } }
+
+    /// <summary>
+    /// False: the server runs with the defaults an operator gets (the shared cgroup parent name), as a
+    /// neighbour of every other such server on this machine. True (default): a cgroup parent of its own.
+    /// </summary>
+    protected bool OwnCgroupName { get; init; } = true;
+
+    /// <summary>More command-line settings, e.g. a faster reconciler.</summary>
+    protected List<string> ExtraArguments { get; } = [];
+
+    /// <summary>The lines printed since <paramref name="mark"/> (from <see cref="OutputMark"/>).</summary>
+    public IReadOnlyList<string> OutputSince(int mark)
+    {
+        lock (_output) return _output.ToString().Split('\n').Skip(mark).ToList();
+    }
+
+    /// <summary>How many lines the server printed so far; pass it to <see cref="OutputSince"/>.</summary>
+    public int OutputMark { get { lock (_output) return _outputLines; } }
 
     public async Task InitializeAsync()
     {
@@ -57,21 +76,22 @@ public sealed partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
                 $"--EphemeralCI:DataDirectory={DataDirectory}",
                 $"--Intake:BootstrapAdminKey={AdminKey}",
                 $"--SecretsBroker:AdminToken={SecretsAdminToken}",
-                // Its own cgroup parent: other provisioners of the test run share this machine.
-                $"--Provisioner:LocalSandbox:CgroupName={_cgroupName}",
             },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = Path.GetDirectoryName(ServerDll)!,
         };
+        // Its own cgroup parent unless it is to be a neighbour with the defaults.
+        if (OwnCgroupName) start.ArgumentList.Add($"--Provisioner:LocalSandbox:CgroupName={_cgroupName}");
+        foreach (var argument in ExtraArguments) start.ArgumentList.Add(argument);
         // Embedded defaults only: no connection string may leak in from the test environment.
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings", StringComparison.OrdinalIgnoreCase)).ToList())
         {
             start.Environment.Remove(key);
         }
         _server = Process.Start(start)!;
-        _server.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
-        _server.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
+        _server.OutputDataReceived += (_, e) => Record(e.Data);
+        _server.ErrorDataReceived += (_, e) => Record(e.Data);
         _server.BeginOutputReadLine();
         _server.BeginErrorReadLine();
 
@@ -89,6 +109,16 @@ public sealed partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
             catch (TaskCanceledException) { }
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"the server was not healthy within 2 minutes:\n{Output}");
             await Task.Delay(250);
+        }
+    }
+
+    private void Record(string? line)
+    {
+        if (line is null) return;
+        lock (_output)
+        {
+            _output.Append(line).Append('\n');
+            _outputLines++;
         }
     }
 
