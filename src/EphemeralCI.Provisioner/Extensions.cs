@@ -7,6 +7,7 @@ using EphemeralCI.Provisioner.Backends.Kubernetes;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Consumers;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Ownership;
 using EphemeralCI.Provisioner.Reaper;
 using EphemeralCI.Provisioner.Reconciliation;
 using EphemeralCI.Provisioner.Scheduling;
@@ -56,6 +57,8 @@ public static class ProvisionerExtensions
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<OutboxSignal>();
+        // Which installation this is (read from the database at start): everything made on the machine carries it.
+        services.AddSingleton<Installation>();
 
         // Parts, back to front: backends, then what drives them.
         services.AddOptions<LocalSandboxOptions>().BindConfiguration(LocalSandboxOptions.Section);
@@ -76,9 +79,10 @@ public static class ProvisionerExtensions
         services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
 
-        // Hosted services start in this order (and stop in reverse): the schema first, then the
-        // reconciler, and only then the bus, so no message is handled on a stale picture.
+        // Hosted services start in this order (and stop in reverse): the schema first, the
+        // installation's id, then the reconciler, and only then the bus, so no message is handled on a stale picture.
         services.AddHostedService<ModuleDatabaseMigrator<ProvisionerDbContext>>();
+        services.AddHostedService<InstallationLoader>();
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());

@@ -8,11 +8,13 @@ public sealed class ProvisionerDbContext(DbContextOptions<ProvisionerDbContext> 
 {
     public DbSet<RunnerRecord> Runners => Set<RunnerRecord>();
     public DbSet<OutboxMessage> OutboxMessages => Set<OutboxMessage>();
+    public DbSet<InstallationRecord> Installation => Set<InstallationRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.ApplyConfiguration(new RunnerRecordConfiguration());
         modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
+        modelBuilder.ApplyConfiguration(new InstallationRecordConfiguration());
         modelBuilder.AdaptToProvider(Database);
     }
 }

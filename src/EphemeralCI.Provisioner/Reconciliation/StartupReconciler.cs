@@ -2,6 +2,7 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Reaper;
+using EphemeralCI.Provisioner.Scheduling;
 using EphemeralCI.Provisioner.Watchers;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -31,6 +32,7 @@ public sealed class ReconcilerOptions
 /// </summary>
 public sealed class StartupReconciler(
     IServiceScopeFactory scopes,
+    JobLocks locks,
     RunnerBackends backends,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
@@ -43,6 +45,8 @@ public sealed class StartupReconciler(
     public const string UnsupervisedReason = "the runner was not supervised by this provisioner";
     public const string StuckReason = "the runner never finished starting";
 
+    // How long a pass waits for a job someone else is changing before it leaves that job to them.
+    private static readonly TimeSpan LockWait = TimeSpan.FromSeconds(1);
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
     // Runners seen without a live process on the last pass: gone twice in a row is gone, not merely exiting right now.
@@ -104,51 +108,78 @@ public sealed class StartupReconciler(
         await RemoveLeftoversAsync(ct);
     }
 
-    /// <summary>One periodic pass (also called by tests).</summary>
+    /// <summary>
+    /// One periodic pass (also called by tests). The snapshot only says which runners to look at: each
+    /// is decided under its job's lock, on its row as it is then. A runner that started or finished
+    /// since the snapshot is thereby never taken for an unsupervised or vanished one (the scheduler
+    /// records Running and starts watching under that same lock; the supervisor stops watching and
+    /// records Finished under it too).
+    /// </summary>
     public async Task ReconcilePeriodicallyAsync(CancellationToken ct)
     {
         var suspects = new HashSet<Guid>();
-        var now = clock.GetUtcNow();
-        foreach (var runner in await OpenRunnersAsync(ct))
+        foreach (var candidate in await OpenRunnersAsync(ct))
         {
-            await TryAsync(runner.JobId, async () =>
+            if (candidate.State == RunnerState.Waiting) continue;
+            await TryAsync(candidate.JobId, async () =>
             {
-                if (runner.FinishedAt is not null)
-                {
-                    await reaper.TeardownAsync(runner.JobId, ct);
-                    return;
-                }
-                if (runner.State == RunnerState.Waiting) return;
-                if (runner.State == RunnerState.Provisioning)
-                {
-                    if (now - runner.CreatedAt > TimeSpan.FromSeconds(options.Value.StuckProvisioningSeconds))
-                    {
-                        logger.LogWarning("Runner of job {JobId} has been provisioning since {CreatedAt:O}; failing it", runner.JobId, runner.CreatedAt);
-                        await supervisor.FinishAsync(runner.JobId, RunnerOutcome.FailedToStart, null, StuckReason, kill: true, ct);
-                    }
-                    return;
-                }
-                if (runner.State != RunnerState.Running) return;
-                if (!supervisor.IsWatching(runner.JobId))
-                {
-                    logger.LogWarning("Runner of job {JobId} is running unsupervised; stopping it", runner.JobId);
-                    await supervisor.FinishAsync(runner.JobId, RunnerOutcome.Lost, null, UnsupervisedReason, kill: true, ct);
-                    return;
-                }
-                if (backends.TryGet(runner.Backend, out var backend) && !backend.IsAlive(new RunnerRef(runner.JobId, runner.RunnerId, runner.ProcessId)))
-                {
-                    if (!_suspects.Contains(runner.JobId))
-                    {
-                        suspects.Add(runner.JobId);
-                        return;
-                    }
-                    logger.LogWarning("Runner of job {JobId} vanished; reporting it lost", runner.JobId);
-                    await supervisor.FinishAsync(runner.JobId, RunnerOutcome.Lost, null, VanishedReason, kill: true, ct);
-                }
+                // Held: the job is being started, finished or torn down right now, and that decides it.
+                using var held = await locks.TryAcquireAsync(candidate.JobId, LockWait, ct);
+                if (held is null) return;
+                if (await DecideLockedAsync(candidate.JobId, ct)) suspects.Add(candidate.JobId);
             });
         }
         _suspects = suspects;
         await RemoveLeftoversAsync(ct);
+    }
+
+    /// <summary>With the job's lock held: acts on the runner's current row. True when it looks vanished for the first time (a suspect).</summary>
+    private async Task<bool> DecideLockedAsync(Guid jobId, CancellationToken ct)
+    {
+        RunnerRecord? runner;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            runner = await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().Runners.AsNoTracking()
+                .FirstOrDefaultAsync(r => r.JobId == jobId, ct);
+        }
+        if (runner is null || runner.State is RunnerState.Tombstone or RunnerState.Waiting or RunnerState.Destroyed) return false;
+        if (runner.FinishedAt is not null)
+        {
+            await reaper.TeardownLockedAsync(jobId, ct);
+            return false;
+        }
+        if (runner.State == RunnerState.Provisioning)
+        {
+            if (clock.GetUtcNow() - runner.CreatedAt > TimeSpan.FromSeconds(options.Value.StuckProvisioningSeconds))
+            {
+                logger.LogWarning("Runner of job {JobId} has been provisioning since {CreatedAt:O}; failing it", jobId, runner.CreatedAt);
+                await EndLockedAsync(jobId, RunnerOutcome.FailedToStart, StuckReason, ct);
+            }
+            return false;
+        }
+        if (runner.State != RunnerState.Running) return false;
+        if (!supervisor.IsWatching(jobId))
+        {
+            logger.LogWarning("Runner of job {JobId} is running unsupervised; stopping it", jobId);
+            await EndLockedAsync(jobId, RunnerOutcome.Lost, UnsupervisedReason, ct);
+            return false;
+        }
+        // Its end is seen and waits for this lock to be recorded: ended, not vanished.
+        if (supervisor.HasSeenExit(jobId)) return false;
+        if (backends.TryGet(runner.Backend, out var backend) && !backend.IsAlive(new RunnerRef(jobId, runner.RunnerId, runner.ProcessId)))
+        {
+            if (!_suspects.Contains(jobId)) return true;
+            logger.LogWarning("Runner of job {JobId} vanished; reporting it lost", jobId);
+            await EndLockedAsync(jobId, RunnerOutcome.Lost, VanishedReason, ct);
+        }
+        return false;
+    }
+
+    private async Task EndLockedAsync(Guid jobId, RunnerOutcome outcome, string reason, CancellationToken ct)
+    {
+        // kill: a runner declared over must be gone before that is said.
+        await supervisor.FinishLockedAsync(jobId, outcome, null, reason, kill: true, ct);
+        await reaper.TeardownLockedAsync(jobId, ct);
     }
 
     private async Task<List<RunnerRecord>> OpenRunnersAsync(CancellationToken ct)

@@ -34,6 +34,21 @@ public sealed class JobLocks
         return new Handle(this, jobId, entry);
     }
 
+    /// <summary>The job's lock if it can be had within <paramref name="wait"/>, else null: someone is changing the job right now.</summary>
+    public async Task<IDisposable?> TryAcquireAsync(Guid jobId, TimeSpan wait, CancellationToken ct = default)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(wait);
+        try
+        {
+            return await AcquireAsync(jobId, timeout.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
     private void Release(Guid jobId, Entry entry, bool held)
     {
         if (held) entry.Semaphore.Release();

@@ -40,7 +40,7 @@ public sealed class RunnerSupervisor(
     {
         var stop = new CancellationTokenSource();
         var runner = new RunnerRef(jobId, handle.RunnerId, handle.ProcessId);
-        _watched[jobId] = new Watched(stop, Task.Run(() => WatchAsync(jobId, handle, runner, backend, deadline, timeoutSeconds, stop.Token)));
+        _watched[jobId] = new Watched(stop, handle, Task.Run(() => WatchAsync(jobId, handle, runner, backend, deadline, timeoutSeconds, stop.Token)));
     }
 
     private async Task WatchAsync(Guid jobId, RunnerHandle handle, RunnerRef runner, IRunnerBackend backend, DateTimeOffset deadline, int timeoutSeconds, CancellationToken stop)
@@ -105,6 +105,9 @@ public sealed class RunnerSupervisor(
     /// <summary>Whether this process is supervising the job's runner.</summary>
     public bool IsWatching(Guid jobId) => _watched.ContainsKey(jobId);
 
+    /// <summary>Whether the supervised runner has ended and its end is being recorded (the watch is waiting for the job's lock).</summary>
+    public bool HasSeenExit(Guid jobId) => _watched.TryGetValue(jobId, out var watched) && watched.Handle.Exited.IsCompleted;
+
     /// <summary>Records how the runner ended (once), then tears it down.</summary>
     public async Task FinishAsync(Guid jobId, RunnerOutcome outcome, int? exitCode, string? reason, bool kill, CancellationToken ct)
     {
@@ -161,5 +164,5 @@ public sealed class RunnerSupervisor(
         }
     }
 
-    private sealed record Watched(CancellationTokenSource Stop, Task Loop);
+    private sealed record Watched(CancellationTokenSource Stop, RunnerHandle Handle, Task Loop);
 }

@@ -2,6 +2,7 @@ using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Ownership;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Xunit;
@@ -68,7 +69,7 @@ public sealed class NetworkModeTests(ProvisionerFixture fx)
             $"probe gateway $(ip route show default | cut -d' ' -f3) {net.HostAnyPort} &\n" +
             "wait\n";
         var job = fx.Intake.Register(jobId, Step("net", script));
-        var names = JobNetworkNames.For(fx.Host.Services.GetRequiredService<IOptions<LocalSandboxOptions>>().Value.CgroupName, jobId);
+        var names = JobNetworkNames.For(fx.Host.Services.GetRequiredService<Installation>().Id.ToString("N"), jobId);
 
         await fx.PublishAsync(fx.RunJob(jobId, template: ProvisionerFixture.EgressTemplate));
         await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);

@@ -25,7 +25,7 @@ public sealed class EgressRulesTests
     [Fact]
     public void The_pool_hands_out_distinct_slash_30s_and_takes_them_back()
     {
-        var pool = new EgressAddressPool("10.213.0.0/29"); // two jobs
+        var pool = new EgressAddressPool("10.213.0.0/29", hostAddresses: () => new HashSet<IPAddress>()); // two jobs
         var a = pool.Rent(Guid.NewGuid());
         var bJob = Guid.NewGuid();
         var b = pool.Rent(bJob);
@@ -36,6 +36,23 @@ public sealed class EgressRulesTests
         Assert.Contains("EgressAddressPool", full.Message);
         pool.Return(bJob);
         Assert.Equal(b.JobAddress, pool.Rent(Guid.NewGuid()).JobAddress);
+    }
+
+    [Fact]
+    public void Installations_sharing_a_pool_start_apart_and_skip_the_subnets_a_neighbour_holds_on_the_host()
+    {
+        var (first, second) = (Guid.Parse("00000001-0000-0000-0000-000000000000"), Guid.Parse("00000300-0000-0000-0000-000000000000"));
+        IReadOnlySet<IPAddress> None() => new HashSet<IPAddress>();
+        var a = new EgressAddressPool("10.213.0.0/16", first, None).Rent(Guid.NewGuid());
+        var b = new EgressAddressPool("10.213.0.0/16", second, None).Rent(Guid.NewGuid());
+        Assert.Equal(IPAddress.Parse("10.213.0.5"), a.HostAddress);   // index 1
+        Assert.Equal(IPAddress.Parse("10.213.12.1"), b.HostAddress);  // index 0x300 = 768, 768 × 4 = 12 × 256
+        Assert.NotEqual(a.HostAddress, b.HostAddress);
+
+        // The neighbour's veth holds 10.213.0.5 on this host: this pool takes the next subnet.
+        var taken = new HashSet<IPAddress> { IPAddress.Parse("10.213.0.5") };
+        var c = new EgressAddressPool("10.213.0.0/16", first, () => taken).Rent(Guid.NewGuid());
+        Assert.Equal(IPAddress.Parse("10.213.0.9"), c.HostAddress);
     }
 
     [Theory]

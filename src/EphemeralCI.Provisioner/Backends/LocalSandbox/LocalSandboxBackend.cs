@@ -4,6 +4,7 @@ using System.Runtime.Versioning;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
+using EphemeralCI.Provisioner.Ownership;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -15,11 +16,14 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 /// nothing of the job ever runs outside it; the kill is cgroup.kill on that group, which no
 /// daemon, double fork or new session escapes. The sandbox is also a new PID namespace whose init
 /// is bubblewrap: if bubblewrap dies the kernel kills everything inside it.
+/// Everything it makes on the machine carries this installation's id (cgroup parent, work root
+/// marker, network names), and its sweeps touch nothing else: neighbours on one host never collide.
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class LocalSandboxBackend(
     IOptions<LocalSandboxOptions> options,
     IntakeEndpoint intake,
+    Installation installation,
     ILogger<LocalSandboxBackend> logger) : IRunnerBackend, IAsyncDisposable
 {
     public const string BackendName = "local";
@@ -37,6 +41,10 @@ public sealed class LocalSandboxBackend(
     private readonly Lock _cgroupInit = new();
     private EgressNetwork? _egress;
     private readonly SandboxSpawner _spawner = new();
+    private string? _workRoot;
+    private volatile bool _workRootReady;
+    // Things of unknown ownership are reported once each, never touched.
+    private readonly ConcurrentDictionary<string, byte> _reported = new(StringComparer.Ordinal);
 
     /// <summary>The egress networks of this instance (made on first use: the pool is validated then, and a bad one fails that job's start with the reason).</summary>
     private EgressNetwork Egress => LazyInitializer.EnsureInitialized(ref _egress, () =>
@@ -44,7 +52,7 @@ public sealed class LocalSandboxBackend(
         IReadOnlyList<System.Net.IPAddress> dns = _options.EgressDnsServers is { } configured
             ? configured.Select(System.Net.IPAddress.Parse).ToList()
             : EgressNetwork.HostResolvers();
-        return new EgressNetwork(_options.CgroupName, new EgressAddressPool(_options.EgressAddressPool), dns, logger);
+        return new EgressNetwork(installation.Id.ToString("N"), new EgressAddressPool(_options.EgressAddressPool, installation.Id), dns, logger);
     });
 
     /// <summary>The job cgroups, set up on first use; null (with <see cref="_cgroupProblem"/>) when this machine has none usable.</summary>
@@ -57,7 +65,7 @@ public sealed class LocalSandboxBackend(
                 if (_cgroups is not null || _cgroupProblem is not null) return _cgroups;
                 try
                 {
-                    _cgroups = JobCgroups.Open(_options.CgroupName, logger);
+                    _cgroups = JobCgroups.Open(_options.CgroupName, installation.Tag, logger);
                     logger.LogInformation("Job cgroups: {Mode} layout under {Parent}", _cgroups.Layout.Mode, _cgroups.Layout.UnifiedParent);
                 }
                 catch (CgroupUnavailableException ex)
@@ -74,7 +82,11 @@ public sealed class LocalSandboxBackend(
 
     public string Name => BackendName;
 
-    public string JobDirectory(Guid jobId) => Path.Combine(_options.WorkRoot, SandboxIdOf(jobId).ToString());
+    /// <summary>This installation's work root: the configured one, else a folder named by the installation.</summary>
+    public string WorkRootDirectory => _workRoot ??= Path.GetFullPath(
+        string.IsNullOrWhiteSpace(_options.WorkRoot) ? WorkRoot.DefaultFor(installation.Tag) : _options.WorkRoot);
+
+    public string JobDirectory(Guid jobId) => Path.Combine(WorkRootDirectory, SandboxIdOf(jobId).ToString());
     public string WorkspaceDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "workspace");
     public string ControlDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "control");
 
@@ -98,7 +110,19 @@ public sealed class LocalSandboxBackend(
             }
         }
         if (Cgroups is null) return _cgroupProblem;
-        return null;
+        return PreparedWorkRoot();
+    }
+
+    /// <summary>The work root, checked until it passes (owner, mode, installation marker): null when usable, else the problem.</summary>
+    private string? PreparedWorkRoot()
+    {
+        if (_workRootReady) return null;
+        lock (_cgroupInit)
+        {
+            var problem = WorkRoot.Prepare(WorkRootDirectory, installation.Id);
+            _workRootReady = problem is null;
+            return problem;
+        }
     }
 
     public async Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct)
@@ -203,12 +227,14 @@ public sealed class LocalSandboxBackend(
 
         // Fresh every time: whatever a crashed earlier attempt left is not this job's.
         DeleteTree(JobDirectory(key));
-        Directory.CreateDirectory(_options.WorkRoot);
         // Owner-only directories: uid 1000 inside the sandbox is our own uid outside, so the job
-        // can write its workspace while no other host user can look in.
-        Directory.CreateDirectory(JobDirectory(key), OwnerOnly);
-        Directory.CreateDirectory(layout.WorkspaceDirectory, OwnerOnly);
-        Directory.CreateDirectory(layout.ControlDirectory, OwnerOnly);
+        // can write its workspace while no other host user can look in. They are bound into the
+        // sandbox by path: each is checked to be the directory just made, not a link put in its place.
+        foreach (var dir in new[] { JobDirectory(key), layout.WorkspaceDirectory, layout.ControlDirectory })
+        {
+            Directory.CreateDirectory(dir, OwnerOnly);
+            WorkRoot.VerifyCreated(dir);
+        }
         if (!string.IsNullOrWhiteSpace(template.RootFilesystem))
         {
             try
@@ -419,30 +445,43 @@ public sealed class LocalSandboxBackend(
     {
         // Jobs on warm sandboxes are known by their sandbox's id on this machine.
         keep = keep.Select(SandboxIdOf).ToHashSet();
+        bool Leftover(Guid id) => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id);
+        // Only what carries this installation's id: its cgroup parent, its network names, its work root.
         if (Cgroups is { } cgroups)
         {
-            foreach (var jobId in cgroups.Existing().Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
+            foreach (var jobId in cgroups.Existing().Where(Leftover))
             {
                 logger.LogInformation("Removing leftover cgroup of job {JobId}", jobId);
                 await cgroups.KillAsync(jobId, ct);
                 cgroups.Remove(jobId);
             }
+            foreach (var stranger in cgroups.OfUnknownOwner()) ReportUnknownOnce(stranger, "a job cgroup of no installation (an EphemeralCI from before installation ids, or another tool)");
         }
         if (EgressNetwork.MissingPrerequisite() is null)
         {
-            foreach (var jobId in (await Egress.ExistingAsync(ct)).Where(id => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id)))
+            foreach (var jobId in (await Egress.ExistingAsync(ct)).Where(Leftover))
             {
                 logger.LogInformation("Removing leftover egress network of job {JobId}", jobId);
                 await Egress.RemoveAsync(jobId, ct);
             }
         }
-        if (!Directory.Exists(_options.WorkRoot)) return;
-        foreach (var dir in Directory.EnumerateDirectories(_options.WorkRoot))
+        if (PreparedWorkRoot() is not null || !Directory.Exists(WorkRootDirectory)) return;
+        foreach (var dir in Directory.EnumerateDirectories(WorkRootDirectory))
         {
-            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId) || keep.Contains(jobId) || _live.ContainsKey(jobId) || _starting.ContainsKey(jobId)) continue;
-            logger.LogInformation("Removing leftover runner directory {Directory}", dir);
+            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId))
+            {
+                ReportUnknownOnce(dir, "not a runner directory");
+                continue;
+            }
+            if (!Leftover(jobId)) continue;
+            logger.LogInformation("Removing leftover runner directory {Directory} of job {JobId}", dir, jobId);
             DeleteTree(dir);
         }
+    }
+
+    private void ReportUnknownOnce(string path, string what)
+    {
+        if (_reported.TryAdd(path, 0)) logger.LogWarning("Leaving {Path} alone: {What}, not this installation's ({Installation})", path, what, installation.Id);
     }
 
     /// <summary>Deletes a job's directory even if the job took write permission away from its own folders.</summary>

@@ -6,8 +6,12 @@ public sealed class LocalSandboxOptions
     public const string Section = "Provisioner:LocalSandbox";
 
     public string BwrapPath { get; set; } = "/usr/bin/bwrap";
-    /// <summary>Per-job directories live here: <c>{WorkRoot}/{jobId}/workspace</c> and <c>…/control</c>.</summary>
-    public string WorkRoot { get; set; } = Path.Combine(Path.GetTempPath(), "ephemeralci", "runners");
+    /// <summary>
+    /// Per-job directories live here: <c>{WorkRoot}/{jobId}/workspace</c> and <c>…/control</c>. Unset: a
+    /// folder of this installation's own (<see cref="LocalSandbox.WorkRoot.DefaultFor"/>). It must belong to
+    /// this user and be writable by nobody else, and two installations cannot share one (a marker names its owner).
+    /// </summary>
+    public string? WorkRoot { get; set; }
     /// <summary>The built runner agent, bound read-only at /opt/eci/agent.</summary>
     public string AgentDirectory { get; set; } = Path.Combine(AppContext.BaseDirectory, "runner-agent");
     /// <summary>The dotnet muxer that runs the managed agent; empty means the one running this process.</summary>
@@ -22,16 +26,17 @@ public sealed class LocalSandboxOptions
     public string? AgentHost() =>
         !ManagedAgent && File.Exists(Path.Combine(AgentDirectory, SandboxCommandBuilder.NativeAgent)) ? null : ResolveDotnet(DotnetPath);
     /// <summary>
-    /// Job cgroups go in a child of this name below the provisioner's own cgroup, in every cgroup tree.
-    /// Everything under it that this provisioner's database does not know is removed as a leftover,
-    /// so two provisioner deployments on one machine must each have their own name (and WorkRoot).
+    /// Job cgroups go in <c>{CgroupName}/{installation}</c> below the provisioner's own cgroup, in every
+    /// cgroup tree. Only this installation's part is ever swept, so installations on one machine can
+    /// share the name; a job cgroup right under it (an older version's) is reported, never killed.
     /// </summary>
     public string CgroupName { get; set; } = "ephemeralci";
 
     /// <summary>
     /// Network mode <c>egress</c>: each running job takes a /30 of this IPv4 range for its veth pair
-    /// (the job's address is masqueraded on the way out). Two provisioners on one machine need
-    /// distinct pools. Jobs can never reach any address of this range (nor other private ranges).
+    /// (the job's address is masqueraded on the way out). Two installations on one machine are best given
+    /// distinct pools for their own routing; with the default one they start at different points of it
+    /// and skip addresses the host already has. Jobs can never reach any address of this range (nor other private ranges).
     /// </summary>
     public string EgressAddressPool { get; set; } = "10.213.0.0/16";
 

@@ -65,6 +65,22 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                     b.ToTable("outbox_messages", (string)null);
                 });
 
+            modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.InstallationRecord", b =>
+                {
+                    b.Property<int>("Key")
+                        .HasColumnType("integer");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid");
+
+                    b.HasKey("Key");
+
+                    b.ToTable("installation", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.RunnerRecord", b =>
                 {
                     b.Property<Guid>("JobId")

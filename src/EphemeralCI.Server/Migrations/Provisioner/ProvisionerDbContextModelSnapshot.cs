@@ -58,6 +58,22 @@ namespace EphemeralCI.Server.Migrations.Provisioner
                     b.ToTable("outbox_messages", (string)null);
                 });
 
+            modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.InstallationRecord", b =>
+                {
+                    b.Property<int>("Key")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Key");
+
+                    b.ToTable("installation", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.RunnerRecord", b =>
                 {
                     b.Property<Guid>("JobId")

@@ -16,8 +16,12 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
 
     public CgroupLayout Layout => layout;
 
-    /// <summary>Detects the layout of this machine and prepares the parents; throws <see cref="CgroupUnavailableException"/> with the reason.</summary>
-    public static JobCgroups Open(string parentName, ILogger logger)
+    /// <summary>
+    /// Detects the layout of this machine and prepares the parents; throws <see cref="CgroupUnavailableException"/> with the reason.
+    /// Job cgroups go in <c>{sharedName}/{installationTag}</c> below this process's cgroup: installations
+    /// that share a host (and so the shared name) each have a parent of their own, and sweep only that.
+    /// </summary>
+    public static JobCgroups Open(string sharedName, string installationTag, ILogger logger)
     {
         string mountInfo, self;
         try
@@ -29,18 +33,19 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
         {
             throw new CgroupUnavailableException($"cannot read this process's cgroups: {ex.Message}");
         }
+        var parentName = sharedName + "/" + installationTag;
         var layout = CgroupLayout.Detect(mountInfo, self, parentName, dir => ReadOrNull(Path.Combine(dir, "cgroup.controllers")));
         var cgroups = new JobCgroups(layout, logger);
-        cgroups.PrepareParents();
+        cgroups.PrepareParents(parentName);
         return cgroups;
     }
 
-    private void PrepareParents()
+    private void PrepareParents(string parentName)
     {
         try
         {
             foreach (var parent in layout.Parents) Directory.CreateDirectory(parent);
-            if (layout.Mode == CgroupMode.Unified) EnableControllers();
+            if (layout.Mode == CgroupMode.Unified) EnableControllers(parentName);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -51,10 +56,11 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
     /// <summary>
     /// cgroup v2 lets a cgroup hand controllers to its children only while it holds no process
     /// itself ("no internal processes"): if ours does, this process moves into a leaf of its own first.
+    /// Then every level down to the job parent hands them on.
     /// </summary>
-    private void EnableControllers()
+    private void EnableControllers(string parentName)
     {
-        var own = Path.GetDirectoryName(layout.UnifiedParent)!;
+        var own = layout.UnifiedParent[..^(parentName.Length + 1)];
         var enable = string.Join(' ', CgroupLayout.RequiredControllers.Select(c => "+" + c));
         try
         {
@@ -67,7 +73,12 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
             File.WriteAllText(Path.Combine(leaf, "cgroup.procs"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
             File.WriteAllText(Path.Combine(own, "cgroup.subtree_control"), enable);
         }
-        File.WriteAllText(Path.Combine(layout.UnifiedParent, "cgroup.subtree_control"), enable);
+        var level = own;
+        foreach (var segment in parentName.Split('/'))
+        {
+            level = Path.Combine(level, segment);
+            File.WriteAllText(Path.Combine(level, "cgroup.subtree_control"), enable);
+        }
     }
 
     /// <summary>Creates the job's cgroup with the template's limits. Returns the cgroup.procs files the sandbox must join before it runs anything.</summary>
@@ -161,13 +172,13 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
         }
     }
 
-    /// <summary>On shutdown: removes the parents if no job cgroup is left in them (another provisioner may share them), so
-    /// nothing of ours keeps the cgroup we were started in from being removed.</summary>
+    /// <summary>On shutdown: removes our parents if no job cgroup is left in them, and the shared level
+    /// above if no other installation uses it, so nothing of ours keeps the cgroup we were started in from being removed.</summary>
     public void RemoveParentsIfEmpty()
     {
-        foreach (var parent in layout.Parents)
+        foreach (var dir in layout.Parents.Concat(layout.Parents.Select(p => Path.GetDirectoryName(p)!)))
         {
-            try { Directory.Delete(parent, recursive: false); }
+            try { Directory.Delete(dir, recursive: false); }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
         }
     }
@@ -179,6 +190,16 @@ public sealed class JobCgroups(CgroupLayout layout, ILogger logger)
             .Select(d => Guid.TryParse(Path.GetFileName(d), out var id) ? id : Guid.Empty)
             .Where(id => id != Guid.Empty)
             .ToHashSet();
+
+    /// <summary>
+    /// Job cgroups right under the shared level, beside the installations' parents: what an
+    /// EphemeralCI from before installation ids left, or another tool. Nobody's we know: reported, never killed.
+    /// </summary>
+    public IReadOnlyList<string> OfUnknownOwner() =>
+        layout.Parents.Select(p => Path.GetDirectoryName(p)!).Distinct(StringComparer.Ordinal).Where(Directory.Exists)
+            .SelectMany(Directory.EnumerateDirectories)
+            .Where(d => Guid.TryParse(Path.GetFileName(d), out _))
+            .ToList();
 
     /// <summary>The limit the job hit (memory or process count), or null. Read while the group still exists.</summary>
     public string? LimitHit(Guid jobId, RunnerResources resources)

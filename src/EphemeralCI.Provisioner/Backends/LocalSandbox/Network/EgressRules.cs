@@ -102,15 +102,27 @@ public sealed class EgressAddressPool
     private readonly int _size;
     private readonly Dictionary<Guid, EgressLease> _leases = [];
     private readonly SortedSet<int> _free;
+    private readonly int _start;
+    private readonly Func<IReadOnlySet<IPAddress>> _hostAddresses;
 
-    public EgressAddressPool(string cidr)
+    /// <param name="installation">Where in the pool this installation starts looking, so installations
+    /// sharing the default pool on one host do not all begin at its first subnet.</param>
+    /// <param name="hostAddresses">The host's addresses now; a subnet one of them is in belongs to someone else.</param>
+    public EgressAddressPool(string cidr, Guid? installation = null, Func<IReadOnlySet<IPAddress>>? hostAddresses = null)
     {
         var (network, prefix) = Parse(cidr);
         _base = network;
         _size = 1 << (EgressLease.PrefixLength - prefix);
         Cidr = cidr;
         _free = new SortedSet<int>(Enumerable.Range(0, _size));
+        _start = installation is { } id ? (int)(BitConverter.ToUInt32(id.ToByteArray(), 0) % (uint)_size) : 0;
+        _hostAddresses = hostAddresses ?? HostAddresses;
     }
+
+    private static IReadOnlySet<IPAddress> HostAddresses() =>
+        System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(i => i.GetIPProperties().UnicastAddresses.Select(a => a.Address))
+            .ToHashSet();
 
     public string Cidr { get; }
 
@@ -134,8 +146,13 @@ public sealed class EgressAddressPool
         lock (_leases)
         {
             if (_leases.TryGetValue(jobId, out var existing)) return existing;
-            if (_free.Count == 0) throw new RunnerStartException($"the egress address pool {Cidr} is exhausted ({_size} jobs with egress at once): choose a larger Provisioner:LocalSandbox:EgressAddressPool");
-            var index = _free.Min;
+            var taken = _hostAddresses();
+            // From this installation's starting point on, wrapping; a subnet the host already has an
+            // address of is a neighbour's (another installation on the same pool): skip it.
+            var index = _free.GetViewBetween(_start, _size - 1).Concat(_free.GetViewBetween(0, Math.Max(0, _start - 1)))
+                .Where(i => !taken.Contains(FromUInt(_base + (uint)(i * 4) + 1)) && !taken.Contains(FromUInt(_base + (uint)(i * 4) + 2)))
+                .Select(i => (int?)i).FirstOrDefault()
+                ?? throw new RunnerStartException($"the egress address pool {Cidr} is exhausted ({_size} jobs with egress at once, or its addresses are taken on this host): choose a larger Provisioner:LocalSandbox:EgressAddressPool");
             _free.Remove(index);
             var subnet = _base + (uint)(index * 4);
             var lease = new EgressLease(index, FromUInt(subnet + 1), FromUInt(subnet + 2));
