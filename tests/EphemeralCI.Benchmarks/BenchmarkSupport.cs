@@ -12,7 +12,7 @@ public interface IBenchmark
     Task<string> RunAsync(BenchmarkOptions options);
 }
 
-public sealed record BenchmarkOptions(int Count, int Concurrency, string OutputPath)
+public sealed record BenchmarkOptions(int Count, int Concurrency, string OutputPath, int Minutes = 10)
 {
     public static BenchmarkOptions Parse(string[] args)
     {
@@ -20,7 +20,8 @@ public sealed record BenchmarkOptions(int Count, int Concurrency, string OutputP
         return new BenchmarkOptions(
             int.TryParse(Value("--count"), out var n) && n > 0 ? n : 500,
             int.TryParse(Value("--concurrency"), out var c) && c > 0 ? c : 8,
-            Value("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md"));
+            Value("--out") ?? Path.Combine(RepositoryRoot(), "docs", "benchmarks.md"),
+            int.TryParse(Value("--minutes"), out var m) && m > 0 ? m : 10);
     }
 
     private static string RepositoryRoot()
