@@ -465,7 +465,8 @@ public sealed class LocalSandboxBackend(
                 await Egress.RemoveAsync(jobId, ct);
             }
         }
-        if (PreparedWorkRoot() is not null || !Directory.Exists(WorkRootDirectory)) return;
+        // Not made here: a host that never ran a sandbox (a Kubernetes-only provisioner) gets no work root.
+        if (!Directory.Exists(WorkRootDirectory) || PreparedWorkRoot() is not null) return;
         foreach (var dir in Directory.EnumerateDirectories(WorkRootDirectory))
         {
             if (!Guid.TryParse(Path.GetFileName(dir), out var jobId))
