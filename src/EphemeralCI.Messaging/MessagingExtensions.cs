@@ -23,6 +23,8 @@ public static class MessagingExtensions
         builder.Services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
+            // MassTransit reports usage to its vendor over the internet by default; a security product never calls home.
+            x.DisableUsageTelemetry();
             configureConsumers(x);
             if (string.IsNullOrWhiteSpace(connectionString))
             {
