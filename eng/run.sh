@@ -6,7 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-eval "$(eng/services.sh start)"
+# Durable Postgres: what runs here is meant to keep its jobs across a crash (tests run it without fsync).
+eval "$(ECI_DURABLE=1 eng/services.sh start)"
 
 # One database per service, created once.
 pg() { PGPASSWORD=eci-test psql -h 127.0.0.1 -p "${ECI_PG_PORT:-55432}" -U postgres -tAq "$@"; }

@@ -71,7 +71,10 @@ start_postgres() {
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$home"
     as_pg "$PG_BIN/initdb -D '$home/data' -U postgres --auth=scram-sha-256 --pwfile='$home/password' -E UTF8 --no-locale >'$home/init.log' 2>&1"
   fi
-  as_pg "$PG_BIN/pg_ctl -D '$home/data' -l '$home/postgres.log' -w -o \"-p $PG_PORT -k '$home' -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off\" start" >&2
+  # Tests trade durability for speed; ECI_DURABLE=1 (eng/run.sh) keeps Postgres' defaults, so a crash loses no commit.
+  local speed="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${ECI_DURABLE:-}" = 1 ] && speed=""
+  as_pg "$PG_BIN/pg_ctl -D '$home/data' -l '$home/postgres.log' -w -o \"-p $PG_PORT -k '$home' -c listen_addresses=127.0.0.1 -c max_connections=300 $speed\" start" >&2
   wait_port postgres "$PG_PORT" 30
 }
 
@@ -152,9 +155,11 @@ stop() {
       || kill_pidfile "$DIR/rabbitmq/rabbit.pid"
   fi
   kill_pidfile "$DIR/rabbitmq-launcher.pid"
-  # epmd outlives the broker: stop the one we started (it listens on our private port).
-  pkill -f "epmd.*-port $((AMQP_PORT + 2))" 2>/dev/null || true
-  pkill -f "epmd -daemon" -U "$(id -u)" 2>/dev/null || true
+  # epmd outlives the broker: stop the one we started, found by the private port it listens on —
+  # never every epmd of this user (another RabbitMQ on this machine may need its own).
+  local epmd
+  epmd="$(ss -Hltnp "sport = :$((AMQP_PORT + 2))" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
+  [ -n "$epmd" ] && kill "$epmd" 2>/dev/null || true
   rm -rf "$DIR"
   log "stopped"
 }
