@@ -15,7 +15,7 @@ public sealed class InstallationLoader(IServiceScopeFactory scopes, Installation
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
-        var row = await db.Installation.AsNoTracking().FirstOrDefaultAsync(cancellationToken);
+        var row = await db.Installation.AsNoTracking().FirstOrDefaultAsync(i => i.Key == InstallationRecord.SingletonKey, cancellationToken);
         if (row is null)
         {
             db.Installation.Add(new InstallationRecord { Id = Guid.NewGuid(), CreatedAt = clock.GetUtcNow() });
@@ -28,7 +28,7 @@ public sealed class InstallationLoader(IServiceScopeFactory scopes, Installation
                 // Another replica's first start won the race: its id is ours.
             }
             db.ChangeTracker.Clear();
-            row = await db.Installation.AsNoTracking().FirstAsync(cancellationToken);
+            row = await db.Installation.AsNoTracking().FirstAsync(i => i.Key == InstallationRecord.SingletonKey, cancellationToken);
         }
         installation.Set(row.Id);
         logger.LogInformation("Provisioner installation {InstallationId}", row.Id);
