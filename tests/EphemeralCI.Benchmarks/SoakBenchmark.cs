@@ -210,8 +210,8 @@ public sealed class SoakBenchmark : IBenchmark
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings", StringComparison.OrdinalIgnoreCase)).ToList()) start.Environment.Remove(key);
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         var process = Process.Start(start)!;
-        // Drain its output (warnings only) so it never blocks on a full pipe; show them, they matter here.
-        process.OutputDataReceived += (_, e) => { if (e.Data is { Length: > 0 } l && (l.StartsWith("warn", StringComparison.Ordinal) || l.StartsWith("fail", StringComparison.Ordinal))) Console.Error.WriteLine("server: " + l); };
+        // Drain its output (it logs warnings and errors only) so it never blocks on a full pipe; show it, it matters here.
+        process.OutputDataReceived += (_, e) => { if (e.Data is { Length: > 0 } l) Console.Error.WriteLine("server: " + l); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is { Length: > 0 }) Console.Error.WriteLine("server: " + e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
