@@ -2,6 +2,7 @@ using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Reconciliation;
+using EphemeralCI.Provisioner.Scheduling;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
@@ -40,6 +41,36 @@ public sealed class ReconcilerTests(ProvisionerFixture fx)
         var runner = await fx.RunnerAsync(jobId);
         Assert.Equal(RunnerState.Destroyed, runner!.State);
         Assert.Equal(RunnerOutcome.Lost, runner.Outcome);
+        Assert.Equal(StartupReconciler.UnsupervisedReason, runner.Reason);
+    }
+
+    [Fact]
+    public async Task A_runner_whose_job_is_being_changed_is_decided_by_whoever_holds_its_lock_not_by_the_pass()
+    {
+        // The scheduler records Running and starts watching under the job's lock; a pass that read the
+        // row before must not judge it in between. Here the lock is held over a Running row nobody
+        // watches yet: the pass leaves it; once the lock is free, the next pass decides on the row as it is.
+        var jobId = Guid.NewGuid();
+        await using (var scope = fx.Host.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            db.Runners.Add(new RunnerRecord
+            {
+                JobId = jobId, RunnerId = RunnerRecord.RunnerIdFor(jobId), State = RunnerState.Running, Backend = "local",
+                Template = "default", ProcessId = int.MaxValue, CreatedAt = DateTimeOffset.UtcNow, StartedAt = DateTimeOffset.UtcNow,
+            });
+            await db.SaveChangesAsync();
+        }
+
+        using (await fx.Host.Services.GetRequiredService<JobLocks>().AcquireAsync(jobId))
+        {
+            await Reconciler.ReconcilePeriodicallyAsync(CancellationToken.None);
+            Assert.Equal(RunnerState.Running, (await fx.RunnerAsync(jobId))!.State);
+        }
+
+        await Reconciler.ReconcilePeriodicallyAsync(CancellationToken.None);
+        var runner = await fx.RunnerAsync(jobId);
+        Assert.Equal(RunnerState.Destroyed, runner!.State);
         Assert.Equal(StartupReconciler.UnsupervisedReason, runner.Reason);
     }
 
