@@ -26,6 +26,15 @@ public sealed class CacheOptions
     /// <summary>Committed bytes one repository may keep (<c>Cache:RepositoryQuotaBytes</c>); least recently used entries go first. Default 10 GiB.</summary>
     public long RepositoryQuotaBytes { get; set; } = 10L << 30;
 
+    /// <summary>
+    /// Committed bytes one ref other than the default branch may keep (<c>Cache:ScopeQuotaBytes</c>), within the repository's quota;
+    /// its own least recently used entries go first. The default branch's budget is the whole repository quota. Default 2 GiB.
+    /// </summary>
+    public long ScopeQuotaBytes { get; set; } = 2L << 30;
+
+    /// <summary>The HTTP build cache (<c>Cache:BuildCache</c>).</summary>
+    public BuildCacheOptions BuildCache { get; set; } = new();
+
     /// <summary>Entries not restored for this long are deleted (<c>Cache:ExpireAfterUnused</c>). Default 7 days.</summary>
     public TimeSpan ExpireAfterUnused { get; set; } = TimeSpan.FromDays(7);
 
@@ -98,7 +107,41 @@ public sealed class CacheOptions
     /// <summary>Alternatively the admin credential's SHA-256 in hex (<c>Cache:AdminTokenSha256</c>), as the embedded server keeps it.</summary>
     public string? AdminTokenSha256 { get; set; }
 
+    /// <summary>
+    /// Bytes the scope <paramref name="scope"/> of <paramref name="repository"/> may keep: the repository quota for its
+    /// default branch, <see cref="ScopeQuotaBytes"/> (at most the repository quota) for every other ref.
+    /// </summary>
+    public long ScopeQuotaOf(string repository, string scope) =>
+        scope == DefaultBranchOf(repository) ? RepositoryQuotaBytes : Math.Min(ScopeQuotaBytes, RepositoryQuotaBytes);
+
     /// <summary>The default branch whose entries <paramref name="repository"/>'s other refs may restore.</summary>
     public string DefaultBranchOf(string repository) =>
         DefaultBranches.TryGetValue(repository, out var branch) && !string.IsNullOrWhiteSpace(branch) ? branch : DefaultBranch;
+}
+
+/// <summary>The <c>Cache:BuildCache</c> section: who may write action results.</summary>
+public sealed class BuildCacheOptions
+{
+    /// <summary>In <see cref="TrustedRefs"/>: the repository's default branch (<c>Cache:DefaultBranch</c> / <c>DefaultBranches</c>).</summary>
+    public const string DefaultBranchToken = "@default";
+
+    /// <summary>
+    /// Refs whose jobs may write action-cache (<c>/ac/</c>) entries (<c>Cache:BuildCache:TrustedRefs:0…</c>): full refs,
+    /// <c>*</c> and <c>?</c> as wildcards (<c>refs/heads/release/*</c>), <c>@default</c> for the repository's default branch.
+    /// Every other ref reads action results but never writes them: an action result is not checked against anything
+    /// (unlike a CAS blob), so whoever writes it decides what a later build links. Empty (the default): only the default branch.
+    /// </summary>
+    public List<string> TrustedRefs { get; set; } = [];
+
+    /// <summary>Whether a job on <paramref name="gitRef"/> may write action results of <paramref name="repository"/>.</summary>
+    public bool MayWriteActionResults(string gitRef, string defaultBranch)
+    {
+        if (TrustedRefs.Count == 0) return gitRef == defaultBranch;
+        foreach (var pattern in TrustedRefs)
+        {
+            if (pattern == DefaultBranchToken ? gitRef == defaultBranch
+                : System.IO.Enumeration.FileSystemName.MatchesSimpleExpression(pattern, gitRef, ignoreCase: false)) return true;
+        }
+        return false;
+    }
 }

@@ -1,4 +1,5 @@
 using EphemeralCI.Cache.Apis;
+using EphemeralCI.Cache.BuildCache;
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Cache.Storage;
@@ -26,9 +27,10 @@ namespace EphemeralCI.Cache;
  *                                                │     (each block or v1 chunk once: spool + in-order SHA-256 + S3 multipart part; commit completes it)  (S3 | folder)
  *                                                └── GET whole: hash-checked while streaming, corrupt → quarantined; Range: 206 + Repr-Digest
  *   lookup (Cache:DirectDownloads) ── presigned S3 GET for clients that verify the SHA-256 themselves (the agent)
- *   Bazel / ccache / Gradle ──/cache/{ac|cas}/{sha256} (job token)──> IBlobStore
+ *   Bazel / ccache / Gradle ──/cache/{ac|cas}/{sha256} (job token)──> BuildCacheStore ── entries (own ref + default branch; immutable;
+ *                                                                      /ac writes only from Cache:BuildCache:TrustedRefs) ──> IBlobStore
  *   admin ──/cache/admin (Cache:AdminToken)──> usage, entries, delete
- *   CacheJanitor (every Cache:JanitorInterval): expiry, abandoned uploads, orphaned staging, quota (LRU)
+ *   CacheJanitor (every Cache:JanitorInterval): expiry, abandoned uploads, orphaned staging, quotas (LRU; per ref, then per repository)
  */
 public static class CacheExtensions
 {
@@ -67,6 +69,7 @@ public static class CacheExtensions
             .BindConfiguration(CacheOptions.Section)
             .Validate(o => o.MaxObjectBytes > 0, $"Configuration setting '{CacheOptions.Section}:MaxObjectBytes' must be positive.")
             .Validate(o => o.RepositoryQuotaBytes > 0, $"Configuration setting '{CacheOptions.Section}:RepositoryQuotaBytes' must be positive.")
+            .Validate(o => o.ScopeQuotaBytes > 0, $"Configuration setting '{CacheOptions.Section}:ScopeQuotaBytes' must be positive.")
             .Validate(o => !string.IsNullOrWhiteSpace(o.SpoolDirectory), $"Configuration setting '{CacheOptions.Section}:SpoolDirectory' must not be empty.")
             .Validate(o => o.JanitorInterval > TimeSpan.Zero && o.UploadTimeout > TimeSpan.Zero && o.ExpireAfterUnused > TimeSpan.Zero && o.SignedUrlLifetime > TimeSpan.Zero,
                 $"Configuration settings '{CacheOptions.Section}:JanitorInterval', 'UploadTimeout', 'ExpireAfterUnused' and 'SignedUrlLifetime' must be positive.")
@@ -105,6 +108,7 @@ public static class CacheExtensions
         services.AddSingleton<CacheUrls>();
         services.AddSingleton<UploadStaging>();
         services.AddScoped<CacheEntryService>();
+        services.AddScoped<BuildCacheStore>();
         services.AddSingleton<CacheAdminTokenGate>();
         // Migrations first: hosted services start in order, and the janitor's first pass needs the tables.
         services.AddHostedService<ModuleDatabaseMigrator<CacheDbContext>>();

@@ -23,17 +23,17 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         var (grant, failure) = await JobSecrets.FetchAsync(secretsBroker, job.Spec.Secrets ?? [], ct);
         _secrets = grant.Secrets;
         var log = new MaskingLog(streamer, new SecretMasker(grant.Secrets.Values));
-        foreach (var line in JobSecrets.Describe(grant)) await log.WriteLineAsync(line, ct);
+        foreach (var line in JobSecrets.Describe(grant)) await log.WriteAgentLineAsync(line, ct);
         if (failure is not null)
         {
-            await log.WriteLineAsync($"==> {failure}", ct);
+            await log.WriteAgentLineAsync($"==> {failure}", ct);
             await log.FlushAsync(ct);
             await intake.CompleteAsync(new RunnerCompletion(false, 1, null), ct);
             return 0;
         }
 
         var cacheSpecs = job.Spec.Caches ?? [];
-        if (cacheSpecs.Count > 0 && caches is null) await log.WriteLineAsync("==> caches skipped: this runner has no way to the cache service", ct);
+        if (cacheSpecs.Count > 0 && caches is null) await log.WriteAgentLineAsync("==> caches skipped: this runner has no way to the cache service", ct);
         if (cacheSpecs.Count > 0 && caches is not null)
         {
             foreach (var outcome in await caches.RestoreAsync(cacheSpecs, ct)) await ReportAsync(outcome, log, ct);
@@ -46,11 +46,11 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             var step = steps[i];
             var name = string.IsNullOrWhiteSpace(step.Name) ? $"step {i + 1}" : step.Name;
             await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepStarted, i, name, null, DateTimeOffset.UtcNow), ct);
-            await log.WriteLineAsync($"==> step {i + 1}/{steps.Count}: {name}", ct);
+            await log.WriteAgentLineAsync($"==> step {i + 1}/{steps.Count}: {name}", ct);
 
             exitCode = await RunStepAsync(job, step, log, ct);
             await log.FlushAsync(ct);
-            if (exitCode != 0) await log.WriteLineAsync($"==> step {i + 1}/{steps.Count}: {name} failed with exit code {exitCode}", ct);
+            if (exitCode != 0) await log.WriteAgentLineAsync($"==> step {i + 1}/{steps.Count}: {name} failed with exit code {exitCode}", ct);
             await log.FlushAsync(ct);
             await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepFinished, i, name, exitCode, DateTimeOffset.UtcNow), ct);
             if (exitCode != 0)
@@ -74,7 +74,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
     /// <summary>A cache outcome goes to the log and to the timeline; a timeline that cannot be told never fails the job.</summary>
     private async Task ReportAsync(Caching.CacheOutcome outcome, MaskingLog log, CancellationToken ct)
     {
-        await log.WriteLineAsync($"==> {outcome}", ct);
+        await log.WriteAgentLineAsync($"==> {outcome}", ct);
         try
         {
             await intake.PostCacheEventAsync(new RunnerCacheEvent(outcome.Operation, outcome.Key, outcome.Result, outcome.MatchedKey,
@@ -82,7 +82,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         }
         catch (HttpRequestException ex)
         {
-            await log.WriteLineAsync($"==> cache event not recorded in the timeline: {ex.Message}", ct);
+            await log.WriteAgentLineAsync($"==> cache event not recorded in the timeline: {ex.Message}", ct);
         }
     }
 
@@ -127,7 +127,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         int read;
         while ((read = await stdout.ReadAsync(buffer, ct)) > 0)
         {
-            await log.WriteAsync(buffer.AsMemory(0, read), ct);
+            await log.WriteStepOutputAsync(buffer.AsMemory(0, read), ct);
         }
     }
 

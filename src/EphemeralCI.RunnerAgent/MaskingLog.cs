@@ -1,4 +1,5 @@
 using System.Text;
+using EphemeralCI.Contracts.Runner;
 
 namespace EphemeralCI.RunnerAgent;
 
@@ -11,6 +12,13 @@ public sealed class MaskingLog(LogStreamer inner, SecretMasker masker)
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     public Task WriteLineAsync(string text, CancellationToken ct) => WriteAsync(Encoding.UTF8.GetBytes(text + "\n"), ct);
+
+    /// <summary>One of the agent's own lines (<c>==> …</c>), marked so that no step can imitate it (<see cref="AgentLogLines"/>).</summary>
+    public Task WriteAgentLineAsync(string text, CancellationToken ct) =>
+        WriteAsync(Encoding.UTF8.GetBytes(AgentLogLines.Marker + text.Replace(AgentLogLines.Marker, '\u241e') + "\n"), ct);
+
+    /// <summary>What a step printed: any marker byte in it is replaced, so it can never start an agent line.</summary>
+    public Task WriteStepOutputAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct) => WriteAsync(AgentLogLines.NeutralizeStepOutput(bytes), ct);
 
     public async Task WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct)
     {

@@ -89,7 +89,7 @@ public static partial class ActionsCacheV1Api
             ReserveOutcome.Busy => CacheProblems.Conflict($"Another job is creating the entry with key '{request.Key}' and this version."),
             // 400, not 413: the toolkit shows a 400's message as the reason it did not save.
             _ => CacheProblems.Problem(StatusCodes.Status400BadRequest, "Too large",
-                $"cacheSize {request.CacheSize} exceeds the limit of {Math.Min(options.Value.MaxObjectBytes, options.Value.RepositoryQuotaBytes)} bytes; not saving.", "cacheSize", "resource_exhausted"),
+                $"cacheSize {request.CacheSize} exceeds the limit of {Math.Min(options.Value.MaxObjectBytes, options.Value.ScopeQuotaOf(job.Repository, job.Ref))} bytes; not saving.", "cacheSize", "resource_exhausted"),
         };
     }
 

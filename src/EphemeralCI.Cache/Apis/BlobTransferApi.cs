@@ -61,7 +61,7 @@ public static partial class BlobTransferApi
             return CacheProblems.Invalid("x-ms-structured-body", "structured message uploads are not supported; upload the plain archive");
         }
         ActionsCacheV1Api.LiftBodyLimit(http);
-        var limit = Math.Min(options.Value.MaxObjectBytes, options.Value.RepositoryQuotaBytes);
+        var limit = Math.Min(options.Value.MaxObjectBytes, options.Value.ScopeQuotaOf(entry.Repository, entry.Scope));
         if (http.Request.ContentLength > limit) return CacheProblems.TooLarge(limit);
         switch (comp)
         {

@@ -16,7 +16,8 @@ namespace EphemeralCI.Cache.Apis;
 /// The plain HTTP remote build-cache protocol with Bazel's layout (<c>/cache/ac/{sha256}</c>,
 /// <c>/cache/cas/{sha256}</c>), as spoken by Bazel (<c>--remote_cache=https://host/cache
 /// --remote_header=Authorization=Bearer …</c>), ccache (<c>layout=bazel</c>) and similar clients.
-/// Every entry belongs to the repository of the job token that wrote it.
+/// Every entry belongs to the repository and ref of the job token that wrote it; a job reads its own ref's and the
+/// default branch's entries (<see cref="BuildCacheStore"/>). Entries are immutable; action results are written only by trusted refs.
 /// </summary>
 public static partial class BuildCacheApi
 {
@@ -33,7 +34,7 @@ public static partial class BuildCacheApi
 
         api.MapGet(EntryRoute, GetAsync)
             .WithName("GetBuildCacheEntry")
-            .WithSummary("Download an action-cache or CAS entry of the job's repository");
+            .WithSummary("Download an action-cache or CAS entry of the job's ref, else of the default branch");
 
         api.MapMethods(EntryRoute, [HttpMethods.Head], HeadAsync)
             .WithName("HeadBuildCacheEntry")
@@ -41,19 +42,22 @@ public static partial class BuildCacheApi
 
         api.MapPut(EntryRoute, PutAsync)
             .WithName("PutBuildCacheEntry")
-            .WithSummary("Upload an entry; CAS bodies must hash to their key")
-            .Accepts<Stream>(OctetStream);
+            .WithSummary("Upload an entry to the job's ref; CAS bodies must hash to their key, entries are immutable, action results only from trusted refs")
+            .Accepts<Stream>(OctetStream)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         return api;
     }
 
     public static async Task<Results<PushStreamHttpResult, ProblemHttpResult, ValidationProblem>> GetAsync(
-        string kind, string hash, HttpContext http, IBlobStore blobs, CancellationToken cancellationToken)
+        string kind, string hash, HttpContext http, BuildCacheStore store, IBlobStore blobs, CancellationToken cancellationToken)
     {
         if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
-        var key = CacheScope.BuildCacheKey(http.JobToken().Repository, address);
         try
         {
+            if (await store.FindAsync(http.JobToken(), address, cancellationToken) is not { ObjectKey: { } key }) return NotFound(address);
+            // Stat, not the recorded size: an object evicted since the lookup is a 404, never a short body.
             if (await blobs.StatAsync(key, cancellationToken) is not { } blob) return NotFound(address);
             http.Response.ContentLength = blob.Length;
             // Streams S3 straight into the response; a GiB never sits in memory.
@@ -66,30 +70,23 @@ public static partial class BuildCacheApi
     }
 
     public static async Task<Results<Ok, ProblemHttpResult, ValidationProblem>> HeadAsync(
-        string kind, string hash, HttpContext http, IBlobStore blobs, CancellationToken cancellationToken)
+        string kind, string hash, HttpContext http, BuildCacheStore store, CancellationToken cancellationToken)
     {
         if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
-        try
-        {
-            if (await blobs.StatAsync(CacheScope.BuildCacheKey(http.JobToken().Repository, address), cancellationToken) is not { } blob)
-            {
-                return NotFound(address);
-            }
-            http.Response.ContentLength = blob.Length;
-            http.Response.ContentType = OctetStream;
-            return TypedResults.Ok();
-        }
-        catch (BlobStoreUnavailableException e)
-        {
-            return StorageUnavailable(http, e);
-        }
+        if (await store.FindAsync(http.JobToken(), address, cancellationToken) is not { } hit) return NotFound(address);
+        http.Response.ContentLength = hit.SizeBytes;
+        http.Response.ContentType = OctetStream;
+        return TypedResults.Ok();
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult, ValidationProblem>> PutAsync(
-        string kind, string hash, HttpContext http, IBlobStore blobs, IOptions<CacheOptions> options, CancellationToken cancellationToken)
+        string kind, string hash, HttpContext http, BuildCacheStore store, IOptions<CacheOptions> options, CancellationToken cancellationToken)
     {
         if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
-        var limit = options.Value.MaxObjectBytes;
+        var job = http.JobToken();
+        // Before the body is read: an untrusted ref's action result is refused however it is sent.
+        if (!store.MayWrite(job, address)) return UntrustedActionResult(job);
+        var limit = store.LimitFor(job);
         if (http.Request.ContentLength > limit) return TooLarge(limit);
 
         // Our own limit replaces the server's (Kestrel's 30 MB default would cut off real entries
@@ -109,20 +106,30 @@ public static partial class BuildCacheApi
                 title: "The CAS entry does not match its hash; nothing was stored.");
         }
 
-        var key = CacheScope.BuildCacheKey(http.JobToken().Repository, address);
         try
         {
-            await blobs.PutAsync(key, spool.OpenContent(), spool.Length, cancellationToken);
+            return await store.PutAsync(job, address, spool, cancellationToken) switch
+            {
+                BuildCachePutOutcome.Stored or BuildCachePutOutcome.Unchanged => TypedResults.NoContent(),
+                BuildCachePutOutcome.Conflict => CacheProblems.Problem(StatusCodes.Status409Conflict, "Conflict",
+                    $"The {address.Kind.ToPathSegment()} entry {address.Hash} of {job.Ref} already holds other bytes; entries are immutable, nothing was stored.",
+                    field: "body", twirpCode: "already_exists"),
+                BuildCachePutOutcome.UntrustedActionResult => UntrustedActionResult(job),
+                _ => TooLarge(limit),
+            };
         }
         catch (BlobStoreUnavailableException e)
         {
             return StorageUnavailable(http, e);
         }
-        return TypedResults.NoContent();
     }
 
+    private static ProblemHttpResult UntrustedActionResult(JobTokenClaims job) => CacheProblems.Problem(StatusCodes.Status403Forbidden, "Forbidden",
+        $"Jobs on {job.Ref} may read action results but not write them: only refs in {CacheOptions.Section}:BuildCache:TrustedRefs (by default the default branch) do. Content-addressed (/cas) entries are accepted.",
+        field: "kind", twirpCode: "permission_denied");
+
     private static ProblemHttpResult NotFound(BuildCacheAddress address) => TypedResults.Problem(
-        $"No {address.Kind.ToPathSegment()} entry {address.Hash} in this repository's cache.",
+        $"No {address.Kind.ToPathSegment()} entry {address.Hash} in this ref's or the default branch's cache.",
         statusCode: StatusCodes.Status404NotFound, title: "Not Found");
 
     private static ProblemHttpResult TooLarge(long limit) => TypedResults.Problem(

@@ -40,7 +40,7 @@ internal static class CacheProblems
     public static ProblemHttpResult Forbidden(string detail) => Problem(StatusCodes.Status403Forbidden, "Forbidden", detail);
 
     public static ProblemHttpResult TooLarge(long limit) => Problem(StatusCodes.Status413PayloadTooLarge, "Payload Too Large",
-        $"The upload exceeds the largest entry this cache stores ({limit} bytes, setting {CacheOptions.Section}:MaxObjectBytes or RepositoryQuotaBytes); nothing was stored.",
+        $"The upload exceeds the largest entry this cache stores ({limit} bytes, setting {CacheOptions.Section}:MaxObjectBytes, RepositoryQuotaBytes or ScopeQuotaBytes); nothing was stored.",
         "body", "resource_exhausted");
 
     public static ProblemHttpResult StorageUnavailable() => Problem(StatusCodes.Status503ServiceUnavailable, "Service Unavailable",

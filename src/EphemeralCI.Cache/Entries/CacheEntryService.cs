@@ -56,7 +56,7 @@ public sealed partial class CacheEntryService(
     /// <summary>Reserves (repository, job's ref, key, version) for the job. Keys and versions must already be valid.</summary>
     public async Task<ReserveResult> ReserveAsync(JobTokenClaims job, string key, string version, long? announcedSize, CancellationToken cancellationToken)
     {
-        if (announcedSize is > 0 && announcedSize > Math.Min(Options.MaxObjectBytes, Options.RepositoryQuotaBytes)) return new(ReserveOutcome.TooLarge);
+        if (announcedSize is > 0 && announcedSize > Math.Min(Options.MaxObjectBytes, Options.ScopeQuotaOf(job.Repository, job.Ref))) return new(ReserveOutcome.TooLarge);
 
         var existing = await db.Entries.SingleOrDefaultAsync(
             e => e.Repository == job.Repository && e.Scope == job.Ref && e.Key == key && e.Version == version, cancellationToken);
@@ -163,7 +163,7 @@ public sealed partial class CacheEntryService(
         await staging.DeleteAsync(entry.Id, cancellationToken);
         await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), job.JobId, cancellationToken);
         LogCommitted(logger, entry.Id, entry.Repository, entry.Scope, length);
-        await EnforceQuotaAsync(entry.Repository, keep: entry.Id, cancellationToken);
+        await EnforceQuotaAsync(entry.Repository, entry.Scope, keep: entry.Id, cancellationToken);
         return new(CommitOutcome.Committed, entry);
     }
 
@@ -258,26 +258,82 @@ public sealed partial class CacheEntryService(
         await lookups.InvalidateAsync(entry.Repository, cancellationToken);
     }
 
-    /// <summary>Deletes least recently used entries of the repository until its stored bytes fit the quota.</summary>
-    public async Task<int> EnforceQuotaAsync(string repository, long? keep, CancellationToken cancellationToken)
+    /// <summary>
+    /// Brings the repository within its quotas after <paramref name="writerScope"/> stored something (null: the janitor).
+    /// First the writer's own ref is trimmed to its budget (<see cref="CacheOptions.ScopeQuotaOf"/>), least recently used
+    /// first. Then, while the repository is over <c>Cache:RepositoryQuotaBytes</c>, entries of refs other than the default
+    /// branch go, least recently used first; the default branch's own entries go only when the default branch wrote (or the
+    /// janitor trims what the default branch alone holds beyond the quota). A write by another ref that still does not fit
+    /// beside the default branch's entries is itself evicted: an untrusted ref can never push the default branch's entries out.
+    /// </summary>
+    public async Task<int> EnforceQuotaAsync(string repository, string? writerScope, long? keep, CancellationToken cancellationToken)
     {
+        var defaultBranch = Options.DefaultBranchOf(repository);
         var stored = db.Entries.Where(e => e.Repository == repository && e.State != CacheEntryState.Reserved);
-        var used = await stored.SumAsync(e => e.SizeBytes, cancellationToken);
         var evicted = 0;
-        while (used > Options.RepositoryQuotaBytes)
+        if (writerScope is not null)
         {
-            var victims = await stored.Where(e => e.Id != keep).OrderBy(e => e.LastAccessedAt).ThenBy(e => e.Id).Take(50).AsNoTracking().ToListAsync(cancellationToken);
+            var own = stored.Where(e => e.Scope == writerScope);
+            var ownUsed = await own.SumAsync(e => e.SizeBytes, cancellationToken);
+            (evicted, _) = await EvictAsync(own.Where(e => e.Id != keep), ownUsed, Options.ScopeQuotaOf(repository, writerScope), repository, cancellationToken);
+        }
+
+        var used = await stored.SumAsync(e => e.SizeBytes, cancellationToken);
+        int count;
+        (count, used) = await EvictAsync(stored.Where(e => e.Scope != defaultBranch && e.Id != keep), used, Options.RepositoryQuotaBytes, repository, cancellationToken);
+        evicted += count;
+        var defaultMayShrink = writerScope is null || writerScope == defaultBranch;
+        if (defaultMayShrink)
+        {
+            (count, used) = await EvictAsync(stored.Where(e => e.Scope == defaultBranch && e.Id != keep), used, Options.RepositoryQuotaBytes, repository, cancellationToken);
+            evicted += count;
+        }
+        else if (used > Options.RepositoryQuotaBytes && keep is { } written)
+        {
+            (count, _) = await EvictAsync(stored.Where(e => e.Id == written), used, Options.RepositoryQuotaBytes, repository, cancellationToken);
+            evicted += count;
+        }
+        return evicted;
+    }
+
+    /// <summary>Every scope of every repository over its budget, then every repository over its quota (the janitor's pass).</summary>
+    public async Task<int> EnforceAllQuotasAsync(CancellationToken cancellationToken)
+    {
+        var scopes = await db.Entries.Where(e => e.State != CacheEntryState.Reserved)
+            .GroupBy(e => new { e.Repository, e.Scope })
+            .Select(g => new { g.Key.Repository, g.Key.Scope, Bytes = g.Sum(e => e.SizeBytes) })
+            .ToListAsync(cancellationToken);
+        var evicted = 0;
+        foreach (var scope in scopes.Where(s => s.Bytes > Options.ScopeQuotaOf(s.Repository, s.Scope)))
+        {
+            var entries = db.Entries.Where(e => e.Repository == scope.Repository && e.Scope == scope.Scope && e.State != CacheEntryState.Reserved);
+            evicted += (await EvictAsync(entries, scope.Bytes, Options.ScopeQuotaOf(scope.Repository, scope.Scope), scope.Repository, cancellationToken)).Evicted;
+        }
+        foreach (var repository in scopes.Select(s => s.Repository).Distinct(StringComparer.Ordinal))
+        {
+            evicted += await EnforceQuotaAsync(repository, writerScope: null, keep: null, cancellationToken);
+        }
+        return evicted;
+    }
+
+    /// <summary>Deletes <paramref name="candidates"/>, least recently used first, while <paramref name="used"/> exceeds <paramref name="limit"/>.</summary>
+    private async Task<(int Evicted, long Used)> EvictAsync(IQueryable<CacheEntry> candidates, long used, long limit, string repository, CancellationToken cancellationToken)
+    {
+        var evicted = 0;
+        while (used > limit)
+        {
+            var victims = await candidates.OrderBy(e => e.LastAccessedAt).ThenBy(e => e.Id).Take(50).AsNoTracking().ToListAsync(cancellationToken);
             if (victims.Count == 0) break;
             foreach (var victim in victims)
             {
-                if (used <= Options.RepositoryQuotaBytes) break;
+                if (used <= limit) break;
                 await DeleteAsync(victim, cancellationToken);
                 used -= victim.SizeBytes;
                 evicted++;
-                LogEvicted(logger, victim.Id, repository);
+                LogEvicted(logger, victim.Id, repository, victim.Scope);
             }
         }
-        return evicted;
+        return (evicted, used);
     }
 
     private async Task DropReservationAsync(CacheEntry entry, CancellationToken cancellationToken)
@@ -292,6 +348,6 @@ public sealed partial class CacheEntryService(
     [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "Quarantined cache entry {EntryId} of {Repository}: {Reason}")]
     private static partial void LogQuarantined(ILogger logger, long entryId, string repository, string reason);
 
-    [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "Evicted cache entry {EntryId} of {Repository} (quota)")]
-    private static partial void LogEvicted(ILogger logger, long entryId, string repository);
+    [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "Evicted cache entry {EntryId} of {Repository} on {Scope} (quota)")]
+    private static partial void LogEvicted(ILogger logger, long entryId, string repository, string scope);
 }

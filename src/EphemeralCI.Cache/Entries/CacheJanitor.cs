@@ -11,7 +11,7 @@ namespace EphemeralCI.Cache.Entries;
 /// Periodically, one pass each: entries unused for <c>Cache:ExpireAfterUnused</c> are deleted;
 /// reservations older than <c>Cache:UploadTimeout</c> are dropped with their staged upload; staging
 /// folders with no reservation behind them (a crash mid-upload) are removed; every repository over
-/// its quota is trimmed, least recently used first.
+/// its quota is trimmed, least recently used first (each ref within its own budget, other refs before the default branch).
 /// </summary>
 public sealed partial class CacheJanitor(
     IServiceScopeFactory scopes, UploadStaging staging, IOptions<CacheOptions> options, TimeProvider clock, ILogger<CacheJanitor> logger) : BackgroundService
@@ -56,9 +56,7 @@ public sealed partial class CacheJanitor(
         var orphans = staged.Except(reserved).ToList();
         foreach (var id in orphans) await staging.DeleteAsync(id, cancellationToken);
 
-        var repositories = await db.Entries.Select(e => e.Repository).Distinct().ToListAsync(cancellationToken);
-        var evicted = 0;
-        foreach (var repository in repositories) evicted += await entries.EnforceQuotaAsync(repository, keep: null, cancellationToken);
+        var evicted = await entries.EnforceAllQuotasAsync(cancellationToken);
 
         var report = new JanitorReport(expired.Count, abandoned.Count, orphans.Count, evicted);
         if (report != JanitorReport.Nothing) LogSwept(logger, report.Expired, report.AbandonedUploads, report.OrphanedStaging, report.Evicted);

@@ -2,6 +2,7 @@ using System.Net.ServerSentEvents;
 using System.Text.Json;
 using EphemeralCI.Cli.Api;
 using EphemeralCI.Cli.Hosting;
+using EphemeralCI.Cli.Output;
 using Spectre.Console;
 
 namespace EphemeralCI.Cli.Commands;
@@ -19,6 +20,10 @@ public sealed class JobFollower(EciApiClient api, EciContext context)
 
     /// <summary>Where the log goes: stdout normally, stderr when stdout is reserved for --json.</summary>
     public required TextWriter LogOut { get; init; }
+    /// <summary>Write the log's bytes as they are (<c>--raw</c>), escape sequences and the agent's line marker included.</summary>
+    public bool Raw { get; init; }
+    /// <summary>Show the agent's own lines in colour (the log goes to a colour terminal).</summary>
+    public bool Styled { get; init; }
     public bool ShowProgress { get; init; } = true;
     public int? StepCount { get; init; }
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
@@ -53,6 +58,8 @@ public sealed class JobFollower(EciApiClient api, EciContext context)
     {
         string? lastEventId = null;
         var failures = 0;
+        // One writer for the whole stream: an escape sequence split across two events is still recognised.
+        var writer = new JobLogWriter(LogOut, Styled);
         while (true)
         {
             try
@@ -67,12 +74,14 @@ public sealed class JobFollower(EciApiClient api, EciContext context)
                     {
                         lock (_output)
                         {
-                            LogOut.Write(item.Data);
+                            if (Raw) LogOut.Write(item.Data);
+                            else writer.Write(item.Data);
                             LogOut.Flush();
                         }
                     }
                     else if (item.EventType == "end")
                     {
+                        if (!Raw) lock (_output) writer.Complete();
                         return JsonSerializer.Deserialize<LogEnd>(item.Data, EciApiClient.Json)
                             ?? throw new CliException("The server ended the log stream with an empty result.", ExitCodes.Error);
                     }
@@ -138,12 +147,13 @@ public sealed class JobFollower(EciApiClient api, EciContext context)
     /// <summary>One timeline entry as a line of markup; null for entries not worth a line.</summary>
     public static string? Describe(JobEventItem e, int? stepCount)
     {
-        var message = Markup.Escape(e.Message ?? e.Type);
+        // Step names and messages come from the job: no control characters reach the terminal through them either.
+        var message = Markup.Escape(JobLogWriter.Plain(e.Message ?? e.Type));
         int? Number(string name) =>
             e.Data is { ValueKind: JsonValueKind.Object } d && d.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
         string StepName() =>
             e.Data is { ValueKind: JsonValueKind.Object } d && d.TryGetProperty("stepName", out var v) && v.ValueKind == JsonValueKind.String
-                ? Markup.Escape(v.GetString()!) : "";
+                ? Markup.Escape(JobLogWriter.Plain(v.GetString()!)) : "";
         var step = Number("stepIndex") is { } index ? $"step {index + 1}{(stepCount is { } n ? "/" + n : "")}" : "step";
         return e.Type switch
         {

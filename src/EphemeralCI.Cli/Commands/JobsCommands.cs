@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using EphemeralCI.Cli.Api;
 using EphemeralCI.Cli.Hosting;
+using EphemeralCI.Cli.Output;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -37,6 +38,10 @@ public sealed class JobLogsSettings : JobIdSettings
     [CommandOption("-f|--follow")]
     [Description("Stream the log until the job ends, and exit with the job's exit code")]
     public bool Follow { get; set; }
+
+    [CommandOption("--raw")]
+    [Description("Write the log's bytes as they are (escape sequences, the agent's line marker U+001E), for piping; by default control sequences other than colours are removed")]
+    public bool Raw { get; set; }
 }
 
 public sealed class JobsListCommand(EciContext context) : EciCommand<JobsListSettings>(context)
@@ -128,12 +133,18 @@ public sealed class JobsLogsCommand(EciContext context) : EciCommand<JobLogsSett
         {
             var text = await api.GetLogTextAsync(settings.Id, ct);
             if (settings.Json) WriteJson(System.Text.Json.JsonSerializer.Serialize(new { jobId = settings.Id, log = text }, EciApiClient.Json));
-            else Context.StdOut.Write(text);
+            else if (settings.Raw) Context.StdOut.Write(text);
+            else Context.StdOut.Write(JobLogWriter.Sanitize(text, Context.Out.Profile.Capabilities.Ansi));
             return ExitCodes.Success;
         }
         // Check the job exists first: a 404 is then a clear message instead of an empty stream.
         await api.GetJobAsync(settings.Id, ct);
-        var follower = new JobFollower(api, Context) { LogOut = settings.Json ? Context.StdErr : Context.StdOut };
+        var follower = new JobFollower(api, Context)
+        {
+            LogOut = settings.Json ? Context.StdErr : Context.StdOut,
+            Raw = settings.Raw,
+            Styled = (settings.Json ? Context.Err : Context.Out).Profile.Capabilities.Ansi,
+        };
         var end = await follower.FollowAsync(settings.Id, ct);
         var final = await api.GetJobAsync(settings.Id, ct);
         if (settings.Json) WriteJson(final.Json);

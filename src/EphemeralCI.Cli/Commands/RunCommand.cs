@@ -23,6 +23,10 @@ public sealed class RunSettings : ServerSettings
     [CommandOption("--detach")]
     [Description("Submit and print the job id without following it")]
     public bool Detach { get; set; }
+
+    [CommandOption("--raw")]
+    [Description("Write the log's bytes as they are (escape sequences, the agent's line marker U+001E), for piping")]
+    public bool Raw { get; set; }
 }
 
 /// <summary>`eci run job.yml`: validate locally, submit, follow live, exit with the job's code.</summary>
@@ -65,6 +69,8 @@ public sealed class RunCommand(EciContext context, IGitCheckout git) : EciComman
         var follower = new JobFollower(api, Context)
         {
             LogOut = settings.Json ? Context.StdErr : Context.StdOut,
+            Raw = settings.Raw,
+            Styled = (settings.Json ? Context.Err : Context.Out).Profile.Capabilities.Ansi,
             StepCount = spec.Steps?.Count,
         };
         using var stopFollowing = CancellationTokenSource.CreateLinkedTokenSource(ct);

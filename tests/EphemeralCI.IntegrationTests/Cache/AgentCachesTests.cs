@@ -112,4 +112,46 @@ public sealed class AgentCachesTests : IAsyncLifetime
             Assert.Equal(CacheEntryState.Quarantined, entry.State);
         }
     }
+
+    /// <summary>
+    /// Issue 14 item 8 over the real cache: a job of the repository saves a hand-made archive whose members each pass a
+    /// lexical check (<c>a -> .</c>, <c>a/b -> ../{outside}</c>, <c>a/b/planted</c>). The next job's restore fails and
+    /// nothing lands next to its workspace.
+    /// </summary>
+    [Fact]
+    public async Task A_link_chain_archive_fails_the_restore_and_writes_nothing_outside_the_workspace()
+    {
+        var repo = $"acme/agent-{Guid.NewGuid():N}";
+        var outside = Directory.CreateTempSubdirectory("eci-it-outside-").FullName;
+        _workspaces.Add(outside);
+        var spec = Spec("deps-poisoned");
+        var archive = Path.Combine(Path.GetTempPath(), $"eci-it-{Guid.NewGuid():N}.tzst");
+        try
+        {
+            await using (var file = File.Create(archive))
+            await using (var zstd = new ZstdSharp.CompressionStream(file))
+            await using (var tar = new System.Formats.Tar.TarWriter(zstd, System.Formats.Tar.TarEntryFormat.Pax))
+            {
+                await tar.WriteEntryAsync(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "a") { LinkName = "." });
+                await tar.WriteEntryAsync(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "a/b") { LinkName = $"../{Path.GetFileName(outside)}" });
+                await tar.WriteEntryAsync(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "a/b/planted") { DataStream = new MemoryStream("pwned"u8.ToArray()) });
+            }
+            string sha256;
+            await using (var file = File.OpenRead(archive)) sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(file));
+            var attacker = new CacheServiceClient(_cache.App.GetTestClient(), _cache.Mint(repo));
+            Assert.True(await attacker.SaveAsync(spec.Key!, JobCaches.VersionOf(spec), archive, sha256, CancellationToken.None));
+        }
+        finally
+        {
+            File.Delete(archive);
+        }
+        var (victim, workspace) = Job(repo);
+
+        var restore = Assert.Single(await victim.RestoreAsync([spec], CancellationToken.None));
+
+        Assert.Equal("failed", restore.Result);
+        Assert.Contains("out of the workspace", restore.Error);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(workspace));
+    }
 }

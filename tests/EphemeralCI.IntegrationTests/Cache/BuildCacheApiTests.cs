@@ -3,6 +3,9 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using EphemeralCI.Cache.BuildCache;
+using EphemeralCI.Cache.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Xunit;
@@ -44,23 +47,85 @@ public sealed class BuildCacheApiTests : IAsyncLifetime
         Assert.Equal("application/octet-stream", get.Content.Headers.ContentType?.MediaType);
         Assert.Equal(hash, Sha256(await get.Content.ReadAsByteArrayAsync()));
 
-        // Stored under the repository's scope, and the spool file is gone.
-        Assert.NotNull(await _cache.Store.StatAsync($"build-cache/{CacheScope.RepositoryId(Repository)}/cas/{hash}"));
+        // Stored as an entry of the job's ref, under the repository's prefix, and the spool file is gone.
+        var entry = await StoredAsync("cas", hash);
+        Assert.Equal(("refs/heads/main", hash, (long)content.Length), (entry!.Scope, entry.Sha256, entry.SizeBytes));
+        Assert.StartsWith($"build-cache/{CacheScope.RepositoryId(Repository)}/cas-{hash}-", entry.ObjectKey);
+        Assert.NotNull(await _cache.Store.StatAsync(entry.ObjectKey!));
         Assert.Empty(SpoolFiles());
     }
 
     [Fact]
-    public async Task Action_cache_entry_holds_any_content_and_the_latest_put_wins()
+    public async Task Action_cache_entry_holds_any_content_and_is_immutable_once_written()
     {
-        var actionKey = Sha256("some action"u8.ToArray());
+        var actionKey = Sha256(RandomNumberGenerator.GetBytes(16));
 
         using var first = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", _token, new ByteArrayContent("result one"u8.ToArray()));
-        using var second = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", _token, new ByteArrayContent("result two"u8.ToArray()));
+        using var same = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", _cache.Mint(Repository), new ByteArrayContent("result one"u8.ToArray()));
+        using var other = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", _token, new ByteArrayContent("result two"u8.ToArray()));
         using var get = await SendAsync(HttpMethod.Get, $"/cache/ac/{actionKey}", _token);
 
         Assert.Equal(HttpStatusCode.NoContent, first.StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, second.StatusCode);
-        Assert.Equal("result two", await get.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.NoContent, same.StatusCode); // the same bytes again: a no-op
+        var problem = await ProblemAssert.IsProblemAsync(other, HttpStatusCode.Conflict, "body");
+        Assert.Contains("immutable", problem["detail"]!.GetValue<string>());
+        Assert.Equal("result one", await get.Content.ReadAsStringAsync());
+        Assert.Empty(SpoolFiles());
+    }
+
+    [Fact]
+    public async Task A_feature_branch_reads_the_default_branchs_entries_and_writes_only_its_own()
+    {
+        var cas = RandomNumberGenerator.GetBytes(2048);
+        var casHash = Sha256(cas);
+        var actionKey = Sha256(RandomNumberGenerator.GetBytes(16));
+        using (var put = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", _token, new ByteArrayContent("trusted result"u8.ToArray())))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
+        }
+        var feature = _cache.Mint(Repository, gitRef: "refs/heads/feature");
+        var otherFeature = _cache.Mint(Repository, gitRef: "refs/pull/7/merge");
+
+        using var readsDefault = await SendAsync(HttpMethod.Get, $"/cache/ac/{actionKey}", feature);
+        using var ownCas = await SendAsync(HttpMethod.Put, $"/cache/cas/{casHash}", feature, new ByteArrayContent(cas));
+        using var featureSeesIt = await SendAsync(HttpMethod.Head, $"/cache/cas/{casHash}", feature);
+        using var defaultDoesNot = await SendAsync(HttpMethod.Head, $"/cache/cas/{casHash}", _token);
+        using var neighbourDoesNot = await SendAsync(HttpMethod.Get, $"/cache/cas/{casHash}", otherFeature);
+
+        Assert.Equal("trusted result", await readsDefault.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.NoContent, ownCas.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, featureSeesIt.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, defaultDoesNot.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, neighbourDoesNot.StatusCode);
+        Assert.Equal("refs/heads/feature", (await StoredAsync("cas", casHash, "refs/heads/feature"))!.Scope);
+        Assert.Null(await StoredAsync("cas", casHash));
+    }
+
+    /// <summary>
+    /// Cache poisoning from a pull request (the 2024 Actions cache attack, on the build cache): a job of an untrusted ref
+    /// tries to plant an action result the default branch's build would then link. It may read, never write, action results.
+    /// </summary>
+    [Fact]
+    public async Task A_pull_request_cannot_plant_an_action_result_for_the_default_branch()
+    {
+        var actionKey = Sha256(RandomNumberGenerator.GetBytes(16));
+        var pullRequest = _cache.Mint(Repository, gitRef: "refs/pull/13/merge");
+
+        using var plant = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", pullRequest, new ByteArrayContent("evil result"u8.ToArray()));
+        using var defaultLooks = await SendAsync(HttpMethod.Get, $"/cache/ac/{actionKey}", _token);
+        using var ownLooks = await SendAsync(HttpMethod.Head, $"/cache/ac/{actionKey}", pullRequest);
+        using var trusted = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", _token, new ByteArrayContent("real result"u8.ToArray()));
+        using var replace = await SendAsync(HttpMethod.Put, $"/cache/ac/{actionKey}", pullRequest, new ByteArrayContent("evil result"u8.ToArray()));
+        using var afterwards = await SendAsync(HttpMethod.Get, $"/cache/ac/{actionKey}", _token);
+
+        var problem = await ProblemAssert.IsProblemAsync(plant, HttpStatusCode.Forbidden, "kind");
+        Assert.Contains("Cache:BuildCache:TrustedRefs", problem["detail"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.NotFound, defaultLooks.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, ownLooks.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, trusted.StatusCode);
+        await ProblemAssert.IsProblemAsync(replace, HttpStatusCode.Forbidden, "kind");
+        Assert.Equal("real result", await afterwards.Content.ReadAsStringAsync());
+        Assert.Null(await StoredAsync("ac", actionKey, "refs/pull/13/merge"));
     }
 
     [Fact]
@@ -89,7 +154,7 @@ public sealed class BuildCacheApiTests : IAsyncLifetime
         Assert.Contains(Sha256(content), Assert.Single(problem!.Errors["body"]));
         using var head = await SendAsync(HttpMethod.Head, $"/cache/cas/{wrongHash}", _token);
         Assert.Equal(HttpStatusCode.NotFound, head.StatusCode);
-        Assert.Null(await _cache.Store.StatAsync($"build-cache/{CacheScope.RepositoryId(Repository)}/cas/{wrongHash}"));
+        Assert.Null(await StoredAsync("cas", wrongHash));
         Assert.Empty(SpoolFiles());
     }
 
@@ -129,7 +194,7 @@ public sealed class BuildCacheApiTests : IAsyncLifetime
         using var put = await SendAsync(HttpMethod.Put, $"/cache/cas/{hash}", _token, new ByteArrayContent(content));
 
         await AssertTooLarge(put);
-        Assert.Null(await _cache.Store.StatAsync($"build-cache/{CacheScope.RepositoryId(Repository)}/cas/{hash}"));
+        Assert.Null(await StoredAsync("cas", hash));
     }
 
     [Fact]
@@ -143,7 +208,7 @@ public sealed class BuildCacheApiTests : IAsyncLifetime
         using var put = await SendAsync(HttpMethod.Put, $"/cache/cas/{hash}", _token, body);
 
         await AssertTooLarge(put);
-        Assert.Null(await _cache.Store.StatAsync($"build-cache/{CacheScope.RepositoryId(Repository)}/cas/{hash}"));
+        Assert.Null(await StoredAsync("cas", hash));
         Assert.Empty(SpoolFiles());
     }
 
@@ -216,6 +281,15 @@ public sealed class BuildCacheApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         var problem = await response.Content.ReadFromJsonAsync<ProblemDetails>();
         Assert.Contains("Cache:MaxObjectBytes", problem!.Detail);
+    }
+
+    /// <summary>The build-cache entry of <paramref name="scope"/> at this address, as the database holds it.</summary>
+    private async Task<CacheEntry?> StoredAsync(string kind, string hash, string scope = "refs/heads/main")
+    {
+        await using var services = _cache.App.Services.CreateAsyncScope();
+        var db = services.ServiceProvider.GetRequiredService<CacheDbContext>();
+        return await db.Entries.AsNoTracking().SingleOrDefaultAsync(e =>
+            e.Repository == Repository && e.Scope == scope && e.Key == $"{kind}/{hash}" && e.Version == BuildCacheStore.Version);
     }
 
     private string[] SpoolFiles() =>

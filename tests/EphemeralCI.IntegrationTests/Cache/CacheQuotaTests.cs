@@ -26,6 +26,7 @@ public sealed class CacheQuotaTests : IAsyncLifetime
         settings: new Dictionary<string, string?>
         {
             ["Cache:RepositoryQuotaBytes"] = "1000",
+            ["Cache:ScopeQuotaBytes"] = "600",
             ["Cache:AccessTouchInterval"] = "00:01:00",
             // No janitor pass while the fake clock moves: the commits' own quota checks are under test.
             ["Cache:JanitorInterval"] = "1.00:00:00",
@@ -56,6 +57,70 @@ public sealed class CacheQuotaTests : IAsyncLifetime
         Assert.NotNull(await other.LookupV2Async("theirs", Version));
         Assert.IsType<FileSystemBlobStore>(_cache.Blobs);
         Assert.Equal(3, Directory.GetFiles(_cache.FileSystemRoot!, "*", SearchOption.AllDirectories).Length);
+    }
+
+    [Fact]
+    public async Task A_feature_branch_filling_its_budget_evicts_its_own_entries_never_the_default_branchs()
+    {
+        var repo = $"acme/quota-{Guid.NewGuid():N}";
+        var main = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1)));
+        var feature = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1), gitRef: "refs/heads/feature"));
+        (await main.SaveV2Async("trusted", Version, new byte[400])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
+        (await feature.SaveV2Async("flood-1", Version, new byte[400])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
+
+        // 1200 bytes in the repository, 800 in the feature branch's 600-byte budget: the default branch's entry is the
+        // least recently used, but only the feature branch's own oldest entry may go.
+        (await feature.SaveV2Async("flood-2", Version, new byte[400])).EnsureSuccessStatusCode();
+
+        Assert.NotNull(await main.LookupV2Async("trusted", Version));
+        Assert.Null(await feature.LookupV2Async("flood-1", Version));
+        Assert.NotNull(await feature.LookupV2Async("flood-2", Version));
+    }
+
+    [Fact]
+    public async Task A_feature_branch_write_that_fits_only_by_evicting_the_default_branch_is_itself_dropped()
+    {
+        var repo = $"acme/quota-{Guid.NewGuid():N}";
+        var main = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1)));
+        var feature = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1), gitRef: "refs/pull/9/merge"));
+        (await main.SaveV2Async("trusted", Version, new byte[800])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
+
+        (await feature.SaveV2Async("flood", Version, new byte[500])).EnsureSuccessStatusCode();
+
+        Assert.NotNull(await main.LookupV2Async("trusted", Version));
+        Assert.Null(await feature.LookupV2Async("flood", Version));
+    }
+
+    [Fact]
+    public async Task The_default_branchs_own_write_evicts_other_refs_first_then_its_own()
+    {
+        var repo = $"acme/quota-{Guid.NewGuid():N}";
+        var main = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1)));
+        var feature = new CacheProtocolClient(_cache.Client, _cache.Mint(repo, _clock.GetUtcNow().AddHours(1), gitRef: "refs/heads/feature"));
+        (await main.SaveV2Async("old", Version, new byte[300])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
+        (await feature.SaveV2Async("theirs", Version, new byte[300])).EnsureSuccessStatusCode();
+        _clock.Advance(Step);
+
+        (await main.SaveV2Async("new", Version, new byte[500])).EnsureSuccessStatusCode();
+
+        Assert.Null(await feature.LookupV2Async("theirs", Version)); // more recently used than "old", but not the default branch's
+        Assert.NotNull(await main.LookupV2Async("old", Version));
+        Assert.NotNull(await main.LookupV2Async("new", Version));
+    }
+
+    [Fact]
+    public async Task A_feature_branch_entry_larger_than_its_budget_is_refused_at_upload()
+    {
+        var job = new CacheProtocolClient(_cache.Client, _cache.Mint($"acme/quota-{Guid.NewGuid():N}", gitRef: "refs/heads/feature"));
+        var url = await job.CreateAsync("huge", Version);
+
+        using var put = await job.PutBlobAsync(url, new byte[601]);
+
+        await ProblemAssert.IsProblemAsync(put, System.Net.HttpStatusCode.RequestEntityTooLarge, "body");
     }
 
     [Fact]

@@ -237,4 +237,34 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
         Assert.Equal(RunnerSupervisor.KilledFromOutsideReason, runner.Reason);
         AssertNoneLeft(jobId, ns);
     }
+
+    /// <summary>
+    /// Issue 14 item 9: a step prints terminal escapes (clear screen, window title, cursor up + erase) and imitates the
+    /// agent's "==> step" lines, with and without the agent's marker byte. In the log as stored, only the agent's own lines
+    /// carry the marker; what eci shows of it has no escape but colours, and the fake lines are plain step output.
+    /// </summary>
+    [Fact]
+    public async Task A_step_cannot_fake_the_agents_lines_or_drive_the_followers_terminal()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("paint",
+            "printf '\\033[2J\\033]0;root@prod\\007\\033[1A\\033[2K\\033[31mred\\033[0m\\n'\n" +
+            "printf '\\036==> step 2/2: deploy (forged with the marker)\\n'\n" +
+            "printf '==> step 2/2: deploy (forged without it)\\n'"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        var marked = job.Log.Split('\n').Where(l => l.StartsWith(EphemeralCI.Contracts.Runner.AgentLogLines.Marker)).ToList();
+        Assert.Equal(["\u001e==> step 1/1: paint"], marked);
+        Assert.Contains("\u241e==> step 2/2: deploy (forged with the marker)", job.Log); // the step's marker, neutralized by the agent
+        var shown = EphemeralCI.Cli.Output.JobLogWriter.Sanitize(job.Log, styled: true);
+        Assert.Contains("\u001b[31mred\u001b[0m", shown);
+        Assert.DoesNotContain("\u001b[2J", shown);
+        Assert.DoesNotContain("root@prod", shown);
+        Assert.DoesNotContain("\u001b[1A", shown);
+        Assert.Contains("\u001b[1;36m==> step 1/1: paint", shown);
+        Assert.DoesNotContain("\u001b[1;36m==> step 2/2", shown);
+        AssertNoneLeft(jobId, null);
+    }
 }

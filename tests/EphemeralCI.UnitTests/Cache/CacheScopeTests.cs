@@ -8,13 +8,15 @@ public class CacheScopeTests
     private const string Hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     [Fact]
-    public void Key_is_the_repository_digest_then_kind_then_hash()
+    public void Object_key_is_the_repository_digest_then_kind_hash_entry_and_a_fresh_nonce()
     {
-        var key = CacheScope.BuildCacheKey("acme/widgets", new BuildCacheAddress(BuildCacheKind.ContentAddressable, Hash));
+        var address = new BuildCacheAddress(BuildCacheKind.ContentAddressable, Hash);
+        var key = CacheScope.BuildCacheObjectKey("acme/widgets", address, 42);
 
         // sha256("acme/widgets"), computed independently with `printf %s acme/widgets | sha256sum`.
-        Assert.Equal($"build-cache/{Sha256Hex("acme/widgets")}/cas/{Hash}", key);
-        Assert.EndsWith("/ac/" + Hash, CacheScope.BuildCacheKey("acme/widgets", new BuildCacheAddress(BuildCacheKind.ActionCache, Hash)));
+        Assert.StartsWith($"build-cache/{Sha256Hex("acme/widgets")}/cas-{Hash}-42-", key);
+        Assert.NotEqual(key, CacheScope.BuildCacheObjectKey("acme/widgets", address, 42)); // never written twice
+        Assert.Contains("/ac-" + Hash, CacheScope.BuildCacheObjectKey("acme/widgets", new BuildCacheAddress(BuildCacheKind.ActionCache, Hash), 1));
     }
 
     [Fact]
@@ -28,7 +30,7 @@ public class CacheScopeTests
     public void Different_repositories_never_share_a_prefix(string a, string b)
     {
         var address = new BuildCacheAddress(BuildCacheKind.ActionCache, Hash);
-        Assert.NotEqual(CacheScope.BuildCacheKey(a, address), CacheScope.BuildCacheKey(b, address));
+        Assert.NotEqual(CacheScope.BuildCacheObjectKey(a, address, 1)[..76], CacheScope.BuildCacheObjectKey(b, address, 1)[..76]);
     }
 
     [Theory]

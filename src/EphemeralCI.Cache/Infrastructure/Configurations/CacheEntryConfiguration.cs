@@ -21,8 +21,9 @@ internal sealed class CacheEntryConfiguration : IEntityTypeConfiguration<CacheEn
         b.HasIndex(e => new { e.Repository, e.Scope, e.Key, e.Version }).IsUnique();
         // Restore: exact and prefix lookups within one scope and version.
         b.HasIndex(e => new { e.Repository, e.Scope, e.Version, e.State });
-        // Eviction and expiry walk entries by last access.
+        // Eviction and expiry walk entries by last access: a repository's, and one ref's within its own budget.
         b.HasIndex(e => new { e.Repository, e.LastAccessedAt });
+        b.HasIndex(e => new { e.Repository, e.Scope, e.LastAccessedAt });
         b.HasIndex(e => new { e.State, e.CreatedAt });
     }
 }

@@ -93,6 +93,9 @@ namespace EphemeralCI.Server.Migrations.Cache
                     b.HasIndex("State", "CreatedAt")
                         .HasDatabaseName("ix_cache_entries_state_created_at");
 
+                    b.HasIndex("Repository", "Scope", "LastAccessedAt")
+                        .HasDatabaseName("ix_cache_entries_repository_scope_last_accessed_at");
+
                     b.HasIndex("Repository", "Scope", "Key", "Version")
                         .IsUnique()
                         .HasDatabaseName("ix_cache_entries_repository_scope_key_version");
