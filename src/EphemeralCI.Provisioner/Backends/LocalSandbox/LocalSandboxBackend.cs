@@ -4,6 +4,7 @@ using System.Runtime.Versioning;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
+using EphemeralCI.Provisioner.Backends.LocalSandbox.Seccomp;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -98,7 +99,7 @@ public sealed class LocalSandboxBackend(
             }
         }
         if (Cgroups is null) return _cgroupProblem;
-        return null;
+        return SeccompFilter.MissingPrerequisite();
     }
 
     public async Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct)
@@ -199,7 +200,8 @@ public sealed class LocalSandboxBackend(
             ControlDirectory(key),
             Path.GetFullPath(_options.AgentDirectory),
             _options.AgentHost(),
-            Network: template.Network);
+            Network: template.Network,
+            AllowUserNamespaces: template.Sandbox?.AllowUserNamespaces == true);
 
         // Fresh every time: whatever a crashed earlier attempt left is not this job's.
         DeleteTree(JobDirectory(key));
@@ -248,7 +250,9 @@ public sealed class LocalSandboxBackend(
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, enterNetwork)) psi.ArgumentList.Add(arg);
+            // Options, filter and the agent's temp directory go in as descriptors (see JoinCgroupThenExec).
+            var files = SandboxCommandBuilder.WriteLaunchFiles(JobDirectory(key), args, SeccompFilter.For(layout.AllowUserNamespaces));
+            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, files, enterNetwork)) psi.ArgumentList.Add(arg);
             // bubblewrap clears the sandbox's environment; clear its own too so our settings
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();
@@ -377,8 +381,9 @@ public sealed class LocalSandboxBackend(
         return tree;
     }
 
+    /// <summary>By its cgroup: bubblewrap's command line no longer names the job (its options come through a descriptor).</summary>
     private static bool IsOurSandbox(int pid, Guid jobId) =>
-        ProcessTree.IsAlive(pid) && ProcessTree.CommandLine(pid).Contains(jobId.ToString(), StringComparison.Ordinal);
+        ProcessTree.IsAlive(pid) && ProcessTree.Cgroups(pid).Contains("/" + jobId, StringComparison.Ordinal);
 
     public async Task DestroyAsync(RunnerRef runner, CancellationToken ct)
     {
