@@ -304,6 +304,28 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
         AssertNoneLeft(jobId, null);
     }
 
+    [Theory]
+    [InlineData("default")]
+    [InlineData(ProvisionerFixture.EgressTemplate)]
+    public async Task A_step_cannot_reach_admin_routes_or_any_route_through_the_control_plane_sockets(string template)
+    {
+        var jobId = Guid.NewGuid();
+        // What a step would try with the sockets it can see: mint keys, tokens, read secrets' metadata, the OpenAPI document.
+        var job = fx.Intake.Register(jobId, Step("pivot",
+            "ask() { code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --unix-socket /run/eci/$1 -X $2 http://control-plane$3 || true); echo \"$1 $2 $3 answered [$code]\"; }\n" +
+            "ask intake.sock POST /api/v1/api-keys\n" +
+            "ask intake.sock GET /openapi/v1.json\n" +
+            "ask intake.sock GET /api/v1/runner/job\n" +
+            "ask intake.sock POST /api/v1/runner/complete\n" +
+            "ask intake.sock GET /health\n"));
+        await fx.PublishAsync(fx.RunJob(jobId, template: template));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Equal(5, job.Log.Split('\n').Count(l => l.Contains("answered [000]", StringComparison.Ordinal)));
+        AssertNoneLeft(jobId, null);
+    }
+
     [Fact]
     public async Task The_jobs_process_1_shows_no_host_path()
     {

@@ -235,11 +235,11 @@ public sealed class LocalSandboxBackend(
                 enterNetwork = [EgressNetwork.NsenterPath, "--net=" + EgressNetwork.NamespacePath(network), "--"];
             }
             var cgroupProcs = JobCgroups.Create(key, template.Resources);
-            // none: the job's steps get no network at all, not even the control plane — the sockets
-            // answer only the agent process (see ControlPlaneRelay.Start).
+            // In every network mode the sockets answer only the agent process (see ControlPlaneRelay.Start),
+            // and only the runner routes of each (RelayRoutes): the steps never reach the control plane.
             relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
                 sideServices,
-                agentOnly: layout.Network == SandboxCommandBuilder.NoNetwork);
+                agentOnly: true);
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             // bubblewrap cannot join a cgroup itself, and joining after it started would let job
             // code run outside the limits for a moment: a shell joins first, then execs bubblewrap.
