@@ -31,6 +31,9 @@ install_missing() {
   command -v redis-server >/dev/null || need+=(redis-server)
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
   command -v bwrap >/dev/null || need+=(bubblewrap)
+  dpkg -s libseccomp2 >/dev/null 2>&1 || need+=(libseccomp2)  # the sandboxes' system call filter
+  [ -x /usr/bin/python3 ] || need+=(python3)     # hostile-job tests: direct system calls from a step
+  command -v strace >/dev/null || need+=(strace) # a step may still trace its own child
   command -v node >/dev/null || need+=(nodejs npm)
   command -v unzip >/dev/null || need+=(unzip)   # eng/kubectl.sh unpacks kubectl with it
   command -v nft >/dev/null || need+=(nftables)  # egress runners' per-job firewall

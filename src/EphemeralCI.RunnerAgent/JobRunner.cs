@@ -89,7 +89,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
     private async Task<int> RunStepAsync(RunnerJob job, StepSpec step, MaskingLog log, CancellationToken ct)
     {
         // Merging stderr inside the script keeps the two streams in their real order.
-        var script = Path.Combine(Path.GetTempPath(), $"eci-step-{Guid.NewGuid():N}.sh");
+        var script = Path.Combine(env.StepTemp, $"eci-step-{Guid.NewGuid():N}.sh");
         await File.WriteAllTextAsync(script, "exec 2>&1\n" + (step.Run ?? "") + "\n", ct);
         try
         {

@@ -8,6 +8,10 @@ if (!ProcessHardening.MakeUndumpable())
 {
     Console.Error.WriteLine("runner-agent: could not make the agent non-dumpable; steps may be able to read its memory");
 }
+if (ProcessHardening.KeepTempPrivate() is { } tempProblem)
+{
+    Console.Error.WriteLine($"runner-agent: {tempProblem}");
+}
 var token = Console.In.ReadLine()?.Trim();
 if (string.IsNullOrEmpty(token))
 {

@@ -88,6 +88,7 @@ public static class RunnerTemplateLoader
         }
         definition.Resources ??= new RunnerResources();
         definition.Labels ??= [];
+        definition.Sandbox ??= new RunnerSandboxSettings();
         ValidateFile(definition, source);
         return new LoadedTemplate(name, definition, Sha256(canonical), source);
     }
@@ -95,13 +96,14 @@ public static class RunnerTemplateLoader
     public static string Canonical(string content) => content.TrimStart('\uFEFF').Replace("\r\n", "\n", StringComparison.Ordinal);
 
     /// <summary>A configuration-section template has no file: its hash is of its canonical JSON form.</summary>
+    /// <remarks>A relaxation is hashed only when set, so the hash of every template without one stays what it was.</remarks>
     public static string HashOf(RunnerTemplateDefinition definition) => Sha256(JsonSerializer.Serialize(new
     {
         definition.Backend, definition.DefaultTimeoutSeconds, definition.MaxTimeoutSeconds, definition.Image, definition.RootFilesystem,
         definition.Resources.CpuMillis, definition.Resources.MemoryMiB, definition.Resources.MaxProcesses,
         definition.Network, definition.RunAsUser,
         Labels = definition.Labels.OrderBy(l => l.Key, StringComparer.Ordinal).ToList(),
-    }));
+    }) + string.Concat(definition.Relaxations().Select(r => "\n" + r)));
 
     private static string Sha256(string text) => "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
 
@@ -117,6 +119,7 @@ public static class RunnerTemplateLoader
         d.RunAsUser <= 0 ? ("RunAsUser", "must be an unprivileged user (not 0)") :
         d.WarmPool is < 0 or > MaxWarmPool ? ("WarmPool", $"must be between 0 and {MaxWarmPool}") :
         d.WarmPool > 0 && d.Backend != "local" ? ("WarmPool", "is supported by the local backend only (a warm pod would hold cluster resources outside any job)") :
+        d.Sandbox?.AllowUserNamespaces == true && d.Backend != "local" ? ("Sandbox:AllowUserNamespaces", "is supported by the local backend only (a pod's user namespaces are the cluster's Pod Security settings)") :
         null;
 
     private static void ValidateSetting(RunnerTemplateDefinition d, string name)

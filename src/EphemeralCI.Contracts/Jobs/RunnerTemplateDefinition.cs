@@ -44,6 +44,25 @@ public sealed class RunnerTemplateDefinition
 
     /// <summary>Free-form labels, copied to the runner (pod labels on Kubernetes) and the audit trail.</summary>
     public Dictionary<string, string> Labels { get; set; } = [];
+
+    /// <summary>Explicit relaxations of the local sandbox's defaults; each is named on the job's timeline.</summary>
+    public RunnerSandboxSettings Sandbox { get; set; } = new();
+
+    /// <summary>The relaxations this template asks for, as the job's timeline names them (empty: the full sandbox).</summary>
+    public IReadOnlyList<string> Relaxations() =>
+        Sandbox?.AllowUserNamespaces == true ? [RunnerSandboxSettings.AllowUserNamespacesRelaxation] : [];
+}
+
+public sealed class RunnerSandboxSettings
+{
+    public const string AllowUserNamespacesRelaxation = "sandbox.allowUserNamespaces: steps may create user namespaces (rootless container builds)";
+
+    /// <summary>
+    /// Local backend: let steps create nested user namespaces (rootless podman/buildah need them).
+    /// Off by default: a nested namespace gives a step CAP_SYS_ADMIN and CAP_NET_ADMIN over kernel code
+    /// (nf_tables, mounts) behind most recent kernel privilege escalations.
+    /// </summary>
+    public bool AllowUserNamespaces { get; set; }
 }
 
 public sealed class RunnerResources

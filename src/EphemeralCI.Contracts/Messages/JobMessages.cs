@@ -26,7 +26,8 @@ public sealed record RunnerWaiting(Guid JobId, string Reason, DateTimeOffset At)
 
 /// <summary>provisioner → intake: the runner exists and its agent is starting.</summary>
 /// <param name="TemplateHash">SHA-256 of the runner template the runner was made from; null from older provisioners.</param>
-public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At, string? TemplateHash = null);
+/// <param name="Relaxations">What the template relaxed of the sandbox's defaults (e.g. user namespaces allowed); null or empty: nothing.</param>
+public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At, string? TemplateHash = null, IReadOnlyList<string>? Relaxations = null);
 
 /// <summary>provisioner → intake: the runner stopped, for the given reason.</summary>
 public sealed record RunnerFinished(

@@ -73,7 +73,8 @@ public sealed class RunnerScheduler(
         runner.ProcessId = handle.ProcessId;
         runner.StartedAt = startedAt;
         runner.Deadline = deadline;
-        db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt, loaded.ContentHash), clock);
+        db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt, loaded.ContentHash,
+            template.Relaxations() is { Count: > 0 } relaxed ? relaxed : null), clock);
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);

@@ -267,4 +267,168 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
         Assert.DoesNotContain("\u001b[1;36m==> step 2/2", shown);
         AssertNoneLeft(jobId, null);
     }
+
+    /// <summary>A syscall(2) through python's ctypes, bypassing any library; prints name=ok or name=ERRNO.</summary>
+    private const string PythonSyscall = """
+        import ctypes, errno
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(name, nr, *args):
+            r = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+            print(f"{name}={'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())}")
+        """;
+
+    [Fact]
+    public async Task A_step_cannot_make_a_nested_user_namespace_nor_reach_the_kernel_surfaces_the_filter_refuses()
+    {
+        var jobId = Guid.NewGuid();
+        // x86_64 numbers, called directly as an exploit would.
+        var job = fx.Intake.Register(jobId, Step("escalate", $$"""
+            unshare -r id >/dev/null 2>&1 && echo nested-userns-made || echo nested-userns-refused
+            unshare -Urn true >/dev/null 2>&1 && echo nested-netns-made || echo nested-netns-refused
+            python3 - <<'EOF'
+            {{PythonSyscall}}
+            call("bpf", 321, 0, 0, 0)
+            call("keyctl", 250, 0, 0)
+            call("io_uring_setup", 425, 1, 0)
+            call("userfaultfd", 323, 0)
+            call("perf_event_open", 298, 0, 0, 0, 0, 0)
+            call("clone3", 435, 0, 0)
+            call("ptrace_attach_agent", 101, 16, 2, 0, 0)
+            EOF
+            setarch -R true 2>/dev/null && echo aslr-off || echo aslr-stays
+            """));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("nested-userns-refused", job.Log);
+        Assert.Contains("nested-netns-refused", job.Log);
+        foreach (var refused in new[] { "bpf=EPERM", "keyctl=EPERM", "io_uring_setup=ENOSYS", "userfaultfd=EPERM", "perf_event_open=EPERM", "clone3=ENOSYS", "ptrace_attach_agent=EPERM", "aslr-stays" })
+        {
+            Assert.Contains(refused, job.Log);
+        }
+        // The runner's own start says nothing was relaxed.
+        Assert.Null(Assert.Single((await fx.SentAsync(jobId)).OfType<RunnerStarted>()).Relaxations);
+        AssertNoneLeft(jobId, null);
+    }
+
+    [Fact]
+    public async Task A_template_that_allows_user_namespaces_gets_them_and_the_timeline_says_so()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("rootless", $$"""
+            echo "nested-uid=$(unshare -r id -u)"
+            python3 - <<'EOF'
+            {{PythonSyscall}}
+            call("bpf", 321, 0, 0, 0)
+            EOF
+            """));
+        await fx.PublishAsync(fx.RunJob(jobId, template: ProvisionerFixture.RootlessTemplate));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("nested-uid=0", job.Log);
+        Assert.Contains("bpf=EPERM", job.Log); // the rest of the filter stays
+        var started = Assert.Single((await fx.SentAsync(jobId)).OfType<RunnerStarted>());
+        Assert.Equal([RunnerSandboxSettings.AllowUserNamespacesRelaxation], started.Relaxations);
+        AssertNoneLeft(jobId, null);
+    }
+
+    [Theory]
+    [InlineData("default")]
+    [InlineData(ProvisionerFixture.EgressTemplate)]
+    public async Task A_step_cannot_reach_admin_routes_or_any_route_through_the_control_plane_sockets(string template)
+    {
+        var jobId = Guid.NewGuid();
+        // What a step would try with the sockets it can see: mint keys, tokens, read secrets' metadata, the OpenAPI document.
+        var job = fx.Intake.Register(jobId, Step("pivot",
+            "ask() { code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --unix-socket /run/eci/$1 -X $2 http://control-plane$3 || true); echo \"$1 $2 $3 answered [$code]\"; }\n" +
+            "ask intake.sock POST /api/v1/api-keys\n" +
+            "ask intake.sock GET /openapi/v1.json\n" +
+            "ask intake.sock GET /api/v1/runner/job\n" +
+            "ask intake.sock POST /api/v1/runner/complete\n" +
+            "ask intake.sock GET /health\n"));
+        await fx.PublishAsync(fx.RunJob(jobId, template: template));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Equal(5, job.Log.Split('\n').Count(l => l.Contains("answered [000]", StringComparison.Ordinal)));
+        AssertNoneLeft(jobId, null);
+    }
+
+    [Fact]
+    public async Task The_jobs_process_1_shows_no_host_path()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("look", "tr '\\0' ' ' < /proc/1/cmdline | sed 's/^/pid1=/'; echo"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("bwrap --args 3 -- /opt/eci/agent/", job.Log);
+        Assert.DoesNotContain(fx.WorkRoot, job.Log);
+        Assert.DoesNotContain(AppContext.BaseDirectory.TrimEnd('/'), job.Log);
+        Assert.DoesNotContain("--bind", job.Log);
+        AssertNoneLeft(jobId, null);
+    }
+
+    [Fact]
+    public async Task A_step_gets_none_of_the_agents_descriptors_and_finds_no_diagnostics_socket()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("look",
+            "echo \"fds=$(ls /proc/self/fd | tr '\\n' ,)\"\n" +
+            "ls /tmp/dotnet-diagnostic-* >/dev/null 2>&1 && echo diagnostics-socket-found || echo no-diagnostics-socket\n" +
+            "echo \"tmpdir=${TMPDIR:-unset}\""));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        var fds = job.Log.Split('\n').Single(l => l.StartsWith("fds=", StringComparison.Ordinal))[4..].Split(',', StringSplitOptions.RemoveEmptyEntries);
+        Assert.DoesNotContain("4", fds); // the filter's descriptor
+        Assert.DoesNotContain("5", fds); // the agent's private temp directory
+        Assert.Contains("no-diagnostics-socket", job.Log);
+        Assert.Contains("tmpdir=unset", job.Log);
+        AssertNoneLeft(jobId, null);
+    }
+}
+
+/// <summary>Attacks on the managed agent (the .NET runtime's own diagnostics server), with the provisioner running it.</summary>
+[Collection(ManagedAgentProvisionerCollection.Name)]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class ManagedAgentHostileJobTests(ManagedAgentProvisionerFixture fx)
+{
+    /// <summary>
+    /// The diagnostics IPC handshake dotnet-trace, dotnet-dump and profiler attach begin with (ProcessInfo,
+    /// command set 4, command 0); an OK answer (0xFF 0x00) means the step can drive the agent's runtime.
+    /// </summary>
+    private const string AttachDiagnostics = """
+        import glob, socket, struct
+        found = 0
+        for path in glob.glob("/tmp/dotnet-diagnostic-*") + glob.glob("/tmp/**/dotnet-diagnostic-*", recursive=True):
+            found += 1
+            try:
+                s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(path)
+                s.sendall(b"DOTNET_IPC_V1\0" + struct.pack("<HBBH", 20, 4, 0, 0))
+                answer = s.recv(20)
+                print("attached" if len(answer) >= 18 and answer[16] == 0xFF and answer[17] == 0 else "refused-by-runtime")
+            except OSError as e:
+                print("connect-failed", e)
+        print(f"diagnostic-sockets={found}")
+        """;
+
+    [Fact]
+    public async Task A_step_cannot_attach_to_the_agents_runtime_through_a_diagnostics_socket()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, new StepSpec { Name = "attach", Run = $"python3 - <<'EOF'\n{AttachDiagnostics}\nEOF\ntr '\\0' ' ' < /proc/$PPID/cmdline | sed 's/^/agent-is=/'; echo" });
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+        Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+        Assert.Contains("EphemeralCI.RunnerAgent.dll", job.Log); // the managed agent really ran
+        Assert.DoesNotContain("attached", job.Log);
+        Assert.Contains("diagnostic-sockets=0", job.Log);
+        HostTraces.AssertNoneLeft(fx.Sandbox, fx.WorkRoot, jobId, null);
+    }
 }

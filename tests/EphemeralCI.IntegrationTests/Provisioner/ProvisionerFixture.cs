@@ -19,7 +19,7 @@ namespace EphemeralCI.Tests.Provisioner;
 /// One provisioner module on real Postgres (a fresh database), real RabbitMQ and real bubblewrap,
 /// with a <see cref="FakeIntake"/> as the far end of the control-plane relay.
 /// </summary>
-public sealed class ProvisionerFixture : IAsyncLifetime
+public class ProvisionerFixture : IAsyncLifetime
 {
     private readonly string _signingKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
     private IHost? _host;
@@ -98,7 +98,9 @@ public sealed class ProvisionerFixture : IAsyncLifetime
             [$"RunnerTemplates:{WarmTemplate}:WarmPool"] = "1",
             // A pool no other provisioner on this machine uses (the default is 10.213.0.0/16).
             ["Provisioner:LocalSandbox:EgressAddressPool"] = $"10.214.{Random.Shared.Next(0, 64) * 4}.0/22",
+            [$"RunnerTemplates:{RootlessTemplate}:Sandbox:AllowUserNamespaces"] = "true",
         });
+        builder.Configuration.AddInMemoryCollection(ExtraSettings);
         builder.AddProvisioner();
         _host = builder.Build();
         await _host.StartAsync();
@@ -108,7 +110,12 @@ public sealed class ProvisionerFixture : IAsyncLifetime
         _host.Services.GetRequiredService<IBus>().ConnectConsumeObserver(_observer);
     }
 
+    /// <summary>Settings a derived fixture adds (later wins).</summary>
+    protected virtual IEnumerable<KeyValuePair<string, string?>> ExtraSettings => [];
+
     public const string TightTemplate = "tight";
+    /// <summary>sandbox.allowUserNamespaces: true (rootless container builds).</summary>
+    public const string RootlessTemplate = "rootless";
     public const string NoNetworkTemplate = "isolated";
     public const string EgressTemplate = "egress";
     public const string WarmTemplate = "warm";
@@ -204,4 +211,16 @@ public sealed class ProvisionerFixture : IAsyncLifetime
 public sealed class ProvisionerCollection : ICollectionFixture<ProvisionerFixture>
 {
     public const string Name = "provisioner";
+}
+
+/// <summary>The same provisioner running the managed agent (on the shared .NET runtime), whose runtime has a diagnostics server to keep steps away from.</summary>
+public sealed class ManagedAgentProvisionerFixture : ProvisionerFixture
+{
+    protected override IEnumerable<KeyValuePair<string, string?>> ExtraSettings => [new("Provisioner:LocalSandbox:ManagedAgent", "true")];
+}
+
+[CollectionDefinition(Name)]
+public sealed class ManagedAgentProvisionerCollection : ICollectionFixture<ManagedAgentProvisionerFixture>
+{
+    public const string Name = "provisioner-managed-agent";
 }

@@ -85,11 +85,14 @@ public sealed class CgroupLayoutTests
     [Fact]
     public void The_sandbox_joins_every_cgroup_before_it_becomes_bubblewrap()
     {
-        var argv = SandboxCommandBuilder.JoinCgroupThenExec(["/sys/fs/cgroup/unified/e/j/cgroup.procs", "/sys/fs/cgroup/pids/e/j/cgroup.procs"], "/usr/bin/bwrap", ["--unshare-all", "--", "true"]);
+        var files = new SandboxLaunchFiles("/w/j/bwrap.args", "/w/j/seccomp.bpf", "/w/j/agent-tmp");
+        var argv = SandboxCommandBuilder.JoinCgroupThenExec(["/sys/fs/cgroup/unified/e/j/cgroup.procs", "/sys/fs/cgroup/pids/e/j/cgroup.procs"], "/usr/bin/bwrap", ["--unshare-all", "--", "true"], files);
 
         Assert.Equal("-c", argv[0]);
-        Assert.Equal("echo $$ > '/sys/fs/cgroup/unified/e/j/cgroup.procs' || exit 125; echo $$ > '/sys/fs/cgroup/pids/e/j/cgroup.procs' || exit 125; exec \"$@\"", argv[1]);
-        Assert.Equal(["/usr/bin/bwrap", "--unshare-all", "--", "true"], argv.Skip(3));
-        Assert.Throws<ArgumentException>(() => SandboxCommandBuilder.JoinCgroupThenExec(["/x'; rm -rf /; '"], "/usr/bin/bwrap", []));
+        Assert.Equal("echo $$ > '/sys/fs/cgroup/unified/e/j/cgroup.procs' || exit 125; echo $$ > '/sys/fs/cgroup/pids/e/j/cgroup.procs' || exit 125; " +
+            "exec 3< '/w/j/bwrap.args' 4< '/w/j/seccomp.bpf' 5< '/w/j/agent-tmp' || exit 125; rm -f '/w/j/bwrap.args' '/w/j/seccomp.bpf'; exec \"$@\"", argv[1]);
+        Assert.Equal(["/usr/bin/bwrap", "--args", "3", "--", "true"], argv.Skip(3));
+        Assert.Throws<ArgumentException>(() => SandboxCommandBuilder.JoinCgroupThenExec(["/x'; rm -rf /; '"], "/usr/bin/bwrap", ["--", "true"], files));
+        Assert.Throws<ArgumentException>(() => SandboxCommandBuilder.JoinCgroupThenExec([], "/usr/bin/bwrap", ["--", "true"], files with { Arguments = "/w/j'; reboot; '" }));
     }
 }

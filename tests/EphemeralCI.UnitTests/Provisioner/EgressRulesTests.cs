@@ -95,8 +95,9 @@ public sealed class EgressRulesTests
         var egress = SandboxCommandBuilder.Build(layout with { Network = "egress" }, _ => false, _ => null);
         Assert.True(egress.ToList().IndexOf("--share-net") > egress.ToList().IndexOf("--unshare-all"), "--share-net must follow --unshare-all");
 
-        var argv = SandboxCommandBuilder.JoinCgroupThenExec(["/sys/fs/cgroup/x/cgroup.procs"], "/usr/bin/bwrap", ["--x"], ["/usr/bin/nsenter", "--net=/run/netns/n", "--"]);
-        Assert.Equal(["/usr/bin/nsenter", "--net=/run/netns/n", "--", "/usr/bin/bwrap", "--x"], argv.Skip(3));
+        var files = new SandboxLaunchFiles("/w/bwrap.args", "/w/seccomp.bpf", "/w/agent-tmp");
+        var argv = SandboxCommandBuilder.JoinCgroupThenExec(["/sys/fs/cgroup/x/cgroup.procs"], "/usr/bin/bwrap", ["--x", "--", "true"], files, ["/usr/bin/nsenter", "--net=/run/netns/n", "--"]);
+        Assert.Equal(["/usr/bin/nsenter", "--net=/run/netns/n", "--", "/usr/bin/bwrap", "--args", "3", "--", "true"], argv.Skip(3));
     }
 
     [Fact]

@@ -55,6 +55,27 @@ public sealed class RunnerTemplateLoaderTests
     }
 
     [Fact]
+    public void A_template_relaxes_the_sandbox_only_by_saying_so_and_only_on_the_local_backend()
+    {
+        var strict = RunnerTemplateLoader.Parse("t", "backend: local\n", "t.yaml");
+        var relaxed = RunnerTemplateLoader.Parse("t", "backend: local\nsandbox:\n  allowUserNamespaces: true\n", "t.yaml");
+
+        Assert.False(strict.Definition.Sandbox.AllowUserNamespaces);
+        Assert.Empty(strict.Definition.Relaxations());
+        Assert.True(relaxed.Definition.Sandbox.AllowUserNamespaces);
+        Assert.Equal([EphemeralCI.Contracts.Jobs.RunnerSandboxSettings.AllowUserNamespacesRelaxation], relaxed.Definition.Relaxations());
+        var kubernetes = Assert.Throws<InvalidOperationException>(() =>
+            RunnerTemplateLoader.Parse("t", "backend: kubernetes\nimage: x\nsandbox:\n  allowUserNamespaces: true\n", "t.yaml"));
+        Assert.Contains("sandbox.allowUserNamespaces is supported by the local backend only", kubernetes.Message);
+
+        // A configuration-section template: the relaxation changes the hash, its absence leaves every existing hash as it was.
+        var section = new EphemeralCI.Contracts.Jobs.RunnerTemplateDefinition();
+        var before = RunnerTemplateLoader.HashOf(section);
+        section.Sandbox.AllowUserNamespaces = true;
+        Assert.NotEqual(before, RunnerTemplateLoader.HashOf(section));
+    }
+
+    [Fact]
     public void Section_templates_still_work_and_a_name_in_both_places_is_refused()
     {
         var dir = Directory.CreateTempSubdirectory("eci-templates-");

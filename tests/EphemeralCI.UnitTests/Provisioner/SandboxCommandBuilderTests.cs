@@ -94,10 +94,44 @@ public sealed class SandboxCommandBuilderTests
     }
 
     [Fact]
-    public void A_dotnet_outside_usr_is_bound_read_only_at_its_own_path()
+    public void A_dotnet_outside_usr_is_bound_read_only_at_a_sandbox_path_so_its_host_path_is_not_on_the_command_line()
     {
         var args = Build(Layout with { DotnetPath = "/root/.dotnet/dotnet" });
-        Assert.True(HasSequence(args, "--ro-bind", "/root/.dotnet", "/root/.dotnet"));
+        Assert.True(HasSequence(args, "--ro-bind", "/root/.dotnet", "/opt/eci/dotnet"));
+        Assert.Equal(["/opt/eci/dotnet/dotnet", "/opt/eci/agent/EphemeralCI.RunnerAgent.dll"], SandboxCommandBuilder.Split(args).Command);
+    }
+
+    [Fact]
+    public void Nested_user_namespaces_are_disabled_and_the_filter_is_read_from_its_descriptor()
+    {
+        var args = Build();
+        Assert.Contains("--disable-userns", args);
+        Assert.True(HasSequence(args, "--seccomp", SandboxCommandBuilder.SeccompFd.ToString()));
+        Assert.DoesNotContain("--disable-userns", Build(Layout with { AllowUserNamespaces = true }));
+        Assert.True(HasSequence(Build(Layout with { AllowUserNamespaces = true }), "--seccomp", "4"), "the rest of the filter stays");
+    }
+
+    [Fact]
+    public void The_launch_puts_every_option_in_the_arguments_file_and_only_the_command_on_bubblewraps_command_line()
+    {
+        var args = Build();
+        var files = new SandboxLaunchFiles("/work/j/bwrap.args", "/work/j/seccomp.bpf", "/work/j/agent-tmp");
+        var argv = SandboxCommandBuilder.JoinCgroupThenExec(["/sys/fs/cgroup/unified/eci/j/cgroup.procs"], "/usr/bin/bwrap", args, files);
+
+        var bwrapAt = argv.ToList().IndexOf("/usr/bin/bwrap");
+        Assert.Equal(["/usr/bin/bwrap", "--args", "3", "--", "/usr/share/dotnet/dotnet", "/opt/eci/agent/EphemeralCI.RunnerAgent.dll"], argv.Skip(bwrapAt));
+        Assert.Contains("3< '/work/j/bwrap.args' 4< '/work/j/seccomp.bpf' 5< '/work/j/agent-tmp'", argv[1]);
+        var file = System.Text.Encoding.UTF8.GetString(SandboxCommandBuilder.ArgumentsFile(SandboxCommandBuilder.Split(args).Options));
+        Assert.Equal(SandboxCommandBuilder.Split(args).Options, file.TrimEnd('\0').Split('\0'));
+        Assert.Contains(Layout.WorkspaceDirectory, file);
+    }
+
+    [Fact]
+    public void The_agent_runs_without_a_diagnostics_socket_and_with_its_private_temp_directory()
+    {
+        var env = SandboxCommandBuilder.Environment(Layout).ToDictionary(kv => kv.Key, kv => kv.Value);
+        Assert.Equal("0", env["DOTNET_EnableDiagnostics"]);
+        Assert.Equal("/proc/self/fd/5", env["TMPDIR"]);
     }
 
     [Fact]
@@ -133,7 +167,7 @@ public sealed class SandboxCommandBuilderTests
         Assert.False(HasSequence(args, "--ro-bind", "/usr", "/usr"), "the host's /usr is not used");
         Assert.DoesNotContain("/etc/passwd", args);
         // The base has no dotnet of ours: it is bound in even from under /usr.
-        Assert.True(HasSequence(args, "--ro-bind", "/usr/share/dotnet", "/usr/share/dotnet"));
+        Assert.True(HasSequence(args, "--ro-bind", "/usr/share/dotnet", "/opt/eci/dotnet"));
         Assert.True(args.ToList().IndexOf("--bind") > args.ToList().IndexOf("--tmpfs"), "overlays go onto the fresh root");
     }
 }

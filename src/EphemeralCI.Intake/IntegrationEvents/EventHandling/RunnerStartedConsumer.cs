@@ -16,8 +16,10 @@ public sealed class RunnerStartedConsumer(JobUpdater jobs, ILogger<RunnerStarted
         {
             change.Job.TryMoveTo(JobStatus.Running, m.At);
             change.Job.RunnerTemplateHash ??= m.TemplateHash;
-            change.AddEvent(JobEventTypes.RunnerStarted, $"runner {m.RunnerId} started on the '{m.Backend}' backend",
-                new { m.RunnerId, m.Backend, m.TemplateHash }, m.At);
+            // A relaxed sandbox is said where people look: on the job's own timeline.
+            var relaxed = m.Relaxations is { Count: > 0 } r ? $"; the template relaxes the sandbox: {string.Join("; ", r)}" : "";
+            change.AddEvent(JobEventTypes.RunnerStarted, $"runner {m.RunnerId} started on the '{m.Backend}' backend{relaxed}",
+                new { m.RunnerId, m.Backend, m.TemplateHash, m.Relaxations }, m.At);
             return true;
         }, context.CancellationToken);
         if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerStarted), m.JobId);

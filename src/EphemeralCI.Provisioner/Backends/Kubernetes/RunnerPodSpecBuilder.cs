@@ -16,9 +16,13 @@ public sealed record RunnerObjects(V1Secret Secret, V1Job Job);
 public static class RunnerPodSpecBuilder
 {
     public const string ContainerName = "agent";
+    public const string TokenInitContainerName = "job-token";
     public const string WorkspacePath = "/workspace";
     public const string TmpPath = "/tmp";
+    /// <summary>A memory-only volume: the init container puts the token here, the agent's shell opens it and deletes it before the agent (or any step) runs.</summary>
     public const string TokenDirectory = "/var/run/eci";
+    /// <summary>Where the token Secret is mounted: in the init container only, never where steps run.</summary>
+    public const string TokenSecretDirectory = "/var/run/eci-secret";
     public const string TokenKey = "token";
     private const int TokenFileMode = 0x120; // 0440: readable by the runner's group (fsGroup) only
 
@@ -159,8 +163,35 @@ public static class RunnerPodSpecBuilder
                 new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() },
                 new V1Volume
                 {
-                    Name = "job-token",
+                    Name = "job-token-secret",
                     Secret = new V1SecretVolumeSource { SecretName = RunnerLabels.SecretName(launch.JobId), DefaultMode = TokenFileMode },
+                },
+                // tmpfs: the copy never touches the node's disk.
+                new V1Volume { Name = "job-token", EmptyDir = new V1EmptyDirVolumeSource { Medium = "Memory", SizeLimit = new ResourceQuantity("64Ki") } },
+            ],
+            // The Secret is mounted here only. Steps run in the agent's container, as the agent's uid
+            // (the restricted profile leaves no capability to switch users), so the token must be out
+            // of reach by the time any step exists: this copies it into the memory volume, and the
+            // agent's container opens that copy and deletes it before the agent starts.
+            InitContainers =
+            [
+                new V1Container
+                {
+                    Name = TokenInitContainerName,
+                    Image = template.Image,
+                    ImagePullPolicy = "IfNotPresent",
+                    Command = ["sh", "-c", $"umask 077 && cat {TokenSecretDirectory}/{TokenKey} > {TokenDirectory}/{TokenKey}"],
+                    Resources = new V1ResourceRequirements
+                    {
+                        Requests = new Dictionary<string, ResourceQuantity>(resources),
+                        Limits = new Dictionary<string, ResourceQuantity>(resources),
+                    },
+                    SecurityContext = ContainerSecurity(uid),
+                    VolumeMounts =
+                    [
+                        new V1VolumeMount { Name = "job-token-secret", MountPath = TokenSecretDirectory, ReadOnlyProperty = true },
+                        new V1VolumeMount { Name = "job-token", MountPath = TokenDirectory },
+                    ],
                 },
             ],
             Containers =
@@ -170,9 +201,11 @@ public static class RunnerPodSpecBuilder
                     Name = ContainerName,
                     Image = template.Image,
                     ImagePullPolicy = "IfNotPresent",
-                    // The token's only way in is a file, handed to the agent on stdin exactly as
-                    // the local sandbox does; it is never in the environment or the command line.
-                    Command = ["sh", "-c", $"exec {AgentCommand(options.AgentAssemblyPath)} < {TokenDirectory}/{TokenKey}"],
+                    // The token's only way in is a file, handed to the agent on stdin exactly as the local
+                    // sandbox does; it is never in the environment or the command line. The file is
+                    // deleted once open (a failed delete stops the pod), so no step finds it; the open
+                    // descriptor is the non-dumpable agent's, which no step can read.
+                    Command = ["sh", "-c", AgentShell(options.AgentAssemblyPath)],
                     WorkingDir = WorkspacePath,
                     Env =
                     [
@@ -181,6 +214,8 @@ public static class RunnerPodSpecBuilder
                         Env("ECI_WORKSPACE", WorkspacePath),
                         Env("HOME", TmpPath),
                         Env("TMPDIR", TmpPath),
+                        // No diagnostics socket a step could attach a profiler through (steps do not inherit this).
+                        Env("DOTNET_EnableDiagnostics", "0"),
                         .. string.IsNullOrWhiteSpace(options.SecretsBrokerUrl) ? Array.Empty<V1EnvVar>() : [Env("ECI_SECRETS_URL", options.SecretsBrokerUrl)],
                         .. string.IsNullOrWhiteSpace(options.CacheUrl) ? Array.Empty<V1EnvVar>() : [Env("ECI_CACHE_URL", options.CacheUrl)],
                     ],
@@ -190,27 +225,33 @@ public static class RunnerPodSpecBuilder
                         Requests = new Dictionary<string, ResourceQuantity>(resources),
                         Limits = new Dictionary<string, ResourceQuantity>(resources),
                     },
-                    SecurityContext = new V1SecurityContext
-                    {
-                        Privileged = false,
-                        AllowPrivilegeEscalation = false,
-                        ReadOnlyRootFilesystem = true,
-                        RunAsNonRoot = true,
-                        RunAsUser = uid,
-                        RunAsGroup = uid,
-                        Capabilities = new V1Capabilities { Drop = ["ALL"] },
-                        SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
-                    },
+                    SecurityContext = ContainerSecurity(uid),
                     VolumeMounts =
                     [
                         new V1VolumeMount { Name = "workspace", MountPath = WorkspacePath },
                         new V1VolumeMount { Name = "tmp", MountPath = TmpPath },
-                        new V1VolumeMount { Name = "job-token", MountPath = TokenDirectory, ReadOnlyProperty = true },
+                        new V1VolumeMount { Name = "job-token", MountPath = TokenDirectory },
                     ],
                 },
             ],
         };
     }
+
+    private static V1SecurityContext ContainerSecurity(long uid) => new()
+    {
+        Privileged = false,
+        AllowPrivilegeEscalation = false,
+        ReadOnlyRootFilesystem = true,
+        RunAsNonRoot = true,
+        RunAsUser = uid,
+        RunAsGroup = uid,
+        Capabilities = new V1Capabilities { Drop = ["ALL"] },
+        SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
+    };
+
+    /// <summary>Opens the token copy as fd 3, deletes it, then becomes the agent with that descriptor as its stdin.</summary>
+    public static string AgentShell(string agentPath) =>
+        $"exec 3< {TokenDirectory}/{TokenKey} && rm {TokenDirectory}/{TokenKey} && exec {AgentCommand(agentPath)} <&3 3<&-";
 
     /// <summary>A managed agent (.dll) runs on the image's dotnet; the native agent needs only the image's C library.</summary>
     private static string AgentCommand(string agentPath) =>

@@ -6,17 +6,18 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 
 /// <summary>
 /// The sandbox has no network but loopback, so its one way out is this: Unix sockets in the job's
-/// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to a
-/// control-plane service's TCP endpoint — the intake (intake.sock) and, when configured, the
-/// secrets broker (secrets.sock). One relay per job, closed at teardown, so a finished job can reach nothing.
-/// With network <c>none</c> the sockets serve the agent process only (see <see cref="Start(string, Uri, ILogger, IReadOnlyDictionary{string, Uri}?, bool)"/>).
+/// control directory (bound at /run/eci inside) whose connections are relayed byte for byte to the
+/// <see cref="ControlPlaneGateway"/> of a control-plane service — the intake (intake.sock) and,
+/// when configured, the secrets broker (secrets.sock) and the cache (cache.sock) — which lets only
+/// the runner routes of that socket through (<see cref="RelayRoutes"/>). One relay per job, closed at
+/// teardown, so a finished job can reach nothing. The sockets serve the agent process only (see
+/// <see cref="Start(string, Uri, ILogger, IReadOnlyDictionary{string, Uri}?, bool)"/>).
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class ControlPlaneRelay : IAsyncDisposable
 {
     private readonly Socket _listener;
-    private readonly string _host;
-    private readonly int _port;
+    private readonly Uri _target;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _acceptLoop;
@@ -29,8 +30,7 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
         _listener = listener;
         _pin = pin;
         SocketPath = socketPath;
-        _host = target.Host;
-        _port = target.Port;
+        _target = target;
         _logger = logger;
         _acceptLoop = Task.Run(AcceptLoopAsync);
     }
@@ -43,7 +43,9 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     /// beside it, closed together with this one.
     /// </summary>
     /// <param name="agentOnly">
-    /// Network mode <c>none</c>: only the runner agent may connect. The agent connects first (to fetch
+    /// Only the runner agent may connect (every network mode passes true: a step has no business on
+    /// the control plane, and in <c>control-plane</c> and <c>egress</c> it could otherwise ask the
+    /// services anything the gateway lets through, without the token but with the job's reach). The agent connects first (to fetch
     /// its job) before any step exists, so the first peer's process id (SO_PEERCRED, which the kernel
     /// fills in and the peer cannot forge) is pinned; connections from any other process — the job's
     /// steps — are closed unanswered, on every socket of the job.
@@ -114,7 +116,7 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
             }
             if (_pin is not null && !_pin.Admit(PeerProcessId(client)))
             {
-                _logger.LogWarning("Control-plane relay {Socket} refused a process other than the runner agent (network 'none')", Path.GetFileName(SocketPath));
+                _logger.LogWarning("Control-plane relay {Socket} refused a process other than the runner agent", Path.GetFileName(SocketPath));
                 client.Dispose();
                 continue;
             }
@@ -126,9 +128,12 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
     {
         var upstream = new Socket(SocketType.Stream, ProtocolType.Tcp);
         Track(client, upstream, add: true);
+        Uri? gatewayAddress = null;
         try
         {
-            await upstream.ConnectAsync(_host, _port, _stop.Token);
+            // Started on the first connection of the process, not on a runner's start path.
+            gatewayAddress = (await ControlPlaneGateway.ForAsync(Path.GetFileName(SocketPath), _target, _logger)).Address;
+            await upstream.ConnectAsync(gatewayAddress.Host, gatewayAddress.Port, _stop.Token);
             using var a = new NetworkStream(client, ownsSocket: false);
             using var b = new NetworkStream(upstream, ownsSocket: false);
             // Each direction half-closes the other when it ends, so HTTP/1.1 sees a normal close.
@@ -147,11 +152,11 @@ public sealed class ControlPlaneRelay : IAsyncDisposable
                 catch (ObjectDisposedException) { }
             }
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException or IOException or InvalidOperationException)
         {
             if (!_stop.IsCancellationRequested)
             {
-                _logger.LogWarning("Control-plane relay {Socket} could not reach {Host}:{Port}: {Error}", Path.GetFileName(SocketPath), _host, _port, ex.Message);
+                _logger.LogWarning("Control-plane relay {Socket} could not reach the gateway {Gateway} to {Target}: {Error}", Path.GetFileName(SocketPath), gatewayAddress, _target, ex.Message);
             }
         }
         finally

@@ -4,6 +4,7 @@ using System.Runtime.Versioning;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
+using EphemeralCI.Provisioner.Backends.LocalSandbox.Seccomp;
 using EphemeralCI.Provisioner.Ownership;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -110,7 +111,7 @@ public sealed class LocalSandboxBackend(
             }
         }
         if (Cgroups is null) return _cgroupProblem;
-        return PreparedWorkRoot();
+        return SeccompFilter.MissingPrerequisite() ?? PreparedWorkRoot();
     }
 
     /// <summary>The work root, checked until it passes (owner, mode, installation marker): null when usable, else the problem.</summary>
@@ -223,7 +224,8 @@ public sealed class LocalSandboxBackend(
             ControlDirectory(key),
             Path.GetFullPath(_options.AgentDirectory),
             _options.AgentHost(),
-            Network: template.Network);
+            Network: template.Network,
+            AllowUserNamespaces: template.Sandbox?.AllowUserNamespaces == true);
 
         // Fresh every time: whatever a crashed earlier attempt left is not this job's.
         DeleteTree(JobDirectory(key));
@@ -259,11 +261,11 @@ public sealed class LocalSandboxBackend(
                 enterNetwork = [EgressNetwork.NsenterPath, "--net=" + EgressNetwork.NamespacePath(network), "--"];
             }
             var cgroupProcs = JobCgroups.Create(key, template.Resources);
-            // none: the job's steps get no network at all, not even the control plane — the sockets
-            // answer only the agent process (see ControlPlaneRelay.Start).
+            // In every network mode the sockets answer only the agent process (see ControlPlaneRelay.Start),
+            // and only the runner routes of each (RelayRoutes): the steps never reach the control plane.
             relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
                 sideServices,
-                agentOnly: layout.Network == SandboxCommandBuilder.NoNetwork);
+                agentOnly: true);
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             // bubblewrap cannot join a cgroup itself, and joining after it started would let job
             // code run outside the limits for a moment: a shell joins first, then execs bubblewrap.
@@ -274,7 +276,9 @@ public sealed class LocalSandboxBackend(
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, enterNetwork)) psi.ArgumentList.Add(arg);
+            // Options, filter and the agent's temp directory go in as descriptors (see JoinCgroupThenExec).
+            var files = SandboxCommandBuilder.WriteLaunchFiles(JobDirectory(key), args, SeccompFilter.For(layout.AllowUserNamespaces));
+            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, files, enterNetwork)) psi.ArgumentList.Add(arg);
             // bubblewrap clears the sandbox's environment; clear its own too so our settings
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();
@@ -403,8 +407,9 @@ public sealed class LocalSandboxBackend(
         return tree;
     }
 
+    /// <summary>By its cgroup: bubblewrap's command line no longer names the job (its options come through a descriptor).</summary>
     private static bool IsOurSandbox(int pid, Guid jobId) =>
-        ProcessTree.IsAlive(pid) && ProcessTree.CommandLine(pid).Contains(jobId.ToString(), StringComparison.Ordinal);
+        ProcessTree.IsAlive(pid) && ProcessTree.Cgroups(pid).Contains("/" + jobId, StringComparison.Ordinal);
 
     public async Task DestroyAsync(RunnerRef runner, CancellationToken ct)
     {

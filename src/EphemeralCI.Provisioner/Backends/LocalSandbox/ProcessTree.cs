@@ -37,6 +37,13 @@ public static class ProcessTree
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return ""; }
     }
 
+    /// <summary>The process's /proc/&lt;pid&gt;/cgroup (one line per hierarchy), or empty if it is gone.</summary>
+    public static string Cgroups(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/cgroup"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return ""; }
+    }
+
     public static void Kill(int pid)
     {
         try

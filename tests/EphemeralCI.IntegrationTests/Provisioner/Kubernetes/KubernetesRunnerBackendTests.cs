@@ -43,6 +43,12 @@ public sealed class KubernetesRunnerBackendTests : IAsyncLifetime
 
         // The pod the (fake) Job controller made carries exactly the settings we rendered.
         Assert.Empty(RestrictedProfileChecker.Check(pod.Spec));
+        // The token Secret reaches the init container only; the agent's container (where steps run)
+        // mounts no Secret and deletes its memory-only copy before the agent starts.
+        var secretVolumes = pod.Spec.Volumes.Where(v => v.Secret is not null).Select(v => v.Name).ToHashSet();
+        Assert.DoesNotContain(pod.Spec.Containers.SelectMany(c => c.VolumeMounts), m => secretVolumes.Contains(m.Name));
+        Assert.Contains(Assert.Single(pod.Spec.InitContainers).VolumeMounts, m => secretVolumes.Contains(m.Name));
+        Assert.Contains($"rm {RunnerPodSpecBuilder.TokenDirectory}/{RunnerPodSpecBuilder.TokenKey} && exec", pod.Spec.Containers[0].Command[2]);
         Assert.Equal("ephemeralci", pod.Metadata.Labels[RunnerLabels.ManagedBy]);
         Assert.Equal(launch.JobId.ToString(), pod.Metadata.Labels[RunnerLabels.JobId]);
         Assert.Equal("linux-small", pod.Metadata.Labels[RunnerLabels.Template]);
@@ -65,11 +71,13 @@ public sealed class KubernetesRunnerBackendTests : IAsyncLifetime
         var volumes = pod.Spec.Volumes.ToDictionary(v => v.Name);
         Assert.NotNull(volumes[mounts["/workspace"]].EmptyDir);
         Assert.NotNull(volumes[mounts["/tmp"]].EmptyDir);
-        Assert.Equal(secret.Metadata.Name, volumes[mounts["/var/run/eci"]].Secret.SecretName);
+        Assert.Equal("Memory", volumes[mounts["/var/run/eci"]].EmptyDir.Medium);
+        var initMounts = pod.Spec.InitContainers.Single().VolumeMounts.ToDictionary(m => m.MountPath, m => m.Name);
+        Assert.Equal(secret.Metadata.Name, volumes[initMounts[RunnerPodSpecBuilder.TokenSecretDirectory]].Secret.SecretName);
         Assert.Equal(KubernetesBackendHarness.IntakeUrl, agent.Env.Single(e => e.Name == "ECI_INTAKE_URL").Value);
         Assert.Equal(launch.JobId.ToString(), agent.Env.Single(e => e.Name == "ECI_JOB_ID").Value);
         Assert.Equal("/workspace", agent.Env.Single(e => e.Name == "ECI_WORKSPACE").Value);
-        Assert.EndsWith("< /var/run/eci/token", agent.Command.Last());
+        Assert.EndsWith("<&3 3<&-", agent.Command.Last());
         // The token never shows in the pod spec (readable by anyone who may get pods).
         Assert.DoesNotContain(launch.JobToken, KubernetesJson.Serialize(pod), StringComparison.Ordinal);
         Assert.True(await _h.Backend.IsAliveAsync(KubernetesBackendHarness.Ref(launch), CancellationToken.None));

@@ -59,15 +59,15 @@ public sealed class RunnerPodSpecBuilderTests
         Assert.Equal(launch.Template.RunAsUser, pod.SecurityContext.RunAsUser);
         Assert.Equal(agent.Resources.Limits.Keys.Order(), agent.Resources.Requests.Keys.Order());
         foreach (var (key, value) in agent.Resources.Limits) Assert.Equal(value, agent.Resources.Requests[key]);
-        // Only emptyDirs are writable, at exactly /workspace and /tmp; the token is a read-only secret file.
+        // The agent's container has emptyDirs only, at exactly /workspace, /tmp and the token's memory volume:
+        // the token Secret is mounted in the init container alone, so no step can read it.
         var volumes = pod.Volumes.ToDictionary(v => v.Name);
-        Assert.All(agent.VolumeMounts, m =>
-        {
-            var v = volumes[m.Name];
-            if (m.MountPath is "/workspace" or "/tmp") Assert.NotNull(v.EmptyDir);
-            else Assert.True(v.Secret is not null && m.ReadOnlyProperty == true && m.MountPath == RunnerPodSpecBuilder.TokenDirectory);
-        });
-        Assert.Equal(3, agent.VolumeMounts.Count);
+        Assert.Equal(["/tmp", RunnerPodSpecBuilder.TokenDirectory, "/workspace"], agent.VolumeMounts.Select(m => m.MountPath).Order());
+        Assert.All(agent.VolumeMounts, m => Assert.NotNull(volumes[m.Name].EmptyDir));
+        Assert.Equal("Memory", volumes[agent.VolumeMounts.Single(m => m.MountPath == RunnerPodSpecBuilder.TokenDirectory).Name].EmptyDir.Medium);
+        var init = Assert.Single(pod.InitContainers);
+        Assert.Contains(init.VolumeMounts, m => volumes[m.Name].Secret is not null && m.ReadOnlyProperty == true);
+        Assert.Equal(agent.SecurityContext.RunAsUser, init.SecurityContext.RunAsUser);
         // The token only in the Secret: never in the Job (env, command, annotations).
         Assert.Equal("the.job.token\n", Encoding.UTF8.GetString(secret.Data[RunnerPodSpecBuilder.TokenKey]));
         Assert.DoesNotContain("the.job.token", KubernetesJson.Serialize(job), StringComparison.Ordinal);
@@ -92,7 +92,8 @@ public sealed class RunnerPodSpecBuilderTests
         Assert.Equal("3Gi", agent.Resources.Limits["memory"].ToString());
         Assert.Equal("300", job.Metadata.Annotations[RunnerLabels.MaxProcesses]);
         Assert.Equal(754, job.Spec.ActiveDeadlineSeconds); // 753.7 s left, rounded up
-        Assert.Equal(["sh", "-c", "exec dotnet /opt/eci/agent/EphemeralCI.RunnerAgent.dll < /var/run/eci/token"], agent.Command);
+        Assert.Equal(["sh", "-c", "exec 3< /var/run/eci/token && rm /var/run/eci/token && exec dotnet /opt/eci/agent/EphemeralCI.RunnerAgent.dll <&3 3<&-"], agent.Command);
+        Assert.Equal("0", agent.Env.Single(e => e.Name == "DOTNET_EnableDiagnostics").Value);
         Assert.Equal("http://intake.ephemeralci.svc:8080", agent.Env.Single(e => e.Name == "ECI_INTAKE_URL").Value);
         Assert.Equal(launch.JobId.ToString(), agent.Env.Single(e => e.Name == "ECI_JOB_ID").Value);
         Assert.Equal("/workspace", agent.Env.Single(e => e.Name == "ECI_WORKSPACE").Value);
@@ -104,7 +105,7 @@ public sealed class RunnerPodSpecBuilderTests
     {
         var options = new KubernetesOptions { IntakeUrl = Options.IntakeUrl, AgentAssemblyPath = "/opt/eci/agent/EphemeralCI.RunnerAgent" };
         var (_, job) = RunnerPodSpecBuilder.Build(Launch(), options, Now.AddMilliseconds(300));
-        Assert.Equal(["sh", "-c", "exec /opt/eci/agent/EphemeralCI.RunnerAgent < /var/run/eci/token"], job.Spec.Template.Spec.Containers[0].Command);
+        Assert.Equal(["sh", "-c", "exec 3< /var/run/eci/token && rm /var/run/eci/token && exec /opt/eci/agent/EphemeralCI.RunnerAgent <&3 3<&-"], job.Spec.Template.Spec.Containers[0].Command);
     }
 
     [Fact]
