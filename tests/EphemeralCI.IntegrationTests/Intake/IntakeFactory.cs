@@ -36,7 +36,7 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
 
     protected async Task CreateDatabaseAsync() => DatabaseConnectionString = await RealServices.CreateDatabaseAsync("intake");
 
-    public new Task DisposeAsync() => base.DisposeAsync().AsTask();
+    public new virtual Task DisposeAsync() => base.DisposeAsync().AsTask();
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {

@@ -68,6 +68,11 @@ public sealed class FederatedTokenValidator(
                 continue;
             }
             var result = await _handler.ValidateTokenAsync(token, Parameters(policy));
+            if (!result.IsValid && result.Exception is SecurityTokenSignatureKeyNotFoundException && TryStartOver(policy))
+            {
+                // The issuer rotated: read discovery and the JWKS again before deciding.
+                result = await _handler.ValidateTokenAsync(token, Parameters(policy));
+            }
             if (!result.IsValid)
             {
                 failure = Describe(result.Exception);
@@ -98,9 +103,32 @@ public sealed class FederatedTokenValidator(
         },
     };
 
+    private static string MetadataAddressOf(TrustPolicy policy) => policy.MetadataAddress ?? policy.Issuer.TrimEnd('/') + "/.well-known/openid-configuration";
+
+    /// <summary>
+    /// A token names a key we do not know. ConfigurationManager's own RequestRefresh fetches in the background
+    /// (the request that noticed would still fail), so we start a new manager, whose first read waits for the
+    /// issuer — at most once per <see cref="FederationOptions.KeyRefreshInterval"/> per issuer, so a flood of
+    /// made-up kids cannot become a flood of requests to the issuer.
+    /// </summary>
+    private bool TryStartOver(TrustPolicy policy)
+    {
+        var address = MetadataAddressOf(policy);
+        var now = clock.GetUtcNow();
+        lock (_startedOver)
+        {
+            if (_startedOver.TryGetValue(address, out var last) && now - last < options.CurrentValue.Federation.KeyRefreshInterval) return false;
+            _startedOver[address] = now;
+        }
+        _configurations.TryRemove(address, out _);
+        return true;
+    }
+
+    private readonly Dictionary<string, DateTimeOffset> _startedOver = new(StringComparer.Ordinal);
+
     private ConfigurationManager<OpenIdConnectConfiguration> ConfigurationFor(TrustPolicy policy)
     {
-        var address = policy.MetadataAddress ?? policy.Issuer.TrimEnd('/') + "/.well-known/openid-configuration";
+        var address = MetadataAddressOf(policy);
         return _configurations.GetOrAdd(address, a =>
         {
             var uri = new Uri(a);
