@@ -14,4 +14,15 @@ public sealed class IntakeOptions
 
     /// <summary>How much log text one job may store; the rest is dropped with a note.</summary>
     public long MaxLogBytesPerJob { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>CI systems whose own OIDC tokens may submit jobs without an API key (docs/security.md, "Trust policies").</summary>
+    public List<Auth.Federation.TrustPolicy> TrustPolicies { get; set; } = [];
+
+    public FederationOptions Federation { get; set; } = new();
+}
+
+public sealed class FederationOptions
+{
+    /// <summary>How soon after one refresh of an issuer's keys (for a token with an unknown <c>kid</c>) another may happen.</summary>
+    public TimeSpan KeyRefreshInterval { get; set; } = TimeSpan.FromMinutes(1);
 }

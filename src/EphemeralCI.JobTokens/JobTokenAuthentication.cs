@@ -1,6 +1,7 @@
 using System.Security.Claims;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -14,7 +15,8 @@ public sealed class JobTokenAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options,
     ILoggerFactory logger,
     UrlEncoder encoder,
-    JobTokenService tokens)
+    JobTokenService tokens,
+    IJobRevocationList revocations)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "JobToken";
@@ -24,9 +26,20 @@ public sealed class JobTokenAuthenticationHandler(
         var token = BearerToken(Request.Headers.Authorization.ToString());
         if (token is null) return AuthenticateResult.NoResult();
         var claims = await tokens.ValidateAsync(token, Context.RequestAborted);
-        return claims is null
-            ? AuthenticateResult.Fail("invalid, expired or foreign job token")
-            : AuthenticateResult.Success(new AuthenticationTicket(JobTokenService.ToPrincipal(claims, SchemeName), SchemeName));
+        if (claims is null) return AuthenticateResult.Fail("The job token is invalid, expired or was not issued by EphemeralCI.");
+        // A token dies with its job, not at its expiry.
+        if (await revocations.IsRevokedAsync(claims.JobId, Context.RequestAborted)) return AuthenticateResult.Fail(JobTokenGate.RevokedDetail);
+        return AuthenticateResult.Success(new AuthenticationTicket(JobTokenService.ToPrincipal(claims, SchemeName), SchemeName));
+    }
+
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        var result = await HandleAuthenticateOnceSafeAsync();
+        Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
+        await TypedResults.Problem(
+            result.Failure?.Message ?? "A job token is required: send it as 'Authorization: Bearer <token>'.",
+            statusCode: StatusCodes.Status401Unauthorized,
+            title: result.Failure?.Message == JobTokenGate.RevokedDetail ? JobTokenGate.RevokedTitle : "Unauthorized").ExecuteAsync(Context);
     }
 
     public static string? BearerToken(string header) =>
@@ -66,6 +79,7 @@ public static class JobTokenExtensions
             }
         }
         builder.Services.TryAddSingleton<IJobTokenIssuer, SharedKeyJobTokenIssuer>();
+        builder.AddJobRevocationList();
         return builder;
     }
 

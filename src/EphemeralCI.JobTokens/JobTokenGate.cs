@@ -8,9 +8,13 @@ namespace EphemeralCI.JobTokens;
 /// the same <see cref="JobTokenService"/> the JobToken scheme uses, sets the same principal, and keeps
 /// the full <see cref="JobTokenClaims"/> (repository, token id, expiry) as a request feature, which
 /// the cache's scoping and the broker's replay guard need and the scheme's principal does not carry.
+/// A token whose job has ended (<see cref="IJobRevocationList"/>) is refused even before it expires.
 /// </summary>
-public sealed class JobTokenGate(JobTokenService tokens) : IEndpointFilter
+public sealed class JobTokenGate(JobTokenService tokens, IJobRevocationList revocations) : IEndpointFilter
 {
+    public const string RevokedTitle = "token revoked";
+    public const string RevokedDetail = "This job has ended; its token was revoked.";
+
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
@@ -23,6 +27,16 @@ public sealed class JobTokenGate(JobTokenService tokens) : IEndpointFilter
         if (claims is null)
         {
             return Unauthorized(http, "The job token is invalid, expired or was not issued by EphemeralCI.");
+        }
+        // A token dies with its job, not at its expiry: after RunnerFinished it buys nothing here.
+        if (await revocations.IsRevokedAsync(claims.JobId, http.RequestAborted))
+        {
+            if (http.RequestServices.GetService(typeof(IRevokedJobTokenAudit)) is IRevokedJobTokenAudit audit)
+            {
+                await audit.RecordAsync(claims, http.RequestAborted);
+            }
+            http.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
+            return TypedResults.Problem(RevokedDetail, statusCode: StatusCodes.Status401Unauthorized, title: RevokedTitle);
         }
         http.User = JobTokenService.ToPrincipal(claims, JobTokenAuthenticationHandler.SchemeName);
         http.Features.Set(claims);

@@ -27,6 +27,8 @@ public sealed class JobTokenOptions
     public string Audience { get; set; } = "ephemeralci-runner";
     /// <summary>Added to the job's deadline so a token outlives its job only by this much.</summary>
     public TimeSpan ExpiryMargin { get; set; } = TimeSpan.FromMinutes(2);
+    /// <summary>How long a job's revocation is kept: longer than any of its tokens can live (deadline + margin).</summary>
+    public TimeSpan RevocationRetention { get; set; } = TimeSpan.FromDays(8);
     /// <summary>How long fetched JWKS keys are trusted before they are fetched again.</summary>
     public TimeSpan JwksRefreshInterval { get; set; } = TimeSpan.FromMinutes(5);
 

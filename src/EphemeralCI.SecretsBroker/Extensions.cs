@@ -6,7 +6,6 @@ using EphemeralCI.SecretsBroker.Consumers;
 using EphemeralCI.SecretsBroker.Crypto;
 using EphemeralCI.SecretsBroker.Identity;
 using EphemeralCI.SecretsBroker.Infrastructure;
-using EphemeralCI.SecretsBroker.Revocation;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
@@ -24,9 +23,9 @@ namespace EphemeralCI.SecretsBroker;
  *
  *   provisioner ──POST /internal/v1/job-tokens──> JobIdentityIssuer ──(ES256, SigningKeyRing: kid, rotation)──> token
  *   anyone ──GET /.well-known/openid-configuration, /.well-known/jwks.json──> public keys
- *   runner ──POST /api/v1/secrets/exchange (token)──> JobTokenGate ─> revoked? ─> replay guard (once) ─> SecretStore
- *                                                      (signature, iss,   (IJobRevocationList) (ITokenReplayGuard)  (policy: repo/ref/env,
- *                                                       aud, exp)                                                    EnvelopeCipher opens)
+ *   runner ──POST /api/v1/secrets/exchange (token)──> JobTokenGate ───────────────> replay guard (once) ─> SecretStore
+ *                                                      (signature, iss, aud, exp;  (ITokenReplayGuard)  (policy: repo/ref/env,
+ *                                                       revoked? IJobRevocationList)                      EnvelopeCipher opens)
  *   RabbitMQ ──RunnerFinished──> RunnerFinishedConsumer ──> IJobRevocationList
  *   admin ──/api/v1/admin/secrets, /keys/rewrap, /audit──> SecretStore / audit_entries (append-only)
  */
@@ -71,17 +70,17 @@ public static class SecretsBrokerExtensions
         if (hasRedis)
         {
             services.TryAddSingleton<ITokenReplayGuard, RedisTokenReplayGuard>();
-            services.TryAddSingleton<IJobRevocationList, RedisJobRevocationList>();
         }
         else
         {
             services.TryAddSingleton<ITokenReplayGuard, InProcessTokenReplayGuard>();
-            services.TryAddSingleton<IJobRevocationList, InProcessJobRevocationList>();
         }
 
         // Fail at start-up on a missing or malformed key-encryption key, not on the first secret.
         services.AddHostedService(sp => { _ = sp.GetRequiredService<KeyRing>(); return sp.GetRequiredService<SecretsBrokerStartup>(); });
         services.AddSingleton<SecretsBrokerStartup>();
+        // The job revocation list itself is registered by AddJobTokens (shared with intake and cache).
+        services.AddScoped<IRevokedJobTokenAudit, RevokedExchangeAudit>();
         if (addMessaging) builder.AddEciMessaging(AddSecretsBrokerConsumers);
         services.AddProblemDetails();
         return builder;

@@ -31,13 +31,22 @@ public sealed record JobEventItem(string Type, DateTimeOffset At, string? Messag
 
 public sealed record JobTimeline(Guid JobId, IReadOnlyList<JobEventItem> Events);
 
-public sealed record CreateApiKeyRequest(string Name, IReadOnlyList<string> Scopes);
+public sealed record CreateApiKeyRequest(
+    string Name, IReadOnlyList<string> Scopes,
+    IReadOnlyList<string>? Repositories = null, IReadOnlyList<string>? Refs = null,
+    IReadOnlyList<string>? Templates = null, IReadOnlyList<string>? Environments = null);
 
+// Bindings are nullable: an older server does not send them.
 public sealed record ApiKeySummary(
     Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes,
-    DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt, DateTimeOffset? LastUsedAt);
+    DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt, DateTimeOffset? LastUsedAt,
+    IReadOnlyList<string>? Repositories = null, IReadOnlyList<string>? Refs = null,
+    IReadOnlyList<string>? Templates = null, IReadOnlyList<string>? Environments = null, bool? Bound = null);
 
-public sealed record CreatedApiKey(Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, string Key);
+public sealed record CreatedApiKey(
+    Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, string Key,
+    IReadOnlyList<string>? Repositories = null, IReadOnlyList<string>? Refs = null,
+    IReadOnlyList<string>? Templates = null, IReadOnlyList<string>? Environments = null);
 
 /// <summary>The `end` event of a followed log: the job's final state.</summary>
 public sealed record LogEnd(string Status, int? ExitCode, string? Reason);

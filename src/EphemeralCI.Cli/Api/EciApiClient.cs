@@ -96,10 +96,10 @@ public sealed partial class EciApiClient : IDisposable
         return response;
     }
 
-    public Task<ApiResult<CreatedApiKey>> CreateKeyAsync(string name, IReadOnlyList<string> scopes, CancellationToken ct) =>
+    public Task<ApiResult<CreatedApiKey>> CreateKeyAsync(CreateApiKeyRequest key, CancellationToken ct) =>
         SendAsync<CreatedApiKey>(() => new HttpRequestMessage(HttpMethod.Post, "api/v1/api-keys")
         {
-            Content = JsonContent.Create(new CreateApiKeyRequest(name, scopes), options: Json),
+            Content = JsonContent.Create(key, options: Json),
         }, retry: false, ct);
 
     public Task<ApiResult<List<ApiKeySummary>>> ListKeysAsync(CancellationToken ct) => GetAsync<List<ApiKeySummary>>("api/v1/api-keys", ct);

@@ -140,7 +140,12 @@ public abstract class EciCommand<TSettings>(EciContext context) : AsyncCommand<T
             403 => (p.RequiredScope is { } scope
                     ? $"The API key does not have the '{scope}' scope that {ex.Method} {ex.RequestPath} needs."
                     : $"The API key may not do this: {said}",
-                [$"An admin can create a key that may: eci keys create --name NAME --scope {p.RequiredScope ?? "SCOPE"}"], ExitCodes.Auth),
+                p.RequiredScope is not null
+                    ? [$"An admin can create a key that may: eci keys create --name NAME --scope {p.RequiredScope} --repo OWNER/NAME"]
+                    : p.Errors.Count > 0
+                        ? [.. FieldErrors(p), "An admin can create a key bound to what the job needs: eci keys create --repo, --ref, --template, --environment"]
+                        : [],
+                ExitCodes.Auth),
             404 when p.Title is null => ($"The server has no {ex.Method} {ex.RequestPath}: is {ex.RequestPath} served by {target.Kind}?", [
                 $"Check the address with `eci config show` ({target.ServerVariable} overrides the config file)."], ExitCodes.Unreachable),
             404 => (said, [], ExitCodes.NotFound),

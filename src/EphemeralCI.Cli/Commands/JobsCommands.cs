@@ -167,6 +167,10 @@ public sealed class JobsCancelCommand(EciContext context) : EciCommand<JobIdSett
 
 internal static class Render
 {
+    /// <summary>A key's bindings for people: the globs, or what an empty list means.</summary>
+    public static string Globs(IReadOnlyList<string>? globs, string empty = "none") =>
+        globs is { Count: > 0 } ? string.Join(",", globs) : empty;
+
     public static string Status(string status) => status switch
     {
         "succeeded" => "[green]succeeded[/]",

@@ -27,6 +27,14 @@ public sealed class RunSettings : ServerSettings
     [CommandOption("--raw")]
     [Description("Write the log's bytes as they are (escape sequences, the agent's line marker U+001E), for piping")]
     public bool Raw { get; set; }
+
+    [CommandOption("--id-token <SOURCE>")]
+    [Description("Authenticate with the CI system's OIDC token instead of an API key: 'github' fetches GitHub Actions' own (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN)")]
+    public string? IdToken { get; set; }
+
+    [CommandOption("--id-token-env <NAME>")]
+    [Description("Authenticate with the OIDC token in environment variable NAME (e.g. a GitLab id_token) instead of an API key")]
+    public string? IdTokenEnv { get; set; }
 }
 
 /// <summary>`eci run job.yml`: validate locally, submit, follow live, exit with the job's code.</summary>
@@ -37,7 +45,7 @@ public sealed class RunCommand(EciContext context, IGitCheckout git) : EciComman
         var loaded = new JobFileLoader(git).Load(settings.File);
         var spec = loaded.File.Spec;
         var body = JsonSerializer.Serialize(spec, EciApiClient.Json);
-        using var api = Connect(settings);
+        using var api = await ConnectForRunAsync(settings, ct);
 
         var sha = spec.CommitSha is { Length: >= 7 } s ? s[..7] : spec.CommitSha;
         var fromGit = loaded.FromGit.Count > 0 ? $" [grey]({string.Join(", ", loaded.FromGit)} from git)[/]" : "";
@@ -95,6 +103,65 @@ public sealed class RunCommand(EciContext context, IGitCheckout git) : EciComman
         if (settings.Json) WriteJson(final.Json);
         ShowOutcome(Context, final.Value);
         return JobExitCodes.For(end.Status, end.ExitCode);
+    }
+
+    /// <summary>With an API key as configured, or with the CI system's own OIDC token (a trust policy on the server admits it).</summary>
+    private async Task<EciApiClient> ConnectForRunAsync(RunSettings settings, CancellationToken ct)
+    {
+        if (settings.IdToken is null && settings.IdTokenEnv is null) return Connect(settings);
+        var resolved = new Configuration.ConfigStore(Context.ConfigPath).Resolve(Context.Environment, settings.Server);
+        if (resolved.Server is null)
+        {
+            throw new CliException("No server configured.", ExitCodes.Usage, ["Run `eci config set --server URL`, set ECI_SERVER, or pass --server URL."]);
+        }
+        var server = Configuration.ConfigStore.ParseServer(resolved.Server);
+        string token;
+        if (settings.IdTokenEnv is { } name)
+        {
+            token = Context.Environment(name) is { Length: > 0 } value
+                ? value.Trim()
+                : throw new CliException($"--id-token-env {name}: the environment variable {name} is not set.", ExitCodes.Usage);
+        }
+        else if (settings.IdToken == "github")
+        {
+            token = await GitHubIdTokenAsync(Context.Environment("ECI_ID_TOKEN_AUDIENCE") ?? server.ToString().TrimEnd('/'), ct);
+        }
+        else
+        {
+            throw new CliException($"--id-token {settings.IdToken}: the only source is 'github'; for others use --id-token-env NAME.", ExitCodes.Usage);
+        }
+        return new EciApiClient(server, token, Context.HttpHandler);
+    }
+
+    /// <summary>GitHub Actions' documented way for a job to get its OIDC token (what @actions/core getIDToken does).</summary>
+    private async Task<string> GitHubIdTokenAsync(string audience, CancellationToken ct)
+    {
+        var url = Context.Environment("ACTIONS_ID_TOKEN_REQUEST_URL");
+        var bearer = Context.Environment("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+        if (string.IsNullOrEmpty(url) || string.IsNullOrEmpty(bearer))
+        {
+            throw new CliException("--id-token github: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set.", ExitCodes.Usage,
+                ["Give the workflow job `permissions: id-token: write`."]);
+        }
+        using var http = Context.HttpHandler is null ? new HttpClient() : new HttpClient(Context.HttpHandler, disposeHandler: false);
+        using var request = new HttpRequestMessage(HttpMethod.Get, url + (url.Contains('?') ? "&" : "?") + "audience=" + Uri.EscapeDataString(audience));
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearer);
+        try
+        {
+            using var response = await http.SendAsync(request, ct);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new CliException($"GitHub refused to issue an OIDC token: HTTP {(int)response.StatusCode}.", ExitCodes.Auth);
+            }
+            using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+            return doc.RootElement.TryGetProperty("value", out var value) && value.GetString() is { Length: > 0 } token
+                ? token
+                : throw new CliException("GitHub's OIDC token answer has no 'value'.", ExitCodes.Auth);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or JsonException)
+        {
+            throw new CliException($"Could not get GitHub's OIDC token: {ex.Message}", ExitCodes.Unreachable);
+        }
     }
 
     private async Task CancelAsync(EciApiClient api, Guid id, CancellationToken ct)

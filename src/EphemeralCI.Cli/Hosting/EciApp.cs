@@ -47,7 +47,7 @@ public static class EciApp
             {
                 keys.SetDescription("Manage API keys (needs an admin key)");
                 keys.AddCommand<KeysCreateCommand>("create").WithDescription("Create a key; it is printed once")
-                    .WithExample("keys", "create", "--name", "ci", "--scope", "submit", "--scope", "read");
+                    .WithExample("keys", "create", "--name", "ci", "--scope", "submit", "--scope", "read", "--repo", "acme/*", "--ref", "refs/heads/**");
                 keys.AddCommand<KeysListCommand>("list").WithDescription("List keys (never the keys themselves)");
                 keys.AddCommand<KeysRevokeCommand>("revoke").WithDescription("Revoke a key");
             });

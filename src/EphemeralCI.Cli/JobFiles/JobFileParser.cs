@@ -34,7 +34,7 @@ public sealed record ParsedJobFile(string File, JobSpec Spec, IReadOnlyDictionar
 public static class JobFileParser
 {
     public static readonly IReadOnlyList<string> TopLevelFields =
-        ["name", "repository", "ref", "commitSha", "commit", "runnerTemplate", "template", "timeoutSeconds", "timeout", "env", "secrets", "caches", "steps"];
+        ["name", "repository", "ref", "commitSha", "commit", "runnerTemplate", "template", "environment", "timeoutSeconds", "timeout", "env", "secrets", "caches", "steps"];
     private static readonly string[] StepFields = ["name", "run", "env"];
     private static readonly string[] CacheFields = ["key", "restoreKeys", "paths"];
 
@@ -109,6 +109,7 @@ public static class JobFileParser
                 Ref = Text(fields, "ref", "ref"),
                 CommitSha = Text(fields, "commitSha", "commitSha") ?? Text(fields, "commit", "commitSha"),
                 RunnerTemplate = Text(fields, "runnerTemplate", "runnerTemplate") ?? Text(fields, "template", "runnerTemplate"),
+                Environment = Text(fields, "environment", "environment"),
                 TimeoutSeconds = timeout,
                 Env = fields.TryGetValue("env", out var env) ? Env(env, "env") : null,
                 Secrets = fields.TryGetValue("secrets", out var secrets) ? TextList(secrets, "secrets", allowSingle: false) : null,

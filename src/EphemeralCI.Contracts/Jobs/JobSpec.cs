@@ -11,6 +11,8 @@ public sealed record JobSpec
     public string? Ref { get; init; }
     public string? CommitSha { get; init; }
     public string? RunnerTemplate { get; init; }
+    /// <summary>The deployment environment the job targets (e.g. <c>production</c>): only submitters allowed it may name it, and secrets bound to an environment reach only its jobs.</summary>
+    public string? Environment { get; init; }
     public IReadOnlyList<StepSpec>? Steps { get; init; }
     public IReadOnlyDictionary<string, string>? Env { get; init; }
     public int? TimeoutSeconds { get; init; }

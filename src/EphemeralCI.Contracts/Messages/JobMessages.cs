@@ -5,6 +5,7 @@ namespace EphemeralCI.Contracts.Messages;
 // least once, and MassTransit's MessageId is stable across redeliveries of one outbox row.
 
 /// <summary>intake → provisioner: a job was accepted; create its one runner.</summary>
+/// <param name="Environment">The deployment environment its submitter was allowed to name; it goes into the job token.</param>
 public sealed record RunJob(
     Guid JobId,
     string RunnerTemplate,
@@ -12,7 +13,8 @@ public sealed record RunJob(
     string Ref,
     int TimeoutSeconds,
     DateTimeOffset QueuedAt,
-    string? CommitSha = null);
+    string? CommitSha = null,
+    string? Environment = null);
 
 /// <summary>intake → provisioner: a job was cancelled; destroy its runner (or never create it).</summary>
 public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);

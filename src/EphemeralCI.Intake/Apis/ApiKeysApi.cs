@@ -1,6 +1,7 @@
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.Model;
+using EphemeralCI.JobTokens;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -14,6 +15,9 @@ namespace EphemeralCI.Intake.Apis;
 public static class ApiKeysApi
 {
     public const int MaxNameLength = 100;
+    public const int MaxGlobs = 50;
+    /// <summary>The default ref binding: every ref (<c>*</c> alone would stop at the first '/').</summary>
+    public const string AnyRef = "**";
 
     public static RouteGroupBuilder MapApiKeysApi(this IEndpointRouteBuilder app)
     {
@@ -62,6 +66,16 @@ public static class ApiKeysApi
                 }
             }
         }
+        var isAdmin = input.Scopes?.Contains(ApiKeyScopes.Admin) == true;
+        // Admin keys see everything; every other key is bound to what it may claim, with no implicit "all".
+        if (!isAdmin && (input.Repositories is null || input.Repositories.Count == 0))
+        {
+            errors["repositories"] = ["must list at least one repository glob (e.g. 'acme/widgets', 'acme/*') for a key without the admin scope"];
+        }
+        ValidateGlobs("repositories", input.Repositories, errors);
+        ValidateGlobs("refs", input.Refs, errors);
+        ValidateGlobs("templates", input.Templates, errors);
+        ValidateGlobs("environments", input.Environments, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var secret = ApiKeySecret.Generate();
@@ -72,13 +86,29 @@ public static class ApiKeysApi
             Prefix = ApiKeySecret.PrefixOf(secret),
             Hash = ApiKeySecret.Hash(secret),
             Scopes = input.Scopes!.Distinct(StringComparer.Ordinal).ToList(),
+            Repositories = Distinct(input.Repositories),
+            Refs = input.Refs is { Count: > 0 } ? Distinct(input.Refs) : [AnyRef],
+            Templates = Distinct(input.Templates),
+            Environments = Distinct(input.Environments),
             CreatedAt = clock.GetUtcNow(),
         };
         db.ApiKeys.Add(key);
         await db.SaveChangesAsync(ct);
         return TypedResults.Created($"/api/v1/api-keys/{key.Id}",
-            new CreatedApiKey(key.Id, key.Name, key.Prefix, key.Scopes, key.CreatedAt, secret));
+            new CreatedApiKey(key.Id, key.Name, key.Prefix, key.Scopes, key.CreatedAt, secret, key.Repositories, key.Refs, key.Templates, key.Environments));
     }
+
+    private static void ValidateGlobs(string field, IReadOnlyList<string>? patterns, Dictionary<string, string[]> errors)
+    {
+        if (patterns is null) return;
+        if (patterns.Count > MaxGlobs) { errors[field] = [$"must list at most {MaxGlobs} globs"]; return; }
+        for (var i = 0; i < patterns.Count; i++)
+        {
+            if (IdentityGlob.Validate(patterns[i]) is { } why) errors[$"{field}[{i}]"] = [why];
+        }
+    }
+
+    private static List<string> Distinct(IReadOnlyList<string>? values) => values?.Distinct(StringComparer.Ordinal).ToList() ?? [];
 
     public static async Task<Ok<List<ApiKeySummary>>> ListKeys(IntakeDbContext db, CancellationToken ct)
     {

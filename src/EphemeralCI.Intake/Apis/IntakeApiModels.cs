@@ -34,11 +34,15 @@ public sealed record JobSummary(
     DateTimeOffset? FinishedAt,
     JobLinks Links,
     /// <summary>SHA-256 of the runner template the runner was made from; null until the runner starts.</summary>
-    string? RunnerTemplateHash = null)
+    string? RunnerTemplateHash = null,
+    /// <summary>The deployment environment the job targets, if any.</summary>
+    string? Environment = null,
+    /// <summary>Who vouched for the job's identity: <c>api-key:{id}</c> or <c>oidc:{trust policy}:{subject}</c>.</summary>
+    string? SubmittedBy = null)
 {
     public static JobSummary From(Job j) => new(
         j.Id, j.Name, j.Repository, j.Ref, j.CommitSha, j.RunnerTemplate, j.Status, j.StatusReason, j.ExitCode,
-        j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id), j.RunnerTemplateHash);
+        j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id), j.RunnerTemplateHash, j.Environment, j.SubmittedBy);
 }
 
 public sealed record JobPage(IReadOnlyList<JobSummary> Items, int Page, int PageSize, int TotalCount);
@@ -47,14 +51,27 @@ public sealed record JobEventItem(string Type, DateTimeOffset At, string? Messag
 
 public sealed record JobTimeline(Guid JobId, IReadOnlyList<JobEventItem> Events);
 
-public sealed record CreateApiKeyRequest(string? Name, IReadOnlyList<string>? Scopes);
+/// <param name="Repositories">Repository globs the key may claim and see; required unless the key is admin.</param>
+/// <param name="Refs">Ref globs the key may claim; default every ref (<c>**</c>).</param>
+/// <param name="Templates">Runner templates the key may use; default any.</param>
+/// <param name="Environments">Environments the key may name; default none.</param>
+public sealed record CreateApiKeyRequest(
+    string? Name, IReadOnlyList<string>? Scopes,
+    IReadOnlyList<string>? Repositories = null, IReadOnlyList<string>? Refs = null,
+    IReadOnlyList<string>? Templates = null, IReadOnlyList<string>? Environments = null);
 
+/// <param name="Bound">False for a non-admin key made before keys were bound to repositories: it is refused until replaced.</param>
 public sealed record ApiKeySummary(
     Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes,
-    DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt, DateTimeOffset? LastUsedAt)
+    DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt, DateTimeOffset? LastUsedAt,
+    IReadOnlyList<string> Repositories, IReadOnlyList<string> Refs, IReadOnlyList<string> Templates, IReadOnlyList<string> Environments,
+    bool Bound)
 {
-    public static ApiKeySummary From(ApiKey k) => new(k.Id, k.Name, k.Prefix, k.Scopes, k.CreatedAt, k.RevokedAt, k.LastUsedAt);
+    public static ApiKeySummary From(ApiKey k) => new(k.Id, k.Name, k.Prefix, k.Scopes, k.CreatedAt, k.RevokedAt, k.LastUsedAt,
+        k.Repositories, k.Refs, k.Templates, k.Environments, k.Scopes.Contains(Auth.ApiKeyScopes.Admin) || k.Repositories.Count > 0);
 }
 
 /// <summary>The answer to creating a key: the only time the key itself is ever shown.</summary>
-public sealed record CreatedApiKey(Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, string Key);
+public sealed record CreatedApiKey(
+    Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, string Key,
+    IReadOnlyList<string> Repositories, IReadOnlyList<string> Refs, IReadOnlyList<string> Templates, IReadOnlyList<string> Environments);

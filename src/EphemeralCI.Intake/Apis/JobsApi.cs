@@ -36,11 +36,12 @@ public static class JobsApi
         api.MapPost("/", SubmitJob)
             .WithName("SubmitJob")
             .WithSummary("Submit a job")
-            .WithDescription("Validates the job spec and queues it for a brand-new runner. Send an Idempotency-Key header to make retries safe.")
             .Accepts<JobSpec>("application/json")
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .WithDescription("Validates the job spec and queues it for a brand-new runner. Send an Idempotency-Key header to make retries safe. " +
+                             "A repository, ref, runner template or environment the credential may not claim is 403 naming the field.")
             .RequireScope(ApiKeyScopes.Submit);
 
         api.MapGet("/", ListJobs)
@@ -98,18 +99,22 @@ public static class JobsApi
 
         var body = await RequestBody.ReadJsonAsync<JobSpec>(request, MaxBodyBytes, ct);
         if (body.Problem is { } problem) return problem;
-        var spec = body.Value!;
+        var access = user.JobAccess();
+        // A federated token vouches for repository, ref and commit: the body may leave them out.
+        var spec = access.WithVerifiedIdentity(body.Value!);
 
         var template = templates.Find(spec.RunnerTemplate);
         var errors = JobSpecValidator.Validate(spec, template);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors, title: "The job spec is not valid");
+        // Before anything is stored, and before the template's existence is told to a caller who may not use it.
+        if (access.CheckSubmission(spec) is { } refusal) return Problems.ForbiddenField(refusal.Field, refusal.Detail);
         if (template is null)
         {
             return Problems.UnprocessableField("runnerTemplate", "Unknown runner template",
                 $"runnerTemplate '{spec.RunnerTemplate}' is not defined; known templates: {string.Join(", ", templates.Names.Order())}");
         }
 
-        var (outcome, job) = await submissions.SubmitAsync(spec, template, user.ApiKeyId(), idempotencyKey, ct);
+        var (outcome, job) = await submissions.SubmitAsync(spec, template, new JobSubmitter(access.ApiKeyId, access.SubmittedBy), idempotencyKey, ct);
         if (outcome == SubmissionOutcome.KeyReused)
         {
             return Problems.UnprocessableField("Idempotency-Key", "Idempotency-Key reused",
@@ -119,12 +124,12 @@ public static class JobsApi
     }
 
     public static async Task<Results<Ok<JobPage>, ValidationProblem>> ListJobs(
-        [AsParameters] ListJobsQuery query, IntakeDbContext db, CancellationToken ct)
+        [AsParameters] ListJobsQuery query, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)
     {
         var errors = query.Validate(out var status, out var page, out var pageSize);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var jobs = db.Jobs.AsNoTracking();
+        var jobs = user.JobAccess().Visible(db.Jobs.AsNoTracking());
         if (status is { } s) jobs = jobs.Where(j => j.Status == s);
         if (!string.IsNullOrEmpty(query.Repository)) jobs = jobs.Where(j => j.Repository == query.Repository);
 
@@ -136,15 +141,22 @@ public static class JobsApi
         return TypedResults.Ok(new JobPage(items.Select(JobSummary.From).ToList(), page, pageSize, total));
     }
 
-    public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> GetJob(Guid id, IntakeDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> GetJob(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)
     {
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
-        return job is null ? Problems.JobNotFound(id) : TypedResults.Ok(JobSummary.From(job));
+        // Another repository's job answers exactly like a job that does not exist.
+        return job is null || !user.JobAccess().MaySee(job.Repository) ? Problems.JobNotFound(id) : TypedResults.Ok(JobSummary.From(job));
     }
 
+    /// <summary>True when the job exists and the caller may see it (its repository never changes, so checking first is safe).</summary>
+    private static async Task<bool> IsVisibleAsync(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
+        await db.Jobs.AsNoTracking().Where(j => j.Id == id).Select(j => j.Repository).FirstOrDefaultAsync(ct) is { } repository
+        && user.JobAccess().MaySee(repository);
+
     public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> CancelJob(
-        Guid id, ClaimsPrincipal user, JobUpdater jobs, CancellationToken ct)
+        Guid id, ClaimsPrincipal user, IntakeDbContext db, JobUpdater jobs, CancellationToken ct)
     {
+        if (!await IsVisibleAsync(id, user, db, ct)) return Problems.JobNotFound(id);
         var who = user.Identity?.Name ?? "an API key";
         var (outcome, job) = await jobs.UpdateAsync(id, null, change =>
         {
@@ -163,9 +175,9 @@ public static class JobsApi
         };
     }
 
-    public static async Task<Results<Ok<JobTimeline>, ProblemHttpResult>> GetTimeline(Guid id, IntakeDbContext db, CancellationToken ct)
+    public static async Task<Results<Ok<JobTimeline>, ProblemHttpResult>> GetTimeline(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)
     {
-        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return Problems.JobNotFound(id);
+        if (!await IsVisibleAsync(id, user, db, ct)) return Problems.JobNotFound(id);
         var events = await db.JobEvents.AsNoTracking()
             .Where(e => e.JobId == id)
             .OrderBy(e => e.At).ThenBy(e => e.Id)
@@ -176,9 +188,9 @@ public static class JobsApi
     }
 
     public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> GetLogs(
-        Guid id, string? follow, HttpRequest request, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
+        Guid id, string? follow, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
     {
-        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return Problems.JobNotFound(id);
+        if (!await IsVisibleAsync(id, user, db, ct)) return Problems.JobNotFound(id);
 
         var wantsStream = follow is "true" or "1" || request.GetTypedHeaders().Accept.Any(a => a.MediaType.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase));
         if (wantsStream)

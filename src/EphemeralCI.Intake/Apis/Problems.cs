@@ -36,6 +36,13 @@ internal static class Problems
         detail: detail,
         extensions: new Dictionary<string, object?> { ["errors"] = new Dictionary<string, string[]> { [field] = [detail] } });
 
+    /// <summary>403: the caller may not claim this value of the field (a repository, ref, template or environment outside its bindings).</summary>
+    public static ProblemHttpResult ForbiddenField(string field, string detail) => TypedResults.Problem(
+        statusCode: StatusCodes.Status403Forbidden,
+        title: $"Not allowed to claim this {field}",
+        detail: detail,
+        extensions: new Dictionary<string, object?> { ["field"] = field, ["errors"] = new Dictionary<string, string[]> { [field] = [detail] } });
+
     public static Guid ApiKeyId(this ClaimsPrincipal user) =>
         Guid.TryParse(user.FindFirst(ApiKeyAuthenticationHandler.ApiKeyIdClaim)?.Value, out var id)
             ? id

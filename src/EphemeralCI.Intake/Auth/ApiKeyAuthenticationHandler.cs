@@ -25,6 +25,8 @@ public sealed class ApiKeyAuthenticationHandler(
     public const string SchemeName = "Intake.ApiKey";
     public const string ScopeClaim = "eci_scope";
     public const string ApiKeyIdClaim = "eci_api_key_id";
+    /// <summary>Set on a non-admin key made before keys were bound to repositories: it is refused everywhere (403 saying why).</summary>
+    public const string UnboundClaim = "eci_unbound";
     private static readonly TimeSpan LastUsedResolution = TimeSpan.FromMinutes(1);
 
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
@@ -53,6 +55,8 @@ public sealed class ApiKeyAuthenticationHandler(
             new(ClaimTypes.Name, key.Name),
         };
         claims.AddRange(key.Scopes.Select(s => new Claim(ScopeClaim, s)));
+        claims.AddRange(JobAccess.ClaimsOf(key));
+        if (!key.Scopes.Contains(ApiKeyScopes.Admin) && key.Repositories.Count == 0) claims.Add(new Claim(UnboundClaim, "true"));
         var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
         return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
     }
@@ -72,16 +76,28 @@ public sealed class ApiKeyAuthenticationHandler(
                 : "Send an API key as 'Authorization: Bearer eci_…'.").ExecuteAsync(Context);
     }
 
-    protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
+    protected override Task HandleForbiddenAsync(AuthenticationProperties properties) => WriteForbiddenAsync(Context);
+
+    /// <summary>The 403 of every credential the jobs API takes: which scope was missing, or that the key predates bindings.</summary>
+    internal static Task WriteForbiddenAsync(HttpContext context)
     {
-        var scope = Context.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>()?.Scope;
+        if (context.User.HasClaim(c => c.Type == UnboundClaim))
+        {
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status403Forbidden,
+                title: "API key not bound to repositories",
+                detail: "This API key was created before keys were bound to repositories and may no longer be used. " +
+                        "An admin creates a replacement with `eci keys create --name NAME --scope SCOPE --repo OWNER/NAME` " +
+                        "(and --ref, --template, --environment as needed) and revokes this one.").ExecuteAsync(context);
+        }
+        var scope = context.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>()?.Scope;
         return TypedResults.Problem(
             statusCode: StatusCodes.Status403Forbidden,
             title: "Insufficient scope",
             detail: scope is null
                 ? "This API key does not have the scope this endpoint requires."
                 : $"This API key does not have the '{scope}' scope this endpoint requires.",
-            extensions: scope is null ? null : new Dictionary<string, object?> { ["requiredScope"] = scope }).ExecuteAsync(Context);
+            extensions: scope is null ? null : new Dictionary<string, object?> { ["requiredScope"] = scope }).ExecuteAsync(context);
     }
 }
 

@@ -11,6 +11,10 @@ public sealed class Job
     public required string Ref { get; set; }
     public required string CommitSha { get; set; }
     public required string RunnerTemplate { get; set; }
+    /// <summary>The deployment environment the job targets (<c>production</c>), when its submitter was allowed one; it goes into the job token.</summary>
+    public string? Environment { get; set; }
+    /// <summary>Who vouched for the job's identity: <c>api-key:{id}</c>, or <c>oidc:{trust policy}:{subject}</c> for a federated token.</summary>
+    public string? SubmittedBy { get; set; }
     /// <summary>SHA-256 of the runner template the job's runner was made from ("sha256:…"), as the provisioner reported it: the audit of what it ran in.</summary>
     public string? RunnerTemplateHash { get; set; }
     /// <summary>The accepted <see cref="JobSpec"/> (timeout resolved), as JSON; the runner receives it as is.</summary>

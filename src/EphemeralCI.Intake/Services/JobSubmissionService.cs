@@ -21,6 +21,9 @@ public enum SubmissionOutcome
     KeyReused,
 }
 
+/// <summary>Who submits: an API key (its id scopes Idempotency-Key), or a federated identity (its <paramref name="SubmittedBy"/> does).</summary>
+public sealed record JobSubmitter(Guid? ApiKeyId, string SubmittedBy);
+
 /// <summary>
 /// Accepts a validated job: the job row, its first timeline entry and the RunJob message are
 /// written in one transaction, so a job that got its 202 always reaches the provisioner.
@@ -28,13 +31,13 @@ public enum SubmissionOutcome
 public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox, TimeProvider clock)
 {
     public async Task<(SubmissionOutcome Outcome, Job Job)> SubmitAsync(
-        JobSpec spec, RunnerTemplateDefinition template, Guid apiKeyId, string? idempotencyKey, CancellationToken ct)
+        JobSpec spec, RunnerTemplateDefinition template, JobSubmitter submitter, string? idempotencyKey, CancellationToken ct)
     {
         var accepted = Normalize(spec, template);
         var specJson = JsonSerializer.Serialize(accepted, JsonSerializerOptions.Web);
         var requestHash = idempotencyKey is null ? null : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(specJson)));
 
-        if (idempotencyKey is not null && await FindPreviousAsync(apiKeyId, idempotencyKey, ct) is { } previous)
+        if (idempotencyKey is not null && await FindPreviousAsync(submitter, idempotencyKey, ct) is { } previous)
         {
             return (previous.RequestHash == requestHash ? SubmissionOutcome.Replayed : SubmissionOutcome.KeyReused, previous);
         }
@@ -48,11 +51,13 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
             Ref = accepted.Ref!,
             CommitSha = accepted.CommitSha!,
             RunnerTemplate = accepted.RunnerTemplate!,
+            Environment = accepted.Environment,
+            SubmittedBy = submitter.SubmittedBy,
             Spec = specJson,
             TimeoutSeconds = accepted.TimeoutSeconds!.Value,
             CreatedAt = now,
             IdempotencyKey = idempotencyKey,
-            ApiKeyId = apiKeyId,
+            ApiKeyId = submitter.ApiKeyId,
             RequestHash = requestHash,
         };
         db.Jobs.Add(job);
@@ -63,7 +68,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
             At = now,
             Message = $"queued for runner template '{job.RunnerTemplate}'",
         });
-        db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, now, job.CommitSha), clock);
+        db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, now, job.CommitSha, job.Environment), clock);
         try
         {
             await db.SaveChangesAsync(ct);
@@ -72,7 +77,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
         {
             // Two retries raced; the other one committed first. Answer with its job.
             db.ChangeTracker.Clear();
-            var winner = await FindPreviousAsync(apiKeyId, idempotencyKey, ct)
+            var winner = await FindPreviousAsync(submitter, idempotencyKey, ct)
                 ?? throw new InvalidOperationException("idempotency conflict without a stored job");
             return (winner.RequestHash == requestHash ? SubmissionOutcome.Replayed : SubmissionOutcome.KeyReused, winner);
         }
@@ -87,6 +92,9 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
         TimeoutSeconds = spec.TimeoutSeconds ?? template.DefaultTimeoutSeconds,
     };
 
-    private Task<Job?> FindPreviousAsync(Guid apiKeyId, string idempotencyKey, CancellationToken ct) =>
-        db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.ApiKeyId == apiKeyId && j.IdempotencyKey == idempotencyKey, ct);
+    // A federated submitter has no key id: its retries are recognised by who it is (not enforced by the
+    // unique index, which only covers keys; two racing retries of one CI job could both be accepted).
+    private Task<Job?> FindPreviousAsync(JobSubmitter submitter, string idempotencyKey, CancellationToken ct) => submitter.ApiKeyId is { } keyId
+        ? db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.ApiKeyId == keyId && j.IdempotencyKey == idempotencyKey, ct)
+        : db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.ApiKeyId == null && j.SubmittedBy == submitter.SubmittedBy && j.IdempotencyKey == idempotencyKey, ct);
 }

@@ -13,6 +13,7 @@ public static partial class JobSpecValidator
     public const int MaxRepositoryLength = 200;
     public const int MaxRefLength = 255;
     public const int MaxTemplateNameLength = 63;
+    public const int MaxEnvironmentLength = 63;
     public const int MaxSteps = 100;
     public const int MaxRunLength = 64 * 1024;
     public const int MaxEnvEntries = 100;
@@ -39,6 +40,9 @@ public static partial class JobSpecValidator
 
     [GeneratedRegex(@"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")]
     private static partial Regex TemplateNamePattern();
+
+    [GeneratedRegex(@"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")]
+    private static partial Regex EnvironmentNamePattern();
 
     [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]*$")]
     private static partial Regex ShellIdentifierPattern();
@@ -71,6 +75,12 @@ public static partial class JobSpecValidator
         else if (spec.RunnerTemplate.Length > MaxTemplateNameLength || !TemplateNamePattern().IsMatch(spec.RunnerTemplate))
             errors.Add("runnerTemplate", $"must be at most {MaxTemplateNameLength} lowercase letters, digits, '.', '_' or '-'");
 
+        if (spec.Environment is not null
+            && (spec.Environment.Length is 0 or > MaxEnvironmentLength || !EnvironmentNamePattern().IsMatch(spec.Environment)))
+        {
+            errors.Add("environment", $"must be 1 to {MaxEnvironmentLength} letters, digits, '.', '_' or '-' (starting and ending with a letter or digit)");
+        }
+
         ValidateSteps(spec.Steps, errors);
         ValidateEnv("env", spec.Env, errors);
 
@@ -88,6 +98,18 @@ public static partial class JobSpecValidator
         ValidateCaches(spec.Caches, errors);
 
         return errors.ToDictionary();
+    }
+
+    /// <summary>True for a repository name as <see cref="Validate"/> accepts it (owner/name, no glob characters).</summary>
+    public static bool IsRepository(string? repository) =>
+        !string.IsNullOrEmpty(repository) && repository.Length <= MaxRepositoryLength && RepositoryPattern().IsMatch(repository) && !repository.Contains("..");
+
+    /// <summary>True for a ref as <see cref="Validate"/> accepts it (no glob characters).</summary>
+    public static bool IsRef(string? gitRef)
+    {
+        var errors = new Errors();
+        ValidateRef(gitRef, errors);
+        return errors.IsEmpty;
     }
 
     private static void ValidateRef(string? gitRef, Errors errors)
@@ -202,6 +224,8 @@ public static partial class JobSpecValidator
             if (!_errors.TryGetValue(field, out var list)) _errors[field] = list = [];
             list.Add(message);
         }
+
+        public bool IsEmpty => _errors.Count == 0;
 
         public Dictionary<string, string[]> ToDictionary() =>
             _errors.ToDictionary(e => e.Key, e => e.Value.ToArray(), StringComparer.Ordinal);

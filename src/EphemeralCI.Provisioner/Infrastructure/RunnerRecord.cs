@@ -35,6 +35,8 @@ public sealed class RunnerRecord
     public string? Ref { get; set; }
     /// <summary>The commit the job builds; goes into its identity token's claims.</summary>
     public string? CommitSha { get; set; }
+    /// <summary>The deployment environment the job targets; goes into its identity token, so environment-bound secrets reach it.</summary>
+    public string? Environment { get; set; }
     public int TimeoutSeconds { get; set; }
     /// <summary>Host process id of the sandbox (local backend), for kill and liveness after a restart.</summary>
     public int? ProcessId { get; set; }

@@ -18,6 +18,7 @@ public sealed class RunnerRecordConfiguration : IEntityTypeConfiguration<RunnerR
         b.Property(r => r.Backend).HasMaxLength(32);
         b.Property(r => r.Repository).HasMaxLength(512);
         b.Property(r => r.Ref).HasMaxLength(512);
+        b.Property(r => r.Environment).HasMaxLength(63);
         b.Property(r => r.Reason).HasMaxLength(2048);
         // The reconciler and watchers look for runners that are not yet destroyed.
         b.HasIndex(r => r.State);

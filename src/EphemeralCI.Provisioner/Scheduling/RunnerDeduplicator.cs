@@ -43,6 +43,7 @@ public sealed class RunnerDeduplicator(
             Repository = job.Repository,
             Ref = job.Ref,
             CommitSha = job.CommitSha,
+            Environment = job.Environment,
             TimeoutSeconds = job.TimeoutSeconds,
             CreatedAt = clock.GetUtcNow(),
         };

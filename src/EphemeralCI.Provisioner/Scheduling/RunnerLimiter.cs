@@ -152,7 +152,7 @@ public sealed class RunnerLimiter(
         // Cancelled while we decided: nothing to start.
         if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) return;
         logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
-        var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha);
+        var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha, runner.Environment);
         await scope.ServiceProvider.GetRequiredService<RunnerScheduler>().ScheduleAsync(runner, job, ct);
     }
 

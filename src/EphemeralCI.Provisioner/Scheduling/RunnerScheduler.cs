@@ -55,7 +55,7 @@ public sealed class RunnerScheduler(
         {
             // The secrets broker mints it when JobTokens:Authority and :ProvisionerToken are set (ES256,
             // published JWKS); otherwise the interim shared-key issuer does. A refusal fails the start.
-            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template), ct);
+            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template, Environment: job.Environment), ct);
             handle = await StartAsync(backend, loaded.Name,
                 new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
         }

@@ -1,7 +1,6 @@
 using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker.Audit;
 using EphemeralCI.SecretsBroker.Infrastructure;
-using EphemeralCI.SecretsBroker.Revocation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -38,7 +37,7 @@ public static partial class ExchangeApi
     }
 
     public static async Task<Results<Ok<SecretsExchangeResponse>, ProblemHttpResult>> ExchangeAsync(
-        HttpContext http, SecretsExchangeRequest? request, ITokenReplayGuard replayGuard, IJobRevocationList revocations,
+        HttpContext http, SecretsExchangeRequest? request, ITokenReplayGuard replayGuard,
         SecretStore store, SecretsDbContext db, TimeProvider clock, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var token = http.JobToken();
@@ -59,14 +58,7 @@ public static partial class ExchangeApi
                 statusCode: StatusCodes.Status400BadRequest, title: "Invalid request");
         }
 
-        if (await revocations.IsRevokedAsync(token.JobId, cancellationToken))
-        {
-            db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked");
-            await db.SaveChangesAsync(cancellationToken);
-            LogRevoked(log, token.JobId);
-            return TypedResults.Problem("This job has ended; its token was revoked.",
-                statusCode: StatusCodes.Status401Unauthorized, title: "token revoked");
-        }
+        // A revoked token (its job ended) never gets here: JobTokenGate refuses it and RevokedExchangeAudit records it.
 
         // Consume first, then hand out: if anything after this fails the token is spent, which fails
         // closed (the runner's job fails) instead of letting a retry race a thief.
@@ -93,7 +85,7 @@ public static partial class ExchangeApi
     private static partial void LogReplay(ILogger logger, Guid jobId);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Job {JobId} presented a revoked token (job ended)")]
-    private static partial void LogRevoked(ILogger logger, Guid jobId);
+    internal static partial void LogRevoked(ILogger logger, Guid jobId);
 }
 
 /// <summary>Secret names double as environment variable names in the runner, so they are restricted to what a shell accepts.</summary>
@@ -102,4 +94,16 @@ public static class SecretNames
     public static bool IsValid(string? name) =>
         !string.IsNullOrEmpty(name) && name.Length <= 128 && (char.IsAsciiLetter(name[0]) || name[0] == '_')
         && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+}
+
+/// <summary>The broker's record of a revoked token that <see cref="JobTokenGate"/> refused: an audit line and a warning.</summary>
+internal sealed class RevokedExchangeAudit(SecretsDbContext db, TimeProvider clock, ILoggerFactory loggers) : IRevokedJobTokenAudit
+{
+    public async Task RecordAsync(JobTokenClaims token, CancellationToken cancellationToken)
+    {
+        var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId);
+        db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked");
+        await db.SaveChangesAsync(cancellationToken);
+        ExchangeApi.LogRevoked(loggers.CreateLogger(typeof(ExchangeApi)), token.JobId);
+    }
 }

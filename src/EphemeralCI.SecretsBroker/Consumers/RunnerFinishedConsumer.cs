@@ -1,7 +1,7 @@
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.SecretsBroker.Audit;
 using EphemeralCI.SecretsBroker.Infrastructure;
-using EphemeralCI.SecretsBroker.Revocation;
+using EphemeralCI.JobTokens;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;

@@ -1,4 +1,4 @@
-using System.Text.RegularExpressions;
+using EphemeralCI.JobTokens;
 
 namespace EphemeralCI.SecretsBroker.Policies;
 
@@ -13,9 +13,7 @@ public enum PolicyDecision
 
 /// <summary>
 /// Which jobs may receive a secret: repository globs (<c>acme/*</c>), ref globs (<c>refs/heads/main</c>,
-/// <c>refs/tags/v*</c>) and an optional environment. <c>*</c> matches within one path segment and
-/// <c>**</c> across segments, so <c>refs/heads/*</c> does not admit <c>refs/heads/feature/x</c> by accident.
-/// Matching is case-sensitive for refs (git refs are) and case-insensitive for repositories (forges treat them so).
+/// <c>refs/tags/v*</c>) and an optional environment, in the dialect of <see cref="IdentityGlob"/>.
 /// </summary>
 public static class SecretPolicy
 {
@@ -32,24 +30,8 @@ public static class SecretPolicy
         return PolicyDecision.Allowed;
     }
 
-    public static bool GlobMatches(string pattern, string value, bool ignoreCase)
-    {
-        if (string.IsNullOrEmpty(value)) return false;
-        var regex = "^" + Regex.Escape(pattern)
-            .Replace(@"\*\*", "\u0001", StringComparison.Ordinal)
-            .Replace(@"\*", "[^/]*", StringComparison.Ordinal)
-            .Replace(@"\?", "[^/]", StringComparison.Ordinal)
-            .Replace("\u0001", ".*", StringComparison.Ordinal) + "$";
-        var options = RegexOptions.CultureInvariant | (ignoreCase ? RegexOptions.IgnoreCase : RegexOptions.None);
-        return Regex.IsMatch(value, regex, options, TimeSpan.FromMilliseconds(100));
-    }
+    public static bool GlobMatches(string pattern, string value, bool ignoreCase) => IdentityGlob.Matches(pattern, value, ignoreCase);
 
     /// <summary>Null when the pattern is acceptable, else why not.</summary>
-    public static string? ValidatePattern(string? pattern)
-    {
-        if (string.IsNullOrWhiteSpace(pattern)) return "must not be empty";
-        if (pattern.Length > 256) return "must be at most 256 characters";
-        if (pattern.Any(char.IsControl) || pattern.Any(char.IsWhiteSpace)) return "must not contain whitespace or control characters";
-        return null;
-    }
+    public static string? ValidatePattern(string? pattern) => IdentityGlob.Validate(pattern);
 }

@@ -33,7 +33,7 @@ public sealed class CliCommandTests(IntakeFactory app) : IClassFixture<IntakeFac
     private async Task<string> KeyAsync(params string[] scopes)
     {
         using var admin = app.AdminClient();
-        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = $"cli-{Guid.NewGuid():N}", scopes });
+        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = $"cli-{Guid.NewGuid():N}", scopes, repositories = new[] { "acme/*" } });
         response.EnsureSuccessStatusCode();
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
     }
@@ -80,7 +80,7 @@ public sealed class CliCommandTests(IntakeFactory app) : IClassFixture<IntakeFac
     [Fact]
     public async Task Create_list_use_and_revoke_a_key()
     {
-        var created = await _cli.RunAsync(app.AdminKey, "keys", "create", "--name", "from-cli", "--scope", "read");
+        var created = await _cli.RunAsync(app.AdminKey, "keys", "create", "--name", "from-cli", "--scope", "read", "--repo", "acme/*");
         Assert.True(created.ExitCode == 0, created.ToString());
         var newKey = created.StdOut.Trim();
         Assert.StartsWith("eci_", newKey);
@@ -205,7 +205,7 @@ public sealed class CliFollowTests(IntakeFactory app) : IClassFixture<IntakeFact
     private async Task<string> SubmitterKeyAsync()
     {
         using var admin = app.AdminClient();
-        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = $"cli-{Guid.NewGuid():N}", scopes = new[] { "submit", "read" } });
+        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = $"cli-{Guid.NewGuid():N}", scopes = new[] { "submit", "read" }, repositories = new[] { "acme/*" } });
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
     }
 

@@ -36,7 +36,7 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
 
     protected async Task CreateDatabaseAsync() => DatabaseConnectionString = await RealServices.CreateDatabaseAsync("intake");
 
-    public new Task DisposeAsync() => base.DisposeAsync().AsTask();
+    public new virtual Task DisposeAsync() => base.DisposeAsync().AsTask();
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
@@ -62,14 +62,23 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
 
     public HttpClient AdminClient() => ClientWithKey(AdminKey);
 
-    /// <summary>Creates a key through the admin API and returns a client that uses it.</summary>
-    public async Task<HttpClient> ClientWithScopesAsync(params string[] scopes)
+    /// <summary>Creates a key bound to every repository (<c>**</c>, written out) through the admin API and returns a client that uses it.</summary>
+    public Task<HttpClient> ClientWithScopesAsync(params string[] scopes) => ClientWithBindingsAsync(scopes, ["**"]);
+
+    /// <summary>Creates a key with these scopes and bindings through the admin API and returns a client that uses it.</summary>
+    public async Task<HttpClient> ClientWithBindingsAsync(
+        string[] scopes, string[] repositories, string[]? refs = null, string[]? templates = null, string[]? environments = null) =>
+        ClientWithKey(await CreateKeyAsync(scopes, repositories, refs, templates, environments));
+
+    public async Task<string> CreateKeyAsync(
+        string[] scopes, string[] repositories, string[]? refs = null, string[]? templates = null, string[]? environments = null)
     {
         using var admin = AdminClient();
-        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = $"test-{Guid.NewGuid():N}", scopes });
+        using var response = await admin.PostAsJsonAsync("/api/v1/api-keys",
+            new { name = $"test-{Guid.NewGuid():N}", scopes, repositories, refs, templates, environments });
         response.EnsureSuccessStatusCode();
         var created = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return ClientWithKey(created.GetProperty("key").GetString()!);
+        return created.GetProperty("key").GetString()!;
     }
 
     public HttpClient RunnerClient(Guid jobId, string repository = "acme/widgets")

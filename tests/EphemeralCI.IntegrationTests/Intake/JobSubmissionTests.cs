@@ -142,7 +142,7 @@ public sealed class JobSubmissionTests(IntakeFactory app) : IClassFixture<Intake
 
         // Revoke a key: it stops working at once.
         using var admin = app.AdminClient();
-        using var created = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = "to-revoke", scopes = new[] { "read" } });
+        using var created = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = "to-revoke", scopes = new[] { "read" }, repositories = new[] { "acme/*" } });
         var key = await created.Content.ReadFromJsonAsync<JsonElement>();
         using var revokedClient = app.ClientWithKey(key.GetProperty("key").GetString()!);
         Assert.Equal(HttpStatusCode.OK, (await revokedClient.GetAsync("/api/v1/jobs")).StatusCode);

@@ -7,7 +7,6 @@ using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker;
 using EphemeralCI.SecretsBroker.Identity;
 using EphemeralCI.SecretsBroker.Infrastructure;
-using EphemeralCI.SecretsBroker.Revocation;
 using MassTransit;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;

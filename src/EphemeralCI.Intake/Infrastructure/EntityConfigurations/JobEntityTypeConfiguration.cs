@@ -1,4 +1,5 @@
 using EphemeralCI.Intake.Model;
+using EphemeralCI.Intake.Validation;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -19,6 +20,8 @@ internal sealed class JobEntityTypeConfiguration : IEntityTypeConfiguration<Job>
         b.Property(j => j.CommitSha).HasMaxLength(64);
         b.Property(j => j.RunnerTemplate).HasMaxLength(63);
         b.Property(j => j.RunnerTemplateHash).HasMaxLength(80);
+        b.Property(j => j.Environment).HasMaxLength(JobSpecValidator.MaxEnvironmentLength);
+        b.Property(j => j.SubmittedBy).HasMaxLength(300);
         b.Property(j => j.Spec).HasColumnType("jsonb");
         // Stored as the API spells it ("timed_out"), so the table reads like the API.
         b.Property(j => j.Status).HasConversion(s => JobStatusNames.ToName(s), s => JobStatusNames.Parse(s)).HasMaxLength(32);

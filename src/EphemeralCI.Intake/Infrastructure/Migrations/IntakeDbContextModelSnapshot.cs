@@ -33,6 +33,11 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.PrimitiveCollection<List<string>>("Environments")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("environments");
+
                     b.Property<byte[]>("Hash")
                         .IsRequired()
                         .HasMaxLength(32)
@@ -55,6 +60,16 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasColumnType("character varying(16)")
                         .HasColumnName("prefix");
 
+                    b.PrimitiveCollection<List<string>>("Refs")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("refs");
+
+                    b.PrimitiveCollection<List<string>>("Repositories")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("repositories");
+
                     b.Property<DateTimeOffset?>("RevokedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("revoked_at");
@@ -63,6 +78,11 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .IsRequired()
                         .HasColumnType("text[]")
                         .HasColumnName("scopes");
+
+                    b.PrimitiveCollection<List<string>>("Templates")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("templates");
 
                     b.HasKey("Id")
                         .HasName("pk_api_keys");
@@ -96,6 +116,11 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
+
+                    b.Property<string>("Environment")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("environment");
 
                     b.Property<int?>("ExitCode")
                         .HasColumnType("integer")
@@ -162,6 +187,11 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasMaxLength(2000)
                         .HasColumnType("character varying(2000)")
                         .HasColumnName("status_reason");
+
+                    b.Property<string>("SubmittedBy")
+                        .HasMaxLength(300)
+                        .HasColumnType("character varying(300)")
+                        .HasColumnName("submitted_by");
 
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("integer")

@@ -1,7 +1,9 @@
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Services;
+using EphemeralCI.JobTokens;
 using MassTransit;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Logging;
 
 namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
@@ -10,11 +12,14 @@ namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
 /// The runner stopped. A result the agent already reported stands; otherwise the provisioner's
 /// reason decides the terminal state (a job never stays running with no runner).
 /// </summary>
-public sealed class RunnerFinishedConsumer(JobUpdater jobs, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
+public sealed class RunnerFinishedConsumer(
+    JobUpdater jobs, IJobRevocationList revocations, IOptions<JobTokenOptions> tokenOptions, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
 {
     public async Task Consume(ConsumeContext<RunnerFinished> context)
     {
         var m = context.Message;
+        // The job's token dies with its runner, in every service (the broker marks it too; marking twice is the same).
+        await revocations.RevokeAsync(m.JobId, tokenOptions.Value.RevocationRetention, context.CancellationToken);
         var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
         {
             change.AddEvent(JobEventTypes.RunnerFinished, Describe(m),

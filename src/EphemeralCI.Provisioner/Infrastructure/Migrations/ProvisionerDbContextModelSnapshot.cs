@@ -103,6 +103,10 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                     b.Property<DateTimeOffset?>("DestroyedAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("Environment")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)");
+
                     b.Property<int?>("ExitCode")
                         .HasColumnType("integer");
 

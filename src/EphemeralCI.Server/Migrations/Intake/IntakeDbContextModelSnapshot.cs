@@ -27,6 +27,11 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
+                    b.PrimitiveCollection<string>("Environments")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("environments");
+
                     b.Property<byte[]>("Hash")
                         .IsRequired()
                         .HasMaxLength(32)
@@ -49,6 +54,16 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasColumnType("TEXT")
                         .HasColumnName("prefix");
 
+                    b.PrimitiveCollection<string>("Refs")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("refs");
+
+                    b.PrimitiveCollection<string>("Repositories")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("repositories");
+
                     b.Property<long?>("RevokedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("revoked_at");
@@ -57,6 +72,11 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .IsRequired()
                         .HasColumnType("TEXT")
                         .HasColumnName("scopes");
+
+                    b.PrimitiveCollection<string>("Templates")
+                        .IsRequired()
+                        .HasColumnType("TEXT")
+                        .HasColumnName("templates");
 
                     b.HasKey("Id")
                         .HasName("pk_api_keys");
@@ -90,6 +110,11 @@ namespace EphemeralCI.Server.Migrations.Intake
                     b.Property<long>("CreatedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
+
+                    b.Property<string>("Environment")
+                        .HasMaxLength(63)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("environment");
 
                     b.Property<int?>("ExitCode")
                         .HasColumnType("INTEGER")
@@ -156,6 +181,11 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasMaxLength(2000)
                         .HasColumnType("TEXT")
                         .HasColumnName("status_reason");
+
+                    b.Property<string>("SubmittedBy")
+                        .HasMaxLength(300)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("submitted_by");
 
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("INTEGER")

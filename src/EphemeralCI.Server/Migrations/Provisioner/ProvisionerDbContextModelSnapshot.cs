@@ -96,6 +96,10 @@ namespace EphemeralCI.Server.Migrations.Provisioner
                     b.Property<long?>("DestroyedAt")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Environment")
+                        .HasMaxLength(63)
+                        .HasColumnType("TEXT");
+
                     b.Property<int?>("ExitCode")
                         .HasColumnType("INTEGER");
 

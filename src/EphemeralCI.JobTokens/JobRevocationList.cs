@@ -1,0 +1,82 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using StackExchange.Redis;
+
+namespace EphemeralCI.JobTokens;
+
+/// <summary>
+/// Jobs that have ended: their tokens must no longer buy anything anywhere (intake, cache, broker), even
+/// before they expire. One list for every service: Redis in the distributed topology, one in-process
+/// instance in the all-in-one server. Whoever sees <c>RunnerFinished</c> writes it; every
+/// <see cref="JobTokenGate"/> and job-token scheme reads it. Entries expire on their own after
+/// <c>retention</c> (longer than any token lives).
+/// </summary>
+public interface IJobRevocationList
+{
+    Task RevokeAsync(Guid jobId, TimeSpan retention, CancellationToken cancellationToken = default);
+    Task<bool> IsRevokedAsync(Guid jobId, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Shared by every replica of every service: one key per ended job, with a Redis expiry.</summary>
+public sealed class RedisJobRevocationList(IConnectionMultiplexer redis) : IJobRevocationList
+{
+    // The name predates the list being shared (the broker kept it alone); kept so marks survive an upgrade.
+    public const string KeyPrefix = "eci:secrets:revoked:";
+
+    public Task RevokeAsync(Guid jobId, TimeSpan retention, CancellationToken cancellationToken = default) =>
+        redis.GetDatabase().StringSetAsync(KeyPrefix + jobId.ToString("N"), 1, retention);
+
+    public Task<bool> IsRevokedAsync(Guid jobId, CancellationToken cancellationToken = default) =>
+        redis.GetDatabase().KeyExistsAsync(KeyPrefix + jobId.ToString("N"));
+}
+
+/// <summary>The embedded (single-process) default: a dictionary whose entries expire lazily.</summary>
+public sealed class InProcessJobRevocationList(TimeProvider clock) : IJobRevocationList
+{
+    private readonly ConcurrentDictionary<Guid, DateTimeOffset> _revoked = new();
+
+    public Task RevokeAsync(Guid jobId, TimeSpan retention, CancellationToken cancellationToken = default)
+    {
+        var now = clock.GetUtcNow();
+        _revoked[jobId] = now + retention;
+        // Sweep now and then so a long-running process does not keep every job it ever saw.
+        if (_revoked.Count % 1024 == 0)
+        {
+            foreach (var (id, until) in _revoked) if (until <= now) _revoked.TryRemove(id, out _);
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task<bool> IsRevokedAsync(Guid jobId, CancellationToken cancellationToken = default) =>
+        Task.FromResult(_revoked.TryGetValue(jobId, out var until) && until > clock.GetUtcNow());
+}
+
+/// <summary>
+/// Lets a service record a refused revoked token its own way (the broker writes its audit line) when
+/// <see cref="JobTokenGate"/> refuses one. Optional.
+/// </summary>
+public interface IRevokedJobTokenAudit
+{
+    Task RecordAsync(JobTokenClaims claims, CancellationToken cancellationToken);
+}
+
+public static class JobRevocationListExtensions
+{
+    /// <summary>
+    /// Registers the shared revocation list, unless the host registered one: Redis when a Redis connection
+    /// (<c>ConnectionStrings:redis</c>, or a registered multiplexer) is there, else in process. The module that
+    /// registers the Redis client itself still has to (the list resolves it when first used).
+    /// </summary>
+    public static IHostApplicationBuilder AddJobRevocationList(this IHostApplicationBuilder builder, string redisConnectionName = "redis")
+    {
+        var hasRedis = builder.Services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))
+            || !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(redisConnectionName));
+        if (hasRedis) builder.Services.TryAddSingleton<IJobRevocationList, RedisJobRevocationList>();
+        else builder.Services.TryAddSingleton<IJobRevocationList, InProcessJobRevocationList>();
+        return builder;
+    }
+}
