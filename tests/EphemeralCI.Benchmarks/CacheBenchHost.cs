@@ -80,7 +80,8 @@ internal sealed class CacheBenchHost
     public static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
 
-    private static int FreePort()
+    /// <summary>A loopback port nobody listens on now (shared by the benchmarks that start hosts).</summary>
+    internal static int FreePort()
     {
         using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();

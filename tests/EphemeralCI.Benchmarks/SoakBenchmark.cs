@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
@@ -32,7 +31,7 @@ public sealed class SoakBenchmark : IBenchmark
         var minutes = options.Minutes;
         var limit = options.Concurrency;
         var dataDir = Path.Combine(Path.GetTempPath(), "eci-soak-" + Guid.NewGuid().ToString("N")[..8]);
-        var address = new Uri($"http://127.0.0.1:{FreePort()}");
+        var address = new Uri($"http://127.0.0.1:{CacheBenchHost.FreePort()}");
         using var server = StartServer(address, dataDir, limit);
         using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
@@ -232,12 +231,5 @@ public sealed class SoakBenchmark : IBenchmark
             await Task.Delay(250);
         }
         throw new TimeoutException("the server was not healthy within 2 minutes");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
