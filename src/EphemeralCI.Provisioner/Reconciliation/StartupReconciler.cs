@@ -20,6 +20,8 @@ public sealed class ReconcilerOptions
     public int IntervalSeconds { get; set; } = 30;
     /// <summary>A runner still "provisioning" after this long was abandoned mid-start (the redelivered RunJob finds its row and does nothing).</summary>
     public int StuckProvisioningSeconds { get; set; } = 300;
+    /// <summary>A supervised runner without a live process for this long, whose exit its supervisor has not seen, vanished.</summary>
+    public int VanishedAfterSeconds { get; set; } = 15;
 }
 
 /// <summary>
@@ -49,8 +51,8 @@ public sealed class StartupReconciler(
     private static readonly TimeSpan LockWait = TimeSpan.FromSeconds(1);
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
-    // Runners seen without a live process on the last pass: gone twice in a row is gone, not merely exiting right now.
-    private HashSet<Guid> _suspects = [];
+    private VanishedRunners? _vanished;
+    private VanishedRunners Vanished => _vanished ??= new(TimeSpan.FromSeconds(options.Value.VanishedAfterSeconds));
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -117,24 +119,25 @@ public sealed class StartupReconciler(
     /// </summary>
     public async Task ReconcilePeriodicallyAsync(CancellationToken ct)
     {
-        var suspects = new HashSet<Guid>();
+        var looked = new HashSet<Guid>();
         foreach (var candidate in await OpenRunnersAsync(ct))
         {
             if (candidate.State == RunnerState.Waiting) continue;
+            looked.Add(candidate.JobId);
             await TryAsync(candidate.JobId, async () =>
             {
                 // Held: the job is being started, finished or torn down right now, and that decides it.
                 using var held = await locks.TryAcquireAsync(candidate.JobId, LockWait, ct);
                 if (held is null) return;
-                if (await DecideLockedAsync(candidate.JobId, ct)) suspects.Add(candidate.JobId);
+                await DecideLockedAsync(candidate.JobId, ct);
             });
         }
-        _suspects = suspects;
+        Vanished.KeepOnly(looked);
         await RemoveLeftoversAsync(ct);
     }
 
-    /// <summary>With the job's lock held: acts on the runner's current row. True when it looks vanished for the first time (a suspect).</summary>
-    private async Task<bool> DecideLockedAsync(Guid jobId, CancellationToken ct)
+    /// <summary>With the job's lock held: acts on the runner's current row.</summary>
+    private async Task DecideLockedAsync(Guid jobId, CancellationToken ct)
     {
         RunnerRecord? runner;
         await using (var scope = scopes.CreateAsyncScope())
@@ -142,11 +145,11 @@ public sealed class StartupReconciler(
             runner = await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().Runners.AsNoTracking()
                 .FirstOrDefaultAsync(r => r.JobId == jobId, ct);
         }
-        if (runner is null || runner.State is RunnerState.Tombstone or RunnerState.Waiting or RunnerState.Destroyed) return false;
+        if (runner is null || runner.State is RunnerState.Tombstone or RunnerState.Waiting or RunnerState.Destroyed) return;
         if (runner.FinishedAt is not null)
         {
             await reaper.TeardownLockedAsync(jobId, ct);
-            return false;
+            return;
         }
         if (runner.State == RunnerState.Provisioning)
         {
@@ -155,24 +158,24 @@ public sealed class StartupReconciler(
                 logger.LogWarning("Runner of job {JobId} has been provisioning since {CreatedAt:O}; failing it", jobId, runner.CreatedAt);
                 await EndLockedAsync(jobId, RunnerOutcome.FailedToStart, StuckReason, ct);
             }
-            return false;
+            return;
         }
-        if (runner.State != RunnerState.Running) return false;
+        if (runner.State != RunnerState.Running) return;
         if (!supervisor.IsWatching(jobId))
         {
             logger.LogWarning("Runner of job {JobId} is running unsupervised; stopping it", jobId);
             await EndLockedAsync(jobId, RunnerOutcome.Lost, UnsupervisedReason, ct);
-            return false;
+            return;
         }
         // Its end is seen and waits for this lock to be recorded: ended, not vanished.
-        if (supervisor.HasSeenExit(jobId)) return false;
-        if (backends.TryGet(runner.Backend, out var backend) && !backend.IsAlive(new RunnerRef(jobId, runner.RunnerId, runner.ProcessId)))
+        if (supervisor.HasSeenExit(jobId)) return;
+        if (!backends.TryGet(runner.Backend, out var backend)) return;
+        var alive = backend.IsAlive(new RunnerRef(jobId, runner.RunnerId, runner.ProcessId));
+        if (Vanished.Observe(jobId, alive, clock.GetUtcNow()))
         {
-            if (!_suspects.Contains(jobId)) return true;
             logger.LogWarning("Runner of job {JobId} vanished; reporting it lost", jobId);
             await EndLockedAsync(jobId, RunnerOutcome.Lost, VanishedReason, ct);
         }
-        return false;
     }
 
     private async Task EndLockedAsync(Guid jobId, RunnerOutcome outcome, string reason, CancellationToken ct)
