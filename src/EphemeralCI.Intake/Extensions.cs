@@ -61,6 +61,7 @@ public static class IntakeExtensions
 
         services.AddScoped<JobSubmissionService>();
         services.AddScoped<JobUpdater>();
+        services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();
         services.AddScoped<JobLogFollower>();
         return builder;

@@ -14,6 +14,9 @@ public sealed class IntakeClient : IDisposable
     {
         _http = http;
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        // Made here, kept in this process's memory only: the first fetch binds it to the job, so
+        // reports must come from this agent, not merely from whoever holds the token.
+        _http.DefaultRequestHeaders.Add(RunnerApiHeaders.AgentKey, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
         _http.Timeout = TimeSpan.FromSeconds(30);
     }
 

@@ -8,6 +8,7 @@ namespace EphemeralCI.Contracts.Runner;
 //   POST /api/v1/runner/events                   RunnerStepEvent
 //   POST /api/v1/runner/cache-events             RunnerCacheEvent
 //   POST /api/v1/runner/complete                 RunnerCompletion
+// Every call carries the agent's key (ECI-Agent-Key); the first GET of the job binds it.
 // The agent reaches the intake through a Unix socket the provisioner binds into the sandbox.
 
 public static class RunnerApiRoutes
@@ -17,6 +18,16 @@ public static class RunnerApiRoutes
     public const string Events = "/api/v1/runner/events";
     public const string CacheEvents = "/api/v1/runner/cache-events";
     public const string Complete = "/api/v1/runner/complete";
+}
+
+public static class RunnerApiHeaders
+{
+    /// <summary>
+    /// A random key the agent makes at start and keeps in memory only. The first fetch of the job binds
+    /// it (before any step runs); every later call must carry it, so the job token alone cannot report
+    /// for the agent.
+    /// </summary>
+    public const string AgentKey = "ECI-Agent-Key";
 }
 
 public sealed record RunnerJob(Guid JobId, JobSpec Spec);

@@ -1,4 +1,5 @@
 using System.Security.Claims;
+using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Auth;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -42,6 +43,13 @@ internal static class Problems
         title: $"Not allowed to claim this {field}",
         detail: detail,
         extensions: new Dictionary<string, object?> { ["field"] = field, ["errors"] = new Dictionary<string, string[]> { [field] = [detail] } });
+
+    /// <summary>403: a runner report without the key of the agent that fetched the job.</summary>
+    public static ProblemHttpResult NotTheAgent() => TypedResults.Problem(
+        statusCode: StatusCodes.Status403Forbidden,
+        title: "Not the job's agent",
+        detail: $"Runner reports must carry the {RunnerApiHeaders.AgentKey} header the agent sent when it fetched the job.",
+        extensions: new Dictionary<string, object?> { ["errors"] = new Dictionary<string, string[]> { [RunnerApiHeaders.AgentKey] = ["is missing or is not the key of the agent that fetched this job"] } });
 
     public static Guid ApiKeyId(this ClaimsPrincipal user) =>
         Guid.TryParse(user.FindFirst(ApiKeyAuthenticationHandler.ApiKeyIdClaim)?.Value, out var id)

@@ -33,26 +33,31 @@ public static class RunnerApi
 
         api.MapGet(RunnerApiRoutes.Job, GetJob)
             .WithName("RunnerGetJob")
-            .WithSummary("The runner fetches its job's spec (the job becomes running)");
+            .WithSummary("The runner fetches its job's spec (the job becomes running)")
+            .WithDescription($"The first fetch binds the {RunnerApiHeaders.AgentKey} header to the job; a fetch with another key is refused (409).")
+            .ProducesProblem(StatusCodes.Status403Forbidden);
 
-        api.MapPost(RunnerApiRoutes.Logs, AppendLog)
+        // Everything after the fetch speaks for the agent that fetched the job.
+        var reports = api.MapGroup("").AddEndpointFilter(AgentKeys.RequireBoundKey).ProducesProblem(StatusCodes.Status403Forbidden);
+
+        reports.MapPost(RunnerApiRoutes.Logs, AppendLog)
             .WithName("RunnerAppendLog")
             .WithSummary("Append a chunk of log text at a byte offset")
             .WithDescription("Idempotent per offset. 409 when the offset is not where the log ends (the answer says where) or the job has finished.")
             .Accepts<string>("text/plain")
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge);
 
-        api.MapPost(RunnerApiRoutes.Events, RecordStepEvent)
+        reports.MapPost(RunnerApiRoutes.Events, RecordStepEvent)
             .WithName("RunnerRecordStepEvent")
             .WithSummary("Record a step starting or finishing")
             .Accepts<RunnerStepEvent>("application/json");
 
-        api.MapPost(RunnerApiRoutes.CacheEvents, RecordCacheEvent)
+        reports.MapPost(RunnerApiRoutes.CacheEvents, RecordCacheEvent)
             .WithName("RunnerRecordCacheEvent")
             .WithSummary("Record a cache restored or saved: hit or miss, size, duration")
             .Accepts<RunnerCacheEvent>("application/json");
 
-        api.MapPost(RunnerApiRoutes.Complete, Complete)
+        reports.MapPost(RunnerApiRoutes.Complete, Complete)
             .WithName("RunnerComplete")
             .WithSummary("Report the job's result")
             .Accepts<RunnerCompletion>("application/json");
@@ -61,15 +66,25 @@ public static class RunnerApi
     }
 
     public static async Task<Results<Ok<RunnerJob>, ProblemHttpResult>> GetJob(
-        ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
+        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
     {
         var jobId = runner.JobId()!.Value;
+        if (AgentKeys.HashOf(request) is not { } agentKey) return Problems.NotTheAgent();
         var tokenRepository = runner.FindFirst(JobTokenClaims.RepositoryClaim)?.Value;
-        var (outcome, job) = await jobs.UpdateAsync(jobId, null,
-            change => change.Job.Repository == tokenRepository && change.Job.TryMoveTo(JobStatus.Running, change.Now), ct);
+        var otherAgent = false;
+        var (outcome, job) = await jobs.UpdateAsync(jobId, null, change =>
+        {
+            if (change.Job.Repository != tokenRepository || change.Job.Status.IsTerminal()) return false;
+            var binding = change.Job.BindAgent(agentKey);
+            otherAgent = binding == AgentBinding.Other;
+            if (otherAgent) return false;
+            var moved = change.Job.TryMoveTo(JobStatus.Running, change.Now);
+            return binding == AgentBinding.Bound || moved;
+        }, ct);
         // A token whose coordinates do not match the job is treated like a token for no job.
         if (outcome == JobUpdateOutcome.NotFound || job!.Repository != tokenRepository) return Problems.JobNotFound(jobId);
         if (job.Status.IsTerminal()) return Finished(job);
+        if (otherAgent) return Problems.Conflict("Another agent fetched this job", "A job is run by the one agent that fetched it first.");
         var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!;
         return TypedResults.Ok(new RunnerJob(job.Id, spec));
     }

@@ -32,8 +32,26 @@ public sealed class Job
     public Guid? ApiKeyId { get; set; }
     public string? RequestHash { get; set; }
 
+    /// <summary>
+    /// SHA-256 (hex) of the key the runner agent sent when it first fetched the job — before any step
+    /// could run. Every later report (logs, steps, caches, the result) must carry the same key: job
+    /// code that somehow obtained the job token still cannot speak for the agent.
+    /// </summary>
+    public string? AgentKeyHash { get; private set; }
+
     /// <summary>Postgres xmin: concurrent status changes (runner, provisioner, cancel) do not overwrite each other.</summary>
     public uint Version { get; set; }
+
+    /// <summary>Binds the job to the agent that fetched it first; the same agent may fetch again (a retry), another may not.</summary>
+    public AgentBinding BindAgent(string keyHash)
+    {
+        if (AgentKeyHash is null)
+        {
+            AgentKeyHash = keyHash;
+            return AgentBinding.Bound;
+        }
+        return AgentKeyHash == keyHash ? AgentBinding.Same : AgentBinding.Other;
+    }
 
     /// <summary>
     /// Moves the job forward. Returns false, changing nothing, when the move would go backwards
@@ -50,6 +68,8 @@ public sealed class Job
         return true;
     }
 }
+
+public enum AgentBinding { Bound, Same, Other }
 
 /// <summary>queued → provisioning → running → terminal; steps may be skipped, never reversed.</summary>
 public static class JobTransitions

@@ -1,3 +1,4 @@
+using EphemeralCI.Contracts.Runner;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
@@ -84,7 +85,10 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
     public HttpClient RunnerClient(Guid jobId, string repository = "acme/widgets")
     {
         var token = Services.GetRequiredService<JobTokenService>().Issue(jobId, repository, "refs/heads/main", DateTimeOffset.UtcNow.AddHours(1));
-        return ClientWithKey(token);
+        var client = ClientWithKey(token);
+        // As the agent does: one random key per agent, sent on every call.
+        client.DefaultRequestHeaders.Add(RunnerApiHeaders.AgentKey, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        return client;
     }
 
     public async Task<T> WithDbAsync<T>(Func<IntakeDbContext, Task<T>> query)

@@ -60,6 +60,43 @@ public sealed class RunnerApiTests(IntakeFactory app) : IClassFixture<IntakeFact
     }
 
     [Fact]
+    public async Task Only_the_agent_that_fetched_the_job_may_report_for_it_whoever_else_holds_the_token()
+    {
+        // Job code that got hold of the job token (issue 14, item 7) has the token but not the agent's key.
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        using var agent = app.RunnerClient(id);
+        using var thief = app.RunnerClient(id);
+        using var bare = app.RunnerClient(id);
+        bare.DefaultRequestHeaders.Remove(RunnerApiHeaders.AgentKey);
+
+        // Before the agent fetched the job, nobody reports for it.
+        Assert.Equal(HttpStatusCode.Conflict, (await thief.PostAsJsonAsync(RunnerApiRoutes.Complete, new RunnerCompletion(true, 0, null))).StatusCode);
+
+        Assert.Equal(HttpStatusCode.OK, (await agent.GetAsync(RunnerApiRoutes.Job)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await agent.GetAsync(RunnerApiRoutes.Job)).StatusCode); // the agent's own retry
+        using (var second = await thief.GetAsync(RunnerApiRoutes.Job)) Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
+
+        using (var forged = await thief.PostAsJsonAsync(RunnerApiRoutes.Complete, new RunnerCompletion(true, 0, null)))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, forged.StatusCode);
+            var problem = await forged.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.True(problem.GetProperty("errors").TryGetProperty(RunnerApiHeaders.AgentKey, out _), problem.ToString());
+        }
+        Assert.Equal(HttpStatusCode.Forbidden, (await bare.PostAsJsonAsync(RunnerApiRoutes.Complete, new RunnerCompletion(true, 0, null))).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await thief.PostAsync($"{RunnerApiRoutes.Logs}?offset=0", Text("all green\n"))).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await thief.PostAsJsonAsync(RunnerApiRoutes.Events,
+            new RunnerStepEvent(JobEventTypes.StepFinished, 0, "one", 0, DateTimeOffset.UtcNow))).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await thief.PostAsJsonAsync(RunnerApiRoutes.CacheEvents,
+            new RunnerCacheEvent("save", "k", "saved", null, 1, 1, null, DateTimeOffset.UtcNow))).StatusCode);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await agent.PostAsJsonAsync(RunnerApiRoutes.Complete, new RunnerCompletion(false, 2, 0))).StatusCode);
+        var done = await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}");
+        Assert.Equal("failed", done.GetProperty("status").GetString());
+        Assert.Equal("", await ci.GetStringAsync($"/api/v1/jobs/{id}/logs"));
+    }
+
+    [Fact]
     public async Task Cache_outcomes_land_in_the_timeline_once_each_and_bad_ones_are_refused_by_field()
     {
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
@@ -118,6 +155,7 @@ public sealed class RunnerApiTests(IntakeFactory app) : IClassFixture<IntakeFact
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
         var id = await Jobs.SubmitAsync(ci);
         using var runner = app.RunnerClient(id);
+        (await runner.GetAsync(RunnerApiRoutes.Job)).EnsureSuccessStatusCode();
         (await runner.PostAsync($"{RunnerApiRoutes.Logs}?offset=0", Text("before connect\n"))).EnsureSuccessStatusCode();
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -169,6 +207,7 @@ public sealed class RunnerLogCapTests(SmallLogCapIntakeFactory app) : IClassFixt
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
         var id = await Jobs.SubmitAsync(ci);
         using var runner = app.RunnerClient(id);
+        (await runner.GetAsync(RunnerApiRoutes.Job)).EnsureSuccessStatusCode();
         var first = new string('a', 50);
         var second = new string('b', 50);
         (await runner.PostAsync($"{RunnerApiRoutes.Logs}?offset=0", new StringContent(first))).EnsureSuccessStatusCode();

@@ -373,6 +373,34 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
     }
 
     [Fact]
+    public async Task A_step_gets_no_descriptor_the_provisioner_inherited_from_whoever_started_it()
+    {
+        // As a CI system's log pipe or a shell's redirection would be: open in the provisioner's process
+        // without close-on-exec. bubblewrap passes every open descriptor on; before the fix the step read it.
+        var secretFile = Path.Combine(Path.GetTempPath(), $"eci-inherited-{Guid.NewGuid():N}");
+        await File.WriteAllTextAsync(secretFile, "inherited-descriptor-content");
+        var fd = InheritedFd.OpenWithoutCloseOnExec(secretFile);
+        try
+        {
+            var jobId = Guid.NewGuid();
+            var job = fx.Intake.Register(jobId, Step("look",
+                "for f in /proc/self/fd/*; do echo \"fd $f -> $(readlink $f)\"; case $(readlink $f) in /*) timeout 1 head -c 100 $f 2>/dev/null; echo;; esac; done"));
+            await fx.PublishAsync(fx.RunJob(jobId));
+            await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+
+            Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
+            Assert.Contains("fd /proc/self/fd/0", job.Log);
+            Assert.DoesNotContain("inherited-descriptor-content", job.Log);
+            Assert.DoesNotContain(secretFile, job.Log);
+        }
+        finally
+        {
+            InheritedFd.Close(fd);
+            File.Delete(secretFile);
+        }
+    }
+
+    [Fact]
     public async Task A_step_gets_none_of_the_agents_descriptors_and_finds_no_diagnostics_socket()
     {
         var jobId = Guid.NewGuid();
@@ -431,4 +459,22 @@ public sealed class ManagedAgentHostileJobTests(ManagedAgentProvisionerFixture f
         Assert.Contains("diagnostic-sockets=0", job.Log);
         HostTraces.AssertNoneLeft(fx.Sandbox, fx.WorkRoot, jobId, null);
     }
+}
+
+/// <summary>A descriptor opened the way a parent process's would be: without close-on-exec.</summary>
+internal static partial class InheritedFd
+{
+    public static int OpenWithoutCloseOnExec(string path)
+    {
+        var fd = Open(path, 0 /* O_RDONLY, and no O_CLOEXEC */);
+        return fd >= 0 ? fd : throw new IOException($"open {path} failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+    }
+
+    public static void Close(int fd) => CloseFd(fd);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "close")]
+    private static partial int CloseFd(int fd);
 }

@@ -20,6 +20,7 @@ internal sealed class JobEntityTypeConfiguration : IEntityTypeConfiguration<Job>
         b.Property(j => j.CommitSha).HasMaxLength(64);
         b.Property(j => j.RunnerTemplate).HasMaxLength(63);
         b.Property(j => j.RunnerTemplateHash).HasMaxLength(80);
+        b.Property(j => j.AgentKeyHash).HasMaxLength(64);
         b.Property(j => j.Environment).HasMaxLength(JobSpecValidator.MaxEnvironmentLength);
         b.Property(j => j.SubmittedBy).HasMaxLength(300);
         b.Property(j => j.Spec).HasColumnType("jsonb");

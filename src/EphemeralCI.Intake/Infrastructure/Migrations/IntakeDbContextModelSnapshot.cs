@@ -103,6 +103,11 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasColumnType("uuid")
                         .HasColumnName("id");
 
+                    b.Property<string>("AgentKeyHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("agent_key_hash");
+
                     b.Property<Guid?>("ApiKeyId")
                         .HasColumnType("uuid")
                         .HasColumnName("api_key_id");

@@ -8,6 +8,7 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 /// bubblewrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the parent <em>thread</em>
 /// exits, not the parent process: started from a thread-pool thread, a sandbox is SIGKILLed as soon
 /// as the pool retires that thread (which it does after a burst), and the job ends "killed from outside".
+/// Before each start, descriptors the provisioner inherited are marked close-on-exec (see <see cref="InheritedDescriptors"/>).
 /// </summary>
 public sealed class SandboxSpawner : IDisposable
 {
@@ -34,6 +35,7 @@ public sealed class SandboxSpawner : IDisposable
         {
             try
             {
+                InheritedDescriptors.MarkCloseOnExec();
                 started.SetResult(process.Start());
             }
             catch (Exception ex)

@@ -97,6 +97,11 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasColumnType("TEXT")
                         .HasColumnName("id");
 
+                    b.Property<string>("AgentKeyHash")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("agent_key_hash");
+
                     b.Property<Guid?>("ApiKeyId")
                         .HasColumnType("TEXT")
                         .HasColumnName("api_key_id");
