@@ -89,6 +89,7 @@ public static class RunnerTemplateLoader
         definition.Resources ??= new RunnerResources();
         definition.Labels ??= [];
         definition.Sandbox ??= new RunnerSandboxSettings();
+        definition.Kubernetes ??= new RunnerKubernetesSettings();
         ValidateFile(definition, source);
         return new LoadedTemplate(name, definition, Sha256(canonical), source);
     }
@@ -103,7 +104,9 @@ public static class RunnerTemplateLoader
         definition.Resources.CpuMillis, definition.Resources.MemoryMiB, definition.Resources.MaxProcesses,
         definition.Network, definition.RunAsUser,
         Labels = definition.Labels.OrderBy(l => l.Key, StringComparer.Ordinal).ToList(),
-    }) + string.Concat(definition.Relaxations().Select(r => "\n" + r)));
+    }) + string.Concat(definition.Relaxations().Select(r => "\n" + r))
+       + (definition.Resources.EphemeralStorageMiB == new RunnerResources().EphemeralStorageMiB ? "" : $"\nephemeralStorageMiB={definition.Resources.EphemeralStorageMiB}")
+       + (definition.Kubernetes?.IsSet() == true ? "\n" + JsonSerializer.Serialize(definition.Kubernetes) : ""));
 
     private static string Sha256(string text) => "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
 
@@ -116,11 +119,53 @@ public static class RunnerTemplateLoader
         d.Resources.MemoryMiB <= 0 ? ("Resources:MemoryMiB", "must be positive") :
         d.Resources.MaxProcesses <= 0 ? ("Resources:MaxProcesses", "must be positive") :
         !NetworkModes.Contains(d.Network) ? ("Network", $"must be one of {string.Join(", ", NetworkModes)}") :
+        d.Network == "none" && d.Backend == "kubernetes" ? ("Network", "cannot be none on the kubernetes backend: the agent shares the pod's network with the steps and must reach the control plane; use control-plane") :
         d.RunAsUser <= 0 ? ("RunAsUser", "must be an unprivileged user (not 0)") :
         d.WarmPool is < 0 or > MaxWarmPool ? ("WarmPool", $"must be between 0 and {MaxWarmPool}") :
         d.WarmPool > 0 && d.Backend != "local" ? ("WarmPool", "is supported by the local backend only (a warm pod would hold cluster resources outside any job)") :
         d.Sandbox?.AllowUserNamespaces == true && d.Backend != "local" ? ("Sandbox:AllowUserNamespaces", "is supported by the local backend only (a pod's user namespaces are the cluster's Pod Security settings)") :
+        d.Resources.EphemeralStorageMiB <= 0 ? ("Resources:EphemeralStorageMiB", "must be positive") :
+        d.Labels?.Keys.FirstOrDefault(IsReservedLabel) is { } reserved ? ($"Labels:{reserved}", "is reserved: EphemeralCI sets its own labels (the network label follows `network`)") :
+        d.Kubernetes?.IsSet() == true && d.Backend != "kubernetes" ? ("Kubernetes", "is supported by the kubernetes backend only") :
+        d.Kubernetes is { } k ? CheckKubernetes(k) :
         null;
+
+    /// <summary>Label keys the backends own: they select what is deleted and which network a runner gets.</summary>
+    public static bool IsReservedLabel(string key) =>
+        key.StartsWith("ephemeralci.dev/", StringComparison.Ordinal) || key.Contains(".ephemeralci.dev/", StringComparison.Ordinal);
+
+    private static readonly string[] TolerationOperators = ["Equal", "Exists"];
+    private static readonly string[] TolerationEffects = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+    private static readonly string[] NodeOperators = ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"];
+
+    private static (string, string)? CheckKubernetes(RunnerKubernetesSettings k)
+    {
+        for (var i = 0; i < k.Tolerations.Count; i++)
+        {
+            var t = k.Tolerations[i];
+            if (!TolerationOperators.Contains(t.Operator)) return ($"Kubernetes:Tolerations:{i}:Operator", "must be Equal or Exists");
+            if (t.Effect is not null && !TolerationEffects.Contains(t.Effect)) return ($"Kubernetes:Tolerations:{i}:Effect", $"must be one of {string.Join(", ", TolerationEffects)}");
+            if (t.Operator == "Exists" && !string.IsNullOrEmpty(t.Value)) return ($"Kubernetes:Tolerations:{i}:Value", "must be empty when the operator is Exists");
+        }
+        for (var i = 0; i < k.RequiredNodeAffinity.Count; i++)
+        {
+            var r = k.RequiredNodeAffinity[i];
+            if (string.IsNullOrWhiteSpace(r.Key)) return ($"Kubernetes:RequiredNodeAffinity:{i}:Key", "must not be empty");
+            if (!NodeOperators.Contains(r.Operator)) return ($"Kubernetes:RequiredNodeAffinity:{i}:Operator", $"must be one of {string.Join(", ", NodeOperators)}");
+            var needsValues = r.Operator is "In" or "NotIn" or "Gt" or "Lt";
+            if (needsValues != (r.Values.Count > 0)) return ($"Kubernetes:RequiredNodeAffinity:{i}:Values", needsValues ? $"must not be empty for {r.Operator}" : $"must be empty for {r.Operator}");
+        }
+        foreach (var (property, name) in new[] { ("RuntimeClassName", k.RuntimeClassName), ("PriorityClassName", k.PriorityClassName), ("ServiceAccountName", k.ServiceAccountName) }
+                     .Concat(k.ImagePullSecrets.Select((n, i) => ($"ImagePullSecrets:{i}", (string?)n))))
+        {
+            if (name is not null && !IsDnsSubdomain(name)) return ($"Kubernetes:{property}", "must be a Kubernetes object name (lower-case letters, digits, '-' and '.')");
+        }
+        return null;
+    }
+
+    private static bool IsDnsSubdomain(string name) =>
+        name.Length is > 0 and <= 253 && name.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-' or '.')
+        && char.IsAsciiLetterOrDigit(name[0]) && char.IsAsciiLetterOrDigit(name[^1]);
 
     private static void ValidateSetting(RunnerTemplateDefinition d, string name)
     {

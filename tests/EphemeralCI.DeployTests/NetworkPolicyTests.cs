@@ -17,17 +17,18 @@ public sealed class NetworkPolicyTests
     public static TheoryData<string> Overlays => [.. Kustomize.Overlays];
     public static TheoryData<string> Targets => [.. Kustomize.Targets];
 
-    private const string EgressLabel = "network.ephemeralci.dev/egress";
     private static readonly IPAddress PublicAddress = IPAddress.Parse("203.0.113.10");
 
-    // A runner pod as the Kubernetes backend labels it; its IP inside 10/8 as pod IPs usually are.
-    private static PodAddress Runner(bool internet) => new(RenderedManifests.Runners, new Dictionary<string, string>
+    // A runner pod as the Kubernetes backend labels it (network mode from the template); its IP inside 10/8 as pod IPs usually are.
+    private static PodAddress Runner(bool internet) => RunnerWithNetwork(internet ? "egress" : "control-plane");
+
+    private static PodAddress RunnerWithNetwork(string? mode) => new(RenderedManifests.Runners, new Dictionary<string, string>
     {
         [RunnerLabels.ManagedBy] = RunnerLabels.ManagedByValue,
         [RunnerLabels.Component] = RunnerLabels.ComponentValue,
         [RunnerLabels.JobId] = Guid.NewGuid().ToString(),
         ["job-name"] = "eci-x",
-    }.Concat(internet ? [new KeyValuePair<string, string>(EgressLabel, "internet")] : []).ToDictionary(), IPAddress.Parse("10.244.1.7"));
+    }.Concat(mode is null ? [] : [new KeyValuePair<string, string>(RunnerLabels.Network, mode)]).ToDictionary(), IPAddress.Parse("10.244.1.7"));
 
     private static PodAddress Service(RenderedManifests m, string name, string ip = "10.244.2.9") =>
         new(RenderedManifests.ControlPlane, m.Deployment(name).Spec.Template.Metadata.Labels, IPAddress.Parse(ip));
@@ -84,6 +85,20 @@ public sealed class NetworkPolicyTests
         Assert.True(net.EgressAllowed(Runner(internet: true), PublicAddress, 443));
         Assert.True(net.EgressAllowed(Runner(internet: true), IPAddress.Parse("2001:db8::1"), 443));
         Assert.False(net.EgressAllowed(Runner(internet: false), PublicAddress, 443));
+    }
+
+    [Theory]
+    [MemberData(nameof(Targets))]
+    public void A_pod_without_a_network_mode_the_policies_know_reaches_nothing(string target)
+    {
+        var m = Kustomize.Render(target);
+        var net = new NetworkPolicyEvaluator(m);
+        foreach (var pod in new[] { RunnerWithNetwork(null), RunnerWithNetwork("internet"), RunnerWithNetwork("none") })
+        {
+            Assert.False(net.EgressAllowed(pod, Dns, 53, "UDP"));
+            Assert.False(net.EgressAllowed(pod, Service(m, "intake"), 8080));
+            Assert.False(net.EgressAllowed(pod, PublicAddress, 443));
+        }
     }
 
     [Theory]

@@ -58,14 +58,16 @@ public sealed class RunnerTemplateTests
 
     [Theory]
     [MemberData(nameof(Targets))]
-    public void A_template_gets_the_internet_exactly_when_its_network_mode_is_egress(string target)
+    public void A_template_gets_the_internet_from_its_network_mode_never_from_its_own_labels(string target)
     {
         var policy = Kustomize.Render(target).NetworkPolicies(RenderedManifests.Runners).Single(p => p.Metadata.Name == "allow-internet-egress");
         foreach (var template in Templates(target))
         {
-            var selected = NetworkPolicyEvaluator.Matches(policy.Spec.PodSelector, template.Definition.Labels);
-            Assert.True(selected == (template.Definition.Network == "egress"),
-                $"runner template '{template.Name}' has network '{template.Definition.Network}' but the internet-egress label is {(selected ? "set" : "missing")}");
+            Assert.False(NetworkPolicyEvaluator.Matches(policy.Spec.PodSelector, template.Definition.Labels),
+                $"runner template '{template.Name}' selects the internet policy with its own labels");
+            var launch = new RunnerLaunch(Guid.NewGuid(), "runner-1", template.Name, template.Definition, "token", DateTimeOffset.UnixEpoch.AddMinutes(10));
+            var labels = RunnerPodSpecBuilder.Build(launch, new KubernetesOptions { IntakeUrl = "http://intake" }, DateTimeOffset.UnixEpoch).Job.Spec.Template.Metadata.Labels;
+            Assert.Equal(template.Definition.Network == "egress", NetworkPolicyEvaluator.Matches(policy.Spec.PodSelector, labels));
         }
     }
 

@@ -48,6 +48,9 @@ public sealed class RunnerTemplateDefinition
     /// <summary>Explicit relaxations of the local sandbox's defaults; each is named on the job's timeline.</summary>
     public RunnerSandboxSettings Sandbox { get; set; } = new();
 
+    /// <summary>Kubernetes backend: where runner pods go and what they run with (node pools, taints, gVisor/Kata, pull secrets).</summary>
+    public RunnerKubernetesSettings Kubernetes { get; set; } = new();
+
     /// <summary>The relaxations this template asks for, as the job's timeline names them (empty: the full sandbox).</summary>
     public IReadOnlyList<string> Relaxations() =>
         Sandbox?.AllowUserNamespaces == true ? [RunnerSandboxSettings.AllowUserNamespacesRelaxation] : [];
@@ -65,6 +68,61 @@ public sealed class RunnerSandboxSettings
     public bool AllowUserNamespaces { get; set; }
 }
 
+/// <summary>
+/// Pod placement and isolation of a Kubernetes runner. Everything security-relevant (user, capabilities,
+/// root filesystem, service-account token, host namespaces, network) stays the backend's: a template
+/// chooses where a runner goes, never what it may do.
+/// </summary>
+public sealed class RunnerKubernetesSettings
+{
+    /// <summary>Node labels the pod's node must have (e.g. a runner node pool).</summary>
+    public Dictionary<string, string> NodeSelector { get; set; } = [];
+
+    /// <summary>Taints the pod tolerates (e.g. a dedicated runner pool's <c>NoSchedule</c> taint).</summary>
+    public List<RunnerToleration> Tolerations { get; set; } = [];
+
+    /// <summary>Required node affinity: every requirement must hold (one node-selector term).</summary>
+    public List<RunnerNodeRequirement> RequiredNodeAffinity { get; set; } = [];
+
+    /// <summary>A RuntimeClass (e.g. <c>gvisor</c>, <c>kata</c>) for untrusted builds; null = the cluster's default runtime.</summary>
+    public string? RuntimeClassName { get; set; }
+
+    /// <summary>A PriorityClass for the pod; null = the deployment's runner class (below the control plane's).</summary>
+    public string? PriorityClassName { get; set; }
+
+    /// <summary>Secrets (in the runners namespace) to pull a private runner image with.</summary>
+    public List<string> ImagePullSecrets { get; set; } = [];
+
+    /// <summary>
+    /// A service account the operator made in the runners namespace (e.g. annotated for cloud workload
+    /// identity); null = the backend's. Its token is still never mounted.
+    /// </summary>
+    public string? ServiceAccountName { get; set; }
+
+    /// <summary>Whether anything is set (so the template's hash changes only for templates that use it).</summary>
+    public bool IsSet() => NodeSelector.Count > 0 || Tolerations.Count > 0 || RequiredNodeAffinity.Count > 0
+        || RuntimeClassName is not null || PriorityClassName is not null || ImagePullSecrets.Count > 0 || ServiceAccountName is not null;
+}
+
+public sealed class RunnerToleration
+{
+    public string? Key { get; set; }
+    /// <summary>"Equal" (default) or "Exists".</summary>
+    public string Operator { get; set; } = "Equal";
+    public string? Value { get; set; }
+    /// <summary>"NoSchedule", "PreferNoSchedule", "NoExecute", or null for all.</summary>
+    public string? Effect { get; set; }
+    public long? TolerationSeconds { get; set; }
+}
+
+public sealed class RunnerNodeRequirement
+{
+    public string Key { get; set; } = "";
+    /// <summary>"In", "NotIn", "Exists", "DoesNotExist", "Gt" or "Lt".</summary>
+    public string Operator { get; set; } = "In";
+    public List<string> Values { get; set; } = [];
+}
+
 public sealed class RunnerResources
 {
     /// <summary>CPU in millicores (1000 = one core).</summary>
@@ -72,4 +130,9 @@ public sealed class RunnerResources
     public int MemoryMiB { get; set; } = 2048;
     /// <summary>The most processes/threads the runner may have at once (stops fork bombs).</summary>
     public int MaxProcesses { get; set; } = 512;
+    /// <summary>
+    /// Kubernetes: the runner's disk (workspace and /tmp), as the pod's ephemeral-storage request and
+    /// limit and its volumes' size limits, so a job filling its disk is evicted alone, not its node.
+    /// </summary>
+    public int EphemeralStorageMiB { get; set; } = 10240;
 }

@@ -76,6 +76,53 @@ public sealed class RunnerTemplateLoaderTests
     }
 
     [Fact]
+    public void Kubernetes_placement_loads_from_yaml_and_is_refused_where_it_cannot_apply()
+    {
+        var placed = RunnerTemplateLoader.Parse("t", """
+            backend: kubernetes
+            image: registry.example/runner:1
+            resources:
+              ephemeralStorageMiB: 4096
+            kubernetes:
+              nodeSelector: {pool: runners}
+              tolerations:
+                - {key: dedicated, operator: Equal, value: ci, effect: NoSchedule}
+              requiredNodeAffinity:
+                - {key: kubernetes.io/arch, operator: In, values: [arm64]}
+              runtimeClassName: gvisor
+              imagePullSecrets: [registry-ci]
+              serviceAccountName: builds-wi
+            """, "t.yaml");
+        var k = placed.Definition.Kubernetes;
+        Assert.Equal("runners", k.NodeSelector["pool"]);
+        Assert.Equal("NoSchedule", Assert.Single(k.Tolerations).Effect);
+        Assert.Equal(["arm64"], Assert.Single(k.RequiredNodeAffinity).Values);
+        Assert.Equal(("gvisor", "builds-wi"), (k.RuntimeClassName, k.ServiceAccountName));
+        Assert.Equal(4096, placed.Definition.Resources.EphemeralStorageMiB);
+
+        (string Yaml, string Message)[] refused =
+        [
+            ("backend: local\nkubernetes:\n  runtimeClassName: gvisor\n", "kubernetes is supported by the kubernetes backend only"),
+            ("backend: kubernetes\nimage: x\nnetwork: none\n", "network cannot be none on the kubernetes backend"),
+            ("backend: kubernetes\nimage: x\nlabels:\n  network.ephemeralci.dev/egress: internet\n", "labels.network.ephemeralci.dev/egress is reserved"),
+            ("backend: kubernetes\nimage: x\nkubernetes:\n  tolerations:\n    - {key: a, operator: Maybe}\n", "kubernetes.tolerations.0.operator must be Equal or Exists"),
+            ("backend: kubernetes\nimage: x\nkubernetes:\n  requiredNodeAffinity:\n    - {key: a, operator: In}\n", "kubernetes.requiredNodeAffinity.0.values must not be empty for In"),
+            ("backend: kubernetes\nimage: x\nkubernetes:\n  runtimeClassName: Not_A_Name\n", "kubernetes.runtimeClassName must be a Kubernetes object name"),
+        ];
+        foreach (var (yaml, message) in refused)
+        {
+            var ex = Assert.Throws<InvalidOperationException>(() => RunnerTemplateLoader.Parse("t", yaml, "t.yaml"));
+            Assert.Contains(message, ex.Message);
+        }
+
+        // A section template without placement keeps the hash it had.
+        var section = new EphemeralCI.Contracts.Jobs.RunnerTemplateDefinition { Backend = "kubernetes" };
+        var before = RunnerTemplateLoader.HashOf(section);
+        section.Kubernetes.RuntimeClassName = "gvisor";
+        Assert.NotEqual(before, RunnerTemplateLoader.HashOf(section));
+    }
+
+    [Fact]
     public void Section_templates_still_work_and_a_name_in_both_places_is_refused()
     {
         var dir = Directory.CreateTempSubdirectory("eci-templates-");

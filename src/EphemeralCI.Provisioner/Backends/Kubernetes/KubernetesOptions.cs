@@ -46,6 +46,15 @@ public sealed class KubernetesOptions
     /// <summary>How long an image pull error or an unschedulable pod may last before the job fails with Kubernetes' reason.</summary>
     public TimeSpan PendingGracePeriod { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// How long an unschedulable pod may wait once the cluster autoscaler said it is adding a node for it
+    /// (a <c>TriggeredScaleUp</c> event): new nodes take minutes, and failing the job meanwhile wastes the node.
+    /// </summary>
+    public TimeSpan ScaleUpGracePeriod { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>PriorityClass of runner pods whose template names none (deploy/kubernetes makes <c>ephemeralci-runner</c>, below the control plane's).</summary>
+    public string? PriorityClassName { get; set; }
+
     /// <summary>The runner agent inside the image: a <c>.dll</c> runs on the image's dotnet, anything else is executed (the native agent, <c>/opt/eci/agent/EphemeralCI.RunnerAgent</c>, needs no .NET in the image).</summary>
     public string AgentAssemblyPath { get; set; } = "/opt/eci/agent/EphemeralCI.RunnerAgent.dll";
 

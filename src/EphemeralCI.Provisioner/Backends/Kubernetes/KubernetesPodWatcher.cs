@@ -45,11 +45,19 @@ public sealed class KubernetesPodWatcher(
             return;
         }
         var grace = GraceLoopAsync(stoppingToken);
+        var scaleUps = KeepWatchingAsync("scale-up events", WatchScaleUpsOnceAsync, stoppingToken);
+        await KeepWatchingAsync("runner pods", WatchOnceAsync, stoppingToken);
+        await scaleUps;
+        await grace;
+    }
+
+    private async Task KeepWatchingAsync(string what, Func<CancellationToken, Task> watchOnce, CancellationToken stoppingToken)
+    {
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await WatchOnceAsync(stoppingToken);
+                await watchOnce(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -57,11 +65,35 @@ public sealed class KubernetesPodWatcher(
             }
             catch (Exception ex)
             {
-                logger.LogWarning("Watch of runner pods in {Namespace} ended: {Error}; reconnecting", _options.Namespace, ex.Message);
+                logger.LogWarning("Watch of {What} in {Namespace} ended: {Error}; reconnecting", what, _options.Namespace, ex.Message);
             }
             try { await Task.Delay(Reconnect, clock, stoppingToken); } catch (OperationCanceledException) { break; }
         }
-        await grace;
+    }
+
+    /// <summary>Events the cluster autoscaler (<c>TriggeredScaleUp</c>) and Karpenter (<c>Nominated</c>) post on a pod they are adding a node for.</summary>
+    public static readonly IReadOnlySet<string> ScaleUpReasons = new HashSet<string>(StringComparer.Ordinal) { "TriggeredScaleUp", "Nominated" };
+
+    private async Task WatchScaleUpsOnceAsync(CancellationToken ct)
+    {
+        var events = connection.Client.CoreV1.WatchListNamespacedEventAsync(
+            _options.Namespace, fieldSelector: "involvedObject.kind=Pod", timeoutSeconds: 300, cancellationToken: ct);
+        await foreach (var (type, e) in events)
+        {
+            if (type is WatchEventType.Added or WatchEventType.Modified) await OnEventAsync(e, ct);
+        }
+    }
+
+    /// <summary>One core/v1 Event about a pod; public so tests can drive it without a watch.</summary>
+    public async Task OnEventAsync(Corev1Event e, CancellationToken ct)
+    {
+        if (e.Reason is null || !ScaleUpReasons.Contains(e.Reason)) return;
+        // Runner pods are named after their Job (eci-{job id:N}-xxxxx): the job id is in the name.
+        var name = e.InvolvedObject?.Name ?? "";
+        if (!name.StartsWith("eci-", StringComparison.Ordinal) || name.Length < 36 || !Guid.TryParseExact(name.Substring(4, 32), "N", out var jobId)) return;
+        if (!_trackers.TryGetValue(jobId, out var tracker) || !tracker.ScaleUpTriggered()) return;
+        var now = clock.GetUtcNow();
+        await ReportAsync(new RunnerProgress(jobId, "scale_up", $"a node is being added for the runner ({e.Reason}: {e.Message?.Trim()}); waiting up to {_options.ScaleUpGracePeriod.TotalMinutes:0.#} min", now), ct);
     }
 
     /// <summary>
@@ -108,7 +140,7 @@ public sealed class KubernetesPodWatcher(
                 var now = clock.GetUtcNow();
                 foreach (var tracker in _trackers.Values)
                 {
-                    if (tracker.CheckGrace(now, _options.PendingGracePeriod) is not { } failure) continue;
+                    if (tracker.CheckGrace(now, _options.PendingGracePeriod, _options.ScaleUpGracePeriod) is not { } failure) continue;
                     _trackers.TryRemove(new KeyValuePair<Guid, RunnerTracker>(tracker.JobId, tracker));
                     // The supervisor sees Exited complete and records RunnerFinished with this reason.
                     logger.LogWarning("Runner of job {JobId} failed while pending: {Reason}", tracker.JobId, failure.Reason);

@@ -153,7 +153,7 @@ public sealed class KubernetesRunnerBackend(
         }
     }
 
-    /// <summary>Deletes every Job (and orphaned token Secret) this backend labelled whose job is not in <paramref name="keep"/>.</summary>
+    /// <summary>Deletes every Job this backend labelled whose job is not in <paramref name="keep"/> (its token Secret goes with it, as its owner).</summary>
     public async Task RemoveLeftoversAsync(IReadOnlySet<Guid> keep, CancellationToken ct)
     {
         if (MissingPrerequisite() is not null) return;
@@ -168,14 +168,9 @@ public sealed class KubernetesRunnerBackend(
             logger.LogWarning("Deleting leftover runner Job {Job} of job {JobId}", job.Metadata.Name, jobId);
             await DeleteJobAsync(jobId, "Background", ct);
         }
-        // A Secret whose Job was never made (a crash between the two creates) has no owner to take it away.
-        var secrets = await client.CoreV1.ListNamespacedSecretAsync(Ns, labelSelector: RunnerLabels.Selector, cancellationToken: ct);
-        foreach (var secret in secrets.Items)
-        {
-            if (!RunnerLabels.BelongsTo(secret.Metadata.Labels, _options.Instance)) continue;
-            if (RunnerLabels.JobIdOf(secret.Metadata.Labels) is not { } jobId || keep.Contains(jobId)) continue;
-            await DeleteSecretAsync(jobId, ct);
-        }
+        // Token Secrets are not listed: `list secrets` would return every token's data in the namespace.
+        // A Secret whose Job was never made (a crash between the two creates) belongs to a runner row
+        // still open in the database; its teardown (DestroyAsync) deletes the Secret by its name.
     }
 
     private async Task DeleteJobAsync(Guid jobId, string propagation, CancellationToken ct)

@@ -15,6 +15,12 @@ public static partial class RunnerLabels
     public const string Deadline = "ephemeralci.dev/deadline";
     public const string MaxProcesses = "ephemeralci.dev/max-processes";
     public const string Instance = "ephemeralci.dev/instance";
+    /// <summary>
+    /// The runner's network mode (none, control-plane, egress), set from the template's <c>network</c>
+    /// only; the runners namespace's NetworkPolicies select on it. Templates cannot set any
+    /// <c>*.ephemeralci.dev/</c> label.
+    /// </summary>
+    public const string Network = "network.ephemeralci.dev/mode";
 
     /// <summary>Selects every object this backend created (and only those).</summary>
     public const string Selector = ManagedBy + "=" + ManagedByValue;
@@ -57,7 +63,8 @@ public static partial class RunnerLabels
 
     /// <summary>Keys the backend owns; a template cannot set them (they select what gets deleted).</summary>
     public static bool IsReserved(string key) =>
-        key.StartsWith("ephemeralci.dev/", StringComparison.Ordinal) || key.StartsWith("app.kubernetes.io/", StringComparison.Ordinal)
+        key.StartsWith("ephemeralci.dev/", StringComparison.Ordinal) || key.Contains(".ephemeralci.dev/", StringComparison.Ordinal)
+        || key.StartsWith("app.kubernetes.io/", StringComparison.Ordinal)
         || key is "job-name" or "controller-uid" || key.StartsWith("batch.kubernetes.io/", StringComparison.Ordinal);
 
     [GeneratedRegex("[^A-Za-z0-9._-]")]

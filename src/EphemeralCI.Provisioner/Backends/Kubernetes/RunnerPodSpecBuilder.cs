@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using EphemeralCI.Contracts.Jobs;
 using k8s.Models;
 
 namespace EphemeralCI.Provisioner.Backends.Kubernetes;
@@ -124,6 +125,7 @@ public static class RunnerPodSpecBuilder
         labels[RunnerLabels.Component] = RunnerLabels.ComponentValue;
         labels[RunnerLabels.JobId] = launch.JobId.ToString();
         labels[RunnerLabels.Template] = RunnerLabels.ToLabelValue(launch.TemplateName);
+        labels[RunnerLabels.Network] = launch.Template.Network;
         return labels;
     }
 
@@ -133,17 +135,49 @@ public static class RunnerPodSpecBuilder
     {
         var template = launch.Template;
         long uid = template.RunAsUser;
+        var disk = template.Resources.EphemeralStorageMiB;
         var resources = new Dictionary<string, ResourceQuantity>
         {
             ["cpu"] = new(template.Resources.CpuMillis.ToString(CultureInfo.InvariantCulture) + "m"),
             ["memory"] = new(template.Resources.MemoryMiB.ToString(CultureInfo.InvariantCulture) + "Mi"),
+            // The kubelet evicts this pod, not its neighbours, when the job fills its disk.
+            ["ephemeral-storage"] = new(disk.ToString(CultureInfo.InvariantCulture) + "Mi"),
         };
+        var placement = template.Kubernetes ?? new RunnerKubernetesSettings();
 
         return new V1PodSpec
         {
             RestartPolicy = "Never",
             AutomountServiceAccountToken = false,
-            ServiceAccountName = options.ServiceAccountName,
+            ServiceAccountName = placement.ServiceAccountName ?? options.ServiceAccountName,
+            // Where it runs is the template's; what it may do is not (below).
+            NodeSelector = placement.NodeSelector.Count > 0 ? new Dictionary<string, string>(placement.NodeSelector) : null,
+            Tolerations = placement.Tolerations.Count > 0
+                ? placement.Tolerations.Select(t => new V1Toleration { Key = t.Key, OperatorProperty = t.Operator, Value = t.Value, Effect = t.Effect, TolerationSeconds = t.TolerationSeconds }).ToList()
+                : null,
+            Affinity = placement.RequiredNodeAffinity.Count > 0
+                ? new V1Affinity
+                {
+                    NodeAffinity = new V1NodeAffinity
+                    {
+                        RequiredDuringSchedulingIgnoredDuringExecution = new V1NodeSelector
+                        {
+                            NodeSelectorTerms =
+                            [
+                                new V1NodeSelectorTerm
+                                {
+                                    MatchExpressions = placement.RequiredNodeAffinity
+                                        .Select(r => new V1NodeSelectorRequirement { Key = r.Key, OperatorProperty = r.Operator, Values = r.Values.Count > 0 ? r.Values.ToList() : null })
+                                        .ToList(),
+                                },
+                            ],
+                        },
+                    },
+                }
+                : null,
+            RuntimeClassName = placement.RuntimeClassName,
+            PriorityClassName = placement.PriorityClassName ?? options.PriorityClassName,
+            ImagePullSecrets = placement.ImagePullSecrets.Count > 0 ? placement.ImagePullSecrets.Select(n => new V1LocalObjectReference { Name = n }).ToList() : null,
             EnableServiceLinks = false,
             HostNetwork = false,
             HostPID = false,
@@ -159,8 +193,9 @@ public static class RunnerPodSpecBuilder
             },
             Volumes =
             [
-                new V1Volume { Name = "workspace", EmptyDir = new V1EmptyDirVolumeSource() },
-                new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() },
+                // Both on the node's disk, within the pod's ephemeral-storage limit; each capped at it too.
+                new V1Volume { Name = "workspace", EmptyDir = new V1EmptyDirVolumeSource { SizeLimit = new ResourceQuantity(disk.ToString(CultureInfo.InvariantCulture) + "Mi") } },
+                new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource { SizeLimit = new ResourceQuantity(disk.ToString(CultureInfo.InvariantCulture) + "Mi") } },
                 new V1Volume
                 {
                     Name = "job-token-secret",

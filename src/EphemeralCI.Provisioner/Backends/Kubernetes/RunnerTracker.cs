@@ -17,7 +17,10 @@ public sealed class RunnerTracker(Guid jobId, DateTimeOffset createdAt)
     private PendingProblem? _problem;
     private DateTimeOffset? _problemSince;
     private RunnerFailure? _failure;
+    private bool _scaleUpTriggered;
     public const string OomKilled = "OOMKilled";
+    /// <summary>The scheduler's reason for a pod no node can take (yet).</summary>
+    public const string Unschedulable = "Unschedulable";
 
     public Guid JobId { get; } = jobId;
 
@@ -72,12 +75,28 @@ public sealed class RunnerTracker(Guid jobId, DateTimeOffset createdAt)
         return progress;
     }
 
+    /// <summary>
+    /// The cluster autoscaler (or Karpenter) is adding a node for this pod: being unschedulable is then
+    /// expected for minutes, and the job waits up to the scale-up grace period instead. Returns true
+    /// the first time (worth a timeline entry).
+    /// </summary>
+    public bool ScaleUpTriggered()
+    {
+        lock (_gate)
+        {
+            if (IsFinished || _scaleUpTriggered) return false;
+            _scaleUpTriggered = true;
+            return true;
+        }
+    }
+
     /// <summary>Fails the runner if it has been stuck (or podless) for the grace period. Returns the failure when it did.</summary>
-    public RunnerFailure? CheckGrace(DateTimeOffset now, TimeSpan grace)
+    public RunnerFailure? CheckGrace(DateTimeOffset now, TimeSpan grace, TimeSpan? scaleUpGrace = null)
     {
         lock (_gate)
         {
             if (IsFinished) return null;
+            if (_scaleUpTriggered && _problem?.Reason == Unschedulable && scaleUpGrace is { } longer && longer > grace) grace = longer;
             var seconds = grace.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
             RunnerFailure? failure = null;
             if (_problem is not null && _problemSince is { } since && now - since >= grace)

@@ -30,6 +30,7 @@ public sealed class FakeKubernetesApiServer : IAsyncDisposable
         ["pods"] = ("v1", "Pod", ""),
         ["secrets"] = ("v1", "Secret", ""),
         ["jobs"] = ("batch/v1", "Job", "batch"),
+        ["events"] = ("v1", "Event", ""),
     };
 
     private readonly Lock _gate = new();
@@ -76,8 +77,11 @@ public sealed class FakeKubernetesApiServer : IAsyncDisposable
     /// <summary>Every Job delete request, with the propagation policy it asked for.</summary>
     public IReadOnlyList<(string Name, string? Propagation)> JobDeletes { get { lock (_gate) return [.. _jobDeletes]; } }
 
-    /// <summary>How many watch connections are open now.</summary>
-    public int OpenWatches { get { lock (_gate) return _watchers.Count; } }
+    /// <summary>How many watch connections on pods are open now.</summary>
+    public int OpenWatches => OpenWatchesOf("pods");
+
+    /// <summary>How many watch connections on one resource (pods, events) are open now.</summary>
+    public int OpenWatchesOf(string resource) { lock (_gate) return _watchers.Count(w => w.Resource == resource); }
 
     /// <summary>The pod the fake Job controller made for a Job, once it exists.</summary>
     public async Task<V1Pod> WaitForPodOfJobAsync(string jobName, TimeSpan? timeout = null)

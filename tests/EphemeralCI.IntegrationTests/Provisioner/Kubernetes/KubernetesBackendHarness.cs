@@ -29,7 +29,7 @@ public sealed class KubernetesBackendHarness : IAsyncDisposable
     public KubernetesRunnerBackend Backend { get; }
     public RecordingProgressSink Progress { get; }
 
-    public static async Task<KubernetesBackendHarness> StartAsync(TimeSpan? pendingGrace = null, string? ns = null)
+    public static async Task<KubernetesBackendHarness> StartAsync(TimeSpan? pendingGrace = null, string? ns = null, TimeSpan? scaleUpGrace = null)
     {
         var fake = await FakeKubernetesApiServer.StartAsync();
         var options = new KubernetesOptions
@@ -37,6 +37,7 @@ public sealed class KubernetesBackendHarness : IAsyncDisposable
             ApiServer = fake.Address.ToString(),
             IntakeUrl = IntakeUrl,
             PendingGracePeriod = pendingGrace ?? TimeSpan.FromMinutes(5),
+            ScaleUpGracePeriod = scaleUpGrace ?? TimeSpan.FromMinutes(10),
             DeleteTimeout = TimeSpan.FromSeconds(10),
         };
         if (ns is not null) options.Namespace = ns;

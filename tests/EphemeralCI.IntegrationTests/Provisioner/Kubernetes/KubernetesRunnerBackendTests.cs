@@ -173,6 +173,9 @@ public sealed class KubernetesRunnerBackendTests : IAsyncLifetime
         }, ns);
 
         await _h.Backend.RemoveLeftoversAsync(new HashSet<Guid> { keep.JobId }, CancellationToken.None);
+        // The orphan's runner row is still open (rows are written before anything is created): its
+        // teardown deletes the Secret by name — the provisioner may not list Secrets (their data).
+        await _h.Backend.DestroyAsync(new RunnerRef(orphan, "runner-orphan", null), CancellationToken.None);
 
         Assert.Single(_h.Fake.Jobs(RunnerLabels.SelectorFor(keep.JobId)));
         Assert.Single(_h.Fake.Secrets(RunnerLabels.SelectorFor(keep.JobId)));
@@ -254,5 +257,44 @@ public sealed class KubernetesPendingPodTests : IAsyncLifetime
         var ex = await Assert.ThrowsAsync<RunnerStartException>(() => h.Backend.StartAsync(KubernetesBackendHarness.Launch(), CancellationToken.None));
         Assert.Contains("namespaces \"no-such-namespace\" not found", ex.Message);
         Assert.Empty(h.Fake.Secrets());
+    }
+}
+
+/// <summary>A cluster autoscaler adding a node: the pending runner waits for it instead of failing as unschedulable.</summary>
+public sealed class ScaleUpAwarePendingTests
+{
+    [Fact]
+    public async Task An_unschedulable_pod_the_autoscaler_is_adding_a_node_for_waits_past_the_pending_grace_and_runs()
+    {
+        await using var h = await KubernetesBackendHarness.StartAsync(pendingGrace: TimeSpan.FromSeconds(1), scaleUpGrace: TimeSpan.FromSeconds(60));
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(h.Fake.OpenWatchesOf("events") > 0), "the event watch to connect", 30);
+
+        // Waits for its node.
+        var waiting = KubernetesBackendHarness.Launch();
+        var waitingHandle = await h.Backend.StartAsync(waiting, CancellationToken.None);
+        var waitingPod = await h.Fake.WaitForPodOfJobAsync(RunnerLabels.JobName(waiting.JobId));
+        h.Fake.MakeUnschedulable(waitingPod.Metadata.Name);
+        await h.Connection.Client.CoreV1.CreateNamespacedEventAsync(new Corev1Event
+        {
+            Metadata = new V1ObjectMeta { Name = waitingPod.Metadata.Name + ".scaleup" },
+            InvolvedObject = new V1ObjectReference { Kind = "Pod", Name = waitingPod.Metadata.Name, NamespaceProperty = "ephemeralci-runners" },
+            Reason = "TriggeredScaleUp",
+            Message = "pod triggered scale-up: [{runners 2->3 (max: 10)}]",
+            Type = "Normal",
+        }, "ephemeralci-runners");
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(h.Progress.For(waiting.JobId).Any(p => p.Stage == "scale_up")), "the scale-up on the timeline", 30);
+
+        // No scale-up for this one: it fails at the ordinary grace period, as before.
+        var stuck = KubernetesBackendHarness.Launch();
+        var stuckHandle = await h.Backend.StartAsync(stuck, CancellationToken.None);
+        h.Fake.MakeUnschedulable((await h.Fake.WaitForPodOfJobAsync(RunnerLabels.JobName(stuck.JobId))).Metadata.Name);
+        await stuckHandle.Exited.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(RunnerOutcome.FailedToStart, stuckHandle.Failure()!.Outcome);
+
+        Assert.False(waitingHandle.Exited.IsCompleted, "the runner whose node is coming was failed as unschedulable");
+        h.Fake.StartPod(waitingPod.Metadata.Name);
+        h.Fake.FinishPod(waitingPod.Metadata.Name, 0);
+        Assert.Equal(0, await waitingHandle.Exited.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Null(waitingHandle.Failure());
     }
 }

@@ -20,7 +20,7 @@ public sealed class RunnerPodSpecBuilderTests
     }
 
     /// <summary>Every template shape we render must pass the restricted Pod Security Standard.</summary>
-    public static TheoryData<string> Templates => ["default", "big", "other-user", "labels", "tiny", "odd-name"];
+    public static TheoryData<string> Templates => ["default", "big", "other-user", "labels", "tiny", "odd-name", "placed", "egress"];
 
     private static RunnerLaunch Named(string which) => which switch
     {
@@ -30,6 +30,8 @@ public sealed class RunnerPodSpecBuilderTests
         "labels" => Launch(t => t.Labels = new() { ["team"] = "platform", ["example.com/cost-center"] = "ci-42" }),
         "tiny" => Launch(t => t.Resources = new RunnerResources { CpuMillis = 50, MemoryMiB = 64, MaxProcesses = 16 }, 1),
         "odd-name" => Launch(name: "Linux Small / ARM64 (experimental) with a name far longer than any Kubernetes label value may be"),
+        "placed" => Launch(t => t.Kubernetes = Placed()),
+        "egress" => Launch(t => t.Network = "egress"),
         _ => throw new ArgumentOutOfRangeException(nameof(which)),
     };
 
@@ -98,6 +100,77 @@ public sealed class RunnerPodSpecBuilderTests
         Assert.Equal(launch.JobId.ToString(), agent.Env.Single(e => e.Name == "ECI_JOB_ID").Value);
         Assert.Equal("/workspace", agent.Env.Single(e => e.Name == "ECI_WORKSPACE").Value);
         Assert.Equal("eci-0b5e3a526c1f4f7e9d6a2f1c0e9b8a77", job.Metadata.Name);
+    }
+
+    private static RunnerKubernetesSettings Placed() => new()
+    {
+        NodeSelector = { ["eci.example.com/pool"] = "runners" },
+        Tolerations = [new RunnerToleration { Key = "dedicated", Operator = "Equal", Value = "ci", Effect = "NoSchedule" }],
+        RequiredNodeAffinity = [new RunnerNodeRequirement { Key = "kubernetes.io/arch", Operator = "In", Values = ["arm64"] }],
+        RuntimeClassName = "gvisor",
+        PriorityClassName = "ci-low",
+        ImagePullSecrets = ["registry-ci"],
+        ServiceAccountName = "builds-wi",
+    };
+
+    [Fact]
+    public void Placement_fields_place_the_pod_and_change_nothing_it_may_do()
+    {
+        var (_, job) = RunnerPodSpecBuilder.Build(Launch(t => t.Kubernetes = Placed()), Options, Now);
+        var pod = job.Spec.Template.Spec;
+        Assert.Equal("runners", pod.NodeSelector["eci.example.com/pool"]);
+        var toleration = Assert.Single(pod.Tolerations);
+        Assert.Equal(("dedicated", "Equal", "ci", "NoSchedule"), (toleration.Key, toleration.OperatorProperty, toleration.Value, toleration.Effect));
+        var requirement = Assert.Single(Assert.Single(pod.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms).MatchExpressions);
+        Assert.Equal(("kubernetes.io/arch", "In", "arm64"), (requirement.Key, requirement.OperatorProperty, Assert.Single(requirement.Values)));
+        Assert.Equal("gvisor", pod.RuntimeClassName);
+        Assert.Equal("ci-low", pod.PriorityClassName);
+        Assert.Equal("registry-ci", Assert.Single(pod.ImagePullSecrets).Name);
+        Assert.Equal("builds-wi", pod.ServiceAccountName);
+        Assert.False(pod.AutomountServiceAccountToken); // a workload-identity account still gets no token mounted
+        Assert.Empty(RestrictedProfileChecker.Check(pod));
+    }
+
+    [Fact]
+    public void Without_placement_the_pod_gets_the_deployments_priority_class_and_nothing_else()
+    {
+        var options = new KubernetesOptions { IntakeUrl = Options.IntakeUrl, PriorityClassName = "ephemeralci-runner" };
+        var pod = RunnerPodSpecBuilder.Build(Launch(), options, Now).Job.Spec.Template.Spec;
+        Assert.Equal("ephemeralci-runner", pod.PriorityClassName);
+        Assert.Null(pod.NodeSelector);
+        Assert.Null(pod.Tolerations);
+        Assert.Null(pod.Affinity);
+        Assert.Null(pod.RuntimeClassName);
+        Assert.Null(pod.ImagePullSecrets);
+    }
+
+    [Fact]
+    public void The_runners_disk_is_requested_limited_and_caps_its_volumes()
+    {
+        var pod = RunnerPodSpecBuilder.Build(Launch(t => t.Resources.EphemeralStorageMiB = 2048), Options, Now).Job.Spec.Template.Spec;
+        var agent = pod.Containers[0];
+        Assert.Equal("2Gi", agent.Resources.Requests["ephemeral-storage"].ToString());
+        Assert.Equal("2Gi", agent.Resources.Limits["ephemeral-storage"].ToString());
+        Assert.Equal("2Gi", pod.Volumes.Single(v => v.Name == "workspace").EmptyDir.SizeLimit.ToString());
+        Assert.Equal("2Gi", pod.Volumes.Single(v => v.Name == "tmp").EmptyDir.SizeLimit.ToString());
+    }
+
+    [Theory]
+    [InlineData("control-plane")]
+    [InlineData("egress")]
+    public void The_network_label_follows_the_templates_network_and_no_template_label_can_set_it(string network)
+    {
+        var launch = Launch(t =>
+        {
+            t.Network = network;
+            t.Labels = new() { [RunnerLabels.Network] = "egress", ["network.ephemeralci.dev/egress"] = "internet" };
+        });
+        var (secret, job) = RunnerPodSpecBuilder.Build(launch, Options, Now);
+        foreach (var labels in new[] { job.Metadata.Labels, job.Spec.Template.Metadata.Labels, secret.Metadata.Labels })
+        {
+            Assert.Equal(network, labels[RunnerLabels.Network]);
+            Assert.False(labels.ContainsKey("network.ephemeralci.dev/egress"));
+        }
     }
 
     [Fact]

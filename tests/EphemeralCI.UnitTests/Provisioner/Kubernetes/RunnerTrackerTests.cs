@@ -139,4 +139,22 @@ public sealed class RunnerTrackerTests
     [InlineData("Bad Stage!", "runner.progress")]
     public void Progress_becomes_a_timeline_event_type_that_cannot_clash(string stage, string expected) =>
         Assert.Equal(expected, RunnerProgressConsumer.EventType(stage));
+
+    [Fact]
+    public void A_scale_up_lengthens_the_wait_of_an_unschedulable_pod_and_of_nothing_else()
+    {
+        var grace = TimeSpan.FromMinutes(2);
+        var scaleUp = TimeSpan.FromMinutes(10);
+        var waiting = new RunnerTracker(Guid.NewGuid(), T0);
+        waiting.Observe(PodObservation.Of(Pod(scheduled: Scheduled("False", "Unschedulable", "0/3 nodes are available: 3 Insufficient cpu."))), T0);
+        Assert.True(waiting.ScaleUpTriggered());
+        Assert.False(waiting.ScaleUpTriggered()); // reported once
+        Assert.Null(waiting.CheckGrace(T0.AddMinutes(9), grace, scaleUp));
+        Assert.NotNull(waiting.CheckGrace(T0.AddMinutes(10), grace, scaleUp));
+
+        // Without the event the ordinary grace holds.
+        var alone = new RunnerTracker(Guid.NewGuid(), T0);
+        alone.Observe(PodObservation.Of(Pod(scheduled: Scheduled("False", "Unschedulable", "0/3 nodes are available."))), T0);
+        Assert.NotNull(alone.CheckGrace(T0.AddMinutes(2), grace, scaleUp));
+    }
 }
