@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.JobTokens;
@@ -19,6 +20,7 @@ public static class CacheAdminApi
     {
         var api = app.MapGroup("/cache/admin")
             .WithTags("CacheAdmin")
+            .AdminListenerOnly()
             .AddEndpointFilter<CacheAdminTokenGate>()
             .ProducesProblem(StatusCodes.Status401Unauthorized);
 

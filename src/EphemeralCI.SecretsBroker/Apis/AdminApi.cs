@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using System.Text;
 using EphemeralCI.SecretsBroker.Crypto;
 using EphemeralCI.SecretsBroker.Infrastructure;
@@ -29,6 +30,7 @@ public static class AdminApi
     {
         var api = app.MapGroup("/api/v1/admin")
             .WithTags("Secrets administration")
+            .AdminListenerOnly()
             .AddEndpointFilter<AdminTokenGate>()
             .ProducesProblem(StatusCodes.Status401Unauthorized);
 

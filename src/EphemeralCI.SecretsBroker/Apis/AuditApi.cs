@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using System.Text.Json;
 using EphemeralCI.SecretsBroker.Infrastructure;
 using Microsoft.AspNetCore.Builder;
@@ -28,6 +29,7 @@ public static class AuditApi
     {
         var api = app.MapGroup("/api/v1/admin/audit")
             .WithTags("Audit")
+            .AdminListenerOnly()
             .AddEndpointFilter<AdminTokenGate>()
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         api.MapGet("/", QueryAsync).WithName("QueryAudit").WithSummary("Audit lines, oldest first; page with 'after' (the last id seen)");

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker.Identity;
 using Microsoft.AspNetCore.Builder;
@@ -25,6 +26,7 @@ public static class IdentityApi
         wellKnown.MapGet("/jwks.json", JwksAsync).WithName("Jwks").WithSummary("Public keys that sign job tokens (current and recently rotated)");
 
         app.MapGroup("/internal/v1").WithTags("Job identity")
+            .AdminListenerOnly()
             .AddEndpointFilter<ProvisionerTokenGate>()
             .MapPost("/job-tokens", MintAsync).WithName("MintJobToken")
             .WithSummary("Mint a job's identity token (provisioner only)")

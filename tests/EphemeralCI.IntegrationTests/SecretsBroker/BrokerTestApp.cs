@@ -34,12 +34,12 @@ internal sealed class BrokerTestApp : IAsyncDisposable
     /// <param name="keks">Key-encryption keys by id; the first is active unless <paramref name="activeKeyId"/> says otherwise.</param>
     public static async Task<BrokerTestApp> StartAsync(
         string? connectionString = null, IReadOnlyDictionary<string, string>? keks = null, string? activeKeyId = null,
-        bool withRedis = true, IDictionary<string, string?>? extra = null, bool overKestrel = false, TimeProvider? clock = null)
+        bool withRedis = true, IDictionary<string, string?>? extra = null, bool overKestrel = false, TimeProvider? clock = null, string? urls = null)
     {
         connectionString ??= await RealServices.CreateDatabaseAsync("secrets");
         keks ??= new Dictionary<string, string> { ["k1"] = NewKek() };
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing", ContentRootPath = AppContext.BaseDirectory });
-        if (overKestrel) builder.WebHost.UseUrls("http://127.0.0.1:0"); // for other processes (the runner agent)
+        if (overKestrel) builder.WebHost.UseUrls(urls ?? "http://127.0.0.1:0"); // for other processes (the runner agent)
         else builder.WebHost.UseTestServer();
         var settings = new Dictionary<string, string?>
         {
