@@ -139,7 +139,7 @@ public sealed class RunnerSupervisor(
         runner.Outcome = outcome;
         runner.ExitCode = exitCode;
         runner.Reason = reason;
-        db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock);
+        db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner of job {JobId} finished: {Outcome} (exit {ExitCode}) {Reason}", jobId, outcome, exitCode, reason);
