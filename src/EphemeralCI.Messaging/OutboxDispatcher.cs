@@ -68,7 +68,7 @@ public sealed class OutboxDispatcher<TContext>(
                 if (clock.GetUtcNow() >= nextCleanup)
                 {
                     nextCleanup = clock.GetUtcNow() + options.Value.CleanupInterval;
-                    await DeleteSentAsync(stoppingToken);
+                    await TryDeleteSentAsync(stoppingToken);
                 }
                 var sent = await DispatchBatchAsync(stoppingToken);
                 retryDelay = null;
@@ -211,6 +211,19 @@ public sealed class OutboxDispatcher<TContext>(
             sent++;
         }
         return sent;
+    }
+
+    /// <summary>Cleaning up never holds back sending: a failure is logged and tried again at the next interval.</summary>
+    private async Task TryDeleteSentAsync(CancellationToken ct)
+    {
+        try
+        {
+            await DeleteSentAsync(ct);
+        }
+        catch (Exception ex) when (!ct.IsCancellationRequested)
+        {
+            logger.LogWarning(ex, "Deleting sent outbox rows failed; trying again in {Interval}", options.Value.CleanupInterval);
+        }
     }
 
     /// <summary>Deletes rows sent longer ago than the retention (they are kept a while to see what went out). Returns how many.</summary>

@@ -43,7 +43,8 @@ public sealed class ProvisionerCrashTests(ProvisionerProcess provisioner, ITestO
         Assert.True(died < TimeSpan.FromSeconds(1), $"sandboxes outlived their provisioner by {died}");
 
         await provisioner.StartAsync();
-        await ProvisionerFixture.WaitUntilAsync(async () => (await provisioner.RunnersAsync(jobs)).All(r => r.State == RunnerState.Destroyed),
+        // Every job has its runner (RunJobs the dead process had not taken are redelivered) and every runner is gone.
+        await ProvisionerFixture.WaitUntilAsync(async () => await provisioner.RunnersAsync(jobs) is var all && all.Count == jobs.Count && all.All(r => r.State == RunnerState.Destroyed),
             () => "every runner destroyed after the restart; output:\n" + provisioner.Output, seconds: 120);
 
         var rows = (await provisioner.RunnersAsync(jobs)).ToDictionary(r => r.JobId);
@@ -96,5 +97,44 @@ public sealed class ProvisionerCrashTests(ProvisionerProcess provisioner, ITestO
         var runner = (await provisioner.RunnersAsync([jobId])).Single();
         Assert.Equal(RunnerOutcome.Exited, runner.Outcome);
         Assert.Equal(0, runner.ExitCode);
+    }
+
+    [Theory]
+    [InlineData("broker")]
+    [InlineData("database")]
+    public async Task An_outage_of_the_broker_or_the_database_mid_burst_loses_no_job_and_runs_none_twice(string service)
+    {
+        const int burst = 8;
+        var jobs = Enumerable.Range(0, burst).Select(_ => Guid.NewGuid()).ToList();
+        var fakes = jobs.ToDictionary(id => id, id => provisioner.Intake.Register(id, Step("work", "echo ran-once; sleep 2")));
+        foreach (var id in jobs) await provisioner.PublishAsync(ProvisionerProcess.RunJob(id));
+        await ProvisionerFixture.WaitUntilAsync(async () =>
+        {
+            var rows = await provisioner.RunnersAsync(jobs);
+            return rows.Count(r => r.State == RunnerState.Running) >= 1 && rows.Count(r => r.State == RunnerState.Waiting) >= 2;
+        }, () => "a burst with runners running and jobs waiting; output:\n" + provisioner.Output);
+
+        // Connections cut and refused for 20 s, as a restart of the service does; the shared service itself stays up.
+        var proxy = service == "broker" ? provisioner.BrokerProxy : provisioner.DatabaseProxy;
+        proxy.Pause();
+        await Task.Delay(TimeSpan.FromSeconds(20));
+        proxy.Resume();
+
+        // Every job runs to the end, once: none failed, none stuck (bound: 120 s after the outage).
+        await ProvisionerFixture.WaitUntilAsync(async () => await provisioner.RunnersAsync(jobs) is var all && all.Count == jobs.Count && all.All(r => r.State == RunnerState.Destroyed),
+            () => $"every runner destroyed after the {service} outage; states: " +
+                string.Join(", ", provisioner.RunnersAsync(jobs).GetAwaiter().GetResult().GroupBy(r => r.State).Select(g => $"{g.Key} {g.Count()}")) +
+                "; output:\n" + provisioner.Output, seconds: 120);
+        var rows = (await provisioner.RunnersAsync(jobs)).ToDictionary(r => r.JobId);
+        var started = await provisioner.StartedAnnouncementsAsync(jobs);
+        foreach (var id in jobs)
+        {
+            Assert.True(rows[id].Outcome == RunnerOutcome.Exited && rows[id].ExitCode == 0, $"job {id}: {rows[id].Outcome} {rows[id].ExitCode} {rows[id].Reason}");
+            Assert.True((await fakes[id].Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, fakes[id].Log);
+            Assert.True(started[id] <= 1, $"job {id}: {started[id]} RunnerStarted");
+            Assert.Equal(1, fakes[id].Fetches);
+        }
+        Assert.All(jobs, id => Assert.Empty(SandboxProcesses.Of(id)));
+        Assert.All(jobs, id => Assert.False(Directory.Exists(Path.Combine(provisioner.WorkRoot, id.ToString())), $"folder of {id} left"));
     }
 }

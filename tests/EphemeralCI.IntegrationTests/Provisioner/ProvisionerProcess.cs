@@ -32,6 +32,9 @@ public sealed class ProvisionerProcess : IAsyncLifetime
     public const int Limit = 3;
     public FakeIntake Intake { get; private set; } = null!;
     public TcpProxy IntakeProxy { get; private set; } = null!;
+    /// <summary>The provisioner's way to RabbitMQ and to Postgres: taking one down is an outage of that service for it alone (the shared services stay up).</summary>
+    public TcpProxy BrokerProxy { get; private set; } = null!;
+    public TcpProxy DatabaseProxy { get; private set; } = null!;
     public string WorkRoot { get; } = Path.Combine(Path.GetTempPath(), "eci-prov-proc", Guid.NewGuid().ToString("N")[..8]);
     private readonly string _cgroupName = "eci-test-" + Guid.NewGuid().ToString("N")[..8];
     public string Output { get { lock (_output) return _output.ToString(); } }
@@ -43,6 +46,10 @@ public sealed class ProvisionerProcess : IAsyncLifetime
         IntakeProxy = TcpProxy.Start(Intake.Address);
         _database = await RealServices.CreateDatabaseAsync("provproc");
         _rabbit = await RealServices.CreateRabbitMqVirtualHostAsync("provproc");
+        var rabbit = new Uri(_rabbit);
+        BrokerProxy = TcpProxy.Start(new Uri($"tcp://127.0.0.1:{rabbit.Port}"));
+        var postgres = new Npgsql.NpgsqlConnectionStringBuilder(_database);
+        DatabaseProxy = TcpProxy.Start(new Uri($"tcp://127.0.0.1:{postgres.Port}"));
         var amqp = new Uri(_rabbit);
         _bus = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(amqp, h =>
         {
@@ -67,8 +74,8 @@ public sealed class ProvisionerProcess : IAsyncLifetime
         };
         foreach (var (key, value) in new Dictionary<string, string>
         {
-            ["ConnectionStrings__provisionerdb"] = _database,
-            ["ConnectionStrings__rabbitmq"] = _rabbit,
+            ["ConnectionStrings__provisionerdb"] = new Npgsql.NpgsqlConnectionStringBuilder(_database) { Port = DatabaseProxy.Address.Port, Pooling = true }.ConnectionString,
+            ["ConnectionStrings__rabbitmq"] = new UriBuilder(_rabbit) { Port = BrokerProxy.Address.Port }.Uri.ToString(),
             ["JobTokens__SigningKey"] = _signingKey,
             ["Provisioner__IntakeUrl"] = IntakeProxy.Address.ToString(),
             ["Provisioner__LocalSandbox__WorkRoot"] = WorkRoot,
@@ -145,6 +152,8 @@ public sealed class ProvisionerProcess : IAsyncLifetime
         }
         if (_bus is not null) await _bus.StopAsync();
         await IntakeProxy.DisposeAsync();
+        await BrokerProxy.DisposeAsync();
+        await DatabaseProxy.DisposeAsync();
         await Intake.DisposeAsync();
         try { Directory.Delete(WorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
     }
