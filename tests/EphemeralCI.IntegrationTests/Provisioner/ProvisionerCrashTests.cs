@@ -60,10 +60,11 @@ public sealed class ProvisionerCrashTests(ProvisionerProcess provisioner, ITestO
                 Assert.True(runner.Outcome is RunnerOutcome.Lost or RunnerOutcome.Exited, $"job {id}: {runner.Outcome} {runner.Reason}");
                 continue;
             }
-            // No runner yet (waiting, or claimed and starting): started after the restart, ran once, succeeded.
-            Assert.True(runner.Outcome == RunnerOutcome.Exited && runner.ExitCode == 0, $"job {id} ({atDeath[id]} at death): {runner.Outcome} {runner.ExitCode} {runner.Reason}");
+            // No runner yet (its RunJob not taken, waiting, or claimed and starting): started after the restart, ran once, succeeded.
+            RunnerState? state = atDeath.TryGetValue(id, out var s) ? s : null;
+            Assert.True(runner.Outcome == RunnerOutcome.Exited && runner.ExitCode == 0, $"job {id} ({state?.ToString() ?? "no row"} at death): {runner.Outcome} {runner.ExitCode} {runner.Reason}");
             Assert.True((await fakes[id].Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, fakes[id].Log);
-            if (atDeath[id] == RunnerState.Waiting) Assert.Equal(1, fakes[id].Fetches);
+            if (state is null or RunnerState.Waiting) Assert.Equal(1, fakes[id].Fetches);
         }
         // No leftovers: no process, no folder.
         Assert.All(jobs, id => Assert.Empty(SandboxProcesses.Of(id)));
