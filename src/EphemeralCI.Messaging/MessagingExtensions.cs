@@ -62,7 +62,9 @@ public static class MessagingExtensions
     {
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<OutboxSignal>();
-        builder.Services.AddHostedService<OutboxDispatcher<TContext>>();
+        builder.Services.AddOptions<OutboxOptions>().BindConfiguration(OutboxOptions.Section);
+        builder.Services.AddSingleton<OutboxDispatcher<TContext>>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<OutboxDispatcher<TContext>>());
         return builder;
     }
 }

@@ -2,9 +2,11 @@ using System.Text.Json;
 using MassTransit;
 using MassTransit.RabbitMqTransport;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace EphemeralCI.Messaging;
 
@@ -21,14 +23,26 @@ public sealed class OutboxSignal
     public Task WaitAsync(TimeSpan timeout, CancellationToken ct) => _signal.WaitAsync(timeout, ct);
 }
 
+/// <summary>Configuration section <c>Messaging:Outbox</c>.</summary>
+public sealed class OutboxOptions
+{
+    public const string Section = "Messaging:Outbox";
+    /// <summary>How long a sent row is kept (to see what went out) before it is deleted.</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(1);
+    /// <summary>How often sent rows older than <see cref="Retention"/> are deleted.</summary>
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(10);
+}
+
 /// <summary>
-/// Publishes committed outbox rows in order, at least once. A broker that is down only delays
+/// Publishes committed outbox rows in order, at least once; several replicas on one Postgres database
+/// share the work without sending a row twice (see <see cref="DispatchBatchAsync"/>). A broker that is down only delays
 /// delivery: a failed publish is retried on the next pass and the row stays until it is sent.
 /// </summary>
 public sealed class OutboxDispatcher<TContext>(
     IServiceScopeFactory scopes,
     IBus bus,
     OutboxSignal signal,
+    IOptions<OutboxOptions> options,
     TimeProvider clock,
     ILogger<OutboxDispatcher<TContext>> logger) : BackgroundService
     where TContext : DbContext, IOutboxDbContext
@@ -46,10 +60,16 @@ public sealed class OutboxDispatcher<TContext>(
     {
         await WaitForReceiveEndpointsAsync(stoppingToken);
         TimeSpan? retryDelay = null; // set while passes fail
+        var nextCleanup = clock.GetUtcNow();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                if (clock.GetUtcNow() >= nextCleanup)
+                {
+                    nextCleanup = clock.GetUtcNow() + options.Value.CleanupInterval;
+                    await TryDeleteSentAsync(stoppingToken);
+                }
                 var sent = await DispatchBatchAsync(stoppingToken);
                 retryDelay = null;
                 if (sent == BatchSize) continue;
@@ -96,16 +116,62 @@ public sealed class OutboxDispatcher<TContext>(
         }
     }
 
+    /// <summary>
+    /// One batch: the oldest unsent rows, published in order. On Postgres the rows are claimed in a
+    /// transaction with <c>FOR UPDATE SKIP LOCKED</c>, so dispatchers of several replicas on one
+    /// database each take other rows and none is sent twice (a dispatcher that dies mid-batch leaves
+    /// its rows unsent, to be sent again under the same message ids). SQLite is owned by one process
+    /// (the all-in-one server) and its transactions lock the whole database, so there the rows are
+    /// read and marked without one.
+    /// </summary>
     internal async Task<int> DispatchBatchAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<TContext>();
-        var pending = await db.OutboxMessages
-            .Where(m => m.SentAt == null)
-            .OrderBy(m => m.Id)
-            .Take(BatchSize)
-            .ToListAsync(ct);
+        if (!IsPostgres(db)) return await PublishAsync(db, await PendingAsync(db, locked: false, ct), ct);
+        return await db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
+        {
+            db.ChangeTracker.Clear();
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            try
+            {
+                return await PublishAsync(db, await PendingAsync(db, locked: true, ct), ct);
+            }
+            finally
+            {
+                // Also after a failed publish: its attempt count is kept, and the rows before it stay sent.
+                await tx.CommitAsync(CancellationToken.None);
+            }
+        });
+    }
 
+    private static bool IsPostgres(DbContext db) => db.Database.ProviderName?.Contains("Npgsql", StringComparison.Ordinal) == true;
+
+    private static async Task<List<OutboxMessage>> PendingAsync(TContext db, bool locked, CancellationToken ct)
+    {
+        if (!locked)
+        {
+            return await db.OutboxMessages.Where(m => m.SentAt == null).OrderBy(m => m.Id).Take(BatchSize).ToListAsync(ct);
+        }
+        // Only names from the model and a constant go into the text: nothing from outside.
+        var (table, id, sentAt) = Names(db);
+        var sql = $"SELECT * FROM {table} WHERE {sentAt} IS NULL ORDER BY {id} LIMIT {BatchSize} FOR UPDATE SKIP LOCKED";
+        return await db.OutboxMessages.FromSqlRaw(sql).ToListAsync(ct);
+    }
+
+    /// <summary>The outbox table's and columns' names as the context maps them (naming conventions differ by module).</summary>
+    private static (string Table, string Id, string SentAt) Names(DbContext db)
+    {
+        var entity = db.Model.FindEntityType(typeof(OutboxMessage))!;
+        var store = StoreObjectIdentifier.Table(entity.GetTableName()!, entity.GetSchema());
+        string Quote(string name) => "\"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+        var table = entity.GetSchema() is { } schema ? $"{Quote(schema)}.{Quote(entity.GetTableName()!)}" : Quote(entity.GetTableName()!);
+        return (table, Quote(entity.FindProperty(nameof(OutboxMessage.Id))!.GetColumnName(store)!),
+            Quote(entity.FindProperty(nameof(OutboxMessage.SentAt))!.GetColumnName(store)!));
+    }
+
+    private async Task<int> PublishAsync(TContext db, List<OutboxMessage> pending, CancellationToken ct)
+    {
         var sent = 0;
         foreach (var row in pending)
         {
@@ -145,5 +211,29 @@ public sealed class OutboxDispatcher<TContext>(
             sent++;
         }
         return sent;
+    }
+
+    /// <summary>Cleaning up never holds back sending: a failure is logged and tried again at the next interval.</summary>
+    private async Task TryDeleteSentAsync(CancellationToken ct)
+    {
+        try
+        {
+            await DeleteSentAsync(ct);
+        }
+        catch (Exception ex) when (!ct.IsCancellationRequested)
+        {
+            logger.LogWarning(ex, "Deleting sent outbox rows failed; trying again in {Interval}", options.Value.CleanupInterval);
+        }
+    }
+
+    /// <summary>Deletes rows sent longer ago than the retention (they are kept a while to see what went out). Returns how many.</summary>
+    internal async Task<int> DeleteSentAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<TContext>();
+        var cutoff = clock.GetUtcNow() - options.Value.Retention;
+        var deleted = await db.OutboxMessages.Where(m => m.SentAt != null && m.SentAt < cutoff).ExecuteDeleteAsync(ct);
+        if (deleted > 0) logger.LogInformation("Deleted {Count} outbox row(s) sent before {Cutoff:O}", deleted, cutoff);
+        return deleted;
     }
 }

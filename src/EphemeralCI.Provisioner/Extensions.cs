@@ -36,9 +36,12 @@ namespace EphemeralCI.Provisioner;
  *                                                                    (deadline → kill, TimedOut)       │
  *   RabbitMQ ──CancelJob──> CancelJobConsumer ── kill, Cancelled ─────────────────────────────────────>├──> RunnerReaper
  *                           (no runner yet → tombstone)                                                │    (kill tree, delete
- *   start-up ──> StartupReconciler ── rows not destroyed → Lost ─────────────────────────────────────>┘     workspace, cgroup,
- *   every 30 s ─> (periodic) unsupervised/vanished → Lost, stuck provisioning → FailedToStart,            overlay, socket)
+ *   start-up ──> StartupReconciler ── running → Lost ────────────────────────────────────────────────>┘     workspace, cgroup,
+ *                 (provisioning: never started → back to the limiter's queue, started again)               overlay, socket)
+ *   every 30 s ─> (periodic) unsupervised/vanished → Lost, a start cut short → queued again,
  *                 finished → teardown again, leftovers of jobs over/unknown → removed
+ *   (a redelivered RunJob of a start cut short starts it at once; of a finished runner, re-announces
+ *    its end under the first message ids)
  *
  *   Every state change and the message announcing it (JobProvisioning, RunnerStarted, RunnerFinished,
  *   RunnerDestroyed) are written in one SaveChanges (runners row + outbox); the dispatcher publishes.

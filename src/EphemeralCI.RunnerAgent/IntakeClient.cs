@@ -1,16 +1,40 @@
+using System.Buffers.Text;
+using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Text.Json;
 using EphemeralCI.Contracts.Runner;
+using Polly;
+using Polly.Retry;
 
 namespace EphemeralCI.RunnerAgent;
 
-/// <summary>The runner API of the intake, over the Unix socket the provisioner relays (or a URL).</summary>
+/// <summary>
+/// The runner API of the intake, over the Unix socket the provisioner relays (or a URL). Every call
+/// is retried through transient failures — the intake restarting or down, a relay hiccup — with
+/// back-off until the job's deadline (its token's expiry: after it the provisioner kills the runner
+/// and the intake would refuse the token anyway), so a control-plane outage shorter than the job's
+/// time fails no job. Each call is safe to repeat: logs go by byte offset, events and the completion
+/// are recorded once by the intake. What is not retried: a refusal (4xx other than 408/429: bad or
+/// expired token), and a relay that is gone — its socket refuses connections only once the provisioner
+/// that owns this runner has died, and then the agent exits (the sandbox should already be gone with it).
+/// </summary>
 public sealed class IntakeClient : IDisposable
 {
-    private readonly HttpClient _http;
+    /// <summary>Exit code when the provisioner's relay is gone: nothing can be reported any more.</summary>
+    public const int RelayClosedExitCode = 4;
+    /// <summary>How long a job without a readable deadline keeps retrying (the longest a job may run).</summary>
+    private static readonly TimeSpan DefaultRetryBound = TimeSpan.FromHours(6);
+    private static readonly TimeSpan RelayProbeInterval = TimeSpan.FromSeconds(1);
 
-    public IntakeClient(HttpClient http, string token)
+    private readonly HttpClient _http;
+    private readonly ResiliencePipeline _retry;
+    private readonly DateTimeOffset _deadline;
+    private readonly string? _relaySocket;
+    private Timer? _relayWatch;
+
+    public IntakeClient(HttpClient http, string token, string? relaySocket = null)
     {
         _http = http;
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
@@ -18,6 +42,9 @@ public sealed class IntakeClient : IDisposable
         // reports must come from this agent, not merely from whoever holds the token.
         _http.DefaultRequestHeaders.Add(RunnerApiHeaders.AgentKey, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
         _http.Timeout = TimeSpan.FromSeconds(30);
+        _relaySocket = relaySocket;
+        _deadline = DeadlineOf(token) ?? DateTimeOffset.UtcNow + DefaultRetryBound;
+        _retry = new ResiliencePipelineBuilder().AddRetry(RetryOptions()).Build();
     }
 
     public static IntakeClient FromEnvironment(string token)
@@ -25,7 +52,9 @@ public sealed class IntakeClient : IDisposable
         var socket = Environment.GetEnvironmentVariable(RunnerEnvironment.IntakeSocket);
         if (!string.IsNullOrEmpty(socket))
         {
-            return new IntakeClient(UnixSocketHttp.Create(socket, new Uri("http://intake/")), token);
+            var client = new IntakeClient(UnixSocketHttp.Create(socket, new Uri("http://intake/")), token, socket);
+            client.ExitWhenRelayCloses();
+            return client;
         }
         var url = Environment.GetEnvironmentVariable(RunnerEnvironment.IntakeUrl);
         if (string.IsNullOrEmpty(url))
@@ -35,71 +64,137 @@ public sealed class IntakeClient : IDisposable
         return new IntakeClient(new HttpClient { BaseAddress = new Uri(url) }, token);
     }
 
-    public Task<RunnerJob> GetJobAsync(CancellationToken ct) => RetryAsync(async () =>
+    /// <summary>Exponential back-off with jitter from 100 ms, at most 5 s apart, no attempt limit: the deadline bounds it.</summary>
+    private RetryStrategyOptions RetryOptions() => new()
     {
-        using var response = await _http.GetAsync(RunnerApiRoutes.Job, ct);
+        ShouldHandle = args => ValueTask.FromResult(!args.Context.CancellationToken.IsCancellationRequested && ShouldRetry(args.Outcome)),
+        BackoffType = DelayBackoffType.Exponential,
+        UseJitter = true,
+        Delay = TimeSpan.FromMilliseconds(100),
+        MaxDelay = TimeSpan.FromSeconds(5),
+        MaxRetryAttempts = int.MaxValue,
+    };
+
+    public Task<RunnerJob> GetJobAsync(CancellationToken ct) => RetryAsync(async c =>
+    {
+        using var response = await _http.GetAsync(RunnerApiRoutes.Job, c);
         response.EnsureSuccessStatusCode();
-        return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerJob, ct))
+        return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerJob, c))
             ?? throw new InvalidDataException("empty job");
     }, ct);
 
-    public Task PostEventAsync(RunnerStepEvent evt, CancellationToken ct) => RetryAsync(async () =>
+    public Task PostEventAsync(RunnerStepEvent evt, CancellationToken ct) => RetryAsync(async c =>
     {
-        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Events, evt, AgentJson.Default.RunnerStepEvent, ct);
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Events, evt, AgentJson.Default.RunnerStepEvent, c);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);
 
-    public Task PostCacheEventAsync(RunnerCacheEvent evt, CancellationToken ct) => RetryAsync(async () =>
+    public Task PostCacheEventAsync(RunnerCacheEvent evt, CancellationToken ct) => RetryAsync(async c =>
     {
-        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, evt, AgentJson.Default.RunnerCacheEvent, ct);
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, evt, AgentJson.Default.RunnerCacheEvent, c);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);
 
     /// <summary>Posts one chunk at its byte offset; the intake ignores a chunk it already has, so retrying is safe.</summary>
-    public Task PostLogAsync(long offset, ReadOnlyMemory<byte> chunk, CancellationToken ct) => RetryAsync(async () =>
+    public Task PostLogAsync(long offset, ReadOnlyMemory<byte> chunk, CancellationToken ct) => RetryAsync(async c =>
     {
         using var content = new ReadOnlyMemoryContent(chunk);
         content.Headers.ContentType = new MediaTypeHeaderValue("text/plain") { CharSet = "utf-8" };
-        using var response = await _http.PostAsync($"{RunnerApiRoutes.Logs}?offset={offset}", content, ct);
+        using var response = await _http.PostAsync($"{RunnerApiRoutes.Logs}?offset={offset}", content, c);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);
 
-    public Task CompleteAsync(RunnerCompletion completion, CancellationToken ct) => RetryAsync(async () =>
+    public Task CompleteAsync(RunnerCompletion completion, CancellationToken ct) => RetryAsync(async c =>
     {
-        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, AgentJson.Default.RunnerCompletion, ct);
+        using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, AgentJson.Default.RunnerCompletion, c);
         response.EnsureSuccessStatusCode();
         return true;
     }, ct);
 
-    // Transient failures (intake restarting, relay hiccup) are retried with backoff; 4xx other than
-    // 408/429 mean the intake refuses us (bad or expired token) and retrying cannot help.
-    private static async Task<T> RetryAsync<T>(Func<Task<T>> action, CancellationToken ct)
+    private async Task<T> RetryAsync<T>(Func<CancellationToken, Task<T>> action, CancellationToken ct)
     {
-        var delay = TimeSpan.FromMilliseconds(100);
-        for (var attempt = 1; ; attempt++)
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var left = _deadline - DateTimeOffset.UtcNow;
+        bounded.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+        try
         {
-            try
-            {
-                return await action();
-            }
-            catch (HttpRequestException ex) when (attempt < 8 && IsTransient(ex) && !ct.IsCancellationRequested)
-            {
-            }
-            catch (TaskCanceledException) when (attempt < 8 && !ct.IsCancellationRequested)
-            {
-                // HttpClient timeout
-            }
-            await Task.Delay(delay, ct);
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            return await _retry.ExecuteAsync(static async (state, c) => await state(c), action, bounded.Token);
+        }
+        catch (OperationCanceledException) when (bounded.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the intake did not answer before the job's deadline ({_deadline:O})");
         }
     }
 
-    private static bool IsTransient(HttpRequestException ex) =>
-        ex.StatusCode is null or >= System.Net.HttpStatusCode.InternalServerError
-            or System.Net.HttpStatusCode.RequestTimeout or System.Net.HttpStatusCode.TooManyRequests;
+    /// <summary>Transient: the intake (or the way to it) is down or overloaded, or a call timed out. Not: a refusal, a relay that is gone.</summary>
+    private bool ShouldRetry(Outcome<object> outcome) => outcome.Exception switch
+    {
+        HttpRequestException ex when _relaySocket is not null && IsRelayClosed(ex) => false,
+        HttpRequestException ex => ex.StatusCode is null or >= HttpStatusCode.InternalServerError or HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests,
+        // HttpClient's own timeout (the caller's token is checked in ShouldHandle).
+        TaskCanceledException => true,
+        IOException => true,
+        _ => false,
+    };
 
-    public void Dispose() => _http.Dispose();
+    private static bool IsRelayClosed(Exception ex) =>
+        ex.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.AddressNotAvailable }
+        || ex.InnerException?.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.AddressNotAvailable };
+
+    /// <summary>
+    /// Probes the relay's socket every second, also while a step is quiet: once it refuses connections the
+    /// provisioner that owns this runner is gone, nothing this job does can be reported, and the agent
+    /// exits — with it its sandbox's pid namespace, and every step still running in it.
+    /// </summary>
+    private void ExitWhenRelayCloses()
+    {
+        _relayWatch = new Timer(_ =>
+        {
+            if (!RelayRefuses(_relaySocket!)) return;
+            Console.Error.WriteLine("runner-agent: the provisioner's relay is gone; exiting");
+            Environment.Exit(RelayClosedExitCode);
+        }, null, RelayProbeInterval, RelayProbeInterval);
+    }
+
+    internal static bool RelayRefuses(string socketPath)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(socketPath));
+            return false;
+        }
+        catch (SocketException ex)
+        {
+            return ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable;
+        }
+    }
+
+    /// <summary>The token's <c>exp</c> (a JWT: header.payload.signature), read without checking it: the intake checks it.</summary>
+    internal static DateTimeOffset? DeadlineOf(string token)
+    {
+        var parts = token.Split('.');
+        if (parts.Length != 3) return null;
+        try
+        {
+            var payload = Base64Url.DecodeFromChars(parts[1]);
+            using var doc = JsonDocument.Parse(payload);
+            return doc.RootElement.TryGetProperty("exp", out var exp) && exp.TryGetInt64(out var seconds)
+                ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+                : null;
+        }
+        catch (Exception ex) when (ex is FormatException or JsonException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        _relayWatch?.Dispose();
+        _http.Dispose();
+    }
 }

@@ -54,7 +54,7 @@ public sealed class RunnerReaper(
         var now = clock.GetUtcNow();
         runner.State = RunnerState.Destroyed;
         runner.DestroyedAt = now;
-        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now), clock);
+        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} of job {JobId} destroyed", runner.RunnerId, jobId);

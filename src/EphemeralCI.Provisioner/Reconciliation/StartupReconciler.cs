@@ -18,8 +18,12 @@ public sealed class ReconcilerOptions
     public const string Section = "Provisioner:Reconciler";
     /// <summary>Seconds between periodic passes (0 = only at start-up).</summary>
     public int IntervalSeconds { get; set; } = 30;
-    /// <summary>A runner still "provisioning" after this long was abandoned mid-start (the redelivered RunJob finds its row and does nothing).</summary>
-    public int StuckProvisioningSeconds { get; set; } = 300;
+    /// <summary>
+    /// A runner seen "provisioning" by passes this far apart, with nobody starting or supervising it, is
+    /// a start cut short whose RunJob will not come again (its retries ended in the error queue): it goes
+    /// back to the wait queue and starts. Mostly the redelivered RunJob gets there first.
+    /// </summary>
+    public int RequeueProvisioningAfterSeconds { get; set; } = 10;
     /// <summary>A supervised runner without a live process for this long, whose exit its supervisor has not seen, vanished.</summary>
     public int VanishedAfterSeconds { get; set; } = 15;
 }
@@ -27,9 +31,11 @@ public sealed class ReconcilerOptions
 /// <summary>
 /// Makes the database and the machine agree — no ghost runners, no job stuck "running".
 /// At start-up nothing of the previous process survives (die-with-parent took its sandboxes), so
-/// every runner the database still thinks is alive is reported Lost and torn down. Then
+/// every runner the database still thinks is running is reported Lost and torn down; a runner that
+/// was claimed but never got a process (Provisioning: the provisioner died mid-start or before it)
+/// is not lost, it was never started — it goes back to the wait queue and the limiter starts it. Then
 /// periodically: a running runner nobody supervises, or whose processes vanished (killed from
-/// outside, evicted), is reported Lost; a finished runner not yet destroyed is torn down again; and
+/// outside, evicted), is reported Lost; a start cut short is queued again as at start-up; a finished runner not yet destroyed is torn down again; and
 /// whatever a backend still has of a job that is over or unknown (workspaces, cgroups) is removed.
 /// </summary>
 public sealed class StartupReconciler(
@@ -38,6 +44,7 @@ public sealed class StartupReconciler(
     RunnerBackends backends,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
+    RunnerLimiter limiter,
     IOptions<ReconcilerOptions> options,
     TimeProvider clock,
     ILogger<StartupReconciler> logger) : IHostedService, IDisposable
@@ -45,7 +52,6 @@ public sealed class StartupReconciler(
     public const string LostReason = "provisioner restarted; runner lost";
     public const string VanishedReason = "the runner vanished: none of its processes is left";
     public const string UnsupervisedReason = "the runner was not supervised by this provisioner";
-    public const string StuckReason = "the runner never finished starting";
 
     // How long a pass waits for a job someone else is changing before it leaves that job to them.
     private static readonly TimeSpan LockWait = TimeSpan.FromSeconds(1);
@@ -53,6 +59,9 @@ public sealed class StartupReconciler(
     private Task? _loop;
     private VanishedRunners? _vanished;
     private VanishedRunners Vanished => _vanished ??= new(TimeSpan.FromSeconds(options.Value.VanishedAfterSeconds));
+    // The same bookkeeping for "provisioning, and nobody is starting it": a start in flight is never seen so twice, a grace apart.
+    private VanishedRunners? _cutShort;
+    private VanishedRunners CutShort => _cutShort ??= new(TimeSpan.FromSeconds(options.Value.RequeueProvisioningAfterSeconds));
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -95,7 +104,11 @@ public sealed class StartupReconciler(
             if (runner.State == RunnerState.Waiting) continue;
             await TryAsync(runner.JobId, async () =>
             {
-                if (runner.FinishedAt is null)
+                if (runner is { State: RunnerState.Provisioning, FinishedAt: null })
+                {
+                    using (await locks.AcquireAsync(runner.JobId, ct)) await RequeueLockedAsync(runner.JobId, ct);
+                }
+                else if (runner.FinishedAt is null)
                 {
                     logger.LogWarning("Runner of job {JobId} was {State} when the provisioner stopped; reporting it lost", runner.JobId, runner.State);
                     // kill: a runner that is somehow still alive is unsupervised now; it must go too.
@@ -107,6 +120,7 @@ public sealed class StartupReconciler(
                 }
             });
         }
+        limiter.Signal();
         await RemoveLeftoversAsync(ct);
     }
 
@@ -133,6 +147,7 @@ public sealed class StartupReconciler(
             });
         }
         Vanished.KeepOnly(looked);
+        CutShort.KeepOnly(looked);
         await RemoveLeftoversAsync(ct);
     }
 
@@ -153,10 +168,10 @@ public sealed class StartupReconciler(
         }
         if (runner.State == RunnerState.Provisioning)
         {
-            if (clock.GetUtcNow() - runner.CreatedAt > TimeSpan.FromSeconds(options.Value.StuckProvisioningSeconds))
+            // Nobody holds the lock (every start does) and nothing is supervised: a start cut short — once it stays so.
+            if (CutShort.Observe(jobId, alive: supervisor.IsWatching(jobId), clock.GetUtcNow()) && await RequeueLockedAsync(jobId, ct))
             {
-                logger.LogWarning("Runner of job {JobId} has been provisioning since {CreatedAt:O}; failing it", jobId, runner.CreatedAt);
-                await EndLockedAsync(jobId, RunnerOutcome.FailedToStart, StuckReason, ct);
+                limiter.Signal();
             }
             return;
         }
@@ -176,6 +191,29 @@ public sealed class StartupReconciler(
             logger.LogWarning("Runner of job {JobId} vanished; reporting it lost", jobId);
             await EndLockedAsync(jobId, RunnerOutcome.Lost, VanishedReason, ct);
         }
+    }
+
+    /// <summary>
+    /// With the job's lock held: a runner claimed but never started goes back to the wait queue, in its
+    /// place (the queue is ordered by when the job was claimed), after whatever its cut-short start left
+    /// on this machine is removed. Not Lost: no job step ran under it that anyone was told of.
+    /// </summary>
+    private async Task<bool> RequeueLockedAsync(Guid jobId, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
+        if (runner is not { State: RunnerState.Provisioning, FinishedAt: null } || supervisor.IsWatching(jobId)) return false;
+        if (backends.TryGet(runner.Backend, out var backend))
+        {
+            var leftover = new RunnerRef(jobId, runner.RunnerId, runner.ProcessId);
+            await backend.KillAsync(leftover, ct);
+            await backend.DestroyAsync(leftover, ct);
+        }
+        runner.State = RunnerState.Waiting;
+        await db.SaveChangesAsync(ct);
+        logger.LogWarning("Runner of job {JobId} was claimed but never started; queued to start again", jobId);
+        return true;
     }
 
     private async Task EndLockedAsync(Guid jobId, RunnerOutcome outcome, string reason, CancellationToken ct)

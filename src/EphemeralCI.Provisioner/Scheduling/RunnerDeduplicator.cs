@@ -1,6 +1,7 @@
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Watchers;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 
@@ -11,13 +12,17 @@ namespace EphemeralCI.Provisioner.Scheduling;
 /// job id) is claimed before anything is created. A RunJob that finds a row — a runner, or the
 /// tombstone of an early cancel — creates nothing; if that runner is over, its end is announced
 /// again (the intake asks at start-up about jobs it still thinks are running: the first
-/// announcement may have been lost in flight). Hands claimed jobs to the limiter, and those it
-/// lets through at once to the scheduler.
+/// announcement may have been lost in flight) under the ids it was first announced with, so nothing
+/// is recorded twice. A row still Provisioning that nobody here is starting or supervising is a
+/// start cut short (the broker or the database went away mid-start, the consumer was cancelled): the
+/// redelivered RunJob starts it. Hands claimed jobs to the limiter, and those it lets through at once
+/// to the scheduler.
 /// </summary>
 public sealed class RunnerDeduplicator(
     ProvisionerDbContext db,
     RunnerScheduler next,
     RunnerLimiter limiter,
+    RunnerSupervisor supervisor,
     JobLocks locks,
     TimeProvider clock,
     OutboxSignal outbox,
@@ -26,7 +31,14 @@ public sealed class RunnerDeduplicator(
     public async Task HandleAsync(RunJob job, CancellationToken ct)
     {
         using var _ = await locks.AcquireAsync(job.JobId, ct);
-        var existing = await db.Runners.AsNoTracking().FirstOrDefaultAsync(r => r.JobId == job.JobId, ct);
+        var existing = await db.Runners.FirstOrDefaultAsync(r => r.JobId == job.JobId, ct);
+        // We hold the job's lock, which every start holds: Provisioning and unsupervised means no start is under way.
+        if (existing is { State: RunnerState.Provisioning, FinishedAt: null } && !supervisor.IsWatching(job.JobId))
+        {
+            logger.LogWarning("Job {JobId} was claimed but its runner never started (a start cut short); starting it now", job.JobId);
+            await next.ResumeAsync(existing, job, ct);
+            return;
+        }
         if (existing is not null)
         {
             logger.LogInformation("Job {JobId} already has a runner ({State}); RunJob ignored", job.JobId, existing.State);
@@ -65,8 +77,15 @@ public sealed class RunnerDeduplicator(
     private async Task AnnounceAgainAsync(RunnerRecord runner, RunnerOutcome outcome, CancellationToken ct)
     {
         var finishedAt = runner.FinishedAt ?? clock.GetUtcNow();
-        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, outcome, runner.ExitCode, runner.Reason, finishedAt), clock);
-        if (runner.DestroyedAt is { } destroyedAt) db.AddToOutbox(new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt), clock);
+        // The same message ids as the first time: the intake records each once, however often it hears it.
+        var again = await db.AddToOutboxOnceAsync(RunnerMessageIds.Finished(runner.RunnerId),
+            new RunnerFinished(runner.JobId, runner.RunnerId, outcome, runner.ExitCode, runner.Reason, finishedAt), clock, sendAgain: true, ct);
+        if (runner.DestroyedAt is { } destroyedAt)
+        {
+            again |= await db.AddToOutboxOnceAsync(RunnerMessageIds.Destroyed(runner.RunnerId),
+                new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt), clock, sendAgain: true, ct);
+        }
+        if (!again) return;
         await db.SaveChangesAsync(ct);
         outbox.Notify();
     }

@@ -44,7 +44,9 @@ public sealed class RunnerScheduler(
         // What the runner is made from, for the audit: a later edit of the template changes the hash.
         runner.TemplateHash = loaded.ContentHash;
         runner.TimeoutSeconds = RunnerTemplateCatalog.EffectiveTimeoutSeconds(job.TimeoutSeconds, template);
-        db.AddToOutbox(new JobProvisioning(job.JobId, backend.Name, clock.GetUtcNow(), loaded.ContentHash), clock);
+        // Said once per runner: a resumed start (see ResumeAsync) does not say it again.
+        await db.AddToOutboxOnceAsync(RunnerMessageIds.Provisioning(runner.RunnerId),
+            new JobProvisioning(job.JobId, backend.Name, clock.GetUtcNow(), loaded.ContentHash), clock, sendAgain: false, ct);
         await db.SaveChangesAsync(ct);
         signal.Notify();
 
@@ -74,10 +76,26 @@ public sealed class RunnerScheduler(
         runner.StartedAt = startedAt;
         runner.Deadline = deadline;
         db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt, loaded.ContentHash,
-            template.Relaxations() is { Count: > 0 } relaxed ? relaxed : null), clock);
+            template.Relaxations() is { Count: > 0 } relaxed ? relaxed : null), clock, RunnerMessageIds.Started(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);
+    }
+
+    /// <summary>
+    /// Starts a runner whose earlier start was cut short (its row is Provisioning, no process of it is
+    /// supervised): whatever that start left on the machine goes first, then it starts as new. With the
+    /// job's lock held.
+    /// </summary>
+    public async Task ResumeAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
+    {
+        if (backends.TryGet(runner.Backend, out var backend))
+        {
+            var leftover = new RunnerRef(runner.JobId, runner.RunnerId, runner.ProcessId);
+            await backend.KillAsync(leftover, ct);
+            await backend.DestroyAsync(leftover, ct);
+        }
+        await ScheduleAsync(runner, job, ct);
     }
 
     /// <summary>On a warm sandbox of the template when one is ready (the job still gets its own token and a never-used workspace), else cold.</summary>
@@ -98,7 +116,7 @@ public sealed class RunnerScheduler(
         runner.FinishedAt = now;
         runner.Outcome = RunnerOutcome.FailedToStart;
         runner.Reason = reason;
-        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now), clock);
+        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(ct);
         signal.Notify();
         await reaper.TeardownLockedAsync(runner.JobId, ct);

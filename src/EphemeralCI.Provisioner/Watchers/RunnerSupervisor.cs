@@ -9,6 +9,8 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.Retry;
 
 namespace EphemeralCI.Provisioner.Watchers;
 
@@ -59,22 +61,22 @@ public sealed class RunnerSupervisor(
                     // A backend's own diagnosis (e.g. Kubernetes: image cannot be pulled) comes first.
                     if (handle.Failure() is { } failure)
                     {
-                        await FinishAsync(jobId, failure.Outcome, null, failure.Reason, kill: false, CancellationToken.None);
+                        await FinishRetryingAsync(jobId, failure.Outcome, null, failure.Reason, kill: false);
                         return;
                     }
                     // A limit the job hit explains its end better than the exit code it caused.
                     if (backend.LimitExceeded(runner) is { } limit)
                     {
-                        await FinishAsync(jobId, RunnerOutcome.LimitExceeded, code, limit, kill: true, CancellationToken.None);
+                        await FinishRetryingAsync(jobId, RunnerOutcome.LimitExceeded, code, limit, kill: true);
                     }
                     else if (code == KilledExitCode && !stop.IsCancellationRequested)
                     {
                         // SIGKILL we did not send (we stop watching before we kill): someone outside killed it.
-                        await FinishAsync(jobId, RunnerOutcome.Lost, code, KilledFromOutsideReason, kill: true, CancellationToken.None);
+                        await FinishRetryingAsync(jobId, RunnerOutcome.Lost, code, KilledFromOutsideReason, kill: true);
                     }
                     else
                     {
-                        await FinishAsync(jobId, RunnerOutcome.Exited, code, code == 0 ? null : $"runner agent exited with code {code}", kill: false, CancellationToken.None);
+                        await FinishRetryingAsync(jobId, RunnerOutcome.Exited, code, code == 0 ? null : $"runner agent exited with code {code}", kill: false);
                     }
                     return;
                 }
@@ -82,13 +84,13 @@ public sealed class RunnerSupervisor(
                 if (first == expired)
                 {
                     logger.LogWarning("Job {JobId} passed its deadline of {Timeout} s; killing its runner", jobId, timeoutSeconds);
-                    await FinishAsync(jobId, RunnerOutcome.TimedOut, null, $"job exceeded its timeout of {timeoutSeconds} s", kill: true, CancellationToken.None);
+                    await FinishRetryingAsync(jobId, RunnerOutcome.TimedOut, null, $"job exceeded its timeout of {timeoutSeconds} s", kill: true);
                     return;
                 }
                 if (backend.LimitExceeded(runner) is { } hit)
                 {
                     logger.LogWarning("Job {JobId} hit a limit: {Reason}; killing its runner", jobId, hit);
-                    await FinishAsync(jobId, RunnerOutcome.LimitExceeded, null, hit, kill: true, CancellationToken.None);
+                    await FinishRetryingAsync(jobId, RunnerOutcome.LimitExceeded, null, hit, kill: true);
                     return;
                 }
             }
@@ -101,6 +103,29 @@ public sealed class RunnerSupervisor(
             logger.LogError(ex, "Supervising the runner of job {JobId} failed", jobId);
         }
     }
+
+    /// <summary>
+    /// Records the end the watch saw, through a database outage: the row is read and written again
+    /// (with back-off, for minutes) until it says Finished. Given up on, the runner's end would never
+    /// be recorded — its watch would sit "seen exited" and every reconciler pass would leave it be.
+    /// </summary>
+    private Task FinishRetryingAsync(Guid jobId, RunnerOutcome outcome, int? exitCode, string? reason, bool kill) =>
+        _finishRetry.ExecuteAsync(async ct => await FinishAsync(jobId, outcome, exitCode, reason, kill, ct), CancellationToken.None).AsTask();
+
+    private readonly ResiliencePipeline _finishRetry = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+    {
+        ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is not OperationCanceledException),
+        BackoffType = DelayBackoffType.Exponential,
+        UseJitter = true,
+        Delay = TimeSpan.FromSeconds(1),
+        MaxDelay = TimeSpan.FromSeconds(10),
+        MaxRetryAttempts = 60,
+        OnRetry = args =>
+        {
+            logger.LogWarning(args.Outcome.Exception, "Recording a runner's end failed (attempt {Attempt}); retrying in {Delay}", args.AttemptNumber + 1, args.RetryDelay);
+            return ValueTask.CompletedTask;
+        },
+    }).Build();
 
     /// <summary>Whether this process is supervising the job's runner.</summary>
     public bool IsWatching(Guid jobId) => _watched.ContainsKey(jobId);
@@ -139,7 +164,7 @@ public sealed class RunnerSupervisor(
         runner.Outcome = outcome;
         runner.ExitCode = exitCode;
         runner.Reason = reason;
-        db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock);
+        db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner of job {JobId} finished: {Outcome} (exit {ExitCode}) {Reason}", jobId, outcome, exitCode, reason);

@@ -2,9 +2,11 @@ using System.Text.Json;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Auth;
+using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
 using Xunit;
 
 namespace EphemeralCI.Tests.Intake;
@@ -55,5 +57,35 @@ public sealed class JobRedriveTests
         Assert.Equal(0, Count<CancelJob>(running, m => m.JobId));
         Assert.Equal(2, Count<RunJob>(running, m => m.JobId)); // not over: asked again as before
         Assert.Equal(1, Count<RunJob>(unconfirmed, m => m.JobId)); // cancelled: never run again
+    }
+
+    [Fact]
+    public async Task While_another_replica_re_drives_a_starting_intake_leaves_the_open_jobs_to_it()
+    {
+        await using var first = new IntakeFactory();
+        await first.InitializeAsync();
+        using var client = await first.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var open = await Jobs.SubmitAsync(client);
+        await IntakeFactory.EventuallyAsync(() => first.WithDbAsync(db => db.OutboxMessages.AllAsync(m => m.SentAt != null)), "the submission's RunJob sent");
+        async Task<int> RunJobsAsync(IntakeFactory intake) => (await intake.WithDbAsync(db => db.OutboxMessages.AsNoTracking().ToListAsync()))
+            .Where(m => m.MessageType.Contains(nameof(RunJob), StringComparison.Ordinal))
+            .Count(m => JsonSerializer.Deserialize<RunJob>(m.Body, JsonSerializerOptions.Web)!.JobId == open);
+
+        // Another replica is re-driving right now: it holds the advisory lock for its transaction.
+        await using var other = new NpgsqlConnection(first.DatabaseConnectionString);
+        await other.OpenAsync();
+        await using (var tx = await other.BeginTransactionAsync())
+        {
+            await using (var take = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({JobRedrive.LockKey})", other, tx)) await take.ExecuteScalarAsync();
+            await using var second = new RestartedIntakeFactory(first.DatabaseConnectionString);
+            await second.InitializeAsync();
+            Assert.Equal(1, await RunJobsAsync(second)); // the submission's only
+            await tx.RollbackAsync();
+        }
+
+        // The lock is free: the next replica to start asks again, once.
+        await using var third = new RestartedIntakeFactory(first.DatabaseConnectionString);
+        await third.InitializeAsync();
+        Assert.Equal(2, await RunJobsAsync(third));
     }
 }

@@ -87,6 +87,26 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
     }
 
     [Fact]
+    public async Task A_runners_end_announced_again_under_new_message_ids_is_recorded_once()
+    {
+        // As a provisioner before the fix re-announced it when the intake asked again after a restart.
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit);
+        var id = await Jobs.SubmitAsync(ci);
+        var now = DateTimeOffset.UtcNow;
+        await DeliverAsync(new RunnerStarted(id, "r-3", "local", now));
+        await DeliverAsync(new RunnerStarted(id, "r-3", "local", now));
+        await DeliverAsync(new RunnerFinished(id, "r-3", RunnerOutcome.Lost, null, "provisioner restarted; runner lost", now.AddSeconds(1)));
+        await DeliverAsync(new RunnerFinished(id, "r-3", RunnerOutcome.Lost, null, "provisioner restarted; runner lost", now.AddSeconds(2)));
+        await DeliverAsync(new RunnerDestroyed(id, "r-3", now.AddSeconds(3)));
+        await DeliverAsync(new RunnerDestroyed(id, "r-3", now.AddSeconds(4)));
+
+        Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerStarted));
+        Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerFinished));
+        Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerDestroyed));
+        Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.Failed));
+    }
+
+    [Fact]
     public async Task A_waiting_job_stays_queued_and_its_timeline_says_why()
     {
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);

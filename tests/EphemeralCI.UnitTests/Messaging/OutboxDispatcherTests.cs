@@ -42,7 +42,7 @@ public sealed class OutboxDispatcherTests : IAsyncLifetime
     {
         _bus.Fails = true;
         await AddRowAsync();
-        using var dispatcher = new OutboxDispatcher<OutboxTestDb>(_services.GetRequiredService<IServiceScopeFactory>(), _bus.Bus, _signal, _clock,
+        using var dispatcher = new OutboxDispatcher<OutboxTestDb>(_services.GetRequiredService<IServiceScopeFactory>(), _bus.Bus, _signal, Microsoft.Extensions.Options.Options.Create(new OutboxOptions()), _clock,
             NullLogger<OutboxDispatcher<OutboxTestDb>>.Instance);
         await dispatcher.StartAsync(CancellationToken.None);
         try

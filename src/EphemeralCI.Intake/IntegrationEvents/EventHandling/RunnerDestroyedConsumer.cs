@@ -12,7 +12,8 @@ public sealed class RunnerDestroyedConsumer(JobUpdater jobs, ILogger<RunnerDestr
     public async Task Consume(ConsumeContext<RunnerDestroyed> context)
     {
         var m = context.Message;
-        var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
+        // Once per runner, whatever message id carried it (a redelivery, or an announcement made again).
+        var (outcome, _) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerDestroyed), change =>
         {
             change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed", new { m.RunnerId }, m.At);
             return true;

@@ -20,7 +20,8 @@ public sealed class RunnerFinishedConsumer(
         var m = context.Message;
         // The job's token dies with its runner, in every service (the broker marks it too; marking twice is the same).
         await revocations.RevokeAsync(m.JobId, tokenOptions.Value.RevocationRetention, context.CancellationToken);
-        var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
+        // Once per runner, whatever message id carried it (a redelivery, or an announcement made again).
+        var (outcome, _) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerFinished), change =>
         {
             change.AddEvent(JobEventTypes.RunnerFinished, Describe(m),
                 new { m.RunnerId, Outcome = m.Outcome.ToString(), m.ExitCode, m.Reason }, m.At);

@@ -12,7 +12,8 @@ public sealed class RunnerStartedConsumer(JobUpdater jobs, ILogger<RunnerStarted
     public async Task Consume(ConsumeContext<RunnerStarted> context)
     {
         var m = context.Message;
-        var (outcome, _) = await jobs.UpdateAsync(m.JobId, context.MessageId, change =>
+        // Once per runner, whatever message id carried it (a redelivery, or an announcement made again).
+        var (outcome, _) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerStarted), change =>
         {
             change.Job.TryMoveTo(JobStatus.Running, m.At);
             change.Job.RunnerTemplateHash ??= m.TemplateHash;

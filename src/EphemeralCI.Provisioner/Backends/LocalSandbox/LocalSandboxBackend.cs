@@ -98,6 +98,10 @@ public sealed class LocalSandboxBackend(
         {
             return $"bubblewrap was not found at '{_options.BwrapPath}': install it (apt-get install bubblewrap) or set {LocalSandboxOptions.Section}:BwrapPath";
         }
+        if (!File.Exists(_options.SetprivPath))
+        {
+            return $"setpriv was not found at '{_options.SetprivPath}': install util-linux (apt-get install util-linux) or set {LocalSandboxOptions.Section}:SetprivPath";
+        }
         if (_options.AgentHost() is { } dotnet)
         {
             var agent = Path.Combine(_options.AgentDirectory, SandboxCommandBuilder.AgentAssembly);
@@ -269,7 +273,7 @@ public sealed class LocalSandboxBackend(
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
             // bubblewrap cannot join a cgroup itself, and joining after it started would let job
             // code run outside the limits for a moment: a shell joins first, then execs bubblewrap.
-            var psi = new ProcessStartInfo("/bin/sh")
+            var psi = new ProcessStartInfo(_options.SetprivPath)
             {
                 RedirectStandardInput = true,
                 RedirectStandardOutput = true,
@@ -278,7 +282,9 @@ public sealed class LocalSandboxBackend(
             };
             // Options, filter and the agent's temp directory go in as descriptors (see JoinCgroupThenExec).
             var files = SandboxCommandBuilder.WriteLaunchFiles(JobDirectory(key), args, SeccompFilter.For(layout.AllowUserNamespaces));
-            foreach (var arg in SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, files, enterNetwork)) psi.ArgumentList.Add(arg);
+            // setpriv first: the sandbox dies with this process from the launching shell's first instruction on.
+            var shell = SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, files, enterNetwork, parentPid: Environment.ProcessId);
+            foreach (var arg in SandboxCommandBuilder.DieWithParent(shell)) psi.ArgumentList.Add(arg);
             // bubblewrap clears the sandbox's environment; clear its own too so our settings
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();

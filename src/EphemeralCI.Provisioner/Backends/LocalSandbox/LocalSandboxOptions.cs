@@ -6,6 +6,8 @@ public sealed class LocalSandboxOptions
     public const string Section = "Provisioner:LocalSandbox";
 
     public string BwrapPath { get; set; } = "/usr/bin/bwrap";
+    /// <summary>util-linux setpriv: gives the launching shell the parent-death signal bubblewrap's own --die-with-parent sets too late (see SandboxCommandBuilder.DieWithParent).</summary>
+    public string SetprivPath { get; set; } = "/usr/bin/setpriv";
     /// <summary>
     /// Per-job directories live here: <c>{WorkRoot}/{jobId}/workspace</c> and <c>…/control</c>. Unset: a
     /// folder of this installation's own (<see cref="LocalSandbox.WorkRoot.DefaultFor"/>). It must belong to

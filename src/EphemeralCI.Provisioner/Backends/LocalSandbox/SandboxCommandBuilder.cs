@@ -197,19 +197,34 @@ public static class SandboxCommandBuilder
     /// </summary>
     /// <param name="bwrapArgs">What <see cref="Build"/> returned.</param>
     /// <param name="enterFirst">A command that runs bubblewrap in another namespace (nsenter --net=… --), or null.</param>
-    public static IReadOnlyList<string> JoinCgroupThenExec(IReadOnlyList<string> cgroupProcsFiles, string bwrapPath, IReadOnlyList<string> bwrapArgs, SandboxLaunchFiles files, IReadOnlyList<string>? enterFirst = null)
+    /// <param name="parentPid">With <see cref="DieWithParent"/>: the provisioner's pid; the shell runs nothing if its parent is another (already gone).</param>
+    public static IReadOnlyList<string> JoinCgroupThenExec(IReadOnlyList<string> cgroupProcsFiles, string bwrapPath, IReadOnlyList<string> bwrapArgs, SandboxLaunchFiles files, IReadOnlyList<string>? enterFirst = null, int? parentPid = null)
     {
         foreach (var file in cgroupProcsFiles.Concat([files.Arguments, files.SeccompFilter, files.AgentTemp]))
         {
             if (file.Contains('\'') || !file.StartsWith('/')) throw new ArgumentException($"unexpected host path '{file}'", nameof(cgroupProcsFiles));
         }
         // 125: the cgroup could not be joined or a launch file opened; the job must not run unconfined.
-        var script = string.Concat(cgroupProcsFiles.Select(f => $"echo $$ > '{f}' || exit 125; ")) +
+        // $PPID is read when the shell starts, after setpriv set the death signal: a parent that died
+        // before that shows as another pid here (init, a subreaper), and nothing starts.
+        var script = (parentPid is { } ppid ? $"[ \"$PPID\" = {ppid} ] || exit 125; " : "") + string.Concat(cgroupProcsFiles.Select(f => $"echo $$ > '{f}' || exit 125; ")) +
             $"exec {ArgumentsFd}< '{files.Arguments}' {SeccompFd}< '{files.SeccompFilter}' {AgentTempFd}< '{files.AgentTemp}' || exit 125; " +
             $"rm -f '{files.Arguments}' '{files.SeccompFilter}'; exec \"$@\"";
         var (_, command) = Split(bwrapArgs);
         return ["-c", script, "eci-sandbox", .. enterFirst ?? [], bwrapPath, "--args", ArgumentsFd.ToString(), "--", .. command];
     }
+
+    /// <summary>
+    /// The whole command line of a sandbox launch that dies with the provisioner from its first
+    /// instruction: <c>setpriv --pdeathsig KILL -- /bin/sh …</c>. bubblewrap's --die-with-parent is set
+    /// only once bubblewrap runs, after the shell joined the cgroup and opened the launch files; a
+    /// provisioner killed in between left a shell that went on to exec bubblewrap with init as its
+    /// parent, and a sandbox no one would ever kill. The signal is kept across exec (none of setpriv,
+    /// sh, nsenter or bubblewrap is set-user-ID), so the shell, nsenter and bubblewrap all carry it,
+    /// and <see cref="JoinCgroupThenExec"/>'s parent check closes the moment before setpriv set it.
+    /// </summary>
+    /// <param name="shellArgv">What <see cref="JoinCgroupThenExec"/> returned (with its parentPid).</param>
+    public static IReadOnlyList<string> DieWithParent(IReadOnlyList<string> shellArgv) => ["--pdeathsig", "KILL", "--", "/bin/sh", .. shellArgv];
 
     /// <summary>
     /// Writes the launch files into <paramref name="directory"/> (a host directory of the job that is

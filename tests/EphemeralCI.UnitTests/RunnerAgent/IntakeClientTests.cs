@@ -1,0 +1,75 @@
+using System.Net;
+using System.Text;
+using EphemeralCI.Contracts.Runner;
+using EphemeralCI.RunnerAgent;
+using Xunit;
+
+namespace EphemeralCI.Tests.RunnerAgent;
+
+/// <summary>The agent's reports: retried through an outage until the job's deadline, never through a refusal.</summary>
+public sealed class IntakeClientTests
+{
+    private static string TokenExpiringIn(TimeSpan left)
+    {
+        static string B64(string s) => Convert.ToBase64String(Encoding.UTF8.GetBytes(s)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        return $"{B64("{\"alg\":\"ES256\"}")}.{B64($"{{\"sub\":\"job\",\"exp\":{DateTimeOffset.UtcNow.Add(left).ToUnixTimeSeconds()}}}")}.c2ln";
+    }
+
+    private sealed class Scripted(Func<int, HttpStatusCode> answer) : HttpMessageHandler
+    {
+        public int Calls;
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            var n = Interlocked.Increment(ref Calls);
+            return Task.FromResult(new HttpResponseMessage(answer(n)));
+        }
+    }
+
+    private static IntakeClient Client(Scripted handler, TimeSpan deadline) =>
+        new(new HttpClient(handler) { BaseAddress = new Uri("http://intake/") }, TokenExpiringIn(deadline));
+
+    [Fact]
+    public void The_deadline_is_the_tokens_expiry()
+    {
+        var token = TokenExpiringIn(TimeSpan.FromMinutes(10));
+        var deadline = IntakeClient.DeadlineOf(token);
+        Assert.NotNull(deadline);
+        Assert.InRange(deadline.Value - DateTimeOffset.UtcNow, TimeSpan.FromMinutes(9), TimeSpan.FromMinutes(11));
+        Assert.Null(IntakeClient.DeadlineOf("not-a-jwt"));
+        Assert.Null(IntakeClient.DeadlineOf("a.b!.c"));
+    }
+
+    [Fact]
+    public async Task A_report_is_retried_through_more_failures_than_the_old_eight_attempts()
+    {
+        var handler = new Scripted(n => n <= 12 ? HttpStatusCode.BadGateway : HttpStatusCode.NoContent);
+        using var client = Client(handler, TimeSpan.FromMinutes(5));
+
+        await client.CompleteAsync(new RunnerCompletion(true, 0, null), CancellationToken.None);
+
+        Assert.Equal(13, handler.Calls);
+    }
+
+    [Fact]
+    public async Task A_refusal_is_not_retried()
+    {
+        var handler = new Scripted(_ => HttpStatusCode.Unauthorized);
+        using var client = Client(handler, TimeSpan.FromMinutes(5));
+
+        await Assert.ThrowsAsync<HttpRequestException>(() => client.CompleteAsync(new RunnerCompletion(true, 0, null), CancellationToken.None));
+        Assert.Equal(1, handler.Calls);
+    }
+
+    [Fact]
+    public async Task Retries_end_at_the_jobs_deadline()
+    {
+        var handler = new Scripted(_ => HttpStatusCode.ServiceUnavailable);
+        using var client = Client(handler, TimeSpan.FromSeconds(3));
+        var started = DateTimeOffset.UtcNow;
+
+        await Assert.ThrowsAsync<TimeoutException>(() => client.CompleteAsync(new RunnerCompletion(true, 0, null), CancellationToken.None));
+
+        Assert.InRange(DateTimeOffset.UtcNow - started, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(8));
+        Assert.True(handler.Calls > 2);
+    }
+}
