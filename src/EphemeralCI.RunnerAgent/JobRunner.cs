@@ -9,11 +9,14 @@ namespace EphemeralCI.RunnerAgent;
 /// Fetches the job, exchanges its token for the job's secrets, runs its steps in order with bash
 /// (secrets in every step's environment, by name), streams their output with every secret masked
 /// and reports the result. The job's caches are restored before the first step and saved after a
-/// successful job; cache outcomes (hit, miss, sizes, durations) go to the job's log and timeline.
+/// successful job; cache outcomes (hit, miss, sizes, durations) go to the job's log and timeline. While the steps run,
+/// <paramref name="stepCache"/> (when the runner can reach a cache) serves the cache to the tools in the steps on loopback.
 /// </summary>
-public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null, JobCaches? caches = null)
+public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null, JobCaches? caches = null,
+    Func<StepCacheEndpoint>? stepCache = null)
 {
     private IReadOnlyDictionary<string, string> _secrets = new Dictionary<string, string>();
+    private IReadOnlyDictionary<string, string> _stepCacheVariables = new Dictionary<string, string>();
 
     public async Task<int> RunAsync(CancellationToken ct)
     {
@@ -39,6 +42,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             foreach (var outcome in await caches.RestoreAsync(cacheSpecs, ct)) await ReportAsync(outcome, log, ct);
         }
 
+        await using var stepCacheEndpoint = await StartStepCacheAsync(log, ct);
         int? failedStep = null;
         var exitCode = 0;
         for (var i = 0; i < steps.Count; i++)
@@ -60,6 +64,10 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             }
         }
 
+        // Steps are over: nothing left in the runner may use the job's cache credentials.
+        if (stepCacheEndpoint is not null) await stepCacheEndpoint.DisposeAsync();
+        _stepCacheVariables = new Dictionary<string, string>();
+
         // Only a successful job's files are worth keeping; a failed one may have half-written them.
         if (failedStep is null && cacheSpecs.Count > 0 && caches is not null)
         {
@@ -69,6 +77,24 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
 
         await intake.CompleteAsync(new RunnerCompletion(failedStep is null, exitCode, failedStep), ct);
         return 0;
+    }
+
+    /// <summary>The steps' cache endpoint; a runner whose endpoint cannot start runs its steps without one.</summary>
+    private async Task<StepCacheEndpoint?> StartStepCacheAsync(MaskingLog log, CancellationToken ct)
+    {
+        if (stepCache is null) return null;
+        try
+        {
+            var endpoint = stepCache();
+            _stepCacheVariables = endpoint.StepVariables;
+            await log.WriteAgentLineAsync($"==> cache for the steps at {endpoint.BaseUrl} (ECI_CACHE_URL={endpoint.BuildCacheUrl}, ACTIONS_RESULTS_URL)", ct);
+            return endpoint;
+        }
+        catch (Exception e) when (e is System.Net.HttpListenerException or System.Net.Sockets.SocketException)
+        {
+            await log.WriteAgentLineAsync($"==> cache for the steps not started: {e.Message}", ct);
+            return null;
+        }
     }
 
     /// <summary>A cache outcome goes to the log and to the timeline; a timeline that cannot be told never fails the job.</summary>
@@ -131,7 +157,10 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         }
     }
 
-    /// <summary>HOME, PATH, CI, the job id, then the job's env, then the step's, then the job's secrets by name (later wins). Never the token.</summary>
+    /// <summary>
+    /// HOME, PATH, CI, the job id, the cache endpoint's variables, then the job's env, then the step's, then the job's secrets
+    /// by name (later wins). Never the token: <c>ACTIONS_RUNTIME_TOKEN</c> is a placeholder the endpoint replaces.
+    /// </summary>
     public IReadOnlyDictionary<string, string> StepEnvironment(RunnerJob job, StepSpec step)
     {
         var vars = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -142,6 +171,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             [RunnerEnvironment.JobId] = job.JobId.ToString(),
             [RunnerEnvironment.Workspace] = env.Workspace,
         };
+        foreach (var (k, v) in _stepCacheVariables) vars[k] = v;
         foreach (var (k, v) in job.Spec.Env ?? new Dictionary<string, string>()) vars[k] = v;
         foreach (var (k, v) in step.Env ?? new Dictionary<string, string>()) vars[k] = v;
         // Last, so a spec cannot shadow a secret's name with a value of its choosing.

@@ -28,7 +28,10 @@ try
     using var secrets = SecretsClient.FromEnvironment(token);
     using var cache = CacheServiceClient.FromEnvironment(token);
     var env = AgentEnvironment.FromProcess();
-    var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace));
+    // The steps' own way to the cache (a loopback forwarder holding the token), on its own connection to the cache service.
+    using var stepCacheHttp = CacheServiceClient.HttpFromEnvironment();
+    Func<StepCacheEndpoint>? stepCache = stepCacheHttp is null ? null : () => StepCacheEndpoint.Start(stepCacheHttp, token);
+    var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace), stepCache);
     return await runner.RunAsync(cts.Token);
 }
 catch (Exception ex)

@@ -43,7 +43,9 @@ public static partial class BuildCacheApi
         api.MapPut(EntryRoute, PutAsync)
             .WithName("PutBuildCacheEntry")
             .WithSummary("Upload an entry to the job's ref; CAS bodies must hash to their key, entries are immutable, action results only from trusted refs")
-            .Accepts<Stream>(OctetStream)
+            // Any media type, or none: Gradle sends application/vnd.gradle.build-cache-artifact.v1, curl scripts
+            // text/plain or nothing, Bazel and ccache application/octet-stream. The body is bytes whatever it is called.
+            .Accepts<Stream>(isOptional: true, OctetStream, "*/*")
             .ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status409Conflict);
 

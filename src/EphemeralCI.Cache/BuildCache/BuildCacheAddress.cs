@@ -16,6 +16,13 @@ public readonly record struct BuildCacheAddress(BuildCacheKind Kind, string Hash
 {
     public const int HashLength = 64;
 
+    /// <summary>
+    /// Action-cache keys only name an action, so they may be other digests than SHA-256: Gradle's build-cache keys are
+    /// 32 hex digits (MD5), Bazel's and ccache's (<c>layout=bazel</c>) 64. CAS keys stay SHA-256: the body is checked against them.
+    /// </summary>
+    public const int MinActionKeyLength = 32;
+    public const int MaxActionKeyLength = 128;
+
     /// <summary>Parses the route values; on failure <paramref name="errors"/> maps each bad field to its reason.</summary>
     public static bool TryParse(string? kind, string? hash, out BuildCacheAddress address,
         [NotNullWhen(false)] out Dictionary<string, string[]>? errors)
@@ -31,14 +38,20 @@ public readonly record struct BuildCacheAddress(BuildCacheKind Kind, string Hash
                 (errors ??= [])["kind"] = ["must be 'ac' or 'cas'"];
                 break;
         }
-        if (!IsSha256Hex(hash))
+        if (kind == "ac" ? !IsActionKey(hash) : !IsSha256Hex(hash))
         {
-            (errors ??= [])["hash"] = [$"must be a SHA-256 digest: {HashLength} lowercase hexadecimal characters"];
+            (errors ??= [])["hash"] = [kind == "ac"
+                ? $"must be an action key: {MinActionKeyLength} to {MaxActionKeyLength} lowercase hexadecimal characters"
+                : $"must be a SHA-256 digest: {HashLength} lowercase hexadecimal characters"];
         }
         if (errors is not null) return false;
         address = new BuildCacheAddress(parsedKind, hash!);
         return true;
     }
+
+    /// <summary>32 to 128 of [0-9a-f] (an action key from any digest: MD5, SHA-1 padded, SHA-256, SHA-512).</summary>
+    public static bool IsActionKey([NotNullWhen(true)] string? value) =>
+        value is { Length: >= MinActionKeyLength and <= MaxActionKeyLength } && value.AsSpan().IndexOfAnyExcept("0123456789abcdef") < 0;
 
     /// <summary>Exactly 64 of [0-9a-f]; uppercase is refused so one digest has one key.</summary>
     public static bool IsSha256Hex([NotNullWhen(true)] string? value) =>

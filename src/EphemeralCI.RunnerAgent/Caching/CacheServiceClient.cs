@@ -49,13 +49,16 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     public bool UseDirectDownloads { get; init; } = true;
 
     /// <summary>Null when the sandbox has no way to the cache (neither variable set): caches are then skipped.</summary>
-    public static CacheServiceClient? FromEnvironment(string token)
+    public static CacheServiceClient? FromEnvironment(string token) => HttpFromEnvironment() is { } http ? new CacheServiceClient(http, token) : null;
+
+    /// <summary>A client of the cache service (its socket relay, else its URL), or null when the sandbox has no way to it.</summary>
+    public static HttpClient? HttpFromEnvironment()
     {
         var socket = Environment.GetEnvironmentVariable(CacheSocketVariable);
         // The provisioner binds the socket only where a cache is configured.
-        if (!string.IsNullOrEmpty(socket) && File.Exists(socket)) return new CacheServiceClient(UnixSocketHttp.Create(socket, new Uri("http://cache/")), token);
+        if (!string.IsNullOrEmpty(socket) && File.Exists(socket)) return UnixSocketHttp.Create(socket, new Uri("http://cache/"));
         var url = Environment.GetEnvironmentVariable(CacheUrlVariable);
-        return string.IsNullOrEmpty(url) ? null : new CacheServiceClient(new HttpClient { BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/") }, token);
+        return string.IsNullOrEmpty(url) ? null : new HttpClient { BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/") };
     }
 
     /// <summary>The hit, or null on a miss.</summary>

@@ -49,3 +49,26 @@ public class BuildCacheAddressTests
         Assert.Equal(["hash", "kind"], errors.Keys.Order());
     }
 }
+
+public class BuildCacheActionKeyTests
+{
+    [Theory]
+    [InlineData("0123456789abcdef0123456789abcdef")] // Gradle (MD5, 32 digits)
+    [InlineData("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")] // Bazel, ccache layout=bazel
+    [InlineData("cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e")] // SHA-512
+    public void Action_keys_may_be_other_digests_than_sha256(string key)
+    {
+        Assert.True(BuildCacheAddress.TryParse("ac", key, out var address, out _));
+        Assert.Equal(key, address.Hash);
+    }
+
+    [Theory]
+    [InlineData("ac", "0123456789abcdef0123456789abcde")] // 31
+    [InlineData("ac", "0123456789ABCDEF0123456789ABCDEF")] // uppercase
+    [InlineData("cas", "0123456789abcdef0123456789abcdef")] // a CAS key is the body's SHA-256, nothing shorter
+    public void Names_a_key_that_is_too_short_uppercase_or_not_sha256_for_cas(string kind, string key)
+    {
+        Assert.False(BuildCacheAddress.TryParse(kind, key, out _, out var errors));
+        Assert.Equal(["hash"], errors.Keys);
+    }
+}

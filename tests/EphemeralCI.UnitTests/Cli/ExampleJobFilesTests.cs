@@ -33,7 +33,7 @@ public sealed class ExampleJobFilesTests
     }
 
     [Fact]
-    public void All_four_examples_are_there() => Assert.Equal(
-        ["dependency-cache.yml", "failing-step.yml", "hello-world.yml", "with-secret.yml"],
+    public void All_examples_are_there() => Assert.Equal(
+        ["ccache-remote.yml", "dependency-cache.yml", "failing-step.yml", "hello-world.yml", "with-secret.yml"],
         ((IEnumerable<object[]>)Examples()).Select(row => Path.GetFileName((string)row[0])).ToArray());
 }
