@@ -28,7 +28,8 @@ try
     using var secrets = SecretsClient.FromEnvironment(token);
     using var cache = CacheServiceClient.FromEnvironment(token);
     var env = AgentEnvironment.FromProcess();
-    var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace));
+    var checkout = EphemeralCI.RunnerAgent.Checkout.WorkspaceCheckout.FromEnvironment(token, env.Workspace);
+    var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace), checkout);
     return await runner.RunAsync(cts.Token);
 }
 catch (Exception ex)
