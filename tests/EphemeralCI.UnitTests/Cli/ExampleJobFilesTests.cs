@@ -34,6 +34,6 @@ public sealed class ExampleJobFilesTests
 
     [Fact]
     public void All_four_examples_are_there() => Assert.Equal(
-        ["dependency-cache.yml", "failing-step.yml", "hello-world.yml", "with-secret.yml"],
+        ["build-this-repository.yml", "dependency-cache.yml", "failing-step.yml", "hello-world.yml", "with-secret.yml"],
         ((IEnumerable<object[]>)Examples()).Select(row => Path.GetFileName((string)row[0])).ToArray());
 }
