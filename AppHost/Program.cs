@@ -52,7 +52,8 @@ var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithMinio(infra)
     .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
-    .WithEnvironment("JobTokens__Authority", BrokerUrl);
+    .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithCheckout(builder.Configuration);
 
 builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithHttpHealthCheck("/health")
@@ -63,6 +64,7 @@ builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithReference(cache)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken)
+    .WithCheckout(builder.Configuration)
     .WithRunnerTemplates(builder, runnerTemplates);
 
 builder.Build().Run();

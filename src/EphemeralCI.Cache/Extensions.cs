@@ -1,6 +1,7 @@
 using EphemeralCI.Cache.Apis;
 using EphemeralCI.Cache.BuildCache;
 using EphemeralCI.Cache.Entries;
+using EphemeralCI.Cache.Git;
 using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.JobTokens;
@@ -30,6 +31,10 @@ namespace EphemeralCI.Cache;
  *   Bazel / ccache / Gradle ──/cache/{ac|cas}/{sha256} (job token)──> BuildCacheStore ── entries (own ref + default branch; immutable;
  *                                                                      /ac writes only from Cache:BuildCache:TrustedRefs) ──> IBlobStore
  *   admin ──/cache/admin (Cache:AdminToken)──> usage, entries, delete
+ *   provisioner ──POST /git/verify (job token)──> GitMirrors ── one shared `git fetch` per repository ──> forge (Checkout:UrlTemplate,
+ *                                                   (commit exists, on the claimed ref's tip)             credentials from Checkout:Token)
+ *   runner agent ──/git/{owner}/{name}.git (job token: its repository only)──> `git http-backend` upload-pack over the bare mirror
+ *   MirrorMaintenance (every Checkout:MaintenanceInterval): git gc, Checkout:MirrorBudgetBytes (least recently fetched go)
  *   CacheJanitor (every Cache:JanitorInterval): expiry, abandoned uploads, orphaned staging, quotas (LRU; per ref, then per repository)
  */
 public static class CacheExtensions
@@ -115,8 +120,25 @@ public static class CacheExtensions
         services.AddSingleton<CacheJanitor>();
         services.AddHostedService(sp => sp.GetRequiredService<CacheJanitor>());
 
+        AddGitMirrors(services);
+
         services.AddProblemDetails();
         return builder;
+    }
+
+    private static void AddGitMirrors(IServiceCollection services)
+    {
+        services.AddOptions<CheckoutOptions>()
+            .BindConfiguration(CheckoutOptions.Section)
+            .Validate(o => o.UrlTemplate.Contains("{repository}", StringComparison.Ordinal), $"Configuration setting '{CheckoutOptions.Section}:UrlTemplate' must contain '{{repository}}'.")
+            .Validate(o => o.Repositories.All(r => !string.IsNullOrWhiteSpace(r.Match) && (string.IsNullOrWhiteSpace(r.Url) || r.Url.Contains("{repository}", StringComparison.Ordinal) || !r.Match.Contains('*'))),
+                $"Configuration settings '{CheckoutOptions.Section}:Repositories:{{n}}' need a Match, and a Url for a glob Match must contain '{{repository}}'.")
+            .Validate(o => o.FetchTimeout > TimeSpan.Zero && o.MaintenanceInterval > TimeSpan.Zero && o.MirrorBudgetBytes > 0,
+                $"Configuration settings '{CheckoutOptions.Section}:FetchTimeout', 'MaintenanceInterval' and 'MirrorBudgetBytes' must be positive.")
+            .ValidateOnStart();
+        services.TryAddSingleton<IForgeCredentials, ConfiguredForgeCredentials>();
+        services.AddSingleton<GitMirrors>();
+        services.AddHostedService<MirrorMaintenance>();
     }
 
     /// <summary>
@@ -161,6 +183,7 @@ public static class CacheExtensions
         app.MapActionsCacheV1Api();
         app.MapBlobTransferApi();
         app.MapCacheAdminApi();
+        app.MapGitMirrorApi();
         return app;
     }
 }

@@ -5,6 +5,7 @@ using EphemeralCI.Persistence;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
+using EphemeralCI.Provisioner.Checkout;
 using EphemeralCI.Provisioner.Consumers;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Ownership;
@@ -75,6 +76,9 @@ public static class ProvisionerExtensions
         services.AddSingleton<JobLocks>();
         services.AddSingleton<RunnerReaper>();
         services.AddSingleton<RunnerSupervisor>();
+        // Before a runner starts: the job's commit, checked against the cache's git mirror (Checkout:Enabled).
+        services.AddOptions<CommitGateOptions>().BindConfiguration(CommitGateOptions.Section);
+        services.AddSingleton<CommitGate>();
         services.AddScoped<RunnerScheduler>();
         services.AddScoped<RunnerDeduplicator>();
         services.AddOptions<RunnerLimitOptions>().BindConfiguration(RunnerLimitOptions.Section);

@@ -9,11 +9,12 @@ namespace EphemeralCI.RunnerAgent;
 /// Fetches the job, exchanges its token for the job's secrets, runs its steps in order with bash
 /// (secrets in every step's environment, by name), streams their output with every secret masked
 /// and reports the result. The job's caches are restored before the first step and saved after a
-/// successful job; cache outcomes (hit, miss, sizes, durations) go to the job's log and timeline. While the steps run,
-/// <paramref name="stepCache"/> (when the runner can reach a cache) serves the cache to the tools in the steps on loopback.
+/// successful job; the job's commit is checked out from the cache's git mirror before them; cache outcomes (hit, miss, sizes,
+/// durations) go to the job's log and timeline. While the steps run, <paramref name="stepCache"/> (when the runner can reach
+/// a cache) serves the cache to the tools in the steps on loopback.
 /// </summary>
 public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, SecretsClient? secretsBroker = null, JobCaches? caches = null,
-    Func<StepCacheEndpoint>? stepCache = null)
+    Func<StepCacheEndpoint>? stepCache = null, Checkout.WorkspaceCheckout? checkout = null)
 {
     private IReadOnlyDictionary<string, string> _secrets = new Dictionary<string, string>();
     private IReadOnlyDictionary<string, string> _stepCacheVariables = new Dictionary<string, string>();
@@ -33,6 +34,18 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             await log.FlushAsync(ct);
             await intake.CompleteAsync(new RunnerCompletion(false, 1, null), ct);
             return 0;
+        }
+
+        // The commit first (from the cache's mirror), so caches restore into the checked-out tree.
+        if (checkout is not null && await checkout.RunAsync(job, ct) is { } checkedOut)
+        {
+            await log.WriteAgentLineAsync($"==> {checkedOut.Message}", ct);
+            if (checkedOut.Failed)
+            {
+                await log.FlushAsync(ct);
+                await intake.CompleteAsync(new RunnerCompletion(false, 1, null), ct);
+                return 0;
+            }
         }
 
         var cacheSpecs = job.Spec.Caches ?? [];

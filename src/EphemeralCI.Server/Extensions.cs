@@ -86,6 +86,8 @@ public static class ServerExtensions
         {
             ["Provisioner:LocalSandbox:WorkRoot"] = Path.Combine(data.Root, "runners"),
             ["Cache:SpoolDirectory"] = Path.Combine(data.Root, "cache-spool"),
+            // The cache's bare git mirrors (used when Checkout:Enabled is on).
+            ["Checkout:MirrorRoot"] = Path.Combine(data.Root, "git-mirrors"),
             ["RunnerTemplates:Directory"] = Path.Combine(AppContext.BaseDirectory, "runner-templates"),
         };
         // The runner agent reaches this very process through the sandbox's Unix sockets.

@@ -34,9 +34,10 @@ public sealed record ParsedJobFile(string File, JobSpec Spec, IReadOnlyDictionar
 public static class JobFileParser
 {
     public static readonly IReadOnlyList<string> TopLevelFields =
-        ["name", "repository", "ref", "commitSha", "commit", "runnerTemplate", "template", "environment", "timeoutSeconds", "timeout", "env", "secrets", "caches", "steps"];
+        ["name", "repository", "ref", "commitSha", "commit", "runnerTemplate", "template", "environment", "timeoutSeconds", "timeout", "env", "secrets", "caches", "checkout", "steps"];
     private static readonly string[] StepFields = ["name", "run", "env"];
     private static readonly string[] CacheFields = ["key", "restoreKeys", "paths"];
+    private static readonly string[] CheckoutFields = ["depth", "submodules", "lfs", "path"];
 
     public static ParsedJobFile Parse(string text, string file)
     {
@@ -114,6 +115,7 @@ public static class JobFileParser
                 Env = fields.TryGetValue("env", out var env) ? Env(env, "env") : null,
                 Secrets = fields.TryGetValue("secrets", out var secrets) ? TextList(secrets, "secrets", allowSingle: false) : null,
                 Caches = fields.TryGetValue("caches", out var caches) ? Caches(caches) : null,
+                Checkout = fields.TryGetValue("checkout", out var checkout) ? Checkout(checkout) : null,
                 Steps = steps,
             };
         }
@@ -159,6 +161,44 @@ public static class JobFileParser
                 });
             }
             return steps;
+        }
+
+        /// <summary><c>checkout: false | true | {depth, submodules, lfs, path}</c>; ranges are the server's to check.</summary>
+        private CheckoutSpec? Checkout(YamlNode node)
+        {
+            Mark("checkout", node);
+            if (node is YamlScalarNode flag && !IsNull(flag))
+            {
+                if (flag.Value is "false") return CheckoutSpec.Skip;
+                if (flag.Value is "true") return CheckoutSpec.Default;
+            }
+            if (node is not YamlMappingNode map)
+            {
+                Error(node, "`checkout` must be false, true or a mapping (`depth:`, `submodules:`, `lfs:`, `path:`), not " + Describe(node));
+                return null;
+            }
+            var fields = Fields(map, CheckoutFields, "checkout.");
+            int? depth = null;
+            if (fields.TryGetValue("depth", out var d))
+            {
+                Mark("checkout.depth", d);
+                if (d is YamlScalarNode ds && int.TryParse(ds.Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)) depth = value;
+                else Error(d, "`checkout.depth` must be a whole number (1 = the commit only, 0 = the full history), not " + Describe(d));
+            }
+            bool? lfs = null;
+            if (fields.TryGetValue("lfs", out var l))
+            {
+                Mark("checkout.lfs", l);
+                if (l is YamlScalarNode { Value: "true" or "false" } ls) lfs = ls.Value == "true";
+                else Error(l, "`checkout.lfs` must be true or false, not " + Describe(l));
+            }
+            return new CheckoutSpec
+            {
+                Depth = depth,
+                Submodules = Text(fields, "submodules", "checkout.submodules"),
+                Lfs = lfs,
+                Path = Text(fields, "path", "checkout.path"),
+            };
         }
 
         private List<CacheSpec>? Caches(YamlNode node)

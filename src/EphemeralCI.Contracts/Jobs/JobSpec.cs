@@ -19,6 +19,8 @@ public sealed record JobSpec
     /// <summary>Names of secrets the job asks for; values come from the secrets broker, never from here.</summary>
     public IReadOnlyList<string>? Secrets { get; init; }
     public IReadOnlyList<CacheSpec>? Caches { get; init; }
+    /// <summary>The commit in the workspace before the first step (null: the defaults; <c>false</c>: none). See <see cref="CheckoutSpec"/>.</summary>
+    public CheckoutSpec? Checkout { get; init; }
 }
 
 public sealed record StepSpec

@@ -96,6 +96,7 @@ public static partial class JobSpecValidator
 
         ValidateSecrets(spec.Secrets, errors);
         ValidateCaches(spec.Caches, errors);
+        ValidateCheckout(spec.Checkout, errors);
 
         return errors.ToDictionary();
     }
@@ -203,6 +204,31 @@ public static partial class JobSpecValidator
                 else if (HasControlCharacters(cachePath)) errors.Add(entry, "must not contain control characters");
                 else if (cachePath.Split('/').Contains("..")) errors.Add(entry, "must not contain '..' segments");
             }
+        }
+    }
+
+    /// <summary>Largest <c>checkout.depth</c> (beyond it, ask for the full history with 0).</summary>
+    public const int MaxCheckoutDepth = 100_000;
+    public const int MaxCheckoutPathLength = 256;
+
+    private static void ValidateCheckout(CheckoutSpec? checkout, Errors errors)
+    {
+        if (checkout is null || !checkout.Enabled) return;
+        if (checkout.Depth is { } depth && (depth < 0 || depth > MaxCheckoutDepth))
+        {
+            errors.Add("checkout.depth", $"must be 0 (the full history) to {MaxCheckoutDepth}");
+        }
+        if (checkout.Submodules is { } submodules && submodules is not ("false" or "true" or "recursive"))
+        {
+            errors.Add("checkout.submodules", "must be false, true or \"recursive\"");
+        }
+        if (checkout.Path is { } path)
+        {
+            if (string.IsNullOrWhiteSpace(path)) errors.Add("checkout.path", "must not be empty (leave it out to check out into the workspace itself)");
+            else if (path.Length > MaxCheckoutPathLength) errors.Add("checkout.path", $"must be at most {MaxCheckoutPathLength} characters");
+            else if (HasControlCharacters(path) || path.Contains('\\')) errors.Add("checkout.path", "must not contain control characters or backslashes");
+            else if (path.StartsWith('/')) errors.Add("checkout.path", "must be relative to the workspace");
+            else if (path.Split('/').Any(s => s is ".." or "." || s.Equals(".git", StringComparison.OrdinalIgnoreCase))) errors.Add("checkout.path", "must not contain '.', '..' or '.git' segments");
         }
     }
 

@@ -24,7 +24,8 @@ public sealed class RunnerScheduler(
     OutboxSignal signal,
     TimeProvider clock,
     ILogger<RunnerScheduler> logger,
-    WarmPool? warmPool = null)
+    WarmPool? warmPool = null,
+    Checkout.CommitGate? commits = null)
 {
     public async Task ScheduleAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
     {
@@ -58,6 +59,8 @@ public sealed class RunnerScheduler(
             // The secrets broker mints it when JobTokens:Authority and :ProvisionerToken are set (ES256,
             // published JWKS); otherwise the interim shared-key issuer does. A refusal fails the start.
             var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template, Environment: job.Environment), ct);
+            // The commit must be on the claimed ref at the forge before anything of the job exists (Checkout:Enabled).
+            if (commits is not null) await commits.VerifyAsync(job, token, ct);
             handle = await StartAsync(backend, loaded.Name,
                 new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
         }

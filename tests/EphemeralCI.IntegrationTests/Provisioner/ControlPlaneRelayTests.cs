@@ -69,6 +69,9 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await cache.PostAsync("/twirp/github.actions.results.api.v1.CacheService/CreateCacheEntry", new StringContent("{}"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await cache.GetAsync("/cache/blobs/42?sig=abc")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await cache.GetAsync("/cache/cas/" + new string('a', 64))).StatusCode);
+        // Checkout from the mirror: git smart HTTP, upload-pack only.
+        Assert.Equal(HttpStatusCode.OK, (await cache.GetAsync("/git/acme/widgets.git/info/refs?service=git-upload-pack")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await cache.PostAsync("/git/acme/widgets.git/git-upload-pack", new StringContent("0000"))).StatusCode);
 
         var refused = new (HttpClient Client, HttpMethod Method, string Path)[]
         {
@@ -89,6 +92,10 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
             (cache, HttpMethod.Get, "/cache/admin/usage"),
             (cache, HttpMethod.Delete, "/cache/admin/entries/1"),
             (cache, HttpMethod.Delete, "/cache/blobs/42"),
+            // A runner never writes a mirror, nor asks for a fetch of its own.
+            (cache, HttpMethod.Post, "/git/acme/widgets.git/git-receive-pack"),
+            (cache, HttpMethod.Post, "/git/verify"),
+            (cache, HttpMethod.Get, "/git/acme/widgets.git/HEAD"),
         };
         foreach (var (client, method, path) in refused)
         {
@@ -98,7 +105,8 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
 
         Assert.Equal(
             ["GET /api/v1/runner/job", "POST /api/v1/runner/logs?offset=0", "POST /api/v1/secrets/exchange",
-             "POST /twirp/github.actions.results.api.v1.CacheService/CreateCacheEntry", "GET /cache/blobs/42?sig=abc", "GET /cache/cas/" + new string('a', 64)],
+             "POST /twirp/github.actions.results.api.v1.CacheService/CreateCacheEntry", "GET /cache/blobs/42?sig=abc", "GET /cache/cas/" + new string('a', 64),
+             "GET /git/acme/widgets.git/info/refs?service=git-upload-pack", "POST /git/acme/widgets.git/git-upload-pack"],
             _reached);
     }
 

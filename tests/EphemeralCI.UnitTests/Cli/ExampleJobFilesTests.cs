@@ -34,6 +34,6 @@ public sealed class ExampleJobFilesTests
 
     [Fact]
     public void All_examples_are_there() => Assert.Equal(
-        ["ccache-remote.yml", "dependency-cache.yml", "failing-step.yml", "hello-world.yml", "with-secret.yml"],
+        ["build-this-repository.yml", "ccache-remote.yml", "dependency-cache.yml", "failing-step.yml", "hello-world.yml", "with-secret.yml"],
         ((IEnumerable<object[]>)Examples()).Select(row => Path.GetFileName((string)row[0])).ToArray());
 }

@@ -39,6 +39,9 @@ public static partial class RelayRoutes
         .. Routes("GET,HEAD,PUT", Blob()),
         // The build cache (Bazel, ccache, Gradle): /cache/ac|cas/{sha256}.
         .. Routes("GET,HEAD,PUT", BuildCacheEntry()),
+        // Checkout from the job repository's mirror: git smart HTTP, upload-pack only (never receive-pack, never /git/verify).
+        new("GET", GitInfoRefs()),
+        new("POST", GitUploadPack()),
     ];
 
     /// <summary>The allowed routes of a socket (by its file name in the job's control directory); none for an unknown one.</summary>
@@ -66,4 +69,10 @@ public static partial class RelayRoutes
 
     [GeneratedRegex("^/cache/(ac|cas)/[0-9a-f]{64}$", RegexOptions.CultureInvariant)]
     private static partial Regex BuildCacheEntry();
+
+    [GeneratedRegex("^/git/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}\\.git/info/refs$", RegexOptions.CultureInvariant)]
+    private static partial Regex GitInfoRefs();
+
+    [GeneratedRegex("^/git/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}\\.git/git-upload-pack$", RegexOptions.CultureInvariant)]
+    private static partial Regex GitUploadPack();
 }

@@ -1,0 +1,233 @@
+using System.Diagnostics;
+using System.Text;
+using EphemeralCI.Cache.Git;
+using EphemeralCI.JobTokens;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralCI.Cache.Apis;
+
+/// <summary>
+/// The git side of the cache, every route behind the job token:
+/// <list type="bullet">
+/// <item><c>POST /git/verify</c>: fetch the token's repository into its mirror and check the token's commit is on its ref
+/// (the provisioner calls it before a runner exists);</item>
+/// <item><c>GET /git/{owner}/{name}.git/info/refs?service=git-upload-pack</c> and <c>POST …/git-upload-pack</c>: git's
+/// smart HTTP protocol, served by <c>git http-backend</c> from the mirror, for the token's repository only, so a runner
+/// clones (shallow, partial) without ever reaching the forge. Receive-pack has no route: nothing a job does writes a mirror.</item>
+/// </list>
+/// </summary>
+public static class GitMirrorApi
+{
+    public const string UploadPackService = "git-upload-pack";
+
+    public static RouteGroupBuilder MapGitMirrorApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/git")
+            .WithTags("GitMirrors")
+            .AddEndpointFilter<JobTokenGate>()
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status404NotFound);
+
+        api.MapPost("/verify", VerifyAsync)
+            .WithName("VerifyJobCommit")
+            .WithSummary("Fetch the job's repository into its mirror and check its commit exists and is on its ref")
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status502BadGateway);
+
+        api.MapGet("/{owner}/{name}.git/info/refs", InfoRefsAsync)
+            .WithName("GitInfoRefs")
+            .WithSummary("git smart HTTP: the mirror's refs (upload-pack only)")
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+
+        api.MapPost("/{owner}/{name}.git/git-upload-pack", UploadPackAsync)
+            .WithName("GitUploadPack")
+            .WithSummary("git smart HTTP: a pack of the mirror for the job's repository")
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+
+        return api;
+    }
+
+    /// <param name="CommitSha">The job's commit, for tokens that do not carry it (the shared-key issuer); must match the token's when it does.</param>
+    public sealed record VerifyRequest(string? CommitSha);
+
+    public sealed record VerifyResponse(string Repository, string Ref, string CommitSha, string? RefTip);
+
+    public static async Task<Results<Ok<VerifyResponse>, ProblemHttpResult>> VerifyAsync(VerifyRequest? body, HttpContext http, GitMirrors mirrors, ILogger<GitMirrors> logger, CancellationToken ct)
+    {
+        if (!mirrors.Enabled) return Disabled();
+        var job = http.JobToken();
+        if (job.CommitSha is { Length: > 0 } claimed && body?.CommitSha is { Length: > 0 } asked && !string.Equals(claimed, asked, StringComparison.OrdinalIgnoreCase))
+        {
+            return CacheProblems.Invalid("commitSha", $"the job token is for commit {claimed}, not {asked}");
+        }
+        var commit = job.CommitSha is { Length: > 0 } ? job.CommitSha : body?.CommitSha;
+        if (string.IsNullOrEmpty(commit)) return CacheProblems.Invalid("commitSha", "the job names no commit: a job of a repository with checkout on must give commitSha");
+        try
+        {
+            var result = await mirrors.VerifyAsync(job.Repository, job.Ref, commit, ct);
+            if (!result.Verified)
+            {
+                logger.LogWarning("Job {JobId} refused: {Reason}", job.JobId, result.Detail);
+                var problem = CacheProblems.Problem(result.Field == "repository" ? 400 : StatusCodes.Status409Conflict, "Commit not verified", result.Detail, result.Field, "failed_precondition");
+                return problem;
+            }
+            return TypedResults.Ok(new VerifyResponse(job.Repository, job.Ref, commit, result.RefTip));
+        }
+        catch (MirrorFetchException e)
+        {
+            return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", e.Message, twirpCode: "unavailable");
+        }
+    }
+
+    public static Task<IResult> InfoRefsAsync(string owner, string name, HttpContext http, GitMirrors mirrors, ILogger<GitMirrors> logger, CancellationToken ct)
+    {
+        if (http.Request.Query["service"] != UploadPackService)
+        {
+            return Task.FromResult<IResult>(CacheProblems.Forbidden($"only the {UploadPackService} service is served: a mirror cannot be written through the cache"));
+        }
+        return ServeAsync(owner, name, "info/refs", http, mirrors, logger, ct);
+    }
+
+    public static Task<IResult> UploadPackAsync(string owner, string name, HttpContext http, GitMirrors mirrors, ILogger<GitMirrors> logger, CancellationToken ct) =>
+        ServeAsync(owner, name, UploadPackService, http, mirrors, logger, ct);
+
+    private static async Task<IResult> ServeAsync(string owner, string name, string service, HttpContext http, GitMirrors mirrors, ILogger logger, CancellationToken ct)
+    {
+        if (!mirrors.Enabled) return Disabled();
+        var repository = owner + "/" + name;
+        var job = http.JobToken();
+        if (!GitMirrors.IsRepository(repository)) return CacheProblems.Invalid("repository", $"'{repository}' is not an owner/name repository");
+        // The job's own repository, or a submodule its commit names (for `checkout: {submodules: true}`).
+        if (!string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase)
+            && !(job.CommitSha is { Length: > 0 } sha && await mirrors.IsSubmoduleOfAsync(job.Repository, sha, repository, ct)))
+        {
+            return CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)");
+        }
+        try
+        {
+            await mirrors.EnsureMirrorAsync(repository, ct);
+        }
+        catch (MirrorFetchException e)
+        {
+            return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", e.Message, twirpCode: "unavailable");
+        }
+        await RunHttpBackendAsync(mirrors.Root, "/" + GitMirrors.RelativePath(repository).Replace('\\', '/') + "/" + service, http, logger, ct);
+        return TypedResults.Empty;
+    }
+
+    /// <summary>Runs <c>git http-backend</c> as a CGI for one request: the request body to its stdin, its headers and body to the response.</summary>
+    private static async Task RunHttpBackendAsync(string projectRoot, string pathInfo, HttpContext http, ILogger logger, CancellationToken ct)
+    {
+        var request = http.Request;
+        var psi = new ProcessStartInfo("git")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add("http-backend");
+        GitCommand.Prepare(psi, [new("http.receivepack", "false"), new("http.uploadpack", "true"), new("uploadpack.allowAnySHA1InWant", "true"), new("uploadpack.allowFilter", "true")]);
+        psi.Environment["GIT_PROJECT_ROOT"] = projectRoot;
+        psi.Environment["GIT_HTTP_EXPORT_ALL"] = "1";
+        psi.Environment["PATH_INFO"] = pathInfo;
+        psi.Environment["REQUEST_METHOD"] = request.Method;
+        psi.Environment["QUERY_STRING"] = request.QueryString.HasValue ? request.QueryString.Value![1..] : "";
+        psi.Environment["REMOTE_ADDR"] = http.Connection.RemoteIpAddress?.ToString() ?? "127.0.0.1";
+        psi.Environment["GATEWAY_INTERFACE"] = "CGI/1.1";
+        if (request.ContentType is { } type) psi.Environment["CONTENT_TYPE"] = type;
+        if (request.ContentLength is { } length) psi.Environment["CONTENT_LENGTH"] = length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (request.Headers.ContentEncoding.ToString() is { Length: > 0 } encoding) psi.Environment["HTTP_CONTENT_ENCODING"] = encoding;
+        if (request.Headers["Git-Protocol"].ToString() is { Length: > 0 } protocol) psi.Environment["GIT_PROTOCOL"] = protocol;
+
+        using var process = Process.Start(psi) ?? throw new InvalidOperationException("git http-backend did not start");
+        using var kill = ct.Register(() => { try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } });
+        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
+        var input = Task.Run(async () =>
+        {
+            try
+            {
+                await request.Body.CopyToAsync(process.StandardInput.BaseStream, ct);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException) { }
+            finally
+            {
+                try { process.StandardInput.Close(); } catch (IOException) { }
+            }
+        }, CancellationToken.None);
+
+        var output = process.StandardOutput.BaseStream;
+        var (status, headers, leftover) = await ReadCgiHeadersAsync(output, ct);
+        http.Response.StatusCode = status;
+        foreach (var (key, value) in headers)
+        {
+            if (key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) && long.TryParse(value, out var len)) http.Response.ContentLength = len;
+            else http.Response.Headers.Append(key, value);
+        }
+        // Packs stream: never buffer the whole response.
+        http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
+        try
+        {
+            if (leftover.Length > 0) await http.Response.Body.WriteAsync(leftover, ct);
+            await output.CopyToAsync(http.Response.Body, ct);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException) { }
+        await process.WaitForExitAsync(CancellationToken.None);
+        await input;
+        var errors = await stderr;
+        if (process.ExitCode != 0 && !ct.IsCancellationRequested)
+        {
+            logger.LogWarning("git http-backend for {Path} exited with {Code}: {Error}", pathInfo, process.ExitCode, errors.Trim());
+        }
+    }
+
+    /// <summary>The CGI response head (up to the blank line): <c>Status:</c> and the other headers, and any body bytes read with it.</summary>
+    private static async Task<(int Status, List<KeyValuePair<string, string>> Headers, ReadOnlyMemory<byte> Leftover)> ReadCgiHeadersAsync(Stream output, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        var filled = 0;
+        while (true)
+        {
+            var end = HeadEnd(buffer.AsSpan(0, filled), out var separator);
+            if (end >= 0)
+            {
+                var head = Encoding.ASCII.GetString(buffer, 0, end);
+                var status = 200;
+                var headers = new List<KeyValuePair<string, string>>();
+                foreach (var line in head.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                {
+                    var colon = line.IndexOf(':');
+                    if (colon <= 0) continue;
+                    var key = line[..colon].Trim();
+                    var value = line[(colon + 1)..].Trim();
+                    if (key.Equals("Status", StringComparison.OrdinalIgnoreCase))
+                    {
+                        _ = int.TryParse(value.Split(' ')[0], out status);
+                    }
+                    else headers.Add(new(key, value));
+                }
+                return (status, headers, buffer.AsMemory(end + separator, filled - end - separator));
+            }
+            if (filled == buffer.Length) return (502, [], ReadOnlyMemory<byte>.Empty);
+            var read = await output.ReadAsync(buffer.AsMemory(filled), ct);
+            if (read == 0) return (502, [], ReadOnlyMemory<byte>.Empty);
+            filled += read;
+        }
+    }
+
+    private static int HeadEnd(ReadOnlySpan<byte> data, out int separator)
+    {
+        var crlf = data.IndexOf("\r\n\r\n"u8);
+        var lf = data.IndexOf("\n\n"u8);
+        if (crlf >= 0 && (lf < 0 || crlf < lf)) { separator = 4; return crlf; }
+        separator = 2;
+        return lf;
+    }
+
+    private static ProblemHttpResult Disabled() =>
+        CacheProblems.NotFound("This cache keeps no git mirrors: checkout is off (Checkout:Enabled).");
+}

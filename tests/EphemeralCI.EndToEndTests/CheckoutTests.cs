@@ -1,0 +1,183 @@
+using EphemeralCI.Tests.Infrastructure;
+using Xunit;
+
+namespace EphemeralCI.EndToEndTests;
+
+/// <summary>
+/// The all-in-one server with checkout on, against a test forge (real <c>git daemon</c> on loopback) that only the
+/// control plane is told about: the runner's network reaches nothing but the control plane's sockets.
+/// </summary>
+public sealed class CheckoutServerFixture : ServerFixture, IAsyncLifetime
+{
+    public const string ForgeToken = "forge-deploy-token-0b7e61d2c4";
+
+    public TestForge Forge { get; private set; } = null!;
+
+    async Task IAsyncLifetime.InitializeAsync()
+    {
+        Forge = await TestForge.StartAsync();
+        ExtraArguments.Add("--Checkout:Enabled=true");
+        ExtraArguments.Add($"--Checkout:UrlTemplate={Forge.UrlTemplate}");
+        ExtraArguments.Add($"--Checkout:Token={ForgeToken}");
+        ExtraArguments.Add("--Checkout:FetchTimeout=00:00:30");
+        await InitializeAsync();
+    }
+
+    async Task IAsyncLifetime.DisposeAsync()
+    {
+        await DisposeAsync();
+        await Forge.DisposeAsync();
+    }
+}
+
+public sealed class CheckoutTests(CheckoutServerFixture fx) : IClassFixture<CheckoutServerFixture>
+{
+    private static object Job(string repository, string gitRef, string commit, string run, object? checkout = null) => new
+    {
+        name = "checkout",
+        repository,
+        @ref = gitRef,
+        commitSha = commit,
+        runnerTemplate = "default",
+        checkout,
+        steps = new[] { new { name = "look", run } },
+    };
+
+    private async Task<(string Status, string? Reason, string Log)> RunAsync(object job)
+    {
+        var id = await fx.Intake.SubmitAsync(job);
+        var done = await fx.Intake.WaitForTerminalAsync(id, TimeSpan.FromMinutes(2));
+        var log = await fx.Intake.GetStringAsync($"/api/v1/jobs/{id}/logs");
+        var reason = done.TryGetProperty("statusReason", out var r) ? r.GetString() : null;
+        return (done.GetProperty("status").GetString()!, reason, log + "\n" + string.Join(",", await fx.Intake.EventTypesAsync(id)));
+    }
+
+    [Fact]
+    public async Task A_job_builds_its_commit_on_main_checked_out_from_the_mirror_at_depth_1_or_in_full()
+    {
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        fx.Forge.CreateRepository(repo, new Dictionary<string, string> { ["hello.sh"] = "echo built-from-checkout\n" });
+        fx.Forge.Commit(repo, "main", new Dictionary<string, string> { ["b.txt"] = "b" }, "second");
+        var head = fx.Forge.Commit(repo, "main", new Dictionary<string, string> { ["c.txt"] = "c" }, "third commit subject");
+
+        var shallow = await RunAsync(Job(repo, "refs/heads/main", head,
+            "bash hello.sh; echo HEAD=$(git rev-parse HEAD); echo COUNT=$(git rev-list --count HEAD); git log --format=%s -1; echo BRANCH=$(git rev-parse --abbrev-ref HEAD)"));
+        Assert.True(shallow.Status == "succeeded", shallow.Log);
+        Assert.Contains("built-from-checkout", shallow.Log);
+        Assert.Contains($"HEAD={head}", shallow.Log);
+        Assert.Contains("COUNT=1", shallow.Log);
+        Assert.Contains("third commit subject", shallow.Log);
+        Assert.Contains("BRANCH=main", shallow.Log);
+        Assert.Contains("==> checkout:", shallow.Log);
+
+        var full = await RunAsync(Job(repo, "refs/heads/main", head, "cd sub/dir && test -f b.txt && echo COUNT=$(git rev-list --count HEAD)", new { depth = 0, path = "sub/dir" }));
+        Assert.True(full.Status == "succeeded", full.Log);
+        Assert.Contains("COUNT=3", full.Log);
+    }
+
+    [Fact]
+    public async Task A_feature_branch_commit_claimed_as_main_is_refused_before_a_runner_exists()
+    {
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        fx.Forge.CreateRepository(repo);
+        var feature = fx.Forge.Commit(repo, "feature", new Dictionary<string, string> { ["x.txt"] = "x" }, "not on main");
+
+        var refused = await RunAsync(Job(repo, "refs/heads/main", feature, "echo should-never-run"));
+        Assert.Equal("failed", refused.Status);
+        Assert.NotNull(refused.Reason);
+        Assert.Contains("checkout refused", refused.Reason);
+        Assert.Contains("commitSha", refused.Reason);
+        Assert.Contains("refs/heads/main", refused.Reason);
+        Assert.DoesNotContain("runner.started", refused.Log);
+        Assert.DoesNotContain("should-never-run", refused.Log);
+    }
+
+    [Fact]
+    public async Task Tags_and_pull_request_refs_check_out_and_checkout_false_leaves_the_workspace_empty()
+    {
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        var main = fx.Forge.CreateRepository(repo);
+        fx.Forge.Tag(repo, "v2.1", main);
+        var pr = fx.Forge.Commit(repo, "contrib", new Dictionary<string, string> { ["pr.txt"] = "from a pull request" }, "pr");
+        fx.Forge.SetRef(repo, "refs/pull/12/head", pr);
+
+        var tag = await RunAsync(Job(repo, "refs/tags/v2.1", main, "echo HEAD=$(git rev-parse HEAD); git describe --tags"));
+        Assert.True(tag.Status == "succeeded", tag.Log);
+        Assert.Contains($"HEAD={main}", tag.Log);
+        Assert.Contains("v2.1", tag.Log);
+
+        var pull = await RunAsync(Job(repo, "refs/pull/12/head", pr, "cat pr.txt; echo HEAD=$(git rev-parse HEAD)"));
+        Assert.True(pull.Status == "succeeded", pull.Log);
+        Assert.Contains("from a pull request", pull.Log);
+        Assert.Contains($"HEAD={pr}", pull.Log);
+
+        var none = await RunAsync(Job(repo, "refs/heads/main", main, "echo ENTRIES=$(ls -A | wc -l)", checkout: false));
+        Assert.True(none.Status == "succeeded", none.Log);
+        Assert.Contains("ENTRIES=0", none.Log);
+        Assert.DoesNotContain("==> checkout", none.Log);
+    }
+
+    [Fact]
+    public async Task A_submodule_comes_from_its_own_mirror()
+    {
+        var lib = "acme/lib-" + Guid.NewGuid().ToString("N")[..6];
+        fx.Forge.CreateRepository(lib, new Dictionary<string, string> { ["lib.txt"] = "library content" });
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        fx.Forge.CreateRepository(repo);
+        var head = fx.Forge.AddSubmodule(repo, lib, "vendor/lib");
+
+        var job = await RunAsync(Job(repo, "refs/heads/main", head, "cat vendor/lib/lib.txt", new { submodules = true }));
+        Assert.True(job.Status == "succeeded", job.Log);
+        Assert.Contains("library content", job.Log);
+    }
+
+    [Fact]
+    public async Task The_forge_credentials_and_the_job_token_never_reach_the_steps()
+    {
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        var head = fx.Forge.CreateRepository(repo);
+        // Everything a step can read: its environment, the workspace (with .git), /tmp, HOME, every process's environment.
+        // The patterns go into a file, split in the script, so neither the script nor grep's command line contains them.
+        var token = CheckoutServerFixture.ForgeToken;
+        var job = await RunAsync(Job(repo, "refs/heads/main", head, $$"""
+            pat=$(mktemp)
+            a='{{token[..10]}}'; b='{{token[10..]}}'; printf '%s%s\n' "$a" "$b" > "$pat"
+            a='Bear'; b='er '; printf '%s%s\n' "$a" "$b" >> "$pat"
+            a='x-access'; b='-token'; printf '%s%s\n' "$a" "$b" >> "$pat"
+            found=0
+            for f in $(grep -rlsaF -f "$pat" . .git /tmp "$HOME" /proc/*/environ /proc/*/cmdline 2>/dev/null); do
+              [ "$f" = "$pat" ] && continue
+              echo "LEAK in $f"; found=1
+            done
+            env | grep -i -e token -e bearer || true
+            echo CONFIG:; cat .git/config
+            test $found = 0 && echo NO-LEAK
+            """));
+        Assert.True(job.Status == "succeeded", job.Log);
+        Assert.Contains("NO-LEAK", job.Log);
+        Assert.DoesNotContain("LEAK in", job.Log);
+        Assert.DoesNotContain(CheckoutServerFixture.ForgeToken, job.Log);
+        Assert.DoesNotContain(CheckoutServerFixture.ForgeToken, fx.Output);
+    }
+
+    [Fact]
+    public async Task A_forge_that_is_down_fails_the_job_with_the_reason_before_any_step()
+    {
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        var head = fx.Forge.CreateRepository(repo);
+        // Tests of one class run one at a time, so the shared forge can be down for this one.
+        await fx.Forge.StopDaemonAsync();
+        (string Status, string? Reason, string Log) down;
+        try
+        {
+            down = await RunAsync(Job(repo, "refs/heads/main", head, "echo should-never-run"));
+        }
+        finally
+        {
+            await fx.Forge.StartDaemonAsync();
+        }
+        Assert.Equal("failed", down.Status);
+        Assert.Contains("checkout failed", down.Reason);
+        Assert.DoesNotContain("should-never-run", down.Log);
+    }
+}
