@@ -1,3 +1,4 @@
+using EphemeralCI.DeployTests.Images;
 using EphemeralCI.DeployTests.Rendering;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;

@@ -16,7 +16,10 @@ public sealed class ImageTests
 {
     public static TheoryData<string> Images => [.. ImageBuild.BuiltOrToBuild()];
 
+    // The issue's budget for the four service images; the all-in-one server carries all four modules
+    // plus a Debian root whose /usr its local jobs run on (git, perl), so it gets more.
     private const long ServiceImageBudget = 150L * 1024 * 1024;
+    private const long ServerImageBudget = 200L * 1024 * 1024;
 
     [Theory]
     [MemberData(nameof(Images))]
@@ -72,7 +75,8 @@ public sealed class ImageTests
             }
             Assert.Equal("8080", archive.Env["ASPNETCORE_HTTP_PORTS"]);
         }
-        Assert.True(archive.CompressedSize <= ServiceImageBudget, $"{image}: {archive.CompressedSize / 1048576.0:F1} MB compressed, budget 150 MB");
+        var budget = image == "server" ? ServerImageBudget : ServiceImageBudget;
+        Assert.True(archive.CompressedSize <= budget, $"{image}: {archive.CompressedSize / 1048576.0:F1} MB compressed, budget {budget / 1048576} MB");
         Assert.True(files.ContainsKey("/etc/ssl/certs/ca-certificates.crt"), "no CA bundle: TLS to Postgres/S3 would fail");
     }
 
@@ -90,7 +94,7 @@ public sealed class ImageTests
     }
 
     [Fact]
-    public void The_server_image_starts_in_a_bubblewrap_sandbox_and_answers_health()
+    public async Task The_server_image_starts_in_a_bubblewrap_sandbox_and_answers_health()
     {
         var archive = ImageBuild.Open("server");
         var root = Directory.CreateTempSubdirectory("eci-server-image-");
@@ -134,14 +138,14 @@ public sealed class ImageTests
             {
                 try
                 {
-                    using var response = http.GetAsync($"http://127.0.0.1:{port}/health").GetAwaiter().GetResult();
+                    using var response = await http.GetAsync($"http://127.0.0.1:{port}/health");
                     status = response.StatusCode;
-                    body = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
+                    body = await response.Content.ReadAsStringAsync();
                     if (status == HttpStatusCode.OK) break;
                 }
                 catch (HttpRequestException) { }
                 catch (TaskCanceledException) { }
-                Thread.Sleep(500);
+                await Task.Delay(500);
             }
             Assert.True(status == HttpStatusCode.OK, $"/health answered {status?.ToString() ?? "nothing"} {body}; exited: {server.HasExited}; output:\n{output}");
             Assert.Equal("Healthy", body);
