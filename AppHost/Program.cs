@@ -10,10 +10,8 @@ var infra = builder.AddEphemeralCIInfrastructure();
 // now ES256, minted by the secrets broker and checked against its JWKS (JobTokens__Authority).
 var jobTokenKey = builder.AddParameter("job-token-signing-key",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
-// The broker's key-encryption key (never stored in secretsdb), its admin credential, and the
-// provisioner's credential for minting job tokens.
-var secretsKek = builder.AddParameter("secrets-kek",
-    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// The broker's admin credential and the provisioner's credential for minting job tokens; its
+// key-encryption keys (never stored in secretsdb) are parameters too (RunnerCluster.cs).
 var secretsAdminToken = builder.AddParameter("secrets-admin-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 var provisionerToken = builder.AddParameter("secrets-provisioner-token",
@@ -21,15 +19,15 @@ var provisionerToken = builder.AddParameter("secrets-provisioner-token",
 const string BrokerUrl = "http://secrets-broker";
 // Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
 // (published: as configuration, see RunnerTemplatesConfiguration.cs).
-var runnerTemplates = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "deploy", "runner-templates"));
+// With Runners:Backend=kubernetes (a published AppHost's runners in a cluster): the Kubernetes ones.
+var runnerTemplates = builder.RunnerTemplatesDirectory();
 
 var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>("secrets-broker")
     .WithHttpHealthCheck("/health")
     .WithReference(infra.SecretsDb).WaitFor(infra.SecretsDb)
     .WithReference(infra.Redis).WaitFor(infra.Redis)
     .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
-    .WithEnvironment("SecretsBroker__KeyEncryptionKeys__k1", secretsKek)
-    .WithEnvironment("SecretsBroker__ActiveKeyId", "k1")
+    .WithKeyEncryptionKeys(builder)
     .WithEnvironment("SecretsBroker__AdminToken", secretsAdminToken)
     .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken);
 
@@ -55,6 +53,13 @@ var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithCheckout(builder.Configuration);
 
+// Runners in a cluster call the broker (secrets) and the cache from outside Container Apps.
+if (builder.UsesKubernetesRunners())
+{
+    secretsBroker.WithExternalHttpEndpoints();
+    cache.WithExternalHttpEndpoints();
+}
+
 builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithHttpHealthCheck("/health")
     .WithReference(infra.ProvisionerDb).WaitFor(infra.ProvisionerDb)
@@ -65,6 +70,7 @@ builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken)
     .WithCheckout(builder.Configuration)
-    .WithRunnerTemplates(builder, runnerTemplates);
+    .WithRunnerTemplates(builder, runnerTemplates)
+    .WithKubernetesRunners(builder);
 
 builder.Build().Run();

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
 using Aspire.Hosting.ApplicationModel;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.RunnerTemplates;
@@ -10,10 +8,11 @@ namespace EphemeralCI.AppHost;
 /// Gives a service the runner templates of a directory the platform team keeps in git. When the
 /// AppHost runs, the service reads the directory itself (<c>RunnerTemplates:Directory</c>). When it
 /// is published (azd), that path would be the build machine's and exist in no container, so each
-/// template goes into the service's configuration instead (<c>RunnerTemplates:&lt;name&gt;:…</c>),
-/// validated now by the same loader the services use, so a bad template fails the publish.
+/// template file's text goes into the service's configuration instead
+/// (<c>RunnerTemplates:Files:&lt;name&gt;</c>, hashed as the file), validated now by the same loader
+/// the services use, so a bad template fails the publish.
 /// </summary>
-public static partial class RunnerTemplatesConfiguration
+public static class RunnerTemplatesConfiguration
 {
     public static IResourceBuilder<ProjectResource> WithRunnerTemplates(
         this IResourceBuilder<ProjectResource> project, IDistributedApplicationBuilder builder, string directory)
@@ -22,45 +21,20 @@ public static partial class RunnerTemplatesConfiguration
         {
             return project.WithEnvironment("RunnerTemplates__Directory", directory);
         }
-        foreach (var (name, value) in AsSettings(RunnerTemplateLoader.LoadDirectory(directory)))
+        foreach (var (name, value) in AsSettings(directory))
         {
             project.WithEnvironment(name, value);
         }
         return project;
     }
 
-    /// <summary>The templates as environment settings, e.g. <c>RunnerTemplates__dotnet__Resources__MemoryMiB=4096</c>.</summary>
-    public static IEnumerable<(string Name, string Value)> AsSettings(IEnumerable<LoadedTemplate> templates)
+    /// <summary>The templates of a directory as settings, e.g. <c>RunnerTemplates__Files__dotnet</c> = the file's text.</summary>
+    public static IEnumerable<(string Name, string Value)> AsSettings(string directory)
     {
-        foreach (var template in templates)
+        foreach (var template in RunnerTemplateLoader.LoadDirectory(directory))
         {
-            var prefix = $"{RunnerTemplateDefinition.Section}__{template.Name}__";
-            var d = template.Definition;
-            yield return (prefix + nameof(d.Backend), d.Backend);
-            yield return (prefix + nameof(d.DefaultTimeoutSeconds), Invariant(d.DefaultTimeoutSeconds));
-            yield return (prefix + nameof(d.MaxTimeoutSeconds), Invariant(d.MaxTimeoutSeconds));
-            if (d.Image is not null) yield return (prefix + nameof(d.Image), d.Image);
-            if (d.RootFilesystem is not null) yield return (prefix + nameof(d.RootFilesystem), d.RootFilesystem);
-            yield return (prefix + nameof(d.Network), d.Network);
-            yield return (prefix + nameof(d.RunAsUser), Invariant(d.RunAsUser));
-            yield return (prefix + "Resources__" + nameof(d.Resources.CpuMillis), Invariant(d.Resources.CpuMillis));
-            yield return (prefix + "Resources__" + nameof(d.Resources.MemoryMiB), Invariant(d.Resources.MemoryMiB));
-            yield return (prefix + "Resources__" + nameof(d.Resources.MaxProcesses), Invariant(d.Resources.MaxProcesses));
-            foreach (var (key, value) in d.Labels)
-            {
-                // Container Apps accept only these characters in a variable's name.
-                if (!EnvironmentName().IsMatch(key))
-                {
-                    throw new InvalidOperationException(
-                        $"Runner template '{template.Name}' ({template.Source}) has label '{key}', which cannot be passed as an environment setting when publishing; use letters, digits, '-', '_' or '.'.");
-                }
-                yield return (prefix + "Labels__" + key, value);
-            }
+            var text = RunnerTemplateLoader.Canonical(File.ReadAllText(template.Source));
+            yield return ($"{RunnerTemplateDefinition.Section}__{RunnerTemplateLoader.FilesKey}__{template.Name}", text);
         }
     }
-
-    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
-
-    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_.-]*$")]
-    private static partial Regex EnvironmentName();
 }

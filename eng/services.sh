@@ -42,6 +42,8 @@ install_missing() {
   command -v gcc >/dev/null || command -v clang >/dev/null || need+=(gcc libc6-dev)  # links the native runner agent
   command -v ccache >/dev/null || need+=(ccache)   # the remote build cache used from a job's steps (tests, examples/)
   command -v make >/dev/null || need+=(make)       # examples/ccache-remote.yml
+  command -v mmdebstrap >/dev/null || need+=(mmdebstrap)  # eng/images.sh: the images' Debian roots
+  command -v umoci >/dev/null || need+=(umoci)            # eng/images.sh: assembles the OCI images
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get -o DPkg::Lock::Timeout=300 update -q >&2

@@ -22,6 +22,14 @@ public static class RunnerTemplateLoader
 {
     /// <summary><c>RunnerTemplates:Directory</c>: the folder of <c>*.yaml</c>/<c>*.yml</c> template files (optional).</summary>
     public const string DirectoryKey = "Directory";
+
+    /// <summary>
+    /// <c>RunnerTemplates:Files:&lt;name&gt;</c>: a template file's text in a setting (hashed as that file), for hosts
+    /// that get configuration but no files, e.g. the AppHost published by azd (label keys such as
+    /// <c>example.com/team</c> cannot be setting names there).
+    /// </summary>
+    public const string FilesKey = "Files";
+
     /// <summary>Warm runners hold memory (an idle agent) and a cgroup each: a template asks for a handful, not a fleet.</summary>
     public const int MaxWarmPool = 32;
     public static readonly IReadOnlyList<string> NetworkModes = ["none", "control-plane", "egress"];
@@ -36,7 +44,23 @@ public static class RunnerTemplateLoader
         var section = configuration.GetSection(RunnerTemplateDefinition.Section);
         foreach (var child in section.GetChildren())
         {
-            if (child.Key == DirectoryKey) continue;
+            if (child.Key is DirectoryKey) continue;
+            if (child.Key is FilesKey)
+            {
+                foreach (var file in child.GetChildren())
+                {
+                    var loaded = Parse(file.Key, file.Value ?? "", $"configuration setting '{RunnerTemplateDefinition.Section}:{FilesKey}:{file.Key}'");
+                    if (!templates.TryAdd(file.Key, loaded))
+                    {
+                        throw new InvalidOperationException($"Runner template '{file.Key}' is defined twice: in {loaded.Source} and in {templates[file.Key].Source}.");
+                    }
+                }
+                continue;
+            }
+            if (templates.ContainsKey(child.Key))
+            {
+                throw new InvalidOperationException($"Runner template '{child.Key}' is defined twice: in configuration setting '{RunnerTemplateDefinition.Section}:{child.Key}' and in {templates[child.Key].Source}.");
+            }
             var definition = new RunnerTemplateDefinition();
             child.Bind(definition);
             var source = $"configuration setting '{RunnerTemplateDefinition.Section}:{child.Key}'";

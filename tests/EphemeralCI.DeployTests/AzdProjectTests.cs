@@ -49,18 +49,7 @@ public sealed class AzdProjectTests
         }
 
         // Intake and provisioner get the same templates, and they read back as the files say.
-        var files = RunnerTemplateLoader.LoadDirectory(Path.Combine(Repository.Root, "deploy", "runner-templates"));
-        var intake = TemplateSettings(resources["intake"]!);
-        Assert.Equal(intake, TemplateSettings(resources["provisioner"]!));
-        var configuration = new ConfigurationBuilder()
-            .AddInMemoryCollection(intake.Select(kv => new KeyValuePair<string, string?>(kv.Key.Replace("__", ":", StringComparison.Ordinal), kv.Value)))
-            .Build();
-        var loaded = RunnerTemplateLoader.Load(configuration);
-        Assert.Equal(files.Select(f => f.Name).Order(), loaded.Keys.Order());
-        foreach (var file in files)
-        {
-            Assert.Equal(RunnerTemplateLoader.HashOf(file.Definition), loaded[file.Name].ContentHash);
-        }
+        AssertTemplatesPublished(resources, Path.Combine(Repository.Root, "deploy", "runner-templates"));
 
         // Generated secrets: azd generates and keeps them; none has a value in the manifest.
         foreach (var parameter in new[] { "secrets-kek", "secrets-admin-token", "secrets-provisioner-token", "job-token-signing-key" })
@@ -86,6 +75,65 @@ public sealed class AzdProjectTests
             Assert.Equal("true", resource["inputs"]?["value"]?["secret"]?.ToString(), ignoreCase: true);
         }
         Assert.DoesNotContain("postgres", resources.Select(r => r.Key));
+    }
+
+    /// <summary>The intake and the provisioner carry the directory's templates, which load with the files' own hashes.</summary>
+    private static void AssertTemplatesPublished(JsonObject resources, string directory)
+    {
+        var files = RunnerTemplateLoader.LoadDirectory(directory);
+        var intake = TemplateSettings(resources["intake"]!);
+        Assert.Equal(intake, TemplateSettings(resources["provisioner"]!));
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(intake.Select(kv => new KeyValuePair<string, string?>(kv.Key.Replace("__", ":", StringComparison.Ordinal), kv.Value)))
+            .Build();
+        var loaded = RunnerTemplateLoader.Load(configuration);
+        Assert.Equal(files.Select(f => f.Name).Order(), loaded.Keys.Order());
+        foreach (var file in files)
+        {
+            Assert.Equal(file.ContentHash, loaded[file.Name].ContentHash);
+        }
+    }
+
+    [Fact]
+    public void With_kubernetes_runners_the_provisioner_is_wired_to_the_cluster_by_parameters_and_gets_the_kubernetes_templates()
+    {
+        var resources = AspireManifest.Publish("Containers", ("Runners__Backend", "kubernetes"))["resources"]!.AsObject();
+        var env = resources["provisioner"]!["env"]!.AsObject();
+        Assert.Equal("{runner-kubeconfig.value}", env["Provisioner__Kubernetes__KubeConfigContent"]!.ToString());
+        Assert.Equal("{runner-namespace.value}", env["Provisioner__Kubernetes__Namespace"]!.ToString());
+        Assert.Equal("{runner-intake-url.value}", env["Provisioner__Kubernetes__IntakeUrl"]!.ToString());
+        Assert.Equal("{runner-secrets-broker-url.value}", env["Provisioner__Kubernetes__SecretsBrokerUrl"]!.ToString());
+        Assert.Equal("{runner-cache-url.value}", env["Provisioner__Kubernetes__CacheUrl"]!.ToString());
+        Assert.Equal(Images.ImageRecipe.NativeAgentPath, env["Provisioner__Kubernetes__AgentAssemblyPath"]!.ToString());
+        // Parameters azd asks for once and keeps in its environment; the kubeconfig is a secret.
+        Assert.Equal("true", resources["runner-kubeconfig"]!["inputs"]!["value"]!["secret"]?.ToString(), ignoreCase: true);
+        Assert.Equal("ephemeralci-runners", resources["runner-namespace"]!["inputs"]!["value"]!["default"]!["value"]!.ToString());
+        foreach (var name in new[] { "runner-kubeconfig", "runner-intake-url", "runner-secrets-broker-url", "runner-cache-url" })
+        {
+            Assert.Equal("parameter.v0", resources[name]!["type"]!.ToString());
+        }
+        // The Kubernetes templates (label keys with '/' included), as the cluster's files hash.
+        AssertTemplatesPublished(resources, Path.Combine(Repository.Root, "deploy", "kubernetes", "base", "runner-templates"));
+        Assert.Contains(TemplateSettings(resources["intake"]!).Values, v => v.Contains("network.ephemeralci.dev/egress", StringComparison.Ordinal));
+        // Runners call the intake, the broker and the cache from the cluster.
+        var external = resources.Where(r => r.Value!["bindings"]?.AsObject().Any(b => b.Value?["external"]?.GetValue<bool>() == true) == true).Select(r => r.Key).Order();
+        Assert.Equal(["cache", "intake", "secrets-broker"], external);
+    }
+
+    [Fact]
+    public void Key_encryption_key_ids_are_settings_and_the_active_one_a_parameter()
+    {
+        var resources = AspireManifest.Publish("Containers", ("SecretsBroker__KeyIds", "k1,k2"))["resources"]!.AsObject();
+        var env = resources["secrets-broker"]!["env"]!.AsObject();
+        Assert.Equal("{secrets-kek.value}", env["SecretsBroker__KeyEncryptionKeys__k1"]!.ToString());
+        Assert.Equal("{secrets-kek-k2.value}", env["SecretsBroker__KeyEncryptionKeys__k2"]!.ToString());
+        Assert.Equal("{secrets-kek-active-id.value}", env["SecretsBroker__ActiveKeyId"]!.ToString());
+        Assert.Equal("k2", resources["secrets-kek-active-id"]!["inputs"]!["value"]!["default"]!["value"]!.ToString());
+        Assert.NotNull(resources["secrets-kek-k2"]!["inputs"]!["value"]!["default"]?["generate"]);
+        // By default one key, k1, active: what every deployment so far has.
+        var defaults = AspireManifest.Publish("Containers")["resources"]!.AsObject();
+        Assert.Equal("k1", defaults["secrets-kek-active-id"]!["inputs"]!["value"]!["default"]!["value"]!.ToString());
+        Assert.Null(defaults["secrets-broker"]!["env"]!["SecretsBroker__KeyEncryptionKeys__k2"]);
     }
 
     private static SortedDictionary<string, string> TemplateSettings(JsonNode resource) =>

@@ -10,7 +10,7 @@ namespace EphemeralCI.DeployTests;
 /// <summary>What runs is exactly what was released: every image is pinned by tag or digest.</summary>
 public sealed partial class ImagePinningTests
 {
-    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+    public static TheoryData<string> Targets => [.. Manifests.Targets];
 
     /// <summary>
     /// True for <c>name:tag</c> (not latest) and <c>name@sha256:&lt;64 hex&gt;</c>; a registry's
@@ -42,7 +42,7 @@ public sealed partial class ImagePinningTests
     [MemberData(nameof(Targets))]
     public void Every_container_image_is_pinned_and_comes_from_the_configured_registry(string target)
     {
-        foreach (var (workload, template) in Kustomize.Render(target).PodTemplates())
+        foreach (var (workload, template) in Manifests.Render(target).PodTemplates())
         {
             foreach (var c in (template.Spec.InitContainers ?? []).Concat(template.Spec.Containers))
             {
@@ -62,7 +62,7 @@ public sealed partial class ImagePinningTests
         var file = Path.Combine(Repository.Root, "deploy", "kubernetes", overlay, "kustomization.yaml");
         var kustomization = new DeserializerBuilder().WithNamingConvention(CamelCaseNamingConvention.Instance).IgnoreUnmatchedProperties().Build().Deserialize<OverlayFile>(File.ReadAllText(file));
         var images = kustomization.Images.ToDictionary(i => i.Name);
-        foreach (var deployment in Kustomize.Render(overlay).Deployments)
+        foreach (var deployment in Manifests.Render(overlay).Deployments)
         {
             var name = "ephemeralci/" + deployment.Metadata.Name;
             Assert.True(images.TryGetValue(name, out var image), $"{overlay} does not set the image {name}");
@@ -90,7 +90,7 @@ public sealed partial class ImagePinningTests
     [MemberData(nameof(Targets))]
     public void Every_runner_template_image_is_pinned(string target)
     {
-        var templates = Kustomize.Render(target).ConfigMap(RenderedManifests.ControlPlane, "runner-templates");
+        var templates = Manifests.Render(target).ConfigMap(RenderedManifests.ControlPlane, "runner-templates");
         foreach (var (file, content) in templates.Data)
         {
             var template = RunnerTemplateLoader.Parse(Path.GetFileNameWithoutExtension(file), content, file).Definition;

@@ -15,7 +15,7 @@ namespace EphemeralCI.DeployTests;
 public sealed class NetworkPolicyTests
 {
     public static TheoryData<string> Overlays => [.. Kustomize.Overlays];
-    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+    public static TheoryData<string> Targets => [.. Manifests.Targets];
 
     private static readonly IPAddress PublicAddress = IPAddress.Parse("203.0.113.10");
 
@@ -40,7 +40,7 @@ public sealed class NetworkPolicyTests
     [MemberData(nameof(Targets))]
     public void Both_namespaces_deny_everything_by_default(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         foreach (var ns in new[] { RenderedManifests.ControlPlane, RenderedManifests.Runners })
         {
             Assert.Contains(manifests.NetworkPolicies(ns), p =>
@@ -54,7 +54,7 @@ public sealed class NetworkPolicyTests
     [MemberData(nameof(Targets))]
     public void Runners_reach_dns_and_the_control_plane_services_and_nothing_else_inside_the_cluster(string target)
     {
-        var m = Kustomize.Render(target);
+        var m = Manifests.Render(target);
         var net = new NetworkPolicyEvaluator(m);
         foreach (var internet in new[] { false, true })
         {
@@ -81,7 +81,7 @@ public sealed class NetworkPolicyTests
     [MemberData(nameof(Targets))]
     public void Only_runners_labelled_for_egress_reach_the_internet(string target)
     {
-        var net = new NetworkPolicyEvaluator(Kustomize.Render(target));
+        var net = new NetworkPolicyEvaluator(Manifests.Render(target));
         Assert.True(net.EgressAllowed(Runner(internet: true), PublicAddress, 443));
         Assert.True(net.EgressAllowed(Runner(internet: true), IPAddress.Parse("2001:db8::1"), 443));
         Assert.False(net.EgressAllowed(Runner(internet: false), PublicAddress, 443));
@@ -115,9 +115,9 @@ public sealed class NetworkPolicyTests
     [InlineData("::1")]
     public void No_runner_reaches_private_ranges_or_metadata_endpoints(string address)
     {
-        foreach (var target in Kustomize.Targets)
+        foreach (var target in Manifests.Targets)
         {
-            var net = new NetworkPolicyEvaluator(Kustomize.Render(target));
+            var net = new NetworkPolicyEvaluator(Manifests.Render(target));
             foreach (var port in new[] { 80, 443, 8080 })
             {
                 Assert.False(net.EgressAllowed(Runner(internet: true), IPAddress.Parse(address), port), $"{target}: runner → {address}:{port}");
@@ -134,8 +134,8 @@ public sealed class NetworkPolicyTests
         var ops = new DeserializerBuilder().Build().Deserialize<List<Dictionary<string, string>>>(File.ReadAllText(file));
         var ranges = ops.Select(op => IPNetwork.Parse(op["value"])).ToList();
         Assert.True(ranges.Count >= 2, "an overlay names at least the pod and the service range");
-        var net = new NetworkPolicyEvaluator(Kustomize.Render(overlay));
-        var internet = Kustomize.Render(overlay).NetworkPolicies(RenderedManifests.Runners).Single(p => p.Metadata.Name == "allow-internet-egress");
+        var net = new NetworkPolicyEvaluator(Manifests.Render(overlay));
+        var internet = Manifests.Render(overlay).NetworkPolicies(RenderedManifests.Runners).Single(p => p.Metadata.Name == "allow-internet-egress");
         var except = internet.Spec.Egress.SelectMany(r => r.To).Where(p => p.IpBlock is not null).SelectMany(p => p.IpBlock.Except).ToList();
         foreach (var range in ranges)
         {
@@ -148,7 +148,7 @@ public sealed class NetworkPolicyTests
     [MemberData(nameof(Targets))]
     public void The_control_plane_accepts_only_the_traffic_it_serves(string target)
     {
-        var m = Kustomize.Render(target);
+        var m = Manifests.Render(target);
         var net = new NetworkPolicyEvaluator(m);
         // The intake is the public API: anyone, on its port only.
         Assert.True(net.IngressAllowed(Service(m, "intake"), SomeOtherWorkload, 8080));
@@ -175,12 +175,12 @@ public sealed class NetworkPolicyTests
     [MemberData(nameof(Targets))]
     public void The_runners_namespace_enforces_the_restricted_pod_security_standard(string target)
     {
-        var labels = Kustomize.Render(target).Namespace(RenderedManifests.Runners).Metadata.Labels;
+        var labels = Manifests.Render(target).Namespace(RenderedManifests.Runners).Metadata.Labels;
         foreach (var mode in new[] { "enforce", "audit", "warn" })
         {
             Assert.Equal("restricted", labels[$"pod-security.kubernetes.io/{mode}"]);
         }
-        Assert.Equal("restricted", Kustomize.Render(target).Namespace(RenderedManifests.ControlPlane).Metadata.Labels["pod-security.kubernetes.io/enforce"]);
+        Assert.Equal("restricted", Manifests.Render(target).Namespace(RenderedManifests.ControlPlane).Metadata.Labels["pod-security.kubernetes.io/enforce"]);
     }
 
     [Fact]

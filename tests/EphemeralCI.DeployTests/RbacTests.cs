@@ -12,7 +12,7 @@ namespace EphemeralCI.DeployTests;
 /// </summary>
 public sealed partial class RbacTests
 {
-    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+    public static TheoryData<string> Targets => [.. Manifests.Targets];
 
     private const string ProvisionerAccount = "provisioner";
 
@@ -20,7 +20,7 @@ public sealed partial class RbacTests
     [MemberData(nameof(Targets))]
     public void There_is_no_cluster_wide_rbac(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         Assert.Empty(manifests.OfType<V1ClusterRole>());
         Assert.Empty(manifests.OfType<V1ClusterRoleBinding>());
         // A RoleBinding may also grant a ClusterRole's rules inside its namespace: none does.
@@ -31,7 +31,7 @@ public sealed partial class RbacTests
     [MemberData(nameof(Targets))]
     public void Rbac_exists_only_in_the_runners_namespace_and_binds_only_the_provisioner(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         var roles = manifests.OfType<V1Role>().ToList();
         var bindings = manifests.OfType<V1RoleBinding>().ToList();
         Assert.NotEmpty(roles);
@@ -46,7 +46,7 @@ public sealed partial class RbacTests
     [MemberData(nameof(Targets))]
     public void No_rule_uses_a_wildcard_or_a_name_list_that_widens_it(string target)
     {
-        foreach (var role in Kustomize.Render(target).OfType<V1Role>())
+        foreach (var role in Manifests.Render(target).OfType<V1Role>())
         {
             foreach (var rule in role.Rules)
             {
@@ -65,7 +65,7 @@ public sealed partial class RbacTests
     [MemberData(nameof(Targets))]
     public void The_provisioner_is_granted_exactly_what_the_kubernetes_backend_calls(string target)
     {
-        var granted = Kustomize.Render(target).OfType<V1Role>()
+        var granted = Manifests.Render(target).OfType<V1Role>()
             .SelectMany(r => r.Rules)
             .SelectMany(rule => rule.ApiGroups.SelectMany(g => rule.Resources.SelectMany(res => rule.Verbs.Select(v => $"{g}/{res}:{v}"))))
             .ToHashSet();

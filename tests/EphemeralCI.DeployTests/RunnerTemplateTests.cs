@@ -1,3 +1,4 @@
+using EphemeralCI.DeployTests.Images;
 using EphemeralCI.DeployTests.Rendering;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
@@ -14,10 +15,10 @@ namespace EphemeralCI.DeployTests;
 /// </summary>
 public sealed class RunnerTemplateTests
 {
-    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+    public static TheoryData<string> Targets => [.. Manifests.Targets];
 
     private static IReadOnlyList<LoadedTemplate> Templates(string target) =>
-        [.. Kustomize.Render(target).ConfigMap(RenderedManifests.ControlPlane, "runner-templates").Data
+        [.. Manifests.Render(target).ConfigMap(RenderedManifests.ControlPlane, "runner-templates").Data
             .Select(kv => RunnerTemplateLoader.Parse(Path.GetFileNameWithoutExtension(kv.Key), kv.Value, kv.Key))];
 
     [Theory]
@@ -34,19 +35,23 @@ public sealed class RunnerTemplateTests
     [MemberData(nameof(Targets))]
     public void Every_template_renders_a_runner_job_that_meets_the_restricted_profile(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         var provisioner = manifests.Deployment("provisioner").Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
         var options = new KubernetesOptions
         {
             Namespace = provisioner["Provisioner__Kubernetes__Namespace"],
             IntakeUrl = provisioner["Provisioner__Kubernetes__IntakeUrl"],
+            AgentAssemblyPath = provisioner["Provisioner__Kubernetes__AgentAssemblyPath"],
         };
+        // The runner images (eng/images.sh) carry the native agent and no dotnet: the runner must exec it directly.
+        Assert.Equal(ImageRecipe.NativeAgentPath, options.AgentAssemblyPath);
         var now = DateTimeOffset.UnixEpoch;
         foreach (var template in Templates(target))
         {
             var launch = new RunnerLaunch(Guid.NewGuid(), "runner-1", template.Name, template.Definition, "token", now.AddSeconds(template.Definition.DefaultTimeoutSeconds));
             var job = RunnerPodSpecBuilder.Build(launch, options, now).Job;
             Assert.Empty(RestrictedProfileChecker.Check(job.Spec.Template.Spec));
+            Assert.EndsWith($"exec {ImageRecipe.NativeAgentPath} <&3 3<&-", job.Spec.Template.Spec.Containers[0].Command.Last(), StringComparison.Ordinal);
             Assert.Equal(RenderedManifests.Runners, job.Metadata.NamespaceProperty);
             // The runners namespace's policies apply to what the builder made.
             var labels = job.Spec.Template.Metadata.Labels;
@@ -60,7 +65,7 @@ public sealed class RunnerTemplateTests
     [MemberData(nameof(Targets))]
     public void A_template_gets_the_internet_from_its_network_mode_never_from_its_own_labels(string target)
     {
-        var policy = Kustomize.Render(target).NetworkPolicies(RenderedManifests.Runners).Single(p => p.Metadata.Name == "allow-internet-egress");
+        var policy = Manifests.Render(target).NetworkPolicies(RenderedManifests.Runners).Single(p => p.Metadata.Name == "allow-internet-egress");
         foreach (var template in Templates(target))
         {
             Assert.False(NetworkPolicyEvaluator.Matches(policy.Spec.PodSelector, template.Definition.Labels),
@@ -77,7 +82,7 @@ public sealed class RunnerTemplateTests
     {
         // Each job records its template's hash at the intake and the provisioner checks it: both
         // must mount the one ConfigMap at the directory they are told.
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         foreach (var name in new[] { "intake", "provisioner" })
         {
             var pod = manifests.Deployment(name).Spec.Template.Spec;
@@ -85,8 +90,7 @@ public sealed class RunnerTemplateTests
             var directory = container.Env.Single(e => e.Name == "RunnerTemplates__Directory").Value;
             var mount = Assert.Single(container.VolumeMounts, m => m.MountPath == directory);
             Assert.True(mount.ReadOnlyProperty);
-            Assert.Equal("runner-templates", pod.Volumes.Single(v => v.Name == mount.Name).ConfigMap?.Name);
+            Assert.Equal(manifests.ConfigMap(RenderedManifests.ControlPlane, "runner-templates").Metadata.Name, pod.Volumes.Single(v => v.Name == mount.Name).ConfigMap?.Name);
         }
-        Assert.NotNull(manifests.ConfigMap(RenderedManifests.ControlPlane, "runner-templates"));
     }
 }

@@ -7,13 +7,13 @@ namespace EphemeralCI.DeployTests;
 /// <summary>The configuration the services get points at things the manifests really create.</summary>
 public sealed class WiringTests
 {
-    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+    public static TheoryData<string> Targets => [.. Manifests.Targets];
 
     [Theory]
     [MemberData(nameof(Targets))]
     public void Every_service_url_in_the_configuration_reaches_a_serving_container(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         var urls = 0;
         foreach (var deployment in manifests.Deployments)
         {
@@ -48,6 +48,6 @@ public sealed class WiringTests
     public void No_secret_is_in_the_manifests(string target)
     {
         // Secrets are created out of band (docs/deploy.md); the manifests only name them.
-        Assert.Empty(Kustomize.Render(target).OfType<V1Secret>());
+        Assert.Empty(Manifests.Render(target).OfType<V1Secret>());
     }
 }

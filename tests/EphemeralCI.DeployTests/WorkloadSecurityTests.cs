@@ -8,13 +8,13 @@ namespace EphemeralCI.DeployTests;
 /// <summary>Every workload we ship, in every kustomization, runs locked down, bounded and probed.</summary>
 public sealed class WorkloadSecurityTests
 {
-    public static TheoryData<string> Targets => [.. Kustomize.Targets];
+    public static TheoryData<string> Targets => [.. Manifests.Targets];
 
     [Theory]
     [MemberData(nameof(Targets))]
     public void The_four_services_are_deployed_into_the_control_plane_namespace(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         Assert.Equal(RenderedManifests.Services.Order(), manifests.Deployments.Select(d => d.Metadata.Name).Order());
         Assert.All(manifests.Deployments, d => Assert.Equal(RenderedManifests.ControlPlane, d.Metadata.NamespaceProperty));
         // Nothing of ours runs in the runners namespace: only the provisioner puts runners there.
@@ -25,7 +25,7 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void Every_pod_meets_the_restricted_pod_security_standard(string target)
     {
-        foreach (var (workload, template) in Kustomize.Render(target).PodTemplates())
+        foreach (var (workload, template) in Manifests.Render(target).PodTemplates())
         {
             Assert.True(RestrictedProfileChecker.Check(template.Spec).Count == 0,
                 $"{workload}: {string.Join("; ", RestrictedProfileChecker.Check(template.Spec))}");
@@ -36,7 +36,7 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void Every_container_is_non_root_without_privileges_on_a_read_only_root(string target)
     {
-        foreach (var (workload, template) in Kustomize.Render(target).PodTemplates())
+        foreach (var (workload, template) in Manifests.Render(target).PodTemplates())
         {
             var pod = template.Spec;
             Assert.True(pod.SecurityContext?.RunAsNonRoot == true, $"{workload}: pod runAsNonRoot");
@@ -70,7 +70,7 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void Every_container_has_cpu_and_memory_requests_and_limits(string target)
     {
-        foreach (var (workload, template) in Kustomize.Render(target).PodTemplates())
+        foreach (var (workload, template) in Manifests.Render(target).PodTemplates())
         {
             foreach (var c in AllContainers(template.Spec))
             {
@@ -89,7 +89,7 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void Every_service_container_is_probed_on_the_health_endpoints(string target)
     {
-        foreach (var deployment in Kustomize.Render(target).Deployments)
+        foreach (var deployment in Manifests.Render(target).Deployments)
         {
             var c = Assert.Single(deployment.Spec.Template.Spec.Containers);
             var where = $"{deployment.Metadata.Name}";
@@ -115,7 +115,7 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void Only_the_provisioner_gets_a_kubernetes_api_token(string target)
     {
-        var manifests = Kustomize.Render(target);
+        var manifests = Manifests.Render(target);
         foreach (var deployment in manifests.Deployments)
         {
             var name = deployment.Metadata.Name;
@@ -132,7 +132,7 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void Each_service_reads_only_its_own_secret(string target)
     {
-        foreach (var deployment in Kustomize.Render(target).Deployments)
+        foreach (var deployment in Manifests.Render(target).Deployments)
         {
             var name = deployment.Metadata.Name;
             var pod = deployment.Spec.Template.Spec;
@@ -156,23 +156,28 @@ public sealed class WorkloadSecurityTests
     [MemberData(nameof(Targets))]
     public void The_provisioner_runs_alone_and_is_replaced_not_rolled(string target)
     {
-        var provisioner = Kustomize.Render(target).Deployment("provisioner");
+        var provisioner = Manifests.Render(target).Deployment("provisioner");
         // Its reconciler owns every runner in provisionerdb: a second process would report them lost.
         Assert.Equal(1, provisioner.Spec.Replicas);
         Assert.Equal("Recreate", provisioner.Spec.Strategy?.Type);
-        Assert.DoesNotContain(Kustomize.Render(target).OfType<V2HorizontalPodAutoscaler>(), h => h.Spec.ScaleTargetRef.Name == "provisioner");
+        Assert.DoesNotContain(Manifests.Render(target).OfType<V2HorizontalPodAutoscaler>(), h => h.Spec.ScaleTargetRef.Name == "provisioner");
         var env = provisioner.Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal(RenderedManifests.Runners, env["Provisioner__Kubernetes__Namespace"]);
         Assert.StartsWith("http://intake.ephemeralci.svc", env["Provisioner__Kubernetes__IntakeUrl"], StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void Production_keeps_a_replica_of_each_stateless_service_through_node_drains()
+    public static TheoryData<string> Production => [.. Manifests.Production];
+
+    [Theory]
+    [MemberData(nameof(Production))]
+    public void Production_keeps_a_replica_of_each_stateless_service_through_node_drains(string target)
     {
-        var manifests = Kustomize.Render("overlays/production");
+        var manifests = Manifests.Render(target);
         foreach (var name in new[] { "intake", "secrets-broker", "cache" })
         {
-            Assert.True(manifests.Deployment(name).Spec.Replicas >= 2, $"{name} replicas");
+            // At least two: the Deployment's count, or its autoscaler's floor (which then owns the count).
+            var autoscaler = manifests.OfType<V2HorizontalPodAutoscaler>().SingleOrDefault(h => h.Spec.ScaleTargetRef.Name == name);
+            Assert.True((autoscaler?.Spec.MinReplicas ?? manifests.Deployment(name).Spec.Replicas) >= 2, $"{target}: {name} replicas");
             var budget = Assert.Single(manifests.OfType<V1PodDisruptionBudget>(), b => b.Metadata.Name == name);
             Assert.True(NetworkPolicyEvaluator.Matches(budget.Spec.Selector, manifests.Deployment(name).Spec.Template.Metadata.Labels), $"{name} budget selects nothing");
         }

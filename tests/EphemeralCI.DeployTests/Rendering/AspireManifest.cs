@@ -11,7 +11,7 @@ namespace EphemeralCI.DeployTests.Rendering;
 /// </summary>
 public static class AspireManifest
 {
-    public static JsonObject Publish(string infrastructureMode)
+    public static JsonObject Publish(string infrastructureMode, params (string Name, string Value)[] settings)
     {
         // Same configuration as this test build (bin/<Configuration>/net10.0).
         var framework = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
@@ -30,6 +30,7 @@ public static class AspireManifest
                 WorkingDirectory = output.FullName,
             };
             start.Environment["Infrastructure__Mode"] = infrastructureMode;
+            foreach (var (name, value) in settings) start.Environment[name] = value;
             foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.Ordinal)).ToList())
             {
                 start.Environment.Remove(name);

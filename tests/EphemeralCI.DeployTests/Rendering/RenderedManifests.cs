@@ -20,8 +20,10 @@ public sealed class RenderedManifests(IReadOnlyList<IKubernetesObject<V1ObjectMe
 
     public V1Namespace Namespace(string name) => OfType<V1Namespace>().Single(n => n.Metadata.Name == name);
 
+    /// <summary>A ConfigMap by its name, or by the name Kustomize's generator gave it (name-&lt;hash of the contents&gt;).</summary>
     public V1ConfigMap ConfigMap(string ns, string name) =>
-        OfType<V1ConfigMap>().Single(c => c.Metadata.NamespaceProperty == ns && c.Metadata.Name == name);
+        OfType<V1ConfigMap>().Single(c => c.Metadata.NamespaceProperty == ns
+            && (c.Metadata.Name == name || System.Text.RegularExpressions.Regex.IsMatch(c.Metadata.Name, $"^{name}-[a-z0-9]{{10}}$")));
 
     public IEnumerable<V1NetworkPolicy> NetworkPolicies(string ns) =>
         OfType<V1NetworkPolicy>().Where(p => p.Metadata.NamespaceProperty == ns);
