@@ -46,7 +46,7 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         Assert.Equal("failed", job.GetProperty("status").GetString());
         Assert.Equal("runner exited with code 137 before reporting a result", job.GetProperty("statusReason").GetString());
 
-        // Terminal stays terminal, but the timeline still records what happened.
+        // Terminal stays terminal; the runner's end is on the timeline once (one entry per runner and event type).
         await DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.TimedOut, null, null, now.AddSeconds(4)));
         await DeliverAsync(new RunnerDestroyed(id, "r-1", now.AddSeconds(5)));
         Assert.Equal("failed", (await JobAsync(ci, id)).GetProperty("status").GetString());
@@ -54,7 +54,7 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         var types = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events")
             .EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToArray();
         Assert.Equal(
-            ["job.queued", "job.provisioning", "runner.started", "job.provisioning", "runner.finished", "job.failed", "runner.finished", "runner.destroyed"],
+            ["job.queued", "job.provisioning", "runner.started", "job.provisioning", "runner.finished", "job.failed", "runner.destroyed"],
             types);
     }
 

@@ -255,7 +255,7 @@ public sealed class HostileJobTests(ProvisionerFixture fx)
         await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
 
         Assert.True((await job.Completion.Task.WaitAsync(TimeSpan.FromSeconds(10))).Succeeded, job.Log);
-        var marked = job.Log.Split('\n').Where(l => l.StartsWith(EphemeralCI.Contracts.Runner.AgentLogLines.Marker)).ToList();
+        var marked = job.Log.Split('\n').Where(l => l.StartsWith(EphemeralCI.Contracts.Runner.AgentLogLines.Marker + "==> step", StringComparison.Ordinal)).ToList();
         Assert.Equal(["\u001e==> step 1/1: paint"], marked);
         Assert.Contains("\u241e==> step 2/2: deploy (forged with the marker)", job.Log); // the step's marker, neutralized by the agent
         var shown = EphemeralCI.Cli.Output.JobLogWriter.Sanitize(job.Log, styled: true);
