@@ -120,7 +120,7 @@ public sealed class HelmChartTests
         var ranges = ((List<object>)((Dictionary<object, object>)values["networkPolicy"])["clusterCIDRs"]).Select(r => IPNetwork.Parse((string)r)).ToList();
         Assert.True(ranges.Count >= 2);
         var net = new NetworkPolicyEvaluator(Manifests.Render(Helm.Production));
-        var runner = new PodAddress(RenderedManifests.Runners, new Dictionary<string, string> { ["network.ephemeralci.dev/egress"] = "internet" }, IPAddress.Parse("10.244.1.7"));
+        var runner = new PodAddress(RenderedManifests.Runners, new Dictionary<string, string> { [EphemeralCI.Provisioner.Backends.Kubernetes.RunnerLabels.Network] = "egress" }, IPAddress.Parse("10.244.1.7"));
         foreach (var range in ranges)
         {
             Assert.False(net.EgressAllowed(runner, range.BaseAddress, 443), $"runner → {range}");

@@ -91,7 +91,7 @@ public sealed class NetworkPolicyTests
     [MemberData(nameof(Targets))]
     public void A_pod_without_a_network_mode_the_policies_know_reaches_nothing(string target)
     {
-        var m = Kustomize.Render(target);
+        var m = Manifests.Render(target);
         var net = new NetworkPolicyEvaluator(m);
         foreach (var pod in new[] { RunnerWithNetwork(null), RunnerWithNetwork("internet"), RunnerWithNetwork("none") })
         {
