@@ -27,9 +27,13 @@ public static class Workloads
             results.Add((j.Id, j.Seconds, status, reason, log.Contains($"tick {j.Seconds} of {j.Seconds}", StringComparison.Ordinal)));
         }
         var bad = results.Where(r => r.Status != "succeeded" || !r.Complete).ToList();
+        // What the server said of each failed job (the runner's own stderr lines included): the reason alone rarely tells why.
+        var output = bad.Count == 0 ? [] : server.Output.Split('\n');
+        string Said(Guid id) => string.Join('\n', output.Select((l, n) => (l, n)).Where(x => x.l.Contains(id.ToString(), StringComparison.Ordinal))
+            .Take(12).Select(x => "      " + x.l.Trim() + (x.n + 1 < output.Length ? " | " + output[x.n + 1].Trim() : "")));
         Assert.True(bad.Count == 0,
             $"{bad.Count} of {jobs.Count} jobs did not succeed with their whole log:\n" +
-            string.Join('\n', bad.Select(b => $"  {b.Id} ({b.Seconds} s): {b.Status} {b.Reason} complete={b.Complete}")));
+            string.Join('\n', bad.Select(b => $"  {b.Id} ({b.Seconds} s): {b.Status} {b.Reason} complete={b.Complete}\n{Said(b.Id)}")));
     }
 
     /// <summary>A live process in a cgroup directory the test makes, standing for a runner nobody recorded.</summary>
