@@ -1,3 +1,4 @@
+using EphemeralCI.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Reflection;
@@ -41,7 +42,7 @@ internal sealed class CacheBenchHost
     public async Task<CacheInstance> StartAsync(string spoolDirectory, IReadOnlyDictionary<string, string?> settings)
     {
         Database ??= await CreateDatabaseAsync(Postgres, "eci_bench_cache_");
-        var address = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var address = new Uri($"http://127.0.0.1:{FreePort.Next()}/");
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { CacheHostDll, $"--urls={address.GetLeftPart(UriPartial.Authority)}" },
@@ -81,12 +82,6 @@ internal sealed class CacheBenchHost
         File.Exists("/proc/loadavg") ? string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
 
     /// <summary>A loopback port nobody listens on now (shared by the benchmarks that start hosts).</summary>
-    internal static int FreePort()
-    {
-        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private static async Task<string> CreateDatabaseAsync(string server, string prefix)
     {

@@ -1,3 +1,4 @@
+using EphemeralCI.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -31,7 +32,7 @@ public sealed class SoakBenchmark : IBenchmark
         var minutes = options.Minutes;
         var limit = options.Concurrency;
         var dataDir = Path.Combine(Path.GetTempPath(), "eci-soak-" + Guid.NewGuid().ToString("N")[..8]);
-        var address = new Uri($"http://127.0.0.1:{CacheBenchHost.FreePort()}");
+        var address = new Uri($"http://127.0.0.1:{FreePort.Next()}");
         using var server = StartServer(address, dataDir, limit);
         using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);

@@ -1,3 +1,4 @@
+using EphemeralCI.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -27,7 +28,7 @@ public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
 
     public string DataDirectory { get; } = Path.Combine(Path.GetTempPath(), "eci-e2e-server-" + Guid.NewGuid().ToString("N")[..8]);
     public string RunnerWorkRoot => Path.Combine(DataDirectory, "runners");
-    public Uri BaseAddress { get; } = new($"http://127.0.0.1:{FreePort()}");
+    public Uri BaseAddress { get; } = new($"http://127.0.0.1:{FreePort.Next()}");
     public HttpClient Intake { get; private set; } = null!;
     public HttpClient SecretsAdmin { get; private set; } = null!;
 
@@ -155,12 +156,6 @@ public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 [CollectionDefinition(Name)]

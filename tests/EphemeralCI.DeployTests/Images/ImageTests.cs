@@ -1,3 +1,4 @@
+using EphemeralCI.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Formats.Tar;
 using System.Net;
@@ -103,7 +104,7 @@ public sealed class ImageTests
         try
         {
             archive.Unpack(root.FullName);
-            var port = FreePort();
+            var port = FreePort.Next();
             var uid = archive.User!.Split(':')[0];
             // The image's volume, fresh and owned by its user, as a container runtime would give it.
             Chown(data.FullName, archive.User!);
@@ -186,10 +187,4 @@ public sealed class ImageTests
         Assert.Equal(0, chown.ExitCode);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

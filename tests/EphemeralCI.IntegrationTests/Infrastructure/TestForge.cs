@@ -1,3 +1,4 @@
+using EphemeralCI.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -36,7 +37,7 @@ public sealed class TestForge : IAsyncDisposable
         var root = Path.Combine(Path.GetTempPath(), "eci-test-forge-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(Path.Combine(root, "repos"));
         Directory.CreateDirectory(Path.Combine(root, "work"));
-        var forge = new TestForge(root, FreePort());
+        var forge = new TestForge(root, FreePort.Next());
         await forge.StartDaemonAsync();
         return forge;
     }
@@ -184,12 +185,6 @@ public sealed class TestForge : IAsyncDisposable
         psi.Environment["GIT_AUTHOR_EMAIL"] = psi.Environment["GIT_COMMITTER_EMAIL"] = "forge@example.test";
     }
 
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     public async ValueTask DisposeAsync()
     {

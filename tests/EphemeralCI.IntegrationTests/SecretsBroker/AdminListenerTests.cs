@@ -1,3 +1,4 @@
+using EphemeralCI.Tests.Infrastructure;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -13,17 +14,11 @@ namespace EphemeralCI.IntegrationTests.SecretsBroker;
 /// </summary>
 public sealed class AdminListenerTests
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     [Fact]
     public async Task Operator_routes_answer_on_the_admin_port_only_and_the_runner_routes_on_both()
     {
-        var (publicPort, adminPort) = (FreePort(), FreePort());
+        var (publicPort, adminPort) = (FreePort.Next(), FreePort.Next());
         await using var broker = await BrokerTestApp.StartAsync(overKestrel: true,
             urls: $"http://127.0.0.1:{publicPort};http://127.0.0.1:{adminPort}",
             extra: new Dictionary<string, string?> { ["AdminListener:Port"] = adminPort.ToString() });

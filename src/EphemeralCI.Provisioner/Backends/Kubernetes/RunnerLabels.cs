@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using EphemeralCI.RunnerTemplates;
 
 namespace EphemeralCI.Provisioner.Backends.Kubernetes;
 
@@ -63,7 +64,7 @@ public static partial class RunnerLabels
 
     /// <summary>Keys the backend owns; a template cannot set them (they select what gets deleted).</summary>
     public static bool IsReserved(string key) =>
-        key.StartsWith("ephemeralci.dev/", StringComparison.Ordinal) || key.Contains(".ephemeralci.dev/", StringComparison.Ordinal)
+        RunnerTemplateLoader.IsReservedLabel(key)
         || key.StartsWith("app.kubernetes.io/", StringComparison.Ordinal)
         || key is "job-name" or "controller-uid" || key.StartsWith("batch.kubernetes.io/", StringComparison.Ordinal);
 
