@@ -16,6 +16,9 @@ var secretsAdminToken = builder.AddParameter("secrets-admin-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 var provisionerToken = builder.AddParameter("secrets-provisioner-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// The cache's credential for reading operator-only forge credentials (ECI_* secrets) for its git mirrors.
+var cacheBrokerToken = builder.AddParameter("secrets-cache-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
 // Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
 // (published: as configuration, see RunnerTemplatesConfiguration.cs).
@@ -29,7 +32,8 @@ var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>(
     .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
     .WithKeyEncryptionKeys(builder)
     .WithEnvironment("SecretsBroker__AdminToken", secretsAdminToken)
-    .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken);
+    .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken)
+    .WithEnvironment("SecretsBroker__CacheToken", cacheBrokerToken);
 
 var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithHttpHealthCheck("/health")
@@ -51,6 +55,8 @@ var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithEnvironment("Checkout__SecretsBrokerUrl", BrokerUrl)
+    .WithEnvironment("Checkout__SecretsBrokerToken", cacheBrokerToken)
     .WithCheckout(builder.Configuration);
 
 // Runners in a cluster call the broker (secrets) and the cache from outside Container Apps.

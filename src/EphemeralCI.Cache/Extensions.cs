@@ -32,7 +32,7 @@ namespace EphemeralCI.Cache;
  *                                                                      /ac writes only from Cache:BuildCache:TrustedRefs) ──> IBlobStore
  *   admin ──/cache/admin (Cache:AdminToken)──> usage, entries, delete
  *   provisioner ──POST /git/verify (job token)──> GitMirrors ── one shared `git fetch` per repository ──> forge (Checkout:UrlTemplate,
- *                                                   (commit exists, on the claimed ref's tip)             credentials from Checkout:Token)
+ *                                                   (commit exists, on the claimed ref's tip)             credentials: an ECI_* secret from the broker)
  *   runner agent ──/git/{owner}/{name}.git (job token: its repository only)──> `git http-backend` upload-pack over the bare mirror
  *   MirrorMaintenance (every Checkout:MaintenanceInterval): git gc, Checkout:MirrorBudgetBytes (least recently fetched go)
  *   CacheJanitor (every Cache:JanitorInterval): expiry, abandoned uploads, orphaned staging, quotas (LRU; per ref, then per repository)
@@ -135,8 +135,13 @@ public static class CacheExtensions
                 $"Configuration settings '{CheckoutOptions.Section}:Repositories:{{n}}' need a Match, and a Url for a glob Match must contain '{{repository}}'.")
             .Validate(o => o.FetchTimeout > TimeSpan.Zero && o.MaintenanceInterval > TimeSpan.Zero && o.MirrorBudgetBytes > 0,
                 $"Configuration settings '{CheckoutOptions.Section}:FetchTimeout', 'MaintenanceInterval' and 'MirrorBudgetBytes' must be positive.")
+            .Validate(o => new[] { o.TokenSecret }.Concat(o.Repositories.Select(r => r.TokenSecret)).All(n => string.IsNullOrEmpty(n) || n.StartsWith("ECI_", StringComparison.OrdinalIgnoreCase)),
+                $"Configuration settings '{CheckoutOptions.Section}:TokenSecret' (and per repository) must name an operator-only secret, starting with 'ECI_'.")
             .ValidateOnStart();
-        services.TryAddSingleton<IForgeCredentials, ConfiguredForgeCredentials>();
+        // The all-in-one server registers its in-process broker first; a service reads the broker over HTTP.
+        services.AddHttpClient<BrokerOperatorSecrets>();
+        services.TryAddSingleton<IOperatorSecrets>(sp => sp.GetRequiredService<BrokerOperatorSecrets>());
+        services.TryAddSingleton<IForgeCredentials, ForgeCredentials>();
         services.AddSingleton<GitMirrors>();
         services.AddHostedService<MirrorMaintenance>();
     }

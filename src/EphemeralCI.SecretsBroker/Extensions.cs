@@ -90,13 +90,14 @@ public static class SecretsBrokerExtensions
     public static void AddSecretsBrokerConsumers(IBusRegistrationConfigurator bus) =>
         bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "secrets-broker-runner-finished");
 
-    /// <summary>Maps the broker's APIs: exchange, job identity (OIDC discovery, JWKS, mint), admin and audit.</summary>
+    /// <summary>Maps the broker's APIs: exchange, job identity (OIDC discovery, JWKS, mint), admin, audit and operator secrets.</summary>
     public static IEndpointRouteBuilder MapSecretsBroker(this IEndpointRouteBuilder app)
     {
         app.MapExchangeApi();
         app.MapIdentityApi();
         app.MapAdminApi();
         app.MapAuditApi();
+        app.MapOperatorSecretsApi();
         return app;
     }
 }

@@ -27,6 +27,12 @@ public sealed class SecretsBrokerOptions
     /// <summary>Bearer credential the provisioner presents to mint job tokens.</summary>
     public string ProvisionerToken { get; set; } = "";
 
+    /// <summary>
+    /// Bearer credential the cache presents to read operator-only secrets (<c>ECI_*</c>: forge tokens and deploy keys
+    /// for its git mirrors). Unset: the operator-secret endpoint is disabled.
+    /// </summary>
+    public string CacheToken { get; set; } = "";
+
     /// <summary>How long a token-signing key signs before a new one replaces it.</summary>
     public TimeSpan SigningKeyRotation { get; set; } = TimeSpan.FromDays(7);
 

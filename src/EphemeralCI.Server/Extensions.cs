@@ -52,6 +52,8 @@ public static class ServerExtensions
         builder.AddSecretsBroker(addMessaging: false);
         builder.AddIntake(addMessaging: false);
         builder.AddProvisioner(addMessaging: false);
+        // The cache's forge credentials (Checkout:TokenSecret) come from the broker in this process.
+        builder.Services.AddSingleton<EphemeralCI.Cache.Git.IOperatorSecrets, InProcessOperatorSecrets>();
         builder.AddCache();
         builder.AddEciMessaging(bus =>
         {

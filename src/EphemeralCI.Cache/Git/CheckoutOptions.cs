@@ -28,10 +28,31 @@ public sealed class CheckoutOptions
     public bool VerifyRef { get; set; } = true;
 
     /// <summary>
-    /// A forge token for every repository without its own (<c>Checkout:Token</c>): operator-only, used by the control
-    /// plane's fetches as HTTP basic auth and never given to a runner. Unset: public repositories only.
+    /// The forge credential for every repository without its own, as the name of an operator-only secret in the
+    /// secrets broker (<c>Checkout:TokenSecret</c>, e.g. <c>ECI_FORGE_TOKEN</c>): a token (HTTP basic) or an SSH
+    /// deploy key (PEM, for <c>ssh://</c> forge URLs, with <see cref="SshKnownHosts"/>). Read by the control plane's
+    /// fetches only, never given to a runner. Needs <see cref="SecretsBrokerUrl"/> and <see cref="SecretsBrokerToken"/>
+    /// (the all-in-one server reads its own broker). Unset and no <see cref="Token"/>: public repositories only.
+    /// </summary>
+    public string? TokenSecret { get; set; }
+
+    /// <summary>
+    /// Alternatively the forge token itself (<c>Checkout:Token</c>) from the host's secret store (environment,
+    /// Kubernetes Secret); <see cref="TokenSecret"/> is preferred (rotated in one place, every read audited).
     /// </summary>
     public string? Token { get; set; }
+
+    /// <summary>The broker's admin listener, where the cache reads operator-only secrets (<c>Checkout:SecretsBrokerUrl</c>).</summary>
+    public string? SecretsBrokerUrl { get; set; }
+
+    /// <summary>The cache's credential there (<c>Checkout:SecretsBrokerToken</c>; the broker's <c>SecretsBroker:CacheToken</c>).</summary>
+    public string? SecretsBrokerToken { get; set; }
+
+    /// <summary>
+    /// The forge's SSH host keys, in known_hosts format (<c>Checkout:SshKnownHosts</c>), required for deploy keys:
+    /// host keys are checked strictly, never learnt on first use.
+    /// </summary>
+    public string? SshKnownHosts { get; set; }
 
     /// <summary>Where the bare mirrors live, one folder per repository (<c>Checkout:MirrorRoot</c>).</summary>
     public string? MirrorRoot { get; set; }
@@ -57,6 +78,9 @@ public sealed class CheckoutRepository
 
     /// <summary>The forge URL template for them, <c>{repository}</c> replaced by owner/name.</summary>
     public string Url { get; set; } = "";
+
+    /// <summary>The operator-only secret holding their forge credential (see <see cref="CheckoutOptions.TokenSecret"/>).</summary>
+    public string? TokenSecret { get; set; }
 
     /// <summary>The forge token for them (operator-only; see <see cref="CheckoutOptions.Token"/>).</summary>
     public string? Token { get; set; }

@@ -12,7 +12,8 @@ public sealed record GitResult(int ExitCode, string Output, string Error)
 /// <summary>
 /// Runs the real <c>git</c> CLI with a clean configuration: no user or system config, no terminal prompt, and
 /// extra settings passed as <c>GIT_CONFIG_KEY_n</c>/<c>GIT_CONFIG_VALUE_n</c> in its environment, so a credential
-/// given that way is never on a command line (<c>/proc/*/cmdline</c>) and never written to a repository's config.
+/// given that way is never on a command line (<c>/proc/*/cmdline</c>) and never written to a repository's config;
+/// the host's .NET settings (environment variables with <c>__</c>, which may hold credentials) are not passed on.
 /// </summary>
 public static class GitCommand
 {
@@ -27,6 +28,11 @@ public static class GitCommand
         psi.Environment["GIT_ASKPASS"] = "/bin/false";
         psi.Environment["SSH_ASKPASS"] = "/bin/false";
         psi.Environment["LC_ALL"] = "C";
+        // The host's own settings (Checkout__Token, ConnectionStrings__…) are not git's business.
+        foreach (var name in psi.Environment.Keys.Where(k => k.Contains("__", StringComparison.Ordinal)).ToList())
+        {
+            psi.Environment.Remove(name);
+        }
         foreach (var name in (string[])["GIT_DIR", "GIT_WORK_TREE", "GIT_TRACE", "GIT_TRACE_PACKET", "GIT_TRACE_CURL", "GIT_CURL_VERBOSE", "GIT_SSH_COMMAND"])
         {
             psi.Environment.Remove(name);

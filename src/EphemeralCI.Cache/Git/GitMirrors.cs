@@ -227,7 +227,7 @@ public sealed partial class GitMirrors
         await InitAsync(mirror);
         var url = ForgeUrl(repository);
         var config = new List<KeyValuePair<string, string>>();
-        var secret = await _credentials.GetAsync(repository, url, CancellationToken.None);
+        using var secret = await _credentials.GetAsync(repository, url, CancellationToken.None);
         if (secret is not null) config.AddRange(secret.GitConfig());
         List<string> args = ["fetch", "--prune", "--no-write-fetch-head", "--quiet", "--no-auto-gc", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
         args.AddRange(extraRefs.Select(r => $"+{r}:{r}"));
@@ -277,10 +277,18 @@ public sealed partial class GitMirrors
     private static string Scrub(string text, ForgeCredential? secret) =>
         secret is null ? text : secret.Redact(text);
 
+    /// <summary>
+    /// git's reason: its first <c>fatal:</c> line with the line before it (often the cause, e.g. ssh's "Host key
+    /// verification failed."), else its last line (git's advice after a fatal line says nothing about this failure).
+    /// </summary>
     private static string LastLine(string text)
     {
         var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var line = lines.Length == 0 ? "git gave no reason" : lines[^1];
+        var fatal = Array.FindIndex(lines, l => l.StartsWith("fatal:", StringComparison.Ordinal));
+        var line = lines.Length == 0 ? "git gave no reason"
+            : fatal > 0 ? $"{lines[fatal - 1]} ({lines[fatal]})"
+            : fatal == 0 ? lines[0]
+            : lines[^1];
         return line.Length > 300 ? line[..300] : line;
     }
 

@@ -13,3 +13,10 @@ internal sealed class AdminTokenGate(IOptions<SecretsBrokerOptions> options)
 /// <summary>Guards the mint endpoint with <c>SecretsBroker:ProvisionerToken</c>.</summary>
 internal sealed class ProvisionerTokenGate(IOptions<SecretsBrokerOptions> options)
     : StaticCredentialGate(options.Value.ProvisionerToken, $"{SecretsBrokerOptions.Section}:ProvisionerToken");
+
+/// <summary>Guards the operator-secret read with <c>SecretsBroker:CacheToken</c>: the cache's credential (forge fetches).</summary>
+internal sealed class CacheTokenGate(IOptions<SecretsBrokerOptions> options)
+    : StaticCredentialGate(options.Value.CacheToken, $"{SecretsBrokerOptions.Section}:CacheToken")
+{
+    public const string Actor = "cache";
+}

@@ -91,9 +91,18 @@ public static partial class ExchangeApi
 /// <summary>Secret names double as environment variable names in the runner, so they are restricted to what a shell accepts.</summary>
 public static class SecretNames
 {
+    /// <summary>Names starting with this (any case) are the operator's: read by the control plane, never handed to a job.</summary>
+    public const string OperatorOnlyPrefix = "ECI_";
+
     public static bool IsValid(string? name) =>
         !string.IsNullOrEmpty(name) && name.Length <= 128 && (char.IsAsciiLetter(name[0]) || name[0] == '_')
         && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+
+    /// <summary>
+    /// An operator-only secret (a forge token, a deploy key): whatever its policy says, no job token exchanges it;
+    /// only the control plane reads it, through <c>GET /internal/v1/operator-secrets/{name}</c>.
+    /// </summary>
+    public static bool IsOperatorOnly(string name) => name.StartsWith(OperatorOnlyPrefix, StringComparison.OrdinalIgnoreCase);
 }
 
 /// <summary>The broker's record of a revoked token that <see cref="JobTokenGate"/> refused: an audit line and a warning.</summary>

@@ -16,6 +16,8 @@ public static class AuditActions
     public const string TokenRevoked = "token.revoked";
     public const string KeysRewrapped = "keys.rewrapped";
     public const string SigningKeyCreated = "signing-key.created";
+    public const string OperatorSecretRead = "operator-secret.read";
+    public const string OperatorSecretMissing = "operator-secret.missing";
 }
 
 /// <summary>Adds audit lines to the context; the caller's SaveChanges writes them with the change they describe.</summary>

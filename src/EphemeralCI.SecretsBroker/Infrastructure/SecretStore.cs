@@ -1,4 +1,5 @@
 using System.Text;
+using EphemeralCI.SecretsBroker.Apis;
 using EphemeralCI.SecretsBroker.Audit;
 using EphemeralCI.SecretsBroker.Crypto;
 using EphemeralCI.SecretsBroker.Policies;
@@ -90,6 +91,12 @@ public sealed class SecretStore(SecretsDbContext db, EnvelopeCipher cipher, Time
         var denied = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var name in names)
         {
+            // Before the lookup, so a job learns nothing about which operator secrets exist.
+            if (SecretNames.IsOperatorOnly(name))
+            {
+                denied[name] = "operator-only";
+                continue;
+            }
             if (!secrets.TryGetValue(name, out var row) || row.Current is not { } version)
             {
                 denied[name] = "not-found";
@@ -121,6 +128,29 @@ public sealed class SecretStore(SecretsDbContext db, EnvelopeCipher cipher, Time
         }
         await db.SaveChangesAsync(ct);
         return new SecretGrant(granted, denied);
+    }
+
+    /// <summary>
+    /// The current value of an operator-only secret for the control plane (<paramref name="actor"/>, e.g. the cache
+    /// fetching from a forge), or null when it does not exist. Every read is audited, found or not.
+    /// </summary>
+    public async Task<(string Value, int Version)?> ReadOperatorSecretAsync(string name, string actor, CancellationToken ct)
+    {
+        if (!SecretNames.IsOperatorOnly(name)) throw new ArgumentException($"'{name}' is not an operator-only secret name", nameof(name));
+        var row = await db.Secrets.AsNoTracking()
+            .Where(s => s.Name == name)
+            .Select(s => s.Versions.FirstOrDefault(v => v.Version == s.CurrentVersion))
+            .FirstOrDefaultAsync(ct);
+        if (row is null)
+        {
+            db.Audit(clock, actor, AuditActions.OperatorSecretMissing, name);
+            await db.SaveChangesAsync(ct);
+            return null;
+        }
+        var plaintext = cipher.Open(new SealedData(row.Ciphertext, row.WrappedDataKey, row.KeyId), Context(name, row.Version));
+        db.Audit(clock, actor, AuditActions.OperatorSecretRead, name, detail: $"version={row.Version}");
+        await db.SaveChangesAsync(ct);
+        return (Encoding.UTF8.GetString(plaintext), row.Version);
     }
 
     /// <summary>Re-wraps data keys still under an old key-encryption key (values are not re-encrypted). Returns how many.</summary>
