@@ -132,6 +132,36 @@ public sealed class CheckoutTests(CheckoutServerFixture fx) : IClassFixture<Chec
     }
 
     [Fact]
+    public async Task Relative_and_nested_submodules_come_from_their_mirrors_with_submodules_recursive()
+    {
+        var id = Guid.NewGuid().ToString("N")[..6];
+        var (repo, lib, deep) = ($"acme/e2e-{id}", $"acme/lib-{id}", $"tools/deep-{id}");
+        fx.Forge.CreateRepository(deep, new Dictionary<string, string> { ["deep.txt"] = "nested submodule content" });
+        fx.Forge.CreateRepository(lib, new Dictionary<string, string> { ["lib.txt"] = "library content" });
+        // lib names deep relative to itself (another owner), as GitHub resolves ../../tools/deep.git.
+        fx.Forge.AddSubmodule(lib, deep, "third_party/deep", url: $"../../{deep}.git");
+        fx.Forge.CreateRepository(repo);
+        var head = fx.Forge.AddSubmodule(repo, lib, "vendor/lib", url: $"../lib-{id}.git");
+
+        var job = await RunAsync(Job(repo, "refs/heads/main", head,
+            "cat vendor/lib/lib.txt vendor/lib/third_party/deep/deep.txt; echo REMOTES=$(git -C vendor/lib remote | wc -l); git config --get-regexp '^submodule[.].*[.]url$'",
+            new { submodules = "recursive" }));
+        Assert.True(job.Status == "succeeded", job.Log);
+        Assert.Contains("library content", job.Log);
+        Assert.Contains("nested submodule content", job.Log);
+        Assert.Contains("2 submodules", job.Log);
+        // No loopback address of the checkout is left in the configuration, and no remote.
+        Assert.Contains("REMOTES=0", job.Log);
+        Assert.Contains($"submodule.vendor/lib.url ../lib-{id}.git", job.Log);
+
+        // Without recursive, the nested one stays uninitialised.
+        var flat = await RunAsync(Job(repo, "refs/heads/main", head, "cat vendor/lib/lib.txt; ls -A vendor/lib/third_party/deep | wc -l", new { submodules = true }));
+        Assert.True(flat.Status == "succeeded", flat.Log);
+        Assert.Contains("1 submodule)", flat.Log);
+        Assert.Contains("library content", flat.Log);
+    }
+
+    [Fact]
     public async Task The_forge_credentials_and_the_job_token_never_reach_the_steps()
     {
         var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];

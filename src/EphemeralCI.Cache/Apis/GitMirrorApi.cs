@@ -101,15 +101,21 @@ public static class GitMirrorApi
         var repository = owner + "/" + name;
         var job = http.JobToken();
         if (!GitMirrors.IsRepository(repository)) return CacheProblems.Invalid("repository", $"'{repository}' is not an owner/name repository");
-        // The job's own repository, or a submodule its commit names (for `checkout: {submodules: true}`).
-        if (!string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase)
-            && !(job.CommitSha is { Length: > 0 } sha && await mirrors.IsSubmoduleOfAsync(job.Repository, sha, repository, ct)))
+        // The job's own repository, or a submodule its commit names, nested ones included (for `checkout: {submodules: …}`).
+        string? gitlink = null;
+        if (!string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase))
         {
-            return CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)");
+            var submodule = job.CommitSha is { Length: > 0 } sha ? await mirrors.FindSubmoduleAsync(job.Repository, sha, repository, ct) : (false, null);
+            if (!submodule.IsSubmodule)
+            {
+                return CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)");
+            }
+            gitlink = submodule.Commit;
         }
         try
         {
-            await mirrors.EnsureMirrorAsync(repository, ct);
+            // A submodule's mirror may predate the commit the superproject now records.
+            await mirrors.EnsureMirrorAsync(repository, gitlink, ct);
         }
         catch (MirrorFetchException e)
         {

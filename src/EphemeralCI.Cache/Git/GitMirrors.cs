@@ -1,3 +1,4 @@
+using EphemeralCI.Contracts.Jobs;
 using System.Diagnostics.Metrics;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -110,35 +111,84 @@ public sealed partial class GitMirrors
         await FetchNextAsync(repository, null).WaitAsync(ct);
     }
 
-    /// <summary>
-    /// True when <paramref name="repository"/> is a submodule (by its URL's last two path segments) in the <c>.gitmodules</c> of
-    /// <paramref name="commitSha"/> in <paramref name="jobRepository"/>'s mirror: a job may then fetch it too, as the submodule
-    /// checkout of its own commit needs.
-    /// </summary>
-    public async Task<bool> IsSubmoduleOfAsync(string jobRepository, string commitSha, string repository, CancellationToken ct)
+    /// <summary>The mirror exists and holds <paramref name="commitSha"/> (a submodule's gitlink), fetched from the forge if it does not yet.</summary>
+    public async Task EnsureMirrorAsync(string repository, string? commitSha, CancellationToken ct)
     {
-        var mirror = MirrorPath(jobRepository);
-        if (!IsCommitSha(commitSha.ToLowerInvariant()) || !Directory.Exists(mirror)) return false;
-        var urls = await GitCommand.RunAsync(mirror, ["config", "--blob", $"{commitSha.ToLowerInvariant()}:.gitmodules", "--get-regexp", @"^submodule\..*\.url$"], TimeSpan.FromSeconds(30), ct);
-        if (!urls.Succeeded) return false;
-        return urls.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(line => RepositoryOfUrl(line[(line.IndexOf(' ') + 1)..].Trim()))
-            .Any(r => string.Equals(r, repository, StringComparison.OrdinalIgnoreCase));
+        await EnsureMirrorAsync(repository, ct);
+        if (commitSha is null || await HasCommitAsync(MirrorPath(repository), commitSha, ct)) return;
+        await FetchNextAsync(repository, null).WaitAsync(ct);
     }
 
-    /// <summary>owner/name of a forge URL: its last two path segments, without <c>.git</c>.</summary>
-    public static string? RepositoryOfUrl(string url)
+    /// <summary>How deep submodules of submodules are followed (git's own recursion has no limit; ours does).</summary>
+    public const int MaxSubmoduleDepth = 4;
+
+    /// <summary>
+    /// Whether <paramref name="repository"/> is a submodule of <paramref name="commitSha"/> in <paramref name="jobRepository"/>'s
+    /// mirror — named in its <c>.gitmodules</c> (absolute or relative URL), or nested: a submodule of such a submodule at the
+    /// commit its gitlink records, up to <see cref="MaxSubmoduleDepth"/> levels. A job may then fetch it too, as the
+    /// (recursive) submodule checkout of its own commit needs. Gives the commit its gitlink records (null when unknown).
+    /// </summary>
+    public async Task<(bool IsSubmodule, string? Commit)> FindSubmoduleAsync(string jobRepository, string commitSha, string repository, CancellationToken ct)
     {
-        string path;
-        if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http" or "ssh" or "git") path = uri.AbsolutePath;
-        else if (url.Contains('@') && url.Contains(':') && !url.Contains("://")) path = url[(url.IndexOf(':') + 1)..];
-        else return null;
-        var parts = path.Trim('/').Split('/');
-        if (parts.Length < 2) return null;
-        var name = parts[^1].EndsWith(".git", StringComparison.Ordinal) ? parts[^1][..^4] : parts[^1];
-        var repository = $"{parts[^2]}/{name}";
-        return IsRepository(repository) ? repository : null;
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var level = new List<(string Repository, string Commit)> { (jobRepository, commitSha.ToLowerInvariant()) };
+        for (var depth = 0; depth < MaxSubmoduleDepth && level.Count > 0; depth++)
+        {
+            var next = new List<(string, string)>();
+            foreach (var (superproject, commit) in level)
+            {
+                if (!seen.Add($"{superproject}@{commit}")) continue;
+                foreach (var (submodule, gitlink) in await SubmodulesAsync(superproject, commit, ct))
+                {
+                    if (string.Equals(submodule, repository, StringComparison.OrdinalIgnoreCase)) return (true, gitlink);
+                    if (gitlink is not null)
+                    {
+                        // The next level reads this submodule's mirror at that commit: have it there.
+                        await EnsureMirrorAsync(submodule, gitlink, ct);
+                        next.Add((submodule, gitlink));
+                    }
+                }
+            }
+            level = next;
+        }
+        return (false, null);
     }
+
+    /// <summary>The submodules <paramref name="commitSha"/> of <paramref name="repository"/>'s mirror names, with the commit each gitlink records.</summary>
+    private async Task<List<(string Repository, string? Commit)>> SubmodulesAsync(string repository, string commitSha, CancellationToken ct)
+    {
+        var found = new List<(string, string?)>();
+        var mirror = MirrorPath(repository);
+        if (!IsRepository(repository) || !IsCommitSha(commitSha) || !Directory.Exists(mirror)) return found;
+        var config = await GitCommand.RunAsync(mirror, ["config", "--blob", $"{commitSha}:.gitmodules", "--get-regexp", @"^submodule\..*\.(url|path)$"], TimeSpan.FromSeconds(30), ct);
+        if (!config.Succeeded) return found;
+        var entries = new Dictionary<string, (string? Url, string? Path)>(StringComparer.Ordinal);
+        foreach (var line in config.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var space = line.IndexOf(' ');
+            if (space < 0) continue;
+            var key = line[..space];
+            var name = key["submodule.".Length..key.LastIndexOf('.')];
+            var entry = entries.GetValueOrDefault(name);
+            entries[name] = key.EndsWith(".url", StringComparison.Ordinal) ? entry with { Url = line[(space + 1)..].Trim() } : entry with { Path = line[(space + 1)..].Trim() };
+        }
+        foreach (var (url, path) in entries.Values)
+        {
+            if (url is null || SubmoduleUrls.RepositoryOf(url, repository) is not { } submodule || !IsRepository(submodule)) continue;
+            string? gitlink = null;
+            if (path is not null && !path.StartsWith('-'))
+            {
+                var tree = await GitCommand.RunAsync(mirror, ["rev-parse", "--verify", "--quiet", $"{commitSha}:{path}"], TimeSpan.FromSeconds(30), ct);
+                if (tree.Succeeded && IsCommitSha(tree.Output.Trim())) gitlink = tree.Output.Trim();
+            }
+            found.Add((submodule, gitlink));
+        }
+        return found;
+    }
+
+    /// <summary>owner/name of an absolute forge URL (see <see cref="SubmoduleUrls.RepositoryOf"/>), or null.</summary>
+    public static string? RepositoryOfUrl(string url) =>
+        SubmoduleUrls.RepositoryOf(url) is { } repository && IsRepository(repository) ? repository : null;
 
     private static CommitVerification Verified(string? tip) => new(true, null, "verified", tip);
 

@@ -68,13 +68,12 @@ public sealed class WorkspaceCheckout(string token, string workspace, string? ca
         var notes = new StringBuilder();
         if (spec.Submodules is "true" or "recursive")
         {
-            List<string> submodules = ["-c", "protocol.file.allow=never", "submodule", "update", "--init", "--quiet"];
-            if (spec.Submodules == "recursive") submodules.Add("--recursive");
-            if (depth > 0) submodules.Add($"--depth={depth}");
-            // Submodule URLs name the forge; each is rewritten to the cache's mirror of that repository.
-            var rewrite = await SubmoduleRewritesAsync(target, baseUrl, ct);
-            if (await GitAsync(target, submodules, [auth, .. rewrite], ct) is { } submodulesFailed) return submodulesFailed;
-            notes.Append(", submodules");
+            var fetched = 0;
+            if (await SubmodulesAsync(target, repository, spec.Submodules == "recursive", depth, baseUrl, auth, 1, c => fetched += c, ct) is { } submodulesFailed)
+            {
+                return submodulesFailed;
+            }
+            notes.Append(fetched == 1 ? ", 1 submodule" : $", {fetched} submodules");
         }
         if (spec.Lfs == true)
         {
@@ -109,31 +108,67 @@ public sealed class WorkspaceCheckout(string token, string workspace, string? ca
         }
     }
 
-    /// <summary>insteadOf rules sending each submodule's URL (as .gitmodules gives it) to the cache's mirror of that repository.</summary>
-    private async Task<List<KeyValuePair<string, string>>> SubmoduleRewritesAsync(string target, Uri baseUrl, CancellationToken ct)
+    /// <summary>How deep <c>submodules: recursive</c> follows submodules of submodules (the cache allows as deep).</summary>
+    private const int MaxSubmoduleDepth = 4;
+
+    /// <summary>
+    /// Initialises the submodules of the repository checked out in <paramref name="dir"/> (<paramref name="repository"/>), each
+    /// from the cache's mirror of the repository its URL names — absolute forge URLs through insteadOf rules, relative ones
+    /// (<c>../lib.git</c>, resolved against <paramref name="repository"/> as the forge would) by their configured URL — then,
+    /// when <paramref name="recursive"/>, the submodules of each, level by level, since each level's URLs are only known once
+    /// the level above is checked out.
+    /// </summary>
+    private async Task<CheckoutOutcome?> SubmodulesAsync(string dir, string repository, bool recursive, int depth, Uri baseUrl,
+        KeyValuePair<string, string> auth, int level, Action<int> counted, CancellationToken ct)
     {
-        var rules = new List<KeyValuePair<string, string>>();
-        var (code, output) = await GitOutputAsync(target, ["config", "--file", ".gitmodules", "--get-regexp", @"^submodule\..*\.url$"], ct);
-        if (code != 0) return rules;
+        var (code, output) = await GitOutputAsync(dir, ["config", "--file", ".gitmodules", "--get-regexp", @"^submodule\..*\.(url|path)$"], ct);
+        if (code != 0) return null;
+        var urls = new Dictionary<string, string>(StringComparer.Ordinal);
+        var paths = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
-            var url = line[(line.IndexOf(' ') + 1)..].Trim();
-            if (SubmoduleRepository(url) is { } repo) rules.Add(new($"url.{new Uri(baseUrl, $"git/{repo}.git")}.insteadOf", url));
+            var space = line.IndexOf(' ');
+            if (space < 0) continue;
+            var key = line[..space];
+            var name = key["submodule.".Length..key.LastIndexOf('.')];
+            (key.EndsWith(".url", StringComparison.Ordinal) ? urls : paths)[name] = line[(space + 1)..].Trim();
         }
-        return rules;
-    }
-
-    /// <summary>owner/name of a submodule URL (https://host/owner/name(.git), git@host:owner/name(.git), ../name(.git) is not resolvable here).</summary>
-    internal static string? SubmoduleRepository(string url)
-    {
-        string path;
-        if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http" or "ssh" or "git") path = uri.AbsolutePath;
-        else if (url.Contains('@') && url.Contains(':') && !url.Contains("://")) path = url[(url.IndexOf(':') + 1)..];
-        else return null;
-        var parts = path.Trim('/').Split('/');
-        if (parts.Length < 2) return null;
-        var name = parts[^1].EndsWith(".git", StringComparison.Ordinal) ? parts[^1][..^4] : parts[^1];
-        return $"{parts[^2]}/{name}";
+        var rewrites = new List<KeyValuePair<string, string>>();
+        var relative = new List<(string Name, string Url)>();
+        var children = new List<(string Path, string Repository)>();
+        foreach (var (name, url) in urls)
+        {
+            if (SubmoduleUrls.RepositoryOf(url, repository) is not { } submodule) continue;
+            var mirror = new Uri(baseUrl, $"git/{submodule}.git").ToString();
+            if (url.StartsWith('.'))
+            {
+                // git resolves a relative URL against the superproject's remote, and a checkout has none: give it the mirror's.
+                if (await GitAsync(dir, ["submodule", "init", "--quiet", "--", paths.GetValueOrDefault(name, name)], [], ct) is { } initFailed) return initFailed;
+                if (await GitAsync(dir, ["config", $"submodule.{name}.url", mirror], [], ct) is { } setFailed) return setFailed;
+                relative.Add((name, url));
+            }
+            else rewrites.Add(new($"url.{mirror}.insteadOf", url));
+            if (paths.TryGetValue(name, out var path)) children.Add((path, submodule));
+        }
+        List<string> update = ["-c", "protocol.file.allow=never", "submodule", "update", "--init", "--quiet"];
+        if (depth > 0) update.Add($"--depth={depth}");
+        if (await GitAsync(dir, update, [auth, .. rewrites], ct) is { } updateFailed) return updateFailed;
+        foreach (var (name, url) in relative)
+        {
+            // No loopback address of this checkout stays behind: back to the URL .gitmodules gives, and no remote in the
+            // submodule (as in the superproject; absolute ones keep their forge URL, which a runner cannot reach anyway).
+            await GitAsync(dir, ["config", $"submodule.{name}.url", url], [], ct);
+            await GitAsync(Path.Combine(dir, paths.GetValueOrDefault(name, name)), ["remote", "remove", "origin"], [], ct);
+        }
+        counted(children.Count);
+        if (!recursive || level >= MaxSubmoduleDepth) return null;
+        foreach (var (path, submodule) in children)
+        {
+            var child = Path.Combine(dir, path);
+            if (!File.Exists(Path.Combine(child, ".gitmodules"))) continue;
+            if (await SubmodulesAsync(child, submodule, recursive, depth, baseUrl, auth, level + 1, counted, ct) is { } failed) return failed;
+        }
+        return null;
     }
 
     private static string Detail(string body)

@@ -141,14 +141,18 @@ public sealed class TestForge : IAsyncDisposable
         Git(work, "push", "--quiet", Path.Combine(Repositories, repository + ".git"), $"refs/tags/{name}:refs/tags/{name}");
     }
 
-    /// <summary>Adds <paramref name="submodule"/> (a repository of this forge) at <paramref name="path"/> on main; returns the new commit.</summary>
-    public string AddSubmodule(string repository, string submodule, string path)
+    /// <summary>
+    /// Adds <paramref name="submodule"/> (a repository of this forge) at <paramref name="path"/> on main, recorded in
+    /// <c>.gitmodules</c> as <paramref name="url"/> (default: its forge URL; e.g. <c>../lib.git</c> for a relative one);
+    /// returns the new commit.
+    /// </summary>
+    public string AddSubmodule(string repository, string submodule, string path, string? url = null)
     {
         var work = WorkOf(repository);
         Git(work, "checkout", "--quiet", "main");
         Git(work, "-c", "protocol.file.allow=always", "submodule", "add", "--quiet", Path.Combine(Repositories, submodule + ".git"), path);
         // What a forge repository records: the submodule's forge URL.
-        Git(work, "config", "--file", ".gitmodules", $"submodule.{path}.url", UrlOf(submodule));
+        Git(work, "config", "--file", ".gitmodules", $"submodule.{path}.url", url ?? UrlOf(submodule));
         Git(work, "add", "--all");
         Git(work, "commit", "--quiet", "-m", $"add submodule {submodule}");
         Git(work, "push", "--quiet", Path.Combine(Repositories, repository + ".git"), "main:refs/heads/main");

@@ -85,4 +85,15 @@ public sealed class CheckoutSpecTests
     [InlineData("/srv/git/lib", null)]
     public void A_submodule_url_names_its_repository(string url, string? repository) =>
         Assert.Equal(repository, GitMirrors.RepositoryOfUrl(url));
+
+    [Theory]
+    [InlineData("../lib.git", "acme/app", "acme/lib")]
+    [InlineData("../lib", "acme/app", "acme/lib")]
+    [InlineData("../../tools/deep.git", "acme/app", "tools/deep")]
+    [InlineData("./../lib.git", "acme/app", "acme/lib")]
+    [InlineData("../../../escape.git", "acme/app", null)]
+    [InlineData("../lib.git", null, null)]
+    [InlineData("https://github.com/acme/lib.git", "other/app", "acme/lib")]
+    public void A_relative_submodule_url_resolves_against_its_superproject_as_the_forge_does(string url, string? superproject, string? repository) =>
+        Assert.Equal(repository, EphemeralCI.Contracts.Jobs.SubmoduleUrls.RepositoryOf(url, superproject));
 }
