@@ -171,7 +171,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
     }
 
     /// <summary>
-    /// HOME, PATH, CI, the job id, the cache endpoint's variables, then the job's env, then the step's, then the job's secrets
+    /// HOME, PATH, CI, RUNNER_TEMP, the job id, the cache endpoint's variables, then the job's env, then the step's, then the job's secrets
     /// by name (later wins). Never the token: <c>ACTIONS_RUNTIME_TOKEN</c> is a placeholder the endpoint replaces.
     /// </summary>
     public IReadOnlyDictionary<string, string> StepEnvironment(RunnerJob job, StepSpec step)
@@ -181,6 +181,9 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
             ["HOME"] = env.Home,
             ["PATH"] = env.Path,
             ["CI"] = "true",
+            // GitHub's runner name for the steps' temporary folder: @actions/cache and the setup-* actions create their
+            // archives there (without it, under /home, which a runner does not have).
+            ["RUNNER_TEMP"] = env.StepTemp,
             [RunnerEnvironment.JobId] = job.JobId.ToString(),
             [RunnerEnvironment.Workspace] = env.Workspace,
         };

@@ -162,6 +162,43 @@ public sealed class CheckoutTests(CheckoutServerFixture fx) : IClassFixture<Chec
     }
 
     [Fact]
+    public async Task The_real_actions_cache_run_by_a_job_from_its_checkout_saves_and_a_second_clean_runner_restores()
+    {
+        // The repository carries the real @actions/cache 4.1.0 (the integration tests' npm fixture), as a JavaScript
+        // action's dist/ would; the sandbox has node but no network, so this is the only way the package gets in.
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        fx.Forge.CreateRepository(repo);
+        var head = fx.Forge.CommitDirectory(repo, "main", ActionsToolkitFixture(), "tools", "vendor @actions/cache");
+        var salt = Guid.NewGuid().ToString("N");
+        var save = await RunAsync(Job(repo, "refs/heads/main", head, $"""
+            test -n "$ACTIONS_RESULTS_URL" && test -n "$ACTIONS_CACHE_URL"
+            mkdir -p data && echo "payload {salt}" > data/payload.txt
+            CACHE_PATHS=data node tools/save-restore.mjs save deps-{salt}
+            """));
+        Assert.True(save.Status == "succeeded", save.Log);
+        Assert.Matches("RESULT \\{\"id\":[1-9][0-9]*\\}", save.Log);
+
+        var restore = await RunAsync(Job(repo, "refs/heads/main", head, $"""
+            test ! -e data
+            CACHE_PATHS=data node tools/save-restore.mjs restore deps-nothing deps-{salt}
+            cat data/payload.txt
+            """));
+        Assert.True(restore.Status == "succeeded", restore.Log);
+        Assert.Contains($"RESULT {{\"hit\":\"deps-{salt}\"}}", restore.Log);
+        Assert.Contains($"payload {salt}", restore.Log);
+    }
+
+    private static string ActionsToolkitFixture()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "EphemeralCI.IntegrationTests", "ActionsToolkit");
+            if (Directory.Exists(Path.Combine(candidate, "node_modules", "@actions", "cache"))) return candidate;
+        }
+        throw new InvalidOperationException("tests/EphemeralCI.IntegrationTests/ActionsToolkit/node_modules not found (run npm ci there, as eng/test.sh does)");
+    }
+
+    [Fact]
     public async Task The_forge_credentials_and_the_job_token_never_reach_the_steps()
     {
         var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];

@@ -129,6 +129,24 @@ public sealed class TestForge : IAsyncDisposable
         return Git(work, "rev-parse", "HEAD").Trim();
     }
 
+    /// <summary>Commits a copy of the folder <paramref name="source"/> at <paramref name="path"/> on <paramref name="branch"/> (binary-safe); returns the commit.</summary>
+    public string CommitDirectory(string repository, string branch, string source, string path, string message)
+    {
+        var work = WorkOf(repository);
+        var current = Git(work, "symbolic-ref", "--quiet", "--short", "HEAD").Trim();
+        if (current != branch) Git(work, "checkout", "--quiet", branch);
+        foreach (var file in Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(work, path, Path.GetRelativePath(source, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target, overwrite: true);
+        }
+        Git(work, "add", "--all", "--force", path);
+        Git(work, "commit", "--quiet", "-m", message);
+        Git(work, "push", "--quiet", "--force", Path.Combine(Repositories, repository + ".git"), $"{branch}:refs/heads/{branch}");
+        return Git(work, "rev-parse", "HEAD").Trim();
+    }
+
     /// <summary>Points <paramref name="fullRef"/> (e.g. refs/pull/7/head, refs/tags/v1) at <paramref name="commit"/> at the forge.</summary>
     public void SetRef(string repository, string fullRef, string commit) =>
         Git(Path.Combine(Repositories, repository + ".git"), "update-ref", fullRef, commit);
