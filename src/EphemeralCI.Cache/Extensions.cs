@@ -133,7 +133,7 @@ public static class CacheExtensions
             .Validate(o => o.UrlTemplate.Contains("{repository}", StringComparison.Ordinal), $"Configuration setting '{CheckoutOptions.Section}:UrlTemplate' must contain '{{repository}}'.")
             .Validate(o => o.Repositories.All(r => !string.IsNullOrWhiteSpace(r.Match) && (string.IsNullOrWhiteSpace(r.Url) || r.Url.Contains("{repository}", StringComparison.Ordinal) || !r.Match.Contains('*'))),
                 $"Configuration settings '{CheckoutOptions.Section}:Repositories:{{n}}' need a Match, and a Url for a glob Match must contain '{{repository}}'.")
-            .Validate(o => o.FetchTimeout > TimeSpan.Zero && o.MaintenanceInterval > TimeSpan.Zero && o.MirrorBudgetBytes > 0,
+            .Validate(o => o.FetchTimeout > TimeSpan.Zero && o.MaintenanceInterval > TimeSpan.Zero && o.MirrorBudgetBytes > 0 && o.PackCacheBytes >= 0,
                 $"Configuration settings '{CheckoutOptions.Section}:FetchTimeout', 'MaintenanceInterval' and 'MirrorBudgetBytes' must be positive.")
             .Validate(o => new[] { o.TokenSecret }.Concat(o.Repositories.Select(r => r.TokenSecret)).All(n => string.IsNullOrEmpty(n) || n.StartsWith("ECI_", StringComparison.OrdinalIgnoreCase)),
                 $"Configuration settings '{CheckoutOptions.Section}:TokenSecret' (and per repository) must name an operator-only secret, starting with 'ECI_'.")
@@ -143,6 +143,7 @@ public static class CacheExtensions
         services.TryAddSingleton<IOperatorSecrets>(sp => sp.GetRequiredService<BrokerOperatorSecrets>());
         services.TryAddSingleton<IForgeCredentials, ForgeCredentials>();
         services.AddSingleton<GitMirrors>();
+        services.AddSingleton<PackCache>();
         services.AddHostedService<MirrorMaintenance>();
     }
 

@@ -89,13 +89,14 @@ public static class GitMirrorApi
         {
             return Task.FromResult<IResult>(CacheProblems.Forbidden($"only the {UploadPackService} service is served: a mirror cannot be written through the cache"));
         }
-        return ServeAsync(owner, name, "info/refs", http, mirrors, logger, ct);
+        return ServeAsync(owner, name, "info/refs", http, mirrors, null, logger, ct);
     }
 
-    public static Task<IResult> UploadPackAsync(string owner, string name, HttpContext http, GitMirrors mirrors, ILogger<GitMirrors> logger, CancellationToken ct) =>
-        ServeAsync(owner, name, UploadPackService, http, mirrors, logger, ct);
+    public static Task<IResult> UploadPackAsync(string owner, string name, HttpContext http, GitMirrors mirrors, PackCache packs, ILogger<GitMirrors> logger, CancellationToken ct) =>
+        ServeAsync(owner, name, UploadPackService, http, mirrors, packs, logger, ct);
 
-    private static async Task<IResult> ServeAsync(string owner, string name, string service, HttpContext http, GitMirrors mirrors, ILogger logger, CancellationToken ct)
+    /// <param name="packs">For upload-pack: where packs are kept for the next runner asking the same (none for info/refs).</param>
+    private static async Task<IResult> ServeAsync(string owner, string name, string service, HttpContext http, GitMirrors mirrors, PackCache? packs, ILogger logger, CancellationToken ct)
     {
         if (!mirrors.Enabled) return Disabled();
         var repository = owner + "/" + name;
@@ -121,12 +122,12 @@ public static class GitMirrorApi
         {
             return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", e.Message, twirpCode: "unavailable");
         }
-        await RunHttpBackendAsync(mirrors.Root, "/" + GitMirrors.RelativePath(repository).Replace('\\', '/') + "/" + service, http, logger, ct);
+        await RunHttpBackendAsync(mirrors.Root, "/" + GitMirrors.RelativePath(repository).Replace('\\', '/') + "/" + service, http, packs, logger, ct);
         return TypedResults.Empty;
     }
 
     /// <summary>Runs <c>git http-backend</c> as a CGI for one request: the request body to its stdin, its headers and body to the response.</summary>
-    private static async Task RunHttpBackendAsync(string projectRoot, string pathInfo, HttpContext http, ILogger logger, CancellationToken ct)
+    private static async Task RunHttpBackendAsync(string projectRoot, string pathInfo, HttpContext http, PackCache? packs, ILogger logger, CancellationToken ct)
     {
         var request = http.Request;
         var psi = new ProcessStartInfo("git")
@@ -137,7 +138,9 @@ public static class GitMirrorApi
             UseShellExecute = false,
         };
         psi.ArgumentList.Add("http-backend");
-        GitCommand.Prepare(psi, [new("http.receivepack", "false"), new("http.uploadpack", "true"), new("uploadpack.allowAnySHA1InWant", "true"), new("uploadpack.allowFilter", "true")]);
+        GitCommand.Prepare(psi, [new("http.receivepack", "false"), new("http.uploadpack", "true"), new("uploadpack.allowAnySHA1InWant", "true"), new("uploadpack.allowFilter", "true"),
+            .. packs?.GitConfig() ?? []]);
+        if (packs is not null) psi.Environment[PackCache.DirectoryVariable] = packs.Directory;
         psi.Environment["GIT_PROJECT_ROOT"] = projectRoot;
         psi.Environment["GIT_HTTP_EXPORT_ALL"] = "1";
         psi.Environment["PATH_INFO"] = pathInfo;

@@ -66,6 +66,12 @@ public sealed class CheckoutOptions
     /// </summary>
     public long MirrorBudgetBytes { get; set; } = 20L << 30;
 
+    /// <summary>
+    /// Bytes of packs kept for the next runner asking for the same commit at the same depth (<c>Checkout:PackCacheBytes</c>;
+    /// 0 turns the pack cache off). Default 4 GiB; the least recently served go first.
+    /// </summary>
+    public long PackCacheBytes { get; set; } = 4L << 30;
+
     /// <summary>How often mirrors are garbage-collected (<c>git maintenance run --task=gc</c>) and held to the budget (<c>Checkout:MaintenanceInterval</c>). Default 1 hour.</summary>
     public TimeSpan MaintenanceInterval { get; set; } = TimeSpan.FromHours(1);
 }

@@ -7,9 +7,9 @@ namespace EphemeralCI.Cache.Git;
 /// <summary>
 /// Keeps the mirrors small (every <c>Checkout:MaintenanceInterval</c>): <c>git maintenance run --task=gc</c> in each,
 /// then, while all of them together exceed <c>Checkout:MirrorBudgetBytes</c>, deletes the least recently fetched one
-/// (the next job of that repository fetches it again).
+/// (the next job of that repository fetches it again); then holds the <see cref="PackCache"/> to its budget.
 /// </summary>
-public sealed class MirrorMaintenance(GitMirrors mirrors, IOptions<CheckoutOptions> options, ILogger<MirrorMaintenance> logger) : BackgroundService
+public sealed class MirrorMaintenance(GitMirrors mirrors, PackCache packs, IOptions<CheckoutOptions> options, ILogger<MirrorMaintenance> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -48,6 +48,7 @@ public sealed class MirrorMaintenance(GitMirrors mirrors, IOptions<CheckoutOptio
             deleted.Add(m.Path);
             logger.LogInformation("Deleted mirror {Mirror} ({Bytes} bytes) to stay within Checkout:MirrorBudgetBytes", m.Path, m.Bytes);
         }
+        if (packs.Trim() is > 0 and var freed) logger.LogInformation("Trimmed the pack cache by {Bytes} bytes to stay within Checkout:PackCacheBytes", freed);
         return deleted;
     }
 

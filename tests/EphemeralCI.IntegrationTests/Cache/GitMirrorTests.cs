@@ -149,6 +149,43 @@ public sealed class GitMirrorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_second_runner_asking_for_a_commit_gets_the_stored_pack_and_a_new_commit_gets_a_new_one()
+    {
+        _forge.CreateRepository("acme/packs", Enumerable.Range(0, 50).ToDictionary(i => $"f{i}.txt", i => $"file {i} " + new string('x', 500)));
+        var head = _forge.Commit("acme/packs", "main", new Dictionary<string, string> { ["two.txt"] = "2" }, "second");
+        Assert.Equal(HttpStatusCode.OK, (await VerifyAsync("acme/packs", "refs/heads/main", head)).Status);
+        var token = _cache.Mint("acme/packs");
+        var packs = _cache.Service<PackCache>();
+        string[] Stored() => Directory.Exists(packs.Directory) ? Directory.GetFiles(packs.Directory, "*.pack").Where(f => !Path.GetFileName(f).StartsWith('.')).Order().ToArray() : [];
+        var before = Stored();
+
+        var first = Clone("acme/packs", token, head, depth: 1);
+        var afterFirst = Stored();
+        var made = Assert.Single(afterFirst.Except(before));
+        var servedAt = File.GetLastWriteTimeUtc(made);
+
+        // Same commit, same depth: the stored pack is served (touched, none added) and the checkout is the same.
+        await Task.Delay(1100);
+        var second = Clone("acme/packs", token, head, depth: 1);
+        Assert.Equal(afterFirst, Stored());
+        Assert.True(File.GetLastWriteTimeUtc(made) > servedAt, "the stored pack was not served");
+        Assert.Equal(head, TestForge.Git(second, "rev-parse", "HEAD").Trim());
+        Assert.Equal(TestForge.Git(first, "ls-files", "-s"), TestForge.Git(second, "ls-files", "-s"));
+        TestForge.Git(second, "fsck", "--no-progress");
+
+        // A new commit is a different request: its own pack. Nothing is ever reused for another input.
+        var next = _forge.Commit("acme/packs", "main", new Dictionary<string, string> { ["three.txt"] = "3" }, "third");
+        Assert.Equal(HttpStatusCode.OK, (await VerifyAsync("acme/packs", "refs/heads/main", next)).Status);
+        var third = Clone("acme/packs", _cache.Mint("acme/packs"), next, depth: 1);
+        Assert.True(File.Exists(Path.Combine(third, "three.txt")));
+        Assert.Equal(afterFirst.Length + 1, Stored().Length);
+
+        // The budget holds: at 1 byte every stored pack goes.
+        Assert.True(new PackCache(_cache.Service<GitMirrors>(), Microsoft.Extensions.Options.Options.Create(new CheckoutOptions { PackCacheBytes = 1 })).Trim() > 0);
+        Assert.Empty(Stored());
+    }
+
+    [Fact]
     public async Task A_job_cannot_push_into_or_change_the_mirror_and_the_forge_token_is_never_in_it()
     {
         var main = _forge.CreateRepository("acme/locked");
