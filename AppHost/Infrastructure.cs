@@ -90,14 +90,15 @@ public static class InfrastructureExtensions
                 "Start local services with `eval \"$(eng/services.sh start)\"` and pass them, e.g. ConnectionStrings__intakedb=...");
         }
 
+        string? Given(string name) => builder.Configuration.GetConnectionString(name);
         return new EphemeralCIInfrastructure(
-            builder.AddConnectionString("intakedb"),
-            builder.AddConnectionString("provisionerdb"),
-            builder.AddConnectionString("secretsdb"),
-            builder.AddConnectionString("cachedb"),
-            builder.AddConnectionString("redis"),
-            builder.AddConnectionString("rabbitmq"),
-            builder.AddConnectionString("minio"),
+            builder.AddConnectionString("intakedb").WithPostgresHealth(Given("intakedb")),
+            builder.AddConnectionString("provisionerdb").WithPostgresHealth(Given("provisionerdb")),
+            builder.AddConnectionString("secretsdb").WithPostgresHealth(Given("secretsdb")),
+            builder.AddConnectionString("cachedb").WithPostgresHealth(Given("cachedb")),
+            builder.AddConnectionString("redis").WithRedisHealth(Given("redis")),
+            builder.AddConnectionString("rabbitmq").WithRabbitMqHealth(Given("rabbitmq")),
+            builder.AddConnectionString("minio").WithS3Health(Given("minio")),
             MinioContainer: null,
             MinioUser: null,
             MinioPassword: null);
