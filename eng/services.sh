@@ -45,6 +45,7 @@ install_missing() {
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)  # eng/images.sh: the images' Debian roots
   command -v umoci >/dev/null || need+=(umoci)            # eng/images.sh: assembles the OCI images
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)         # a private SSH forge for the deploy-key checkout tests
+  command -v git-lfs >/dev/null || need+=(git-lfs)        # LFS checkout in runners (runners use this machine's /usr)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     as_root apt-get -o DPkg::Lock::Timeout=300 update -q >&2

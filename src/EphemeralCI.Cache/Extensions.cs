@@ -144,6 +144,12 @@ public static class CacheExtensions
         services.TryAddSingleton<IForgeCredentials, ForgeCredentials>();
         services.AddSingleton<GitMirrors>();
         services.AddSingleton<PackCache>();
+        services.AddSingleton<LfsObjects>();
+        // Large objects stream for minutes: not the 30-second budget of the default resilience handler (a failed
+        // download fails that runner's pull; the next one asks again).
+#pragma warning disable EXTEXP0001 // RemoveAllResilienceHandlers is marked experimental; it is the documented way to opt one client out.
+        services.AddHttpClient(LfsObjects.HttpClientName, c => c.Timeout = TimeSpan.FromMinutes(30)).RemoveAllResilienceHandlers();
+#pragma warning restore EXTEXP0001
         services.AddHostedService<MirrorMaintenance>();
     }
 

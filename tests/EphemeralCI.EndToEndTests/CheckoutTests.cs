@@ -13,9 +13,15 @@ public sealed class CheckoutServerFixture : ServerFixture, IAsyncLifetime
 
     public TestForge Forge { get; private set; } = null!;
 
+    /// <summary>The same repositories over HTTP with basic auth and an LFS server, for repositories <c>lfs/*</c>.</summary>
+    public TokenForge HttpForge { get; private set; } = null!;
+
     async Task IAsyncLifetime.InitializeAsync()
     {
         Forge = await TestForge.StartAsync();
+        HttpForge = await TokenForge.StartAsync(Forge, ForgeToken);
+        ExtraArguments.Add("--Checkout:Repositories:0:Match=lfs/*");
+        ExtraArguments.Add($"--Checkout:Repositories:0:Url={HttpForge.UrlTemplate}");
         ExtraArguments.Add("--Checkout:Enabled=true");
         ExtraArguments.Add($"--Checkout:UrlTemplate={Forge.UrlTemplate}");
         ExtraArguments.Add($"--Checkout:Token={ForgeToken}");
@@ -26,6 +32,7 @@ public sealed class CheckoutServerFixture : ServerFixture, IAsyncLifetime
     async Task IAsyncLifetime.DisposeAsync()
     {
         await DisposeAsync();
+        await HttpForge.DisposeAsync();
         await Forge.DisposeAsync();
     }
 }
@@ -196,6 +203,37 @@ public sealed class CheckoutTests(CheckoutServerFixture fx) : IClassFixture<Chec
             if (Directory.Exists(Path.Combine(candidate, "node_modules", "@actions", "cache"))) return candidate;
         }
         throw new InvalidOperationException("tests/EphemeralCI.IntegrationTests/ActionsToolkit/node_modules not found (run npm ci there, as eng/test.sh does)");
+    }
+
+    [Fact]
+    public async Task Lfs_objects_come_from_the_mirror_fetched_once_from_the_forge_lfs_server()
+    {
+        var repo = "lfs/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        fx.Forge.CreateRepository(repo);
+        var blob = System.Security.Cryptography.RandomNumberGenerator.GetBytes(300_000);
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(blob));
+        var head = fx.HttpForge.AddLfsFile(repo, "assets/blob.bin", blob);
+        var before = fx.HttpForge.LfsDownloads;
+        const string look = "sha256sum assets/blob.bin; echo DIRTY=$(git status --porcelain | wc -l)";
+
+        var mark = fx.OutputMark;
+        var first = await RunAsync(Job(repo, "refs/heads/main", head, look, new { lfs = true }));
+        Assert.True(first.Status == "succeeded", first.Log + "\nserver:\n" + string.Join("\n", fx.OutputSince(mark).TakeLast(60)));
+        Assert.Contains($"{sha}  assets/blob.bin", first.Log);
+        Assert.Contains("DIRTY=0", first.Log);
+        Assert.Contains(", lfs)", first.Log);
+        Assert.Equal(before + 1, fx.HttpForge.LfsDownloads);
+
+        // A second clean runner: the object comes from the mirror, the forge is not asked again.
+        var second = await RunAsync(Job(repo, "refs/heads/main", head, look, new { lfs = true }));
+        Assert.True(second.Status == "succeeded", second.Log);
+        Assert.Contains($"{sha}  assets/blob.bin", second.Log);
+        Assert.Equal(before + 1, fx.HttpForge.LfsDownloads);
+
+        // Without lfs the pointer stays.
+        var pointer = await RunAsync(Job(repo, "refs/heads/main", head, "cat assets/blob.bin"));
+        Assert.True(pointer.Status == "succeeded", pointer.Log);
+        Assert.Contains($"oid sha256:{sha}", pointer.Log);
     }
 
     [Fact]

@@ -48,6 +48,16 @@ public static class GitMirrorApi
             .WithSummary("git smart HTTP: a pack of the mirror for the job's repository")
             .ProducesProblem(StatusCodes.Status403Forbidden);
 
+        api.MapPost("/{owner}/{name}.git/info/lfs/objects/batch", LfsBatchAsync)
+            .WithName("GitLfsBatch")
+            .WithSummary("Git LFS batch API (download only): the objects, fetched from the forge's LFS server on first request")
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+
+        api.MapGet("/{owner}/{name}.git/lfs/objects/{oid}", LfsObjectAsync)
+            .WithName("GitLfsObject")
+            .WithSummary("One Git LFS object of the job's repository")
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+
         return api;
     }
 
@@ -94,6 +104,87 @@ public static class GitMirrorApi
 
     public static Task<IResult> UploadPackAsync(string owner, string name, HttpContext http, GitMirrors mirrors, PackCache packs, ILogger<GitMirrors> logger, CancellationToken ct) =>
         ServeAsync(owner, name, UploadPackService, http, mirrors, packs, logger, ct);
+
+    public sealed record LfsBatchRequest(string? Operation, IReadOnlyList<LfsBatchObject>? Objects);
+
+    public sealed record LfsBatchObject(string? Oid, long Size);
+
+    public static async Task<IResult> LfsBatchAsync(string owner, string name, LfsBatchRequest? body, HttpContext http, GitMirrors mirrors, LfsObjects lfs,
+        ILogger<GitMirrors> logger, CancellationToken ct)
+    {
+        var (repository, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
+        if (refused is not null) return refused;
+        if (body?.Operation != "download") return CacheProblems.Forbidden("only downloads: nothing a job does writes a mirror's LFS objects");
+        if (body.Objects is not { Count: > 0 and <= LfsObjects.MaxObjectsPerBatch } objects)
+        {
+            return CacheProblems.Invalid("objects", $"must list 1 to {LfsObjects.MaxObjectsPerBatch} objects");
+        }
+        if (objects.FirstOrDefault(o => !LfsObjects.IsOid(o.Oid) || o.Size < 0) is { } bad)
+        {
+            return CacheProblems.Invalid("objects", $"'{bad.Oid}' is not an LFS object: a lower-case SHA-256 and a size ≥ 0");
+        }
+        var pointers = objects.Select(o => new LfsPointer(o.Oid!, o.Size)).ToList();
+        Dictionary<string, string> failed;
+        try
+        {
+            failed = await lfs.EnsureAsync(repository, pointers, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", $"the forge's LFS server could not be reached: {e.Message}", twirpCode: "unavailable");
+        }
+        foreach (var (oid, why) in failed) logger.LogWarning("LFS object {Oid} of {Repository} not served: {Reason}", oid, repository, why);
+        // Downloads come back here; git-lfs sends them with the same credential (its http.extraHeader, the job token).
+        var self = $"{LfsBase(http)}git/{GitMirrors.RelativePath(repository)}/lfs/objects/";
+        var answer = new
+        {
+            transfer = "basic",
+            objects = pointers.Select(p => failed.TryGetValue(p.Oid, out var why)
+                ? (object)new { oid = p.Oid, size = p.Size, error = new { code = 404, message = why } }
+                : new { oid = p.Oid, size = p.Size, authenticated = true, actions = new { download = new { href = self + p.Oid } } }),
+        };
+        return TypedResults.Json(answer, contentType: "application/vnd.git-lfs+json");
+    }
+
+    /// <summary>The runner agent names the address it reached the cache by when that is its own loopback relay.</summary>
+    public const string LfsBaseHeader = "X-Eci-Lfs-Base";
+
+    /// <summary>
+    /// Where the runner reaches this cache: the address the agent's loopback relay listens on (the sandbox gateway
+    /// forwards to the cache under the cache's own name, which no sandbox can reach) — accepted only as a loopback
+    /// URL, so it can send the runner nowhere else — else the address the request came to.
+    /// </summary>
+    private static string LfsBase(HttpContext http)
+    {
+        var given = http.Request.Headers[LfsBaseHeader].ToString();
+        if (Uri.TryCreate(given, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback && uri.PathAndQuery == "/")
+        {
+            return uri.ToString();
+        }
+        return $"{http.Request.Scheme}://{http.Request.Host}{http.Request.PathBase}/";
+    }
+
+    public static async Task<IResult> LfsObjectAsync(string owner, string name, string oid, HttpContext http, GitMirrors mirrors, LfsObjects lfs, CancellationToken ct)
+    {
+        var (repository, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
+        if (refused is not null) return refused;
+        if (!LfsObjects.IsOid(oid)) return CacheProblems.Invalid("oid", "must be a lower-case SHA-256");
+        var path = lfs.PathOf(repository, oid);
+        return File.Exists(path) ? TypedResults.PhysicalFile(path, "application/octet-stream") : CacheProblems.NotFound($"LFS object {oid} is not in the mirror of {repository}: ask the batch API first");
+    }
+
+    /// <summary>The job's own repository, or a submodule its commit names (nested ones included); the problem otherwise.</summary>
+    private static async Task<(string Repository, IResult? Refused)> AuthorizeAsync(string owner, string name, HttpContext http, GitMirrors mirrors, CancellationToken ct)
+    {
+        if (!mirrors.Enabled) return ("", Disabled());
+        var repository = owner + "/" + name;
+        if (!GitMirrors.IsRepository(repository)) return ("", CacheProblems.Invalid("repository", $"'{repository}' is not an owner/name repository"));
+        var job = http.JobToken();
+        if (string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase)) return (repository, null);
+        var submodule = job.CommitSha is { Length: > 0 } sha ? await mirrors.FindSubmoduleAsync(job.Repository, sha, repository, ct) : (false, null);
+        return submodule.IsSubmodule ? (repository, null)
+            : ("", CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)"));
+    }
 
     /// <param name="packs">For upload-pack: where packs are kept for the next runner asking the same (none for info/refs).</param>
     private static async Task<IResult> ServeAsync(string owner, string name, string service, HttpContext http, GitMirrors mirrors, PackCache? packs, ILogger logger, CancellationToken ct)

@@ -18,6 +18,9 @@ public abstract class ForgeCredential : IDisposable
     /// <summary>The text with anything secret replaced, for a log or a job's timeline.</summary>
     public abstract string Redact(string text);
 
+    /// <summary>An HTTP <c>Authorization</c> value for the forge's own HTTP APIs (its LFS server), when this credential has one.</summary>
+    public virtual string? HttpAuthorization => null;
+
     public virtual void Dispose() { }
 
     public override string ToString() => $"{GetType().Name}(***)";
@@ -54,6 +57,8 @@ public sealed class TokenCredential(string token) : ForgeCredential
 
     public override string Redact(string text) =>
         text.Replace(token, "***", StringComparison.Ordinal).Replace(_basic, "***", StringComparison.Ordinal);
+
+    public override string HttpAuthorization => "Basic " + _basic;
 }
 
 /// <summary>

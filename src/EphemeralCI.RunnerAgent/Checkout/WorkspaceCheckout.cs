@@ -77,9 +77,21 @@ public sealed class WorkspaceCheckout(string token, string workspace, string? ca
         }
         if (spec.Lfs == true)
         {
-            notes.Append(await GitAsync(target, ["lfs", "version"], [], ct) is null
-                ? ", lfs skipped: the mirror does not serve LFS objects yet"
-                : ", lfs skipped: git-lfs is not installed in this runner");
+            if (await GitAsync(target, ["lfs", "version"], [], ct) is not null)
+            {
+                notes.Append(", lfs skipped: git-lfs is not installed in this runner");
+            }
+            else
+            {
+                // The filters go into .git/config (so `git status` stays clean for the steps); the endpoint and the token
+                // only into this command's environment: the cache's LFS batch API for the job's repository.
+                if (await GitAsync(target, ["lfs", "install", "--local", "--skip-repo"], [], ct) is { } installFailed) return installFailed;
+                List<KeyValuePair<string, string>> lfs = [auth, new("lfs.url", repoUrl + "/info/lfs"), new("lfs.locksverify", "false")];
+                // Through the relay the cache cannot know this address: it names its downloads after it.
+                if (relay is not null) lfs.Add(new("http.extraHeader", "X-Eci-Lfs-Base: " + baseUrl));
+                if (await GitAsync(target, ["lfs", "pull"], lfs, ct) is { } lfsFailed) return lfsFailed;
+                notes.Append(", lfs");
+            }
         }
         var ms = (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         var into = string.IsNullOrEmpty(spec.Path) ? "the workspace" : spec.Path;
@@ -184,8 +196,10 @@ public sealed class WorkspaceCheckout(string token, string workspace, string? ca
     {
         var (code, output) = await GitOutputAsync(cwd, args, ct, config);
         if (code == 0) return null;
-        var last = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "git gave no reason";
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var command = args.First(a => !a.StartsWith('-') && !a.Contains('='));
+        // git-lfs says which object failed and why before its summary line.
+        var last = lines.Length == 0 ? "git gave no reason" : string.Join(" | ", lines.TakeLast(command == "lfs" ? 4 : 1));
         return new(true, $"checkout failed: git {command} exited with {code}: {last.Replace(token, "***", StringComparison.Ordinal)}");
     }
 

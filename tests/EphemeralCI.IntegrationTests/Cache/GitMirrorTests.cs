@@ -186,6 +186,32 @@ public sealed class GitMirrorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_lfs_batch_api_serves_downloads_of_the_jobs_repository_only_and_names_what_is_wrong()
+    {
+        var head = _forge.CreateRepository("acme/lfs-rules");
+        Assert.Equal(HttpStatusCode.OK, (await VerifyAsync("acme/lfs-rules", "refs/heads/main", head)).Status);
+        async Task<(HttpStatusCode Status, string Body)> BatchAsync(string repository, object body, string? token = null)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"git/{repository}.git/info/lfs/objects/batch") { Content = JsonContent.Create(body) };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token ?? _cache.Mint("acme/lfs-rules"));
+            using var response = await _cache.Client.SendAsync(request);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+        var oid = new string('c', 64);
+        var upload = await BatchAsync("acme/lfs-rules", new { operation = "upload", objects = new[] { new { oid, size = 1 } } });
+        Assert.Equal(HttpStatusCode.Forbidden, upload.Status);
+        var bad = await BatchAsync("acme/lfs-rules", new { operation = "download", objects = new[] { new { oid = "../../etc/passwd", size = 1 } } });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Status);
+        Assert.Contains("objects", bad.Body);
+        var other = await BatchAsync("acme/other-repo", new { operation = "download", objects = new[] { new { oid, size = 1 } } });
+        Assert.Equal(HttpStatusCode.Forbidden, other.Status);
+        // The test forge (git daemon) has no LFS server: the object is reported missing, per object, not as a failed request.
+        var missing = await BatchAsync("acme/lfs-rules", new { operation = "download", objects = new[] { new { oid, size = 1 } } });
+        Assert.Equal(HttpStatusCode.OK, missing.Status);
+        Assert.Contains("HTTPS forges only", missing.Body);
+    }
+
+    [Fact]
     public async Task A_job_cannot_push_into_or_change_the_mirror_and_the_forge_token_is_never_in_it()
     {
         var main = _forge.CreateRepository("acme/locked");

@@ -12,7 +12,8 @@ namespace EphemeralCI.Tests.Infrastructure;
 /// <summary>
 /// A private forge over HTTPS-style smart HTTP: Kestrel on loopback in front of the real <c>git http-backend</c>
 /// (upload-pack only), serving a <see cref="TestForge"/>'s repositories to requests with HTTP basic auth whose password
-/// is <see cref="Token"/> — as GitHub and GitLab take a token. It counts what it refused.
+/// is <see cref="Token"/> — as GitHub and GitLab take a token. It counts what it refused. It is a Git LFS server too
+/// (the batch API, download only, and the objects), as forges are: <see cref="AddLfsFile"/>.
 /// </summary>
 public sealed class TokenForge : IAsyncDisposable
 {
@@ -20,7 +21,28 @@ public sealed class TokenForge : IAsyncDisposable
     private int _refused;
     private int _served;
 
-    private TokenForge(WebApplication app, string token) { _app = app; Token = token; }
+    private readonly TestForge _repositories;
+    private int _lfsDownloads;
+
+    private TokenForge(WebApplication app, string token, TestForge repositories) { _app = app; Token = token; _repositories = repositories; }
+
+    private string LfsStore => Path.Combine(_repositories.Root, "lfs");
+
+    /// <summary>LFS objects this forge has sent.</summary>
+    public int LfsDownloads => _lfsDownloads;
+
+    /// <summary>Commits <paramref name="content"/> at <paramref name="path"/> of <paramref name="repository"/> on main as an LFS pointer (object kept here); returns the commit.</summary>
+    public string AddLfsFile(string repository, string path, byte[] content)
+    {
+        var oid = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(content));
+        Directory.CreateDirectory(LfsStore);
+        File.WriteAllBytes(Path.Combine(LfsStore, oid), content);
+        return _repositories.Commit(repository, "main", new Dictionary<string, string>
+        {
+            [".gitattributes"] = $"{path} filter=lfs diff=lfs merge=lfs -text\n",
+            [path] = $"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {content.Length}\n",
+        }, $"add {path} (LFS)");
+    }
 
     public string Token { get; }
     public string UrlTemplate => _app.Urls.First() + "/{repository}.git";
@@ -33,7 +55,7 @@ public sealed class TokenForge : IAsyncDisposable
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
         var app = builder.Build();
-        var forge = new TokenForge(app, token);
+        var forge = new TokenForge(app, token, repositories);
         app.Run(async http =>
         {
             if (!forge.Authorized(http.Request.Headers.Authorization.ToString()))
@@ -44,7 +66,10 @@ public sealed class TokenForge : IAsyncDisposable
                 return;
             }
             Interlocked.Increment(ref forge._served);
-            await HttpBackendAsync(repositories.Repositories, http);
+            var path = http.Request.Path.Value ?? "";
+            if (path.EndsWith("/info/lfs/objects/batch", StringComparison.Ordinal)) await forge.LfsBatchAsync(http);
+            else if (path.StartsWith("/lfs-objects/", StringComparison.Ordinal)) await forge.LfsObjectAsync(http, path["/lfs-objects/".Length..]);
+            else await HttpBackendAsync(repositories.Repositories, http);
         });
         await app.StartAsync();
         return forge;
@@ -59,6 +84,30 @@ public sealed class TokenForge : IAsyncDisposable
             return pair.Length > pair.IndexOf(':') + 1 && pair[(pair.IndexOf(':') + 1)..] == Token;
         }
         catch (FormatException) { return false; }
+    }
+
+    /// <summary>The LFS batch API (download): every object it has, with a download action back to this forge.</summary>
+    private async Task LfsBatchAsync(HttpContext http)
+    {
+        var request = await System.Text.Json.JsonDocument.ParseAsync(http.Request.Body);
+        var objects = request.RootElement.GetProperty("objects").EnumerateArray().Select(o =>
+        {
+            var oid = o.GetProperty("oid").GetString()!;
+            var size = o.GetProperty("size").GetInt64();
+            return File.Exists(Path.Combine(LfsStore, oid))
+                ? (object)new { oid, size, authenticated = true, actions = new { download = new { href = $"{_app.Urls.First()}/lfs-objects/{oid}", expires_in = 3600 } } }
+                : new { oid, size, error = new { code = 404, message = "Object does not exist" } };
+        }).ToList();
+        http.Response.ContentType = "application/vnd.git-lfs+json";
+        await http.Response.WriteAsJsonAsync(new { transfer = "basic", objects });
+    }
+
+    private async Task LfsObjectAsync(HttpContext http, string oid)
+    {
+        var file = Path.Combine(LfsStore, Path.GetFileName(oid));
+        if (!File.Exists(file)) { http.Response.StatusCode = 404; return; }
+        Interlocked.Increment(ref _lfsDownloads);
+        await http.Response.SendFileAsync(file);
     }
 
     /// <summary>git http-backend as a CGI, whole response buffered (test sizes).</summary>

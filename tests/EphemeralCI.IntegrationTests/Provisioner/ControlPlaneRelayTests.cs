@@ -72,6 +72,9 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
         // Checkout from the mirror: git smart HTTP, upload-pack only.
         Assert.Equal(HttpStatusCode.OK, (await cache.GetAsync("/git/acme/widgets.git/info/refs?service=git-upload-pack")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await cache.PostAsync("/git/acme/widgets.git/git-upload-pack", new StringContent("0000"))).StatusCode);
+        // Git LFS from the mirror: the batch API and the objects (the cache itself refuses uploads).
+        Assert.Equal(HttpStatusCode.OK, (await cache.PostAsync("/git/acme/widgets.git/info/lfs/objects/batch", new StringContent("{}"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await cache.GetAsync("/git/acme/widgets.git/lfs/objects/" + new string('b', 64))).StatusCode);
 
         var refused = new (HttpClient Client, HttpMethod Method, string Path)[]
         {
@@ -96,6 +99,9 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
             (cache, HttpMethod.Post, "/git/acme/widgets.git/git-receive-pack"),
             (cache, HttpMethod.Post, "/git/verify"),
             (cache, HttpMethod.Get, "/git/acme/widgets.git/HEAD"),
+            (cache, HttpMethod.Put, "/git/acme/widgets.git/lfs/objects/" + new string('b', 64)),
+            (cache, HttpMethod.Post, "/git/acme/widgets.git/info/lfs/locks"),
+            (cache, HttpMethod.Get, "/git/acme/widgets.git/lfs/objects/../../../../cache/admin/usage"),
         };
         foreach (var (client, method, path) in refused)
         {
@@ -106,7 +112,8 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
         Assert.Equal(
             ["GET /api/v1/runner/job", "POST /api/v1/runner/logs?offset=0", "POST /api/v1/secrets/exchange",
              "POST /twirp/github.actions.results.api.v1.CacheService/CreateCacheEntry", "GET /cache/blobs/42?sig=abc", "GET /cache/cas/" + new string('a', 64),
-             "GET /git/acme/widgets.git/info/refs?service=git-upload-pack", "POST /git/acme/widgets.git/git-upload-pack"],
+             "GET /git/acme/widgets.git/info/refs?service=git-upload-pack", "POST /git/acme/widgets.git/git-upload-pack",
+             "POST /git/acme/widgets.git/info/lfs/objects/batch", "GET /git/acme/widgets.git/lfs/objects/" + new string('b', 64)],
             _reached);
     }
 

@@ -42,6 +42,9 @@ public static partial class RelayRoutes
         // Checkout from the job repository's mirror: git smart HTTP, upload-pack only (never receive-pack, never /git/verify).
         new("GET", GitInfoRefs()),
         new("POST", GitUploadPack()),
+        // Git LFS from the mirror: the batch API (the cache accepts downloads only) and the objects.
+        new("POST", GitLfsBatch()),
+        new("GET", GitLfsObject()),
     ];
 
     /// <summary>The allowed routes of a socket (by its file name in the job's control directory); none for an unknown one.</summary>
@@ -75,4 +78,10 @@ public static partial class RelayRoutes
 
     [GeneratedRegex("^/git/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}\\.git/git-upload-pack$", RegexOptions.CultureInvariant)]
     private static partial Regex GitUploadPack();
+
+    [GeneratedRegex("^/git/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}\\.git/info/lfs/objects/batch$", RegexOptions.CultureInvariant)]
+    private static partial Regex GitLfsBatch();
+
+    [GeneratedRegex("^/git/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}\\.git/lfs/objects/[0-9a-f]{64}$", RegexOptions.CultureInvariant)]
+    private static partial Regex GitLfsObject();
 }
