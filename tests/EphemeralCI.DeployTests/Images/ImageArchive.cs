@@ -141,7 +141,7 @@ public sealed class ImageArchive
 /// The archives the tests inspect: those eng/images.sh already wrote (a developer's `eng/images.sh`),
 /// plus the ones CI builds here when missing — only the server image by default, to keep .ci/run
 /// within its time budget. On demand: ECI_TEST_IMAGES="server intake …" builds those, ECI_TEST_IMAGES=all
-/// every image (the four services, the server, the three runners: about 20 minutes on two cores),
+/// every image (the four services, the server, the three runners; minutes each),
 /// ECI_TEST_IMAGES=none only inspects archives already there.
 /// </summary>
 public static class ImageBuild
