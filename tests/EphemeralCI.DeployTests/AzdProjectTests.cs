@@ -52,11 +52,22 @@ public sealed class AzdProjectTests
         AssertTemplatesPublished(resources, Path.Combine(Repository.Root, "deploy", "runner-templates"));
 
         // Generated secrets: azd generates and keeps them; none has a value in the manifest.
-        foreach (var parameter in new[] { "secrets-kek", "secrets-admin-token", "secrets-provisioner-token", "job-token-signing-key" })
+        foreach (var parameter in new[] { "secrets-kek", "secrets-admin-token", "secrets-provisioner-token", "secrets-cache-token", "job-token-signing-key", "minio-password" })
         {
             var input = resources[parameter]!["inputs"]!["value"]!;
             Assert.Equal("true", input["secret"]?.ToString(), ignoreCase: true);
             Assert.NotNull(input["default"]?["generate"]);
+        }
+        // Each shared credential is the same parameter at both ends.
+        Assert.Equal("{secrets-provisioner-token.value}", resources["secrets-broker"]!["env"]!["SecretsBroker__ProvisionerToken"]!.ToString());
+        Assert.Equal("{secrets-provisioner-token.value}", resources["provisioner"]!["env"]!["JobTokens__ProvisionerToken"]!.ToString());
+        Assert.Equal("{secrets-cache-token.value}", resources["secrets-broker"]!["env"]!["SecretsBroker__CacheToken"]!.ToString());
+        Assert.Equal("{secrets-cache-token.value}", resources["cache"]!["env"]!["Checkout__SecretsBrokerToken"]!.ToString());
+        // No admin listener under azd (docs/deploy.md, "Operator routes on their own port"): Container Apps
+        // gives an app one HTTP ingress port, so the operator routes stay on it, behind their tokens.
+        foreach (var (name, resource) in resources)
+        {
+            Assert.Null(resource!["env"]?["AdminListener__Port"]);
         }
         // Only the intake is reachable from outside.
         var external = resources.Where(r => r.Value!["bindings"]?.AsObject().Any(b => b.Value?["external"]?.GetValue<bool>() == true) == true).Select(r => r.Key);

@@ -20,7 +20,7 @@ public sealed class NetworkPolicyTests
     private static readonly IPAddress PublicAddress = IPAddress.Parse("203.0.113.10");
 
     // A runner pod as the Kubernetes backend labels it (network mode from the template); its IP inside 10/8 as pod IPs usually are.
-    private static PodAddress Runner(bool internet) => RunnerWithNetwork(internet ? "egress" : "control-plane");
+    internal static PodAddress Runner(bool internet) => RunnerWithNetwork(internet ? "egress" : "control-plane");
 
     private static PodAddress RunnerWithNetwork(string? mode) => new(RenderedManifests.Runners, new Dictionary<string, string>
     {
@@ -30,11 +30,11 @@ public sealed class NetworkPolicyTests
         ["job-name"] = "eci-x",
     }.Concat(mode is null ? [] : [new KeyValuePair<string, string>(RunnerLabels.Network, mode)]).ToDictionary(), IPAddress.Parse("10.244.1.7"));
 
-    private static PodAddress Service(RenderedManifests m, string name, string ip = "10.244.2.9") =>
+    internal static PodAddress Service(RenderedManifests m, string name, string ip = "10.244.2.9") =>
         new(RenderedManifests.ControlPlane, m.Deployment(name).Spec.Template.Metadata.Labels, IPAddress.Parse(ip));
 
     private static readonly PodAddress Dns = new("kube-system", new Dictionary<string, string> { ["k8s-app"] = "kube-dns" }, IPAddress.Parse("10.244.0.3"));
-    private static readonly PodAddress SomeOtherWorkload = new("default", new Dictionary<string, string> { ["app"] = "billing" }, IPAddress.Parse("10.244.3.3"));
+    internal static readonly PodAddress SomeOtherWorkload = new("default", new Dictionary<string, string> { ["app"] = "billing" }, IPAddress.Parse("10.244.3.3"));
 
     [Theory]
     [MemberData(nameof(Targets))]

@@ -19,6 +19,9 @@ public static partial class ImageRecipe
     public static readonly string[] Services = ["intake", "secrets-broker", "cache", "provisioner"];
     public static readonly string[] Runners = ["runner-shell", "runner-dotnet", "runner-node"];
 
+    /// <summary>Every image, in eng/images.sh's order (its ALL list; a test keeps the two equal).</summary>
+    public static readonly string[] All = [.. Services, "server", .. Runners];
+
     /// <summary>Where the runner images carry the natively compiled agent (Provisioner:Kubernetes:AgentAssemblyPath).</summary>
     public const string NativeAgentPath = "/opt/eci/agent/EphemeralCI.RunnerAgent";
 
@@ -136,8 +139,10 @@ public sealed class ImageArchive
 
 /// <summary>
 /// The archives the tests inspect: those eng/images.sh already wrote (a developer's `eng/images.sh`),
-/// plus the ones CI builds here when missing — only the server image by default
-/// (ECI_TEST_IMAGES="server intake …" to build more), to keep .ci/run within its time budget.
+/// plus the ones CI builds here when missing — only the server image by default, to keep .ci/run
+/// within its time budget. On demand: ECI_TEST_IMAGES="server intake …" builds those, ECI_TEST_IMAGES=all
+/// every image (the four services, the server, the three runners; minutes each),
+/// ECI_TEST_IMAGES=none only inspects archives already there.
 /// </summary>
 public static class ImageBuild
 {
@@ -146,8 +151,7 @@ public static class ImageBuild
     public static IEnumerable<string> BuiltOrToBuild()
     {
         var toBuild = (Environment.GetEnvironmentVariable("ECI_TEST_IMAGES") ?? "server").Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        return ImageRecipe.Services.Append("server").Concat(ImageRecipe.Runners)
-            .Where(i => toBuild.Contains(i) || File.Exists(ImageRecipe.ArchivePath(i)));
+        return ImageRecipe.All.Where(i => toBuild.Contains("all") || toBuild.Contains(i) || File.Exists(ImageRecipe.ArchivePath(i)));
     }
 
     public static ImageArchive Open(string image)

@@ -179,6 +179,18 @@ public sealed class ImageTests
         }
     }
 
+    [Fact]
+    public void The_tests_know_every_image_the_script_builds()
+    {
+        // ECI_TEST_IMAGES=all must mean what `eng/images.sh` with no argument builds.
+        var script = File.ReadAllText(ImageRecipe.Script);
+        var services = System.Text.RegularExpressions.Regex.Match(script, @"\nSERVICES=\(([^)]*)\)").Groups[1].Value.Split(' ');
+        var all = System.Text.RegularExpressions.Regex.Match(script, @"\nALL=\(([^)]*)\)").Groups[1].Value
+            .Replace("\"${SERVICES[@]}\"", string.Join(' ', services), StringComparison.Ordinal).Split(' ');
+        Assert.Equal(ImageRecipe.Services, services);
+        Assert.Equal(ImageRecipe.All, all);
+    }
+
     private static void Chown(string path, string owner)
     {
         if (Environment.UserName != "root") return;

@@ -90,6 +90,7 @@ public sealed class ControlPlaneRelayTests : IAsyncLifetime
             (secrets, HttpMethod.Post, "/internal/v1/job-tokens"),
             (secrets, HttpMethod.Get, "/api/v1/admin/secrets"),
             (secrets, HttpMethod.Get, "/api/v1/admin/audit"),
+            (secrets, HttpMethod.Get, "/internal/v1/operator-secrets/ECI_FORGE_TOKEN"),
             // Another service's route on the wrong socket.
             (secrets, HttpMethod.Get, "/api/v1/runner/job"),
             (cache, HttpMethod.Get, "/cache/admin/usage"),

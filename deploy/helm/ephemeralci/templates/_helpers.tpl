@@ -29,7 +29,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 A control-plane Deployment. Parameters (dict): root, name (= ServiceAccount, Secret key), values
 (the service's values), secret (its Secret's name), env (list), templates (mounts the runner
-templates), token (mounts an API token: the provisioner only), recreate, replicas, autoscaled (no replicas: an HPA owns them).
+templates), token (mounts an API token: the provisioner only), recreate, replicas, autoscaled (no replicas: an HPA owns them),
+admin (a second listener on 8081 where its operator routes answer: AdminListener:Port).
 */}}
 {{- define "ephemeralci.deployment" -}}
 {{- $root := .root -}}{{- $v := .values -}}{{- $cp := $root.Values.controlPlane -}}
@@ -110,8 +111,17 @@ spec:
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
           ports:
             - {name: http, containerPort: 8080, protocol: TCP}
+            {{- if .admin }}
+            # Operator routes answer only here (AdminListener:Port); the runners' policies open http alone.
+            - {name: admin, containerPort: 8081, protocol: TCP}
+            {{- end }}
           env:
+            {{- if .admin }}
+            - {name: ASPNETCORE_HTTP_PORTS, value: "8080;8081"}
+            - {name: AdminListener__Port, value: "8081"}
+            {{- else }}
             - {name: ASPNETCORE_HTTP_PORTS, value: "8080"}
+            {{- end }}
             - {name: HOME, value: /tmp}
             {{- with .env }}{{ toYaml . | nindent 12 }}{{- end }}
             {{- with $cp.extraEnv }}{{ toYaml . | nindent 12 }}{{- end }}
