@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
@@ -17,6 +18,13 @@ public static class Extensions
 {
     private const string HealthEndpointPath = "/health";
     private const string AlivenessEndpointPath = "/alive";
+    private const string MetricsEndpointPath = "/metrics";
+
+    /// <summary>Serve a Prometheus scrape endpoint at /metrics: on in the all-in-one server, opt-in on the distributed hosts.</summary>
+    public const string PrometheusEnabledKey = "Telemetry:Prometheus:Enabled";
+
+    /// <summary>Meters and activity sources of EphemeralCI's modules (EphemeralCI.Intake, .Provisioner, .SecretsBroker, .Cache, .Messaging).</summary>
+    public const string EciInstruments = "EphemeralCI.*";
 
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -39,18 +47,24 @@ public static class Extensions
             logging.IncludeScopes = true;
         });
 
+        var prometheus = builder.Configuration.GetValue<bool>(PrometheusEnabledKey);
         builder.Services.AddOpenTelemetry()
-            .WithMetrics(metrics => metrics
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddRuntimeInstrumentation()
-                .AddMeter("MassTransit", "EphemeralCI.*"))
+            .WithMetrics(metrics =>
+            {
+                metrics
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddRuntimeInstrumentation()
+                    .AddMeter("MassTransit", EciInstruments);
+                if (prometheus) metrics.AddPrometheusExporter();
+            })
             .WithTracing(tracing => tracing
-                .AddSource(builder.Environment.ApplicationName, "MassTransit", "EphemeralCI.*")
+                .AddSource(builder.Environment.ApplicationName, "MassTransit", EciInstruments)
                 .AddAspNetCoreInstrumentation(o =>
-                    // Health probes would drown the traces.
+                    // Health probes and scrapes would drown the traces.
                     o.Filter = ctx => !ctx.Request.Path.StartsWithSegments(HealthEndpointPath)
-                                   && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath))
+                                   && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath)
+                                   && !ctx.Request.Path.StartsWithSegments(MetricsEndpointPath))
                 .AddHttpClientInstrumentation());
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
@@ -72,6 +86,7 @@ public static class Extensions
     {
         app.MapHealthChecks(HealthEndpointPath);
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") });
+        if (app.Configuration.GetValue<bool>(PrometheusEnabledKey)) app.MapPrometheusScrapingEndpoint(MetricsEndpointPath);
         return app;
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EphemeralCI.Persistence;
 using MassTransit;
 using MassTransit.RabbitMqTransport;
 using Microsoft.EntityFrameworkCore;
@@ -7,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 
 namespace EphemeralCI.Messaging;
 
@@ -58,6 +60,10 @@ public sealed class OutboxDispatcher<TContext>(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        RegisterBacklogGauge();
+        // Polling is not a job's work: no root trace per pass (the Aspire dashboard drowned in them).
+        // Each row's publish runs in its job's trace again (PublishAsync).
+        using var quiet = SuppressInstrumentationScope.Begin();
         await WaitForReceiveEndpointsAsync(stoppingToken);
         TimeSpan? retryDelay = null; // set while passes fail
         var nextCleanup = clock.GetUtcNow();
@@ -95,6 +101,15 @@ public sealed class OutboxDispatcher<TContext>(
             catch (OperationCanceledException) { return; }
         }
     }
+
+    private void RegisterBacklogGauge()
+    {
+        var gauge = new DatabaseGauge<TContext, long>(scopes, clock, db => [db.OutboxMessages.Count(m => m.SentAt == null)]);
+        OutboxTelemetry.Register(ModuleName, () => gauge.Read() is [var count] ? count : null);
+    }
+
+    /// <summary>"intake" for IntakeDbContext, "provisioner" for ProvisionerDbContext…</summary>
+    internal static string ModuleName => typeof(TContext).Name.Replace("DbContext", "", StringComparison.Ordinal).ToLowerInvariant();
 
     /// <summary>
     /// The in-memory transport drops a message published before the consumers' queues exist (RabbitMQ

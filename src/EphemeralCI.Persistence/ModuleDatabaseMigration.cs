@@ -1,5 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -30,6 +32,7 @@ public static class ModuleDatabaseMigration
             {
                 await using var scope = scopes.CreateAsyncScope();
                 var db = scope.ServiceProvider.GetRequiredService<TContext>();
+                await CreateHistoryTableAsync(db, ct);
                 await db.Database.MigrateAsync(ct);
                 if (afterMigration is not null) await afterMigration(db, ct);
                 return;
@@ -41,6 +44,26 @@ public static class ModuleDatabaseMigration
                 await Task.Delay(delay, clock, ct);
                 delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds * 2, 10));
             }
+        }
+    }
+
+    /// <summary>
+    /// Npgsql's migrator cannot tell whether the history table exists (search_path), so on a fresh database
+    /// it reads the table anyway, and EF logs the expected "relation does not exist" as an error
+    /// ("Failed executing DbCommand", npgsql/efcore.pg#3407): every service showed a red badge on its
+    /// first start. Creating the table first (the migrator's own idempotent script) means the read finds it.
+    /// </summary>
+    private static async Task CreateHistoryTableAsync(DbContext db, CancellationToken ct)
+    {
+        if (db.Database.ProviderName?.Contains("Npgsql", StringComparison.Ordinal) != true) return;
+        var script = db.GetService<IHistoryRepository>().GetCreateIfNotExistsScript();
+        try
+        {
+            await db.Database.ExecuteSqlRawAsync(script, ct);
+        }
+        catch (PostgresException pg) when (pg.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateTable)
+        {
+            // Another replica created it at the same moment: that is what we wanted.
         }
     }
 

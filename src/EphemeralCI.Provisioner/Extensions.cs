@@ -85,6 +85,7 @@ public static class ProvisionerExtensions
         services.AddSingleton<RunnerLimiter>();
         services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
+        services.AddHostedService<EphemeralCI.Provisioner.Telemetry.ProvisionerTelemetry>();
 
         // Hosted services start in this order (and stop in reverse): the schema first, the
         // installation's id, then the reconciler, and only then the bus, so no message is handled on a stale picture.

@@ -91,6 +91,8 @@ public static class ServerExtensions
             // The cache's bare git mirrors (used when Checkout:Enabled is on).
             ["Checkout:MirrorRoot"] = Path.Combine(data.Root, "git-mirrors"),
             ["RunnerTemplates:Directory"] = Path.Combine(AppContext.BaseDirectory, "runner-templates"),
+            // /metrics for Prometheus: the server listens on loopback by default (docs/telemetry.md).
+            [Microsoft.Extensions.Hosting.Extensions.PrometheusEnabledKey] = "true",
         };
         // The runner agent reaches this very process through the sandbox's Unix sockets.
         var self = SelfUrl(configuration["urls"] ?? DefaultUrl);

@@ -1,3 +1,4 @@
+using EphemeralCI.Cache.Telemetry;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using EphemeralCI.Cache.Entries;
@@ -59,6 +60,7 @@ public static partial class ActionsCacheV1Api
         if (CacheKeyRules.CheckLookup(primary, restoreKeys, version, "keys", "keys") is { } errors) return CacheProblems.Invalid(errors);
         var job = http.JobToken();
         var hit = await entries.FindForRestoreAsync(job, primary, restoreKeys, version!, cancellationToken);
+        CacheTelemetry.Lookup(CacheTelemetry.ActionsV1, hit?.SizeBytes);
         if (hit is null) return TypedResults.NoContent();
         return TypedResults.Ok(new ArtifactCacheEntry(hit.Key, hit.Scope, urls.Download(http.Request, hit.Id, job.JobId), AsOffset(hit.CommittedAt), hit.Version));
     }

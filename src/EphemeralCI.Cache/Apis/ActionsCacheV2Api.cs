@@ -1,3 +1,4 @@
+using EphemeralCI.Cache.Telemetry;
 using System.Text.Json.Serialization;
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Storage;
@@ -91,6 +92,7 @@ public static class ActionsCacheV2Api
         if (CacheKeyRules.CheckLookup(request.Key, restoreKeys, request.Version) is { } errors) return CacheProblems.Invalid(errors);
         var job = http.JobToken();
         var hit = await entries.FindForRestoreAsync(job, request.Key!, restoreKeys, request.Version!, cancellationToken);
+        CacheTelemetry.Lookup(CacheTelemetry.ActionsV2, hit?.SizeBytes);
         // A miss is a normal answer (ok: false), not an error: the toolkit treats it as "no cache".
         if (hit is null) return TypedResults.Ok(new GetCacheEntryDownloadUrlResponse(false, "", ""));
         return TypedResults.Ok(new GetCacheEntryDownloadUrlResponse(true, urls.Download(http.Request, hit.Id, job.JobId), hit.Key)

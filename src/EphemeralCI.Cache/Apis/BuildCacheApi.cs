@@ -1,3 +1,4 @@
+using EphemeralCI.Cache.Telemetry;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Cache.BuildCache;
 using EphemeralCI.Cache.Storage;
@@ -58,9 +59,10 @@ public static partial class BuildCacheApi
         if (!BuildCacheAddress.TryParse(kind, hash, out var address, out var errors)) return TypedResults.ValidationProblem(errors);
         try
         {
-            if (await store.FindAsync(http.JobToken(), address, cancellationToken) is not { ObjectKey: { } key }) return NotFound(address);
+            if (await store.FindAsync(http.JobToken(), address, cancellationToken) is not { ObjectKey: { } key }) return Miss(address);
             // Stat, not the recorded size: an object evicted since the lookup is a 404, never a short body.
-            if (await blobs.StatAsync(key, cancellationToken) is not { } blob) return NotFound(address);
+            if (await blobs.StatAsync(key, cancellationToken) is not { } blob) return Miss(address);
+            CacheTelemetry.Lookup(CacheTelemetry.BuildCache, blob.Length);
             http.Response.ContentLength = blob.Length;
             // Streams S3 straight into the response; a GiB never sits in memory.
             return TypedResults.Stream(body => blobs.CopyToAsync(key, body, cancellationToken), OctetStream);
@@ -129,6 +131,12 @@ public static partial class BuildCacheApi
     private static ProblemHttpResult UntrustedActionResult(JobTokenClaims job) => CacheProblems.Problem(StatusCodes.Status403Forbidden, "Forbidden",
         $"Jobs on {job.Ref} may read action results but not write them: only refs in {CacheOptions.Section}:BuildCache:TrustedRefs (by default the default branch) do. Content-addressed (/cas) entries are accepted.",
         field: "kind", twirpCode: "permission_denied");
+
+    private static ProblemHttpResult Miss(BuildCacheAddress address)
+    {
+        CacheTelemetry.Lookup(CacheTelemetry.BuildCache, null);
+        return NotFound(address);
+    }
 
     private static ProblemHttpResult NotFound(BuildCacheAddress address) => TypedResults.Problem(
         $"No {address.Kind.ToPathSegment()} entry {address.Hash} in this ref's or the default branch's cache.",

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 
 namespace EphemeralCI.Cache.Entries;
 
@@ -18,6 +19,8 @@ public sealed partial class CacheJanitor(
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
+        using var quiet = SuppressInstrumentationScope.Begin();
         using var timer = new PeriodicTimer(options.Value.JanitorInterval, clock);
         do
         {

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 
 namespace EphemeralCI.Cache.Git;
 
@@ -13,6 +14,8 @@ public sealed class MirrorMaintenance(GitMirrors mirrors, PackCache packs, IOpti
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
+        using var quiet = SuppressInstrumentationScope.Begin();
         if (!options.Value.Enabled) return;
         using var timer = new PeriodicTimer(options.Value.MaintenanceInterval);
         while (await timer.WaitForNextTickAsync(stoppingToken))

@@ -1,3 +1,5 @@
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Telemetry;
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
@@ -66,9 +68,10 @@ public static class RunnerApi
     }
 
     public static async Task<Results<Ok<RunnerJob>, ProblemHttpResult>> GetJob(
-        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
+        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, IntakeDbContext db, TimeProvider clock, CancellationToken ct)
     {
         var jobId = runner.JobId()!.Value;
+        var firstFetch = false;
         if (AgentKeys.HashOf(request) is not { } agentKey) return Problems.NotTheAgent();
         var tokenRepository = runner.FindFirst(JobTokenClaims.RepositoryClaim)?.Value;
         var otherAgent = false;
@@ -77,6 +80,7 @@ public static class RunnerApi
             if (change.Job.Repository != tokenRepository || change.Job.Status.IsTerminal()) return false;
             var binding = change.Job.BindAgent(agentKey);
             otherAgent = binding == AgentBinding.Other;
+            firstFetch = binding == AgentBinding.Bound;
             if (otherAgent) return false;
             var moved = change.Job.TryMoveTo(JobStatus.Running, change.Now);
             return binding == AgentBinding.Bound || moved;
@@ -85,8 +89,17 @@ public static class RunnerApi
         if (outcome == JobUpdateOutcome.NotFound || job!.Repository != tokenRepository) return Problems.JobNotFound(jobId);
         if (job.Status.IsTerminal()) return Finished(job);
         if (otherAgent) return Problems.Conflict("Another agent fetched this job", "A job is run by the one agent that fetched it first.");
+        if (firstFetch && outcome == JobUpdateOutcome.Applied) await RecordRunnerStartAsync(db, job, clock, ct);
         var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!;
         return TypedResults.Ok(new RunnerJob(job.Id, spec));
+    }
+
+    /// <summary>The agent's first fetch is where its first step begins: measured from the provisioner's receipt.</summary>
+    private static async Task RecordRunnerStartAsync(IntakeDbContext db, Job job, TimeProvider clock, CancellationToken ct)
+    {
+        var received = await db.JobEvents.Where(e => e.JobId == job.Id && e.Type == JobEventTypes.Provisioning)
+            .OrderBy(e => e.Id).Select(e => (DateTimeOffset?)e.At).FirstOrDefaultAsync(ct);
+        if (received is { } at) IntakeTelemetry.RunnerStarted(job.RunnerTemplate, clock.GetUtcNow() - at);
     }
 
     public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> AppendLog(

@@ -1,3 +1,4 @@
+using EphemeralCI.Intake.Telemetry;
 using EphemeralCI.Persistence;
 using System.Security.Cryptography;
 using System.Text;
@@ -82,6 +83,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
             return (winner.RequestHash == requestHash ? SubmissionOutcome.Replayed : SubmissionOutcome.KeyReused, winner);
         }
         outbox.Notify();
+        IntakeTelemetry.JobSubmitted(job.RunnerTemplate);
         return (SubmissionOutcome.Accepted, job);
     }
 

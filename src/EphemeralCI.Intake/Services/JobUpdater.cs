@@ -1,3 +1,4 @@
+using EphemeralCI.Intake.Telemetry;
 using EphemeralCI.Persistence;
 using System.Text.Json;
 using EphemeralCI.Intake.Infrastructure;
@@ -81,6 +82,7 @@ public sealed class JobUpdater(IntakeDbContext db, IJobLiveNotifier notifier, Ou
                 return (JobUpdateOutcome.Duplicate, job);
             }
 
+            var before = job.Status;
             var pending = new JobChange(db, job, clock.GetUtcNow(), sourceMessageId, clock);
             if (!change(pending) || !(pending.WroteSomething || db.ChangeTracker.HasChanges()))
             {
@@ -101,6 +103,7 @@ public sealed class JobUpdater(IntakeDbContext db, IJobLiveNotifier notifier, Ou
                 return (JobUpdateOutcome.Duplicate, job);
             }
             if (pending.WroteOutbox) outbox.Notify();
+            IntakeTelemetry.StatusChanged(job, before);
             await notifier.NotifyAsync(jobId);
             return (JobUpdateOutcome.Applied, job);
         }

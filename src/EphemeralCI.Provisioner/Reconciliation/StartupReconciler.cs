@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 
 namespace EphemeralCI.Provisioner.Reconciliation;
 
@@ -75,6 +76,8 @@ public sealed class StartupReconciler(
 
     private async Task LoopAsync(CancellationToken stop)
     {
+        // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
+        using var quiet = SuppressInstrumentationScope.Begin();
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.IntervalSeconds), clock);
         try
         {

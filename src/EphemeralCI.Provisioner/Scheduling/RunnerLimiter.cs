@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 
 namespace EphemeralCI.Provisioner.Scheduling;
 
@@ -158,6 +159,8 @@ public sealed class RunnerLimiter(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
+        using var quiet = SuppressInstrumentationScope.Begin();
         while (!stoppingToken.IsCancellationRequested)
         {
             try

@@ -4,6 +4,7 @@ using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry;
 
 namespace EphemeralCI.Provisioner.Scheduling;
 
@@ -59,6 +60,8 @@ public sealed class WarmPool(RunnerTemplateCatalog templates, LocalSandboxBacken
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
+        using var quiet = SuppressInstrumentationScope.Begin();
         var pools = templates.Names
             .Select(name => (Name: name, Template: templates.TryGet(name, out var t) ? t : null))
             .Where(p => p.Template is { WarmPool: > 0 } && string.Equals(p.Template.Backend, backend.Name, StringComparison.OrdinalIgnoreCase))

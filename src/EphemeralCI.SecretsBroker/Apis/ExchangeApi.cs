@@ -1,3 +1,4 @@
+using EphemeralCI.SecretsBroker.Telemetry;
 using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker.Audit;
 using EphemeralCI.SecretsBroker.Infrastructure;
@@ -67,12 +68,14 @@ public static partial class ExchangeApi
             db.Audit(clock, job.Actor, AuditActions.ExchangeReplayed, null, job.JobId, job.Repository, job.Ref, job.TokenId, "second exchange refused");
             await db.SaveChangesAsync(cancellationToken);
             LogReplay(log, token.JobId);
+            SecretsBrokerTelemetry.Replayed();
             return TypedResults.Problem("This job token was already exchanged; each token can be exchanged once.",
                 statusCode: StatusCodes.Status409Conflict, title: "token already exchanged (replay)");
         }
 
         var grant = await store.ResolveAsync(job, requested, cancellationToken);
         LogExchanged(log, token.JobId, grant.Granted.Count, grant.Denied.Count);
+        SecretsBrokerTelemetry.Exchange(grant.Granted.Count, grant.Denied.Count);
         return TypedResults.Ok(new SecretsExchangeResponse(token.JobId, grant.Granted, grant.Denied));
     }
 
@@ -113,6 +116,7 @@ internal sealed class RevokedExchangeAudit(SecretsDbContext db, TimeProvider clo
         var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId);
         db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked");
         await db.SaveChangesAsync(cancellationToken);
+        SecretsBrokerTelemetry.Revoked();
         ExchangeApi.LogRevoked(loggers.CreateLogger(typeof(ExchangeApi)), token.JobId);
     }
 }

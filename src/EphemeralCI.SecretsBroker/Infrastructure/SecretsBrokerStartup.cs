@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry;
 
 namespace EphemeralCI.SecretsBroker.Infrastructure;
 
@@ -23,6 +24,8 @@ public sealed class SecretsBrokerStartup(IServiceScopeFactory scopes, SigningKey
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The rotation check is not a job's work: no root trace per tick.
+        using var quiet = SuppressInstrumentationScope.Begin();
         using var timer = new PeriodicTimer(RotationCheck);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {

@@ -124,6 +124,10 @@ spec:
             {{- end }}
             - {name: HOME, value: /tmp}
             {{- with .env }}{{ toYaml . | nindent 12 }}{{- end }}
+            {{- if $root.Values.podMonitor.enabled }}
+            # /metrics for the PodMonitor (docs/telemetry.md); off unless scraped.
+            - {name: Telemetry__Prometheus__Enabled, value: "true"}
+            {{- end }}
             {{- with $cp.extraEnv }}{{ toYaml . | nindent 12 }}{{- end }}
           envFrom:
             - secretRef: {name: {{ .secret }}, optional: false}

@@ -1,3 +1,4 @@
+using EphemeralCI.Intake.Telemetry;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Services;
@@ -13,11 +14,12 @@ public sealed class RunnerDestroyedConsumer(JobUpdater jobs, ILogger<RunnerDestr
     {
         var m = context.Message;
         // Once per runner, whatever message id carried it (a redelivery, or an announcement made again).
-        var (outcome, _) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerDestroyed), change =>
+        var (outcome, job) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerDestroyed), change =>
         {
             change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed", new { m.RunnerId }, m.At);
             return true;
         }, context.CancellationToken);
+        if (outcome == JobUpdateOutcome.Applied && job?.FinishedAt is { } finished) IntakeTelemetry.RunnerDestroyed(job.RunnerTemplate, m.At - finished);
         if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerDestroyed), m.JobId);
     }
 }

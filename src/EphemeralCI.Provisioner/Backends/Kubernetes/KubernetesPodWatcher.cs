@@ -4,6 +4,7 @@ using k8s;
 using k8s.Models;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry;
 
 namespace EphemeralCI.Provisioner.Backends.Kubernetes;
 
@@ -39,6 +40,8 @@ public sealed class KubernetesPodWatcher(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
+        using var quiet = SuppressInstrumentationScope.Begin();
         if (connection.Problem is { } problem)
         {
             logger.LogError("Kubernetes runner pods are not watched: {Problem}", problem);
