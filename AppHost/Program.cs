@@ -16,6 +16,9 @@ var secretsAdminToken = builder.AddParameter("secrets-admin-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 var provisionerToken = builder.AddParameter("secrets-provisioner-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// The intake's credential for having job attestations signed by the broker's key ring.
+var attestationToken = builder.AddParameter("secrets-attestation-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
 // Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
 // (published: as configuration, see RunnerTemplatesConfiguration.cs).
@@ -29,7 +32,8 @@ var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>(
     .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
     .WithKeyEncryptionKeys(builder)
     .WithEnvironment("SecretsBroker__AdminToken", secretsAdminToken)
-    .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken);
+    .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken)
+    .WithEnvironment("SecretsBroker__AttestationToken", attestationToken);
 
 var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithHttpHealthCheck("/health")
@@ -40,6 +44,7 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithEnvironment("Attestations__SignerToken", attestationToken)
     .WithRunnerTemplates(builder, runnerTemplates)
     .WithBootstrapAdminKey(builder.Configuration);
 

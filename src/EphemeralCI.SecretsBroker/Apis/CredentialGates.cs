@@ -13,3 +13,7 @@ internal sealed class AdminTokenGate(IOptions<SecretsBrokerOptions> options)
 /// <summary>Guards the mint endpoint with <c>SecretsBroker:ProvisionerToken</c>.</summary>
 internal sealed class ProvisionerTokenGate(IOptions<SecretsBrokerOptions> options)
     : StaticCredentialGate(options.Value.ProvisionerToken, $"{SecretsBrokerOptions.Section}:ProvisionerToken");
+
+/// <summary>Guards the attestation signer with <c>SecretsBroker:AttestationToken</c> (the intake's credential).</summary>
+internal sealed class AttestationTokenGate(IOptions<SecretsBrokerOptions> options)
+    : StaticCredentialGate(options.Value.AttestationToken, $"{SecretsBrokerOptions.Section}:AttestationToken");
