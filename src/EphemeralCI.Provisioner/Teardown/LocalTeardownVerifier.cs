@@ -19,6 +19,9 @@ namespace EphemeralCI.Provisioner.Teardown;
 public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installation installation) : ITeardownVerifier
 {
     private const int MaxListed = 5;
+    // Machine-wide looks, shared by the checks of runners torn down at about the same time (see FreshSnapshot).
+    private readonly FreshSnapshot<IReadOnlyList<ProcessView>> _processes = new(_ => Task.FromResult(ScanProcesses()));
+    private readonly FreshSnapshot<string?> _nftTables = new(ListTablesAsync);
 
     public string Backend => LocalSandboxBackend.BackendName;
 
@@ -27,40 +30,55 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
 
     public async Task<IReadOnlyList<TeardownCheck>> VerifyAsync(RunnerRef target, CancellationToken ct)
     {
+        // The runner's cleanup is over: any look taken from now on may serve this check.
+        var notBefore = Stopwatch.GetTimestamp();
         var id = target.JobId;
         var jobDirectory = Path.Combine(backend.WorkRootDirectory, id.ToString());
         var checks = new List<TeardownCheck>
         {
-            Processes(target),
+            Processes(target, await _processes.GetAsync(notBefore, ct)),
             Cgroups(id),
             Gone("workspace", Path.Combine(jobDirectory, "workspace")),
             Gone("control", Path.Combine(jobDirectory, "control")),
             Gone("job-directory", jobDirectory),
             Mounts(id, jobDirectory),
         };
-        checks.AddRange(await NetworkAsync(id, ct));
+        checks.AddRange(await NetworkAsync(id, notBefore, ct));
         return checks;
     }
 
     /// <summary>No live process in the job's cgroup (any tree) or with the job's, sandbox's or runner's id in its command line or environment.</summary>
-    private static TeardownCheck Processes(RunnerRef target)
+    private static TeardownCheck Processes(RunnerRef target, IReadOnlyList<ProcessView> processes)
     {
         string[] markers = [target.JobId.ToString(), target.JobId.ToString("N"), target.RunnerId];
         var cgroupMarker = "/" + target.JobId;
-        var self = Environment.ProcessId;
         var found = new List<string>();
+        foreach (var p in processes)
+        {
+            var why = p.Cgroups.Contains(cgroupMarker, StringComparison.Ordinal) ? "in its cgroup"
+                : Carries(p.CommandLine, markers) ? "its id in the command line"
+                : Carries(p.Environment, markers) ? "its id in the environment"
+                : null;
+            if (why is not null) found.Add($"pid {p.Pid} ({p.Name}, {why})");
+        }
+        return new TeardownCheck("processes", found.Count == 0, "/proc", Describe(found));
+    }
+
+    /// <summary>Every live process but this one, with what identifies a job's: cgroups, command line, environment.</summary>
+    private static IReadOnlyList<ProcessView> ScanProcesses()
+    {
+        var self = Environment.ProcessId;
+        var all = new List<ProcessView>();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid == self) continue;
             if (!ProcessTree.IsAlive(pid)) continue;
-            var why = ProcessTree.Cgroups(pid).Contains(cgroupMarker, StringComparison.Ordinal) ? "in its cgroup"
-                : Carries(Read($"{dir}/cmdline"), markers) ? "its id in the command line"
-                : Carries(Read($"{dir}/environ"), markers) ? "its id in the environment"
-                : null;
-            if (why is not null) found.Add($"pid {pid} ({Name(dir)}, {why})");
+            all.Add(new ProcessView(pid, Name(dir), ProcessTree.Cgroups(pid), Read($"{dir}/cmdline"), Read($"{dir}/environ")));
         }
-        return new TeardownCheck("processes", found.Count == 0, "/proc", Describe(found));
+        return all;
     }
+
+    private sealed record ProcessView(int Pid, string Name, string Cgroups, string CommandLine, string Environment);
 
     private TeardownCheck Cgroups(Guid id)
     {
@@ -103,7 +121,7 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
     }
 
     /// <summary>The egress network's namespace, host-side veth and nftables table, by the names the backend gives a job.</summary>
-    private async Task<IReadOnlyList<TeardownCheck>> NetworkAsync(Guid id, CancellationToken ct)
+    private async Task<IReadOnlyList<TeardownCheck>> NetworkAsync(Guid id, long notBefore, CancellationToken ct)
     {
         var names = JobNetworkNames.For(installation.Id.ToString("N"), id);
         var netns = Path.Combine(EgressNetwork.NetnsDirectory, names.Namespace);
@@ -116,7 +134,7 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
         // Listing nftables needs root and the nft tool; without them no table can have been made either.
         if (Environment.IsPrivilegedProcess && File.Exists(EgressNetwork.NftPath))
         {
-            var tables = await ListTablesAsync(ct);
+            var tables = await _nftTables.GetAsync(notBefore, ct);
             var present = tables is not null && tables.Contains($"table inet {names.Table}", StringComparison.Ordinal);
             checks.Add(new TeardownCheck("nftables", tables is not null && !present, $"inet {names.Table}",
                 tables is null ? "nft list tables failed" : present ? $"table inet {names.Table} exists" : null));
