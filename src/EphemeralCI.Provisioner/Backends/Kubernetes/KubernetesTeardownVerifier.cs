@@ -1,17 +1,17 @@
 using System.Net;
 using EphemeralCI.Contracts.Messages;
-using EphemeralCI.Provisioner.Backends;
-using EphemeralCI.Provisioner.Backends.Kubernetes;
+using EphemeralCI.Provisioner.Teardown;
 using k8s;
 using k8s.Autorest;
 
-namespace EphemeralCI.Provisioner.Teardown;
+namespace EphemeralCI.Provisioner.Backends.Kubernetes;
 
 /// <summary>
 /// Asks the API server whether anything of a destroyed runner is left: its batch/v1 Job (404), its
 /// pods (none by the job's label, terminating ones included) and its token Secret (404). The Secret
 /// is probed with a server-side dry-run delete: the provisioner may not read Secrets (that would hand
-/// it every token), and a dry run changes nothing.
+/// it every token), and a dry run changes nothing. Beside the backend, so the RBAC test's scan of its
+/// calls (tests/EphemeralCI.DeployTests/RbacTests.cs) covers these too.
 /// </summary>
 public sealed class KubernetesTeardownVerifier(KubernetesConnection connection) : ITeardownVerifier
 {
