@@ -19,6 +19,9 @@ var provisionerToken = builder.AddParameter("secrets-provisioner-token",
 // The cache's credential for reading operator-only forge credentials (ECI_* secrets) for its git mirrors.
 var cacheBrokerToken = builder.AddParameter("secrets-cache-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// The intake's credential for having job attestations signed by the broker's key ring.
+var attestationToken = builder.AddParameter("secrets-attestation-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
 // Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
 // (published: as configuration, see RunnerTemplatesConfiguration.cs).
@@ -33,7 +36,8 @@ var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>(
     .WithKeyEncryptionKeys(builder)
     .WithEnvironment("SecretsBroker__AdminToken", secretsAdminToken)
     .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken)
-    .WithEnvironment("SecretsBroker__CacheToken", cacheBrokerToken);
+    .WithEnvironment("SecretsBroker__CacheToken", cacheBrokerToken)
+    .WithEnvironment("SecretsBroker__AttestationToken", attestationToken);
 
 var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithHttpHealthCheck("/health")
@@ -44,6 +48,7 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(secretsBroker)
     .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithEnvironment("Attestations__SignerToken", attestationToken)
     .WithRunnerTemplates(builder, runnerTemplates)
     .WithBootstrapAdminKey(builder.Configuration);
 

@@ -33,6 +33,7 @@ install_missing() {
   command -v bwrap >/dev/null || need+=(bubblewrap)
   dpkg -s libseccomp2 >/dev/null 2>&1 || need+=(libseccomp2)  # the sandboxes' system call filter
   [ -x /usr/bin/python3 ] || need+=(python3)     # hostile-job tests: direct system calls from a step
+  dpkg -s python3-cryptography >/dev/null 2>&1 || need+=(python3-cryptography)  # attestation tests: a second DSSE verifier
   command -v strace >/dev/null || need+=(strace) # a step may still trace its own child
   command -v node >/dev/null || need+=(nodejs npm)
   command -v unzip >/dev/null || need+=(unzip)   # eng/kubectl.sh unpacks kubectl with it

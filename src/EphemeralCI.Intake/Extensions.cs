@@ -1,4 +1,6 @@
+using EphemeralCI.Attestations;
 using EphemeralCI.Intake.Apis;
+using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.IntegrationEvents.EventHandling;
@@ -64,6 +66,17 @@ public static class IntakeExtensions
         services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();
         services.AddScoped<JobLogFollower>();
+
+        // Each finished job's signed attestation (docs/attestation.md): signed by the secrets broker, in
+        // process when the host composes it (the all-in-one server registered its signer first), else over HTTP.
+        services.AddOptions<AttestationOptions>().BindConfiguration(AttestationOptions.Section);
+        services.AddSingleton<AttestationSignal>();
+        services.AddScoped<JobAttestor>();
+        if (!services.Any(d => d.ServiceType == typeof(IAttestationSigner)))
+        {
+            services.AddHttpClient<IAttestationSigner, HttpAttestationSigner>(HttpAttestationSigner.HttpClientName);
+        }
+        services.AddHostedService<AttestationSweep>();
         return builder;
     }
 

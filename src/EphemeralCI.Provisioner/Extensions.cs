@@ -12,6 +12,7 @@ using EphemeralCI.Provisioner.Ownership;
 using EphemeralCI.Provisioner.Reaper;
 using EphemeralCI.Provisioner.Reconciliation;
 using EphemeralCI.Provisioner.Scheduling;
+using EphemeralCI.Provisioner.Teardown;
 using EphemeralCI.Provisioner.Watchers;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
@@ -74,6 +75,11 @@ public static class ProvisionerExtensions
         services.AddSingleton<RunnerBackends>();
         services.AddSingleton(sp => RunnerTemplateCatalog.FromConfiguration(builder.Configuration));
         services.AddSingleton<JobLocks>();
+        // After a runner is destroyed, an independent check per backend confirms nothing is left (Provisioner:Teardown).
+        services.AddOptions<TeardownOptions>().BindConfiguration(TeardownOptions.Section);
+        services.AddMetrics();
+        services.TryAddSingleton<TeardownMetrics>();
+        services.AddSingleton<RunnerTeardown>();
         services.AddSingleton<RunnerReaper>();
         services.AddSingleton<RunnerSupervisor>();
         // Before a runner starts: the job's commit, checked against the cache's git mirror (Checkout:Enabled).
@@ -105,6 +111,7 @@ public static class ProvisionerExtensions
     {
         services.AddSingleton<LocalSandboxBackend>();
         services.AddSingleton<IRunnerBackend>(sp => sp.GetRequiredService<LocalSandboxBackend>());
+        services.AddSingleton<ITeardownVerifier, LocalTeardownVerifier>();
         // Templates with warmPool > 0 get sandboxes started ahead of demand (after the reconciler's first pass).
         services.AddSingleton<WarmPool>();
     }

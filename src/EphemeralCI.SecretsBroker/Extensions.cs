@@ -1,7 +1,9 @@
+using EphemeralCI.Attestations;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
 using EphemeralCI.Persistence;
 using EphemeralCI.SecretsBroker.Apis;
+using EphemeralCI.SecretsBroker.Attestations;
 using EphemeralCI.SecretsBroker.Consumers;
 using EphemeralCI.SecretsBroker.Crypto;
 using EphemeralCI.SecretsBroker.Identity;
@@ -28,6 +30,7 @@ namespace EphemeralCI.SecretsBroker;
  *                                                       revoked? IJobRevocationList)                      EnvelopeCipher opens)
  *   RabbitMQ ──RunnerFinished──> RunnerFinishedConsumer ──> IJobRevocationList
  *   admin ──/api/v1/admin/secrets, /keys/rewrap, /audit──> SecretStore / audit_entries (append-only)
+ *   intake ──POST /internal/v1/attestations──> BrokerAttestationSigner ──(+ secrets issued, from the audit; DSSE, ES256, the same ring)──> envelope
  */
 public static class SecretsBrokerExtensions
 {
@@ -58,6 +61,9 @@ public static class SecretsBrokerExtensions
         services.AddScoped<SecretStore>();
         services.AddSingleton<SigningKeyRing>();
         services.AddSingleton<JobIdentityIssuer>();
+        // Job attestations are signed by the same ring; in one process (the all-in-one server) the intake uses it directly.
+        services.AddSingleton<BrokerAttestationSigner>();
+        services.TryAddSingleton<IAttestationSigner>(sp => sp.GetRequiredService<BrokerAttestationSigner>());
         // Before AddJobTokens, so tokens are checked against this ring (no HTTP to itself) and an
         // all-in-one provisioner mints through it in process.
         services.TryAddSingleton<IJobTokenKeySource, BrokerKeySource>();
@@ -98,6 +104,7 @@ public static class SecretsBrokerExtensions
         app.MapAdminApi();
         app.MapAuditApi();
         app.MapOperatorSecretsApi();
+        app.MapAttestationApi();
         return app;
     }
 }

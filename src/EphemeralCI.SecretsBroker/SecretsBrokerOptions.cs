@@ -33,6 +33,9 @@ public sealed class SecretsBrokerOptions
     /// </summary>
     public string CacheToken { get; set; } = "";
 
+    /// <summary>Bearer credential the intake presents to have job attestations signed (<c>POST /internal/v1/attestations</c>).</summary>
+    public string AttestationToken { get; set; } = "";
+
     /// <summary>How long a token-signing key signs before a new one replaces it.</summary>
     public TimeSpan SigningKeyRotation { get; set; } = TimeSpan.FromDays(7);
 

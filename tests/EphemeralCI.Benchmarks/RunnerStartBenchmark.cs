@@ -11,6 +11,7 @@ using EphemeralCI.Provisioner;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Scheduling;
+using EphemeralCI.Provisioner.Teardown;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -142,6 +143,35 @@ public sealed class RunnerStartBenchmark : IBenchmark
         var warmRate = await ThroughputAsync(WarmTemplate);
         var cgroupCost = MeasureCgroupCost(sandbox, count);
 
+        // The teardown check's cost: cold bursts with the check on and off, in turn (the same switch as
+        // Provisioner:Teardown:Verify, flipped between bursts), and its own duration per runner.
+        var teardownSwitch = host.Services.GetRequiredService<IOptions<TeardownOptions>>().Value;
+        var verifier = host.Services.GetServices<ITeardownVerifier>().OfType<LocalTeardownVerifier>().Single();
+        var checkedRates = new List<double>();
+        var uncheckedRates = new List<double>();
+        var checkedTeardown = new List<double>();
+        var uncheckedTeardown = new List<double>();
+        for (var round = 0; round < TeardownRounds; round++)
+        {
+            foreach (var verify in round % 2 == 0 ? new[] { true, false } : [false, true])
+            {
+                teardownSwitch.Verify = verify;
+                var clock = Stopwatch.StartNew();
+                var timings = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => RunOneAsync(ColdTemplate)));
+                (verify ? checkedRates : uncheckedRates).Add(count / clock.Elapsed.TotalSeconds);
+                (verify ? checkedTeardown : uncheckedTeardown).AddRange(timings.Select(t => t.Teardown));
+            }
+        }
+        teardownSwitch.Verify = true;
+        var checkAlone = new List<double>();
+        for (var i = 0; i < count; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            await verifier.VerifyAsync(new EphemeralCI.Provisioner.Backends.RunnerRef(Guid.NewGuid(), "runner-bench", null), CancellationToken.None);
+            checkAlone.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        var (signing, verifying) = MeasureAttestationCost(count);
+
         await host.StopAsync();
         try { Directory.Delete(workRoot, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
 
@@ -172,7 +202,61 @@ public sealed class RunnerStartBenchmark : IBenchmark
         sb.AppendLine();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
             $"Throughput, {count} trivial jobs submitted at once until the last runner is gone, at most {maxConcurrent} runners at a time (`Provisioner:Limits:PerBackend:local`; the rest wait in the limiter's queue): **{coldRate:F1} jobs/s cold**, **{warmRate:F1} jobs/s with the warm pool** (a pool of {WarmPoolSize} drains at once under such a burst; then jobs start cold)."));
+        sb.AppendLine();
+        sb.AppendLine("### The teardown check and the attestation, per job");
+        sb.AppendLine();
+        var on = checkedRates.Average();
+        var off = uncheckedRates.Average();
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"Cold bursts of {count} jobs with the teardown check on and off (`Provisioner:Teardown:Verify`), {TeardownRounds} of each in turn: **{on:F1} jobs/s with the check** ({string.Join(", ", checkedRates.Select(r => r.ToString("F1", CultureInfo.InvariantCulture)))}), **{off:F1} jobs/s without** ({string.Join(", ", uncheckedRates.Select(r => r.ToString("F1", CultureInfo.InvariantCulture)))}): {(off - on) / off * 100:F1} % fewer jobs/s (target ≤ 5 %)."));
+        sb.AppendLine();
+        sb.AppendLine("| path | n | p50 | p95 | p99 | mean |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|");
+        Row(sb, "baseline: burst, job end → runner gone, check off", uncheckedTeardown);
+        Row(sb, "burst, job end → runner gone, check on", checkedTeardown);
+        Row(sb, "the check alone (/proc scan, cgroup, folders, mounts, netns, veth, `nft list tables`), one at a time", checkAlone);
+        Row(sb, "attestation: serialize a job statement + DSSE ES256 sign (in the broker)", signing);
+        Row(sb, "attestation: verify (DSSE ES256 + statement checks, as `eci jobs verify`)", verifying);
         return sb.ToString();
+    }
+
+    private const int TeardownRounds = 2;
+
+    /// <summary>The CPU part of an attestation: the statement as the intake builds it, signed and verified as the broker and `eci` do (no database, no HTTP).</summary>
+    private static (List<double> Sign, List<double> Verify) MeasureAttestationCost(int count)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var p = key.ExportParameters(false);
+        var jwks = new EphemeralCI.Attestations.JsonWebKeySet([new EphemeralCI.Attestations.JsonWebKey("EC", "P-256",
+            System.Buffers.Text.Base64Url.EncodeToString(p.Q.X), System.Buffers.Text.Base64Url.EncodeToString(p.Q.Y), "bench")]);
+        var checks = new[] { "processes", "cgroup", "workspace", "control", "job-directory", "overlay", "netns", "veth", "nftables" }
+            .Select(n => new TeardownCheck(n, true, "/some/where/" + Guid.NewGuid())).ToList();
+        var sign = new List<double>();
+        var verify = new List<double>();
+        for (var i = 0; i < count; i++)
+        {
+            var id = Guid.NewGuid();
+            var statement = EphemeralCI.Attestations.JobStatement.For(new EphemeralCI.Attestations.JobPredicate(
+                new EphemeralCI.Attestations.BuildDefinition(EphemeralCI.Attestations.AttestationFormat.BuildType,
+                    new EphemeralCI.Attestations.ExternalParameters("bench/app", "refs/heads/main", new string('a', 40), "bench-cold", null, "bench"),
+                    new EphemeralCI.Attestations.InternalParameters(new EphemeralCI.Attestations.Submitter("api-key", "api-key:1", "1"))),
+                new EphemeralCI.Attestations.RunDetails(new EphemeralCI.Attestations.Builder("https://ephemeralci.dev/builder/v1", new Dictionary<string, string> { ["ephemeralci"] = "bench" }),
+                    new EphemeralCI.Attestations.BuildMetadata(id.ToString(), DateTimeOffset.UtcNow, DateTimeOffset.UtcNow)),
+                new EphemeralCI.Attestations.JobRunner($"runner-{id:N}", "local", new EphemeralCI.Attestations.RunnerTemplateRef("bench-cold", "sha256:" + new string('b', 64))),
+                new EphemeralCI.Attestations.JobLifecycle(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow),
+                new TeardownReport(true, 1, checks),
+                [new EphemeralCI.Attestations.IssuedSecret("NPM_TOKEN", 1, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow)],
+                new EphemeralCI.Attestations.JobCaches([], [new EphemeralCI.Attestations.CacheUse("deps", "saved", null, "bench/app@refs/heads/main", new string('c', 64), 1024)]),
+                new EphemeralCI.Attestations.JobOutcome("succeeded", 0, null)));
+            var clock = Stopwatch.StartNew();
+            var payload = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(statement, EphemeralCI.Attestations.AttestationFormat.Json);
+            var envelope = EphemeralCI.Attestations.Dsse.Sign(EphemeralCI.Attestations.AttestationFormat.PayloadType, payload, key, "bench");
+            sign.Add(clock.Elapsed.TotalMilliseconds);
+            clock.Restart();
+            if (!EphemeralCI.Attestations.AttestationVerifier.Verify(envelope, jwks).Valid) throw new InvalidOperationException("the benchmark's attestation did not verify");
+            verify.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        return (sign, verify);
     }
 
     private sealed record JobTiming(DateTimeOffset Submitted, DateTimeOffset Received, DateTimeOffset Starting, DateTimeOffset Fetched, DateTimeOffset FirstStep, DateTimeOffset Completed, DateTimeOffset Destroyed)

@@ -7,7 +7,7 @@ namespace EphemeralCI.DeployTests;
 /// <summary>
 /// Issue 20 item 5: the broker's and the cache's operator routes (administration, audit, job-token
 /// minting, operator-only secrets) answer only on their admin listener (<c>AdminListener:Port</c>),
-/// and the NetworkPolicies open that port to the provisioner and the cache alone, never to runners.
+/// and the NetworkPolicies open that port to the provisioner, the cache and the intake alone, never to runners.
 /// Each invariant is a list of problems that must be empty, and is shown to catch its breakage.
 /// </summary>
 public sealed class AdminListenerTests
@@ -26,12 +26,12 @@ public sealed class AdminListenerTests
 
     [Theory]
     [MemberData(nameof(Targets))]
-    public void Only_the_provisioner_and_the_cache_reach_the_brokers_admin_listener_and_runners_reach_none(string target)
+    public void Only_the_provisioner_the_cache_and_the_intake_reach_the_brokers_admin_listener_and_runners_reach_none(string target)
     {
         var m = Manifests.Render(target);
         Assert.Equal(
-            ["cache → secrets-broker:admin (egress)", "provisioner → secrets-broker:admin (egress)",
-             "secrets-broker:admin ← cache (ingress)", "secrets-broker:admin ← provisioner (ingress)"],
+            ["cache → secrets-broker:admin (egress)", "intake → secrets-broker:admin (egress)", "provisioner → secrets-broker:admin (egress)",
+             "secrets-broker:admin ← cache (ingress)", "secrets-broker:admin ← intake (ingress)", "secrets-broker:admin ← provisioner (ingress)"],
             AdminPaths(m));
 
         // End to end (both ends' policies): runners of either network mode reach no admin listener,
@@ -48,7 +48,7 @@ public sealed class AdminListenerTests
             }
         }
         var broker = NetworkPolicyTests.Service(m, "secrets-broker");
-        foreach (var (caller, reaches) in new[] { ("provisioner", true), ("cache", true), ("intake", false) })
+        foreach (var (caller, reaches) in new[] { ("provisioner", true), ("cache", true), ("intake", true) })
         {
             var pod = NetworkPolicyTests.Service(m, caller, "10.244.2.10");
             var port = AdminPort(m, "secrets-broker");
@@ -71,8 +71,6 @@ public sealed class AdminListenerTests
             })));
         Assert.Contains("cache:admin ← runner(control-plane) (ingress)", Broken(target, m =>
             Policy(m, RenderedManifests.ControlPlane, "allow-cache-ingress").Spec.Ingress[0].Ports.Add(new V1NetworkPolicyPort { Protocol = "TCP", Port = 8081 })));
-        Assert.Contains("intake → secrets-broker:admin (egress)", Broken(target, m =>
-            Policy(m, RenderedManifests.ControlPlane, "allow-control-plane-egress").Spec.Egress[0].Ports.Add(new V1NetworkPolicyPort { Protocol = "TCP", Port = 8081 })));
 
         static List<string> Broken(string target, Action<RenderedManifests> breakIt)
         {
@@ -92,6 +90,7 @@ public sealed class AdminListenerTests
         Assert.Contains("secrets-broker: Kestrel__Endpoints", Broken(target, m => Env(m, "secrets-broker").Add(new V1EnvVar { Name = "Kestrel__Endpoints__http__Url", Value = "http://+:8080" })));
         Assert.Contains("provisioner: JobTokens__Authority", Broken(target, m => Env(m, "provisioner").Single(e => e.Name == "JobTokens__Authority").Value = "http://secrets-broker"));
         Assert.Contains("cache: Checkout__SecretsBrokerUrl", Broken(target, m => Env(m, "cache").Single(e => e.Name == "Checkout__SecretsBrokerUrl").Value = "http://secrets-broker"));
+        Assert.Contains("intake: Attestations__SignerUrl", Broken(target, m => Env(m, "intake").Single(e => e.Name == "Attestations__SignerUrl").Value = "http://secrets-broker"));
         Assert.Contains("provisioner: Provisioner__Kubernetes__SecretsBrokerUrl", Broken(target, m =>
             Env(m, "provisioner").Single(e => e.Name == "Provisioner__Kubernetes__SecretsBrokerUrl").Value = "http://secrets-broker.ephemeralci.svc:8081"));
         Assert.Contains("Service cache", Broken(target, m =>
@@ -178,6 +177,7 @@ public sealed class AdminListenerTests
             ("provisioner", "JobTokens__Authority", true),                          // mints job tokens
             ("cache", "Checkout__SecretsBrokerUrl", true),                           // reads operator-only forge credentials
             ("intake", "JobTokens__Authority", false),                              // JWKS only
+            ("intake", "Attestations__SignerUrl", true),                             // has job attestations signed
             ("cache", "JobTokens__Authority", false),
             ("provisioner", "Provisioner__Kubernetes__SecretsBrokerUrl", false),    // handed to runners
             ("provisioner", "Provisioner__Kubernetes__CacheUrl", false),

@@ -52,7 +52,7 @@ public sealed class AzdProjectTests
         AssertTemplatesPublished(resources, Path.Combine(Repository.Root, "deploy", "runner-templates"));
 
         // Generated secrets: azd generates and keeps them; none has a value in the manifest.
-        foreach (var parameter in new[] { "secrets-kek", "secrets-admin-token", "secrets-provisioner-token", "secrets-cache-token", "job-token-signing-key", "minio-password" })
+        foreach (var parameter in new[] { "secrets-kek", "secrets-admin-token", "secrets-provisioner-token", "secrets-cache-token", "secrets-attestation-token", "job-token-signing-key", "minio-password" })
         {
             var input = resources[parameter]!["inputs"]!["value"]!;
             Assert.Equal("true", input["secret"]?.ToString(), ignoreCase: true);

@@ -40,7 +40,7 @@ public abstract class CacheTests(IEphemeralCISystem fx)
         Assert.Contains($"cache restore '{key}': hit", warmLog);
         Assert.Contains(checksum, warmLog.Split("==> step", 2)[1]); // the very bytes, in a new runner
 
-        await fx.Intake.WaitForEventAsync(warm, "runner.destroyed");
+        await fx.WaitForVerifiedRunnerEndAsync(warm);
         await RunnerTraces.AssertGoneAsync(warm, fx.RunnerWorkRoot);
     }
 }

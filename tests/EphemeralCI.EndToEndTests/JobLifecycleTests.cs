@@ -26,7 +26,7 @@ public abstract class JobLifecycleTests(IEphemeralCISystem fx)
         Assert.Contains("built", logs);
         Assert.Contains("second step in /workspace", logs);
 
-        await fx.Intake.WaitForEventAsync(id, "runner.destroyed");
+        await fx.WaitForVerifiedRunnerEndAsync(id);
         var timeline = await fx.Intake.EventTypesAsync(id);
         string[] expectedInOrder =
         [
@@ -55,7 +55,7 @@ public abstract class JobLifecycleTests(IEphemeralCISystem fx)
         Assert.Contains("about to fail", logs);
         Assert.DoesNotContain("this must not run", logs);
 
-        await fx.Intake.WaitForEventAsync(id, "runner.destroyed");
+        await fx.WaitForVerifiedRunnerEndAsync(id);
         Assert.Equal(2, (await fx.Intake.EventTypesAsync(id)).Count(t => t == "step.started"));
         await RunnerTraces.AssertGoneAsync(id, fx.RunnerWorkRoot);
     }
@@ -69,7 +69,7 @@ public abstract class JobLifecycleTests(IEphemeralCISystem fx)
         var job = await fx.Intake.WaitForTerminalAsync(id);
         Assert.Equal("timed_out", job.GetProperty("status").GetString());
 
-        await fx.Intake.WaitForEventAsync(id, "runner.destroyed");
+        await fx.WaitForVerifiedRunnerEndAsync(id);
         await RunnerTraces.AssertGoneAsync(id, fx.RunnerWorkRoot);
     }
 
@@ -86,7 +86,7 @@ public abstract class JobLifecycleTests(IEphemeralCISystem fx)
 
         var job = await fx.Intake.WaitForTerminalAsync(id);
         Assert.Equal("cancelled", job.GetProperty("status").GetString());
-        await fx.Intake.WaitForEventAsync(id, "runner.destroyed");
+        await fx.WaitForVerifiedRunnerEndAsync(id);
         await RunnerTraces.AssertGoneAsync(id, fx.RunnerWorkRoot);
     }
 

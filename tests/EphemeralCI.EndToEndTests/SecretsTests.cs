@@ -53,7 +53,7 @@ public abstract class SecretsTests(IEphemeralCISystem fx)
         Assert.Equal("failed", refusedJob.GetProperty("status").GetString());
         Assert.DoesNotContain(value, await fx.Intake.GetStringAsync($"/api/v1/jobs/{refused}/logs"));
 
-        await fx.Intake.WaitForEventAsync(allowed, "runner.destroyed");
+        await fx.WaitForVerifiedRunnerEndAsync(allowed);
         await RunnerTraces.AssertGoneAsync(allowed, fx.RunnerWorkRoot);
     }
 }

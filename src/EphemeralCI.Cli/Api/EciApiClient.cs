@@ -66,6 +66,14 @@ public sealed partial class EciApiClient : IDisposable
 
     public Task<ApiResult<JobSummary>> GetJobAsync(Guid id, CancellationToken ct) => GetAsync<JobSummary>($"api/v1/jobs/{id}", ct);
 
+    /// <summary>The job's signed attestation (a DSSE envelope).</summary>
+    public Task<ApiResult<EphemeralCI.Attestations.DsseEnvelope>> GetAttestationAsync(Guid id, CancellationToken ct) =>
+        GetAsync<EphemeralCI.Attestations.DsseEnvelope>($"api/v1/jobs/{id}/attestation", ct);
+
+    /// <summary>A JSON Web Key Set, public (no credential): the secrets broker's <c>.well-known/jwks.json</c>, or another URL.</summary>
+    public Task<ApiResult<EphemeralCI.Attestations.JsonWebKeySet>> GetJwksAsync(string path, CancellationToken ct) =>
+        GetAsync<EphemeralCI.Attestations.JsonWebKeySet>(path, ct);
+
     public Task<ApiResult<JobTimeline>> GetEventsAsync(Guid id, CancellationToken ct) => GetAsync<JobTimeline>($"api/v1/jobs/{id}/events", ct);
 
     // Not retried: a cancel that reached the server before the connection broke would answer 409 the second time.

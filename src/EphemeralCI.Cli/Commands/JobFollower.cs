@@ -163,6 +163,7 @@ public sealed class JobFollower(EciApiClient api, EciContext context)
             "job.succeeded" => $"[green]{message}[/]",
             "job.failed" or "job.timed_out" => $"[red]{message}[/]",
             "job.cancelled" or "job.cancel_requested" => $"[yellow]{message}[/]",
+            "runner.leftover" => $"[red]{message}[/]",
             _ => $"[grey]{message}[/]",
         };
     }

@@ -20,6 +20,8 @@ public static class ExitCodes
     public const int NotFound = 4;
     /// <summary>The server could not be reached or did not answer like an EphemeralCI intake.</summary>
     public const int Unreachable = 5;
+    /// <summary>`eci jobs verify`: the attestation is not valid (signature, subject or teardown check).</summary>
+    public const int Invalid = 6;
     /// <summary>Same as timeout(1).</summary>
     public const int TimedOut = 124;
     /// <summary>128 + SIGINT, as a shell reports Ctrl+C.</summary>

@@ -41,6 +41,9 @@ public static class EciApp
                 jobs.AddCommand<JobsLogsCommand>("logs").WithDescription("Print a job's log (--follow to stream it)");
                 jobs.AddCommand<JobsEventsCommand>("events").WithDescription("Show a job's timeline");
                 jobs.AddCommand<JobsCancelCommand>("cancel").WithDescription("Cancel a job and destroy its runner");
+                jobs.AddCommand<JobsVerifyCommand>("verify").WithDescription("Check a job's signed attestation: signature, subject, teardown (exit 0 valid, 6 not)")
+                    .WithExample("jobs", "verify", "6f1c1e4e-8a4b-4a6a-9d59-2d9d5a3e0c11")
+                    .WithExample("jobs", "verify", "--file", "envelope.json", "--jwks", "jwks.json");
             });
 
             config.AddBranch("keys", keys =>

@@ -22,6 +22,10 @@ public static class JobEventTypes
     /// <summary>The runner stopped (exit, timeout, cancel, failure to start, lost); the job's state follows from it.</summary>
     public const string RunnerFinished = "runner.finished";
     public const string RunnerDestroyed = "runner.destroyed";
+    /// <summary>The teardown check found something of the runner left after cleanup (what, in the data).</summary>
+    public const string RunnerLeftover = "runner.leftover";
+    /// <summary>The job's signed attestation (a DSSE envelope, in the data); see docs/attestation.md.</summary>
+    public const string Attested = "job.attested";
 
     public static string ForTerminal(JobStatus status) => status switch
     {

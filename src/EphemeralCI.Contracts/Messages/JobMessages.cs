@@ -40,8 +40,21 @@ public sealed record RunnerFinished(
     string? Reason,
     DateTimeOffset At);
 
-/// <summary>provisioner → intake: every process, file and namespace of the runner is gone.</summary>
-public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At);
+/// <summary>provisioner → intake: the runner was torn down; <paramref name="Teardown"/> says whether an independent check found it all gone.</summary>
+/// <param name="Teardown">What the teardown check looked at and found; null from older provisioners (not verified).</param>
+public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At, TeardownReport? Teardown = null);
+
+/// <summary>
+/// The result of the teardown check, made after the backend destroyed a runner by code apart from
+/// that teardown. <see cref="Passed"/> only when every check of the last attempt passed.
+/// </summary>
+/// <param name="Attempts">How many times cleanup ran (a failed check makes it run again, up to a limit).</param>
+/// <param name="Checks">The checks of the last attempt.</param>
+/// <param name="Leftovers">What earlier attempts found ("attempt 1: cgroup: …"), so a leftover cleaned up on retry is still told.</param>
+public sealed record TeardownReport(bool Passed, int Attempts, IReadOnlyList<TeardownCheck> Checks, IReadOnlyList<string>? Leftovers = null);
+
+/// <summary>One thing the teardown check looked at (<c>cgroup</c>, <c>processes</c>, <c>kubernetes.job</c>…), whether it is gone, and what was found if not.</summary>
+public sealed record TeardownCheck(string Name, bool Passed, string Target, string? Found = null);
 
 public enum RunnerOutcome
 {

@@ -36,7 +36,8 @@ public sealed record RunnerJob(Guid JobId, JobSpec Spec);
 public sealed record RunnerStepEvent(string Type, int StepIndex, string StepName, int? ExitCode, DateTimeOffset At);
 
 /// <summary>One of the job's caches restored (Result: hit, miss, failed) or saved (saved, skipped…, failed), with size and time.</summary>
-public sealed record RunnerCacheEvent(string Operation, string Key, string Result, string? MatchedKey, long Bytes, long DurationMs, string? Error, DateTimeOffset At);
+/// <param name="Sha256">The archive's SHA-256 (hex) restored or saved; null on a miss or from older agents.</param>
+public sealed record RunnerCacheEvent(string Operation, string Key, string Result, string? MatchedKey, long Bytes, long DurationMs, string? Error, DateTimeOffset At, string? Sha256 = null);
 
 public sealed record RunnerCompletion(bool Succeeded, int ExitCode, int? FailedStepIndex);
 

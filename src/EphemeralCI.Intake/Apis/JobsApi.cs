@@ -1,6 +1,8 @@
 using System.Security.Claims;
 using System.Text.Json;
+using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
@@ -66,6 +68,15 @@ public static class JobsApi
         api.MapGet("/{id:guid}/events", GetTimeline)
             .WithName("GetJobEvents")
             .WithSummary("Get a job's timeline")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .RequireScope(ApiKeyScopes.Read);
+
+        api.MapGet("/{id:guid}/attestation", GetAttestation)
+            .WithName("GetJobAttestation")
+            .WithSummary("Get a job's signed attestation")
+            .WithDescription("A DSSE envelope holding an in-toto statement of what the job's runner was, got and left (docs/attestation.md), " +
+                             "signed by the secrets broker's key (its JWKS). 404 until the job is over and its runner destroyed and checked.")
+            .Produces<DsseEnvelope>(StatusCodes.Status200OK)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .RequireScope(ApiKeyScopes.Read);
 
@@ -185,6 +196,16 @@ public static class JobsApi
         return TypedResults.Ok(new JobTimeline(id, events
             .Select(e => new JobEventItem(e.Type, e.At, e.Message, e.Data is null ? null : JsonDocument.Parse(e.Data).RootElement.Clone()))
             .ToList()));
+    }
+
+    public static async Task<Results<Ok<DsseEnvelope>, ProblemHttpResult>> GetAttestation(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)
+    {
+        if (!await IsVisibleAsync(id, user, db, ct)) return Problems.JobNotFound(id);
+        var attested = await db.JobEvents.AsNoTracking().Where(e => e.JobId == id && e.Type == JobEventTypes.Attested).OrderBy(e => e.Id).FirstOrDefaultAsync(ct);
+        return JobAttestor.EnvelopeOf(attested) is { } envelope
+            ? TypedResults.Ok(envelope)
+            : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "No attestation yet",
+                detail: $"Job {id} has no attestation yet: it is signed once the job is over and its runner destroyed and checked.");
     }
 
     public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> GetLogs(

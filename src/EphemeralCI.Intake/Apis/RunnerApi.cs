@@ -186,6 +186,7 @@ public static class RunnerApi
         if (e.Bytes < 0) errors["bytes"] = ["must be ≥ 0"];
         if (e.DurationMs < 0) errors["durationMs"] = ["must be ≥ 0"];
         if (e.Error is { Length: > 2000 }) errors["error"] = ["must be at most 2000 characters"];
+        if (e.Sha256 is not null && !System.Text.RegularExpressions.Regex.IsMatch(e.Sha256, "^[0-9a-fA-F]{64}$")) errors["sha256"] = ["must be 64 hex digits (a SHA-256)"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var type = e.Operation == "restore" ? JobEventTypes.CacheRestore : JobEventTypes.CacheSave;
@@ -193,7 +194,7 @@ public static class RunnerApi
         {
             if (change.Job.Status.IsTerminal()) return false;
             var message = $"cache {e.Operation} '{e.Key}': {e.Result}" + (e.Error is null ? "" : $" ({e.Error})");
-            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error }, e.At == default ? change.Now : e.At);
+            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error, e.Sha256 }, e.At == default ? change.Now : e.At);
             return true;
         }, ct);
 

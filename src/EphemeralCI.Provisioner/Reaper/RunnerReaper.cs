@@ -3,6 +3,7 @@ using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Scheduling;
+using EphemeralCI.Provisioner.Teardown;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -11,13 +12,15 @@ namespace EphemeralCI.Provisioner.Reaper;
 
 /// <summary>
 /// Tears a finished runner down: kills whatever of it is left, deletes its workspace and control
-/// socket, marks the row destroyed and queues RunnerDestroyed — in that order, so "destroyed"
-/// is only ever said of a runner that is gone. Idempotent.
+/// socket, has an independent check confirm nothing is left (<see cref="RunnerTeardown"/>), marks the
+/// row destroyed and queues RunnerDestroyed with that check's report — in that order, so "destroyed"
+/// is only ever said of a runner that was torn down, and whether it was verified gone travels with it. Idempotent.
 /// </summary>
 public sealed class RunnerReaper(
     IServiceScopeFactory scopes,
     JobLocks locks,
     RunnerBackends backends,
+    RunnerTeardown teardown,
     OutboxSignal signal,
     RunnerLimiter limiter,
     TimeProvider clock,
@@ -44,17 +47,16 @@ public sealed class RunnerReaper(
             return;
         }
 
+        TeardownReport? report = null;
         if (backends.TryGet(runner.Backend, out var backend))
         {
-            var runnerRef = new RunnerRef(jobId, runner.RunnerId, runner.ProcessId);
-            await backend.KillAsync(runnerRef, ct);
-            await backend.DestroyAsync(runnerRef, ct);
+            report = await teardown.DestroyAsync(backend, new RunnerRef(jobId, runner.RunnerId, runner.ProcessId), ct);
         }
 
         var now = clock.GetUtcNow();
         runner.State = RunnerState.Destroyed;
         runner.DestroyedAt = now;
-        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
+        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
         logger.LogInformation("Runner {RunnerId} of job {JobId} destroyed", runner.RunnerId, jobId);

@@ -20,3 +20,7 @@ internal sealed class CacheTokenGate(IOptions<SecretsBrokerOptions> options)
 {
     public const string Actor = "cache";
 }
+
+/// <summary>Guards the attestation signer with <c>SecretsBroker:AttestationToken</c> (the intake's credential).</summary>
+internal sealed class AttestationTokenGate(IOptions<SecretsBrokerOptions> options)
+    : StaticCredentialGate(options.Value.AttestationToken, $"{SecretsBrokerOptions.Section}:AttestationToken");

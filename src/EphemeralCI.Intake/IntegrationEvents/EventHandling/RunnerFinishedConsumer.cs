@@ -1,5 +1,6 @@
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
+using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Services;
 using EphemeralCI.JobTokens;
 using MassTransit;
@@ -13,7 +14,7 @@ namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
 /// reason decides the terminal state (a job never stays running with no runner).
 /// </summary>
 public sealed class RunnerFinishedConsumer(
-    JobUpdater jobs, IJobRevocationList revocations, IOptions<JobTokenOptions> tokenOptions, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
+    JobUpdater jobs, AttestationSignal attestations, IJobRevocationList revocations, IOptions<JobTokenOptions> tokenOptions, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
 {
     public async Task Consume(ConsumeContext<RunnerFinished> context)
     {
@@ -33,6 +34,8 @@ public sealed class RunnerFinishedConsumer(
             return true;
         }, context.CancellationToken);
         if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerFinished), m.JobId);
+        // The runner's destruction may have been handled first (another queue): then the job is ready now.
+        else attestations.Notify(m.JobId);
     }
 
     /// <summary>The terminal state for a job whose runner stopped before the job reached one.</summary>

@@ -23,6 +23,7 @@ public static class KubernetesBackendRegistration
         services.AddHostedService(sp => sp.GetRequiredService<KubernetesPodWatcher>());
         services.AddSingleton<KubernetesRunnerBackend>();
         services.AddSingleton<IRunnerBackend>(sp => sp.GetRequiredService<KubernetesRunnerBackend>());
+        services.AddSingleton<Teardown.ITeardownVerifier, KubernetesTeardownVerifier>();
         return services;
     }
 }

@@ -37,6 +37,7 @@ public sealed class FakeKubernetesApiServer : IAsyncDisposable
     private readonly Dictionary<(string Resource, string Ns, string Name), JsonObject> _objects = [];
     private readonly List<Subscriber> _watchers = [];
     private readonly List<(string Name, string? Propagation)> _jobDeletes = [];
+    private readonly HashSet<string> _stuckPods = [];
     private readonly WebApplication _app;
     private readonly CancellationTokenSource _stopping = new();
     private long _resourceVersion = 1000;
@@ -163,6 +164,16 @@ public sealed class FakeKubernetesApiServer : IAsyncDisposable
         });
 
     /// <summary>The scheduler finds no node for the pod.</summary>
+    /// <summary>
+    /// The pod will not go away: as with a finalizer nobody removes (a stuck CSI driver, a node that stopped
+    /// answering), a delete only marks it terminating (deletionTimestamp) and it stays.
+    /// </summary>
+    public void StickPod(string name) { lock (_gate) _stuckPods.Add(name); }
+
+    /// <summary>Every delete request by resource and name, dry runs included (with their dryRun value).</summary>
+    public IReadOnlyList<(string Resource, string Name, string? DryRun)> Deletes { get { lock (_gate) return [.. _deletes]; } }
+    private readonly List<(string Resource, string Name, string? DryRun)> _deletes = [];
+
     public void MakeUnschedulable(string name, string message = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available.") =>
         UpdatePod(name, pod => SetCondition(pod, "PodScheduled", "False", "Unschedulable", message));
 
@@ -281,10 +292,14 @@ public sealed class FakeKubernetesApiServer : IAsyncDisposable
             var options = await JsonNode.ParseAsync(http.Request.Body);
             propagation ??= options?["propagationPolicy"]?.GetValue<string>();
         }
+        string? dryRun = http.Request.Query["dryRun"].FirstOrDefault();
         lock (_gate)
         {
-            if (resource == "jobs") _jobDeletes.Add((name, propagation));
+            _deletes.Add((resource, name, dryRun));
+            if (resource == "jobs" && dryRun is null) _jobDeletes.Add((name, propagation));
             if (!_objects.TryGetValue((resource, ns, name), out var obj)) return NotFound(resource, name);
+            // A server-side dry run answers as the delete would, and changes nothing.
+            if (dryRun == "All") return Json(obj.DeepClone().AsObject());
             // batch/v1 Jobs orphan their pods unless asked otherwise (a legacy default kubectl hides).
             var cascade = propagation is "Background" or "Foreground" || (propagation is null && resource != "jobs");
             DeleteLocked(resource, ns, name, cascade);
@@ -301,6 +316,16 @@ public sealed class FakeKubernetesApiServer : IAsyncDisposable
 
     private void DeleteLocked(string resource, string ns, string name, bool cascade)
     {
+        if (resource == "pods" && _stuckPods.Contains(name) && _objects.TryGetValue((resource, ns, name), out var stuck))
+        {
+            if (stuck["metadata"]!["deletionTimestamp"] is null)
+            {
+                stuck["metadata"]!["deletionTimestamp"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+                stuck["metadata"]!["finalizers"] = new JsonArray("example.com/never-released");
+                Store(resource, ns, name, stuck, WatchEventType.Modified);
+            }
+            return;
+        }
         if (!_objects.Remove((resource, ns, name), out var obj)) return;
         Emit(resource, ns, WatchEventType.Deleted, obj);
         var uid = obj["metadata"]?["uid"]?.GetValue<string>();

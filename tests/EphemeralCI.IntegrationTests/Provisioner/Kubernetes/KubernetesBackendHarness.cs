@@ -29,7 +29,7 @@ public sealed class KubernetesBackendHarness : IAsyncDisposable
     public KubernetesRunnerBackend Backend { get; }
     public RecordingProgressSink Progress { get; }
 
-    public static async Task<KubernetesBackendHarness> StartAsync(TimeSpan? pendingGrace = null, string? ns = null, TimeSpan? scaleUpGrace = null)
+    public static async Task<KubernetesBackendHarness> StartAsync(TimeSpan? pendingGrace = null, string? ns = null, TimeSpan? scaleUpGrace = null, TimeSpan? deleteTimeout = null)
     {
         var fake = await FakeKubernetesApiServer.StartAsync();
         var options = new KubernetesOptions
@@ -38,7 +38,7 @@ public sealed class KubernetesBackendHarness : IAsyncDisposable
             IntakeUrl = IntakeUrl,
             PendingGracePeriod = pendingGrace ?? TimeSpan.FromMinutes(5),
             ScaleUpGracePeriod = scaleUpGrace ?? TimeSpan.FromMinutes(10),
-            DeleteTimeout = TimeSpan.FromSeconds(10),
+            DeleteTimeout = deleteTimeout ?? TimeSpan.FromSeconds(10),
         };
         if (ns is not null) options.Namespace = ns;
         var connection = new KubernetesConnection(Options.Create(options));
