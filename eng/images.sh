@@ -13,8 +13,8 @@
 #   no shell, no package manager; the service published self-contained (its own .NET runtime, no SDK)
 #   in /app; user app (1654:1654), port 8080.
 # - server: a minimal Debian (it runs jobs in bubblewrap over the image's own /usr, so jobs get a
-#   shell and coreutils) plus bubblewrap, libseccomp2, git; data in /var/lib/ephemeralci; port 5180.
-# - runners: a minimal Debian with git and common tools, the natively compiled runner agent at
+#   shell and coreutils) plus bubblewrap, libseccomp2, git, git-lfs (runners share its /usr); data in /var/lib/ephemeralci; port 5180.
+# - runners: a minimal Debian with git, git-lfs and common tools, the natively compiled runner agent at
 #   /opt/eci/agent/EphemeralCI.RunnerAgent, user runner (1000); -dotnet adds this machine's .NET SDK,
 #   -node Debian's Node.js and npm.
 # Needs: root (or unprivileged user namespaces), mmdebstrap, umoci, the .NET SDK, gcc (native agent).
@@ -129,8 +129,8 @@ assemble() { # name root-dir files-dir user entrypoint(json-less, one path) desc
 }
 
 SERVICE_PACKAGES=libc6,libgcc-s1,libstdc++6,libssl3,zlib1g,ca-certificates,tzdata,netbase,base-files
-SERVER_PACKAGES=ca-certificates,tzdata,netbase,bubblewrap,libseccomp2,libssl3,git,procps
-RUNNER_PACKAGES=ca-certificates,tzdata,netbase,git,curl,openssh-client,xz-utils,zstd,unzip,make,procps,less,jq
+SERVER_PACKAGES=ca-certificates,tzdata,netbase,bubblewrap,libseccomp2,libssl3,git,git-lfs,procps
+RUNNER_PACKAGES=ca-certificates,tzdata,netbase,git,git-lfs,curl,openssh-client,xz-utils,zstd,unzip,make,procps,less,jq
 
 project_of() {
   case "$1" in
