@@ -89,7 +89,7 @@ public static class GitMirrorApi
         }
         catch (MirrorFetchException e)
         {
-            return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", e.Message, twirpCode: "unavailable");
+            return ForgeUnavailable(e.Message);
         }
     }
 
@@ -112,7 +112,7 @@ public static class GitMirrorApi
     public static async Task<IResult> LfsBatchAsync(string owner, string name, LfsBatchRequest? body, HttpContext http, GitMirrors mirrors, LfsObjects lfs,
         ILogger<GitMirrors> logger, CancellationToken ct)
     {
-        var (repository, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
+        var (repository, _, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
         if (refused is not null) return refused;
         if (body?.Operation != "download") return CacheProblems.Forbidden("only downloads: nothing a job does writes a mirror's LFS objects");
         if (body.Objects is not { Count: > 0 and <= LfsObjects.MaxObjectsPerBatch } objects)
@@ -131,7 +131,16 @@ public static class GitMirrorApi
         }
         catch (HttpRequestException e)
         {
-            return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", $"the forge's LFS server could not be reached: {e.Message}", twirpCode: "unavailable");
+            return ForgeUnavailable($"the forge's LFS server could not be reached: {e.Message}");
+        }
+        catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return ForgeUnavailable("the forge's LFS server did not answer in time");
+        }
+        catch (MirrorFetchException e)
+        {
+            // The forge credential could not be read (see ForgeCredentials).
+            return ForgeUnavailable(e.Message);
         }
         foreach (var (oid, why) in failed) logger.LogWarning("LFS object {Oid} of {Repository} not served: {Reason}", oid, repository, why);
         // Downloads come back here; git-lfs sends them with the same credential (its http.extraHeader, the job token).
@@ -166,44 +175,45 @@ public static class GitMirrorApi
 
     public static async Task<IResult> LfsObjectAsync(string owner, string name, string oid, HttpContext http, GitMirrors mirrors, LfsObjects lfs, CancellationToken ct)
     {
-        var (repository, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
+        var (repository, _, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
         if (refused is not null) return refused;
         if (!LfsObjects.IsOid(oid)) return CacheProblems.Invalid("oid", "must be a lower-case SHA-256");
         var path = lfs.PathOf(repository, oid);
         return File.Exists(path) ? TypedResults.PhysicalFile(path, "application/octet-stream") : CacheProblems.NotFound($"LFS object {oid} is not in the mirror of {repository}: ask the batch API first");
     }
 
-    /// <summary>The job's own repository, or a submodule its commit names (nested ones included); the problem otherwise.</summary>
-    private static async Task<(string Repository, IResult? Refused)> AuthorizeAsync(string owner, string name, HttpContext http, GitMirrors mirrors, CancellationToken ct)
+    /// <summary>
+    /// The job's own repository, or a submodule its commit names (nested ones included, for `checkout: {submodules: …}`),
+    /// with the commit the submodule's gitlink records (null for the job's own); the problem otherwise.
+    /// </summary>
+    private static async Task<(string Repository, string? Gitlink, IResult? Refused)> AuthorizeAsync(string owner, string name, HttpContext http, GitMirrors mirrors, CancellationToken ct)
     {
-        if (!mirrors.Enabled) return ("", Disabled());
+        if (!mirrors.Enabled) return ("", null, Disabled());
         var repository = owner + "/" + name;
-        if (!GitMirrors.IsRepository(repository)) return ("", CacheProblems.Invalid("repository", $"'{repository}' is not an owner/name repository"));
+        if (!GitMirrors.IsRepository(repository)) return ("", null, CacheProblems.Invalid("repository", $"'{repository}' is not an owner/name repository"));
         var job = http.JobToken();
-        if (string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase)) return (repository, null);
-        var submodule = job.CommitSha is { Length: > 0 } sha ? await mirrors.FindSubmoduleAsync(job.Repository, sha, repository, ct) : (false, null);
-        return submodule.IsSubmodule ? (repository, null)
-            : ("", CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)"));
+        if (string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase)) return (repository, null, null);
+        try
+        {
+            // Following nested submodules may fetch the mirrors in between: a forge that cannot be reached is a 502, not a 500.
+            var submodule = job.CommitSha is { Length: > 0 } sha ? await mirrors.FindSubmoduleAsync(job.Repository, sha, repository, ct) : (false, null);
+            return submodule.IsSubmodule ? (repository, submodule.Commit, null)
+                : ("", null, CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)"));
+        }
+        catch (MirrorFetchException e)
+        {
+            return ("", null, ForgeUnavailable(e.Message));
+        }
     }
+
+    private static ProblemHttpResult ForgeUnavailable(string detail) =>
+        CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", detail, twirpCode: "unavailable");
 
     /// <param name="packs">For upload-pack: where packs are kept for the next runner asking the same (none for info/refs).</param>
     private static async Task<IResult> ServeAsync(string owner, string name, string service, HttpContext http, GitMirrors mirrors, PackCache? packs, ILogger logger, CancellationToken ct)
     {
-        if (!mirrors.Enabled) return Disabled();
-        var repository = owner + "/" + name;
-        var job = http.JobToken();
-        if (!GitMirrors.IsRepository(repository)) return CacheProblems.Invalid("repository", $"'{repository}' is not an owner/name repository");
-        // The job's own repository, or a submodule its commit names, nested ones included (for `checkout: {submodules: …}`).
-        string? gitlink = null;
-        if (!string.Equals(job.Repository, repository, StringComparison.OrdinalIgnoreCase))
-        {
-            var submodule = job.CommitSha is { Length: > 0 } sha ? await mirrors.FindSubmoduleAsync(job.Repository, sha, repository, ct) : (false, null);
-            if (!submodule.IsSubmodule)
-            {
-                return CacheProblems.Forbidden($"this job's token is for repository {job.Repository}, not {repository} (nor is that a submodule of its commit)");
-            }
-            gitlink = submodule.Commit;
-        }
+        var (repository, gitlink, refused) = await AuthorizeAsync(owner, name, http, mirrors, ct);
+        if (refused is not null) return refused;
         try
         {
             // A submodule's mirror may predate the commit the superproject now records.
@@ -211,7 +221,7 @@ public static class GitMirrorApi
         }
         catch (MirrorFetchException e)
         {
-            return CacheProblems.Problem(StatusCodes.Status502BadGateway, "Forge unavailable", e.Message, twirpCode: "unavailable");
+            return ForgeUnavailable(e.Message);
         }
         await RunHttpBackendAsync(mirrors.Root, "/" + GitMirrors.RelativePath(repository).Replace('\\', '/') + "/" + service, http, packs, logger, ct);
         return TypedResults.Empty;

@@ -160,19 +160,9 @@ public sealed partial class GitMirrors
         var found = new List<(string, string?)>();
         var mirror = MirrorPath(repository);
         if (!IsRepository(repository) || !IsCommitSha(commitSha) || !Directory.Exists(mirror)) return found;
-        var config = await GitCommand.RunAsync(mirror, ["config", "--blob", $"{commitSha}:.gitmodules", "--get-regexp", @"^submodule\..*\.(url|path)$"], TimeSpan.FromSeconds(30), ct);
+        var config = await GitCommand.RunAsync(mirror, ["config", "--blob", $"{commitSha}:.gitmodules", .. SubmoduleUrls.ConfigQuery], TimeSpan.FromSeconds(30), ct);
         if (!config.Succeeded) return found;
-        var entries = new Dictionary<string, (string? Url, string? Path)>(StringComparer.Ordinal);
-        foreach (var line in config.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var space = line.IndexOf(' ');
-            if (space < 0) continue;
-            var key = line[..space];
-            var name = key["submodule.".Length..key.LastIndexOf('.')];
-            var entry = entries.GetValueOrDefault(name);
-            entries[name] = key.EndsWith(".url", StringComparison.Ordinal) ? entry with { Url = line[(space + 1)..].Trim() } : entry with { Path = line[(space + 1)..].Trim() };
-        }
-        foreach (var (url, path) in entries.Values)
+        foreach (var (_, url, path) in SubmoduleUrls.Parse(config.Output))
         {
             if (url is null || SubmoduleUrls.RepositoryOf(url, repository) is not { } submodule || !IsRepository(submodule)) continue;
             string? gitlink = null;
@@ -185,10 +175,6 @@ public sealed partial class GitMirrors
         }
         return found;
     }
-
-    /// <summary>owner/name of an absolute forge URL (see <see cref="SubmoduleUrls.RepositoryOf"/>), or null.</summary>
-    public static string? RepositoryOfUrl(string url) =>
-        SubmoduleUrls.RepositoryOf(url) is { } repository && IsRepository(repository) ? repository : null;
 
     private static CommitVerification Verified(string? tip) => new(true, null, "verified", tip);
 

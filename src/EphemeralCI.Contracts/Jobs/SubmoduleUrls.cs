@@ -1,11 +1,34 @@
 namespace EphemeralCI.Contracts.Jobs;
 
+/// <summary>One submodule of a <c>.gitmodules</c>: its name, URL and path (either may be missing in a broken file).</summary>
+public sealed record GitModule(string Name, string? Url, string? Path);
+
 /// <summary>
 /// Which repository (owner/name) a submodule URL in <c>.gitmodules</c> names: the rule the cache uses to allow a job
 /// its submodules' mirrors and the runner agent uses to fetch them, so both agree.
 /// </summary>
 public static class SubmoduleUrls
 {
+    /// <summary>The arguments that make git print a <c>.gitmodules</c>' URLs and paths for <see cref="Parse"/>.</summary>
+    public static readonly string[] ConfigQuery = ["--get-regexp", @"^submodule\..*\.(url|path)$"];
+
+    /// <summary>The submodules in the output of <c>git config … <see cref="ConfigQuery"/></c> (<c>submodule.NAME.url VALUE</c> lines), in file order.</summary>
+    public static IReadOnlyList<GitModule> Parse(string configOutput)
+    {
+        var modules = new Dictionary<string, GitModule>(StringComparer.Ordinal);
+        foreach (var line in configOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var space = line.IndexOf(' ');
+            var dot = space < 0 ? -1 : line.LastIndexOf('.', space);
+            if (dot <= "submodule.".Length) continue;
+            var name = line["submodule.".Length..dot];
+            var value = line[(space + 1)..].Trim();
+            var module = modules.GetValueOrDefault(name) ?? new GitModule(name, null, null);
+            modules[name] = line[(dot + 1)..space] == "url" ? module with { Url = value } : module with { Path = value };
+        }
+        return [.. modules.Values];
+    }
+
     /// <summary>
     /// owner/name of <paramref name="url"/>: an absolute forge URL (<c>https://host/owner/name(.git)</c>,
     /// <c>git@host:owner/name.git</c>, <c>ssh://</c>, <c>git://</c>) by its last two path segments, or a URL relative to

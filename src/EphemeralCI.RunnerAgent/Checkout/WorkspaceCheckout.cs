@@ -133,44 +133,36 @@ public sealed class WorkspaceCheckout(string token, string workspace, string? ca
     private async Task<CheckoutOutcome?> SubmodulesAsync(string dir, string repository, bool recursive, int depth, Uri baseUrl,
         KeyValuePair<string, string> auth, int level, Action<int> counted, CancellationToken ct)
     {
-        var (code, output) = await GitOutputAsync(dir, ["config", "--file", ".gitmodules", "--get-regexp", @"^submodule\..*\.(url|path)$"], ct);
+        var (code, output) = await GitOutputAsync(dir, ["config", "--file", ".gitmodules", .. SubmoduleUrls.ConfigQuery], ct);
         if (code != 0) return null;
-        var urls = new Dictionary<string, string>(StringComparer.Ordinal);
-        var paths = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var space = line.IndexOf(' ');
-            if (space < 0) continue;
-            var key = line[..space];
-            var name = key["submodule.".Length..key.LastIndexOf('.')];
-            (key.EndsWith(".url", StringComparison.Ordinal) ? urls : paths)[name] = line[(space + 1)..].Trim();
-        }
+        var modules = SubmoduleUrls.Parse(output);
         var rewrites = new List<KeyValuePair<string, string>>();
-        var relative = new List<(string Name, string Url)>();
+        var relative = new List<GitModule>();
         var children = new List<(string Path, string Repository)>();
-        foreach (var (name, url) in urls)
+        foreach (var module in modules)
         {
-            if (SubmoduleUrls.RepositoryOf(url, repository) is not { } submodule) continue;
+            var (name, url, path) = module;
+            if (url is null || SubmoduleUrls.RepositoryOf(url, repository) is not { } submodule) continue;
             var mirror = new Uri(baseUrl, $"git/{submodule}.git").ToString();
             if (url.StartsWith('.'))
             {
                 // git resolves a relative URL against the superproject's remote, and a checkout has none: give it the mirror's.
-                if (await GitAsync(dir, ["submodule", "init", "--quiet", "--", paths.GetValueOrDefault(name, name)], [], ct) is { } initFailed) return initFailed;
+                if (await GitAsync(dir, ["submodule", "init", "--quiet", "--", path ?? name], [], ct) is { } initFailed) return initFailed;
                 if (await GitAsync(dir, ["config", $"submodule.{name}.url", mirror], [], ct) is { } setFailed) return setFailed;
-                relative.Add((name, url));
+                relative.Add(module);
             }
             else rewrites.Add(new($"url.{mirror}.insteadOf", url));
-            if (paths.TryGetValue(name, out var path)) children.Add((path, submodule));
+            if (path is not null) children.Add((path, submodule));
         }
         List<string> update = ["-c", "protocol.file.allow=never", "submodule", "update", "--init", "--quiet"];
         if (depth > 0) update.Add($"--depth={depth}");
         if (await GitAsync(dir, update, [auth, .. rewrites], ct) is { } updateFailed) return updateFailed;
-        foreach (var (name, url) in relative)
+        foreach (var (name, url, path) in relative)
         {
             // No loopback address of this checkout stays behind: back to the URL .gitmodules gives, and no remote in the
             // submodule (as in the superproject; absolute ones keep their forge URL, which a runner cannot reach anyway).
-            await GitAsync(dir, ["config", $"submodule.{name}.url", url], [], ct);
-            await GitAsync(Path.Combine(dir, paths.GetValueOrDefault(name, name)), ["remote", "remove", "origin"], [], ct);
+            await GitAsync(dir, ["config", $"submodule.{name}.url", url!], [], ct);
+            await GitAsync(Path.Combine(dir, path ?? name), ["remote", "remove", "origin"], [], ct);
         }
         counted(children.Count);
         if (!recursive || level >= MaxSubmoduleDepth) return null;

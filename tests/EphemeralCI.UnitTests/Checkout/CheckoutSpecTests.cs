@@ -84,7 +84,15 @@ public sealed class CheckoutSpecTests
     [InlineData("../lib.git", null)]
     [InlineData("/srv/git/lib", null)]
     public void A_submodule_url_names_its_repository(string url, string? repository) =>
-        Assert.Equal(repository, GitMirrors.RepositoryOfUrl(url));
+        Assert.Equal(repository, EphemeralCI.Contracts.Jobs.SubmoduleUrls.RepositoryOf(url));
+
+    [Fact]
+    public void A_gitmodules_listing_gives_each_submodule_its_url_and_path_even_with_dots_in_its_name()
+    {
+        var modules = EphemeralCI.Contracts.Jobs.SubmoduleUrls.Parse(
+            "submodule.vendor/lib.path vendor/lib\nsubmodule.vendor/lib.url ../lib.git\nsubmodule.v1.2.url https://h/o/n.git\nnot a line\n");
+        Assert.Equal([new("vendor/lib", "../lib.git", "vendor/lib"), new("v1.2", "https://h/o/n.git", null)], modules);
+    }
 
     [Theory]
     [InlineData("../lib.git", "acme/app", "acme/lib")]
