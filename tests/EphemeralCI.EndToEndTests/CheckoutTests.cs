@@ -20,6 +20,8 @@ public sealed class CheckoutServerFixture : ServerFixture, IAsyncLifetime
     {
         Forge = await TestForge.StartAsync();
         HttpForge = await TokenForge.StartAsync(Forge, ForgeToken);
+        // Submodules of other owners need the operator's leave: tools/* is given it (the nested-submodule test).
+        ExtraArguments.Add("--Checkout:SubmoduleRepositories:0=tools/*");
         ExtraArguments.Add("--Checkout:Repositories:0:Match=lfs/*");
         ExtraArguments.Add($"--Checkout:Repositories:0:Url={HttpForge.UrlTemplate}");
         ExtraArguments.Add("--Checkout:Enabled=true");
@@ -166,6 +168,22 @@ public sealed class CheckoutTests(CheckoutServerFixture fx) : IClassFixture<Chec
         Assert.True(flat.Status == "succeeded", flat.Log);
         Assert.Contains("1 submodule)", flat.Log);
         Assert.Contains("library content", flat.Log);
+    }
+
+    [Fact]
+    public async Task A_gitmodules_naming_another_owners_repository_does_not_open_it_to_the_job()
+    {
+        // The attacker can push to their repository, not read secret/*: the forge credential of the control plane can.
+        var id = Guid.NewGuid().ToString("N")[..6];
+        var (repo, secret) = ($"acme/e2e-{id}", $"secret/private-{id}");
+        fx.Forge.CreateRepository(secret, new Dictionary<string, string> { ["secret.txt"] = "not for acme" });
+        fx.Forge.CreateRepository(repo);
+        var head = fx.Forge.AddSubmodule(repo, secret, "vendor/loot");
+
+        var job = await RunAsync(Job(repo, "refs/heads/main", head, "cat vendor/loot/secret.txt", new { submodules = true }));
+        Assert.Equal("failed", job.Status);
+        Assert.Contains("checkout failed", job.Log);
+        Assert.DoesNotContain("not for acme", job.Log);
     }
 
     [Fact]

@@ -22,6 +22,14 @@ public sealed class CheckoutOptions
     public List<CheckoutRepository> Repositories { get; set; } = [];
 
     /// <summary>
+    /// Repositories of other owners that jobs may check out as submodules (<c>Checkout:SubmoduleRepositories:{n}</c>,
+    /// globs of owner/name, e.g. <c>third-party/*</c>; <c>**</c> for any). A job's own owner is always allowed. The
+    /// mirrors are fetched with the control plane's forge credential, so a <c>.gitmodules</c> must not reach further
+    /// than the operator says.
+    /// </summary>
+    public List<string> SubmoduleRepositories { get; set; } = [];
+
+    /// <summary>
     /// The commit must be reachable from the claimed ref's tip at the forge (<c>Checkout:VerifyRef</c>, default on).
     /// Off, it need only exist in the repository.
     /// </summary>

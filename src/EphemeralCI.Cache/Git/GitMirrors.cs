@@ -140,6 +140,8 @@ public sealed partial class GitMirrors
                 if (!seen.Add($"{superproject}@{commit}")) continue;
                 foreach (var (submodule, gitlink) in await SubmodulesAsync(superproject, commit, ct))
                 {
+                    // A job's .gitmodules is the job's word: it opens only repositories the operator lets this one reach.
+                    if (!MaySubmodule(jobRepository, submodule)) continue;
                     if (string.Equals(submodule, repository, StringComparison.OrdinalIgnoreCase)) return (true, gitlink);
                     if (gitlink is not null)
                     {
@@ -152,6 +154,19 @@ public sealed partial class GitMirrors
             level = next;
         }
         return (false, null);
+    }
+
+    /// <summary>
+    /// Whether a job of <paramref name="jobRepository"/> may check out <paramref name="submodule"/>: a repository of the same
+    /// owner, or one matching a <c>Checkout:SubmoduleRepositories</c> glob. Anything a job's commit names in
+    /// <c>.gitmodules</c> is otherwise fetched with the control plane's forge credential, which may read far more than
+    /// the job's own repository should see.
+    /// </summary>
+    public bool MaySubmodule(string jobRepository, string submodule)
+    {
+        var owner = jobRepository.Split('/')[0];
+        return submodule.StartsWith(owner + "/", StringComparison.OrdinalIgnoreCase)
+            || _options.SubmoduleRepositories.Any(glob => IdentityGlob.Matches(glob, submodule, ignoreCase: true));
     }
 
     /// <summary>The submodules <paramref name="commitSha"/> of <paramref name="repository"/>'s mirror names, with the commit each gitlink records.</summary>
