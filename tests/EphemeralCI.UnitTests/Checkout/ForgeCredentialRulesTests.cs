@@ -86,3 +86,22 @@ public class ForgeCredentialRulesTests
         Assert.DoesNotContain("ghp_abc", new TokenCredential("ghp_abc").ToString());
     }
 }
+
+/// <summary>Git children of the cache get none of the host's .NET settings, which may carry credentials.</summary>
+public class GitCommandEnvironmentTests
+{
+    [Fact]
+    public void The_hosts_double_underscore_settings_never_reach_git_but_its_own_config_does()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("git");
+        psi.Environment["Checkout__Token"] = "ghp_host-setting";
+        psi.Environment["ConnectionStrings__cachedb"] = "Host=x;Password=y";
+        psi.Environment["PATH"] = "/usr/bin";
+        EphemeralCI.Cache.Git.GitCommand.Prepare(psi, [new("http.extraHeader", "Authorization: Basic abc")]);
+        Assert.False(psi.Environment.ContainsKey("Checkout__Token"));
+        Assert.False(psi.Environment.ContainsKey("ConnectionStrings__cachedb"));
+        Assert.Equal("/usr/bin", psi.Environment["PATH"]);
+        Assert.Equal("http.extraHeader", psi.Environment["GIT_CONFIG_KEY_0"]);
+        Assert.Equal("1", psi.Environment["GIT_CONFIG_COUNT"]);
+    }
+}
