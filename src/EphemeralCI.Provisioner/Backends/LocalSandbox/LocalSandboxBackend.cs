@@ -456,7 +456,10 @@ public sealed class LocalSandboxBackend(
     {
         // Jobs on warm sandboxes are known by their sandbox's id on this machine.
         keep = keep.Select(SandboxIdOf).ToHashSet();
-        bool Leftover(Guid id) => !keep.Contains(id) && !_live.ContainsKey(id) && !_starting.ContainsKey(id);
+        // _starting before _live: a start puts its id in _live before it leaves _starting, so read in this order a
+        // sandbox that finishes starting between the two reads is still seen (the other order saw neither, and deleted
+        // a starting runner's workspace under it: bwrap "Can't find source path …/workspace").
+        bool Leftover(Guid id) => !keep.Contains(id) && !_starting.ContainsKey(id) && !_live.ContainsKey(id);
         // Only what carries this installation's id: its cgroup parent, its network names, its work root.
         if (Cgroups is { } cgroups)
         {
