@@ -27,7 +27,11 @@ public sealed class SandboxIsolationTests : IDisposable
         var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in SandboxCommandBuilder.JoinCgroupThenExec([], new LocalSandboxOptions().BwrapPath, args, files)) psi.ArgumentList.Add(a);
         psi.Environment["HOST_SECRET"] = "must-not-leak";
-        using var p = Process.Start(psi)!;
+        // Started as the backend starts sandboxes: from the spawner's own thread. bubblewrap's --die-with-parent kills the
+        // sandbox when the *thread* that forked it ends, and a thread-pool thread may end at any time.
+        using var spawner = new SandboxSpawner();
+        using var p = new Process { StartInfo = psi };
+        Assert.True(await spawner.StartAsync(p), "the sandbox did not start");
         var stdout = await p.StandardOutput.ReadToEndAsync();
         var stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync();
