@@ -20,7 +20,7 @@ public sealed class JobsVerifySettings : ServerSettings
     public string? File { get; set; }
 
     [CommandOption("--jwks <FILE|URL>")]
-    [Description("The public keys: a JWKS file or URL (default: the secrets broker's /.well-known/jwks.json)")]
+    [Description("The public keys: a JWKS file or URL (default: the secrets broker's /.well-known/attestation-keys.json, every key that ever signed)")]
     public string? Jwks { get; set; }
 
     [CommandOption("--secrets-server <URL>")]
@@ -87,7 +87,7 @@ public sealed class JobsVerifyCommand(EciContext context) : EciCommand<JobsVerif
             var server = resolved.Secrets.Server ?? resolved.Server
                 ?? throw new CliException("No server to fetch the public keys from.", ExitCodes.Usage,
                     ["Pass --jwks FILE|URL, or configure the server (`eci config set --server URL`)."]);
-            url = new Uri(ConfigStore.ParseServer(server), ".well-known/jwks.json");
+            url = new Uri(ConfigStore.ParseServer(server), ".well-known/attestation-keys.json");
         }
         using var broker = new EciApiClient(new Uri(url.GetLeftPart(UriPartial.Authority) + "/"), null, Context.HttpHandler, ApiTarget.SecretsBroker);
         var set = (await broker.GetJwksAsync(url.PathAndQuery.TrimStart('/'), ct)).Value;

@@ -42,7 +42,9 @@ public sealed record RunnerFinished(
 
 /// <summary>provisioner → intake: the runner was torn down; <paramref name="Teardown"/> says whether an independent check found it all gone.</summary>
 /// <param name="Teardown">What the teardown check looked at and found; null from older provisioners (not verified).</param>
-public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At, TeardownReport? Teardown = null);
+/// <param name="Backend">Where the runner ran, and <paramref name="TemplateHash"/> what it was made from: said again here,
+/// so a job whose RunnerStarted is handled after this message (consumers run concurrently) still has them when attested.</param>
+public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At, TeardownReport? Teardown = null, string? Backend = null, string? TemplateHash = null);
 
 /// <summary>
 /// The result of the teardown check, made after the backend destroyed a runner by code apart from

@@ -24,7 +24,8 @@ public static class JobStatementBuilder
         var started = Last(timeline, JobEventTypes.RunnerStarted);
         var destroyed = Last(timeline, JobEventTypes.RunnerDestroyed);
         var startedData = Data<RunnerStartedData>(started);
-        var teardown = Data<RunnerDestroyedData>(destroyed)?.Teardown;
+        var destroyedData = Data<RunnerDestroyedData>(destroyed);
+        var teardown = destroyedData?.Teardown;
         var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web);
 
         var predicate = new JobPredicate(
@@ -35,7 +36,7 @@ public static class JobStatementBuilder
             new RunDetails(
                 new Builder(builderId, new Dictionary<string, string> { ["ephemeralci"] = Version }),
                 new BuildMetadata(job.Id.ToString(), job.StartedAt, job.FinishedAt)),
-            new JobRunner(startedData?.RunnerId, startedData?.Backend, new RunnerTemplateRef(job.RunnerTemplate, job.RunnerTemplateHash ?? startedData?.TemplateHash)),
+            new JobRunner(startedData?.RunnerId ?? destroyedData?.RunnerId, startedData?.Backend ?? destroyedData?.Backend, new RunnerTemplateRef(job.RunnerTemplate, job.RunnerTemplateHash ?? startedData?.TemplateHash)),
             new JobLifecycle(job.CreatedAt, started?.At ?? job.StartedAt, job.FinishedAt, destroyed?.At),
             teardown,
             Secrets: null,
@@ -78,6 +79,6 @@ public static class JobStatementBuilder
     }
 
     private sealed record RunnerStartedData(string? RunnerId, string? Backend, string? TemplateHash);
-    private sealed record RunnerDestroyedData(string? RunnerId, TeardownReport? Teardown);
+    private sealed record RunnerDestroyedData(string? RunnerId, string? Backend, TeardownReport? Teardown);
     private sealed record CacheEventData(string Key, string Result, string? MatchedKey, long Bytes, string? Sha256);
 }

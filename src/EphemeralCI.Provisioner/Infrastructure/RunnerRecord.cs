@@ -14,6 +14,11 @@ public enum RunnerState
     Running,
     /// <summary>Stopped (exited, killed, lost); teardown pending.</summary>
     Finished,
+    /// <summary>
+    /// Killed and cleaned up, so its concurrency slot is free; the independent teardown check (and any
+    /// cleanup it asks for again) is still to come before it may be called destroyed.
+    /// </summary>
+    Released,
     /// <summary>Every process and file of the runner is gone.</summary>
     Destroyed,
 }

@@ -29,8 +29,9 @@ public sealed class RunnerLimitOptions
 /// <summary>
 /// Concurrency limits per backend and per repository. A job over a limit is recorded as Waiting
 /// (its RabbitMQ message is acknowledged at once, not held) and RunnerWaiting tells the intake why;
-/// when a runner is destroyed the pump starts waiting jobs in arrival order. A runner holds its slot
-/// until it is destroyed, so "alive at once" counts teardown too. Sits between the deduplicator and
+/// when a runner is released the pump starts waiting jobs in arrival order. A runner holds its slot
+/// until its cleanup is done (Released), so "alive at once" counts the kill and cleanup too, but not the
+/// independent teardown check that follows. Sits between the deduplicator and
 /// the scheduler. Limits hold within one provisioner process.
 /// </summary>
 public sealed class RunnerLimiter(

@@ -23,18 +23,31 @@ public sealed class RunnerTeardown(
     private readonly Dictionary<string, ITeardownVerifier> _verifiers =
         verifiers.ToDictionary(v => v.Backend, StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>Kills and destroys the runner; returns the check's report, or null when the check is turned off.</summary>
-    public async Task<TeardownReport?> DestroyAsync(IRunnerBackend backend, RunnerRef runner, CancellationToken ct)
+    /// <summary>
+    /// Kills and destroys the runner; returns the check's report, or null when the check is turned off.
+    /// <paramref name="released"/> is called once, as soon as a cleanup has succeeded and before the check:
+    /// the runner's resources are freed then, so its slot need not wait for the check.
+    /// </summary>
+    public async Task<TeardownReport?> DestroyAsync(IRunnerBackend backend, RunnerRef runner, Func<CancellationToken, Task> released, CancellationToken ct)
     {
         var o = options.Value;
+        var releasedOnce = false;
+        async Task CleanUpAndReleaseAsync(CancellationToken token)
+        {
+            await CleanUpAsync(backend, runner, token);
+            if (releasedOnce) return;
+            releasedOnce = true;
+            await released(token);
+        }
+
         if (!o.Verify)
         {
-            await CleanUpAsync(backend, runner, ct);
+            await CleanUpAndReleaseAsync(ct);
             return null;
         }
         if (!_verifiers.TryGetValue(backend.Name, out var verifier))
         {
-            await CleanUpAsync(backend, runner, ct);
+            await CleanUpAndReleaseAsync(ct);
             return new TeardownReport(false, 1, [new TeardownCheck("verifier", false, backend.Name, $"no teardown check exists for the '{backend.Name}' backend")]);
         }
 
@@ -58,7 +71,7 @@ public sealed class RunnerTeardown(
             IReadOnlyList<TeardownCheck> result;
             try
             {
-                await CleanUpAsync(backend, runner, token);
+                await CleanUpAndReleaseAsync(token);
                 result = await verifier.VerifyAsync(target, token);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

@@ -24,6 +24,8 @@ public static class IdentityApi
         wellKnown.MapGet("/openid-configuration", Discovery).WithName("OpenIdConfiguration")
             .WithSummary("Discovery document, so Vault or a cloud's workload identity federation can trust job tokens");
         wellKnown.MapGet("/jwks.json", JwksAsync).WithName("Jwks").WithSummary("Public keys that sign job tokens (current and recently rotated)");
+        wellKnown.MapGet("/attestation-keys.json", AttestationKeysAsync).WithName("AttestationKeys")
+            .WithSummary("Every public key that ever signed, to verify job attestations of any age (never to accept a job token)");
 
         app.MapGroup("/internal/v1").WithTags("Job identity")
             .AdminListenerOnly()
@@ -47,6 +49,12 @@ public static class IdentityApi
         // Short caching: relying parties must see a new key soon after rotation.
         response.Headers.CacheControl = "public, max-age=300";
         return TypedResults.Ok(new JsonWebKeySetDocument(await ring.GetPublishedAsync(ct)));
+    }
+
+    public static async Task<Ok<JsonWebKeySetDocument>> AttestationKeysAsync(SigningKeyRing ring, HttpResponse response, CancellationToken ct)
+    {
+        response.Headers.CacheControl = "public, max-age=300";
+        return TypedResults.Ok(new JsonWebKeySetDocument(await ring.GetEverPublishedAsync(ct)));
     }
 
     public static async Task<Results<Ok<MintedJobToken>, ValidationProblem>> MintAsync(

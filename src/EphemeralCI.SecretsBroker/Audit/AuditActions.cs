@@ -16,6 +16,8 @@ public static class AuditActions
     public const string TokenRevoked = "token.revoked";
     public const string KeysRewrapped = "keys.rewrapped";
     public const string SigningKeyCreated = "signing-key.created";
+    /// <summary>A key stopped signing: its private half was destroyed (its public half still verifies attestations).</summary>
+    public const string SigningKeyRetired = "signing-key.retired";
     public const string OperatorSecretRead = "operator-secret.read";
     public const string OperatorSecretMissing = "operator-secret.missing";
 }

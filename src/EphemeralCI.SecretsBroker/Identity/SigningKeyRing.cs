@@ -26,6 +26,8 @@ public sealed record PublicJwk(
 /// key (so every replica shares them and a database dump alone cannot forge tokens). One key signs
 /// at a time; when it has signed for <c>SigningKeyRotation</c> a new one takes over and the old one
 /// stays published for <c>SigningKeyOverlap</c>, so tokens it signed keep validating until they expire.
+/// A key that no longer signs loses its private half; its public half stays in the attestation key set
+/// for good, so a job's attestation can be checked years later while no old key can sign anything new.
 /// </summary>
 public sealed class SigningKeyRing(IServiceScopeFactory scopes, EnvelopeCipher cipher, IOptions<SecretsBrokerOptions> options, TimeProvider clock)
 {
@@ -61,9 +63,38 @@ public sealed class SigningKeyRing(IServiceScopeFactory scopes, EnvelopeCipher c
         return [.. s.Keys.Where(k => k.PublishedUntil > now).Select(k => k.Jwk)];
     }
 
-    /// <summary>Loads the keys and creates a new signer when none is current (start-up and the periodic rotation check).</summary>
-    public async Task<IReadOnlyList<PublicJwk>> RotateIfDueAsync(CancellationToken ct) =>
-        [.. (await EnsureCurrentAsync(ct)).Keys.Select(k => k.Jwk)];
+    /// <summary>
+    /// Every key that ever signed, newest first (public halves): what verifies attestations. Not for job
+    /// tokens: a token is accepted only under <see cref="GetValidationKeysAsync"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<PublicJwk>> GetEverPublishedAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SecretsDbContext>();
+        var rows = await db.SigningKeys.AsNoTracking().OrderByDescending(k => k.CreatedAt).Select(k => k.PublicJwk).ToListAsync(ct);
+        return [.. rows.Select(json => JsonSerializer.Deserialize<PublicJwk>(json)!)];
+    }
+
+    /// <summary>
+    /// Loads the keys, creates a new signer when none is current, and destroys the private half of every
+    /// key that stopped signing (start-up and the periodic rotation check).
+    /// </summary>
+    public async Task<IReadOnlyList<PublicJwk>> RotateIfDueAsync(CancellationToken ct)
+    {
+        var keys = (await EnsureCurrentAsync(ct)).Keys.Select(k => k.Jwk).ToList();
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SecretsDbContext>();
+        var now = clock.GetUtcNow();
+        var retired = await db.SigningKeys.Where(k => k.SignsUntil <= now && k.PrivateKeyCiphertext.Length > 0).ToListAsync(ct);
+        foreach (var key in retired)
+        {
+            key.PrivateKeyCiphertext = [];
+            key.WrappedDataKey = [];
+            db.Audit(clock, "secrets-broker", AuditActions.SigningKeyRetired, detail: $"kid={key.Kid}");
+        }
+        if (retired.Count > 0) await db.SaveChangesAsync(ct);
+        return keys;
+    }
 
     private async Task<Snapshot> EnsureCurrentAsync(CancellationToken ct)
     {

@@ -114,6 +114,23 @@ public sealed class IntakeAttestationTests(AttestingIntakeFactory app) : IClassF
     }
 
     [Fact]
+    public async Task A_RunnerDestroyed_handled_before_RunnerStarted_still_names_the_runner_and_its_template()
+    {
+        // The provisioner's messages are consumed concurrently: the last one may be handled first.
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var id = await Jobs.SubmitAsync(ci);
+        var now = DateTimeOffset.UtcNow;
+        var hash = "sha256:" + new string('b', 64);
+        await DeliverAsync(new RunnerFinished(id, "r-9", RunnerOutcome.Exited, 0, null, now.AddSeconds(1)));
+        await DeliverAsync(new RunnerDestroyed(id, "r-9", now.AddSeconds(2), Clean, "local", hash));
+
+        var result = AttestationVerifier.Verify(await AttestationAsync(ci, id), await JwksAsync(), new ExpectedSubject(id, "acme/widgets", Jobs.Sha));
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        var runner = result.Statement!.Predicate.Runner;
+        Assert.Equal(("r-9", "local", hash), (runner.Id, runner.Backend, runner.Template.Digest));
+    }
+
+    [Fact]
     public async Task The_attestation_is_seen_only_by_whoever_may_see_the_job()
     {
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);

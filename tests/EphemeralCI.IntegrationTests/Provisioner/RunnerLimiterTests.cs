@@ -53,9 +53,10 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
 
         var (ra, rb, rc) = ((await fx.RunnerAsync(a))!, (await fx.RunnerAsync(b))!, (await fx.RunnerAsync(c))!);
         Assert.Equal(RunnerState.Destroyed, rb.State);
-        // One at a time, in arrival order: B starts only after A is gone, C only after B is gone.
-        Assert.True(rb.StartedAt >= ra.DestroyedAt, $"B started {rb.StartedAt:O}, A destroyed {ra.DestroyedAt:O}");
-        Assert.True(rc.StartedAt >= rb.DestroyedAt, $"C started {rc.StartedAt:O}, B destroyed {rb.DestroyedAt:O}");
+        // One at a time, in arrival order: B starts only after A is over, C only after B is over. (A slot frees
+        // once the runner is killed and cleaned up, before the independent teardown check: RunnerTeardownTests.)
+        Assert.True(rb.StartedAt >= ra.FinishedAt, $"B started {rb.StartedAt:O}, A finished {ra.FinishedAt:O}");
+        Assert.True(rc.StartedAt >= rb.FinishedAt, $"C started {rc.StartedAt:O}, B finished {rb.FinishedAt:O}");
         Assert.Contains("b-ran", jobB.Log);
         Assert.Contains("c-ran", jobC.Log);
     }

@@ -95,7 +95,7 @@ public sealed class TeardownCheckTests(ProvisionerFixture fx)
         File.WriteAllText(Path.Combine(control, "intake.sock.stale"), "");
         try
         {
-            var report = await teardown.DestroyAsync(new ForgetfulBackend(fx.Sandbox), new RunnerRef(jobId, $"runner-{jobId:N}", null), default);
+            var report = await teardown.DestroyAsync(new ForgetfulBackend(fx.Sandbox), new RunnerRef(jobId, $"runner-{jobId:N}", null), _ => Task.CompletedTask, default);
 
             Assert.NotNull(report);
             Assert.False(report.Passed);
@@ -105,7 +105,7 @@ public sealed class TeardownCheckTests(ProvisionerFixture fx)
             Assert.Contains(report.Checks, c => c is { Name: "workspace", Passed: true });
 
             // Once the real teardown removed it, the same check passes.
-            var again = await teardown.DestroyAsync(fx.Sandbox, new RunnerRef(jobId, $"runner-{jobId:N}", null), default);
+            var again = await teardown.DestroyAsync(fx.Sandbox, new RunnerRef(jobId, $"runner-{jobId:N}", null), _ => Task.CompletedTask, default);
             Assert.True(again!.Passed, string.Join("; ", again.Checks.Where(c => !c.Passed).Select(c => $"{c.Name}: {c.Found}")));
             Assert.All(await verifier.VerifyAsync(new RunnerRef(jobId, $"runner-{jobId:N}", null), default), c => Assert.True(c.Passed, c.Name));
         }

@@ -3,6 +3,9 @@ using System.Net.Http.Json;
 using System.Text;
 using EphemeralCI.JobTokens;
 using EphemeralCI.SecretsBroker.Identity;
+using EphemeralCI.SecretsBroker.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -208,6 +211,19 @@ public sealed class SecretAdminTests : IAsyncLifetime
         clock.Offset = TimeSpan.FromMinutes(11 + 10 + 61); // past the old key's overlap
         var later = new JsonWebKeySet(await broker.Client.GetStringAsync("/.well-known/jwks.json"));
         Assert.DoesNotContain(later.Keys, k => k.Kid == oldKid);
+
+        // Retired: it can sign nothing more (its private half is gone), yet what it signed stays checkable.
+        await broker.Service<SigningKeyRing>().RotateIfDueAsync(default);
+        await using (var scope = broker.Service<IServiceScopeFactory>().CreateAsyncScope())
+        {
+            var row = await scope.ServiceProvider.GetRequiredService<SecretsDbContext>().SigningKeys.SingleAsync(k => k.Kid == oldKid);
+            Assert.Empty(row.PrivateKeyCiphertext);
+            Assert.Empty(row.WrappedDataKey);
+        }
+        var attestationKeys = new JsonWebKeySet(await broker.Client.GetStringAsync("/.well-known/attestation-keys.json"));
+        // (the second key has also stopped signing by now, so a third signs)
+        Assert.Equal([newKid, oldKid], attestationKeys.Keys.Select(k => k.Kid).Skip(1));
+        Assert.All(attestationKeys.Keys, k => Assert.True(string.IsNullOrEmpty(k.D), "a private key part is published"));
     }
 
     [Fact]

@@ -16,6 +16,13 @@ public sealed class RunnerTeardownTests : IDisposable
     private readonly List<(long Value, bool Final)> _failures = [];
     private readonly FakeBackend _backend = new();
     private static readonly RunnerRef Runner = new(Guid.NewGuid(), "runner-1", null);
+    private int _releases;
+
+    private Task Release(CancellationToken ct)
+    {
+        _releases++;
+        return Task.CompletedTask;
+    }
 
     public RunnerTeardownTests()
     {
@@ -43,7 +50,7 @@ public sealed class RunnerTeardownTests : IDisposable
     [Fact]
     public async Task A_clean_teardown_is_checked_once_and_passes()
     {
-        var report = await Teardown(new FakeVerifier(0)).DestroyAsync(_backend, Runner, default);
+        var report = await Teardown(new FakeVerifier(0)).DestroyAsync(_backend, Runner, Release, default);
 
         Assert.NotNull(report);
         Assert.True(report.Passed);
@@ -51,12 +58,23 @@ public sealed class RunnerTeardownTests : IDisposable
         Assert.Null(report.Leftovers);
         Assert.Equal(1, _backend.Destroys);
         Assert.Empty(_failures);
+        Assert.Equal(1, _releases);
+    }
+
+    [Fact]
+    public async Task The_slot_is_released_after_the_first_cleanup_before_the_check_and_only_once()
+    {
+        var verifier = new FakeVerifier(leftoverAttempts: 2) { Releases = () => _releases };
+        await Teardown(verifier).DestroyAsync(_backend, Runner, Release, default);
+
+        Assert.Equal([1, 1, 1], verifier.ReleasesSeen);
+        Assert.Equal(1, _releases);
     }
 
     [Fact]
     public async Task A_leftover_runs_cleanup_again_and_is_still_told_when_the_retry_removed_it()
     {
-        var report = await Teardown(new FakeVerifier(leftoverAttempts: 1)).DestroyAsync(_backend, Runner, default);
+        var report = await Teardown(new FakeVerifier(leftoverAttempts: 1)).DestroyAsync(_backend, Runner, Release, default);
 
         Assert.True(report!.Passed);
         Assert.Equal(2, report.Attempts);
@@ -68,7 +86,7 @@ public sealed class RunnerTeardownTests : IDisposable
     [Fact]
     public async Task A_leftover_that_stays_fails_the_check_after_three_attempts()
     {
-        var report = await Teardown(new FakeVerifier(leftoverAttempts: 99)).DestroyAsync(_backend, Runner, default);
+        var report = await Teardown(new FakeVerifier(leftoverAttempts: 99)).DestroyAsync(_backend, Runner, Release, default);
 
         Assert.False(report!.Passed);
         Assert.Equal(3, report.Attempts);
@@ -83,7 +101,7 @@ public sealed class RunnerTeardownTests : IDisposable
     public async Task The_check_looks_for_the_runner_as_it_was_before_the_teardown()
     {
         var verifier = new FakeVerifier(0) { Alias = Guid.NewGuid() };
-        await Teardown(verifier).DestroyAsync(_backend, Runner, default);
+        await Teardown(verifier).DestroyAsync(_backend, Runner, Release, default);
         Assert.Equal(verifier.Alias, verifier.Checked);
     }
 
@@ -91,23 +109,27 @@ public sealed class RunnerTeardownTests : IDisposable
     public async Task A_cleanup_that_keeps_failing_stays_an_error()
     {
         _backend.Throw = true;
-        await Assert.ThrowsAsync<InvalidOperationException>(() => Teardown(new FakeVerifier(0)).DestroyAsync(_backend, Runner, default));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Teardown(new FakeVerifier(0)).DestroyAsync(_backend, Runner, Release, default));
         Assert.Equal(3, _backend.Destroys);
+        Assert.Equal(0, _releases); // never cleaned up: the runner keeps its slot
     }
 
     [Fact]
     public async Task Turned_off_it_only_destroys()
     {
         var verifier = new FakeVerifier(0);
-        Assert.Null(await Teardown(verifier, verify: false).DestroyAsync(_backend, Runner, default));
+        Assert.Null(await Teardown(verifier, verify: false).DestroyAsync(_backend, Runner, Release, default));
         Assert.Equal(1, _backend.Destroys);
         Assert.Null(verifier.Checked);
+        Assert.Equal(1, _releases);
     }
 
     private sealed class FakeVerifier(int leftoverAttempts) : ITeardownVerifier
     {
         private int _calls;
         public Guid? Alias { get; init; }
+        public Func<int>? Releases { get; init; }
+        public List<int> ReleasesSeen { get; } = [];
         public Guid? Checked { get; private set; }
         public string Backend => "fake";
 
@@ -116,6 +138,7 @@ public sealed class RunnerTeardownTests : IDisposable
         public Task<IReadOnlyList<TeardownCheck>> VerifyAsync(RunnerRef target, CancellationToken ct)
         {
             Checked = target.JobId;
+            if (Releases is not null) ReleasesSeen.Add(Releases());
             var left = ++_calls <= leftoverAttempts;
             return Task.FromResult<IReadOnlyList<TeardownCheck>>(
             [

@@ -35,7 +35,8 @@ public sealed class RunnerDestroyedConsumer(JobUpdater jobs, AttestationSignal a
                 { Passed: true } => ", teardown verified",
                 _ => ", teardown check FAILED",
             };
-            change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed{verified}", new { m.RunnerId, m.Teardown }, m.At);
+            change.Job.RunnerTemplateHash ??= m.TemplateHash;
+            change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed{verified}", new { m.RunnerId, m.Backend, m.Teardown }, m.At);
             return true;
         }, context.CancellationToken);
         if (outcome == JobUpdateOutcome.Applied && job?.FinishedAt is { } finished) IntakeTelemetry.RunnerDestroyed(job.RunnerTemplate, m.At - finished);

@@ -43,7 +43,7 @@ public sealed class KubernetesTeardownCheckTests : IAsyncLifetime
         var pod = await _h.Fake.WaitForPodOfJobAsync(RunnerLabels.JobName(launch.JobId));
         _h.Fake.StartPod(pod.Metadata.Name);
 
-        var report = await Teardown().DestroyAsync(_h.Backend, KubernetesBackendHarness.Ref(launch), CancellationToken.None);
+        var report = await Teardown().DestroyAsync(_h.Backend, KubernetesBackendHarness.Ref(launch), _ => Task.CompletedTask, CancellationToken.None);
 
         Assert.True(report!.Passed, string.Join("; ", report.Checks.Where(c => !c.Passed).Select(c => $"{c.Name}: {c.Found}")));
         Assert.Equal(["kubernetes.job", "kubernetes.pods", "kubernetes.secret"], report.Checks.Select(c => c.Name));
@@ -60,7 +60,7 @@ public sealed class KubernetesTeardownCheckTests : IAsyncLifetime
         _h.Fake.StartPod(pod.Metadata.Name);
         _h.Fake.StickPod(pod.Metadata.Name);
 
-        var report = await Teardown().DestroyAsync(_h.Backend, KubernetesBackendHarness.Ref(launch), CancellationToken.None);
+        var report = await Teardown().DestroyAsync(_h.Backend, KubernetesBackendHarness.Ref(launch), _ => Task.CompletedTask, CancellationToken.None);
 
         Assert.False(report!.Passed);
         Assert.Equal(3, report.Attempts);
