@@ -2,6 +2,8 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using EphemeralCI.Contracts.Runner;
+using Polly;
+using Polly.Retry;
 
 namespace EphemeralCI.RunnerAgent;
 
@@ -32,35 +34,32 @@ public sealed class SecretsClient(HttpClient http, string token) : IDisposable
         return string.IsNullOrEmpty(url) ? null : new SecretsClient(new HttpClient { BaseAddress = new Uri(url) }, token);
     }
 
-    public async Task<SecretsGrant> ExchangeAsync(IReadOnlyList<string> names, CancellationToken ct)
+    // Could not connect: the request never left, so trying again cannot be a replay (any other failure is not retried).
+    private static readonly ResiliencePipeline ConnectRetry = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
     {
-        var delay = TimeSpan.FromMilliseconds(200);
-        for (var attempt = 1; ; attempt++)
+        ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException { InnerException: SocketException } && !args.Context.CancellationToken.IsCancellationRequested),
+        MaxRetryAttempts = 5,
+        BackoffType = DelayBackoffType.Exponential,
+        UseJitter = true,
+        Delay = TimeSpan.FromMilliseconds(200),
+    }).Build();
+
+    public async Task<SecretsGrant> ExchangeAsync(IReadOnlyList<string> names, CancellationToken ct) => await ConnectRetry.ExecuteAsync(async c =>
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, ExchangePath)
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, ExchangePath)
-            {
-                Content = JsonContent.Create(new SecretsExchangeRequest(names), AgentJson.Default.SecretsExchangeRequest),
-            };
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-            try
-            {
-                using var response = await http.SendAsync(request, ct);
-                if (!response.IsSuccessStatusCode)
-                {
-                    throw new InvalidOperationException($"the secrets broker refused the exchange: HTTP {(int)response.StatusCode}");
-                }
-                var body = await response.Content.ReadFromJsonAsync(AgentJson.Default.SecretsExchangeResponse, ct)
-                    ?? throw new InvalidOperationException("the secrets broker sent an empty answer");
-                return new SecretsGrant(body.Secrets ?? [], body.Denied ?? []);
-            }
-            catch (HttpRequestException ex) when (ex.InnerException is SocketException && attempt < 6 && !ct.IsCancellationRequested)
-            {
-                // Could not connect: the request never left, so trying again cannot be a replay.
-                await Task.Delay(delay, ct);
-                delay *= 2;
-            }
+            Content = JsonContent.Create(new SecretsExchangeRequest(names), AgentJson.Default.SecretsExchangeRequest),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var response = await http.SendAsync(request, c);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"the secrets broker refused the exchange: HTTP {(int)response.StatusCode}");
         }
-    }
+        var body = await response.Content.ReadFromJsonAsync(AgentJson.Default.SecretsExchangeResponse, c)
+            ?? throw new InvalidOperationException("the secrets broker sent an empty answer");
+        return new SecretsGrant(body.Secrets ?? [], body.Denied ?? []);
+    }, ct);
 
     public void Dispose() => http.Dispose();
 }

@@ -7,6 +7,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
+using Polly;
+using Polly.Retry;
 
 namespace EphemeralCI.RunnerAgent.Caching;
 
@@ -44,6 +46,18 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
 
     /// <summary>Attempts per block or range (the first and the retries) before the transfer fails.</summary>
     public int Attempts { get; init; } = 3;
+
+    private ResiliencePipeline? _retryPipeline;
+
+    /// <summary>Transient failures (see <see cref="IsTransient"/>) are tried again, with growing pauses, up to <see cref="Attempts"/> in all.</summary>
+    private ResiliencePipeline _retry => _retryPipeline ??= new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+    {
+        ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } e && IsTransient(e) && !args.Context.CancellationToken.IsCancellationRequested),
+        MaxRetryAttempts = Math.Max(0, Attempts - 1),
+        BackoffType = DelayBackoffType.Exponential,
+        UseJitter = true,
+        Delay = TimeSpan.FromMilliseconds(200),
+    }).Build();
 
     /// <summary>Use a presigned store URL when the cache offers one (falls back to the cache's URL if it cannot be reached).</summary>
     public bool UseDirectDownloads { get; init; } = true;
@@ -127,43 +141,36 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         await using var file = new FileStream(destinationFile, FileMode.Create, FileAccess.Write, FileShare.None, BufferSize, FileOptions.Asynchronous);
         long? expected = size;
-        for (var attempt = 1; ; attempt++)
+        return await _retry.ExecuteAsync(async token =>
         {
-            try
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            if (file.Length > 0) request.Headers.Range = new RangeHeaderValue(file.Length, null);
+            if (verifiedHere) request.Headers.Add(ClientVerifiesHeader, "sha-256");
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
+            await EnsureAsync(response, "download", token);
+            if (file.Length > 0 && response.StatusCode != HttpStatusCode.PartialContent)
             {
-                using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                if (file.Length > 0) request.Headers.Range = new RangeHeaderValue(file.Length, null);
-                if (verifiedHere) request.Headers.Add(ClientVerifiesHeader, "sha-256");
-                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
-                await EnsureAsync(response, "download", ct);
-                if (file.Length > 0 && response.StatusCode != HttpStatusCode.PartialContent)
-                {
-                    // The server sent the whole archive again: take it from the start.
-                    file.SetLength(0);
-                    hash.GetHashAndReset();
-                    expected = size;
-                }
-                expected ??= response.Content.Headers.ContentLength + file.Length;
-                await using var body = await response.Content.ReadAsStreamAsync(ct);
-                var buffer = new byte[BufferSize];
-                int read;
-                while ((read = await body.ReadAsync(buffer, ct)) > 0)
-                {
-                    hash.AppendData(buffer, 0, read);
-                    await file.WriteAsync(buffer.AsMemory(0, read), ct);
-                }
-                // The cache withholds the end of a corrupted archive: a short body means "do not extract".
-                if (expected is { } total && file.Length != total)
-                {
-                    throw new CacheServiceException($"the download ended after {file.Length} of {total} bytes (the cache refused a corrupted entry)");
-                }
-                return Convert.ToHexStringLower(hash.GetCurrentHash());
+                // The server sent the whole archive again: take it from the start.
+                file.SetLength(0);
+                hash.GetHashAndReset();
+                expected = size;
             }
-            catch (Exception e) when (attempt < Attempts && IsTransient(e) && !ct.IsCancellationRequested)
+            expected ??= response.Content.Headers.ContentLength + file.Length;
+            await using var body = await response.Content.ReadAsStreamAsync(token);
+            var buffer = new byte[BufferSize];
+            int read;
+            while ((read = await body.ReadAsync(buffer, token)) > 0)
             {
-                await Task.Delay(Backoff(attempt), ct);
+                hash.AppendData(buffer, 0, read);
+                await file.WriteAsync(buffer.AsMemory(0, read), token);
             }
-        }
+            // The cache withholds the end of a corrupted archive: a short body means "do not extract".
+            if (expected is { } total && file.Length != total)
+            {
+                throw new CacheServiceException($"the download ended after {file.Length} of {total} bytes (the cache refused a corrupted entry)");
+            }
+            return Convert.ToHexStringLower(hash.GetCurrentHash());
+        }, ct);
     }
 
     /// <summary>
@@ -224,30 +231,22 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
             var range = ranges[index];
             long received = 0;
             var buffer = new byte[BufferSize];
-            for (var attempt = 1; ; attempt++)
+            await _retry.ExecuteAsync(async attemptToken =>
             {
-                try
+                using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                request.Headers.Range = new RangeHeaderValue(range.From + received, range.From + range.Length - 1);
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, attemptToken);
+                await EnsureAsync(response, "download", attemptToken);
+                if (response.StatusCode != HttpStatusCode.PartialContent) throw new CacheServiceException($"the server answered a range request with HTTP {(int)response.StatusCode}", (int)response.StatusCode);
+                await using var body = await response.Content.ReadAsStreamAsync(attemptToken);
+                int read;
+                while (received < range.Length && (read = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, range.Length - received)), attemptToken)) > 0)
                 {
-                    using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                    request.Headers.Range = new RangeHeaderValue(range.From + received, range.From + range.Length - 1);
-                    using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
-                    await EnsureAsync(response, "download", token);
-                    if (response.StatusCode != HttpStatusCode.PartialContent) throw new CacheServiceException($"the server answered a range request with HTTP {(int)response.StatusCode}", (int)response.StatusCode);
-                    await using var body = await response.Content.ReadAsStreamAsync(token);
-                    int read;
-                    while (received < range.Length && (read = await body.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, range.Length - received)), token)) > 0)
-                    {
-                        await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, read), range.From + received, token);
-                        received += read;
-                    }
-                    if (received != range.Length) throw new IOException($"range at {range.From} ended after {received} of {range.Length} bytes");
-                    break;
+                    await RandomAccess.WriteAsync(handle, buffer.AsMemory(0, read), range.From + received, attemptToken);
+                    received += read;
                 }
-                catch (Exception e) when (attempt < Attempts && IsTransient(e) && !token.IsCancellationRequested)
-                {
-                    await Task.Delay(Backoff(attempt), token);
-                }
-            }
+                if (received != range.Length) throw new IOException($"range at {range.From} ended after {received} of {range.Length} bytes");
+            }, token);
             lock (gate) done[index] = true;
             await HashFinishedAsync(token);
         });
@@ -311,21 +310,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
     }
 
     /// <summary>Runs <paramref name="operation"/> up to <see cref="Attempts"/> times while it fails in a way worth retrying.</summary>
-    private async Task WithRetriesAsync(Func<Task> operation, CancellationToken ct)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                await operation();
-                return;
-            }
-            catch (Exception e) when (attempt < Attempts && IsTransient(e) && !ct.IsCancellationRequested)
-            {
-                await Task.Delay(Backoff(attempt), ct);
-            }
-        }
-    }
+    private Task WithRetriesAsync(Func<Task> operation, CancellationToken ct) => _retry.ExecuteAsync(async _ => await operation(), ct).AsTask();
 
     /// <summary>Connection trouble and 5xx/408/429 are worth another try; a 4xx refusal is not.</summary>
     private static bool IsTransient(Exception e) => e switch
@@ -336,7 +321,6 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         _ => false,
     };
 
-    private static TimeSpan Backoff(int attempt) => TimeSpan.FromMilliseconds(200 * attempt * attempt);
 
     private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest body, JsonTypeInfo<TRequest> requestType, JsonTypeInfo<TResponse> responseType, CancellationToken ct)
     {
