@@ -2,7 +2,10 @@ using EphemeralCI.Contracts.Messages;
 
 namespace EphemeralCI.Provisioner.Infrastructure;
 
-/// <summary>Where a job's one runner is in its life. Only ever moves forward.</summary>
+/// <summary>
+/// Where a job's one runner is in its life. Moves forward only, except that a runner whose start was cut
+/// short (Provisioning) may queue again (Waiting); <see cref="RunnerRecord.MoveTo"/> enforces it.
+/// </summary>
 public enum RunnerState
 {
     /// <summary>The job was cancelled before its RunJob arrived: no runner may ever start for it.</summary>
@@ -29,9 +32,13 @@ public enum RunnerState
 /// </summary>
 public sealed class RunnerRecord
 {
+    private RunnerState _state;
+
     public Guid JobId { get; set; }
     public required string RunnerId { get; set; }
-    public RunnerState State { get; set; }
+
+    /// <summary>Set when the row is made; changed afterwards only by <see cref="MoveTo"/> and the methods that call it.</summary>
+    public RunnerState State { get => _state; init => _state = value; }
     public string? Template { get; set; }
     /// <summary>SHA-256 of the template's content when the runner was made ("sha256:…").</summary>
     public string? TemplateHash { get; set; }
@@ -55,4 +62,49 @@ public sealed class RunnerRecord
     public DateTimeOffset? DestroyedAt { get; set; }
 
     public static string RunnerIdFor(Guid jobId) => $"runner-{jobId:N}";
+
+    /// <summary>Whether a runner in <paramref name="from"/> may move to <paramref name="to"/>.</summary>
+    public static bool CanMove(RunnerState from, RunnerState to) => (from, to) switch
+    {
+        (RunnerState.Waiting, RunnerState.Provisioning) => true,
+        // A start cut short (a crash, a broker outage) queues again; a claim over a limit waits.
+        (RunnerState.Provisioning, RunnerState.Waiting) => true,
+        (RunnerState.Provisioning, RunnerState.Running) => true,
+        // Cancelled while waiting, failed to start, or over: every live state can finish.
+        (RunnerState.Waiting or RunnerState.Provisioning or RunnerState.Running, RunnerState.Finished) => true,
+        (RunnerState.Finished, RunnerState.Released) => true,
+        (RunnerState.Finished or RunnerState.Released, RunnerState.Destroyed) => true,
+        _ => false,
+    };
+
+    /// <summary>The one place a runner's state changes. Throws on a move out of order: that is a bug, never a runtime condition.</summary>
+    public void MoveTo(RunnerState next)
+    {
+        if (!CanMove(_state, next)) throw new InvalidOperationException($"Runner {RunnerId} of job {JobId} cannot move from {_state} to {next}.");
+        _state = next;
+    }
+
+    /// <summary>Its process exists: watched from now until <paramref name="deadline"/>.</summary>
+    public void Start(int? processId, DateTimeOffset at, DateTimeOffset deadline)
+    {
+        MoveTo(RunnerState.Running);
+        ProcessId = processId;
+        StartedAt = at;
+        Deadline = deadline;
+    }
+
+    public void Finish(RunnerOutcome outcome, int? exitCode, string? reason, DateTimeOffset at)
+    {
+        MoveTo(RunnerState.Finished);
+        FinishedAt = at;
+        Outcome = outcome;
+        ExitCode = exitCode;
+        Reason = reason;
+    }
+
+    public void Destroy(DateTimeOffset at)
+    {
+        MoveTo(RunnerState.Destroyed);
+        DestroyedAt = at;
+    }
 }

@@ -58,8 +58,7 @@ public sealed class RunnerReaper(
         }
 
         var now = clock.GetUtcNow();
-        runner.State = RunnerState.Destroyed;
-        runner.DestroyedAt = now;
+        runner.Destroy(now);
         db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
@@ -71,7 +70,7 @@ public sealed class RunnerReaper(
         {
             if (runner.State != RunnerState.Released)
             {
-                runner.State = RunnerState.Released;
+                runner.MoveTo(RunnerState.Released);
                 await db.SaveChangesAsync(CancellationToken.None);
             }
             limiter.Signal();

@@ -213,7 +213,7 @@ public sealed class StartupReconciler(
             await backend.KillAsync(leftover, ct);
             await backend.DestroyAsync(leftover, ct);
         }
-        runner.State = RunnerState.Waiting;
+        runner.MoveTo(RunnerState.Waiting);
         await db.SaveChangesAsync(ct);
         logger.LogWarning("Runner of job {JobId} was claimed but never started; queued to start again", jobId);
         return true;

@@ -65,7 +65,7 @@ public sealed class RunnerLimiter(
             // (Across repositories the pump, woken by every teardown, starts the oldest fitting job first.)
             var queued = await db.Runners.AnyAsync(r => r.State == RunnerState.Waiting && r.Repository == runner.Repository, ct);
             var reason = queued ? "waiting behind earlier jobs of this repository for a free runner" : (await FullAsync(db, runner.Backend, runner.Repository, 0, 0, ct))?.Reason;
-            runner.State = reason is null ? RunnerState.Provisioning : RunnerState.Waiting;
+            if (reason is not null) runner.MoveTo(RunnerState.Waiting);
             db.Runners.Add(runner);
             if (reason is not null) db.AddToOutbox(new RunnerWaiting(runner.JobId, reason, clock.GetUtcNow()), clock);
             await db.SaveChangesAsync(ct);
@@ -127,7 +127,7 @@ public sealed class RunnerLimiter(
                     blockedRepositories.Add(runner.Repository);
                     continue;
                 }
-                runner.State = RunnerState.Provisioning;
+                runner.MoveTo(RunnerState.Provisioning);
                 chosen.Add(runner.JobId);
                 startedPerBackend[runner.Backend ?? ""] = startedPerBackend.GetValueOrDefault(runner.Backend ?? "") + 1;
                 startedPerRepository[runner.Repository ?? ""] = startedPerRepository.GetValueOrDefault(runner.Repository ?? "") + 1;

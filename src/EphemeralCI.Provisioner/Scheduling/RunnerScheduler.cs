@@ -74,10 +74,7 @@ public sealed class RunnerScheduler(
         // Supervise before recording, so a runner that is already running is never unwatched,
         // even if the database write below fails and the message is redelivered.
         supervisor.Watch(job.JobId, handle, backend, deadline, runner.TimeoutSeconds);
-        runner.State = RunnerState.Running;
-        runner.ProcessId = handle.ProcessId;
-        runner.StartedAt = startedAt;
-        runner.Deadline = deadline;
+        runner.Start(handle.ProcessId, startedAt, deadline);
         db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt, loaded.ContentHash,
             template.Relaxations() is { Count: > 0 } relaxed ? relaxed : null), clock, RunnerMessageIds.Started(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
@@ -115,10 +112,7 @@ public sealed class RunnerScheduler(
     private async Task FailToStartAsync(RunnerRecord runner, string reason, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        runner.State = RunnerState.Finished;
-        runner.FinishedAt = now;
-        runner.Outcome = RunnerOutcome.FailedToStart;
-        runner.Reason = reason;
+        runner.Finish(RunnerOutcome.FailedToStart, null, reason, now);
         db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(ct);
         signal.Notify();

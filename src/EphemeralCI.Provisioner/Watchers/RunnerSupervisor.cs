@@ -159,11 +159,7 @@ public sealed class RunnerSupervisor(
         }
 
         var now = clock.GetUtcNow();
-        runner.State = RunnerState.Finished;
-        runner.FinishedAt = now;
-        runner.Outcome = outcome;
-        runner.ExitCode = exitCode;
-        runner.Reason = reason;
+        runner.Finish(outcome, exitCode, reason, now);
         db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         signal.Notify();
