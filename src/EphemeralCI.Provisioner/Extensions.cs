@@ -64,6 +64,11 @@ public static class ProvisionerExtensions
         services.TryAddSingleton<OutboxSignal>();
         // Which installation this is (read from the database at start): everything made on the machine carries it.
         services.AddSingleton<Installation>();
+        // Which instance this process is (its lease in the database): the runners it starts are its own.
+        services.AddOptions<InstanceOptions>().BindConfiguration(InstanceOptions.Section);
+        services.AddSingleton<ProvisionerInstance>();
+        services.AddSingleton<InstanceLease>();
+        services.AddSingleton<CancelRequests>();
 
         // Parts, back to front: backends, then what drives them.
         services.AddOptions<LocalSandboxOptions>().BindConfiguration(LocalSandboxOptions.Section);
@@ -97,9 +102,11 @@ public static class ProvisionerExtensions
         // installation's id, then the reconciler, and only then the bus, so no message is handled on a stale picture.
         services.AddHostedService<ModuleDatabaseMigrator<ProvisionerDbContext>>();
         services.AddHostedService<InstallationLoader>();
+        services.AddHostedService(sp => sp.GetRequiredService<InstanceLease>());
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());
+        services.AddHostedService(sp => sp.GetRequiredService<CancelRequests>());
         if (!OperatingSystem.IsWindows()) AddWarmPoolService(services);
         builder.AddOutboxDispatcher<ProvisionerDbContext>();
         if (addMessaging) builder.AddEciMessaging(AddProvisionerConsumers);

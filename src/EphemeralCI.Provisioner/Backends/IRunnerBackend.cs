@@ -31,6 +31,12 @@ public interface IRunnerBackend
     /// <summary>The name templates use in <c>Backend</c> (e.g. "local").</summary>
     string Name { get; }
 
+    /// <summary>
+    /// True when a runner exists only on the machine of the provisioner that started it (a local
+    /// sandbox): another instance can neither kill nor check it. False when any instance reaches it (Kubernetes).
+    /// </summary>
+    bool RunnersAreMachineBound => false;
+
     /// <summary>Null when this machine can create runners of this backend, else what is missing and how to fix it.</summary>
     string? MissingPrerequisite();
 

@@ -1,5 +1,6 @@
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Ownership;
 using EphemeralCI.Provisioner.Reaper;
 using EphemeralCI.Provisioner.Scheduling;
 using EphemeralCI.Provisioner.Watchers;
@@ -12,13 +13,15 @@ namespace EphemeralCI.Provisioner.Consumers;
 /// <summary>
 /// CancelJob: a running runner is killed, reported Cancelled and torn down. A job with no runner
 /// yet (cancel overtook RunJob, or the job is unknown) gets a tombstone row, so a RunJob that
-/// arrives later finds the job taken and never starts a runner.
+/// arrives later finds the job taken and never starts a runner. A runner of another provisioner
+/// instance is cancelled by that instance: the request is written on its row (<see cref="CancelRequests"/>).
 /// </summary>
 public sealed class CancelJobConsumer(
     ProvisionerDbContext db,
     JobLocks locks,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
+    ProvisionerInstance instance,
     TimeProvider clock,
     ILogger<CancelJobConsumer> logger) : IConsumer<CancelJob>
 {
@@ -48,6 +51,14 @@ public sealed class CancelJobConsumer(
             // CancelJob will find that runner and cancel it.
             await db.SaveChangesAsync(ct);
             logger.LogInformation("Job {JobId} cancelled before provisioning; tombstone recorded", jobId);
+            return;
+        }
+        if (runner.FinishedAt is null && !instance.Owns(runner))
+        {
+            // Only the owner can kill it (a local sandbox lives on its machine); if the owner is dead, its adopter sees this.
+            await db.Runners.Where(r => r.JobId == jobId && r.CancelRequestedAt == null)
+                .ExecuteUpdateAsync(u => u.SetProperty(r => r.CancelRequestedAt, clock.GetUtcNow()), ct);
+            logger.LogInformation("Cancel of job {JobId} passed on to provisioner instance {Instance}, which owns its runner", jobId, runner.Instance);
             return;
         }
         if (runner.FinishedAt is not null)

@@ -9,12 +9,14 @@ public sealed class ProvisionerDbContext(DbContextOptions<ProvisionerDbContext> 
     public DbSet<RunnerRecord> Runners => Set<RunnerRecord>();
     public DbSet<OutboxMessage> OutboxMessages => Set<OutboxMessage>();
     public DbSet<InstallationRecord> Installation => Set<InstallationRecord>();
+    public DbSet<InstanceRecord> Instances => Set<InstanceRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.ApplyConfiguration(new RunnerRecordConfiguration());
         modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
         modelBuilder.ApplyConfiguration(new InstallationRecordConfiguration());
+        modelBuilder.ApplyConfiguration(new InstanceRecordConfiguration());
         modelBuilder.AdaptToProvider(Database);
     }
 }

@@ -61,6 +61,15 @@ public sealed class RunnerRecord
     public string? Reason { get; set; }
     public DateTimeOffset? DestroyedAt { get; set; }
 
+    /// <summary>
+    /// The provisioner instance that owns this runner (claimed it, or adopted it from an instance that
+    /// stopped heartbeating); only it starts, watches, cancels or reconciles it. Null on rows older than instances.
+    /// </summary>
+    public string? Instance { get; set; }
+
+    /// <summary>A cancel that reached another instance than the owner: the owner carries it out.</summary>
+    public DateTimeOffset? CancelRequestedAt { get; set; }
+
     public static string RunnerIdFor(Guid jobId) => $"runner-{jobId:N}";
 
     /// <summary>Whether a runner in <paramref name="from"/> may move to <paramref name="to"/>.</summary>

@@ -22,5 +22,10 @@ public sealed class RunnerRecordConfiguration : IEntityTypeConfiguration<RunnerR
         b.Property(r => r.Reason).HasMaxLength(2048);
         // The reconciler and watchers look for runners that are not yet destroyed.
         b.HasIndex(r => r.State);
+        b.Property(r => r.Instance).HasMaxLength(InstanceRecord.MaxNameLength);
+        // Each instance looks at its own runners; live ones look for a dead instance's.
+        b.HasIndex(r => new { r.Instance, r.State });
+        // Polled every second by the owner (CancelRequests); almost always null.
+        b.HasIndex(r => r.CancelRequestedAt);
     }
 }

@@ -34,6 +34,30 @@ public sealed class RunnerReaper(
         }
     }
 
+    /// <summary>
+    /// With the job's lock held, for a finished runner on another machine that stopped answering (its
+    /// provisioner instance died, and with it, as a rule, its sandboxes): nothing of it can be killed or
+    /// checked from here, so it is said destroyed with a teardown check that failed and says why — the
+    /// job's attestation then vouches for nothing it cannot see. What is left there is removed by the next
+    /// process of that instance on its machine.
+    /// </summary>
+    public async Task AbandonLockedAsync(Guid jobId, string target, string why, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
+        if (runner is null || runner.DestroyedAt is not null || runner.FinishedAt is null) return;
+        var now = clock.GetUtcNow();
+        var report = new TeardownReport(false, 0, [new TeardownCheck("machine", false, target, why)], [why]);
+        if (runner.State == RunnerState.Finished) runner.MoveTo(RunnerState.Released);
+        runner.Destroy(now);
+        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
+        await db.SaveChangesAsync(CancellationToken.None);
+        signal.Notify();
+        logger.LogWarning("Runner {RunnerId} of job {JobId} abandoned unchecked: {Why}", runner.RunnerId, jobId, why);
+        limiter.Signal();
+    }
+
     /// <summary>With the job's lock held.</summary>
     public async Task TeardownLockedAsync(Guid jobId, CancellationToken ct)
     {

@@ -1,6 +1,8 @@
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Backends;
+using EphemeralCI.Provisioner.Consumers;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Ownership;
 using EphemeralCI.Provisioner.Reaper;
 using EphemeralCI.Provisioner.Scheduling;
 using EphemeralCI.Provisioner.Watchers;
@@ -46,6 +48,8 @@ public sealed class StartupReconciler(
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
     RunnerLimiter limiter,
+    ProvisionerInstance instance,
+    IOptions<InstanceOptions> instanceOptions,
     IOptions<ReconcilerOptions> options,
     TimeProvider clock,
     ILogger<StartupReconciler> logger) : IHostedService, IDisposable
@@ -53,6 +57,7 @@ public sealed class StartupReconciler(
     public const string LostReason = "provisioner restarted; runner lost";
     public const string VanishedReason = "the runner vanished: none of its processes is left";
     public const string UnsupervisedReason = "the runner was not supervised by this provisioner";
+    public const string InstanceDiedReason = "its provisioner instance stopped heartbeating; runner lost";
 
     // How long a pass waits for a job someone else is changing before it leaves that job to them.
     private static readonly TimeSpan LockWait = TimeSpan.FromSeconds(1);
@@ -101,6 +106,7 @@ public sealed class StartupReconciler(
     /// <summary>The start-up pass: every runner not yet destroyed belonged to a previous process.</summary>
     public async Task ReconcileAsync(CancellationToken ct)
     {
+        await AdoptFromDeadInstancesAsync(ct);
         foreach (var runner in await OpenRunnersAsync(ct))
         {
             // A waiting job has no runner yet: it stays in the queue, and the limiter starts it.
@@ -136,6 +142,7 @@ public sealed class StartupReconciler(
     /// </summary>
     public async Task ReconcilePeriodicallyAsync(CancellationToken ct)
     {
+        await AdoptFromDeadInstancesAsync(ct);
         var looked = new HashSet<Guid>();
         foreach (var candidate in await OpenRunnersAsync(ct))
         {
@@ -226,24 +233,129 @@ public sealed class StartupReconciler(
         await reaper.TeardownLockedAsync(jobId, ct);
     }
 
+    /// <summary>This instance's runners not yet destroyed (another live instance's are its own business).</summary>
     private async Task<List<RunnerRecord>> OpenRunnersAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
         return await db.Runners.AsNoTracking()
-            .Where(r => r.State != RunnerState.Tombstone && r.State != RunnerState.Destroyed)
+            .Where(r => r.State != RunnerState.Tombstone && r.State != RunnerState.Destroyed && (r.Instance == null || r.Instance == instance.Name))
             .ToListAsync(ct);
     }
 
-    /// <summary>Whatever a backend has of a job that is over or unknown goes; runners not yet destroyed are kept (their teardown owns them).</summary>
+    /// <summary>
+    /// The runners of instances whose lease ran out become this instance's, each claimed by one
+    /// conditional update (two live instances never both adopt one), then handled as a start-up handles
+    /// its own: a job with no runner yet (waiting, or a start cut short) is started here — never failed;
+    /// a running one is lost (Kubernetes: killed, torn down and checked through the API; a local sandbox:
+    /// its machine is out of reach, so it is abandoned with a failed check that says so). A cancel that
+    /// reached the dead instance's runner makes it Cancelled rather than Lost.
+    /// </summary>
+    private async Task AdoptFromDeadInstancesAsync(CancellationToken ct)
+    {
+        List<(Guid JobId, string From)> orphans;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            var dead = await InstanceLease.DeadInstancesAsync(db, instance, instanceOptions.Value.LeaseDuration, clock.GetUtcNow(), ct);
+            if (dead.Count == 0) return;
+            orphans = [.. (await db.Runners.AsNoTracking()
+                .Where(r => r.Instance != null && dead.Contains(r.Instance) && r.State != RunnerState.Tombstone && r.State != RunnerState.Destroyed)
+                .Select(r => new { r.JobId, r.Instance })
+                .ToListAsync(ct)).Select(r => (r.JobId, r.Instance!))];
+            if (orphans.Count == 0)
+            {
+                // Nothing of theirs is left: forget them (a later process of the same name registers again).
+                var cutoff = clock.GetUtcNow() - instanceOptions.Value.LeaseDuration;
+                foreach (var name in dead)
+                {
+                    var row = await db.Instances.FirstOrDefaultAsync(i => i.Name == name, ct);
+                    if (row is not null && row.HeartbeatAt <= cutoff) db.Instances.Remove(row);
+                }
+                await db.SaveChangesAsync(ct);
+                return;
+            }
+        }
+        foreach (var (jobId, from) in orphans)
+        {
+            await TryAsync(jobId, async () =>
+            {
+                using (await locks.AcquireAsync(jobId, ct)) await AdoptLockedAsync(jobId, from, ct);
+            });
+        }
+        limiter.Signal();
+    }
+
+    private async Task AdoptLockedAsync(Guid jobId, string from, CancellationToken ct)
+    {
+        RunnerRecord? runner;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            var claimed = await db.Runners.Where(r => r.JobId == jobId && r.Instance == from)
+                .ExecuteUpdateAsync(s => s.SetProperty(r => r.Instance, instance.Name), ct);
+            if (claimed == 0) return; // another live instance adopted it first
+            runner = await db.Runners.FirstAsync(r => r.JobId == jobId, ct);
+            logger.LogWarning("Runner of job {JobId} ({State}) adopted from provisioner instance {From}, which stopped heartbeating", jobId, runner.State, from);
+            if (runner is { State: RunnerState.Provisioning, FinishedAt: null })
+            {
+                // Its start was cut short by the death: start it here. What a reachable backend made goes first.
+                if (backends.TryGet(runner.Backend, out var reachable) && !reachable.RunnersAreMachineBound)
+                {
+                    var leftover = new RunnerRef(jobId, runner.RunnerId, runner.ProcessId);
+                    await reachable.KillAsync(leftover, ct);
+                    await reachable.DestroyAsync(leftover, ct);
+                }
+                runner.MoveTo(RunnerState.Waiting);
+                await db.SaveChangesAsync(ct);
+                return;
+            }
+            if (runner.State == RunnerState.Waiting) return; // the pump starts it
+        }
+        var machineBound = !backends.TryGet(runner.Backend, out var backend) || backend.RunnersAreMachineBound;
+        if (runner.FinishedAt is null)
+        {
+            var (outcome, reason) = runner.CancelRequestedAt is not null
+                ? (RunnerOutcome.Cancelled, CancelJobConsumer.CancelledReason)
+                : (RunnerOutcome.Lost, InstanceDiedReason);
+            await supervisor.FinishLockedAsync(jobId, outcome, null, reason, kill: !machineBound, ct);
+        }
+        if (machineBound)
+        {
+            await reaper.AbandonLockedAsync(jobId, $"provisioner instance '{from}'",
+                $"not checked: the runner ran on the machine of provisioner instance '{from}', which stopped heartbeating; its next start on that machine removes what is left", ct);
+        }
+        else
+        {
+            await reaper.TeardownLockedAsync(jobId, ct);
+        }
+    }
+
+    /// <summary>Every instance's open runners, with the instance that owns each.</summary>
+    private async Task<List<(Guid JobId, string? Instance)>> AllOpenRunnersAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        return [.. (await db.Runners.AsNoTracking()
+            .Where(r => r.State != RunnerState.Tombstone && r.State != RunnerState.Destroyed)
+            .Select(r => new { r.JobId, r.Instance }).ToListAsync(ct)).Select(r => (r.JobId, r.Instance))];
+    }
+
+    /// <summary>
+    /// Whatever a backend has of a job that is over or unknown goes; runners not yet destroyed are kept (their teardown owns them).
+    /// A shared backend (a cluster) keeps every instance's open runners; a machine-bound one holds only this
+    /// instance's, so a job another instance adopted leaves nothing here once it is not ours.
+    /// </summary>
     private async Task RemoveLeftoversAsync(CancellationToken ct)
     {
-        var keep = (await OpenRunnersAsync(ct)).Select(r => r.JobId).ToHashSet();
+        var open = await AllOpenRunnersAsync(ct);
+        var everyInstance = open.Select(r => r.JobId).ToHashSet();
+        var ours = open.Where(r => r.Instance is null || r.Instance == instance.Name).Select(r => r.JobId).ToHashSet();
         foreach (var backend in backends.All)
         {
             try
             {
-                await backend.RemoveLeftoversAsync(keep, ct);
+                await backend.RemoveLeftoversAsync(backend.RunnersAreMachineBound ? ours : everyInstance, ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

@@ -1,6 +1,7 @@
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Ownership;
 using EphemeralCI.Provisioner.Watchers;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -24,6 +25,7 @@ public sealed class RunnerDeduplicator(
     RunnerLimiter limiter,
     RunnerSupervisor supervisor,
     JobLocks locks,
+    ProvisionerInstance instance,
     TimeProvider clock,
     OutboxSignal outbox,
     ILogger<RunnerDeduplicator> logger)
@@ -32,8 +34,9 @@ public sealed class RunnerDeduplicator(
     {
         using var _ = await locks.AcquireAsync(job.JobId, ct);
         var existing = await db.Runners.FirstOrDefaultAsync(r => r.JobId == job.JobId, ct);
-        // We hold the job's lock, which every start holds: Provisioning and unsupervised means no start is under way.
-        if (existing is { State: RunnerState.Provisioning, FinishedAt: null } && !supervisor.IsWatching(job.JobId))
+        // We hold the job's lock, which every start holds: Provisioning and unsupervised means no start is under way
+        // here. (Another instance's row is its business; if that instance died, a live one adopts the row.)
+        if (existing is { State: RunnerState.Provisioning, FinishedAt: null } && instance.Owns(existing) && !supervisor.IsWatching(job.JobId))
         {
             logger.LogWarning("Job {JobId} was claimed but its runner never started (a start cut short); starting it now", job.JobId);
             await next.ResumeAsync(existing, job, ct);
@@ -51,6 +54,7 @@ public sealed class RunnerDeduplicator(
             JobId = job.JobId,
             RunnerId = RunnerRecord.RunnerIdFor(job.JobId),
             State = RunnerState.Provisioning,
+            Instance = instance.Name,
             Template = job.RunnerTemplate,
             Repository = job.Repository,
             Ref = job.Ref,

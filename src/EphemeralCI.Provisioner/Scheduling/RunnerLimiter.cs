@@ -1,6 +1,7 @@
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Infrastructure;
+using EphemeralCI.Provisioner.Ownership;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -32,12 +33,14 @@ public sealed class RunnerLimitOptions
 /// when a runner is released the pump starts waiting jobs in arrival order. A runner holds its slot
 /// until its cleanup is done (Released), so "alive at once" counts the kill and cleanup too, but not the
 /// independent teardown check that follows. Sits between the deduplicator and
-/// the scheduler. Limits hold within one provisioner process.
+/// the scheduler. Limits hold across provisioner instances: they count every instance's runners, and
+/// decisions are taken one at a time across instances (a Postgres advisory lock).
 /// </summary>
 public sealed class RunnerLimiter(
     IServiceScopeFactory scopes,
     RunnerTemplateCatalog templates,
     JobLocks locks,
+    ProvisionerInstance instance,
     IOptions<RunnerLimitOptions> options,
     OutboxSignal outbox,
     TimeProvider clock,
@@ -49,6 +52,8 @@ public sealed class RunnerLimiter(
     private readonly SemaphoreSlim _wake = new(0);
 
     /// <summary>A slot may have freed: start waiting jobs that now fit.</summary>
+    private int _waitingLeft;
+
     public void Signal()
     {
         if (_wake.CurrentCount == 0) _wake.Release();
@@ -63,6 +68,7 @@ public sealed class RunnerLimiter(
         {
             // Behind anyone of the same repository already waiting: order within a repository is kept.
             // (Across repositories the pump, woken by every teardown, starts the oldest fitting job first.)
+            await using var decision = await LockDecisionsAsync(db, ct);
             var queued = await db.Runners.AnyAsync(r => r.State == RunnerState.Waiting && r.Repository == runner.Repository, ct);
             var reason = queued ? "waiting behind earlier jobs of this repository for a free runner" : (await FullAsync(db, runner.Backend, runner.Repository, 0, 0, ct))?.Reason;
             if (reason is not null) runner.MoveTo(RunnerState.Waiting);
@@ -100,6 +106,46 @@ public sealed class RunnerLimiter(
         return null;
     }
 
+    // Any constant ("ECIPROV1"): the one advisory lock under which every instance counts runners and admits one.
+    private const long DecisionLockKey = 4990913421383783985;
+
+    /// <summary>
+    /// On Postgres (several instances may share it), the decision lock held on this context's connection
+    /// until disposed; null on SQLite, which one process owns (the in-process semaphore is enough there).
+    /// A session lock rather than a transaction's: the retrying execution strategy refuses user transactions,
+    /// and a connection that breaks releases it with the session.
+    /// </summary>
+    private static async Task<IAsyncDisposable?> LockDecisionsAsync(ProvisionerDbContext db, CancellationToken ct)
+    {
+        if (db.Database.ProviderName?.Contains("Npgsql", StringComparison.Ordinal) != true) return null;
+        await db.Database.OpenConnectionAsync(ct);
+        try
+        {
+            await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_lock({DecisionLockKey})", ct);
+        }
+        catch
+        {
+            await db.Database.CloseConnectionAsync();
+            throw;
+        }
+        return new DecisionLock(db);
+    }
+
+    private sealed class DecisionLock(ProvisionerDbContext db) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_unlock({DecisionLockKey})", CancellationToken.None);
+            }
+            finally
+            {
+                await db.Database.CloseConnectionAsync();
+            }
+        }
+    }
+
     /// <summary>Starts the waiting jobs that fit now, oldest first. Returns how many were started.</summary>
     public async Task<int> PumpAsync(CancellationToken ct)
     {
@@ -109,7 +155,10 @@ public sealed class RunnerLimiter(
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
-            var waiting = await db.Runners.Where(r => r.State == RunnerState.Waiting).OrderBy(r => r.CreatedAt).ThenBy(r => r.JobId).ToListAsync(ct);
+            await using var decision = await LockDecisionsAsync(db, ct);
+            // Its own waiting jobs (a dead instance's become its own by adoption); limits count every instance's runners.
+            var waiting = await db.Runners.Where(r => r.State == RunnerState.Waiting && (r.Instance == null || r.Instance == instance.Name))
+                .OrderBy(r => r.CreatedAt).ThenBy(r => r.JobId).ToListAsync(ct);
             var blockedBackends = new HashSet<string?>();
             var blockedRepositories = new HashSet<string?>();
             var startedPerBackend = new Dictionary<string, int>();
@@ -133,6 +182,7 @@ public sealed class RunnerLimiter(
                 startedPerRepository[runner.Repository ?? ""] = startedPerRepository.GetValueOrDefault(runner.Repository ?? "") + 1;
             }
             await db.SaveChangesAsync(ct);
+            _waitingLeft = waiting.Count - chosen.Count;
         }
         finally
         {
@@ -167,8 +217,10 @@ public sealed class RunnerLimiter(
             try
             {
                 await PumpAsync(stoppingToken);
-                // Woken when a runner is destroyed; the timeout is a safety net, not the mechanism.
-                await _wake.WaitAsync(TimeSpan.FromSeconds(10), stoppingToken);
+                // Woken when one of this instance's runners frees its slot. A slot another instance frees
+                // wakes nobody here, so while jobs wait the pump looks again every 2 s; otherwise the
+                // timeout is only a safety net.
+                await _wake.WaitAsync(TimeSpan.FromSeconds(_waitingLeft > 0 ? 2 : 10), stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

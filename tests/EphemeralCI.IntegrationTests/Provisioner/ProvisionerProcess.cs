@@ -18,10 +18,12 @@ namespace EphemeralCI.Tests.Provisioner;
 /// The provisioner as its own process (EphemeralCI.Provisioner.Host), so a test can SIGKILL it: a
 /// database and virtual host of its own, a <see cref="FakeIntake"/> reached through a
 /// <see cref="TcpProxy"/> the test can take down, and RunJob published as the intake would.
+/// <see cref="StartPeerAsync"/> starts a second instance on the same database and queues.
 /// </summary>
 public sealed class ProvisionerProcess : IAsyncLifetime
 {
-    private readonly string _signingKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    private readonly ProvisionerProcess? _first;
+    private string _signingKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
     private readonly StringBuilder _output = new();
     private Process? _process;
     private IBusControl? _bus;
@@ -39,6 +41,34 @@ public sealed class ProvisionerProcess : IAsyncLifetime
     private readonly string _cgroupName = "eci-test-" + Guid.NewGuid().ToString("N")[..8];
     public string Output { get { lock (_output) return _output.ToString(); } }
     public int? Pid => _process is { HasExited: false } p ? p.Id : null;
+    /// <summary>Its <c>Provisioner:Instance:Name</c>.</summary>
+    public string InstanceName { get; }
+    /// <summary>Short, so a test sees a dead instance's runners adopted within seconds.</summary>
+    public static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(6);
+
+    public ProvisionerProcess() => InstanceName = "first";
+
+    private ProvisionerProcess(ProvisionerProcess first, string name)
+    {
+        _first = first;
+        InstanceName = name;
+        _signingKey = first._signingKey;
+        _database = first._database;
+        _rabbit = first._rabbit;
+        _bus = first._bus;
+        Intake = first.Intake;
+        IntakeProxy = first.IntakeProxy;
+        BrokerProxy = first.BrokerProxy;
+        DatabaseProxy = first.DatabaseProxy;
+    }
+
+    /// <summary>Another instance (own work root and cgroup, same database, queues and intake), started; the caller disposes it.</summary>
+    public async Task<ProvisionerProcess> StartPeerAsync(string name)
+    {
+        var peer = new ProvisionerProcess(this, name);
+        await peer.StartAsync(consumers: 2);
+        return peer;
+    }
 
     public async Task InitializeAsync()
     {
@@ -61,8 +91,8 @@ public sealed class ProvisionerProcess : IAsyncLifetime
         await StartAsync();
     }
 
-    /// <summary>Starts the provisioner process and waits until it consumes run-job.</summary>
-    public async Task StartAsync()
+    /// <summary>Starts the provisioner process and waits until it consumes run-job (with <paramref name="consumers"/> counting its peers).</summary>
+    public async Task StartAsync(int consumers = 1)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -82,6 +112,9 @@ public sealed class ProvisionerProcess : IAsyncLifetime
             ["Provisioner__LocalSandbox__CgroupName"] = _cgroupName,
             ["Provisioner__Limits__PerBackend__local"] = Limit.ToString(),
             ["Provisioner__Reconciler__IntervalSeconds"] = "5",
+            ["Provisioner__Instance__Name"] = InstanceName,
+            ["Provisioner__Instance__HeartbeatInterval"] = "00:00:01",
+            ["Provisioner__Instance__LeaseDuration"] = LeaseDuration.ToString(),
             ["RunnerTemplates__default__Backend"] = "local",
             ["RunnerTemplates__default__DefaultTimeoutSeconds"] = "120",
             ["RunnerTemplates__default__MaxTimeoutSeconds"] = "300",
@@ -96,7 +129,8 @@ public sealed class ProvisionerProcess : IAsyncLifetime
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
-        await ProvisionerFixture.WaitUntilAsync(async () => _process.HasExited || await ConsumersAsync("run-job") > 0,
+        // Its own lease taken (logged once it is) and its consumer up: the consumer count alone may still count a peer just killed.
+        await ProvisionerFixture.WaitUntilAsync(async () => _process.HasExited || (Output.Contains($"Provisioner instance {InstanceName}", StringComparison.Ordinal) && await ConsumersAsync("run-job") >= consumers),
             () => $"the provisioner process to consume run-job; output:\n{Output}", seconds: 120);
         Assert.False(_process.HasExited, Output);
     }
@@ -149,6 +183,12 @@ public sealed class ProvisionerProcess : IAsyncLifetime
         {
             _process.Kill(entireProcessTree: false);
             await _process.WaitForExitAsync();
+        }
+        if (_first is not null)
+        {
+            // A peer: the services are the first instance's to close.
+            try { Directory.Delete(WorkRoot, recursive: true); } catch (DirectoryNotFoundException) { }
+            return;
         }
         if (_bus is not null) await _bus.StopAsync();
         await IntakeProxy.DisposeAsync();

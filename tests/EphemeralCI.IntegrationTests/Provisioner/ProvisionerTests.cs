@@ -2,6 +2,7 @@ using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Reconciliation;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
@@ -166,6 +167,37 @@ public sealed class ProvisionerTests(ProvisionerFixture fx)
         var finished = Assert.Single((await fx.SentAsync(jobId)).OfType<RunnerFinished>());
         Assert.Equal(RunnerOutcome.Cancelled, finished.Outcome);
         await AssertGoneAsync(jobId);
+    }
+
+    [Fact]
+    public async Task A_cancel_consumed_by_another_instance_is_carried_out_by_the_owner_of_the_runner()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("hang", "sleep 1000"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(job.Events.Any(e => e.Type == JobEventTypes.StepStarted)), "the step to be running");
+        var self = fx.Host.Services.GetRequiredService<EphemeralCI.Provisioner.Ownership.ProvisionerInstance>().Name;
+
+        // As this process sees it, the runner is another (live) instance's: the cancel is only written down.
+        await SetOwnerAsync(jobId, "another-instance");
+        await fx.PublishAsync(new CancelJob(jobId, DateTimeOffset.UtcNow));
+        await ProvisionerFixture.WaitUntilAsync(async () => (await fx.RunnerAsync(jobId))!.CancelRequestedAt is not null, "the cancel request written on the row");
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.Null((await fx.RunnerAsync(jobId))!.FinishedAt);
+        Assert.NotEmpty(SandboxProcesses.Of(jobId));
+
+        // The owner sees the request within its poll and cancels as if it had consumed the CancelJob.
+        await SetOwnerAsync(jobId, self);
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+        Assert.Equal(RunnerOutcome.Cancelled, Assert.Single((await fx.SentAsync(jobId)).OfType<RunnerFinished>()).Outcome);
+        await AssertGoneAsync(jobId);
+    }
+
+    private async Task SetOwnerAsync(Guid jobId, string instance)
+    {
+        await using var scope = fx.Host.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        await db.Runners.Where(r => r.JobId == jobId).ExecuteUpdateAsync(u => u.SetProperty(r => r.Instance, instance));
     }
 
     [Fact]

@@ -83,6 +83,8 @@ public sealed class LocalSandboxBackend(
 
     public string Name => BackendName;
 
+    public bool RunnersAreMachineBound => true;
+
     /// <summary>This installation's work root: the configured one, else a folder named by the installation.</summary>
     public string WorkRootDirectory => _workRoot ??= Path.GetFullPath(
         string.IsNullOrWhiteSpace(_options.WorkRoot) ? WorkRoot.DefaultFor(installation.Tag) : _options.WorkRoot);

@@ -81,6 +81,35 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                     b.ToTable("installation", (string)null);
                 });
 
+            modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.InstanceRecord", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
+                    b.Property<DateTimeOffset>("HeartbeatAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)");
+
+                    b.Property<Guid>("Incarnation")
+                        .IsConcurrencyToken()
+                        .HasColumnType("uuid");
+
+                    b.Property<int>("ProcessId")
+                        .HasColumnType("integer");
+
+                    b.Property<DateTimeOffset>("StartedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.HasKey("Name");
+
+                    b.ToTable("provisioner_instances", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.RunnerRecord", b =>
                 {
                     b.Property<Guid>("JobId")
@@ -90,6 +119,9 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                     b.Property<string>("Backend")
                         .HasMaxLength(32)
                         .HasColumnType("character varying(32)");
+
+                    b.Property<DateTimeOffset?>("CancelRequestedAt")
+                        .HasColumnType("timestamp with time zone");
 
                     b.Property<string>("CommitSha")
                         .HasColumnType("text");
@@ -112,6 +144,10 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
 
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Instance")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
 
                     b.Property<string>("Outcome")
                         .HasMaxLength(16)
@@ -158,10 +194,14 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
 
                     b.HasKey("JobId");
 
+                    b.HasIndex("CancelRequestedAt");
+
                     b.HasIndex("RunnerId")
                         .IsUnique();
 
                     b.HasIndex("State");
+
+                    b.HasIndex("Instance", "State");
 
                     b.ToTable("runners", (string)null);
                 });

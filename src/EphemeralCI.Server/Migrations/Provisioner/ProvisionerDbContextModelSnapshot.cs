@@ -74,6 +74,35 @@ namespace EphemeralCI.Server.Migrations.Provisioner
                     b.ToTable("installation", (string)null);
                 });
 
+            modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.InstanceRecord", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("HeartbeatAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasMaxLength(256)
+                        .HasColumnType("TEXT");
+
+                    b.Property<Guid>("Incarnation")
+                        .IsConcurrencyToken()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("ProcessId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("StartedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Name");
+
+                    b.ToTable("provisioner_instances", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.Provisioner.Infrastructure.RunnerRecord", b =>
                 {
                     b.Property<Guid>("JobId")
@@ -83,6 +112,9 @@ namespace EphemeralCI.Server.Migrations.Provisioner
                     b.Property<string>("Backend")
                         .HasMaxLength(32)
                         .HasColumnType("TEXT");
+
+                    b.Property<long?>("CancelRequestedAt")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("CommitSha")
                         .HasColumnType("TEXT");
@@ -105,6 +137,10 @@ namespace EphemeralCI.Server.Migrations.Provisioner
 
                     b.Property<long?>("FinishedAt")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("Instance")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
 
                     b.Property<string>("Outcome")
                         .HasMaxLength(16)
@@ -151,10 +187,14 @@ namespace EphemeralCI.Server.Migrations.Provisioner
 
                     b.HasKey("JobId");
 
+                    b.HasIndex("CancelRequestedAt");
+
                     b.HasIndex("RunnerId")
                         .IsUnique();
 
                     b.HasIndex("State");
+
+                    b.HasIndex("Instance", "State");
 
                     b.ToTable("runners", (string)null);
                 });
