@@ -22,6 +22,7 @@ public static class Outbox
             MessageType = typeof(TMessage).AssemblyQualifiedName!,
             Body = JsonSerializer.Serialize(message, Json),
             CreatedAt = (clock ?? TimeProvider.System).GetUtcNow(),
+            TraceParent = JobTrace.Current(),
         });
     }
 
@@ -43,6 +44,7 @@ public static class Outbox
         if (!sendAgain || existing.SentAt is null) return false;
         existing.SentAt = null;
         existing.CreatedAt = clock.GetUtcNow();
+        existing.TraceParent = JobTrace.Current();
         return true;
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using EphemeralCI.Persistence;
 using MassTransit;
@@ -62,7 +63,7 @@ public sealed class OutboxDispatcher<TContext>(
     {
         RegisterBacklogGauge();
         // Polling is not a job's work: no root trace per pass (the Aspire dashboard drowned in them).
-        // Each row's publish runs in its job's trace again (PublishAsync).
+        // A row staged by traced work (a job's request or consumer) is published in that trace again (PublishAsync).
         using var quiet = SuppressInstrumentationScope.Begin();
         await WaitForReceiveEndpointsAsync(stoppingToken);
         TimeSpan? retryDelay = null; // set while passes fail
@@ -199,6 +200,9 @@ public sealed class OutboxDispatcher<TContext>(
                 continue;
             }
             var message = JsonSerializer.Deserialize(row.Body, type, Outbox.Json)!;
+            // The loop runs with instrumentation suppressed; a row staged by traced work is published in that trace again.
+            // MassTransit's send span, and the trace context it puts in the headers, hang under this one.
+            using var span = JobTrace.Continue(OutboxTelemetry.Source, row.TraceParent, $"outbox publish {type.Name}", ActivityKind.Producer);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(PublishTimeout);
             try

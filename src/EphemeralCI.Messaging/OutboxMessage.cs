@@ -18,6 +18,11 @@ public sealed class OutboxMessage
     public DateTimeOffset? SentAt { get; set; }
     public int Attempts { get; set; }
     public string? LastError { get; set; }
+    /// <summary>
+    /// The W3C <c>traceparent</c> of the work that staged the message (a job's request or consumer), so
+    /// the publish, however much later, continues that trace: one trace per job across the modules.
+    /// </summary>
+    public string? TraceParent { get; set; }
 }
 
 public interface IOutboxDbContext
@@ -33,6 +38,7 @@ public sealed class OutboxMessageConfiguration : IEntityTypeConfiguration<Outbox
         b.HasKey(m => m.Id);
         b.Property(m => m.MessageType).HasMaxLength(512);
         b.Property(m => m.LastError).HasMaxLength(2048);
+        b.Property(m => m.TraceParent).HasMaxLength(JobTrace.MaxLength);
         b.HasIndex(m => m.MessageId).IsUnique();
         // The dispatcher scans unsent rows in order.
         b.HasIndex(m => new { m.SentAt, m.Id });

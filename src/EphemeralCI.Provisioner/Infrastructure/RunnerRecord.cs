@@ -67,6 +67,9 @@ public sealed class RunnerRecord
     /// </summary>
     public string? Instance { get; set; }
 
+    /// <summary>The W3C trace context of the RunJob that created it: a start after a wait continues the job's trace.</summary>
+    public string? TraceParent { get; init; }
+
     /// <summary>A cancel that reached another instance than the owner: the owner carries it out.</summary>
     public DateTimeOffset? CancelRequestedAt { get; set; }
 

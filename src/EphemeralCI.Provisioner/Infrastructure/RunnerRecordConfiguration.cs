@@ -23,6 +23,7 @@ public sealed class RunnerRecordConfiguration : IEntityTypeConfiguration<RunnerR
         // The reconciler and watchers look for runners that are not yet destroyed.
         b.HasIndex(r => r.State);
         b.Property(r => r.Instance).HasMaxLength(InstanceRecord.MaxNameLength);
+        b.Property(r => r.TraceParent).HasMaxLength(EphemeralCI.Messaging.JobTrace.MaxLength);
         // Each instance looks at its own runners; live ones look for a dead instance's.
         b.HasIndex(r => new { r.Instance, r.State });
         // Polled every second by the owner (CancelRequests); almost always null.

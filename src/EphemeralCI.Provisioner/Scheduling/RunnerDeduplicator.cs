@@ -55,6 +55,7 @@ public sealed class RunnerDeduplicator(
             RunnerId = RunnerRecord.RunnerIdFor(job.JobId),
             State = RunnerState.Provisioning,
             Instance = instance.Name,
+            TraceParent = JobTrace.Current(),
             Template = job.RunnerTemplate,
             Repository = job.Repository,
             Ref = job.Ref,

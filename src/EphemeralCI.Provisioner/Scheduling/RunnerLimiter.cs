@@ -2,6 +2,7 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Ownership;
+using EphemeralCI.Provisioner.Telemetry;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -203,6 +204,7 @@ public sealed class RunnerLimiter(
         var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
         // Cancelled while we decided: nothing to start.
         if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) return;
+        using var trace = JobTrace.Continue(ProvisionerTelemetry.Source, runner.TraceParent, "runner leaves the wait");
         logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
         var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha, runner.Environment);
         await scope.ServiceProvider.GetRequiredService<RunnerScheduler>().ScheduleAsync(runner, job, ct);

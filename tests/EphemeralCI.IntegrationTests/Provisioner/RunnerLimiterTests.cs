@@ -1,4 +1,11 @@
+using System.Diagnostics;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Messaging;
+using EphemeralCI.Provisioner.Telemetry;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Trace;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
 using Xunit;
@@ -90,5 +97,45 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
         Assert.Null(rb.StartedAt);
         Assert.Equal(0, jobB.Fetches);
         Assert.Empty((await fx.SentAsync(b)).OfType<RunnerStarted>());
+    }
+
+    private static readonly ActivitySource Submitter = new("EphemeralCI.Tests.Submitter");
+
+    [Fact]
+    public async Task A_job_that_waited_for_a_slot_stays_in_the_trace_of_its_RunJob_from_start_to_destroyed()
+    {
+        var spans = new List<Activity>();
+        using var tracing = Sdk.CreateTracerProviderBuilder()
+            .AddSource(Submitter.Name, "MassTransit", ProvisionerTelemetry.Name, OutboxTelemetry.Name).AddInMemoryExporter(spans).Build();
+        var (a, b) = (Guid.NewGuid(), Guid.NewGuid());
+        var jobA = fx.Intake.Register(a, new StepSpec { Name = "hold", Run = "while [ ! -f /workspace/go ]; do sleep 0.05; done" });
+        var jobB = fx.Intake.Register(b, new StepSpec { Name = "quick", Run = "echo b-ran" });
+        await fx.PublishAsync(Limited(a));
+        await WaitToRunAsync(a, jobA);
+
+        // B's RunJob is published in a trace (the intake's submit request, in the real system) and has to wait.
+        ActivityTraceId trace;
+        using (var submit = Submitter.StartActivity("submit job"))
+        {
+            trace = submit!.TraceId;
+            await fx.PublishAsync(Limited(b));
+        }
+        await fx.WaitForStateAsync(b, RunnerState.Waiting);
+        Assert.Contains(trace.ToHexString(), (await fx.RunnerAsync(b))!.TraceParent);
+
+        // Started later by the limiter's background pump: everything it announces is still in B's trace.
+        await File.WriteAllTextAsync(Path.Combine(fx.WorkRoot, a.ToString(), "workspace", "go"), "");
+        await fx.WaitForStateAsync(b, RunnerState.Destroyed);
+        Assert.Contains("b-ran", jobB.Log);
+        await using var scope = fx.Host.Services.CreateAsyncScope();
+        var rows = await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().OutboxMessages.AsNoTracking()
+            .Where(m => m.Body.Contains(b.ToString())).OrderBy(m => m.Id).ToListAsync();
+        var announced = rows.Select(r => (Type: r.MessageType.Split(',')[0].Split('.')[^1], r.TraceParent)).ToList();
+        foreach (var type in new[] { nameof(RunnerWaiting), nameof(RunnerStarted), nameof(RunnerFinished), nameof(RunnerDestroyed) })
+        {
+            var row = Assert.Single(announced, r => r.Type == type);
+            Assert.True(row.TraceParent?.Contains(trace.ToHexString()) == true, $"{type} staged outside the job's trace ({row.TraceParent ?? "none"})");
+        }
+        lock (spans) Assert.Contains(spans, s => s.TraceId == trace && s.DisplayName == "runner leaves the wait");
     }
 }

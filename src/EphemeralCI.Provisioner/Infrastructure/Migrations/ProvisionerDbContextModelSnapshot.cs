@@ -55,6 +55,10 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                     b.Property<DateTimeOffset?>("SentAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(55)
+                        .HasColumnType("character varying(55)");
+
                     b.HasKey("Id");
 
                     b.HasIndex("MessageId")
@@ -191,6 +195,10 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
 
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("integer");
+
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(55)
+                        .HasColumnType("character varying(55)");
 
                     b.HasKey("JobId");
 

@@ -48,6 +48,10 @@ namespace EphemeralCI.Server.Migrations.Provisioner
                     b.Property<long?>("SentAt")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(55)
+                        .HasColumnType("TEXT");
+
                     b.HasKey("Id");
 
                     b.HasIndex("MessageId")
@@ -184,6 +188,10 @@ namespace EphemeralCI.Server.Migrations.Provisioner
 
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(55)
+                        .HasColumnType("TEXT");
 
                     b.HasKey("JobId");
 
