@@ -75,13 +75,24 @@ public sealed class IntakeClient : IDisposable
         MaxRetryAttempts = int.MaxValue,
     };
 
-    public Task<RunnerJob> GetJobAsync(CancellationToken ct) => RetryAsync(async c =>
+    public async Task<RunnerJob> GetJobAsync(CancellationToken ct)
     {
-        using var response = await _http.GetAsync(RunnerApiRoutes.Job, c);
-        response.EnsureSuccessStatusCode();
-        return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerJob, c))
-            ?? throw new InvalidDataException("empty job");
-    }, ct);
+        var job = await RetryAsync(async c =>
+        {
+            using var response = await _http.GetAsync(RunnerApiRoutes.Job, c);
+            response.EnsureSuccessStatusCode();
+            return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerJob, c))
+                ?? throw new InvalidDataException("empty job");
+        }, ct);
+        // Every later report joins the job's trace (set before any other call is made: nothing else runs yet).
+        if (IsTraceParent(job.TraceParent)) _http.DefaultRequestHeaders.TryAddWithoutValidation("traceparent", job.TraceParent);
+        return job;
+    }
+
+    /// <summary>"00-" + 32 hex + "-" + 16 hex + "-" + 2 hex: anything else is not sent on.</summary>
+    internal static bool IsTraceParent(string? value) =>
+        value is { Length: 55 } && value.StartsWith("00-", StringComparison.Ordinal) && value[35] == '-' && value[52] == '-' &&
+        value.Remove(52, 1).Remove(35, 1).AsSpan(3).IndexOfAnyExcept("0123456789abcdef") < 0;
 
     public Task PostEventAsync(RunnerStepEvent evt, CancellationToken ct) => RetryAsync(async c =>
     {

@@ -30,7 +30,9 @@ public static class RunnerApiHeaders
     public const string AgentKey = "ECI-Agent-Key";
 }
 
-public sealed record RunnerJob(Guid JobId, JobSpec Spec);
+/// <param name="TraceParent">The W3C trace context of the job's submission: the agent sends it on its
+/// reports, so they join the job's trace (telemetry only; nothing is decided by it).</param>
+public sealed record RunnerJob(Guid JobId, JobSpec Spec, string? TraceParent = null);
 
 /// <summary>A step started (ExitCode null) or finished (ExitCode set).</summary>
 public sealed record RunnerStepEvent(string Type, int StepIndex, string StepName, int? ExitCode, DateTimeOffset At);

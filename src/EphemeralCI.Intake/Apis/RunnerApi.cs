@@ -91,7 +91,7 @@ public static class RunnerApi
         if (otherAgent) return Problems.Conflict("Another agent fetched this job", "A job is run by the one agent that fetched it first.");
         if (firstFetch && outcome == JobUpdateOutcome.Applied) await RecordRunnerStartAsync(db, job, clock, ct);
         var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!;
-        return TypedResults.Ok(new RunnerJob(job.Id, spec));
+        return TypedResults.Ok(new RunnerJob(job.Id, spec, job.TraceParent));
     }
 
     /// <summary>The agent's first fetch is where its first step begins: measured from the provisioner's receipt.</summary>

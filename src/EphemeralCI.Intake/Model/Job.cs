@@ -32,6 +32,9 @@ public sealed class Job
     public Guid? ApiKeyId { get; set; }
     public string? RequestHash { get; set; }
 
+    /// <summary>The W3C trace context of the submission, handed to the agent so its reports join the job's trace.</summary>
+    public string? TraceParent { get; init; }
+
     /// <summary>
     /// SHA-256 (hex) of the key the runner agent sent when it first fetched the job — before any step
     /// could run. Every later report (logs, steps, caches, the result) must carry the same key: job

@@ -60,6 +60,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
             IdempotencyKey = idempotencyKey,
             ApiKeyId = submitter.ApiKeyId,
             RequestHash = requestHash,
+            TraceParent = JobTrace.Current(),
         };
         db.Jobs.Add(job);
         db.JobEvents.Add(new JobEvent

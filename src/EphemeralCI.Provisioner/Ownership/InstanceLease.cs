@@ -11,9 +11,10 @@ namespace EphemeralCI.Provisioner.Ownership;
 
 /// <summary>
 /// Takes this instance's lease at start-up (after the installation is known, before the reconciler) and
-/// renews it while the process lives. A name whose lease another live process holds is refused: two
-/// processes under one name would each take the other's runners for their own. A previous process of
-/// this name that is gone (its lease expired, or its pid is dead on this very machine) is succeeded at once.
+/// renews it while the process lives. A name whose lease another process keeps renewing is refused (after
+/// one lease duration): two processes under one name would each take the other's runners for their own.
+/// A previous process of this name that is gone is succeeded at once when its pid is dead on this very
+/// machine, else once its lease has run out.
 /// </summary>
 public sealed class InstanceLease(
     IServiceScopeFactory scopes,
@@ -25,39 +26,56 @@ public sealed class InstanceLease(
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         var name = options.Value.ResolvedName();
-        await using (var scope = scopes.CreateAsyncScope())
+        // A lease that looks held may be a dead process's whose pid was reused at once, or a container
+        // restarted under another pid: wait for it to run out. One that is renewed meanwhile is a live twin.
+        var refuseAt = clock.GetUtcNow() + options.Value.LeaseDuration + options.Value.HeartbeatInterval;
+        while (!await TryTakeAsync(name, refuseIfHeld: clock.GetUtcNow() >= refuseAt, cancellationToken))
         {
-            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
-            var now = clock.GetUtcNow();
-            var row = await db.Instances.FirstOrDefaultAsync(i => i.Name == name, cancellationToken);
-            if (row is null)
-            {
-                db.Instances.Add(new InstanceRecord
-                {
-                    Name = name, Incarnation = instance.Incarnation, Host = System.Environment.MachineName,
-                    ProcessId = System.Environment.ProcessId, StartedAt = now, HeartbeatAt = now,
-                });
-            }
-            else
-            {
-                if (HeldByAnother(row, now))
-                {
-                    throw new InvalidOperationException(
-                        $"Provisioner instance '{name}' is already running (process {row.ProcessId} on {row.Host}, heartbeat {row.HeartbeatAt:O}). " +
-                        $"Give each provisioner on this database its own {InstanceOptions.Section}:Name.");
-                }
-                row.Incarnation = instance.Incarnation;
-                row.Host = System.Environment.MachineName;
-                row.ProcessId = System.Environment.ProcessId;
-                row.StartedAt = now;
-                row.HeartbeatAt = now;
-            }
-            // A concurrent claim of the same name fails one of the two here (unique name, or the incarnation token).
-            await db.SaveChangesAsync(cancellationToken);
+            await Task.Delay(options.Value.HeartbeatInterval, clock, cancellationToken);
         }
         instance.Set(name);
         logger.LogInformation("Provisioner instance {Instance}", name);
         await base.StartAsync(cancellationToken);
+    }
+
+    /// <summary>Takes the lease of <paramref name="name"/>; false (or, when <paramref name="refuseIfHeld"/>, an exception) while another process holds it.</summary>
+    private async Task<bool> TryTakeAsync(string name, bool refuseIfHeld, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+        var now = clock.GetUtcNow();
+        var row = await db.Instances.FirstOrDefaultAsync(i => i.Name == name, ct);
+        if (row is null)
+        {
+            db.Instances.Add(new InstanceRecord
+            {
+                Name = name, Incarnation = instance.Incarnation, Host = System.Environment.MachineName,
+                ProcessId = System.Environment.ProcessId, StartedAt = now, HeartbeatAt = now,
+            });
+        }
+        else
+        {
+            if (HeldByAnother(row, now))
+            {
+                if (!refuseIfHeld)
+                {
+                    logger.LogInformation("The lease of provisioner instance {Instance} is held by process {Pid} on {Host} (heartbeat {Heartbeat:O}); waiting for it to run out",
+                        name, row.ProcessId, row.Host, row.HeartbeatAt);
+                    return false;
+                }
+                throw new InvalidOperationException(
+                    $"Provisioner instance '{name}' is already running (process {row.ProcessId} on {row.Host}, heartbeat {row.HeartbeatAt:O}). " +
+                    $"Give each provisioner on this database its own {InstanceOptions.Section}:Name.");
+            }
+            row.Incarnation = instance.Incarnation;
+            row.Host = System.Environment.MachineName;
+            row.ProcessId = System.Environment.ProcessId;
+            row.StartedAt = now;
+            row.HeartbeatAt = now;
+        }
+        // A concurrent claim of the same name fails one of the two here (unique name, or the incarnation token).
+        await db.SaveChangesAsync(ct);
+        return true;
     }
 
     private bool HeldByAnother(InstanceRecord row, DateTimeOffset now)

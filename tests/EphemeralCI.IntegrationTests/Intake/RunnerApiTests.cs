@@ -60,6 +60,22 @@ public sealed class RunnerApiTests(IntakeFactory app) : IClassFixture<IntakeFact
     }
 
     [Fact]
+    public async Task The_agent_gets_the_trace_context_of_the_jobs_submission_to_report_in_its_trace()
+    {
+        using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        // The CI system's own trace (W3C traceparent on the submit request): the job's trace continues it.
+        var trace = System.Diagnostics.ActivityTraceId.CreateRandom().ToHexString();
+        ci.DefaultRequestHeaders.Add("traceparent", $"00-{trace}-{System.Diagnostics.ActivitySpanId.CreateRandom().ToHexString()}-01");
+        var id = await Jobs.SubmitAsync(ci);
+        using var runner = app.RunnerClient(id);
+
+        var job = await runner.GetFromJsonAsync<RunnerJob>(RunnerApiRoutes.Job);
+        Assert.NotNull(job!.TraceParent);
+        Assert.StartsWith($"00-{trace}-", job.TraceParent);
+        Assert.Equal(55, job.TraceParent.Length);
+    }
+
+    [Fact]
     public async Task Only_the_agent_that_fetched_the_job_may_report_for_it_whoever_else_holds_the_token()
     {
         // Job code that got hold of the job token (issue 14, item 7) has the token but not the agent's key.

@@ -72,4 +72,35 @@ public sealed class IntakeClientTests
         Assert.InRange(DateTimeOffset.UtcNow - started, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(8));
         Assert.True(handler.Calls > 2);
     }
+
+    [Fact]
+    public async Task After_fetching_the_job_every_report_carries_the_jobs_trace_context_and_a_malformed_one_is_not_sent()
+    {
+        const string traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        foreach (var (given, sent) in new[] { (traceParent, traceParent), ("00-xyz\r\nX-Injected: 1", null), (null, null) })
+        {
+            var seen = new List<string?>();
+            var handler = new Recording(request =>
+            {
+                seen.Add(request.Headers.TryGetValues("traceparent", out var v) ? string.Join(",", v) : null);
+                return request.RequestUri!.AbsolutePath == RunnerApiRoutes.Job
+                    ? System.Net.Http.Json.JsonContent.Create(new RunnerJob(Guid.NewGuid(), new EphemeralCI.Contracts.Jobs.JobSpec(), given))
+                    : null;
+            });
+            using var client = new IntakeClient(new HttpClient(handler) { BaseAddress = new Uri("http://intake/") }, TokenExpiringIn(TimeSpan.FromMinutes(5)));
+
+            await client.GetJobAsync(CancellationToken.None);
+            await client.CompleteAsync(new RunnerCompletion(true, 0, null), CancellationToken.None);
+
+            Assert.Equal([null, sent], seen);
+        }
+    }
+
+    private sealed class Recording(Func<HttpRequestMessage, HttpContent?> answer) : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct) =>
+            Task.FromResult(answer(request) is { } content
+                ? new HttpResponseMessage(HttpStatusCode.OK) { Content = content }
+                : new HttpResponseMessage(HttpStatusCode.NoContent));
+    }
 }

@@ -29,6 +29,7 @@ internal sealed class JobEntityTypeConfiguration : IEntityTypeConfiguration<Job>
         b.Property(j => j.StatusReason).HasMaxLength(2000);
         b.Property(j => j.IdempotencyKey).HasMaxLength(255);
         b.Property(j => j.RequestHash).HasMaxLength(64);
+        b.Property(j => j.TraceParent).HasMaxLength(EphemeralCI.Messaging.JobTrace.MaxLength);
         b.Property(j => j.Version).IsRowVersion();
 
         // Lists are newest first, optionally by status or repository.

@@ -196,6 +196,11 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasColumnType("INTEGER")
                         .HasColumnName("timeout_seconds");
 
+                    b.Property<string>("TraceParent")
+                        .HasMaxLength(55)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("trace_parent");
+
                     b.Property<uint>("Version")
                         .IsConcurrencyToken()
                         .HasColumnType("INTEGER")
