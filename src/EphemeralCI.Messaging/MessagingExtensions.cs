@@ -61,7 +61,10 @@ public static class MessagingExtensions
         where TContext : DbContext, IOutboxDbContext
     {
         builder.Services.TryAddSingleton(TimeProvider.System);
-        builder.Services.TryAddSingleton<OutboxSignal>();
+        builder.Services.TryAddSingleton<OutboxSignal<TContext>>();
+        // Every commit that staged messages wakes this dispatcher (no call site signals by hand).
+        builder.Services.TryAddSingleton<OutboxCommitInterceptor<TContext>>();
+        builder.Services.ConfigureDbContext<TContext>((sp, options) => options.AddInterceptors(sp.GetRequiredService<OutboxCommitInterceptor<TContext>>()));
         builder.Services.AddOptions<OutboxOptions>().BindConfiguration(OutboxOptions.Section);
         builder.Services.AddSingleton<OutboxDispatcher<TContext>>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<OutboxDispatcher<TContext>>());

@@ -13,8 +13,13 @@ using OpenTelemetry;
 
 namespace EphemeralCI.Messaging;
 
-/// <summary>Wakes the dispatcher right after a commit instead of waiting for its next poll.</summary>
-public sealed class OutboxSignal
+/// <summary>
+/// Wakes a dispatcher right after a commit instead of waiting for its next poll. One per outbox
+/// (<see cref="OutboxSignal{TContext}"/>): in the all-in-one server the intake's and the
+/// provisioner's dispatchers share a process, and a shared signal woke whichever waited first.
+/// Raised by <see cref="OutboxCommitInterceptor{TContext}"/>, never by hand.
+/// </summary>
+public class OutboxSignal
 {
     private readonly SemaphoreSlim _signal = new(0, 1);
 
@@ -23,8 +28,12 @@ public sealed class OutboxSignal
         try { _signal.Release(); } catch (SemaphoreFullException) { /* already signalled */ }
     }
 
-    public Task WaitAsync(TimeSpan timeout, CancellationToken ct) => _signal.WaitAsync(timeout, ct);
+    /// <summary>True if notified within <paramref name="timeout"/>.</summary>
+    public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken ct) => _signal.WaitAsync(timeout, ct);
 }
+
+/// <summary>The signal of the outbox in <typeparamref name="TContext"/>.</summary>
+public sealed class OutboxSignal<TContext> : OutboxSignal where TContext : DbContext;
 
 /// <summary>Configuration section <c>Messaging:Outbox</c>.</summary>
 public sealed class OutboxOptions
@@ -44,7 +53,7 @@ public sealed class OutboxOptions
 public sealed class OutboxDispatcher<TContext>(
     IServiceScopeFactory scopes,
     IBus bus,
-    OutboxSignal signal,
+    OutboxSignal<TContext> signal,
     IOptions<OutboxOptions> options,
     TimeProvider clock,
     ILogger<OutboxDispatcher<TContext>> logger) : BackgroundService

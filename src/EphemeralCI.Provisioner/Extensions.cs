@@ -1,3 +1,4 @@
+using EphemeralCI.RunnerTemplates;
 using System.Runtime.Versioning;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
@@ -27,11 +28,13 @@ namespace EphemeralCI.Provisioner;
  * The provisioner: one brand-new runner per job, always torn down.
  *
  *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerLimiter ──> RunnerScheduler ──> IRunnerBackend.StartAsync
- *                                          (runners row, PK job id:   (per backend/repo:  (template, deadline,  (LocalSandbox: cgroup +
- *                                           one runner per job ever)   full → Waiting +    job token; a warm  bwrap + relay [+ egress netns])
- *                                                                      RunnerWaiting;      sandbox from WarmPool
- *                                                                      a destroyed runner  if the template has one)
- *                                                                      pumps the wait queue in order)
+ *                                          (one runner per job ever:  (per backend/repo:  (template, deadline,  (LocalSandbox: cgroup +
+ *                                           a claim, or nothing)       one insert, PK job  job token; a warm  bwrap + relay [+ egress netns])
+ *                                                                      id; full → Waiting  sandbox from WarmPool
+ *                                                                      + RunnerWaiting;    if the template has one)
+ *                                                                      WaitingRunnerPump starts waiting jobs in order
+ *                                                                      when a save frees a slot: RunnerSlotsInterceptor)
+ *                                          (stages meet at IRunnerAdmission, IRunnerStarter, IRunnerBackend: Scheduling/RunnerPipeline.cs)
  *                                                                          │
  *                                                                          v
  *                                                                    RunnerSupervisor ── agent exits ──┐
@@ -46,7 +49,8 @@ namespace EphemeralCI.Provisioner;
  *    its end under the first message ids)
  *
  *   Every state change and the message announcing it (JobProvisioning, RunnerStarted, RunnerFinished,
- *   RunnerDestroyed) are written in one SaveChanges (runners row + outbox); the dispatcher publishes.
+ *   RunnerDestroyed) are written in one SaveChanges (runners row + outbox); the dispatcher publishes,
+ *   woken after the commit by the outbox's save interceptor (nobody signals it by hand).
  */
 public static class ProvisionerExtensions
 {
@@ -61,7 +65,6 @@ public static class ProvisionerExtensions
         builder.AddJobTokens();
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<OutboxSignal>();
         // Which installation this is (read from the database at start): everything made on the machine carries it.
         services.AddSingleton<Installation>();
         // Which instance this process is (its lease in the database): the runners it starts are its own.
@@ -90,10 +93,17 @@ public static class ProvisionerExtensions
         // Before a runner starts: the job's commit, checked against the cache's git mirror (Checkout:Enabled).
         services.AddOptions<CommitGateOptions>().BindConfiguration(CommitGateOptions.Section);
         services.AddSingleton<CommitGate>();
-        services.AddScoped<RunnerScheduler>();
-        services.AddScoped<RunnerDeduplicator>();
+        // The RunJob pipeline (Scheduling/RunnerPipeline.cs), back to front: each stage knows only the next one's interface.
+        services.AddScoped<IRunnerStarter, RunnerScheduler>();
         services.AddOptions<RunnerLimitOptions>().BindConfiguration(RunnerLimitOptions.Section);
-        services.AddSingleton<RunnerLimiter>();
+        services.AddSingleton<LimitDecisions>();
+        services.AddScoped<IRunnerAdmission, RunnerLimiter>();
+        services.AddScoped<RunnerDeduplicator>();
+        // The limiter's pump starts waiting jobs when a committed change frees a slot (RunnerSlotsInterceptor).
+        services.AddSingleton<RunnerSlots>();
+        services.AddSingleton<RunnerSlotsInterceptor>();
+        services.ConfigureDbContext<ProvisionerDbContext>((sp, options) => options.AddInterceptors(sp.GetRequiredService<RunnerSlotsInterceptor>()));
+        services.AddSingleton<WaitingRunnerPump>();
         services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
         services.AddHostedService<EphemeralCI.Provisioner.Telemetry.ProvisionerTelemetry>();
@@ -105,7 +115,7 @@ public static class ProvisionerExtensions
         services.AddHostedService(sp => sp.GetRequiredService<InstanceLease>());
         services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
-        services.AddHostedService(sp => sp.GetRequiredService<RunnerLimiter>());
+        services.AddHostedService(sp => sp.GetRequiredService<WaitingRunnerPump>());
         services.AddHostedService(sp => sp.GetRequiredService<CancelRequests>());
         if (!OperatingSystem.IsWindows()) AddWarmPoolService(services);
         builder.AddOutboxDispatcher<ProvisionerDbContext>();

@@ -22,7 +22,7 @@ namespace EphemeralCI.Intake.Services;
 /// for the transaction: a replica that finds it taken leaves the re-drive to the one holding it, and a
 /// job whose RunJob or CancelJob still waits in the outbox unsent is not asked about again.
 /// </summary>
-public sealed class JobRedrive(IServiceScopeFactory scopes, OutboxSignal outbox, TimeProvider clock, ILogger<JobRedrive> logger) : IHostedService
+public sealed class JobRedrive(IServiceScopeFactory scopes, TimeProvider clock, ILogger<JobRedrive> logger) : IHostedService
 {
     private static readonly JobStatus[] NotOver = [JobStatus.Queued, JobStatus.Provisioning, JobStatus.Running];
     /// <summary>The advisory lock's key (any constant no other code of this database uses): "eci-redrive" as 8 bytes.</summary>
@@ -79,7 +79,6 @@ public sealed class JobRedrive(IServiceScopeFactory scopes, OutboxSignal outbox,
         }
         foreach (var job in cancelled) db.AddToOutbox(new CancelJob(job.Id, now), clock);
         await db.SaveChangesAsync(cancellationToken);
-        outbox.Notify();
         logger.LogInformation("Asked the provisioner again about {Count} job(s) not over and {Cancelled} cancelled job(s) whose runner was not reported gone at start-up",
             jobs.Count, cancelled.Count);
         return jobs.Count + cancelled.Count;

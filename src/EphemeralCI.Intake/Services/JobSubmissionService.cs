@@ -29,7 +29,7 @@ public sealed record JobSubmitter(Guid? ApiKeyId, string SubmittedBy);
 /// Accepts a validated job: the job row, its first timeline entry and the RunJob message are
 /// written in one transaction, so a job that got its 202 always reaches the provisioner.
 /// </summary>
-public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox, TimeProvider clock)
+public sealed class JobSubmissionService(IntakeDbContext db, TimeProvider clock)
 {
     public async Task<(SubmissionOutcome Outcome, Job Job)> SubmitAsync(
         JobSpec spec, RunnerTemplateDefinition template, JobSubmitter submitter, string? idempotencyKey, CancellationToken ct)
@@ -83,7 +83,6 @@ public sealed class JobSubmissionService(IntakeDbContext db, OutboxSignal outbox
                 ?? throw new InvalidOperationException("idempotency conflict without a stored job");
             return (winner.RequestHash == requestHash ? SubmissionOutcome.Replayed : SubmissionOutcome.KeyReused, winner);
         }
-        outbox.Notify();
         IntakeTelemetry.JobSubmitted(job.RunnerTemplate);
         return (SubmissionOutcome.Accepted, job);
     }

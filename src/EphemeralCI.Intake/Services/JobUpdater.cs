@@ -28,7 +28,6 @@ public sealed class JobChange(IntakeDbContext db, Job job, DateTimeOffset now, G
     public Job Job => job;
     public DateTimeOffset Now => now;
     internal bool WroteSomething { get; private set; }
-    internal bool WroteOutbox { get; private set; }
 
     /// <summary>
     /// Adds a timeline entry. The first entry carries the source message id, whose unique index
@@ -53,7 +52,6 @@ public sealed class JobChange(IntakeDbContext db, Job job, DateTimeOffset now, G
     {
         db.AddToOutbox(message, clock);
         WroteSomething = true;
-        WroteOutbox = true;
     }
 
     public void MarkChanged() => WroteSomething = true;
@@ -62,9 +60,9 @@ public sealed class JobChange(IntakeDbContext db, Job job, DateTimeOffset now, G
 /// <summary>
 /// Applies a change to one job with optimistic concurrency (Postgres xmin): the runner, the
 /// provisioner's messages and a cancel may race, and each sees the others' result before it
-/// decides. Wakes log followers and the outbox after the commit.
+/// decides. Wakes log followers after the commit (the outbox's dispatcher is woken by its interceptor).
 /// </summary>
-public sealed class JobUpdater(IntakeDbContext db, IJobLiveNotifier notifier, OutboxSignal outbox, TimeProvider clock)
+public sealed class JobUpdater(IntakeDbContext db, IJobLiveNotifier notifier, TimeProvider clock)
 {
     private const int MaxAttempts = 8;
 
@@ -102,8 +100,7 @@ public sealed class JobUpdater(IntakeDbContext db, IJobLiveNotifier notifier, Ou
                 db.ChangeTracker.Clear();
                 return (JobUpdateOutcome.Duplicate, job);
             }
-            if (pending.WroteOutbox) outbox.Notify();
-            IntakeTelemetry.StatusChanged(job, before);
+                        IntakeTelemetry.StatusChanged(job, before);
             await notifier.NotifyAsync(jobId);
             return (JobUpdateOutcome.Applied, job);
         }

@@ -21,8 +21,6 @@ public sealed class RunnerReaper(
     JobLocks locks,
     RunnerBackends backends,
     RunnerTeardown teardown,
-    OutboxSignal signal,
-    RunnerLimiter limiter,
     TimeProvider clock,
     ILogger<RunnerReaper> logger)
 {
@@ -53,9 +51,7 @@ public sealed class RunnerReaper(
         runner.Destroy(now);
         db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
-        signal.Notify();
         logger.LogWarning("Runner {RunnerId} of job {JobId} abandoned unchecked: {Why}", runner.RunnerId, jobId, why);
-        limiter.Signal();
     }
 
     /// <summary>With the job's lock held.</summary>
@@ -85,10 +81,9 @@ public sealed class RunnerReaper(
         runner.Destroy(now);
         db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
-        signal.Notify();
         logger.LogInformation("Runner {RunnerId} of job {JobId} destroyed", runner.RunnerId, jobId);
 
-        // Cleanup is done: the runner's slot is free while the independent check still looks (the check
+        // Cleanup is done: the runner's slot is free (Released; the limiter hears of it from the save) while the independent check still looks (the check
         // under load costs tens of ms, and holding every slot through it cost a burst 12 % of its jobs/s).
         async Task ReleaseAsync(CancellationToken token)
         {
@@ -97,7 +92,6 @@ public sealed class RunnerReaper(
                 runner.MoveTo(RunnerState.Released);
                 await db.SaveChangesAsync(CancellationToken.None);
             }
-            limiter.Signal();
         }
     }
 }

@@ -47,7 +47,7 @@ public sealed class StartupReconciler(
     RunnerBackends backends,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
-    RunnerLimiter limiter,
+    RunnerSlots slots,
     ProvisionerInstance instance,
     IOptions<InstanceOptions> instanceOptions,
     IOptions<ReconcilerOptions> options,
@@ -129,7 +129,6 @@ public sealed class StartupReconciler(
                 }
             });
         }
-        limiter.Signal();
         await RemoveLeftoversAsync(ct);
     }
 
@@ -179,10 +178,8 @@ public sealed class StartupReconciler(
         if (runner.State == RunnerState.Provisioning)
         {
             // Nobody holds the lock (every start does) and nothing is supervised: a start cut short — once it stays so.
-            if (CutShort.Observe(jobId, alive: supervisor.IsWatching(jobId), clock.GetUtcNow()) && await RequeueLockedAsync(jobId, ct))
-            {
-                limiter.Signal();
-            }
+            // (Queued again, it is started by the limiter's pump, which hears of it from the save.)
+            if (CutShort.Observe(jobId, alive: supervisor.IsWatching(jobId), clock.GetUtcNow())) await RequeueLockedAsync(jobId, ct);
             return;
         }
         if (runner.State != RunnerState.Running) return;
@@ -208,12 +205,12 @@ public sealed class StartupReconciler(
     /// place (the queue is ordered by when the job was claimed), after whatever its cut-short start left
     /// on this machine is removed. Not Lost: no job step ran under it that anyone was told of.
     /// </summary>
-    private async Task<bool> RequeueLockedAsync(Guid jobId, CancellationToken ct)
+    private async Task RequeueLockedAsync(Guid jobId, CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
         var runner = await db.Runners.FirstOrDefaultAsync(r => r.JobId == jobId, ct);
-        if (runner is not { State: RunnerState.Provisioning, FinishedAt: null } || supervisor.IsWatching(jobId)) return false;
+        if (runner is not { State: RunnerState.Provisioning, FinishedAt: null } || supervisor.IsWatching(jobId)) return;
         if (backends.TryGet(runner.Backend, out var backend))
         {
             var leftover = new RunnerRef(jobId, runner.RunnerId, runner.ProcessId);
@@ -223,7 +220,6 @@ public sealed class StartupReconciler(
         runner.MoveTo(RunnerState.Waiting);
         await db.SaveChangesAsync(ct);
         logger.LogWarning("Runner of job {JobId} was claimed but never started; queued to start again", jobId);
-        return true;
     }
 
     private async Task EndLockedAsync(Guid jobId, RunnerOutcome outcome, string reason, CancellationToken ct)
@@ -283,7 +279,8 @@ public sealed class StartupReconciler(
                 using (await locks.AcquireAsync(jobId, ct)) await AdoptLockedAsync(jobId, from, ct);
             });
         }
-        limiter.Signal();
+        // Rows already Waiting were adopted by an update the save interceptor does not see: tell the pump.
+        slots.Changed();
     }
 
     private async Task AdoptLockedAsync(Guid jobId, string from, CancellationToken ct)

@@ -16,18 +16,16 @@ namespace EphemeralCI.Provisioner.Scheduling;
 /// announcement may have been lost in flight) under the ids it was first announced with, so nothing
 /// is recorded twice. A row still Provisioning that nobody here is starting or supervising is a
 /// start cut short (the broker or the database went away mid-start, the consumer was cancelled): the
-/// redelivered RunJob starts it. Hands claimed jobs to the limiter, and those it lets through at once
-/// to the scheduler.
+/// redelivered RunJob starts it again. The pipeline's first stage: a job that needs a runner goes on
+/// as a claim (a new row, not yet written) to the admission stage.
 /// </summary>
 public sealed class RunnerDeduplicator(
     ProvisionerDbContext db,
-    RunnerScheduler next,
-    RunnerLimiter limiter,
+    IRunnerAdmission next,
     RunnerSupervisor supervisor,
     JobLocks locks,
     ProvisionerInstance instance,
     TimeProvider clock,
-    OutboxSignal outbox,
     ILogger<RunnerDeduplicator> logger)
 {
     public async Task HandleAsync(RunJob job, CancellationToken ct)
@@ -39,7 +37,7 @@ public sealed class RunnerDeduplicator(
         if (existing is { State: RunnerState.Provisioning, FinishedAt: null } && instance.Owns(existing) && !supervisor.IsWatching(job.JobId))
         {
             logger.LogWarning("Job {JobId} was claimed but its runner never started (a start cut short); starting it now", job.JobId);
-            await next.ResumeAsync(existing, job, ct);
+            await next.AdmitAsync(new RunnerRequest(job, existing, Resumed: true), ct);
             return;
         }
         if (existing is not null)
@@ -64,19 +62,7 @@ public sealed class RunnerDeduplicator(
             TimeoutSeconds = job.TimeoutSeconds,
             CreatedAt = clock.GetUtcNow(),
         };
-        bool startNow;
-        try
-        {
-            startNow = await limiter.AdmitAsync(db, runner, ct);
-        }
-        catch (DbUpdateException)
-        {
-            // Another provisioner instance won the insert: its runner is the job's one runner.
-            if (!await ClaimedElsewhereAsync(job.JobId, ct)) throw;
-            logger.LogInformation("Job {JobId} was claimed concurrently; RunJob ignored", job.JobId);
-            return;
-        }
-        if (startNow) await next.ScheduleAsync(runner, job, ct);
+        await next.AdmitAsync(new RunnerRequest(job, runner), ct);
     }
 
     private async Task AnnounceAgainAsync(RunnerRecord runner, RunnerOutcome outcome, CancellationToken ct)
@@ -90,14 +76,6 @@ public sealed class RunnerDeduplicator(
             again |= await db.AddToOutboxOnceAsync(RunnerMessageIds.Destroyed(runner.RunnerId),
                 new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt), clock, sendAgain: true, ct);
         }
-        if (!again) return;
-        await db.SaveChangesAsync(ct);
-        outbox.Notify();
-    }
-
-    private async Task<bool> ClaimedElsewhereAsync(Guid jobId, CancellationToken ct)
-    {
-        db.ChangeTracker.Clear();
-        return await db.Runners.AsNoTracking().AnyAsync(r => r.JobId == jobId, ct);
+        if (again) await db.SaveChangesAsync(ct);
     }
 }

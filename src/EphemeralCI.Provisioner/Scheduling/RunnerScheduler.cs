@@ -1,3 +1,4 @@
+using EphemeralCI.RunnerTemplates;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
@@ -10,9 +11,10 @@ using Microsoft.Extensions.Logging;
 namespace EphemeralCI.Provisioner.Scheduling;
 
 /// <summary>
-/// Turns a claimed job into a running runner: resolves its template, has its job token minted (valid
-/// until the job's deadline), asks the template's backend to start it, and hands it to the
-/// supervisor. Called with the job's lock held.
+/// The start stage: turns an admitted runner into a running one — resolves its template, has its job
+/// token minted (valid until the job's deadline), asks the template's backend to start it (on a warm
+/// sandbox when one is ready), and hands it to the supervisor. A start that fails finishes the runner
+/// FailedToStart and tears down what it made. Called with the job's lock held.
 /// </summary>
 public sealed class RunnerScheduler(
     ProvisionerDbContext db,
@@ -21,13 +23,25 @@ public sealed class RunnerScheduler(
     IJobTokenIssuer tokens,
     RunnerSupervisor supervisor,
     RunnerReaper reaper,
-    OutboxSignal signal,
     TimeProvider clock,
     ILogger<RunnerScheduler> logger,
     WarmPool? warmPool = null,
-    Checkout.CommitGate? commits = null)
+    Checkout.CommitGate? commits = null) : IRunnerStarter
 {
-    public async Task ScheduleAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
+    public async Task StartAsync(RunnerRequest request, CancellationToken ct)
+    {
+        // A start cut short (its row is Provisioning, no process of it is supervised): whatever it left
+        // on the machine goes first, then it starts as new.
+        if (request.Resumed && backends.TryGet(request.Runner.Backend, out var previous))
+        {
+            var leftover = new RunnerRef(request.Runner.JobId, request.Runner.RunnerId, request.Runner.ProcessId);
+            await previous.KillAsync(leftover, ct);
+            await previous.DestroyAsync(leftover, ct);
+        }
+        await ScheduleAsync(request.Runner, request.Job, ct);
+    }
+
+    private async Task ScheduleAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
     {
         if (!templates.TryGetLoaded(job.RunnerTemplate, out var loaded))
         {
@@ -45,11 +59,10 @@ public sealed class RunnerScheduler(
         // What the runner is made from, for the audit: a later edit of the template changes the hash.
         runner.TemplateHash = loaded.ContentHash;
         runner.TimeoutSeconds = RunnerTemplateCatalog.EffectiveTimeoutSeconds(job.TimeoutSeconds, template);
-        // Said once per runner: a resumed start (see ResumeAsync) does not say it again.
+        // Said once per runner: a resumed start does not say it again.
         await db.AddToOutboxOnceAsync(RunnerMessageIds.Provisioning(runner.RunnerId),
             new JobProvisioning(job.JobId, backend.Name, clock.GetUtcNow(), loaded.ContentHash), clock, sendAgain: false, ct);
         await db.SaveChangesAsync(ct);
-        signal.Notify();
 
         var startedAt = clock.GetUtcNow();
         var deadline = startedAt.AddSeconds(runner.TimeoutSeconds);
@@ -61,7 +74,7 @@ public sealed class RunnerScheduler(
             var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template, Environment: job.Environment), ct);
             // The commit must be on the claimed ref at the forge before anything of the job exists (Checkout:Enabled).
             if (commits is not null) await commits.VerifyAsync(job, token, ct);
-            handle = await StartAsync(backend, loaded.Name,
+            handle = await StartOnBackendAsync(backend, loaded.Name,
                 new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
         }
         catch (Exception ex) when (ex is RunnerStartException or InvalidOperationException or HttpRequestException)
@@ -78,28 +91,11 @@ public sealed class RunnerScheduler(
         db.AddToOutbox(new RunnerStarted(job.JobId, runner.RunnerId, backend.Name, startedAt, loaded.ContentHash,
             template.Relaxations() is { Count: > 0 } relaxed ? relaxed : null), clock, RunnerMessageIds.Started(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
-        signal.Notify();
         logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);
     }
 
-    /// <summary>
-    /// Starts a runner whose earlier start was cut short (its row is Provisioning, no process of it is
-    /// supervised): whatever that start left on the machine goes first, then it starts as new. With the
-    /// job's lock held.
-    /// </summary>
-    public async Task ResumeAsync(RunnerRecord runner, RunJob job, CancellationToken ct)
-    {
-        if (backends.TryGet(runner.Backend, out var backend))
-        {
-            var leftover = new RunnerRef(runner.JobId, runner.RunnerId, runner.ProcessId);
-            await backend.KillAsync(leftover, ct);
-            await backend.DestroyAsync(leftover, ct);
-        }
-        await ScheduleAsync(runner, job, ct);
-    }
-
     /// <summary>On a warm sandbox of the template when one is ready (the job still gets its own token and a never-used workspace), else cold.</summary>
-    private async Task<RunnerHandle> StartAsync(IRunnerBackend backend, string templateName, RunnerLaunch launch, CancellationToken ct)
+    private async Task<RunnerHandle> StartOnBackendAsync(IRunnerBackend backend, string templateName, RunnerLaunch launch, CancellationToken ct)
     {
         if (!OperatingSystem.IsWindows() && warmPool?.TryTake(templateName) is { } sandboxId &&
             await warmPool.AssignAsync(sandboxId, launch, ct) is { } warm)
@@ -115,7 +111,6 @@ public sealed class RunnerScheduler(
         runner.Finish(RunnerOutcome.FailedToStart, null, reason, now);
         db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(ct);
-        signal.Notify();
         await reaper.TeardownLockedAsync(runner.JobId, ct);
     }
 }

@@ -1,3 +1,4 @@
+using EphemeralCI.RunnerTemplates;
 using System.Collections.Concurrent;
 using System.Runtime.Versioning;
 using EphemeralCI.Provisioner.Backends;

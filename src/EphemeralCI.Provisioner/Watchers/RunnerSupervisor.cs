@@ -24,7 +24,6 @@ public sealed class RunnerSupervisor(
     JobLocks locks,
     RunnerBackends backends,
     RunnerReaper reaper,
-    OutboxSignal signal,
     TimeProvider clock,
     ILogger<RunnerSupervisor> logger) : IHostedService
 {
@@ -162,7 +161,6 @@ public sealed class RunnerSupervisor(
         runner.Finish(outcome, exitCode, reason, now);
         db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
-        signal.Notify();
         logger.LogInformation("Runner of job {JobId} finished: {Outcome} (exit {ExitCode}) {Reason}", jobId, outcome, exitCode, reason);
         return true;
     }

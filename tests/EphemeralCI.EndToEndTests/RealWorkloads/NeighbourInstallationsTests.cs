@@ -124,6 +124,6 @@ public sealed class ReconcilerBurstTests(FastReconcilerServerFixture server) : I
         Assert.True(complaints.Count == 0,
             $"{complaints.Count} warnings or errors during a healthy burst, e.g.:\n" +
             string.Join('\n', output.Select((l, n) => (l, n)).Where(x => complaints.Contains(x.l)).Take(5)
-                .Select(x => string.Join('\n', output.Skip(x.n).Take(2)))));
+                .Select(x => string.Join('\n', output.Skip(x.n).Take(40)))));
     }
 }

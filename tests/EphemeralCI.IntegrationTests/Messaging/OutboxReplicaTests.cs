@@ -29,7 +29,7 @@ public sealed class OutboxReplicaTests : IAsyncLifetime
     public async Task DisposeAsync() => await _services.DisposeAsync();
 
     private OutboxDispatcher<OutboxDb> Dispatcher(TimeSpan? retention = null) => new(
-        _services.GetRequiredService<IServiceScopeFactory>(), _bus.Bus, new OutboxSignal(),
+        _services.GetRequiredService<IServiceScopeFactory>(), _bus.Bus, new OutboxSignal<OutboxDb>(),
         Options.Create(new OutboxOptions { Retention = retention ?? TimeSpan.FromDays(1) }), TimeProvider.System,
         NullLogger<OutboxDispatcher<OutboxDb>>.Instance);
 

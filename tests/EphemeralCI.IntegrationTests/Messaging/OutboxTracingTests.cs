@@ -65,7 +65,7 @@ public sealed class OutboxTracingTests
                 Assert.Null(rows[1]);
             }
 
-            using var dispatcher = new OutboxDispatcher<OutboxDb>(scopes, bus, new OutboxSignal(),
+            using var dispatcher = new OutboxDispatcher<OutboxDb>(scopes, bus, new OutboxSignal<OutboxDb>(),
                 Options.Create(new OutboxOptions()), TimeProvider.System, NullLogger<OutboxDispatcher<OutboxDb>>.Instance);
             await dispatcher.StartAsync(CancellationToken.None);
             for (var i = 0; i < 100 && consumed.Count < 2; i++) await Task.Delay(100);

@@ -35,7 +35,7 @@ public sealed class PollerTracingTests
         List<Activity> Ours() { lock (spans) return spans.Where(s => s.TagObjects.Any(t => t.Value as string == database)).ToList(); }
 
         var bus = RecordingBus.Create();
-        using var dispatcher = new OutboxDispatcher<OutboxDb>(scopes, bus.Bus, new OutboxSignal(),
+        using var dispatcher = new OutboxDispatcher<OutboxDb>(scopes, bus.Bus, new OutboxSignal<OutboxDb>(),
             Options.Create(new OutboxOptions()), TimeProvider.System, NullLogger<OutboxDispatcher<OutboxDb>>.Instance);
         await dispatcher.StartAsync(CancellationToken.None);
         // A row committed by "someone else" (outside the loop) after a few idle passes, so the loop both polls and publishes.

@@ -18,7 +18,7 @@ public sealed class OutboxDispatcherTests : IAsyncLifetime
 {
     private readonly SqliteConnection _connection = new("Data Source=:memory:");
     private readonly SleepCountingClock _clock = new();
-    private readonly OutboxSignal _signal = new();
+    private readonly OutboxSignal<OutboxTestDb> _signal = new();
     private readonly FlakyBus _bus = FlakyBus.Create();
     private ServiceProvider _services = null!;
 

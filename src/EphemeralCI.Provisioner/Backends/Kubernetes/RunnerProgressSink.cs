@@ -12,7 +12,7 @@ public interface IRunnerProgressSink
 }
 
 /// <summary>Through the provisioner's outbox to the intake, like every other message of the provisioner.</summary>
-public sealed class OutboxRunnerProgressSink(IServiceScopeFactory scopes, OutboxSignal signal, TimeProvider clock) : IRunnerProgressSink
+public sealed class OutboxRunnerProgressSink(IServiceScopeFactory scopes, TimeProvider clock) : IRunnerProgressSink
 {
     public async Task ReportAsync(RunnerProgress progress, CancellationToken ct)
     {
@@ -20,6 +20,5 @@ public sealed class OutboxRunnerProgressSink(IServiceScopeFactory scopes, Outbox
         var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
         db.AddToOutbox(progress, clock);
         await db.SaveChangesAsync(ct);
-        signal.Notify();
     }
 }
