@@ -6,7 +6,7 @@ using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.IntegrationEvents.EventHandling;
 using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
-using EphemeralCI.Intake.Templates;
+using EphemeralCI.RunnerTemplates;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
 using EphemeralCI.Persistence;

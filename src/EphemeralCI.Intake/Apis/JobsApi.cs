@@ -9,7 +9,7 @@ using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Model;
 using EphemeralCI.Intake.Services;
-using EphemeralCI.Intake.Templates;
+using EphemeralCI.RunnerTemplates;
 using EphemeralCI.Intake.Validation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;

@@ -111,7 +111,7 @@ public sealed class TeardownCheckTests(ProvisionerFixture fx)
         }
         finally
         {
-            LocalSandboxBackend.DeleteTree(fx.Sandbox.JobDirectory(jobId));
+            EphemeralCI.Provisioner.Backends.LocalSandbox.Sandbox.DeleteTree(fx.Sandbox.JobDirectory(jobId));
         }
     }
 

@@ -187,5 +187,5 @@ public sealed class SandboxIsolationTests : IDisposable
         Assert.DoesNotContain(Directory.EnumerateFiles(_root, "*", SearchOption.AllDirectories), f => f.EndsWith("bwrap.args") || f.EndsWith("seccomp.bpf"));
     }
 
-    public void Dispose() => LocalSandboxBackend.DeleteTree(_root);
+    public void Dispose() => EphemeralCI.Provisioner.Backends.LocalSandbox.Sandbox.DeleteTree(_root);
 }

@@ -19,6 +19,8 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 /// is bubblewrap: if bubblewrap dies the kernel kills everything inside it.
 /// Everything it makes on the machine carries this installation's id (cgroup parent, work root
 /// marker, network names), and its sweeps touch nothing else: neighbours on one host never collide.
+/// What one sandbox has on the machine is owned by its <see cref="Sandbox"/>, which removes it in one
+/// path; this class composes the parts (prerequisites, layout, warm aliases, relay, spawn, kill, sweep).
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class LocalSandboxBackend(
@@ -89,7 +91,8 @@ public sealed class LocalSandboxBackend(
     public string WorkRootDirectory => _workRoot ??= Path.GetFullPath(
         string.IsNullOrWhiteSpace(_options.WorkRoot) ? WorkRoot.DefaultFor(installation.Tag) : _options.WorkRoot);
 
-    public string JobDirectory(Guid jobId) => Path.Combine(WorkRootDirectory, SandboxIdOf(jobId).ToString());
+    public string JobDirectory(Guid jobId) => SandboxDirectory(SandboxIdOf(jobId));
+    private string SandboxDirectory(Guid sandboxId) => Path.Combine(WorkRootDirectory, sandboxId.ToString());
     public string WorkspaceDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "workspace");
     public string ControlDirectory(Guid jobId) => Path.Combine(JobDirectory(jobId), "control");
 
@@ -139,7 +142,7 @@ public sealed class LocalSandboxBackend(
         try
         {
             var sandbox = await StartSandboxAsync(launch.JobId, launch.Template, launch.JobToken, ct);
-            return new RunnerHandle(launch.RunnerId, sandbox.Process.Id, WaitForExitAsync(sandbox.Process));
+            return new RunnerHandle(launch.RunnerId, sandbox.Process!.Id, WaitForExitAsync(sandbox.Process));
         }
         finally
         {
@@ -175,16 +178,17 @@ public sealed class LocalSandboxBackend(
     /// </summary>
     public async Task<RunnerHandle> AssignWarmAsync(Guid sandboxId, RunnerLaunch launch, CancellationToken ct)
     {
-        if (!_live.TryGetValue(sandboxId, out var sandbox) || !IsRunning(sandbox.Process) || !_aliases.TryAdd(launch.JobId, sandboxId))
+        if (!_live.TryGetValue(sandboxId, out var sandbox) || !sandbox.IsRunning || !_aliases.TryAdd(launch.JobId, sandboxId))
         {
             await DestroyWarmAsync(sandboxId, ct);
             throw new RunnerStartException($"warm sandbox {sandboxId} is gone");
         }
         try
         {
-            await sandbox.Process.StandardInput.WriteLineAsync(launch.JobToken.AsMemory(), ct);
-            await sandbox.Process.StandardInput.FlushAsync(ct);
-            sandbox.Process.StandardInput.Close();
+            var stdin = sandbox.Process!.StandardInput;
+            await stdin.WriteLineAsync(launch.JobToken.AsMemory(), ct);
+            await stdin.FlushAsync(ct);
+            stdin.Close();
         }
         catch (IOException ex)
         {
@@ -197,7 +201,7 @@ public sealed class LocalSandboxBackend(
     }
 
     /// <summary>Whether a warm sandbox is still up (its agent waiting for a job).</summary>
-    public bool IsWarmAlive(Guid sandboxId) => _live.TryGetValue(sandboxId, out var sandbox) && IsRunning(sandbox.Process);
+    public bool IsWarmAlive(Guid sandboxId) => _live.TryGetValue(sandboxId, out var sandbox) && sandbox.IsRunning;
 
     /// <summary>Kills and removes a warm sandbox that never got a job (pool shrinking, shutdown, died).</summary>
     public async Task DestroyWarmAsync(Guid sandboxId, CancellationToken ct)
@@ -209,11 +213,6 @@ public sealed class LocalSandboxBackend(
 
     /// <summary>The sandbox that runs the job: the job's own, or the warm one it was handed.</summary>
     public Guid SandboxIdOf(Guid jobId) => _aliases.TryGetValue(jobId, out var sandboxId) ? sandboxId : jobId;
-
-    private static bool IsRunning(Process process)
-    {
-        try { return !process.HasExited; } catch (InvalidOperationException) { return false; }
-    }
 
     private async Task<Sandbox> StartSandboxAsync(Guid key, RunnerTemplateDefinition template, string? token, CancellationToken ct)
     {
@@ -233,43 +232,40 @@ public sealed class LocalSandboxBackend(
             Network: template.Network,
             AllowUserNamespaces: template.Sandbox?.AllowUserNamespaces == true);
 
-        // Fresh every time: whatever a crashed earlier attempt left is not this job's.
-        DeleteTree(JobDirectory(key));
-        // Owner-only directories: uid 1000 inside the sandbox is our own uid outside, so the job
-        // can write its workspace while no other host user can look in. They are bound into the
-        // sandbox by path: each is checked to be the directory just made, not a link put in its place.
-        foreach (var dir in new[] { JobDirectory(key), layout.WorkspaceDirectory, layout.ControlDirectory })
+        var directory = SandboxDirectory(key);
+        var sandbox = new Sandbox(key, directory, _cgroups, _egress)
         {
-            Directory.CreateDirectory(dir, OwnerOnly);
-            WorkRoot.VerifyCreated(dir);
-        }
-        if (!string.IsNullOrWhiteSpace(template.RootFilesystem))
-        {
-            try
-            {
-                layout = layout with { Root = OverlayRoot.Mount(template.RootFilesystem, JobDirectory(key), key) };
-            }
-            catch
-            {
-                DeleteTree(JobDirectory(key));
-                throw;
-            }
-        }
-
-        ControlPlaneRelay? relay = null;
-        Process? process = null;
+            Resources = template.Resources,
+        };
         try
         {
+            // Fresh every time: whatever a crashed earlier attempt left is not this job's.
+            Sandbox.DeleteTree(directory);
+            // Owner-only directories: uid 1000 inside the sandbox is our own uid outside, so the job
+            // can write its workspace while no other host user can look in. They are bound into the
+            // sandbox by path: each is checked to be the directory just made, not a link put in its place.
+            foreach (var dir in new[] { directory, layout.WorkspaceDirectory, layout.ControlDirectory })
+            {
+                Directory.CreateDirectory(dir, OwnerOnly);
+                WorkRoot.VerifyCreated(dir);
+            }
+            if (!string.IsNullOrWhiteSpace(template.RootFilesystem))
+            {
+                layout = layout with { Root = OverlayRoot.Mount(template.RootFilesystem, directory, key) };
+            }
+
             IReadOnlyList<string>? enterNetwork = null;
             if (layout.Network == SandboxCommandBuilder.EgressNetwork)
             {
-                var network = await Egress.CreateAsync(key, ct);
+                // Owned before it exists: a creation that fails halfway is removed with the rest.
+                sandbox.Egress = Egress;
+                var network = await sandbox.Egress.CreateAsync(key, ct);
                 enterNetwork = [EgressNetwork.NsenterPath, "--net=" + EgressNetwork.NamespacePath(network), "--"];
             }
             var cgroupProcs = JobCgroups.Create(key, template.Resources);
             // In every network mode the sockets answer only the agent process (see ControlPlaneRelay.Start),
             // and only the runner routes of each (RelayRoutes): the steps never reach the control plane.
-            relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
+            sandbox.Relay = ControlPlaneRelay.Start(Path.Combine(layout.ControlDirectory, "intake.sock"), target, logger,
                 sideServices,
                 agentOnly: true);
             var args = SandboxCommandBuilder.Build(layout, Path.Exists, path => new FileInfo(path).LinkTarget);
@@ -283,7 +279,7 @@ public sealed class LocalSandboxBackend(
                 UseShellExecute = false,
             };
             // Options, filter and the agent's temp directory go in as descriptors (see JoinCgroupThenExec).
-            var files = SandboxCommandBuilder.WriteLaunchFiles(JobDirectory(key), args, SeccompFilter.For(layout.AllowUserNamespaces));
+            var files = SandboxCommandBuilder.WriteLaunchFiles(directory, args, SeccompFilter.For(layout.AllowUserNamespaces));
             // setpriv first: the sandbox dies with this process from the launching shell's first instruction on.
             var shell = SandboxCommandBuilder.JoinCgroupThenExec(cgroupProcs, _options.BwrapPath, args, files, enterNetwork, parentPid: Environment.ProcessId);
             foreach (var arg in SandboxCommandBuilder.DieWithParent(shell)) psi.ArgumentList.Add(arg);
@@ -291,14 +287,13 @@ public sealed class LocalSandboxBackend(
             // (connection strings, keys) are not readable from its /proc entry.
             psi.Environment.Clear();
 
-            process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+            var process = sandbox.Process = new Process { StartInfo = psi, EnableRaisingEvents = true };
             process.OutputDataReceived += (_, e) => { if (e.Data is not null) logger.LogInformation("runner {JobId}: {Line}", key, e.Data); };
             process.ErrorDataReceived += (_, e) => { if (e.Data is not null) logger.LogWarning("runner {JobId}: {Line}", key, e.Data); };
             if (!await _spawner.StartAsync(process)) throw new RunnerStartException("bubblewrap did not start");
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
 
-            var sandbox = new Sandbox(process, relay, template.Resources);
             _live[key] = sandbox;
             // A warm sandbox's agent waits on its open stdin for a job's token.
             if (token is not null)
@@ -320,42 +315,26 @@ public sealed class LocalSandboxBackend(
         }
         catch (Exception ex) when (ex is not RunnerStartException and not OperationCanceledException)
         {
-            await CleanUpFailedStartAsync(key, process, relay);
+            await RemoveFailedStartAsync(sandbox);
             throw new RunnerStartException($"could not start the sandbox: {ex.Message}", ex);
         }
         catch
         {
-            await CleanUpFailedStartAsync(key, process, relay);
+            await RemoveFailedStartAsync(sandbox);
             throw;
         }
     }
 
-    private async Task CleanUpFailedStartAsync(Guid jobId, Process? process, ControlPlaneRelay? relay)
+    private async Task RemoveFailedStartAsync(Sandbox sandbox)
     {
-        _live.TryRemove(jobId, out _);
-        if (process is not null)
-        {
-            try { if (!process.HasExited) KillTree(process.Id); } catch (InvalidOperationException) { }
-            process.Dispose();
-        }
-        if (relay is not null) await relay.DisposeAsync();
-        if (_cgroups is not null)
-        {
-            await _cgroups.KillAsync(jobId, CancellationToken.None);
-            _cgroups.Remove(jobId);
-        }
-        await RemoveNetworkAsync(jobId);
-        DeleteTree(JobDirectory(jobId));
+        _live.TryRemove(sandbox.Id, out _);
+        await sandbox.DisposeAsync();
     }
 
-    /// <summary>The job's egress network, if it has one (a namespace file is cheap to check; other jobs spawn nothing here).</summary>
-    private async Task RemoveNetworkAsync(Guid jobId)
-    {
-        if (_egress is { } egress && File.Exists(EgressNetwork.NamespacePath(egress.Names(jobId))))
-        {
-            await egress.RemoveAsync(jobId, CancellationToken.None);
-        }
-    }
+    /// <summary>The sandbox of this id: the live one, or — after a restart, or for a leftover — one known only by its names.</summary>
+    private Sandbox Known(Guid sandboxId, bool remove, EgressNetwork? egress = null, bool withDirectory = true) =>
+        (remove ? _live.TryRemove(sandboxId, out var live) : _live.TryGetValue(sandboxId, out live)) ? live
+            : new Sandbox(sandboxId, withDirectory ? SandboxDirectory(sandboxId) : null, _cgroups, egress ?? _egress);
 
     private static async Task<int> WaitForExitAsync(Process process)
     {
@@ -370,10 +349,10 @@ public sealed class LocalSandboxBackend(
         if (_cgroups is not null) await _cgroups.KillAsync(runner.JobId, ct);
         int pid;
         Process? ours = null;
-        if (_live.TryGetValue(runner.JobId, out var sandbox))
+        if (_live.TryGetValue(runner.JobId, out var sandbox) && sandbox.Process is not null)
         {
+            if (!sandbox.IsRunning) return;
             ours = sandbox.Process;
-            try { if (ours.HasExited) return; } catch (InvalidOperationException) { return; }
             pid = ours.Id;
         }
         else if (runner.ProcessId is { } recorded && IsOurSandbox(recorded, runner.JobId))
@@ -385,7 +364,7 @@ public sealed class LocalSandboxBackend(
             return;
         }
 
-        var tree = KillTree(pid);
+        var tree = Sandbox.KillTree(pid);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(KillTimeout);
         try
@@ -405,37 +384,14 @@ public sealed class LocalSandboxBackend(
         }
     }
 
-    /// <summary>SIGKILL the namespace init(s) first, so bubblewrap reaps them and exits, then bubblewrap itself.</summary>
-    private static IReadOnlyList<int> KillTree(int pid)
-    {
-        var tree = ProcessTree.Descendants(pid);
-        foreach (var child in tree) ProcessTree.Kill(child);
-        for (var i = 0; i < 50 && ProcessTree.IsAlive(pid); i++) Thread.Sleep(10);
-        ProcessTree.Kill(pid);
-        return tree;
-    }
-
     /// <summary>By its cgroup: bubblewrap's command line no longer names the job (its options come through a descriptor).</summary>
     private static bool IsOurSandbox(int pid, Guid jobId) =>
         ProcessTree.IsAlive(pid) && ProcessTree.Cgroups(pid).Contains("/" + jobId, StringComparison.Ordinal);
 
     public async Task DestroyAsync(RunnerRef runner, CancellationToken ct)
     {
-        var jobId = runner.JobId;
-        runner = runner with { JobId = SandboxIdOf(jobId) };
-        if (_live.TryRemove(runner.JobId, out var sandbox))
-        {
-            await sandbox.Relay.DisposeAsync();
-            sandbox.Process.Dispose();
-        }
-        if (_cgroups is not null)
-        {
-            await _cgroups.KillAsync(runner.JobId, ct);
-            _cgroups.Remove(runner.JobId);
-        }
-        await RemoveNetworkAsync(runner.JobId);
-        DeleteTree(JobDirectory(runner.JobId));
-        _aliases.TryRemove(jobId, out _);
+        await Known(SandboxIdOf(runner.JobId), remove: true).DisposeAsync();
+        _aliases.TryRemove(runner.JobId, out _);
     }
 
     public string? LimitExceeded(RunnerRef runner) =>
@@ -446,10 +402,7 @@ public sealed class LocalSandboxBackend(
     public bool IsAlive(RunnerRef runner)
     {
         runner = runner with { JobId = SandboxIdOf(runner.JobId) };
-        if (_live.TryGetValue(runner.JobId, out var sandbox))
-        {
-            try { return !sandbox.Process.HasExited; } catch (InvalidOperationException) { return false; }
-        }
+        if (_live.TryGetValue(runner.JobId, out var sandbox) && sandbox.Process is not null) return sandbox.IsRunning;
         if (_cgroups is not null && _cgroups.Processes(runner.JobId).Count > 0) return true;
         return runner.ProcessId is { } pid && IsOurSandbox(pid, runner.JobId);
     }
@@ -463,36 +416,29 @@ public sealed class LocalSandboxBackend(
         // a starting runner's workspace under it: bwrap "Can't find source path …/workspace").
         bool Leftover(Guid id) => !keep.Contains(id) && !_starting.ContainsKey(id) && !_live.ContainsKey(id);
         // Only what carries this installation's id: its cgroup parent, its network names, its work root.
+        var found = new HashSet<Guid>();
         if (Cgroups is { } cgroups)
         {
-            foreach (var jobId in cgroups.Existing().Where(Leftover))
-            {
-                logger.LogInformation("Removing leftover cgroup of job {JobId}", jobId);
-                await cgroups.KillAsync(jobId, ct);
-                cgroups.Remove(jobId);
-            }
+            found.UnionWith(cgroups.Existing());
             foreach (var stranger in cgroups.OfUnknownOwner()) ReportUnknownOnce(stranger, "a job cgroup of no installation (an EphemeralCI from before installation ids, or another tool)");
         }
-        if (EgressNetwork.MissingPrerequisite() is null)
+        var egress = EgressNetwork.MissingPrerequisite() is null ? Egress : null;
+        if (egress is not null) found.UnionWith(await egress.ExistingAsync(ct));
+        // Not made here: a host that never ran a sandbox (a Kubernetes-only provisioner) gets no work root;
+        // one that fails its checks (owner, marker) is not ours to delete in.
+        var ownWorkRoot = Directory.Exists(WorkRootDirectory) && PreparedWorkRoot() is null;
+        if (ownWorkRoot)
         {
-            foreach (var jobId in (await Egress.ExistingAsync(ct)).Where(Leftover))
+            foreach (var dir in Directory.EnumerateDirectories(WorkRootDirectory))
             {
-                logger.LogInformation("Removing leftover egress network of job {JobId}", jobId);
-                await Egress.RemoveAsync(jobId, ct);
+                if (Guid.TryParse(Path.GetFileName(dir), out var id)) found.Add(id);
+                else ReportUnknownOnce(dir, "not a runner directory");
             }
         }
-        // Not made here: a host that never ran a sandbox (a Kubernetes-only provisioner) gets no work root.
-        if (!Directory.Exists(WorkRootDirectory) || PreparedWorkRoot() is not null) return;
-        foreach (var dir in Directory.EnumerateDirectories(WorkRootDirectory))
+        foreach (var id in found.Where(Leftover))
         {
-            if (!Guid.TryParse(Path.GetFileName(dir), out var jobId))
-            {
-                ReportUnknownOnce(dir, "not a runner directory");
-                continue;
-            }
-            if (!Leftover(jobId)) continue;
-            logger.LogInformation("Removing leftover runner directory {Directory} of job {JobId}", dir, jobId);
-            DeleteTree(dir);
+            logger.LogInformation("Removing the leftovers of sandbox {SandboxId} (cgroup, network, folder)", id);
+            await Known(id, remove: false, egress, withDirectory: ownWorkRoot).DisposeAsync();
         }
     }
 
@@ -501,48 +447,10 @@ public sealed class LocalSandboxBackend(
         if (_reported.TryAdd(path, 0)) logger.LogWarning("Leaving {Path} alone: {What}, not this installation's ({Installation})", path, what, installation.Id);
     }
 
-    /// <summary>Deletes a job's directory even if the job took write permission away from its own folders.</summary>
-    public static void DeleteTree(string path)
-    {
-        if (!Directory.Exists(path)) return;
-        // Never delete through a mount (a job's overlay): unmount first.
-        OverlayRoot.UnmountAll(path);
-        try
-        {
-            Directory.Delete(path, recursive: true);
-        }
-        catch (Exception ex) when (ex is UnauthorizedAccessException or IOException)
-        {
-            RestoreOwnerAccess(new DirectoryInfo(path));
-            Directory.Delete(path, recursive: true);
-        }
-    }
-
-    private static void RestoreOwnerAccess(DirectoryInfo dir)
-    {
-        // Never follow links: a job's symlink may point at anything on the host.
-        if (dir.LinkTarget is not null) return;
-        try { dir.UnixFileMode |= OwnerOnly; } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
-        foreach (var sub in dir.EnumerateDirectories()) RestoreOwnerAccess(sub);
-    }
-
     public async ValueTask DisposeAsync()
     {
-        foreach (var (jobId, sandbox) in _live)
-        {
-            try { if (!sandbox.Process.HasExited) KillTree(sandbox.Process.Id); } catch (InvalidOperationException) { }
-            await sandbox.Relay.DisposeAsync();
-            if (_cgroups is not null)
-            {
-                await _cgroups.KillAsync(jobId, CancellationToken.None);
-                _cgroups.Remove(jobId);
-            }
-            await RemoveNetworkAsync(jobId);
-            _live.TryRemove(jobId, out _);
-        }
+        foreach (var sandboxId in _live.Keys) await Known(sandboxId, remove: true).DisposeAsync();
         _cgroups?.RemoveParentsIfEmpty();
         _spawner.Dispose();
     }
-
-    private sealed record Sandbox(Process Process, ControlPlaneRelay Relay, RunnerResources Resources);
 }

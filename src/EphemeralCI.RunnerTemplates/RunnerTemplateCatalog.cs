@@ -1,12 +1,15 @@
 using EphemeralCI.Contracts.Jobs;
-using EphemeralCI.RunnerTemplates;
 using Microsoft.Extensions.Configuration;
 
-namespace EphemeralCI.Provisioner.Scheduling;
+namespace EphemeralCI.RunnerTemplates;
 
-/// <summary>The runner templates from configuration (<c>RunnerTemplates:{name}:…</c>) and template files
+/// <summary>
+/// The runner templates from configuration (<c>RunnerTemplates:{name}:…</c>) and template files
 /// (<c>RunnerTemplates:Directory</c>), each with its content hash; a built-in <c>default</c> when none
-/// are configured so a single machine works out of the box.</summary>
+/// are configured so a single machine works out of the box. The one catalog of the intake (which
+/// templates a job may name) and the provisioner (what a runner is made from): both read the same
+/// templates by the same rules. A bad definition stops start-up naming the setting.
+/// </summary>
 public sealed class RunnerTemplateCatalog
 {
     private readonly IReadOnlyDictionary<string, LoadedTemplate> _templates;
@@ -18,6 +21,13 @@ public sealed class RunnerTemplateCatalog
 
     public RunnerTemplateCatalog(IReadOnlyDictionary<string, LoadedTemplate> templates)
     {
+        foreach (var (name, loaded) in templates)
+        {
+            if (RunnerTemplateLoader.Check(loaded.Definition) is { } bad)
+            {
+                throw new InvalidOperationException($"Configuration setting '{RunnerTemplateDefinition.Section}:{name}:{bad.Property}' {bad.Problem}.");
+            }
+        }
         var builtIn = new RunnerTemplateDefinition();
         _templates = templates.Count == 0
             ? new Dictionary<string, LoadedTemplate>(StringComparer.Ordinal)
@@ -30,6 +40,9 @@ public sealed class RunnerTemplateCatalog
     public static RunnerTemplateCatalog FromConfiguration(IConfiguration configuration) => new(RunnerTemplateLoader.Load(configuration));
 
     public IEnumerable<string> Names => _templates.Keys;
+
+    /// <summary>The template of this name (none: <c>default</c>), or null.</summary>
+    public RunnerTemplateDefinition? Find(string? name) => TryGetLoaded(name, out var loaded) ? loaded!.Definition : null;
 
     public bool TryGet(string? name, out RunnerTemplateDefinition template)
     {

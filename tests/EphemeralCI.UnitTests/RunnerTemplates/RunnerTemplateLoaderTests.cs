@@ -1,9 +1,8 @@
-using EphemeralCI.Provisioner.Scheduling;
 using EphemeralCI.RunnerTemplates;
 using Microsoft.Extensions.Configuration;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.Tests.RunnerTemplates;
 
 public sealed class RunnerTemplateLoaderTests
 {
