@@ -3,7 +3,7 @@ using EphemeralCI.Intake.Apis;
 using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
-using EphemeralCI.Intake.IntegrationEvents.EventHandling;
+using EphemeralCI.Intake.Consumers;
 using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
 using EphemeralCI.RunnerTemplates;

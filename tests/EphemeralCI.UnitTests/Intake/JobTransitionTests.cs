@@ -1,6 +1,6 @@
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
-using EphemeralCI.Intake.IntegrationEvents.EventHandling;
+using EphemeralCI.Intake.Consumers;
 using EphemeralCI.Intake.Model;
 using Xunit;
 

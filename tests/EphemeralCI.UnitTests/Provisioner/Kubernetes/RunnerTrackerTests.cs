@@ -1,5 +1,5 @@
 using EphemeralCI.Contracts.Messages;
-using EphemeralCI.Intake.IntegrationEvents.EventHandling;
+using EphemeralCI.Intake.Consumers;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using k8s.Models;
 using Xunit;

@@ -4,7 +4,7 @@ using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>What the backend saw of the runner (scheduled, image pulled, waiting and why): a timeline entry <c>runner.{stage}</c>, never a state change.</summary>
 public sealed partial class RunnerProgressConsumer(JobUpdater jobs, ILogger<RunnerProgressConsumer> logger) : IConsumer<RunnerProgress>

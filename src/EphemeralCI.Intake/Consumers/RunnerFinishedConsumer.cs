@@ -7,7 +7,7 @@ using MassTransit;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>
 /// The runner stopped. A result the agent already reported stands; otherwise the provisioner's

@@ -5,7 +5,7 @@ using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>The provisioner took the job: queued → provisioning.</summary>
 public sealed class JobProvisioningConsumer(JobUpdater jobs, ILogger<JobProvisioningConsumer> logger) : IConsumer<JobProvisioning>

@@ -6,7 +6,7 @@ using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>
 /// The runner was torn down: the last runner entry of the timeline, with the teardown check's report;

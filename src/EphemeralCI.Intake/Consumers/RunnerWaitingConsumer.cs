@@ -4,7 +4,7 @@ using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>The provisioner holds the job back: the timeline says why (the status stays queued).</summary>
 public sealed class RunnerWaitingConsumer(JobUpdater jobs, ILogger<RunnerWaitingConsumer> logger) : IConsumer<RunnerWaiting>

@@ -4,7 +4,7 @@ using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Intake.IntegrationEvents.EventHandling;
+namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>The runner exists: the job is running (if nothing moved it further already).</summary>
 public sealed class RunnerStartedConsumer(JobUpdater jobs, ILogger<RunnerStartedConsumer> logger) : IConsumer<RunnerStarted>
