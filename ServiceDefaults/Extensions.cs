@@ -6,6 +6,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 
 namespace Microsoft.Extensions.Hosting;
@@ -48,7 +49,14 @@ public static class Extensions
         });
 
         var prometheus = builder.Configuration.GetValue<bool>(PrometheusEnabledKey);
-        builder.Services.AddOpenTelemetry()
+        var telemetry = builder.Services.AddOpenTelemetry();
+        // A host started outside Aspire (the all-in-one server, a container) has no OTEL_SERVICE_NAME:
+        // name it after its application, not "unknown_service:dotnet". One that is set stays.
+        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_SERVICE_NAME"]))
+        {
+            telemetry.ConfigureResource(resource => resource.AddService(builder.Environment.ApplicationName));
+        }
+        telemetry
             .WithMetrics(metrics =>
             {
                 metrics

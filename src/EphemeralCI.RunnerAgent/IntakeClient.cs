@@ -75,6 +75,9 @@ public sealed class IntakeClient : IDisposable
         MaxRetryAttempts = int.MaxValue,
     };
 
+    /// <summary>Raised once the job is fetched, before anything else runs: the other clients join its trace.</summary>
+    public event Action<RunnerJob>? JobFetched;
+
     public async Task<RunnerJob> GetJobAsync(CancellationToken ct)
     {
         var job = await RetryAsync(async c =>
@@ -85,14 +88,10 @@ public sealed class IntakeClient : IDisposable
                 ?? throw new InvalidDataException("empty job");
         }, ct);
         // Every later report joins the job's trace (set before any other call is made: nothing else runs yet).
-        if (IsTraceParent(job.TraceParent)) _http.DefaultRequestHeaders.TryAddWithoutValidation("traceparent", job.TraceParent);
+        AgentTrace.Join(_http, job.TraceParent);
+        JobFetched?.Invoke(job);
         return job;
     }
-
-    /// <summary>"00-" + 32 hex + "-" + 16 hex + "-" + 2 hex: anything else is not sent on.</summary>
-    internal static bool IsTraceParent(string? value) =>
-        value is { Length: 55 } && value.StartsWith("00-", StringComparison.Ordinal) && value[35] == '-' && value[52] == '-' &&
-        value.Remove(52, 1).Remove(35, 1).AsSpan(3).IndexOfAnyExcept("0123456789abcdef") < 0;
 
     public Task PostEventAsync(RunnerStepEvent evt, CancellationToken ct) => RetryAsync(async c =>
     {

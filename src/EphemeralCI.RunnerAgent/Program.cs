@@ -31,6 +31,13 @@ try
     // The steps' own way to the cache (a loopback forwarder holding the token), on its own connection to the cache service.
     using var stepCacheHttp = CacheServiceClient.HttpFromEnvironment();
     Func<StepCacheEndpoint>? stepCache = stepCacheHttp is null ? null : () => StepCacheEndpoint.Start(stepCacheHttp, token);
+    // Once the job is fetched, every other call joins its trace (the steps' cache traffic too).
+    client.JobFetched += job =>
+    {
+        secrets?.JoinTrace(job.TraceParent);
+        cache?.JoinTrace(job.TraceParent);
+        AgentTrace.Join(stepCacheHttp, job.TraceParent);
+    };
     var checkout = EphemeralCI.RunnerAgent.Checkout.WorkspaceCheckout.FromEnvironment(token, env.Workspace);
     var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace), stepCache, checkout);
     return await runner.RunAsync(cts.Token);

@@ -44,6 +44,9 @@ public sealed class SecretsClient(HttpClient http, string token) : IDisposable
         Delay = TimeSpan.FromMilliseconds(200),
     }).Build();
 
+    /// <summary>The exchange joins the job's trace (see <see cref="AgentTrace"/>).</summary>
+    public void JoinTrace(string? traceParent) => AgentTrace.Join(http, traceParent);
+
     public async Task<SecretsGrant> ExchangeAsync(IReadOnlyList<string> names, CancellationToken ct) => await ConnectRetry.ExecuteAsync(async c =>
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, ExchangePath)

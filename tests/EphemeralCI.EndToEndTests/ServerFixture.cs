@@ -44,6 +44,9 @@ public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
     /// <summary>More command-line settings, e.g. a faster reconciler.</summary>
     protected List<string> ExtraArguments { get; } = [];
 
+    /// <summary>More environment variables for the server process, e.g. where to export telemetry.</summary>
+    protected Dictionary<string, string> ExtraEnvironment { get; } = [];
+
     /// <summary>The lines printed since <paramref name="mark"/> (from <see cref="OutputMark"/>).</summary>
     public IReadOnlyList<string> OutputSince(int mark)
     {
@@ -85,6 +88,7 @@ public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
         // Its own cgroup parent unless it is to be a neighbour with the defaults.
         if (OwnCgroupName) start.ArgumentList.Add($"--Provisioner:LocalSandbox:CgroupName={_cgroupName}");
         foreach (var argument in ExtraArguments) start.ArgumentList.Add(argument);
+        foreach (var (name, value) in ExtraEnvironment) start.Environment[name] = value;
         // Embedded defaults only: no connection string may leak in from the test environment.
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings", StringComparison.OrdinalIgnoreCase)).ToList())
         {

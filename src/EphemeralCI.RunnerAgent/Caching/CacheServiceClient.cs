@@ -75,6 +75,9 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         return string.IsNullOrEmpty(url) ? null : new HttpClient { BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/") };
     }
 
+    /// <summary>Calls to the cache service join the job's trace (see <see cref="AgentTrace"/>); presigned store URLs do not carry it.</summary>
+    public void JoinTrace(string? traceParent) => AgentTrace.Join(http, traceParent);
+
     /// <summary>The hit, or null on a miss.</summary>
     public async Task<CacheHit?> LookupAsync(string key, IReadOnlyList<string> restoreKeys, string version, CancellationToken ct)
     {

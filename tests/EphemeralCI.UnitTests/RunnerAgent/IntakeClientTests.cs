@@ -96,6 +96,27 @@ public sealed class IntakeClientTests
         }
     }
 
+    [Fact]
+    public async Task The_secrets_exchange_joins_the_jobs_trace_once_told_and_not_before()
+    {
+        const string traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        var seen = new List<string?>();
+        var handler = new Recording(request =>
+        {
+            seen.Add(request.Headers.TryGetValues("traceparent", out var v) ? string.Join(",", v) : null);
+            return new StringContent("""{"secrets":{},"denied":{}}""", Encoding.UTF8, "application/json");
+        });
+        using var secrets = new SecretsClient(new HttpClient(handler) { BaseAddress = new Uri("http://broker/") }, "token");
+
+        await secrets.ExchangeAsync(["A"], CancellationToken.None);
+        secrets.JoinTrace("00-not\r\na-trace");
+        await secrets.ExchangeAsync(["A"], CancellationToken.None);
+        secrets.JoinTrace(traceParent);
+        await secrets.ExchangeAsync(["A"], CancellationToken.None);
+
+        Assert.Equal([null, null, traceParent], seen);
+    }
+
     private sealed class Recording(Func<HttpRequestMessage, HttpContent?> answer) : HttpMessageHandler
     {
         protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct) =>
