@@ -28,10 +28,10 @@ namespace EphemeralCI.Provisioner;
  * The provisioner: one brand-new runner per job, always torn down.
  *
  *   RabbitMQ ──RunJob──> RunJobConsumer ──> RunnerDeduplicator ──> RunnerLimiter ──> RunnerScheduler ──> IRunnerBackend.StartAsync
- *                                          (one runner per job ever:  (per backend/repo:  (template, deadline,  (LocalSandbox: cgroup +
- *                                           a claim, or nothing)       one insert, PK job  job token; a warm  bwrap + relay [+ egress netns])
- *                                                                      id; full → Waiting  sandbox from WarmPool
- *                                                                      + RunnerWaiting;    if the template has one)
+ *                                          (one runner per job ever:  (per backend/repo:  (template, deadline,  (LocalSandbox: a warm sandbox
+ *                                           a claim, or nothing)       one insert, PK job  job token)          of the template when WarmPool
+ *                                                                      id; full → Waiting                      has one ready, else cold: cgroup +
+ *                                                                      + RunnerWaiting;                        bwrap + relay [+ egress netns])
  *                                                                      WaitingRunnerPump starts waiting jobs in order
  *                                                                      when a save frees a slot: RunnerSlotsInterceptor)
  *                                          (stages meet at IRunnerAdmission, IRunnerStarter, IRunnerBackend: Scheduling/RunnerPipeline.cs)

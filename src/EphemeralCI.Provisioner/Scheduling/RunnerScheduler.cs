@@ -12,8 +12,8 @@ namespace EphemeralCI.Provisioner.Scheduling;
 
 /// <summary>
 /// The start stage: turns an admitted runner into a running one — resolves its template, has its job
-/// token minted (valid until the job's deadline), asks the template's backend to start it (on a warm
-/// sandbox when one is ready), and hands it to the supervisor. A start that fails finishes the runner
+/// token minted (valid until the job's deadline), asks the template's backend to start it (the backend
+/// chooses a warm sandbox or a cold start), and hands it to the supervisor. A start that fails finishes the runner
 /// FailedToStart and tears down what it made. Called with the job's lock held.
 /// </summary>
 public sealed class RunnerScheduler(
@@ -25,7 +25,6 @@ public sealed class RunnerScheduler(
     RunnerReaper reaper,
     TimeProvider clock,
     ILogger<RunnerScheduler> logger,
-    WarmPool? warmPool = null,
     Checkout.CommitGate? commits = null) : IRunnerStarter
 {
     public async Task StartAsync(RunnerRequest request, CancellationToken ct)
@@ -74,8 +73,7 @@ public sealed class RunnerScheduler(
             var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template, Environment: job.Environment), ct);
             // The commit must be on the claimed ref at the forge before anything of the job exists (Checkout:Enabled).
             if (commits is not null) await commits.VerifyAsync(job, token, ct);
-            handle = await StartOnBackendAsync(backend, loaded.Name,
-                new RunnerLaunch(job.JobId, runner.RunnerId, runner.Template ?? "", template, token, deadline), ct);
+            handle = await backend.StartAsync(new RunnerLaunch(job.JobId, runner.RunnerId, loaded.Name, template, token, deadline), ct);
         }
         catch (Exception ex) when (ex is RunnerStartException or InvalidOperationException or HttpRequestException)
         {
@@ -92,17 +90,6 @@ public sealed class RunnerScheduler(
             template.Relaxations() is { Count: > 0 } relaxed ? relaxed : null), clock, RunnerMessageIds.Started(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         logger.LogInformation("Runner {RunnerId} for job {JobId} started on {Backend}, deadline {Deadline:O}", runner.RunnerId, job.JobId, backend.Name, deadline);
-    }
-
-    /// <summary>On a warm sandbox of the template when one is ready (the job still gets its own token and a never-used workspace), else cold.</summary>
-    private async Task<RunnerHandle> StartOnBackendAsync(IRunnerBackend backend, string templateName, RunnerLaunch launch, CancellationToken ct)
-    {
-        if (!OperatingSystem.IsWindows() && warmPool?.TryTake(templateName) is { } sandboxId &&
-            await warmPool.AssignAsync(sandboxId, launch, ct) is { } warm)
-        {
-            return warm;
-        }
-        return await backend.StartAsync(launch, ct);
     }
 
     private async Task FailToStartAsync(RunnerRecord runner, string reason, CancellationToken ct)

@@ -1,7 +1,7 @@
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
-using EphemeralCI.Provisioner.Scheduling;
+using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 

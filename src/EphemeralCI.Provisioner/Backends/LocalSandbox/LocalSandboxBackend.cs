@@ -135,9 +135,34 @@ public sealed class LocalSandboxBackend(
         }
     }
 
+    /// <summary>The warm sandboxes ready for a job (filled by the <see cref="WarmPool"/>).</summary>
+    public WarmSandboxes Warm { get; } = new();
+
+    /// <summary>
+    /// Starts the job's runner: on a warm sandbox of its template when one is ready (the job still gets
+    /// its own token and a never-used workspace), else cold. A warm one that died or will not take the
+    /// job is destroyed, and the job starts cold.
+    /// </summary>
     public async Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct)
     {
         if (MissingPrerequisite() is { } missing) throw new RunnerStartException(missing);
+        while (Warm.TryTake(launch.TemplateName) is { } sandboxId)
+        {
+            if (!IsWarmAlive(sandboxId))
+            {
+                await DestroyWarmAsync(sandboxId, ct);
+                continue;
+            }
+            try
+            {
+                return await AssignWarmAsync(sandboxId, launch, ct);
+            }
+            catch (RunnerStartException ex)
+            {
+                logger.LogWarning("Warm sandbox {SandboxId} could not take job {JobId} ({Reason}); starting cold", sandboxId, launch.JobId, ex.Message);
+                break;
+            }
+        }
         _starting[launch.JobId] = 0;
         try
         {
@@ -176,7 +201,7 @@ public sealed class LocalSandboxBackend(
     /// job's own token (minted for this job, as for a cold start). Throws <see cref="RunnerStartException"/>
     /// if the sandbox died meanwhile (it is then destroyed; start cold instead).
     /// </summary>
-    public async Task<RunnerHandle> AssignWarmAsync(Guid sandboxId, RunnerLaunch launch, CancellationToken ct)
+    private async Task<RunnerHandle> AssignWarmAsync(Guid sandboxId, RunnerLaunch launch, CancellationToken ct)
     {
         if (!_live.TryGetValue(sandboxId, out var sandbox) || !sandbox.IsRunning || !_aliases.TryAdd(launch.JobId, sandboxId))
         {
