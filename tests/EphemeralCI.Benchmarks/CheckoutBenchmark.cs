@@ -6,7 +6,7 @@ using System.Text;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Runner;
 using EphemeralCI.RunnerAgent.Checkout;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 
 namespace EphemeralCI.Benchmarks;
 

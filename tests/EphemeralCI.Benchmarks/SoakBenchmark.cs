@@ -1,4 +1,4 @@
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;

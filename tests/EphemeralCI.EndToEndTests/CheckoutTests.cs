@@ -1,4 +1,4 @@
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Xunit;
 
 namespace EphemeralCI.EndToEndTests;

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Google.Protobuf;
 
 namespace EphemeralCI.EndToEndTests.Telemetry;

@@ -7,11 +7,11 @@ using System.Text.Json.Nodes;
 using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.IntegrationTests.SecretsBroker;
-using EphemeralCI.Tests.Cli;
+using EphemeralCI.IntegrationTests.Cli;
 using MassTransit;
 using Xunit;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.IntegrationTests.Attestations;
 
 /// <summary>
 /// The secrets broker signs a job's statement with its job-token key ring (real broker, Postgres,

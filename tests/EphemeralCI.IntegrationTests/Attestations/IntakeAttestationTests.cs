@@ -5,13 +5,13 @@ using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.IntegrationTests.SecretsBroker;
-using EphemeralCI.Tests.Intake;
+using EphemeralCI.IntegrationTests.Intake;
 using MassTransit;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.IntegrationTests.Attestations;
 
 /// <summary>The real intake host with the real secrets broker over HTTP as its signer (the distributed topology).</summary>
 public sealed class AttestingIntakeFactory : IntakeFactory

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using EphemeralCI.Cache.Infrastructure;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;

@@ -6,7 +6,7 @@ using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.RunnerAgent.Caching;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;

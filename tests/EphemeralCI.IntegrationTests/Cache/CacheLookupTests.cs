@@ -1,6 +1,6 @@
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Infrastructure;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;

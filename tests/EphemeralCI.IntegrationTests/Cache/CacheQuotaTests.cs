@@ -1,7 +1,7 @@
 using EphemeralCI.Cache;
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Storage;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;

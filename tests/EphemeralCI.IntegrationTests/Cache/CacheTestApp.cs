@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using EphemeralCI.Cache;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.JobTokens;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;

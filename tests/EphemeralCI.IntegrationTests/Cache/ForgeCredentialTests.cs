@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using EphemeralCI.IntegrationTests.SecretsBroker;
 using EphemeralCI.SecretsBroker.Apis;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Xunit;

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using EphemeralCI.Cache.Storage;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace EphemeralCI.IntegrationTests.Cache;

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using EphemeralCI.Cache.Storage;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 

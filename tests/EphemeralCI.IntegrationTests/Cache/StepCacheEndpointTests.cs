@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using EphemeralCI.RunnerAgent.Caching;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.Cache;

@@ -3,7 +3,7 @@ using EphemeralCI.Cli;
 using EphemeralCI.IntegrationTests.Cache;
 using Xunit;
 
-namespace EphemeralCI.Tests.Cli;
+namespace EphemeralCI.IntegrationTests.Cli;
 
 /// <summary>
 /// `eci cache` against a real cache host: the cache module on real Kestrel (the CLI's own HttpClient over a

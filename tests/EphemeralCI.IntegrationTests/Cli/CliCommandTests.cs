@@ -5,10 +5,10 @@ using EphemeralCI.Cli;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Auth;
-using EphemeralCI.Tests.Intake;
+using EphemeralCI.IntegrationTests.Intake;
 using Xunit;
 
-namespace EphemeralCI.Tests.Cli;
+namespace EphemeralCI.IntegrationTests.Cli;
 
 /// <summary>`eci` against the real intake (Postgres, Redis): every command, and the messages for what goes wrong.</summary>
 public sealed class CliCommandTests(IntakeFactory app) : IClassFixture<IntakeFactory>, IDisposable

@@ -1,10 +1,10 @@
 using System.Text.RegularExpressions;
 using EphemeralCI.Cli.Hosting;
 using EphemeralCI.Cli.JobFiles;
-using EphemeralCI.Tests.Intake;
+using EphemeralCI.IntegrationTests.Intake;
 using Spectre.Console;
 
-namespace EphemeralCI.Tests.Cli;
+namespace EphemeralCI.IntegrationTests.Cli;
 
 /// <summary>
 /// Runs `eci` in-process against a real host (the intake of an <see cref="IntakeFactory"/>, or the

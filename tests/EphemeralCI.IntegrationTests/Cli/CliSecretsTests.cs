@@ -5,7 +5,7 @@ using EphemeralCI.IntegrationTests.SecretsBroker;
 using Microsoft.AspNetCore.TestHost;
 using Xunit;
 
-namespace EphemeralCI.Tests.Cli;
+namespace EphemeralCI.IntegrationTests.Cli;
 
 /// <summary>`eci secrets` against the real secrets broker (its module in a host, on a fresh Postgres database).</summary>
 public sealed class CliSecretsTests : IAsyncLifetime

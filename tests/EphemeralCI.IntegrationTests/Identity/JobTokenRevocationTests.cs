@@ -6,8 +6,8 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Contracts.Runner;
 using EphemeralCI.JobTokens;
 using EphemeralCI.IntegrationTests.Cache;
-using EphemeralCI.Tests.Infrastructure;
-using EphemeralCI.Tests.Intake;
+using EphemeralCI.IntegrationTests.Infrastructure;
+using EphemeralCI.IntegrationTests.Intake;
 using EphemeralCI.IntegrationTests.SecretsBroker;
 using MassTransit;
 using Microsoft.AspNetCore.Mvc;
@@ -15,7 +15,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Identity;
+namespace EphemeralCI.IntegrationTests.Identity;
 
 /// <summary>
 /// Issue 13: a job token dies with its job in every service. The intake, the cache and the broker run

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Tests.Infrastructure;
+namespace EphemeralCI.IntegrationTests.Infrastructure;
 
 /// <summary>
 /// A private forge over HTTPS-style smart HTTP: Kestrel on loopback in front of the real <c>git http-backend</c>

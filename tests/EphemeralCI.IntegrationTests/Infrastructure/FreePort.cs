@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace EphemeralCI.Tests.Infrastructure;
+namespace EphemeralCI.IntegrationTests.Infrastructure;
 
 /// <summary>A loopback TCP port nothing listens on right now (for a server a test starts on a port it must know first).</summary>
 public static class FreePort

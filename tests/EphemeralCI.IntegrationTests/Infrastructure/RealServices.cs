@@ -2,7 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using Npgsql;
 
-namespace EphemeralCI.Tests.Infrastructure;
+namespace EphemeralCI.IntegrationTests.Infrastructure;
 
 /// <summary>
 /// The real Postgres, Redis, RabbitMQ and S3 emulator started by <c>eng/services.sh start</c>,

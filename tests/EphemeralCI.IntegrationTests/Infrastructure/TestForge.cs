@@ -1,10 +1,10 @@
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace EphemeralCI.Tests.Infrastructure;
+namespace EphemeralCI.IntegrationTests.Infrastructure;
 
 /// <summary>
 /// A test forge: bare repositories served by the real <c>git daemon</c> on a loopback port (real git over the network),

@@ -1,6 +1,6 @@
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 public sealed class BootstrapKeyTests(BadBootstrapKeyIntakeFactory app) : IClassFixture<BadBootstrapKeyIntakeFactory>
 {

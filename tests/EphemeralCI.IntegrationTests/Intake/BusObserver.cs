@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using MassTransit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>Counts finished consumes per MessageId, so a test knows a delivery was handled (not just sent).</summary>
 public sealed class ConsumeCounter : IConsumeObserver

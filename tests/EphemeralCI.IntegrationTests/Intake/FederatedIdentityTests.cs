@@ -2,13 +2,13 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
-using EphemeralCI.Tests.Fakes.FakeOidcIssuer;
+using EphemeralCI.IntegrationTests.Fakes.FakeOidcIssuer;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.IdentityModel.Tokens;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>The intake trusting a (fake) CI issuer's OIDC tokens through two trust policies: GitHub-shaped and GitLab-shaped claims.</summary>
 public sealed class FederatedIntakeFactory : IntakeFactory

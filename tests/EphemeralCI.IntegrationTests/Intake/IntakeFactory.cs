@@ -6,14 +6,14 @@ using System.Text.Json;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.JobTokens;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>
 /// The real Intake host (its Program) on a fresh Postgres database of its own, the real Redis,

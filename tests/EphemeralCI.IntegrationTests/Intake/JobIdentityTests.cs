@@ -7,7 +7,7 @@ using EphemeralCI.Intake.Model;
 using Microsoft.EntityFrameworkCore;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>
 /// Issue 13, played by a hostile API client: a key bound to acme/a tries to claim, read, follow and cancel

@@ -6,7 +6,7 @@ using EphemeralCI.Intake.Auth;
 using Microsoft.EntityFrameworkCore;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>Listing, reading, cancelling and the timeline.</summary>
 public sealed class JobQueryTests(IntakeFactory app) : IClassFixture<IntakeFactory>

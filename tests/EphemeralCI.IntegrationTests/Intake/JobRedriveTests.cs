@@ -9,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>What the intake asks the provisioner again when it starts on a database with history.</summary>
 public sealed class JobRedriveTests

@@ -7,7 +7,7 @@ using EphemeralCI.Intake.Auth;
 using Microsoft.EntityFrameworkCore;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>POST /api/v1/jobs on the in-memory bus: validation, limits, auth, idempotency.</summary>
 public sealed class JobSubmissionTests(IntakeFactory app) : IClassFixture<IntakeFactory>

@@ -7,7 +7,7 @@ using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>The provisioner's messages move the job and fill its timeline (MassTransit in-memory transport).</summary>
 public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<IntakeFactory>

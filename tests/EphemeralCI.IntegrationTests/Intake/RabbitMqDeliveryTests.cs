@@ -2,13 +2,13 @@ using System.Collections.Concurrent;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Auth;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>
 /// On the real RabbitMQ: a submitted job's RunJob leaves through the outbox and reaches a

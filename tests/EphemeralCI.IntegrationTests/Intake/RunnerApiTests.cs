@@ -7,7 +7,7 @@ using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Auth;
 using Xunit;
 
-namespace EphemeralCI.Tests.Intake;
+namespace EphemeralCI.IntegrationTests.Intake;
 
 /// <summary>The runner agent's side: job token auth, spec, logs (full and live), steps, result.</summary>
 public sealed class RunnerApiTests(IntakeFactory app) : IClassFixture<IntakeFactory>

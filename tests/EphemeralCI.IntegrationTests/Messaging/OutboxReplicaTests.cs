@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Reflection;
 using EphemeralCI.Messaging;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Xunit;
 
-namespace EphemeralCI.Tests.Messaging;
+namespace EphemeralCI.IntegrationTests.Messaging;
 
 /// <summary>The outbox on real Postgres as replicas share it: no row sent twice, sent rows deleted after the retention.</summary>
 public sealed class OutboxReplicaTests : IAsyncLifetime

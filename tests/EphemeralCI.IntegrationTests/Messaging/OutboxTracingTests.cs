@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using EphemeralCI.Messaging;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -10,9 +10,9 @@ using Microsoft.Extensions.Options;
 using OpenTelemetry;
 using OpenTelemetry.Trace;
 using Xunit;
-using static EphemeralCI.Tests.Messaging.OutboxReplicaTests;
+using static EphemeralCI.IntegrationTests.Messaging.OutboxReplicaTests;
 
-namespace EphemeralCI.Tests.Messaging;
+namespace EphemeralCI.IntegrationTests.Messaging;
 
 /// <summary>
 /// One trace per job across the bus: a message staged in the outbox by traced work (a job's request, a
@@ -22,7 +22,7 @@ namespace EphemeralCI.Tests.Messaging;
 /// </summary>
 public sealed class OutboxTracingTests
 {
-    private static readonly ActivitySource Job = new("EphemeralCI.Tests.Job");
+    private static readonly ActivitySource Job = new("EphemeralCI.IntegrationTests.Job");
 
     [Fact]
     public async Task A_message_staged_in_a_jobs_trace_is_published_and_consumed_in_that_trace()

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using EphemeralCI.Messaging;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -9,9 +9,9 @@ using Npgsql;
 using OpenTelemetry;
 using OpenTelemetry.Trace;
 using Xunit;
-using static EphemeralCI.Tests.Messaging.OutboxReplicaTests;
+using static EphemeralCI.IntegrationTests.Messaging.OutboxReplicaTests;
 
-namespace EphemeralCI.Tests.Messaging;
+namespace EphemeralCI.IntegrationTests.Messaging;
 
 /// <summary>
 /// Issue 21.2: the outbox dispatcher's polling is not a job's work, so its database queries make no

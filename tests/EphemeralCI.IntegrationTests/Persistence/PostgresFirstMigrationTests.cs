@@ -2,14 +2,14 @@ using System.Collections.Concurrent;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Persistence;
 using EphemeralCI.Provisioner.Infrastructure;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Xunit;
 
-namespace EphemeralCI.Tests.Persistence;
+namespace EphemeralCI.IntegrationTests.Persistence;
 
 /// <summary>
 /// Issue 21.1: a service's first start on an empty Postgres database logs no error. EF's history probe

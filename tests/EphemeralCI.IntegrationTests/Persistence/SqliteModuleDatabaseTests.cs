@@ -10,7 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Xunit;
 
-namespace EphemeralCI.Tests.Persistence;
+namespace EphemeralCI.IntegrationTests.Persistence;
 
 /// <summary>
 /// The embedded server's databases: each module's model on real SQLite files through the same

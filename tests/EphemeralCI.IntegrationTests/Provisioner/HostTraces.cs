@@ -2,7 +2,7 @@ using System.Globalization;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>What the host can see of a job: processes, files, mounts, cgroups and its network namespace.</summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]

@@ -6,7 +6,7 @@ using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Watchers;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// Jobs that try to outlive, outgrow or look outside their runner, on real bubblewrap and real

@@ -2,7 +2,7 @@ using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Provisioner.Infrastructure;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>A template with a base root filesystem: the job gets a private overlay of it; its writes vanish with it.</summary>
 [Collection(ProvisionerCollection.Name)]

@@ -5,7 +5,7 @@ using EphemeralCI.Provisioner.Infrastructure;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// A real provisioner process, SIGKILLed mid-burst and started again; and the intake taken down for

@@ -5,7 +5,7 @@ using EphemeralCI.Messaging;
 using EphemeralCI.Provisioner;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Infrastructure;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
@@ -13,7 +13,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// One provisioner module on real Postgres (a fresh database), real RabbitMQ and real bubblewrap,

@@ -4,7 +4,7 @@ using EphemeralCI.Provisioner.Infrastructure;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// Two provisioner processes on one database and one queue (as two replicas, or two machines, would

@@ -7,12 +7,12 @@ using System.Text;
 using System.Text.Json;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// The provisioner as its own process (EphemeralCI.Provisioner.Host), so a test can SIGKILL it: a

@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>The provisioner end to end on real RabbitMQ, Postgres and bubblewrap, against a fake intake.</summary>
 [Collection(ProvisionerCollection.Name)]

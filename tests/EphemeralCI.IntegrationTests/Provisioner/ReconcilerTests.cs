@@ -6,7 +6,7 @@ using EphemeralCI.Provisioner.Scheduling;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>The reconciler's periodic pass on real Postgres, bubblewrap and cgroups.</summary>
 [Collection(ProvisionerCollection.Name)]

@@ -10,7 +10,7 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>Concurrency limits: jobs beyond a limit wait (recorded, with the reason sent to the intake) and start in order.</summary>
 [Collection(ProvisionerCollection.Name)]
@@ -99,7 +99,7 @@ public sealed class RunnerLimiterTests(ProvisionerFixture fx)
         Assert.Empty((await fx.SentAsync(b)).OfType<RunnerStarted>());
     }
 
-    private static readonly ActivitySource Submitter = new("EphemeralCI.Tests.Submitter");
+    private static readonly ActivitySource Submitter = new("EphemeralCI.IntegrationTests.Submitter");
 
     [Fact]
     public async Task A_job_that_waited_for_a_slot_stays_in_the_trace_of_its_RunJob_from_start_to_destroyed()

@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// One owner per sandbox: whatever path ends it — a start that fails halfway, a destroy after a restart
@@ -46,7 +46,7 @@ public sealed class SandboxOwnershipTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         await _backend.DisposeAsync();
-        EphemeralCI.Provisioner.Backends.LocalSandbox.Sandbox.DeleteTree(_root);
+        Sandbox.DeleteTree(_root);
     }
 
     private string NetworkNamespace(Guid id) => EgressNetwork.NamespacePath(JobNetworkNames.For(_installation.Id.ToString("N"), id));

@@ -1,4 +1,4 @@
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>Looks at the host's /proc for live processes that belong to a job (its id in their command line or environment).</summary>
 public static class SandboxProcesses

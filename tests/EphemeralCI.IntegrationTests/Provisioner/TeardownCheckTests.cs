@@ -8,7 +8,7 @@ using EphemeralCI.Provisioner.Teardown;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// The independent teardown check on the real machine: a runner destroyed cleanly is verified gone on

@@ -5,7 +5,7 @@ using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// The warm pool of the fixture's <c>warm</c> template (one sandbox): each warm sandbox serves exactly

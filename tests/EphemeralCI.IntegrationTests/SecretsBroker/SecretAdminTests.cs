@@ -135,7 +135,7 @@ public sealed class SecretAdminTests : IAsyncLifetime
     {
         var k1 = BrokerTestApp.NewKek();
         var k2 = BrokerTestApp.NewKek();
-        var db = await EphemeralCI.Tests.Infrastructure.RealServices.CreateDatabaseAsync("secrets"); // its own keys, its own database
+        var db = await EphemeralCI.IntegrationTests.Infrastructure.RealServices.CreateDatabaseAsync("secrets"); // its own keys, its own database
         await using (var old = await BrokerTestApp.StartAsync(db, new Dictionary<string, string> { ["k1"] = k1 }))
         {
             await old.PutSecretAsync("ROTATED", Plaintext, ["acme/*"], ["**"]);

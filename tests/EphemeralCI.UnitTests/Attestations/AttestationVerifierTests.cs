@@ -3,7 +3,7 @@ using System.Text.Json;
 using EphemeralCI.Attestations;
 using Xunit;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.UnitTests.Attestations;
 
 public sealed class AttestationVerifierTests
 {

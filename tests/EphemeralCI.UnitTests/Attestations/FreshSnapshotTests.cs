@@ -2,7 +2,7 @@ using System.Diagnostics;
 using EphemeralCI.Provisioner.Teardown;
 using Xunit;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.UnitTests.Attestations;
 
 public sealed class FreshSnapshotTests
 {

@@ -8,7 +8,7 @@ using EphemeralCI.Intake.Model;
 using EphemeralCI.SecretsBroker.Attestations;
 using Xunit;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.UnitTests.Attestations;
 
 public sealed class JobStatementBuilderTests
 {

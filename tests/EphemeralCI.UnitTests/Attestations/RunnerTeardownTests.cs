@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Xunit;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.UnitTests.Attestations;
 
 public sealed class RunnerTeardownTests : IDisposable
 {

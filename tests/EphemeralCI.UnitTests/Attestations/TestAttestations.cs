@@ -4,7 +4,7 @@ using System.Text.Json;
 using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Messages;
 
-namespace EphemeralCI.Tests.Attestations;
+namespace EphemeralCI.UnitTests.Attestations;
 
 /// <summary>A statement, a P-256 key and its JWKS, as the broker would have them.</summary>
 internal static class TestAttestations

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Xunit;
 
-namespace EphemeralCI.Tests.Messaging;
+namespace EphemeralCI.UnitTests.Messaging;
 
 public sealed class MessagingExtensionsTests
 {

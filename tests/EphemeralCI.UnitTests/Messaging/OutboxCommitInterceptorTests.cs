@@ -3,7 +3,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Xunit;
 
-namespace EphemeralCI.Tests.Messaging;
+namespace EphemeralCI.UnitTests.Messaging;
 
 /// <summary>The dispatcher is woken by the commit of staged messages, not by hand, and not before other connections can see them.</summary>
 public sealed class OutboxCommitInterceptorTests : IDisposable

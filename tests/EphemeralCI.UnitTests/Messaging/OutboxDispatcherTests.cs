@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Xunit;
 
-namespace EphemeralCI.Tests.Messaging;
+namespace EphemeralCI.UnitTests.Messaging;
 
 /// <summary>
 /// A publish that keeps failing (broker down, message returned unroutable) is retried after a growing

@@ -4,7 +4,7 @@ using Microsoft.Data.Sqlite;
 using Npgsql;
 using Xunit;
 
-namespace EphemeralCI.Tests.Persistence;
+namespace EphemeralCI.UnitTests.Persistence;
 
 /// <summary>Which start-up failures are waited out and which stop the host at once.</summary>
 public sealed class ModuleDatabaseMigrationTests

@@ -2,7 +2,7 @@ using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Cgroups;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class CgroupLayoutTests
 {

@@ -1,7 +1,7 @@
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class DieWithParentCommandTests
 {

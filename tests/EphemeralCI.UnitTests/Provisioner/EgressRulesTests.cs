@@ -4,7 +4,7 @@ using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Network;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class EgressRulesTests
 {

@@ -1,7 +1,7 @@
 using EphemeralCI.Provisioner.Scheduling;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class JobLocksTests
 {

@@ -2,7 +2,7 @@ using System.Text;
 using EphemeralCI.RunnerAgent;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class LogStreamerTests
 {

@@ -3,7 +3,7 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Scheduling;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class RunnerEventIdsTests
 {

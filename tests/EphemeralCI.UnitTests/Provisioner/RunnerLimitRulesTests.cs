@@ -2,7 +2,7 @@ using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.Provisioner.Scheduling;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 /// <summary>The limiter's rules on their own: who may start, in which order, and why the others wait.</summary>
 public sealed class RunnerLimitRulesTests

@@ -2,7 +2,7 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Infrastructure;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 /// <summary>A runner's state changes only through RunnerRecord.MoveTo, which knows the order.</summary>
 public sealed class RunnerRecordTests

@@ -1,7 +1,7 @@
 using EphemeralCI.Provisioner.Reconciliation;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 /// <summary>
 /// The reconciler's rule for "vanished": dead for a whole grace period, not for two ticks — at a

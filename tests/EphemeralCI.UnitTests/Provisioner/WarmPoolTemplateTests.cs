@@ -1,7 +1,7 @@
 using EphemeralCI.RunnerTemplates;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 public sealed class WarmPoolTemplateTests
 {

@@ -2,7 +2,7 @@ using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner;
+namespace EphemeralCI.UnitTests.Provisioner;
 
 /// <summary>The runners' work root on a real file system: this user's, closed to others, one installation's.</summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]

@@ -4,7 +4,7 @@ using EphemeralCI.Contracts.Runner;
 using EphemeralCI.RunnerAgent;
 using Xunit;
 
-namespace EphemeralCI.Tests.RunnerAgent;
+namespace EphemeralCI.UnitTests.RunnerAgent;
 
 /// <summary>The agent's reports: retried through an outage until the job's deadline, never through a refusal.</summary>
 public sealed class IntakeClientTests

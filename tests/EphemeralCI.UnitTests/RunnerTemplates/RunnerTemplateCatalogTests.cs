@@ -3,7 +3,7 @@ using EphemeralCI.Contracts.Jobs;
 using Microsoft.Extensions.Configuration;
 using Xunit;
 
-namespace EphemeralCI.Tests.RunnerTemplates;
+namespace EphemeralCI.UnitTests.RunnerTemplates;
 
 /// <summary>The one catalog the intake (which templates a job may name) and the provisioner (what a runner is made from) share.</summary>
 public sealed class RunnerTemplateCatalogTests

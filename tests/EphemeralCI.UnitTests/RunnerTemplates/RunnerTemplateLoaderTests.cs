@@ -2,7 +2,7 @@ using EphemeralCI.RunnerTemplates;
 using Microsoft.Extensions.Configuration;
 using Xunit;
 
-namespace EphemeralCI.Tests.RunnerTemplates;
+namespace EphemeralCI.UnitTests.RunnerTemplates;
 
 public sealed class RunnerTemplateLoaderTests
 {

@@ -11,7 +11,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
 
-namespace EphemeralCI.Tests.Fakes.FakeKubernetes;
+namespace EphemeralCI.IntegrationTests.Fakes.FakeKubernetes;
 
 /// <summary>
 /// A FAKE Kubernetes API server, in process, for tests only (no cluster runs on our machines).

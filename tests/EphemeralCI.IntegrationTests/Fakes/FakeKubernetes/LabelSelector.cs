@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 
-namespace EphemeralCI.Tests.Fakes.FakeKubernetes;
+namespace EphemeralCI.IntegrationTests.Fakes.FakeKubernetes;
 
 /// <summary>The equality-based label selectors the API server accepts (<c>a=b,c!=d,e,!f</c>); set-based ones are refused.</summary>
 public sealed class LabelSelector

@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
-namespace EphemeralCI.Tests.Fakes.FakeOidcIssuer;
+namespace EphemeralCI.IntegrationTests.Fakes.FakeOidcIssuer;
 
 /// <summary>
 /// A FAKE OIDC issuer, in process, for tests only: it stands in for GitHub Actions' or GitLab's token

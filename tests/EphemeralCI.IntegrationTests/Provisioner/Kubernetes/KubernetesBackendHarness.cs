@@ -3,11 +3,11 @@ using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
-using EphemeralCI.Tests.Fakes.FakeKubernetes;
+using EphemeralCI.IntegrationTests.Fakes.FakeKubernetes;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.IntegrationTests.Provisioner.Kubernetes;
 
 /// <summary>The real backend and pod watcher, talking through the real KubernetesClient to the fake API server.</summary>
 public sealed class KubernetesBackendHarness : IAsyncDisposable

@@ -2,12 +2,12 @@ using System.Text;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
-using EphemeralCI.Tests.Provisioner;
+using EphemeralCI.IntegrationTests.Provisioner;
 using k8s;
 using k8s.Models;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.IntegrationTests.Provisioner.Kubernetes;
 
 /// <summary>The Kubernetes backend end to end against the FAKE API server (no cluster runs here), through the real KubernetesClient.</summary>
 public sealed class KubernetesRunnerBackendTests : IAsyncLifetime

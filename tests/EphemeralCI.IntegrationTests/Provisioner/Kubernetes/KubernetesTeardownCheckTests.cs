@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.IntegrationTests.Provisioner.Kubernetes;
 
 /// <summary>
 /// The teardown check of Kubernetes runners against the fake API server (named so: no cluster here):

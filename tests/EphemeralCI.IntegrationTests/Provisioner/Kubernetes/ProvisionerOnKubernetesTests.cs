@@ -4,8 +4,8 @@ using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Provisioner;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using EphemeralCI.Provisioner.Infrastructure;
-using EphemeralCI.Tests.Fakes.FakeKubernetes;
-using EphemeralCI.Tests.Infrastructure;
+using EphemeralCI.IntegrationTests.Fakes.FakeKubernetes;
+using EphemeralCI.IntegrationTests.Infrastructure;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
@@ -13,7 +13,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.IntegrationTests.Provisioner.Kubernetes;
 
 /// <summary>
 /// The whole provisioner module (real Postgres, real RabbitMQ) with a template on the kubernetes

@@ -2,7 +2,7 @@ using k8s;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.IntegrationTests.Provisioner.Kubernetes;
 
 /// <summary>Two provisioners sharing one runner namespace: each reaps only its own runners.</summary>
 public sealed class SharedNamespaceTests : IAsyncLifetime

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.IntegrationTests.Provisioner.Kubernetes;
 
 /// <summary>
 /// The runner pod's token handoff, run for real: the agent container's shell command from

@@ -1,7 +1,7 @@
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.UnitTests.Provisioner.Kubernetes;
 
 public sealed class KubernetesConnectionTests
 {

@@ -2,7 +2,7 @@ using EphemeralCI.Provisioner.Backends.Kubernetes;
 using k8s.Models;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.UnitTests.Provisioner.Kubernetes;
 
 /// <summary>The checker itself: each rule of the restricted profile, broken once, must be caught (and named).</summary>
 public sealed class RestrictedProfileCheckerTests

@@ -5,7 +5,7 @@ using EphemeralCI.Provisioner.Backends.Kubernetes;
 using k8s;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.UnitTests.Provisioner.Kubernetes;
 
 public sealed class RunnerPodSpecBuilderTests
 {

@@ -3,7 +3,7 @@ using EphemeralCI.Provisioner.Backends.Kubernetes;
 using k8s.Models;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.UnitTests.Provisioner.Kubernetes;
 
 public sealed class RunnerTrackerOomTests
 {

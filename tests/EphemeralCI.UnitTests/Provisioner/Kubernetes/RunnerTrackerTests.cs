@@ -4,7 +4,7 @@ using EphemeralCI.Provisioner.Backends.Kubernetes;
 using k8s.Models;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Kubernetes;
+namespace EphemeralCI.UnitTests.Provisioner.Kubernetes;
 
 /// <summary>Pod observation and the pending rules, with time passed in (no clock, no waiting).</summary>
 public sealed class RunnerTrackerTests

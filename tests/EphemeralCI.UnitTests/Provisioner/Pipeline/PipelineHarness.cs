@@ -14,7 +14,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
-namespace EphemeralCI.Tests.Provisioner.Pipeline;
+namespace EphemeralCI.UnitTests.Provisioner.Pipeline;
 
 /// <summary>
 /// One pipeline stage with fakes around it: the provisioner's database on in-memory SQLite (with the

@@ -4,7 +4,7 @@ using EphemeralCI.Provisioner.Scheduling;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
-namespace EphemeralCI.Tests.Provisioner.Pipeline;
+namespace EphemeralCI.UnitTests.Provisioner.Pipeline;
 
 /// <summary>What reached a fake next stage.</summary>
 public sealed class RecordingStage : IRunnerAdmission, IRunnerStarter

@@ -4,7 +4,7 @@ using EphemeralCI.Provisioner.Backends.LocalSandbox;
 using EphemeralCI.Provisioner.Backends.LocalSandbox.Seccomp;
 using Xunit;
 
-namespace EphemeralCI.Tests.Sandbox;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>What a job sees inside the real bubblewrap sandbox the provisioner builds.</summary>
 [UnsupportedOSPlatform("windows")]

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
-using EphemeralCI.Tests.Provisioner;
+using EphemeralCI.IntegrationTests.Provisioner;
 using Xunit;
 
-namespace EphemeralCI.Tests.Sandbox;
+namespace EphemeralCI.IntegrationTests.Provisioner;
 
 /// <summary>
 /// The sandbox launch dies with its parent from its first instruction. bubblewrap's --die-with-parent
