@@ -43,6 +43,7 @@ namespace EphemeralCI.Provisioner;
  *                           (no runner yet → tombstone)                                                │    (kill tree, delete
  *   start-up ──> StartupReconciler ── running → Lost ────────────────────────────────────────────────>┘     workspace, cgroup,
  *                 (provisioning: never started → back to the limiter's queue, started again)               overlay, socket)
+ *                 (a running Kubernetes runner — its own, or a stopped or dead instance's — is watched again, not lost)
  *   every 30 s ─> (periodic) unsupervised/vanished → Lost, a start cut short → queued again,
  *                 finished → teardown again, leftovers of jobs over/unknown → removed
  *   (a redelivered RunJob of a start cut short starts it at once; of a finished runner, re-announces
@@ -110,11 +111,13 @@ public static class ProvisionerExtensions
 
         // Hosted services start in this order (and stop in reverse): the schema first, the
         // installation's id, then the reconciler, and only then the bus, so no message is handled on a stale picture.
+        // On a graceful stop the reconciler stops before the supervisor lets go of its runners (it would take
+        // them for unsupervised), and the lease is released last (InstanceLease.StopAsync).
         services.AddHostedService<ModuleDatabaseMigrator<ProvisionerDbContext>>();
         services.AddHostedService<InstallationLoader>();
         services.AddHostedService(sp => sp.GetRequiredService<InstanceLease>());
-        services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());
+        services.AddHostedService(sp => sp.GetRequiredService<StartupReconciler>());
         services.AddHostedService(sp => sp.GetRequiredService<WaitingRunnerPump>());
         services.AddHostedService(sp => sp.GetRequiredService<CancelRequests>());
         if (!OperatingSystem.IsWindows()) AddWarmPoolService(services);

@@ -70,7 +70,7 @@ public sealed class HelmChartTests
     [InlineData("namespaces.podSecurityVersion=latest", "/namespaces/podSecurityVersion")]
     [InlineData("networkPolicy.clusterCIDRs[0]=everything", "/networkPolicy/clusterCIDRs/0")]
     [InlineData("intake.replica=3", "/intake")]
-    [InlineData("provisioner.replicas=2", "/provisioner")]
+    [InlineData("provisioner.replicas=0", "/provisioner")]
     [InlineData("runnerTemplates.shell.backend=local", "/runnerTemplates/shell/backend")]
     [InlineData("runnerTemplates.shell.image=registry.example.com/runner:latest", "/runnerTemplates/shell/image")]
     [InlineData("runnerTemplates.shell.runAsUser=0", "/runnerTemplates/shell/runAsUser")]

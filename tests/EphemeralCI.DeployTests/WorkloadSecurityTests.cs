@@ -154,12 +154,13 @@ public sealed class WorkloadSecurityTests
 
     [Theory]
     [MemberData(nameof(Targets))]
-    public void The_provisioner_runs_alone_and_is_replaced_not_rolled(string target)
+    public void The_provisioner_runs_two_replicas_rolled_one_pod_at_a_time(string target)
     {
         var provisioner = Manifests.Render(target).Deployment("provisioner");
-        // Its reconciler owns every runner in provisionerdb: a second process would report them lost.
-        Assert.Equal(1, provisioner.Spec.Replicas);
-        Assert.Equal("Recreate", provisioner.Spec.Strategy?.Type);
+        // A stopping pod hands its runners' watch to the other (KubernetesHandOverTests): never both gone at once.
+        Assert.Equal(2, provisioner.Spec.Replicas);
+        Assert.Equal("RollingUpdate", provisioner.Spec.Strategy?.Type);
+        Assert.Equal("0", provisioner.Spec.Strategy?.RollingUpdate?.MaxUnavailable?.Value);
         Assert.DoesNotContain(Manifests.Render(target).OfType<V2HorizontalPodAutoscaler>(), h => h.Spec.ScaleTargetRef.Name == "provisioner");
         var env = provisioner.Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal(RenderedManifests.Runners, env["Provisioner__Kubernetes__Namespace"]);
@@ -170,10 +171,10 @@ public sealed class WorkloadSecurityTests
 
     [Theory]
     [MemberData(nameof(Production))]
-    public void Production_keeps_a_replica_of_each_stateless_service_through_node_drains(string target)
+    public void Production_keeps_a_replica_of_each_service_through_node_drains(string target)
     {
         var manifests = Manifests.Render(target);
-        foreach (var name in new[] { "intake", "secrets-broker", "cache" })
+        foreach (var name in new[] { "intake", "secrets-broker", "cache", "provisioner" })
         {
             // At least two: the Deployment's count, or its autoscaler's floor (which then owns the count).
             var autoscaler = manifests.OfType<V2HorizontalPodAutoscaler>().SingleOrDefault(h => h.Spec.ScaleTargetRef.Name == name);
@@ -181,9 +182,6 @@ public sealed class WorkloadSecurityTests
             var budget = Assert.Single(manifests.OfType<V1PodDisruptionBudget>(), b => b.Metadata.Name == name);
             Assert.True(NetworkPolicyEvaluator.Matches(budget.Spec.Selector, manifests.Deployment(name).Spec.Template.Metadata.Labels), $"{name} budget selects nothing");
         }
-        // A budget over the single provisioner would block every node drain.
-        Assert.DoesNotContain(manifests.OfType<V1PodDisruptionBudget>(),
-            b => NetworkPolicyEvaluator.Matches(b.Spec.Selector, manifests.Deployment("provisioner").Spec.Template.Metadata.Labels));
     }
 
     private static IEnumerable<V1Container> AllContainers(V1PodSpec pod) => (pod.InitContainers ?? []).Concat(pod.Containers);

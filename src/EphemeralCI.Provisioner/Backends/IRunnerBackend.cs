@@ -43,6 +43,13 @@ public interface IRunnerBackend
     /// <summary>Creates the runner and starts its agent with the job token. Throws <see cref="RunnerStartException"/> with a readable reason.</summary>
     Task<RunnerHandle> StartAsync(RunnerLaunch launch, CancellationToken ct);
 
+    /// <summary>
+    /// Watches a running runner this process did not start — handed over by an instance that stopped,
+    /// adopted from one that died, or started before this process restarted. Its handle, or null when
+    /// the backend cannot reach it from here (<see cref="RunnersAreMachineBound"/>) or it is gone.
+    /// </summary>
+    Task<RunnerHandle?> ReattachAsync(RunnerRef runner, CancellationToken ct) => Task.FromResult<RunnerHandle?>(null);
+
     /// <summary>Kills every process of the runner and returns once none is left. Idempotent.</summary>
     Task KillAsync(RunnerRef runner, CancellationToken ct);
 

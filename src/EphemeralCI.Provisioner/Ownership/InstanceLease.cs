@@ -118,6 +118,32 @@ public sealed class InstanceLease(
         }
     }
 
+    /// <summary>
+    /// A graceful stop (a rolling upgrade, a scale-down) releases the lease rather than letting it run out,
+    /// so a live instance adopts this one's waiting jobs and takes over its Kubernetes runners' watch at its
+    /// next pass, not a lease duration later. Runs last of the provisioner's services (they stop in reverse
+    /// order of start): the bus has stopped taking jobs and the supervisor has let go of its runners.
+    /// </summary>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        if (!instance.IsKnown) return;
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            await db.Instances
+                .Where(i => i.Name == instance.Name && i.Incarnation == instance.Incarnation)
+                .ExecuteUpdateAsync(s => s.SetProperty(i => i.HeartbeatAt, DateTimeOffset.UnixEpoch), cancellationToken);
+            logger.LogInformation("Provisioner instance {Instance} released its lease", instance.Name);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The database is away: the lease runs out on its own.
+            logger.LogWarning("Could not release the lease of provisioner instance {Instance}: {Error}", instance.Name, ex.Message);
+        }
+    }
+
     /// <summary>The instances, other than this one, whose lease has run out.</summary>
     public static async Task<List<string>> DeadInstancesAsync(ProvisionerDbContext db, ProvisionerInstance self, TimeSpan lease, DateTimeOffset now, CancellationToken ct)
     {

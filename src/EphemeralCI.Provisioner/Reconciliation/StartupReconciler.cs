@@ -119,6 +119,11 @@ public sealed class StartupReconciler(
                 }
                 else if (runner.FinishedAt is null)
                 {
+                    // One any instance reaches (Kubernetes) ran on while this process was down: watched again, not lost.
+                    using (await locks.AcquireAsync(runner.JobId, ct))
+                    {
+                        if (runner.State == RunnerState.Running && !supervisor.IsWatching(runner.JobId) && await ReattachAsync(runner, ct)) return;
+                    }
                     logger.LogWarning("Runner of job {JobId} was {State} when the provisioner stopped; reporting it lost", runner.JobId, runner.State);
                     // kill: a runner that is somehow still alive is unsupervised now; it must go too.
                     await supervisor.FinishAsync(runner.JobId, RunnerOutcome.Lost, null, LostReason, kill: true, ct);
@@ -185,6 +190,8 @@ public sealed class StartupReconciler(
         if (runner.State != RunnerState.Running) return;
         if (!supervisor.IsWatching(jobId))
         {
+            // Started before this process restarted: one any instance reaches (Kubernetes) ran on and is watched again.
+            if (await ReattachAsync(runner, ct)) return;
             logger.LogWarning("Runner of job {JobId} is running unsupervised; stopping it", jobId);
             await EndLockedAsync(jobId, RunnerOutcome.Lost, UnsupervisedReason, ct);
             return;
@@ -243,9 +250,10 @@ public sealed class StartupReconciler(
     /// The runners of instances whose lease ran out become this instance's, each claimed by one
     /// conditional update (two live instances never both adopt one), then handled as a start-up handles
     /// its own: a job with no runner yet (waiting, or a start cut short) is started here — never failed;
-    /// a running one is lost (Kubernetes: killed, torn down and checked through the API; a local sandbox:
-    /// its machine is out of reach, so it is abandoned with a failed check that says so). A cancel that
-    /// reached the dead instance's runner makes it Cancelled rather than Lost.
+    /// a running Kubernetes runner runs on and is watched from here (a graceful stop released the lease
+    /// for exactly this: a rolling upgrade fails no job); a running local sandbox is lost (its machine is
+    /// out of reach, so it is abandoned with a failed check that says so). A cancel that reached the dead
+    /// instance's runner makes it Cancelled rather than Lost (killed first).
     /// </summary>
     private async Task AdoptFromDeadInstancesAsync(CancellationToken ct)
     {
@@ -309,6 +317,8 @@ public sealed class StartupReconciler(
             }
             if (runner.State == RunnerState.Waiting) return; // the pump starts it
         }
+        // A runner any instance reaches (Kubernetes) runs on in the cluster: watched from here now, not lost.
+        if (runner is { State: RunnerState.Running, FinishedAt: null, CancelRequestedAt: null } && await ReattachAsync(runner, ct)) return;
         var machineBound = !backends.TryGet(runner.Backend, out var backend) || backend.RunnersAreMachineBound;
         if (runner.FinishedAt is null)
         {
@@ -326,6 +336,16 @@ public sealed class StartupReconciler(
         {
             await reaper.TeardownLockedAsync(jobId, ct);
         }
+    }
+
+    /// <summary>With the job's lock held: supervises a running runner this process did not start, if its backend reaches it from here.</summary>
+    private async Task<bool> ReattachAsync(RunnerRecord runner, CancellationToken ct)
+    {
+        if (!backends.TryGet(runner.Backend, out var backend) || backend.RunnersAreMachineBound || runner.Deadline is not { } deadline) return false;
+        if (await backend.ReattachAsync(new RunnerRef(runner.JobId, runner.RunnerId, runner.ProcessId), ct) is not { } handle) return false;
+        supervisor.Watch(runner.JobId, handle, backend, deadline, runner.TimeoutSeconds);
+        logger.LogInformation("Runner of job {JobId} is supervised by this instance now", runner.JobId);
+        return true;
     }
 
     /// <summary>Every instance's open runners, with the instance that owns each.</summary>

@@ -41,7 +41,7 @@ public sealed class RunnerSupervisor(
     {
         var stop = new CancellationTokenSource();
         var runner = new RunnerRef(jobId, handle.RunnerId, handle.ProcessId);
-        _watched[jobId] = new Watched(stop, handle, Task.Run(() => WatchAsync(jobId, handle, runner, backend, deadline, timeoutSeconds, stop.Token)));
+        _watched[jobId] = new Watched(stop, handle, backend, Task.Run(() => WatchAsync(jobId, handle, runner, backend, deadline, timeoutSeconds, stop.Token)));
     }
 
     private async Task WatchAsync(Guid jobId, RunnerHandle handle, RunnerRef runner, IRunnerBackend backend, DateTimeOffset deadline, int timeoutSeconds, CancellationToken stop)
@@ -167,11 +167,22 @@ public sealed class RunnerSupervisor(
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    /// <summary>On shutdown no runner is left behind: each is killed and reported lost.</summary>
+    /// <summary>
+    /// On shutdown no runner is left behind unwatched. One only this machine reaches (a local sandbox) is
+    /// killed and reported lost. One any instance reaches (Kubernetes) runs on: this instance stops watching
+    /// it and, once its lease is released (<see cref="Ownership.InstanceLease"/>), a live instance — or this
+    /// one, restarted — takes over its watch. So a rolling upgrade fails no job.
+    /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        foreach (var jobId in _watched.Keys)
+        foreach (var (jobId, watched) in _watched)
         {
+            if (!watched.Backend.RunnersAreMachineBound)
+            {
+                if (_watched.TryRemove(jobId, out _)) watched.Stop.Cancel();
+                logger.LogInformation("Runner of job {JobId} runs on; another provisioner instance takes over its watch", jobId);
+                continue;
+            }
             try
             {
                 await FinishAsync(jobId, RunnerOutcome.Lost, null, "provisioner stopped; runner lost", kill: true, cancellationToken);
@@ -183,5 +194,5 @@ public sealed class RunnerSupervisor(
         }
     }
 
-    private sealed record Watched(CancellationTokenSource Stop, RunnerHandle Handle, Task Loop);
+    private sealed record Watched(CancellationTokenSource Stop, RunnerHandle Handle, IRunnerBackend Backend, Task Loop);
 }

@@ -32,6 +32,17 @@ public sealed class KubernetesPodWatcher(
         return tracker;
     }
 
+    /// <summary>
+    /// Brings a runner tracked with <see cref="Track"/> up to its pods' current state without reporting
+    /// what they went through before (the instance that started it did): a runner this process did not start.
+    /// </summary>
+    public void CatchUp(RunnerTracker tracker, IEnumerable<V1Pod> pods)
+    {
+        var now = clock.GetUtcNow();
+        foreach (var pod in pods) tracker.Observe(PodObservation.Of(pod), now);
+        if (tracker.IsFinished) _trackers.TryRemove(new KeyValuePair<Guid, RunnerTracker>(tracker.JobId, tracker));
+    }
+
     /// <summary>Stops tracking; a runner still running ends with <paramref name="failure"/> (the provisioner removed it).</summary>
     public void Forget(Guid jobId, RunnerFailure failure)
     {

@@ -94,6 +94,32 @@ public sealed class KubernetesRunnerBackend(
         return new RunnerHandle(launch.RunnerId, null, tracker.Exited) { Failure = () => tracker.Failure };
     }
 
+    /// <summary>
+    /// Takes over the watch of a runner another instance started (or this one, before a restart): the
+    /// pod runs on in the cluster whoever watches it. Tracked first, then caught up with its pods' state
+    /// (so no event falls between); null when its Job is gone.
+    /// </summary>
+    public async Task<RunnerHandle?> ReattachAsync(RunnerRef runner, CancellationToken ct)
+    {
+        if (MissingPrerequisite() is not null) return null;
+        var tracker = watcher.Track(runner.JobId);
+        try
+        {
+            await connection.Client.BatchV1.ReadNamespacedJobAsync(RunnerLabels.JobName(runner.JobId), Ns, cancellationToken: ct);
+            var pods = await connection.Client.CoreV1.ListNamespacedPodAsync(Ns, labelSelector: RunnerLabels.SelectorFor(runner.JobId), cancellationToken: ct);
+            watcher.CatchUp(tracker, pods.Items);
+        }
+        catch (Exception ex) when (ex is HttpOperationException or HttpRequestException or KubernetesException)
+        {
+            watcher.Forget(runner.JobId, new RunnerFailure(RunnerOutcome.Lost, "the runner could not be found again on Kubernetes"));
+            if (ex is HttpOperationException { Response.StatusCode: HttpStatusCode.NotFound }) return null;
+            logger.LogWarning("Runner of job {JobId} could not be watched again: {Error}", runner.JobId, Describe(ex));
+            return null;
+        }
+        logger.LogInformation("Watching Kubernetes Job {Namespace}/{Job} of job {JobId} again", Ns, RunnerLabels.JobName(runner.JobId), runner.JobId);
+        return new RunnerHandle(runner.RunnerId, null, tracker.Exited) { Failure = () => tracker.Failure };
+    }
+
     /// <summary>Creates an object; if one of that name is left from an earlier attempt, removes it and creates a fresh one.</summary>
     private static async Task<T> CreateFreshAsync<T>(Func<Task<T>> create, Func<Task> removeStale)
     {
