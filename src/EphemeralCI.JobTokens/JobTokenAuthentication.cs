@@ -67,11 +67,12 @@ public static class JobTokenExtensions
         {
             if (!builder.Services.Any(d => d.ServiceType == typeof(IJobTokenKeySource)))
             {
+                // Before anything in the process reads IdentityModel's switches (see JwksKeySource).
+                JwksKeySource.UseBlockingRefresh();
                 builder.Services.AddHttpClient(JwksKeySource.HttpClientName);
                 builder.Services.AddSingleton<IJobTokenKeySource>(sp => new JwksKeySource(
                     sp.GetRequiredService<IHttpClientFactory>().CreateClient(JwksKeySource.HttpClientName),
-                    sp.GetRequiredService<IOptions<JobTokenOptions>>(),
-                    sp.GetRequiredService<TimeProvider>()));
+                    sp.GetRequiredService<IOptions<JobTokenOptions>>()));
             }
             if (!string.IsNullOrWhiteSpace(provisionerToken))
             {

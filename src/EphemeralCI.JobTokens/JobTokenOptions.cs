@@ -29,7 +29,7 @@ public sealed class JobTokenOptions
     public TimeSpan ExpiryMargin { get; set; } = TimeSpan.FromMinutes(2);
     /// <summary>How long a job's revocation is kept: longer than any of its tokens can live (deadline + margin).</summary>
     public TimeSpan RevocationRetention { get; set; } = TimeSpan.FromDays(8);
-    /// <summary>How long fetched JWKS keys are trusted before they are fetched again.</summary>
+    /// <summary>How long the broker's discovery document and keys are trusted before they are fetched again (at least 5 minutes).</summary>
     public TimeSpan JwksRefreshInterval { get; set; } = TimeSpan.FromMinutes(5);
 
     internal byte[] KeyBytes()
