@@ -63,4 +63,30 @@ public sealed class MetricsScrapingTests
             Directory.Delete(overlay, recursive: true);
         }
     }
+
+    [Fact]
+    public void The_example_dashboard_queries_only_series_the_services_export()
+    {
+        var docs = File.ReadAllText(Path.Combine(Repository.Root, "docs", "telemetry.md"));
+        // The table lists each instrument's Prometheus name in backticks, e.g. (`eci_jobs_submitted_total`).
+        var documented = System.Text.RegularExpressions.Regex.Matches(docs, @"`(eci_[a-z_]+)`").Select(m => m.Groups[1].Value)
+            .Concat(System.Text.RegularExpressions.Regex.Matches(docs, @"`eci\.([a-z_.]+)`").Select(m => "eci_" + m.Groups[1].Value.Replace('.', '_')))
+            .ToHashSet(StringComparer.Ordinal);
+        using var dashboard = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Repository.Root, "deploy", "grafana", "ephemeralci-dashboard.json")));
+        var queries = dashboard.RootElement.GetProperty("panels").EnumerateArray()
+            .SelectMany(p => p.GetProperty("targets").EnumerateArray().Select(t => (Panel: p.GetProperty("title").GetString(), Expr: t.GetProperty("expr").GetString()!)))
+            .ToList();
+        Assert.NotEmpty(queries);
+        foreach (var (panel, expr) in queries)
+        {
+            foreach (System.Text.RegularExpressions.Match series in System.Text.RegularExpressions.Regex.Matches(expr, @"\beci_[a-z_]+"))
+            {
+                // A histogram's _bucket/_sum/_count and a counter's _total belong to the documented name.
+                var name = System.Text.RegularExpressions.Regex.Replace(series.Value, "_(bucket|sum|count)$", "");
+                Assert.True(documented.Contains(name) || documented.Contains(name.Replace("_total", "")),
+                    $"panel '{panel}' queries {series.Value}, which docs/telemetry.md does not list");
+            }
+        }
+        Assert.Contains(queries, q => q.Expr.Contains("eci_runner_teardown_failures_total", StringComparison.Ordinal));
+    }
 }

@@ -28,7 +28,7 @@ public sealed class ServerRestartTests(ServerFixture server) : IClassFixture<Ser
         var crashed = await server.Intake.WaitForTerminalAsync(running);
         Assert.Equal("failed", crashed.GetProperty("status").GetString());
         Assert.Contains("lost", crashed.GetProperty("statusReason").GetString());
-        await server.Intake.WaitForEventAsync(running, "runner.destroyed");
+        await server.WaitForVerifiedRunnerEndAsync(running);
         await RunnerTraces.AssertGoneAsync(running, server.RunnerWorkRoot);
 
         var kept = await server.Intake.GetJobAsync(done);
@@ -38,6 +38,8 @@ public sealed class ServerRestartTests(ServerFixture server) : IClassFixture<Ser
         // And it still runs jobs.
         var after = await server.Intake.SubmitAsync(JobClient.Job("after restart", null, ("hello", "echo still here")));
         Assert.Equal("succeeded", (await server.Intake.WaitForTerminalAsync(after)).GetProperty("status").GetString());
+        await server.WaitForVerifiedRunnerEndAsync(done);
+        await server.WaitForVerifiedRunnerEndAsync(after);
     }
 
     [Fact]

@@ -62,6 +62,7 @@ public abstract partial class StepCacheTests(IEphemeralCISystem fx)
         var log = await fx.Intake.GetStringAsync($"/api/v1/jobs/{id}/logs");
         Assert.True(result.GetProperty("status").GetString() == "succeeded", $"{result}\n{log}");
         Assert.Contains("==> cache for the steps at http://127.0.0.1:", log);
+        await fx.WaitForVerifiedRunnerEndAsync(id);
         return log;
     }
 

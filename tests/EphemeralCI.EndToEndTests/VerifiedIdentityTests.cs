@@ -93,6 +93,9 @@ public abstract class VerifiedIdentityTests(IEphemeralCISystem fx)
         Assert.Equal("failed", refused.GetProperty("status").GetString());
         Assert.DoesNotContain(value, await deployKey.GetStringAsync($"/api/v1/jobs/{without}/logs"));
 
+        await fx.WaitForVerifiedRunnerEndAsync(allowed);
+        await fx.WaitForVerifiedRunnerEndAsync(without);
+
         // And the dev key cannot even see the deploy job.
         using var peek = await devKey.GetAsync($"/api/v1/jobs/{allowed}");
         Assert.Equal(HttpStatusCode.NotFound, peek.StatusCode);

@@ -27,6 +27,7 @@ public static class Workloads
             results.Add((j.Id, j.Seconds, status, reason, log.Contains($"tick {j.Seconds} of {j.Seconds}", StringComparison.Ordinal)));
         }
         var bad = results.Where(r => r.Status != "succeeded" || !r.Complete).ToList();
+        if (bad.Count == 0) foreach (var j in jobs) await server.WaitForVerifiedRunnerEndAsync(j.Id);
         // What the server said of each failed job (the runner's own stderr lines included): the reason alone rarely tells why.
         var output = bad.Count == 0 ? [] : server.Output.Split('\n');
         string Said(Guid id) => string.Join('\n', output.Select((l, n) => (l, n)).Where(x => x.l.Contains(id.ToString(), StringComparison.Ordinal))

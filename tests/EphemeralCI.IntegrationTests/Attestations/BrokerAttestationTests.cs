@@ -150,6 +150,18 @@ public sealed class BrokerAttestationTests : IAsyncLifetime
         var wrongCommit = await cli.RunAsync("eci_unused", "jobs", "verify", "--file", cli.WriteFile("e.json", JsonSerializer.Serialize(envelope)), "--jwks", jwks,
             "--commit", new string('f', 40));
         Assert.Equal(6, wrongCommit.ExitCode);
+
+        // The key swapped: a JWKS whose keys keep their ids but are other P-256 keys.
+        var swapped = System.Text.Json.Nodes.JsonNode.Parse(jwksJson)!;
+        foreach (var key in swapped["keys"]!.AsArray())
+        {
+            var other = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256).ExportParameters(false);
+            key!["x"] = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(other.Q.X);
+            key["y"] = Microsoft.IdentityModel.Tokens.Base64UrlEncoder.Encode(other.Q.Y);
+        }
+        var otherKey = await cli.RunAsync("eci_unused", "jobs", "verify", "--file", cli.WriteFile("k.json", JsonSerializer.Serialize(envelope)),
+            "--jwks", cli.WriteFile("swapped.json", swapped.ToJsonString()));
+        Assert.Equal(6, otherKey.ExitCode);
     }
 
     [Fact]
