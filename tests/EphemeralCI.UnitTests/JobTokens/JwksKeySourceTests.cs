@@ -67,7 +67,14 @@ public sealed class JwksKeySourceTests
 
         // The broker rotates: a token signed by the new key makes the source look again.
         broker.Keys.Add(NewKey("k2"));
+        // At once when IdentityModel's blocking switch took effect (hosts set it before any discovery is read);
+        // in this shared test process another test may have read the switch first, so allow the background refresh.
         var keys = await source.GetKeysAsync("k2");
+        for (var i = 0; i < 50 && !keys.Any(k => k.KeyId == "k2"); i++)
+        {
+            await Task.Delay(100);
+            keys = await source.GetKeysAsync("k2");
+        }
         Assert.Contains("k2", keys.Select(k => k.KeyId));
     }
 
