@@ -49,30 +49,14 @@ public sealed class KubernetesHandOverTests : IAsyncLifetime
 
     private async Task<IHost> StartInstanceAsync(string name)
     {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:provisionerdb"] = _database,
-            ["ConnectionStrings:rabbitmq"] = _broker,
-            ["JobTokens:SigningKey"] = _signingKey,
-            ["Provisioner:IntakeUrl"] = "http://127.0.0.1:9",
-            ["Provisioner:Instance:Name"] = name,
-            ["Provisioner:Instance:HeartbeatInterval"] = "00:00:01",
-            ["Provisioner:Instance:LeaseDuration"] = "00:00:20",
-            ["Provisioner:Reconciler:IntervalSeconds"] = "1",
-            // Its local backend is registered too: a cgroup parent and work root of the test's own.
-            ["Provisioner:LocalSandbox:CgroupName"] = _cgroup,
-            ["Provisioner:LocalSandbox:WorkRoot"] = Path.Combine(_workRoot, name),
-            ["Provisioner:Kubernetes:ApiServer"] = _fake.Address.ToString(),
-            ["Provisioner:Kubernetes:IntakeUrl"] = "http://intake.ephemeralci.svc:8080",
-            ["RunnerTemplates:k8s:Backend"] = "kubernetes",
-            ["RunnerTemplates:k8s:Image"] = "registry.example/eci-runner:1.0",
-            ["RunnerTemplates:k8s:DefaultTimeoutSeconds"] = "300",
-        });
-        builder.AddProvisioner();
-        builder.Services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
-        var host = builder.Build();
-        await host.StartAsync();
+        var host = await KubernetesProvisionerHost.StartAsync(_fake, _database, _broker, _signingKey, (_cgroup, Path.Combine(_workRoot, name)),
+            new Dictionary<string, string?>
+            {
+                ["Provisioner:Instance:Name"] = name,
+                ["Provisioner:Instance:HeartbeatInterval"] = "00:00:01",
+                ["Provisioner:Instance:LeaseDuration"] = "00:00:20",
+                ["Provisioner:Reconciler:IntervalSeconds"] = "1",
+            });
         _hosts.Add(host);
         return host;
     }

@@ -28,29 +28,11 @@ public sealed class ProvisionerOnKubernetesTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _fake = await FakeKubernetesApiServer.StartAsync();
-        var builder = Host.CreateApplicationBuilder();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["ConnectionStrings:provisionerdb"] = await RealServices.CreateDatabaseAsync("provk8s"),
-            ["ConnectionStrings:rabbitmq"] = await RealServices.CreateRabbitMqVirtualHostAsync("provk8s"),
-            ["JobTokens:SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
-            ["Provisioner:IntakeUrl"] = "http://127.0.0.1:9",
-            // Its local backend is registered too: give it a cgroup parent and work root of its own,
-            // or its reconciler would take other provisioners' runners on this machine for leftovers.
-            ["Provisioner:LocalSandbox:CgroupName"] = "eci-test-" + Guid.NewGuid().ToString("N")[..8],
-            ["Provisioner:LocalSandbox:WorkRoot"] = Path.Combine(Path.GetTempPath(), "eci-provk8s-" + Guid.NewGuid().ToString("N")[..8]),
-            ["Provisioner:Kubernetes:ApiServer"] = _fake.Address.ToString(),
-            ["Provisioner:Kubernetes:IntakeUrl"] = "http://intake.ephemeralci.svc:8080",
-            ["Provisioner:Kubernetes:PendingGracePeriod"] = "00:00:02",
-            ["RunnerTemplates:k8s:Backend"] = "kubernetes",
-            ["RunnerTemplates:k8s:Image"] = "registry.example/eci-runner:1.0",
-            ["RunnerTemplates:k8s:DefaultTimeoutSeconds"] = "300",
-        });
-        builder.AddProvisioner();
-        // Publish only once the consumers' queues are bound in the fresh vhost, or RunJob goes nowhere.
-        builder.Services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
-        _host = builder.Build();
-        await _host.StartAsync();
+        _host = await KubernetesProvisionerHost.StartAsync(_fake,
+            await RealServices.CreateDatabaseAsync("provk8s"), await RealServices.CreateRabbitMqVirtualHostAsync("provk8s"),
+            Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+            ("eci-test-" + Guid.NewGuid().ToString("N")[..8], Path.Combine(Path.GetTempPath(), "eci-provk8s-" + Guid.NewGuid().ToString("N")[..8])),
+            new Dictionary<string, string?> { ["Provisioner:Kubernetes:PendingGracePeriod"] = "00:00:02" });
     }
 
     public async Task DisposeAsync()
