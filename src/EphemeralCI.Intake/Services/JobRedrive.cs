@@ -15,9 +15,12 @@ namespace EphemeralCI.Intake.Services;
 /// RunJob once more (through the outbox). The provisioner runs a job it never heard of, ignores one
 /// whose runner is alive, and announces again how a finished runner ended. So a message lost in
 /// flight — the embedded server's in-memory transport loses what is queued when the process dies —
-/// cannot leave a job queued or running forever. Likewise a cancelled job whose runner was never
-/// reported destroyed, and whose deadline is still ahead, gets its CancelJob once more: a lost cancel
-/// would otherwise leave its runner running to the deadline (the provisioner ignores a second cancel).
+/// cannot leave a job queued or running forever. Likewise a job that is over but whose runner was never
+/// reported destroyed gets a CancelJob: a lost cancel would otherwise leave its runner running to the
+/// deadline, and a lost RunnerDestroyed would leave the job without its teardown record and attestation
+/// (the provisioner destroys a runner still there, announces again the end of one already gone, and leaves a
+/// tombstone for a job that never had one). Asked: cancelled jobs whose deadline is still ahead, and any
+/// job over within <see cref="RecentlyFinished"/>.
 /// Replicas of the intake on one Postgres database do it one at a time, under an advisory lock held
 /// for the transaction: a replica that finds it taken leaves the re-drive to the one holding it, and a
 /// job whose RunJob or CancelJob still waits in the outbox unsent is not asked about again.
@@ -27,6 +30,9 @@ public sealed class JobRedrive(IServiceScopeFactory scopes, TimeProvider clock, 
     private static readonly JobStatus[] NotOver = [JobStatus.Queued, JobStatus.Provisioning, JobStatus.Running];
     /// <summary>The advisory lock's key (any constant no other code of this database uses): "eci-redrive" as 8 bytes.</summary>
     public const long LockKey = 0x6563692d72656472;
+    /// <summary>How far back a finished job's missing runner.destroyed is asked about: the provisioner's outbox keeps
+    /// the first announcement (with its teardown report) this long by default (<c>Messaging:Outbox:Retention</c>).</summary>
+    public static readonly TimeSpan RecentlyFinished = TimeSpan.FromDays(1);
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -53,35 +59,36 @@ public sealed class JobRedrive(IServiceScopeFactory scopes, TimeProvider clock, 
         });
     }
 
-    /// <summary>Queues RunJob again for every open job and CancelJob for every cancel not known to be done; returns how many.</summary>
+    /// <summary>Queues RunJob again for every open job and CancelJob for every job over whose runner is not known to be gone; returns how many.</summary>
     internal async Task<int> RedriveAsync(IntakeDbContext db, CancellationToken cancellationToken)
     {
         var jobs = await db.Jobs.AsNoTracking().Where(j => NotOver.Contains(j.Status)).ToListAsync(cancellationToken);
         var now = clock.GetUtcNow();
         // No job runs longer than the absolute maximum timeout, so older cancels need no second look.
         var oldest = now.AddSeconds(-JobSpecValidator.AbsoluteMaxTimeoutSeconds);
-        var cancelled = (await db.Jobs.AsNoTracking()
-                .Where(j => j.Status == JobStatus.Cancelled && j.CreatedAt >= oldest
-                    && !db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.RunnerDestroyed))
-                .Select(j => new { j.Id, j.CreatedAt, j.TimeoutSeconds })
+        var recent = now - RecentlyFinished;
+        var unconfirmed = (await db.Jobs.AsNoTracking()
+                .Where(j => (j.Status == JobStatus.Cancelled && j.CreatedAt >= oldest) || (!NotOver.Contains(j.Status) && j.FinishedAt >= recent))
+                .Where(j => !db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.RunnerDestroyed))
+                .Select(j => new { j.Id, j.CreatedAt, j.TimeoutSeconds, j.FinishedAt })
                 .ToListAsync(cancellationToken))
-            .Where(j => j.CreatedAt.AddSeconds(j.TimeoutSeconds) > now)
+            .Where(j => j.FinishedAt >= recent || j.CreatedAt.AddSeconds(j.TimeoutSeconds) > now)
             .ToList();
         // Asked about already and not yet sent (by another replica just now, or before a restart): once is enough.
         var pending = (await db.OutboxMessages.AsNoTracking().Where(m => m.SentAt == null).Select(m => m.Body).ToListAsync(cancellationToken))
             .ToList();
         jobs = jobs.Where(j => !pending.Any(b => b.Contains(j.Id.ToString(), StringComparison.Ordinal))).ToList();
-        cancelled = cancelled.Where(j => !pending.Any(b => b.Contains(j.Id.ToString(), StringComparison.Ordinal))).ToList();
-        if (jobs.Count == 0 && cancelled.Count == 0) return 0;
+        unconfirmed = unconfirmed.Where(j => !pending.Any(b => b.Contains(j.Id.ToString(), StringComparison.Ordinal))).ToList();
+        if (jobs.Count == 0 && unconfirmed.Count == 0) return 0;
         foreach (var job in jobs)
         {
             db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, job.CreatedAt, job.CommitSha), clock);
         }
-        foreach (var job in cancelled) db.AddToOutbox(new CancelJob(job.Id, now), clock);
+        foreach (var job in unconfirmed) db.AddToOutbox(new CancelJob(job.Id, now), clock);
         await db.SaveChangesAsync(cancellationToken);
-        logger.LogInformation("Asked the provisioner again about {Count} job(s) not over and {Cancelled} cancelled job(s) whose runner was not reported gone at start-up",
-            jobs.Count, cancelled.Count);
-        return jobs.Count + cancelled.Count;
+        logger.LogInformation("Asked the provisioner again at start-up about {Count} job(s) not over and {Unconfirmed} over whose runner was not reported gone",
+            jobs.Count, unconfirmed.Count);
+        return jobs.Count + unconfirmed.Count;
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

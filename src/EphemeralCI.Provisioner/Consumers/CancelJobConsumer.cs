@@ -15,6 +15,8 @@ namespace EphemeralCI.Provisioner.Consumers;
 /// yet (cancel overtook RunJob, or the job is unknown) gets a tombstone row, so a RunJob that
 /// arrives later finds the job taken and never starts a runner. A runner of another provisioner
 /// instance is cancelled by that instance: the request is written on its row (<see cref="CancelRequests"/>).
+/// A runner already gone has its end announced again: the intake sends CancelJob at start-up for every
+/// recently finished job it never heard was torn down (<see cref="RunnerEndAnnouncement"/>).
 /// </summary>
 public sealed class CancelJobConsumer(
     ProvisionerDbContext db,
@@ -59,6 +61,13 @@ public sealed class CancelJobConsumer(
             await db.Runners.Where(r => r.JobId == jobId && r.CancelRequestedAt == null)
                 .ExecuteUpdateAsync(u => u.SetProperty(r => r.CancelRequestedAt, clock.GetUtcNow()), ct);
             logger.LogInformation("Cancel of job {JobId} passed on to provisioner instance {Instance}, which owns its runner", jobId, runner.Instance);
+            return;
+        }
+        if (runner.DestroyedAt is not null)
+        {
+            // The intake asks about a job whose runner it never heard was gone (after its restart): say so again.
+            logger.LogInformation("Cancel of job {JobId} ignored: its runner is already gone; its end is announced again", jobId);
+            if (await db.AnnounceEndAgainAsync(runner, clock, ct)) await db.SaveChangesAsync(ct);
             return;
         }
         if (runner.FinishedAt is not null)

@@ -12,9 +12,7 @@ namespace EphemeralCI.Provisioner.Scheduling;
 /// Never two runners for one job, whatever the bus redelivers: the job's runner row (primary key =
 /// job id) is claimed before anything is created. A RunJob that finds a row — a runner, or the
 /// tombstone of an early cancel — creates nothing; if that runner is over, its end is announced
-/// again (the intake asks at start-up about jobs it still thinks are running: the first
-/// announcement may have been lost in flight) under the ids it was first announced with, so nothing
-/// is recorded twice. A row still Provisioning that nobody here is starting or supervising is a
+/// again (<see cref="RunnerEndAnnouncement"/>: the intake asks at start-up about jobs it still thinks are running). A row still Provisioning that nobody here is starting or supervising is a
 /// start cut short (the broker or the database went away mid-start, the consumer was cancelled): the
 /// redelivered RunJob starts it again. The pipeline's first stage: a job that needs a runner goes on
 /// as a claim (a new row, not yet written) to the admission stage.
@@ -43,7 +41,7 @@ public sealed class RunnerDeduplicator(
         if (existing is not null)
         {
             logger.LogInformation("Job {JobId} already has a runner ({State}); RunJob ignored", job.JobId, existing.State);
-            if (existing.Outcome is { } outcome && existing.State != RunnerState.Tombstone) await AnnounceAgainAsync(existing, outcome, ct);
+            if (await db.AnnounceEndAgainAsync(existing, clock, ct)) await db.SaveChangesAsync(ct);
             return;
         }
 
@@ -63,19 +61,5 @@ public sealed class RunnerDeduplicator(
             CreatedAt = clock.GetUtcNow(),
         };
         await next.AdmitAsync(new RunnerRequest(job, runner), ct);
-    }
-
-    private async Task AnnounceAgainAsync(RunnerRecord runner, RunnerOutcome outcome, CancellationToken ct)
-    {
-        var finishedAt = runner.FinishedAt ?? clock.GetUtcNow();
-        // The same message ids as the first time: the intake records each once, however often it hears it.
-        var again = await db.AddToOutboxOnceAsync(RunnerMessageIds.Finished(runner.RunnerId),
-            new RunnerFinished(runner.JobId, runner.RunnerId, outcome, runner.ExitCode, runner.Reason, finishedAt), clock, sendAgain: true, ct);
-        if (runner.DestroyedAt is { } destroyedAt)
-        {
-            again |= await db.AddToOutboxOnceAsync(RunnerMessageIds.Destroyed(runner.RunnerId),
-                new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt), clock, sendAgain: true, ct);
-        }
-        if (again) await db.SaveChangesAsync(ct);
     }
 }

@@ -60,6 +60,46 @@ public sealed class JobRedriveTests
     }
 
     [Fact]
+    public async Task A_finished_job_whose_RunnerDestroyed_was_lost_is_asked_about_at_start_up_and_one_finished_long_ago_is_not()
+    {
+        await using var first = new IntakeFactory();
+        await first.InitializeAsync();
+        using var client = await first.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var lost = await Jobs.SubmitAsync(client);
+        var reported = await Jobs.SubmitAsync(client);
+        var longAgo = await Jobs.SubmitAsync(client);
+        var bus = first.Services.GetRequiredService<IBus>();
+        foreach (var id in new[] { lost, reported, longAgo })
+        {
+            await bus.Publish(new RunnerFinished(id, $"runner-{id}", RunnerOutcome.Lost, null, "killed", DateTimeOffset.UtcNow));
+        }
+        // Only one runner's destruction reached the intake; the server died with the others' RunnerDestroyed still queued in memory.
+        await bus.Publish(new RunnerDestroyed(reported, $"runner-{reported}", DateTimeOffset.UtcNow));
+        await IntakeFactory.EventuallyAsync(async () => await first.CountEventsAsync(reported, JobEventTypes.RunnerDestroyed) == 1
+            && await first.WithDbAsync(db => db.Jobs.CountAsync(j => (j.Id == lost || j.Id == longAgo) && j.Status == JobStatus.Failed)) == 2,
+            "the jobs over");
+        var dayAndMore = DateTimeOffset.UtcNow - JobRedrive.RecentlyFinished - TimeSpan.FromHours(1);
+        await first.WithDbAsync(async db =>
+        {
+            var job = await db.Jobs.SingleAsync(j => j.Id == longAgo);
+            db.Entry(job).Property(j => j.FinishedAt).CurrentValue = dayAndMore;
+            return await db.SaveChangesAsync();
+        });
+
+        await using var restarted = new RestartedIntakeFactory(first.DatabaseConnectionString);
+        await restarted.InitializeAsync();
+
+        var cancels = (await restarted.WithDbAsync(db => db.OutboxMessages.AsNoTracking().ToListAsync()))
+            .Where(m => m.MessageType.Contains(nameof(CancelJob), StringComparison.Ordinal))
+            .Select(m => JsonSerializer.Deserialize<CancelJob>(m.Body, JsonSerializerOptions.Web)!.JobId)
+            .ToList();
+        Assert.Equal([lost], cancels);
+        var runJobs = (await restarted.WithDbAsync(db => db.OutboxMessages.AsNoTracking().ToListAsync()))
+            .Count(m => m.MessageType.Contains(nameof(RunJob), StringComparison.Ordinal));
+        Assert.Equal(3, runJobs); // the submissions' own: a job over is never run again
+    }
+
+    [Fact]
     public async Task While_another_replica_re_drives_a_starting_intake_leaves_the_open_jobs_to_it()
     {
         await using var first = new IntakeFactory();

@@ -219,6 +219,45 @@ public sealed class ProvisionerTests(ProvisionerFixture fx)
     }
 
     [Fact]
+    public async Task A_CancelJob_for_a_runner_already_gone_announces_its_end_again_under_the_first_ids()
+    {
+        var jobId = Guid.NewGuid();
+        fx.Intake.Register(jobId, Step("once", "echo ran"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+        var runnerId = (await fx.RunnerAsync(jobId))!.RunnerId;
+        async Task<List<EphemeralCI.Messaging.OutboxMessage>> EndRowsAsync()
+        {
+            await using var scope = fx.Host.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
+            var ids = new[] { EphemeralCI.Provisioner.Scheduling.RunnerMessageIds.Finished(runnerId), EphemeralCI.Provisioner.Scheduling.RunnerMessageIds.Destroyed(runnerId) };
+            return await db.OutboxMessages.AsNoTracking().Where(m => ids.Contains(m.MessageId)).ToListAsync();
+        }
+        var first = await EndRowsAsync();
+        Assert.Equal(2, first.Count);
+        // As if both went out (this fixture has no intake bound on the broker, so they may wait unsent) and were lost in flight.
+        var sentLongAgo = new DateTimeOffset(2000, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        await using (var scope = fx.Host.Services.CreateAsyncScope())
+        {
+            var ids = first.Select(m => m.Id).ToList();
+            await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().OutboxMessages.Where(m => ids.Contains(m.Id))
+                .ExecuteUpdateAsync(u => u.SetProperty(m => m.SentAt, sentLongAgo));
+        }
+
+        // The intake restarted and never heard the runner was gone: it asks with a CancelJob.
+        var asked = DateTimeOffset.UtcNow;
+        await fx.PublishAsync(new CancelJob(jobId, asked));
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(fx.Consumed<CancelJob>(jobId) == 1), "the CancelJob to be consumed");
+        await ProvisionerFixture.WaitUntilAsync(async () => (await EndRowsAsync()).All(m => m.SentAt is null || m.SentAt >= asked), "both announcements queued to go out again");
+
+        var again = await EndRowsAsync();
+        Assert.Equal(2, again.Count); // no new rows: the same ids, so the intake records each once
+        Assert.Equal(first.OrderBy(m => m.Id).Select(m => m.Body), again.OrderBy(m => m.Id).Select(m => m.Body)); // the teardown report goes again too
+        Assert.NotNull(Assert.IsType<RunnerDestroyed>((await fx.SentAsync(jobId))[^1]).Teardown);
+        Assert.Equal(RunnerState.Destroyed, (await fx.RunnerAsync(jobId))!.State);
+    }
+
+    [Fact]
     public async Task Cancel_before_RunJob_leaves_a_tombstone_and_no_runner_ever_starts()
     {
         var jobId = Guid.NewGuid();
