@@ -13,7 +13,8 @@ public sealed record RunnerLaunch(
     DateTimeOffset Deadline);
 
 /// <summary>Identifies a runner for kill/destroy/liveness, also after a provisioner restart (from the row).</summary>
-public sealed record RunnerRef(Guid JobId, string RunnerId, int? ProcessId);
+/// <param name="CreatedAt">When its row was claimed (nothing of the runner is older, bar a warm sandbox's own start); null if not known.</param>
+public sealed record RunnerRef(Guid JobId, string RunnerId, int? ProcessId, DateTimeOffset? CreatedAt = null);
 
 /// <summary>A started runner. <see cref="Exited"/> completes with the agent's exit code when the runner stops on its own or is killed.</summary>
 public sealed record RunnerHandle(string RunnerId, int? ProcessId, Task<int> Exited)

@@ -70,7 +70,7 @@ public sealed class RunnerReaper(
         TeardownReport? report = null;
         if (backends.TryGet(runner.Backend, out var backend))
         {
-            report = await teardown.DestroyAsync(backend, new RunnerRef(jobId, runner.RunnerId, runner.ProcessId), ReleaseAsync, ct);
+            report = await teardown.DestroyAsync(backend, new RunnerRef(jobId, runner.RunnerId, runner.ProcessId, runner.CreatedAt), ReleaseAsync, ct);
         }
         else
         {

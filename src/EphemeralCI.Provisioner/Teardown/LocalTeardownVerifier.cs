@@ -14,13 +14,19 @@ namespace EphemeralCI.Provisioner.Teardown;
 /// carrying its ids (command line, environment), its cgroup directories, its job, workspace and
 /// control folders, its egress network (namespace, veth, nftables table) and overlay mounts. It shares
 /// only the naming rules with <see cref="LocalSandboxBackend"/>, never its bookkeeping.
+/// A runner made by this process can only have processes this process outlived the start of: for it
+/// only processes started since this one are read in full (a look at every process's stat costs a
+/// fraction of reading each one's cgroup, command line and environment — the machine's own daemons
+/// are most of them). A runner made before (a previous process, adopted) gets every process read.
 /// </summary>
 [UnsupportedOSPlatform("windows")]
 public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installation installation) : ITeardownVerifier
 {
     private const int MaxListed = 5;
     // Machine-wide looks, shared by the checks of runners torn down at about the same time (see FreshSnapshot).
-    private readonly FreshSnapshot<IReadOnlyList<ProcessView>> _processes = new(_ => Task.FromResult(ScanProcesses()));
+    private readonly FreshSnapshot<IReadOnlyList<ProcessView>> _processesSinceStart = new(_ => Task.FromResult(ScanProcesses(ProcessTree.SelfStartTime)));
+    private readonly FreshSnapshot<IReadOnlyList<ProcessView>> _allProcesses = new(_ => Task.FromResult(ScanProcesses(startedSince: 0)));
+    private static readonly DateTimeOffset SelfStartedAt = Process.GetCurrentProcess().StartTime.ToUniversalTime();
     private readonly FreshSnapshot<string?> _nftTables = new(ListTablesAsync);
 
     public string Backend => LocalSandboxBackend.BackendName;
@@ -36,7 +42,7 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
         var jobDirectory = Path.Combine(backend.WorkRootDirectory, id.ToString());
         var checks = new List<TeardownCheck>
         {
-            Processes(target, await _processes.GetAsync(notBefore, ct)),
+            Processes(target, await ProcessesOf(target).GetAsync(notBefore, ct)),
             Cgroups(id),
             Gone("workspace", Path.Combine(jobDirectory, "workspace")),
             Gone("control", Path.Combine(jobDirectory, "control")),
@@ -46,6 +52,9 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
         checks.AddRange(await NetworkAsync(id, notBefore, ct));
         return checks;
     }
+
+    private FreshSnapshot<IReadOnlyList<ProcessView>> ProcessesOf(RunnerRef target) =>
+        target.CreatedAt >= SelfStartedAt ? _processesSinceStart : _allProcesses;
 
     /// <summary>No live process in the job's cgroup (any tree) or with the job's, sandbox's or runner's id in its command line or environment.</summary>
     private static TeardownCheck Processes(RunnerRef target, IReadOnlyList<ProcessView> processes)
@@ -64,15 +73,16 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
         return new TeardownCheck("processes", found.Count == 0, "/proc", Describe(found));
     }
 
-    /// <summary>Every live process but this one, with what identifies a job's: cgroups, command line, environment.</summary>
-    private static IReadOnlyList<ProcessView> ScanProcesses()
+    /// <summary>Every live process but this one started at or after <paramref name="startedSince"/> (clock ticks after boot),
+    /// with what identifies a job's: cgroups, command line, environment.</summary>
+    private static IReadOnlyList<ProcessView> ScanProcesses(ulong startedSince)
     {
         var self = Environment.ProcessId;
         var all = new List<ProcessView>();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid == self) continue;
-            if (!ProcessTree.IsAlive(pid)) continue;
+            if (ProcessTree.Stat(pid) is not { State: not 'Z' and not 'X' } stat || (stat.StartTime != 0 && stat.StartTime < startedSince)) continue;
             all.Add(new ProcessView(pid, Name(dir), ProcessTree.Cgroups(pid), Read($"{dir}/cmdline"), Read($"{dir}/environ")));
         }
         return all;

@@ -115,6 +115,31 @@ public sealed class TeardownCheckTests(ProvisionerFixture fx)
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_process_with_the_runners_id_is_found_whether_the_runner_was_made_by_this_process_or_before_it(bool madeBefore)
+    {
+        // Made by this process: only processes started since it are read in full; made before (adopted): all of them.
+        var verifier = fx.Host.Services.GetServices<ITeardownVerifier>().OfType<LocalTeardownVerifier>().Single();
+        var jobId = Guid.NewGuid();
+        var createdAt = madeBefore ? Process.GetCurrentProcess().StartTime.ToUniversalTime().AddMinutes(-5) : DateTimeOffset.UtcNow;
+        var start = new ProcessStartInfo("sleep") { ArgumentList = { "600" }, UseShellExecute = false };
+        start.Environment["ECI_RUNNER_ID"] = $"runner-{jobId:N}";
+        using var process = Process.Start(start)!;
+        try
+        {
+            var checks = await verifier.VerifyAsync(new RunnerRef(jobId, $"runner-{jobId:N}", null, createdAt), default);
+            var processes = Assert.Single(checks, c => c.Name == "processes");
+            Assert.False(processes.Passed);
+            Assert.Contains($"pid {process.Id} (sleep, its id in the environment)", processes.Found);
+        }
+        finally
+        {
+            process.Kill();
+        }
+    }
+
     /// <summary>Kills like the real backend but leaves the job's folders: the check must not trust it.</summary>
     private sealed class ForgetfulBackend(LocalSandboxBackend real) : IRunnerBackend
     {

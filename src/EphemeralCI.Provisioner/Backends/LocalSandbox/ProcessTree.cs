@@ -65,17 +65,27 @@ public static class ProcessTree
         }
     }
 
-    private static (char State, int Parent)? ReadStat(int pid)
+    /// <summary>A process's state, parent and start time (clock ticks after boot), from /proc/&lt;pid&gt;/stat; null if it is gone.</summary>
+    public static ProcessStat? Stat(int pid) => ReadStat(pid);
+
+    /// <summary>This process's start time in clock ticks after boot: every process it starts, and theirs, started at or after it.</summary>
+    public static ulong SelfStartTime { get; } = ReadStat(Environment.ProcessId)?.StartTime ?? 0;
+
+    private static ProcessStat? ReadStat(int pid)
     {
         string text;
         try { text = File.ReadAllText($"/proc/{pid}/stat"); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
         // "pid (comm) S ppid ..."; comm may contain spaces and parentheses, so parse after the last ')'.
+        // After it: field 3 (state) is fields[0], field 4 (ppid) fields[1], field 22 (starttime) fields[19].
         var close = text.LastIndexOf(')');
         if (close < 0 || close + 4 > text.Length) return null;
-        var fields = text[(close + 2)..].Split(' ', 3);
-        return fields.Length >= 2 && int.TryParse(fields[1], CultureInfo.InvariantCulture, out var ppid)
-            ? (fields[0][0], ppid)
-            : null;
+        var fields = text[(close + 2)..].Split(' ', 21);
+        if (fields.Length < 20 || !int.TryParse(fields[1], CultureInfo.InvariantCulture, out var ppid)) return null;
+        _ = ulong.TryParse(fields[19], CultureInfo.InvariantCulture, out var started);
+        return new ProcessStat(fields[0][0], ppid, started);
     }
 }
+
+/// <summary>What /proc/&lt;pid&gt;/stat says of a process: its state letter, parent, and start time in clock ticks after boot.</summary>
+public sealed record ProcessStat(char State, int Parent, ulong StartTime);
