@@ -111,7 +111,15 @@ public sealed class GitMirrorTests : IAsyncLifetime
     {
         var main = _forge.CreateRepository("acme/shared", Enumerable.Range(0, 300).ToDictionary(i => $"src/f{i}.txt", i => new string('x', 2000) + i));
         var mirrors = _cache.Service<GitMirrors>();
-        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => VerifyAsync("acme/shared", "refs/heads/main", main)));
+        Task<(HttpStatusCode Status, JsonElement Body)>[] requests;
+        using (_forge.HoldFetches())
+        {
+            // The forge is slow to answer the first fetch, so the other three jobs ask while it runs (under CI load a
+            // request could otherwise arrive after it ended, and rightly fetch again to see the ref's tip now).
+            requests = Enumerable.Range(0, 4).Select(_ => VerifyAsync("acme/shared", "refs/heads/main", main)).ToArray();
+            await Task.Delay(TimeSpan.FromSeconds(3));
+        }
+        var results = await Task.WhenAll(requests);
         Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.Status));
         // Every job asked while the first fetch ran, and that fetch had the commit: the forge served it once.
         Assert.Equal(1, _forge.UploadPacks("acme/shared"));

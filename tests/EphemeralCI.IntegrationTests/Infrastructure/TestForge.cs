@@ -59,8 +59,12 @@ public sealed class TestForge : IAsyncDisposable
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
+        // Runs before every request is served: waits while the hold file exists (HoldFetches).
+        var hook = Path.Combine(Root, "access-hook.sh");
+        File.WriteAllText(hook, $"#!/bin/sh\nwhile [ -e '{HoldFile}' ]; do sleep 0.05; done\nexit 0\n");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(hook, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         foreach (var a in (string[])["daemon", "--reuseaddr", "--export-all", "--verbose", "--informative-errors", $"--base-path={Repositories}",
-                     "--listen=127.0.0.1", $"--port={Port}", Repositories])
+                     $"--access-hook={hook}", "--listen=127.0.0.1", $"--port={Port}", Repositories])
         {
             psi.ArgumentList.Add(a);
         }
@@ -84,6 +88,20 @@ public sealed class TestForge : IAsyncDisposable
                 await Task.Delay(50);
             }
         }
+    }
+
+    private string HoldFile => Path.Combine(Root, "hold");
+
+    /// <summary>Until disposed, every request waits before it is served (a slow forge), so requests made meanwhile overlap for sure.</summary>
+    public IDisposable HoldFetches()
+    {
+        File.WriteAllText(HoldFile, "");
+        return new Release(() => File.Delete(HoldFile));
+    }
+
+    private sealed class Release(Action release) : IDisposable
+    {
+        public void Dispose() => release();
     }
 
     /// <summary>The forge goes down: nothing listens on its port any more.</summary>
