@@ -27,7 +27,7 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
     private readonly FreshSnapshot<IReadOnlyList<ProcessView>> _processesSinceStart = new(_ => Task.FromResult(ScanProcesses(ProcessTree.SelfStartTime)));
     private readonly FreshSnapshot<IReadOnlyList<ProcessView>> _allProcesses = new(_ => Task.FromResult(ScanProcesses(startedSince: 0)));
     private static readonly DateTimeOffset SelfStartedAt = Process.GetCurrentProcess().StartTime.ToUniversalTime();
-    private readonly FreshSnapshot<string?> _nftTables = new(ListTablesAsync);
+    private readonly FreshSnapshot<string?> _nftTables = new(NftTables.ListAsync);
 
     public string Backend => LocalSandboxBackend.BackendName;
 
@@ -145,24 +145,11 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
         if (Environment.IsPrivilegedProcess && File.Exists(EgressNetwork.NftPath))
         {
             var tables = await _nftTables.GetAsync(notBefore, ct);
-            var present = tables is not null && tables.Contains($"table inet {names.Table}", StringComparison.Ordinal);
+            var present = tables is not null && NftTables.Names(tables, "inet").Contains(names.Table);
             checks.Add(new TeardownCheck("nftables", tables is not null && !present, $"inet {names.Table}",
                 tables is null ? "nft list tables failed" : present ? $"table inet {names.Table} exists" : null));
         }
         return checks;
-    }
-
-    private static async Task<string?> ListTablesAsync(CancellationToken ct)
-    {
-        var psi = new ProcessStartInfo(EgressNetwork.NftPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add("list");
-        psi.ArgumentList.Add("tables");
-        using var process = Process.Start(psi);
-        if (process is null) return null;
-        var output = process.StandardOutput.ReadToEndAsync(ct);
-        _ = process.StandardError.ReadToEndAsync(ct);
-        await process.WaitForExitAsync(ct);
-        return process.ExitCode == 0 ? await output : null;
     }
 
     private static bool Carries(string text, string[] markers) => markers.Any(m => text.Contains(m, StringComparison.Ordinal));

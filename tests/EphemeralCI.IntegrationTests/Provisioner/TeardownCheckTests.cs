@@ -115,6 +115,40 @@ public sealed class TeardownCheckTests(ProvisionerFixture fx)
         }
     }
 
+    [Fact]
+    public async Task A_jobs_nftables_table_left_behind_is_found_and_one_removed_is_not()
+    {
+        if (!Environment.IsPrivilegedProcess || !File.Exists(EphemeralCI.Provisioner.Backends.LocalSandbox.Network.EgressNetwork.NftPath)) return; // listing needs root and nftables
+        var verifier = fx.Host.Services.GetServices<ITeardownVerifier>().OfType<LocalTeardownVerifier>().Single();
+        var installation = fx.Host.Services.GetRequiredService<EphemeralCI.Provisioner.Ownership.Installation>();
+        var jobId = Guid.NewGuid();
+        var table = EphemeralCI.Provisioner.Backends.LocalSandbox.Network.JobNetworkNames.For(installation.Id.ToString("N"), jobId).Table;
+        // Made and removed with the nft tool; seen by the check through libnftables in process.
+        Nft("add", "table", "inet", table);
+        try
+        {
+            var left = Assert.Single(await verifier.VerifyAsync(new RunnerRef(jobId, $"runner-{jobId:N}", null, DateTimeOffset.UtcNow), default), c => c.Name == "nftables");
+            Assert.False(left.Passed);
+            Assert.Equal($"table inet {table} exists", left.Found);
+        }
+        finally
+        {
+            Nft("delete", "table", "inet", table);
+        }
+        var gone = Assert.Single(await verifier.VerifyAsync(new RunnerRef(jobId, $"runner-{jobId:N}", null, DateTimeOffset.UtcNow), default), c => c.Name == "nftables");
+        Assert.True(gone.Passed, gone.Found);
+    }
+
+    private static void Nft(params string[] args)
+    {
+        var start = new ProcessStartInfo(EphemeralCI.Provisioner.Backends.LocalSandbox.Network.EgressNetwork.NftPath) { UseShellExecute = false, RedirectStandardError = true };
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        using var nft = Process.Start(start)!;
+        var error = nft.StandardError.ReadToEnd();
+        nft.WaitForExit();
+        Assert.True(nft.ExitCode == 0, $"nft {string.Join(' ', args)}: {error}");
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -98,13 +98,11 @@ public sealed class EgressNetwork(string instance, EgressAddressPool pool, IRead
         if (File.Exists(NftPath))
         {
             var tablePrefix = JobNetworkNames.TablePrefix(instance);
-            var (code, output, _) = await ExecAsync(NftPath, ["list", "tables"], null, ct);
-            if (code == 0)
+            if (await NftTables.ListAsync(ct) is { } tables)
             {
-                foreach (var line in output.Split('\n'))
+                foreach (var name in NftTables.Names(tables, "inet"))
                 {
-                    var parts = line.Trim().Split(' ');
-                    if (parts is ["table", "inet", var name] && JobNetworkNames.JobOf(name, tablePrefix) is { } id) jobs.Add(id);
+                    if (JobNetworkNames.JobOf(name, tablePrefix) is { } id) jobs.Add(id);
                 }
             }
         }
