@@ -89,7 +89,7 @@ public sealed record IssuedSecret(string Name, int? Version, DateTimeOffset Issu
 
 public sealed record JobCaches(IReadOnlyList<CacheUse> Restored, IReadOnlyList<CacheUse> Saved);
 
-/// <param name="Scope">The cache scope written (a save: repository and the job's ref); null for a restore, which reads the job's ref and the default branch.</param>
+/// <param name="Scope">Whose entries (repository@ref): a save's is the job's own; a restore's the job's ref or the default branch's it may read, as the cache answered (null if not said).</param>
 /// <param name="Sha256">The archive's SHA-256 (hex); null on a miss.</param>
 public sealed record CacheUse(string Key, string Result, string? MatchedKey, string? Scope, string? Sha256, long SizeBytes);
 

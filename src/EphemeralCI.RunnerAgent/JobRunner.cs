@@ -117,7 +117,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         try
         {
             await intake.PostCacheEventAsync(new RunnerCacheEvent(outcome.Operation, outcome.Key, outcome.Result, outcome.MatchedKey,
-                outcome.Bytes, (long)outcome.Duration.TotalMilliseconds, outcome.Error, DateTimeOffset.UtcNow, outcome.Sha256), ct);
+                outcome.Bytes, (long)outcome.Duration.TotalMilliseconds, outcome.Error, DateTimeOffset.UtcNow, outcome.Sha256, outcome.Scope), ct);
         }
         catch (HttpRequestException ex)
         {

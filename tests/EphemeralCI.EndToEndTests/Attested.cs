@@ -13,7 +13,7 @@ public static class Attested
     /// the broker's published JWKS: signature, subject (the job's repository and commit), the job's id,
     /// and that the independent teardown check found nothing left.
     /// </summary>
-    public static async Task WaitForVerifiedRunnerEndAsync(this IEphemeralCISystem fx, Guid id)
+    public static async Task<JobStatement> WaitForVerifiedRunnerEndAsync(this IEphemeralCISystem fx, Guid id)
     {
         await fx.Intake.WaitForEventAsync(id, "runner.destroyed");
         var job = await fx.Intake.GetJobAsync(id);
@@ -31,5 +31,6 @@ public static class Attested
             new ExpectedSubject(id, job.GetProperty("repository").GetString(), job.GetProperty("commitSha").GetString()));
         Assert.True(result.Valid, $"job {id}'s attestation: {string.Join("; ", result.Problems)}");
         Assert.True(result.Statement!.Predicate.Teardown!.Passed);
+        return result.Statement;
     }
 }

@@ -40,7 +40,11 @@ public abstract class CacheTests(IEphemeralCISystem fx)
         Assert.Contains($"cache restore '{key}': hit", warmLog);
         Assert.Contains(checksum, warmLog.Split("==> step", 2)[1]); // the very bytes, in a new runner
 
-        await fx.WaitForVerifiedRunnerEndAsync(warm);
+        // The attestation says which cache the runner started from: the entry, its scope and its bytes' digest.
+        var restored = Assert.Single((await fx.WaitForVerifiedRunnerEndAsync(warm)).Predicate.Caches.Restored);
+        Assert.Equal((key, "hit", "acme/widgets@refs/heads/main"), (restored.Key, restored.Result, restored.Scope));
+        var saved = Assert.Single((await fx.WaitForVerifiedRunnerEndAsync(cold)).Predicate.Caches.Saved);
+        Assert.Equal(saved.Sha256, restored.Sha256);
         await RunnerTraces.AssertGoneAsync(warm, fx.RunnerWorkRoot);
     }
 }

@@ -99,6 +99,7 @@ public static class ActionsCacheV2Api
         {
             Sha256 = hit.Sha256,
             SizeBytes = hit.SizeBytes,
+            Scope = hit.Scope,
             DirectDownloadUrl = await urls.DirectDownloadAsync(hit.ObjectKey, cancellationToken),
         });
     }
@@ -165,4 +166,8 @@ public sealed record GetCacheEntryDownloadUrlResponse(
 
     [JsonPropertyName("direct_download_url"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? DirectDownloadUrl { get; init; }
+
+    /// <summary>The ref whose entries the hit is from: the job's own, or the default branch's it may read (for the job's attestation).</summary>
+    [JsonPropertyName("scope"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Scope { get; init; }
 }

@@ -39,7 +39,8 @@ public sealed record RunnerStepEvent(string Type, int StepIndex, string StepName
 
 /// <summary>One of the job's caches restored (Result: hit, miss, failed) or saved (saved, skipped…, failed), with size and time.</summary>
 /// <param name="Sha256">The archive's SHA-256 (hex) restored or saved; null on a miss or from older agents.</param>
-public sealed record RunnerCacheEvent(string Operation, string Key, string Result, string? MatchedKey, long Bytes, long DurationMs, string? Error, DateTimeOffset At, string? Sha256 = null);
+/// <param name="Scope">The ref whose entries a hit was restored from (the job's own or its default branch's), as the cache said; null otherwise.</param>
+public sealed record RunnerCacheEvent(string Operation, string Key, string Result, string? MatchedKey, long Bytes, long DurationMs, string? Error, DateTimeOffset At, string? Sha256 = null, string? Scope = null);
 
 public sealed record RunnerCompletion(bool Succeeded, int ExitCode, int? FailedStepIndex);
 

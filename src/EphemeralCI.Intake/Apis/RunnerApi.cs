@@ -98,8 +98,10 @@ public static class RunnerApi
     private static async Task RecordRunnerStartAsync(IntakeDbContext db, Job job, TimeProvider clock, CancellationToken ct)
     {
         var received = await db.JobEvents.Where(e => e.JobId == job.Id && e.Type == JobEventTypes.Provisioning)
-            .OrderBy(e => e.Id).Select(e => (DateTimeOffset?)e.At).FirstOrDefaultAsync(ct);
-        if (received is { } at) IntakeTelemetry.RunnerStarted(job.RunnerTemplate, clock.GetUtcNow() - at);
+            .OrderBy(e => e.Id).Select(e => new { e.At, e.Data }).FirstOrDefaultAsync(ct);
+        if (received is null) return;
+        var backend = received.Data is { } data ? JsonSerializer.Deserialize<ProvisioningData>(data, JsonSerializerOptions.Web)?.Backend : null;
+        IntakeTelemetry.RunnerStarted(job.RunnerTemplate, backend, clock.GetUtcNow() - received.At);
     }
 
     public static async Task<Results<NoContent, ValidationProblem, ProblemHttpResult>> AppendLog(
@@ -187,6 +189,7 @@ public static class RunnerApi
         if (e.DurationMs < 0) errors["durationMs"] = ["must be ≥ 0"];
         if (e.Error is { Length: > 2000 }) errors["error"] = ["must be at most 2000 characters"];
         if (e.Sha256 is not null && !System.Text.RegularExpressions.Regex.IsMatch(e.Sha256, "^[0-9a-fA-F]{64}$")) errors["sha256"] = ["must be 64 hex digits (a SHA-256)"];
+        if (e.Scope is { Length: > 256 } || (e.Scope is not null && !e.Scope.StartsWith("refs/", StringComparison.Ordinal))) errors["scope"] = ["must be a ref (refs/…) of at most 256 characters"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var type = e.Operation == "restore" ? JobEventTypes.CacheRestore : JobEventTypes.CacheSave;
@@ -194,7 +197,7 @@ public static class RunnerApi
         {
             if (change.Job.Status.IsTerminal()) return false;
             var message = $"cache {e.Operation} '{e.Key}': {e.Result}" + (e.Error is null ? "" : $" ({e.Error})");
-            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error, e.Sha256 }, e.At == default ? change.Now : e.At);
+            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error, e.Sha256, e.Scope }, e.At == default ? change.Now : e.At);
             return true;
         }, ct);
 
@@ -205,6 +208,8 @@ public static class RunnerApi
             _ => TypedResults.NoContent(),
         };
     }
+
+    private sealed record ProvisioningData(string? Backend);
 
     /// <summary>One timeline entry per cache and operation, however often the agent retries the POST.</summary>
     internal static Guid CacheEventId(RunnerCacheEvent e)

@@ -64,8 +64,8 @@ public static class JobStatementBuilder
             .Select(e => Data<CacheEventData>(e))
             .OfType<CacheEventData>()
             .Select(c => new CacheUse(c.Key, c.Result, c.MatchedKey,
-                // A save writes the job's own scope; a restore may have read the default branch's too.
-                type == JobEventTypes.CacheSave ? $"{job.Repository}@{job.Ref}" : null,
+                // A save writes the job's own scope; a restore may have read the default branch's too (as the cache answered).
+                type == JobEventTypes.CacheSave ? $"{job.Repository}@{job.Ref}" : c.Scope is { } scope ? $"{job.Repository}@{scope}" : null,
                 c.Sha256?.ToLowerInvariant(), c.Bytes))
             .ToList();
 
@@ -80,5 +80,5 @@ public static class JobStatementBuilder
 
     private sealed record RunnerStartedData(string? RunnerId, string? Backend, string? TemplateHash);
     private sealed record RunnerDestroyedData(string? RunnerId, string? Backend, TeardownReport? Teardown);
-    private sealed record CacheEventData(string Key, string Result, string? MatchedKey, long Bytes, string? Sha256);
+    private sealed record CacheEventData(string Key, string Result, string? MatchedKey, long Bytes, string? Sha256, string? Scope);
 }

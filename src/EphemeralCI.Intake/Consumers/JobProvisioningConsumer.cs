@@ -24,7 +24,7 @@ public sealed class JobProvisioningConsumer(JobUpdater jobs, ILogger<JobProvisio
         // had no receipt time to measure from, so the start is measured here (to the job's start).
         if (outcome == JobUpdateOutcome.Applied && job is { AgentKeyHash: not null, StartedAt: { } started })
         {
-            IntakeTelemetry.RunnerStarted(job.RunnerTemplate, started - m.At);
+            IntakeTelemetry.RunnerStarted(job.RunnerTemplate, m.Backend, started - m.At);
         }
         if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(JobProvisioning), m.JobId);
     }

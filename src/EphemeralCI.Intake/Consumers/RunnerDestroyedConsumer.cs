@@ -39,7 +39,7 @@ public sealed class RunnerDestroyedConsumer(JobUpdater jobs, AttestationSignal a
             change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed{verified}", new { m.RunnerId, m.Backend, m.Teardown }, m.At);
             return true;
         }, context.CancellationToken);
-        if (outcome == JobUpdateOutcome.Applied && job?.FinishedAt is { } finished) IntakeTelemetry.RunnerDestroyed(job.RunnerTemplate, m.At - finished);
+        if (outcome == JobUpdateOutcome.Applied && job?.FinishedAt is { } finished) IntakeTelemetry.RunnerDestroyed(job.RunnerTemplate, m.Backend, m.At - finished);
         if (outcome == JobUpdateOutcome.NotFound) logger.LogWarning("Ignored {Message} for unknown job {JobId}", nameof(RunnerDestroyed), m.JobId);
         else attestations.Notify(m.JobId);
     }

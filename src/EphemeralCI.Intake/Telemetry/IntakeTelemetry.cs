@@ -43,11 +43,14 @@ public static class IntakeTelemetry
         }
     }
 
-    public static void RunnerStarted(string template, TimeSpan sinceReceipt) =>
-        RunnerStart.Record(Seconds(sinceReceipt), new KeyValuePair<string, object?>("template", template));
+    public static void RunnerStarted(string template, string? backend, TimeSpan sinceReceipt) =>
+        RunnerStart.Record(Seconds(sinceReceipt), new KeyValuePair<string, object?>("template", template), Backend(backend));
 
-    public static void RunnerDestroyed(string template, TimeSpan sinceJobEnd) =>
-        Teardown.Record(Seconds(sinceJobEnd), new KeyValuePair<string, object?>("template", template));
+    public static void RunnerDestroyed(string template, string? backend, TimeSpan sinceJobEnd) =>
+        Teardown.Record(Seconds(sinceJobEnd), new KeyValuePair<string, object?>("template", template), Backend(backend));
+
+    // "unknown" from a provisioner older than the field, as the runner gauges say "none" for a row without one.
+    private static KeyValuePair<string, object?> Backend(string? backend) => new("backend", backend ?? "unknown");
 
     private static double Seconds(TimeSpan t) => Math.Max(0, t.TotalSeconds);
 }

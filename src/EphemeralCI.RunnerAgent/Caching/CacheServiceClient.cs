@@ -14,7 +14,7 @@ namespace EphemeralCI.RunnerAgent.Caching;
 
 /// <summary>A cache hit: where to download it from, and what the whole archive must hash to.</summary>
 /// <param name="DirectUrl">A presigned URL of the object store, when the cache offers one (<c>Cache:DirectDownloads</c>).</param>
-public sealed record CacheHit(string MatchedKey, string DownloadUrl, string? Sha256 = null, long? SizeBytes = null, string? DirectUrl = null);
+public sealed record CacheHit(string MatchedKey, string DownloadUrl, string? Sha256 = null, long? SizeBytes = null, string? DirectUrl = null, string? Scope = null);
 
 /// <summary>
 /// The agent's side of the cache: the same v2 protocol the Actions toolkit speaks (Twirp lookup, reserve,
@@ -85,7 +85,7 @@ public sealed class CacheServiceClient(HttpClient http, string token) : IDisposa
         if (!response.Ok) return null;
         var size = long.TryParse(response.SizeBytes, NumberStyles.None, CultureInfo.InvariantCulture, out var s) ? s : (long?)null;
         return new CacheHit(response.MatchedKey, response.SignedDownloadUrl, string.IsNullOrEmpty(response.Sha256) ? null : response.Sha256, size,
-            string.IsNullOrEmpty(response.DirectDownloadUrl) ? null : response.DirectDownloadUrl);
+            string.IsNullOrEmpty(response.DirectDownloadUrl) ? null : response.DirectDownloadUrl, string.IsNullOrEmpty(response.Scope) ? null : response.Scope);
     }
 
     /// <summary>
@@ -361,13 +361,15 @@ internal sealed record LookupRequest([property: JsonPropertyName("key")] string 
 /// <param name="Sha256">EphemeralCI's extension: the archive's SHA-256, checked before extracting.</param>
 /// <param name="SizeBytes">EphemeralCI's extension: the archive's size (int64 as a string, proto3 JSON).</param>
 /// <param name="DirectDownloadUrl">EphemeralCI's extension: a presigned object-store URL, with <c>Cache:DirectDownloads</c>.</param>
+/// <param name="Scope">EphemeralCI's extension: the ref whose entries the hit is from.</param>
 internal sealed record LookupResponse(
     [property: JsonPropertyName("ok")] bool Ok,
     [property: JsonPropertyName("signed_download_url")] string SignedDownloadUrl,
     [property: JsonPropertyName("matched_key")] string MatchedKey,
     [property: JsonPropertyName("sha256")] string? Sha256 = null,
     [property: JsonPropertyName("size_bytes")] string? SizeBytes = null,
-    [property: JsonPropertyName("direct_download_url")] string? DirectDownloadUrl = null);
+    [property: JsonPropertyName("direct_download_url")] string? DirectDownloadUrl = null,
+    [property: JsonPropertyName("scope")] string? Scope = null);
 
 internal sealed record CreateRequest([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("version")] string Version);
 internal sealed record CreateResponse([property: JsonPropertyName("ok")] bool Ok, [property: JsonPropertyName("signed_upload_url")] string SignedUploadUrl);

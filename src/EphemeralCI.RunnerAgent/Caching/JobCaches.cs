@@ -7,7 +7,7 @@ namespace EphemeralCI.RunnerAgent.Caching;
 
 /// <summary>What happened to one cache of the job: restored (hit on which key) or missed, saved or skipped, with sizes and time.</summary>
 /// <param name="Sha256">The archive's SHA-256 (hex): as the cache recorded it on a hit, as computed here on a save; it goes into the job's attestation.</param>
-public sealed record CacheOutcome(string Operation, string Key, string Result, string? MatchedKey, long Bytes, TimeSpan Duration, string? Error = null, string? Sha256 = null)
+public sealed record CacheOutcome(string Operation, string Key, string Result, string? MatchedKey, long Bytes, TimeSpan Duration, string? Error = null, string? Sha256 = null, string? Scope = null)
 {
     public override string ToString() =>
         $"cache {Operation} '{Key}': {Result}{(MatchedKey is not null && MatchedKey != Key ? $" (restore key matched '{MatchedKey}')" : "")}"
@@ -45,7 +45,7 @@ public sealed class JobCaches(CacheServiceClient cache, string workspace)
                 }
                 await cache.DownloadAsync(hit, archive, ct);
                 await CacheArchive.ExtractAsync(archive, workspace, ct);
-                outcomes.Add(new("restore", spec.Key!, "hit", hit.MatchedKey, new FileInfo(archive).Length, clock.Elapsed, Sha256: hit.Sha256));
+                outcomes.Add(new("restore", spec.Key!, "hit", hit.MatchedKey, new FileInfo(archive).Length, clock.Elapsed, Sha256: hit.Sha256, Scope: hit.Scope));
                 if (hit.MatchedKey == spec.Key) _exactHits.Add(spec.Key!);
             }
             catch (Exception e) when (e is CacheServiceException or CacheArchiveException or HttpRequestException or IOException or InvalidDataException or ZstdSharp.ZstdException)

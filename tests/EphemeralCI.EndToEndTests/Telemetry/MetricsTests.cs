@@ -55,8 +55,8 @@ public sealed class MetricsTests(MetricsServerFixture server, ITestOutputHelper 
         AssertSeries(metrics, "eci_jobs_submitted_total", """template="default" """);
         AssertSeries(metrics, "eci_jobs_finished_total", """outcome="succeeded" """, """template="default" """);
         AssertSeries(metrics, "eci_jobs_queue_wait_seconds_bucket", """template="default" """, "le=");
-        AssertSeries(metrics, "eci_runners_start_latency_seconds_bucket", """template="default" """, "le=");
-        AssertSeries(metrics, "eci_runners_teardown_latency_seconds_bucket", """template="default" """, "le=");
+        AssertSeries(metrics, "eci_runners_start_latency_seconds_bucket", """template="default" """, """backend="local" """, "le=");
+        AssertSeries(metrics, "eci_runners_teardown_latency_seconds_bucket", """template="default" """, """backend="local" """, "le=");
         AssertSeries(metrics, "eci_outbox_backlog", """module="intake" """);
         AssertSeries(metrics, "eci_outbox_backlog", """module="provisioner" """);
         AssertSeries(metrics, "eci_runners_active", """backend="local" """, """template="default" """);

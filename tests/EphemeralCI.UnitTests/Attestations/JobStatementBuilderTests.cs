@@ -29,7 +29,7 @@ public sealed class JobStatementBuilderTests
         var timeline = new List<JobEvent>
         {
             new() { JobId = job.Id, Type = JobEventTypes.RunnerStarted, At = T0.AddSeconds(1), Data = Json(new { RunnerId = "runner-1", Backend = "local", TemplateHash = "sha256:x" }) },
-            new() { JobId = job.Id, Type = JobEventTypes.CacheRestore, At = T0.AddSeconds(2), Data = Json(new { Key = "deps", Result = "hit", MatchedKey = "deps", Bytes = 10L, DurationMs = 1L, Sha256 = new string('A', 64) }) },
+            new() { JobId = job.Id, Type = JobEventTypes.CacheRestore, At = T0.AddSeconds(2), Data = Json(new { Key = "deps", Result = "hit", MatchedKey = "deps", Bytes = 10L, DurationMs = 1L, Sha256 = new string('A', 64), Scope = "refs/heads/trunk" }) },
             new() { JobId = job.Id, Type = JobEventTypes.CacheSave, At = T0.AddSeconds(4), Data = Json(new { Key = "out", Result = "saved", Bytes = 20L, DurationMs = 1L, Sha256 = new string('d', 64) }) },
             new() { JobId = job.Id, Type = JobEventTypes.RunnerDestroyed, At = T0.AddSeconds(6), Data = Json(new { RunnerId = "runner-1", Teardown = teardown }) },
         };
@@ -69,6 +69,7 @@ public sealed class JobStatementBuilderTests
 
         var restored = Assert.Single(p.GetProperty("caches").GetProperty("restored").EnumerateArray());
         Assert.Equal(new string('a', 64), restored.GetProperty("sha256").GetString()); // lower case
+        Assert.Equal("acme/widgets@refs/heads/trunk", restored.GetProperty("scope").GetString()); // where the cache found it
         var saved = Assert.Single(p.GetProperty("caches").GetProperty("saved").EnumerateArray());
         Assert.Equal("acme/widgets@refs/heads/main", saved.GetProperty("scope").GetString());
         Assert.Equal(20, saved.GetProperty("sizeBytes").GetInt64());
