@@ -22,6 +22,11 @@ var cacheBrokerToken = builder.AddParameter("secrets-cache-token",
 // The intake's credential for having job attestations signed by the broker's key ring.
 var attestationToken = builder.AddParameter("secrets-attestation-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// Operators' credentials for the cache's and the provisioner's admin APIs (the dashboard's commands use them: ResourceCommands.cs).
+var cacheAdminToken = builder.AddParameter("cache-admin-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+var provisionerAdminToken = builder.AddParameter("provisioner-admin-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
 // Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
 // (published: as configuration, see RunnerTemplatesConfiguration.cs).
@@ -37,7 +42,8 @@ var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>(
     .WithEnvironment("SecretsBroker__AdminToken", secretsAdminToken)
     .WithEnvironment("SecretsBroker__ProvisionerToken", provisionerToken)
     .WithEnvironment("SecretsBroker__CacheToken", cacheBrokerToken)
-    .WithEnvironment("SecretsBroker__AttestationToken", attestationToken);
+    .WithEnvironment("SecretsBroker__AttestationToken", attestationToken)
+    .WithSecretsBrokerCommands(secretsAdminToken);
 
 var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithHttpHealthCheck("/health")
@@ -50,7 +56,8 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithEnvironment("Attestations__SignerToken", attestationToken)
     .WithRunnerTemplates(builder, runnerTemplates)
-    .WithBootstrapAdminKey(builder.Configuration);
+    .WithBootstrapAdminKey(builder.Configuration)
+    .WithIntakeCommands(builder.Configuration);
 
 var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithHttpHealthCheck("/health")
@@ -62,7 +69,9 @@ var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithEnvironment("JobTokens__Authority", BrokerUrl)
     .WithEnvironment("Checkout__SecretsBrokerUrl", BrokerUrl)
     .WithEnvironment("Checkout__SecretsBrokerToken", cacheBrokerToken)
-    .WithCheckout(builder.Configuration);
+    .WithEnvironment("Cache__AdminToken", cacheAdminToken)
+    .WithCheckout(builder.Configuration)
+    .WithCacheCommands(cacheAdminToken);
 
 // Runners in a cluster call the broker (secrets) and the cache from outside Container Apps.
 if (builder.UsesKubernetesRunners())
@@ -82,6 +91,8 @@ builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithEnvironment("JobTokens__ProvisionerToken", provisionerToken)
     .WithCheckout(builder.Configuration)
     .WithRunnerTemplates(builder, runnerTemplates)
-    .WithKubernetesRunners(builder);
+    .WithKubernetesRunners(builder)
+    .WithEnvironment("Provisioner__AdminToken", provisionerAdminToken)
+    .WithProvisionerCommands(provisionerAdminToken);
 
 builder.Build().Run();

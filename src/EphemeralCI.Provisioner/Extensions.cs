@@ -3,6 +3,7 @@ using System.Runtime.Versioning;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
 using EphemeralCI.Persistence;
+using EphemeralCI.Provisioner.Apis;
 using EphemeralCI.Provisioner.Backends;
 using EphemeralCI.Provisioner.Backends.Kubernetes;
 using EphemeralCI.Provisioner.Backends.LocalSandbox;
@@ -105,6 +106,10 @@ public static class ProvisionerExtensions
         services.AddSingleton<RunnerSlotsInterceptor>();
         services.ConfigureDbContext<ProvisionerDbContext>((sp, options) => options.AddInterceptors(sp.GetRequiredService<RunnerSlotsInterceptor>()));
         services.AddSingleton<WaitingRunnerPump>();
+        // Operators drain an instance before maintenance and resume it (Apis/ProvisionerAdminApi.cs, Provisioner:AdminToken).
+        services.AddSingleton<ProvisionerDrain>();
+        services.AddOptions<ProvisionerAdminOptions>().BindConfiguration(ProvisionerAdminOptions.Section);
+        services.AddSingleton<ProvisionerAdminTokenGate>();
         services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
         services.AddHostedService<EphemeralCI.Provisioner.Telemetry.ProvisionerTelemetry>();
@@ -146,6 +151,10 @@ public static class ProvisionerExtensions
         bus.AddConsumer<CancelJobConsumer>();
     }
 
-    /// <summary>The provisioner has no HTTP API of its own yet (health comes from service defaults).</summary>
-    public static IEndpointRouteBuilder MapProvisioner(this IEndpointRouteBuilder app) => app;
+    /// <summary>The provisioner's HTTP API: operators' drain and resume (health comes from service defaults).</summary>
+    public static IEndpointRouteBuilder MapProvisioner(this IEndpointRouteBuilder app)
+    {
+        app.MapProvisionerAdminApi();
+        return app;
+    }
 }

@@ -112,14 +112,14 @@ public static class ServerExtensions
             defaults["SecretsBroker:KeyEncryptionKeys:embedded"] = data.ReadOrCreateKey("secrets-kek");
             defaults["SecretsBroker:ActiveKeyId"] = "embedded";
         }
-        // One operator token for the secrets and cache admin APIs (the services keep one each).
+        // One operator token for the secrets, cache and provisioner admin APIs (the services keep one each).
         var (adminHash, createdNow) = data.ReadOrCreateCredentialHash("admin-token",
             () => "ecia_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_'));
         if (createdNow is not null)
         {
             // Shown the moment its hash is stored: a start that fails later must not lose it for good.
             // Straight to stdout, never through ILogger (logs are shipped and kept).
-            Console.WriteLine("EphemeralCI server: an admin token for secrets and cache was created (eci config set --secrets-token - / --cache-token -).");
+            Console.WriteLine("EphemeralCI server: an admin token for secrets, cache and provisioner was created (eci config set --secrets-token - / --cache-token -).");
             Console.WriteLine($"It is shown only this once:{Environment.NewLine}{createdNow}");
         }
         if (string.IsNullOrWhiteSpace(configuration["SecretsBroker:AdminToken"]) && string.IsNullOrWhiteSpace(configuration["SecretsBroker:AdminTokenSha256"]))
@@ -129,6 +129,10 @@ public static class ServerExtensions
         if (string.IsNullOrWhiteSpace(configuration["Cache:AdminToken"]) && string.IsNullOrWhiteSpace(configuration["Cache:AdminTokenSha256"]))
         {
             defaults["Cache:AdminTokenSha256"] = adminHash;
+        }
+        if (string.IsNullOrWhiteSpace(configuration["Provisioner:AdminToken"]) && string.IsNullOrWhiteSpace(configuration["Provisioner:AdminTokenSha256"]))
+        {
+            defaults["Provisioner:AdminTokenSha256"] = adminHash;
         }
         // Signed cache URLs stay valid across a restart.
         if (string.IsNullOrWhiteSpace(configuration["Cache:UrlSigningKey"]))

@@ -33,12 +33,14 @@ public sealed class RunnerLimitOptions
 /// started in arrival order by <see cref="WaitingRunnerPump"/>. A runner holds its slot until its
 /// cleanup is done (Released), so "alive at once" counts the kill and cleanup too, but not the
 /// independent teardown check that follows. Limits hold across provisioner instances: they count every
-/// instance's runners, one decision at a time (<see cref="LimitDecisions"/>).
+/// instance's runners, one decision at a time (<see cref="LimitDecisions"/>). A draining instance
+/// (<see cref="ProvisionerDrain"/>) claims every job as waiting, for any instance to start.
 /// </summary>
 public sealed class RunnerLimiter(
     ProvisionerDbContext db,
     IRunnerStarter next,
     LimitDecisions decisions,
+    ProvisionerDrain drain,
     RunnerTemplateCatalog templates,
     IOptions<RunnerLimitOptions> options,
     TimeProvider clock,
@@ -60,6 +62,12 @@ public sealed class RunnerLimiter(
             var earlierWaits = await db.Runners.AnyAsync(r => r.State == RunnerState.Waiting && r.Repository == runner.Repository, ct);
             var holding = earlierWaits ? RunnerCounts.None : await LimitDecisions.CountHoldingAsync(db, runner.Backend, runner.Repository, all: false, ct);
             wait = new RunnerLimitRules(options.Value).WhyWait(runner.Backend, runner.Repository, holding, earlierWaits);
+            if (drain.Draining)
+            {
+                // This instance starts nothing new: the job waits for any instance (another one's pump, or this one's after resume).
+                wait ??= new LimitReached(drain.Reason, Backend: false);
+                runner.Instance = null;
+            }
             if (wait is not null) runner.MoveTo(RunnerState.Waiting);
             db.Runners.Add(runner);
             if (wait is not null) db.AddToOutbox(new RunnerWaiting(runner.JobId, wait.Reason, clock.GetUtcNow()), clock);

@@ -16,12 +16,14 @@ namespace EphemeralCI.Provisioner.Scheduling;
 /// The limiter's other half: starts waiting jobs that now fit, oldest first, whenever
 /// <see cref="RunnerSlots"/> says a slot may have freed (a runner released or destroyed, a job queued
 /// or adopted). A slot another instance frees raises nothing here, so while this instance's jobs wait
-/// it looks again every 2 s.
+/// it looks again every 2 s. Jobs waiting for any instance (a draining one handed them over) are started
+/// by whichever pump takes them first; a draining instance's pump starts nothing.
 /// </summary>
 public sealed class WaitingRunnerPump(
     IServiceScopeFactory scopes,
     RunnerSlots slots,
     LimitDecisions decisions,
+    ProvisionerDrain drain,
     JobLocks locks,
     ProvisionerInstance instance,
     IOptions<RunnerLimitOptions> options,
@@ -36,6 +38,11 @@ public sealed class WaitingRunnerPump(
     public async Task<int> PumpAsync(CancellationToken ct)
     {
         IReadOnlyList<Guid> chosen;
+        if (drain.Draining)
+        {
+            _waitingLeft = 0;
+            return 0;
+        }
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>();
@@ -52,7 +59,11 @@ public sealed class WaitingRunnerPump(
                 var holding = await LimitDecisions.CountHoldingAsync(db, null, null, all: true, ct);
                 chosen = new RunnerLimitRules(options.Value).ChooseToStart(waiting.Select(r => new WaitingRunner(r.JobId, r.Backend, r.Repository)), holding);
                 var start = chosen.ToHashSet();
-                foreach (var runner in waiting.Where(r => start.Contains(r.JobId))) runner.MoveTo(RunnerState.Provisioning);
+                foreach (var runner in waiting.Where(r => start.Contains(r.JobId)))
+                {
+                    runner.Instance ??= instance.Name; // a job waiting for any instance (handed over by a draining one) is ours now
+                    runner.MoveTo(RunnerState.Provisioning);
+                }
                 await db.SaveChangesAsync(ct);
                 _waitingLeft = waiting.Count - chosen.Count;
             }

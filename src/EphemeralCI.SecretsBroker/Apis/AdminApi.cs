@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using System.Text;
 using EphemeralCI.SecretsBroker.Crypto;
+using EphemeralCI.SecretsBroker.Identity;
 using EphemeralCI.SecretsBroker.Infrastructure;
 using EphemeralCI.SecretsBroker.Policies;
 using Microsoft.AspNetCore.Builder;
@@ -41,6 +42,8 @@ public static class AdminApi
         api.MapDelete("/secrets/{name}", DeleteAsync).WithName("DeleteSecret").WithSummary("Delete a secret and every sealed version of it");
         api.MapPost("/keys/rewrap", RewrapAsync).WithName("RewrapKeys")
             .WithSummary("Re-wrap every data key under the active key-encryption key, so an old key can be retired");
+        api.MapPost("/signing-keys/rotate", RotateSigningKeyAsync).WithName("RotateSigningKey")
+            .WithSummary("A new key signs job tokens and attestations from now on; the old one stays published for the overlap, its private half destroyed");
         return api;
     }
 
@@ -73,6 +76,9 @@ public static class AdminApi
 
     public static async Task<Results<NoContent, ProblemHttpResult>> DeleteAsync(string name, SecretStore store, CancellationToken ct) =>
         await store.DeleteAsync(name, AdminTokenGate.Actor, ct) ? TypedResults.NoContent() : NotFound(name);
+
+    public static async Task<Ok<SigningKeyRotation>> RotateSigningKeyAsync(SigningKeyRing ring, CancellationToken ct) =>
+        TypedResults.Ok(await ring.RotateNowAsync(AdminTokenGate.Actor, ct));
 
     public static async Task<Ok<RewrapResult>> RewrapAsync(SecretStore store, KeyRing keys, CancellationToken ct)
     {

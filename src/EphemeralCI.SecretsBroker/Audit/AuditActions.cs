@@ -16,6 +16,8 @@ public static class AuditActions
     public const string TokenRevoked = "token.revoked";
     public const string KeysRewrapped = "keys.rewrapped";
     public const string SigningKeyCreated = "signing-key.created";
+    /// <summary>An operator ended the signing key's term early (suspected exposure, a drill): a new key signs from now on.</summary>
+    public const string SigningKeyRotated = "signing-key.rotated";
     /// <summary>A key stopped signing: its private half was destroyed (its public half still verifies attestations).</summary>
     public const string SigningKeyRetired = "signing-key.retired";
     public const string OperatorSecretRead = "operator-secret.read";

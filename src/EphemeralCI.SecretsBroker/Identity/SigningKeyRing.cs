@@ -21,6 +21,10 @@ public sealed record PublicJwk(
     [property: JsonPropertyName("use")] string Use,
     [property: JsonPropertyName("alg")] string Alg);
 
+/// <summary>An operator's rotation: <paramref name="Kid"/> signs from now on.</summary>
+/// <param name="PreviousKid">The key that signed until now (still published for the overlap, so tokens it signed keep validating); null if none did.</param>
+public sealed record SigningKeyRotation(string Kid, string? PreviousKid);
+
 /// <summary>
 /// The ES256 keys that sign job tokens. Private halves are stored sealed under the key-encryption
 /// key (so every replica shares them and a database dump alone cannot forge tokens). One key signs
@@ -32,17 +36,19 @@ public sealed record PublicJwk(
 public sealed class SigningKeyRing(IServiceScopeFactory scopes, EnvelopeCipher cipher, IOptions<SecretsBrokerOptions> options, TimeProvider clock)
 {
     private static readonly TimeSpan MinReloadGap = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan SignerRecheck = TimeSpan.FromMinutes(1);
     private readonly SemaphoreSlim _gate = new(1, 1);
     private volatile Snapshot _snapshot = new([], null, DateTimeOffset.MinValue);
 
     private sealed record LoadedKey(string Kid, PublicJwk Jwk, ECDsaSecurityKey PublicKey, DateTimeOffset SignsUntil, DateTimeOffset PublishedUntil, ECDsa? Private);
     private sealed record Snapshot(IReadOnlyList<LoadedKey> Keys, LoadedKey? Signer, DateTimeOffset LoadedAt);
 
-    /// <summary>The key to sign with now, creating one when none is current.</summary>
+    /// <summary>The key to sign with now, creating one when none is current. Looked up again at least every minute: another replica may have rotated early.</summary>
     public async Task<(string Kid, SecurityKey Key)> GetSignerAsync(CancellationToken ct)
     {
         var s = _snapshot;
-        if (s.Signer is null || s.Signer.SignsUntil <= clock.GetUtcNow()) s = await EnsureCurrentAsync(ct);
+        var now = clock.GetUtcNow();
+        if (s.Signer is null || s.Signer.SignsUntil <= now || now - s.LoadedAt > SignerRecheck) s = await EnsureCurrentAsync(ct);
         return (s.Signer!.Kid, new ECDsaSecurityKey(s.Signer.Private!) { KeyId = s.Signer.Kid });
     }
 
@@ -96,6 +102,41 @@ public sealed class SigningKeyRing(IServiceScopeFactory scopes, EnvelopeCipher c
         }
         if (retired.Count > 0) await db.SaveChangesAsync(ct);
         return keys;
+    }
+
+    /// <summary>
+    /// Ends the current key's term now (an operator's rotation: suspected exposure, a drill): a new key signs from
+    /// now on, the old one stays published for the overlap (tokens it signed keep validating) and loses its private
+    /// half at once. Other replicas switch at their next look (within a minute; until then they sign with the old
+    /// key, which still validates). Audited.
+    /// </summary>
+    public async Task<SigningKeyRotation> RotateNowAsync(string actor, CancellationToken ct)
+    {
+        string? previous;
+        await _gate.WaitAsync(ct);
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<SecretsDbContext>();
+            var now = clock.GetUtcNow();
+            var current = await db.SigningKeys.Where(k => k.SignsUntil > now).OrderByDescending(k => k.CreatedAt).ToListAsync(ct);
+            previous = current.FirstOrDefault()?.Kid;
+            foreach (var key in current)
+            {
+                key.SignsUntil = now;
+                key.PublishedUntil = now + options.Value.SigningKeyOverlap;
+                db.Audit(clock, actor, AuditActions.SigningKeyRotated, detail: $"kid={key.Kid}");
+            }
+            await db.SaveChangesAsync(ct);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+        // A new signer, and the old one's private half destroyed.
+        await RotateIfDueAsync(ct);
+        var (kid, _) = await GetSignerAsync(ct);
+        return new SigningKeyRotation(kid, previous);
     }
 
     private async Task<Snapshot> EnsureCurrentAsync(CancellationToken ct)

@@ -227,6 +227,35 @@ public sealed class SecretAdminTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_operator_rotation_signs_with_a_new_key_at_once_destroys_the_old_private_half_and_is_audited()
+    {
+        await _broker.PutSecretAsync("ROT2", Plaintext, ["acme/*"], ["**"]);
+        var before = await _broker.MintAsync(Guid.NewGuid(), repository: "acme/a", deadline: DateTimeOffset.UtcNow.AddMinutes(40));
+        using (var refused = await _broker.Client.PostAsync("/api/v1/admin/signing-keys/rotate", null))
+        {
+            await ExchangeApiTests.AssertUnauthorizedProblem(refused);
+        }
+
+        using var response = await _broker.Client.SendAsync(_broker.Admin(HttpMethod.Post, "/api/v1/admin/signing-keys/rotate"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var rotation = (await response.Content.ReadFromJsonAsync<SigningKeyRotation>())!;
+        var oldKid = new JsonWebToken(before).Kid;
+        Assert.Equal(oldKid, rotation.PreviousKid);
+        Assert.Equal(rotation.Kid, new JsonWebToken(await _broker.MintAsync(Guid.NewGuid(), repository: "acme/a", deadline: DateTimeOffset.UtcNow.AddMinutes(40))).Kid);
+
+        // The old key's tokens still work for the overlap; the old key can sign nothing more.
+        using var old = await _broker.ExchangeAsync(before, "ROT2");
+        Assert.Equal(HttpStatusCode.OK, old.StatusCode);
+        var jwks = new JsonWebKeySet(await _broker.Client.GetStringAsync("/.well-known/jwks.json"));
+        Assert.Equal([rotation.Kid, oldKid], jwks.Keys.Select(k => k.Kid).Take(2));
+        await using var scope = _broker.Service<IServiceScopeFactory>().CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SecretsDbContext>();
+        var row = await db.SigningKeys.SingleAsync(k => k.Kid == oldKid);
+        Assert.Empty(row.PrivateKeyCiphertext);
+        Assert.Contains(await db.AuditEntries.Where(a => a.Action == "signing-key.rotated").Select(a => a.Detail).ToListAsync(), d => d == $"kid={oldKid}");
+    }
+
+    [Fact]
     public async Task Minting_requires_the_provisioner_token_and_a_sane_request()
     {
         using var noAuth = await _broker.Client.PostAsJsonAsync("/internal/v1/job-tokens",

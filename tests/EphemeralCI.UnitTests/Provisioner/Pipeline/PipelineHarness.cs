@@ -48,6 +48,7 @@ public sealed class PipelineHarness : IAsyncDisposable
             .AddSingleton(new RunnerTemplateCatalog(new Dictionary<string, RunnerTemplateDefinition> { ["default"] = new() }))
             .AddSingleton<JobLocks>()
             .AddSingleton<LimitDecisions>()
+            .AddSingleton<ProvisionerDrain>()
             .AddSingleton<TeardownMetrics>()
             .AddSingleton<RunnerTeardown>()
             .AddSingleton<RunnerReaper>()

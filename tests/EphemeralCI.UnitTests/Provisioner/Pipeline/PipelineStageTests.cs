@@ -137,6 +137,28 @@ public sealed class RunnerLimiterAdmissionTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task While_the_instance_drains_a_claim_waits_for_any_instance_and_says_why()
+    {
+        await using var scope = _h.Scope();
+        var drain = _h.Get<ProvisionerDrain>(scope);
+        await drain.DrainAsync(CancellationToken.None);
+
+        var job = PipelineHarness.Job();
+        await AdmitAsync(new RunnerRequest(job, PipelineHarness.Row(job, RunnerState.Provisioning)));
+
+        Assert.Empty(_next.Requests); // there was room, but this instance starts nothing now
+        var row = Assert.Single(await _h.RunnersAsync());
+        Assert.Equal((RunnerState.Waiting, (string?)null), (row.State, row.Instance)); // any instance's pump may start it
+        Assert.Equal(["RunnerWaiting"], await _h.OutboxTypesAsync());
+        var status = await drain.StatusAsync(CancellationToken.None);
+        Assert.Equal((true, 0, 1), (status.Draining, status.Waiting, status.WaitingForAnyInstance));
+
+        while (await _h.Slots.WaitAsync(TimeSpan.Zero, CancellationToken.None)) { }
+        Assert.False((await drain.ResumeAsync(CancellationToken.None)).Draining);
+        Assert.True(await _h.Slots.WaitAsync(TimeSpan.Zero, CancellationToken.None)); // the pump is woken to start it
+    }
+
+    [Fact]
     public async Task A_resumed_start_holds_its_slot_already_and_goes_on_without_a_write()
     {
         var job = PipelineHarness.Job();
