@@ -20,7 +20,7 @@ namespace EphemeralCI.Cache.Apis;
 /// Every entry belongs to the repository and ref of the job token that wrote it; a job reads its own ref's and the
 /// default branch's entries (<see cref="BuildCacheStore"/>). Entries are immutable; action results are written only by trusted refs.
 /// </summary>
-public static partial class BuildCacheApi
+public static class BuildCacheApi
 {
     private const string EntryRoute = "/{kind}/{hash}";
     private const string OctetStream = "application/octet-stream";
@@ -149,11 +149,8 @@ public static partial class BuildCacheApi
 
     private static ProblemHttpResult StorageUnavailable(HttpContext http, BlobStoreUnavailableException e)
     {
-        LogStorageUnavailable(http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(BuildCacheApi)), e);
+        http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(BuildCacheApi)).LogError(e, "Cache storage unavailable");
         return TypedResults.Problem("The cache's object storage did not answer; retry later.",
             statusCode: StatusCodes.Status503ServiceUnavailable, title: "Service Unavailable");
     }
-
-    [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "Cache storage unavailable")]
-    private static partial void LogStorageUnavailable(ILogger logger, Exception exception);
 }

@@ -27,7 +27,7 @@ public enum BuildCachePutOutcome
 /// again are a no-op, other bytes a conflict), count against the ref's and the repository's quota, expire and show in the
 /// admin API like every other entry. Action results, which nothing can check, are written only by trusted refs.
 /// </summary>
-public sealed partial class BuildCacheStore(
+public sealed class BuildCacheStore(
     CacheDbContext db, CacheEntryService entries, ICacheLookups lookups, IBlobStore blobs,
     IOptions<CacheOptions> options, TimeProvider clock, ILogger<BuildCacheStore> logger)
 {
@@ -100,7 +100,7 @@ public sealed partial class BuildCacheStore(
             throw;
         }
         await lookups.InvalidateAsync(job.Repository, cancellationToken);
-        LogStored(logger, address.Kind.ToPathSegment(), address.Hash, job.Repository, job.Ref, body.Length);
+        logger.LogDebug("Stored build-cache {Kind} entry {Hash} of {Repository} on {Scope} ({Bytes} bytes)", address.Kind.ToPathSegment(), address.Hash, job.Repository, job.Ref, body.Length);
         await entries.EnforceQuotaAsync(job.Repository, job.Ref, keep: entry.Id, cancellationToken);
         return BuildCachePutOutcome.Stored;
     }
@@ -113,7 +113,4 @@ public sealed partial class BuildCacheStore(
         existing.Sha256 == body.Sha256 && existing.SizeBytes == body.Length
             ? BuildCachePutOutcome.Unchanged
             : BuildCachePutOutcome.Conflict;
-
-    [LoggerMessage(EventId = 40, Level = LogLevel.Debug, Message = "Stored build-cache {Kind} entry {Hash} of {Repository} on {Scope} ({Bytes} bytes)")]
-    private static partial void LogStored(ILogger logger, string kind, string hash, string repository, string scope, long bytes);
 }

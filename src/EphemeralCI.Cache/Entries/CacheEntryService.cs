@@ -40,7 +40,7 @@ public sealed record CommitResult(CommitOutcome Outcome, CacheEntry? Entry = nul
 /// object stored, entry immutable), look up for restore (own ref, then the default branch), record
 /// access, quarantine, delete, evict over quota.
 /// </summary>
-public sealed partial class CacheEntryService(
+public sealed class CacheEntryService(
     CacheDbContext db,
     ICacheReservations reservations,
     ICacheLookups lookups,
@@ -162,7 +162,7 @@ public sealed partial class CacheEntryService(
         await lookups.InvalidateAsync(entry.Repository, cancellationToken);
         await staging.DeleteAsync(entry.Id, cancellationToken);
         await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), job.JobId, cancellationToken);
-        LogCommitted(logger, entry.Id, entry.Repository, entry.Scope, length);
+        logger.LogInformation("Committed cache entry {EntryId} of {Repository} on {Scope} ({Bytes} bytes)", entry.Id, entry.Repository, entry.Scope, length);
         await EnforceQuotaAsync(entry.Repository, entry.Scope, keep: entry.Id, cancellationToken);
         return new(CommitOutcome.Committed, entry);
     }
@@ -245,7 +245,7 @@ public sealed partial class CacheEntryService(
         await db.Entries.Where(e => e.Id == entry.Id && e.State == CacheEntryState.Committed)
             .ExecuteUpdateAsync(s => s.SetProperty(e => e.State, CacheEntryState.Quarantined), cancellationToken);
         await lookups.InvalidateAsync(entry.Repository, cancellationToken);
-        LogQuarantined(logger, entry.Id, entry.Repository, reason);
+        logger.LogError("Quarantined cache entry {EntryId} of {Repository}: {Reason}", entry.Id, entry.Repository, reason);
     }
 
     /// <summary>Deletes the entry, its object and anything staged for it.</summary>
@@ -330,7 +330,7 @@ public sealed partial class CacheEntryService(
                 await DeleteAsync(victim, cancellationToken);
                 used -= victim.SizeBytes;
                 evicted++;
-                LogEvicted(logger, victim.Id, repository, victim.Scope);
+                logger.LogInformation("Evicted cache entry {EntryId} of {Repository} on {Scope} (quota)", victim.Id, repository, victim.Scope);
             }
         }
         return (evicted, used);
@@ -341,13 +341,4 @@ public sealed partial class CacheEntryService(
         await reservations.ReleaseAsync(CacheReservationNames.For(entry.Repository, entry.Scope, entry.Key, entry.Version), entry.ReservedByJobId, cancellationToken);
         await DeleteAsync(entry, cancellationToken);
     }
-
-    [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "Committed cache entry {EntryId} of {Repository} on {Scope} ({Bytes} bytes)")]
-    private static partial void LogCommitted(ILogger logger, long entryId, string repository, string scope, long bytes);
-
-    [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "Quarantined cache entry {EntryId} of {Repository}: {Reason}")]
-    private static partial void LogQuarantined(ILogger logger, long entryId, string repository, string reason);
-
-    [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "Evicted cache entry {EntryId} of {Repository} on {Scope} (quota)")]
-    private static partial void LogEvicted(ILogger logger, long entryId, string repository, string scope);
 }

@@ -14,7 +14,7 @@ namespace EphemeralCI.Cache.Entries;
 /// folders with no reservation behind them (a crash mid-upload) are removed; every repository over
 /// its quota is trimmed, least recently used first (each ref within its own budget, other refs before the default branch).
 /// </summary>
-public sealed partial class CacheJanitor(
+public sealed class CacheJanitor(
     IServiceScopeFactory scopes, UploadStaging staging, IOptions<CacheOptions> options, TimeProvider clock, ILogger<CacheJanitor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -30,7 +30,7 @@ public sealed partial class CacheJanitor(
             }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
-                LogSweepFailed(logger, e);
+                logger.LogWarning(e, "Cache janitor pass failed; retrying next interval");
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
@@ -62,16 +62,10 @@ public sealed partial class CacheJanitor(
         var evicted = await entries.EnforceAllQuotasAsync(cancellationToken);
 
         var report = new JanitorReport(expired.Count, abandoned.Count, orphans.Count, evicted);
-        if (report != JanitorReport.Nothing) LogSwept(logger, report.Expired, report.AbandonedUploads, report.OrphanedStaging, report.Evicted);
+        if (report != JanitorReport.Nothing) logger.LogInformation("Cache janitor: {Expired} expired, {Abandoned} abandoned uploads, {Orphans} orphaned staging folders, {Evicted} evicted over quota", report.Expired, report.AbandonedUploads, report.OrphanedStaging, report.Evicted);
         return report;
     }
 
-    [LoggerMessage(EventId = 20, Level = LogLevel.Information,
-        Message = "Cache janitor: {Expired} expired, {Abandoned} abandoned uploads, {Orphans} orphaned staging folders, {Evicted} evicted over quota")]
-    private static partial void LogSwept(ILogger logger, int expired, int abandoned, int orphans, int evicted);
-
-    [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "Cache janitor pass failed; retrying next interval")]
-    private static partial void LogSweepFailed(ILogger logger, Exception exception);
 }
 
 public sealed record JanitorReport(int Expired, int AbandonedUploads, int OrphanedStaging, int Evicted)

@@ -119,7 +119,7 @@ public static class CacheLookupNames
 /// answer are read in one round trip (a script); both keys share the repository's hash tag.
 /// Redis failing only costs the database round trips it would have saved.
 /// </summary>
-public sealed partial class RedisCacheLookups(IConnectionMultiplexer redis, IOptions<CacheOptions> options, ILogger<RedisCacheLookups> logger) : ICacheLookups
+public sealed class RedisCacheLookups(IConnectionMultiplexer redis, IOptions<CacheOptions> options, ILogger<RedisCacheLookups> logger) : ICacheLookups
 {
     public const string KeyPrefix = "eci:cache:lookup:";
     private static readonly TimeSpan GenerationLifetime = TimeSpan.FromDays(1);
@@ -152,7 +152,7 @@ public sealed partial class RedisCacheLookups(IConnectionMultiplexer redis, IOpt
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            LogUnavailable(logger, e);
+            logger.LogWarning(e, "Cache lookup cache (Redis) unavailable; answering from the database");
             return new LookupProbe(null, null);
         }
     }
@@ -167,7 +167,7 @@ public sealed partial class RedisCacheLookups(IConnectionMultiplexer redis, IOpt
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            LogUnavailable(logger, e);
+            logger.LogWarning(e, "Cache lookup cache (Redis) unavailable; answering from the database");
         }
     }
 
@@ -181,15 +181,10 @@ public sealed partial class RedisCacheLookups(IConnectionMultiplexer redis, IOpt
         {
             // The change is in the database; the answers cached before it live at most Cache:LookupCacheLifetime,
             // and a hit is checked again (committed, not quarantined) when its download URL is used.
-            LogInvalidationFailed(logger, repository, e);
+            logger.LogError(e, "Could not invalidate the cached lookups of {Repository} (Redis); they may be stale for up to Cache:LookupCacheLifetime", repository);
         }
     }
 
-    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Cache lookup cache (Redis) unavailable; answering from the database")]
-    private static partial void LogUnavailable(ILogger logger, Exception exception);
-
-    [LoggerMessage(EventId = 31, Level = LogLevel.Error, Message = "Could not invalidate the cached lookups of {Repository} (Redis); they may be stale for up to Cache:LookupCacheLifetime")]
-    private static partial void LogInvalidationFailed(ILogger logger, string repository, Exception exception);
 }
 
 /// <summary>

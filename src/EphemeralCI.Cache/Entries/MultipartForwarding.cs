@@ -11,7 +11,7 @@ namespace EphemeralCI.Cache.Entries;
 /// each part forwarded while its body streams in; at commit the parts that never got there uploaded from the
 /// spool and the upload completed — or aborted when the upload is dropped or its parts cannot make the object.
 /// </summary>
-internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Func<long, string> directoryOf, ILogger logger)
+internal sealed class MultipartForwarding(IMultipartBlobStore store, Func<long, string> directoryOf, ILogger logger)
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<long, Task<MultipartUpload>> _started = [];
@@ -50,7 +50,7 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         }
         catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
         {
-            LogPartNotForwarded(logger, entry.Id, partNumber, e.Message);
+            logger.LogWarning("Cache upload {EntryId}: part {PartNumber} not forwarded to the store ({Reason}); commit uploads it from the spool", entry.Id, partNumber, e.Message);
             return null;
         }
     }
@@ -78,11 +78,11 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         }
         catch (MultipartRejectedException e)
         {
-            LogMultipartRejected(logger, entryId, e.Message);
+            logger.LogWarning("Cache upload {EntryId}: the store refused the parts ({Reason}); storing the upload in one stream instead", entryId, e.Message);
             return false;
         }
         Forget(entryId);
-        LogCompletedMultipart(logger, entryId, parts.Count, hashedInFlight);
+        logger.LogDebug("Cache upload {EntryId}: completed the multipart upload from {Parts} parts (hashed while uploading: {HashedInFlight})", entryId, parts.Count, hashedInFlight);
         return true;
     }
 
@@ -98,12 +98,12 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         try
         {
             await store.AbortMultipartAsync(upload.ObjectKey, upload.UploadId, CancellationToken.None);
-            LogAborted(logger, entryId);
+            logger.LogDebug("Cache upload {EntryId}: aborted its multipart upload", entryId);
         }
         catch (Exception e) when (e is BlobStoreUnavailableException or MultipartRejectedException)
         {
             // Never a reason to stop: the janitor's sweep and the commit fallback go on past it.
-            LogAbortFailed(logger, entryId, e.Message);
+            logger.LogWarning("Cache upload {EntryId}: could not abort its multipart upload ({Reason}); its parts stay in the store", entryId, e.Message);
         }
     }
 
@@ -167,20 +167,6 @@ internal sealed partial class MultipartForwarding(IMultipartBlobStore store, Fun
         return lines.Length == 2 ? new MultipartUpload(lines[0], lines[1]) : null;
     }
 
-    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: part {PartNumber} not forwarded to the store ({Reason}); commit uploads it from the spool")]
-    private static partial void LogPartNotForwarded(ILogger logger, long entryId, int partNumber, string reason);
-
-    [LoggerMessage(EventId = 31, Level = LogLevel.Debug, Message = "Cache upload {EntryId}: completed the multipart upload from {Parts} parts (hashed while uploading: {HashedInFlight})")]
-    private static partial void LogCompletedMultipart(ILogger logger, long entryId, int parts, bool hashedInFlight);
-
-    [LoggerMessage(EventId = 32, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: the store refused the parts ({Reason}); storing the upload in one stream instead")]
-    private static partial void LogMultipartRejected(ILogger logger, long entryId, string reason);
-
-    [LoggerMessage(EventId = 33, Level = LogLevel.Debug, Message = "Cache upload {EntryId}: aborted its multipart upload")]
-    private static partial void LogAborted(ILogger logger, long entryId);
-
-    [LoggerMessage(EventId = 34, Level = LogLevel.Warning, Message = "Cache upload {EntryId}: could not abort its multipart upload ({Reason}); its parts stay in the store")]
-    private static partial void LogAbortFailed(ILogger logger, long entryId, string reason);
 }
 
 internal sealed record MultipartUpload(string ObjectKey, string UploadId);

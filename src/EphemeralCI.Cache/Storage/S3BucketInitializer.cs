@@ -8,7 +8,7 @@ namespace EphemeralCI.Cache.Storage;
 /// Creates the cache bucket at start-up when it is missing, retrying while S3 is not up yet
 /// (services start in any order), and stops the host with the setting's name when S3 never answers.
 /// </summary>
-internal sealed partial class S3BucketInitializer(
+internal sealed class S3BucketInitializer(
     S3BlobStore store, IOptions<CacheOptions> options, TimeProvider clock, ILogger<S3BucketInitializer> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -19,12 +19,12 @@ internal sealed partial class S3BucketInitializer(
         {
             try
             {
-                if (await store.EnsureBucketAsync(cancellationToken)) LogCreated(logger, store.Bucket);
+                if (await store.EnsureBucketAsync(cancellationToken)) logger.LogInformation("Created cache bucket {Bucket}", store.Bucket);
                 return;
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && clock.GetUtcNow() + delay < deadline)
             {
-                LogRetry(logger, e, store.Settings.Endpoint, attempt, delay);
+                logger.LogWarning(e, "S3 at {Endpoint} not ready (attempt {Attempt}); retrying in {Delay}", store.Settings.Endpoint, attempt, delay);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
@@ -37,10 +37,4 @@ internal sealed partial class S3BucketInitializer(
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Created cache bucket {Bucket}")]
-    private static partial void LogCreated(ILogger logger, string bucket);
-
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "S3 at {Endpoint} not ready (attempt {Attempt}); retrying in {Delay}")]
-    private static partial void LogRetry(ILogger logger, Exception exception, Uri endpoint, int attempt, TimeSpan delay);
 }

@@ -19,7 +19,7 @@ public sealed record SecretsExchangeRequest(IReadOnlyList<string>? Secrets);
 /// <param name="Denied">Requested names that were refused (unknown or not allowed), with a short reason.</param>
 public sealed record SecretsExchangeResponse(Guid JobId, IReadOnlyDictionary<string, string> Secrets, IReadOnlyDictionary<string, string>? Denied = null);
 
-public static partial class ExchangeApi
+public static class ExchangeApi
 {
     public static RouteGroupBuilder MapExchangeApi(this IEndpointRouteBuilder app)
     {
@@ -67,28 +67,20 @@ public static partial class ExchangeApi
         {
             db.Audit(clock, job.Actor, AuditActions.ExchangeReplayed, null, job.JobId, job.Repository, job.Ref, job.TokenId, "second exchange refused");
             await db.SaveChangesAsync(cancellationToken);
-            LogReplay(log, token.JobId);
+            log.LogWarning("Job {JobId} presented an already exchanged token (replay refused)", token.JobId);
             SecretsBrokerTelemetry.Replayed();
             return TypedResults.Problem("This job token was already exchanged; each token can be exchanged once.",
                 statusCode: StatusCodes.Status409Conflict, title: "token already exchanged (replay)");
         }
 
         var grant = await store.ResolveAsync(job, requested, cancellationToken);
-        LogExchanged(log, token.JobId, grant.Granted.Count, grant.Denied.Count);
+        log.LogInformation("Job {JobId} exchanged its token: {Granted} secrets granted, {Denied} denied", token.JobId, grant.Granted.Count, grant.Denied.Count);
         SecretsBrokerTelemetry.Exchange(grant.Granted.Count, grant.Denied.Count);
         return TypedResults.Ok(new SecretsExchangeResponse(token.JobId, grant.Granted, grant.Denied));
     }
 
     private static string Truncate(string s) => s.Length > 64 ? s[..64] + "…" : s;
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Job {JobId} exchanged its token: {Granted} secrets granted, {Denied} denied")]
-    private static partial void LogExchanged(ILogger logger, Guid jobId, int granted, int denied);
-
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Job {JobId} presented an already exchanged token (replay refused)")]
-    private static partial void LogReplay(ILogger logger, Guid jobId);
-
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Job {JobId} presented a revoked token (job ended)")]
-    internal static partial void LogRevoked(ILogger logger, Guid jobId);
 }
 
 /// <summary>Secret names double as environment variable names in the runner, so they are restricted to what a shell accepts.</summary>
@@ -117,6 +109,6 @@ internal sealed class RevokedExchangeAudit(SecretsDbContext db, TimeProvider clo
         db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked");
         await db.SaveChangesAsync(cancellationToken);
         SecretsBrokerTelemetry.Revoked();
-        ExchangeApi.LogRevoked(loggers.CreateLogger(typeof(ExchangeApi)), token.JobId);
+        loggers.CreateLogger(typeof(ExchangeApi)).LogWarning("Job {JobId} presented a revoked token (job ended)", token.JobId);
     }
 }
