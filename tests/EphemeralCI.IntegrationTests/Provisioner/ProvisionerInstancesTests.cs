@@ -89,6 +89,38 @@ public sealed class ProvisionerInstancesTests(ProvisionerProcess first, ITestOut
     }
 
     [Fact]
+    public async Task A_drained_instance_starts_no_runner_and_its_peer_runs_every_job_both_took()
+    {
+        var second = await first.StartPeerAsync("second");
+        using var admin = first.AdminClient();
+        try
+        {
+            using (var drain = await admin.PostAsync("provisioner/admin/drain", null)) Assert.True(drain.IsSuccessStatusCode, await drain.Content.ReadAsStringAsync());
+            const int burst = 6;
+            var jobs = Enumerable.Range(0, burst).Select(_ => Guid.NewGuid()).ToList();
+            var fakes = jobs.ToDictionary(id => id, id => first.Intake.Register(id, Step("work", "echo ran-on-the-peer")));
+            foreach (var id in jobs) await first.PublishAsync(ProvisionerProcess.RunJob(id));
+
+            await ProvisionerFixture.WaitUntilAsync(async () => (await first.RunnersAsync(jobs)) is { Count: burst } rows && rows.All(r => r.State == RunnerState.Destroyed),
+                () => "every job run by the second instance; first:\n" + first.Output + "\nsecond:\n" + second.Output, seconds: 90);
+            foreach (var runner in await first.RunnersAsync(jobs))
+            {
+                Assert.Equal("second", runner.Instance);
+                Assert.True(runner.Outcome == RunnerOutcome.Exited && runner.ExitCode == 0, $"job {runner.JobId}: {runner.Outcome} {runner.Reason}");
+            }
+            // The drained one did receive some of the burst (the queue hands RunJobs out in turn) and handed them on.
+            Assert.Contains("is draining", first.Output);
+            Assert.All(jobs, id => Assert.Equal(1, fakes[id].Fetches));
+        }
+        finally
+        {
+            using var resume = await admin.PostAsync("provisioner/admin/resume", null);
+            Assert.Contains("\"draining\":false", await resume.Content.ReadAsStringAsync());
+            await second.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_second_process_under_a_live_instance_name_refuses_to_start()
     {
         // The refused process exits at start; its output is in the failure's message.

@@ -45,6 +45,17 @@ public sealed class ProvisionerProcess : IAsyncLifetime
     public string InstanceName { get; }
     /// <summary>Short, so a test sees a dead instance's runners adopted within seconds.</summary>
     public static readonly TimeSpan LeaseDuration = TimeSpan.FromSeconds(6);
+    public const string AdminToken = "provisioner-admin-token-for-tests-0123456789";
+
+    /// <summary>A client of this process's HTTP API (its address as it logged it), with the admin token.</summary>
+    public HttpClient AdminClient()
+    {
+        var listening = System.Text.RegularExpressions.Regex.Match(Output, @"Now listening on: (http://\S+)");
+        Assert.True(listening.Success, "the process never said where it listens:\n" + Output);
+        var client = new HttpClient { BaseAddress = new Uri(listening.Groups[1].Value.TrimEnd('/') + "/") };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+        return client;
+    }
 
     public ProvisionerProcess() => InstanceName = "first";
 
@@ -119,6 +130,7 @@ public sealed class ProvisionerProcess : IAsyncLifetime
             ["RunnerTemplates__default__DefaultTimeoutSeconds"] = "120",
             ["RunnerTemplates__default__MaxTimeoutSeconds"] = "300",
             ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+            ["Provisioner__AdminToken"] = AdminToken,
             ["DOTNET_ENVIRONMENT"] = "Production",
         })
         {
