@@ -134,7 +134,7 @@ public sealed class EgressNetwork(string instance, EgressAddressPool pool, IRead
         if (code != 0) throw new RunnerStartException($"{Path.GetFileName(file)} {string.Join(' ', args)} failed ({code}): {error.Trim()}");
     }
 
-    private static async Task<(int Code, string Output, string Error)> ExecAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken ct)
+    internal static async Task<(int Code, string Output, string Error)> ExecAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken ct)
     {
         var psi = new ProcessStartInfo(file)
         {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 
@@ -49,15 +48,8 @@ public static partial class NftTables
     private static async Task<string?> ListWithToolAsync(CancellationToken ct)
     {
         if (!File.Exists(EgressNetwork.NftPath)) return null;
-        var psi = new ProcessStartInfo(EgressNetwork.NftPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add("list");
-        psi.ArgumentList.Add("tables");
-        using var process = Process.Start(psi);
-        if (process is null) return null;
-        var output = process.StandardOutput.ReadToEndAsync(ct);
-        _ = process.StandardError.ReadToEndAsync(ct);
-        await process.WaitForExitAsync(ct);
-        return process.ExitCode == 0 ? await output : null;
+        var (code, output, _) = await EgressNetwork.ExecAsync(EgressNetwork.NftPath, ["list", "tables"], null, ct);
+        return code == 0 ? output : null;
     }
 
     [LibraryImport(Library, EntryPoint = "nft_ctx_new")]
