@@ -28,4 +28,9 @@ public sealed record JobTokenRequest(
     DateTimeOffset Deadline,
     string? CommitSha = null,
     string? Template = null,
-    string? Environment = null);
+    string? Environment = null,
+    int Attempt = 1)
+{
+    /// <summary>The first attempt and up to three retries after a lost runner (<c>retry.infrastructure</c> ≤ 3).</summary>
+    public const int MaxAttempt = 4;
+}

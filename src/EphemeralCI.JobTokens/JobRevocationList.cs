@@ -13,12 +13,13 @@ namespace EphemeralCI.JobTokens;
 /// before they expire. One list for every service: Redis in the distributed topology, one in-process
 /// instance in the all-in-one server. Whoever sees <c>RunnerFinished</c> writes it; every
 /// <see cref="JobTokenGate"/> and job-token scheme reads it. Entries expire on their own after
-/// <c>retention</c> (longer than any token lives).
+/// <c>retention</c> (longer than any token lives). Marked per attempt: a job retried after its runner was
+/// lost (<c>retry.infrastructure</c>) has a new token whose attempt the first attempt's mark must not cover.
 /// </summary>
 public interface IJobRevocationList
 {
-    Task RevokeAsync(Guid jobId, TimeSpan retention, CancellationToken cancellationToken = default);
-    Task<bool> IsRevokedAsync(Guid jobId, CancellationToken cancellationToken = default);
+    Task RevokeAsync(Guid jobId, int attempt, TimeSpan retention, CancellationToken cancellationToken = default);
+    Task<bool> IsRevokedAsync(Guid jobId, int attempt, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Shared by every replica of every service: one key per ended job, with a Redis expiry.</summary>
@@ -27,22 +28,25 @@ public sealed class RedisJobRevocationList(IConnectionMultiplexer redis) : IJobR
     // The name predates the list being shared (the broker kept it alone); kept so marks survive an upgrade.
     public const string KeyPrefix = "eci:secrets:revoked:";
 
-    public Task RevokeAsync(Guid jobId, TimeSpan retention, CancellationToken cancellationToken = default) =>
-        redis.GetDatabase().StringSetAsync(KeyPrefix + jobId.ToString("N"), 1, retention);
+    public Task RevokeAsync(Guid jobId, int attempt, TimeSpan retention, CancellationToken cancellationToken = default) =>
+        redis.GetDatabase().StringSetAsync(Key(jobId, attempt), 1, retention);
 
-    public Task<bool> IsRevokedAsync(Guid jobId, CancellationToken cancellationToken = default) =>
-        redis.GetDatabase().KeyExistsAsync(KeyPrefix + jobId.ToString("N"));
+    public Task<bool> IsRevokedAsync(Guid jobId, int attempt, CancellationToken cancellationToken = default) =>
+        redis.GetDatabase().KeyExistsAsync(Key(jobId, attempt));
+
+    // The first attempt keeps the key it always had.
+    private static string Key(Guid jobId, int attempt) => KeyPrefix + jobId.ToString("N") + (attempt > 1 ? $"-{attempt}" : "");
 }
 
 /// <summary>The embedded (single-process) default: a dictionary whose entries expire lazily.</summary>
 public sealed class InProcessJobRevocationList(TimeProvider clock) : IJobRevocationList
 {
-    private readonly ConcurrentDictionary<Guid, DateTimeOffset> _revoked = new();
+    private readonly ConcurrentDictionary<(Guid, int), DateTimeOffset> _revoked = new();
 
-    public Task RevokeAsync(Guid jobId, TimeSpan retention, CancellationToken cancellationToken = default)
+    public Task RevokeAsync(Guid jobId, int attempt, TimeSpan retention, CancellationToken cancellationToken = default)
     {
         var now = clock.GetUtcNow();
-        _revoked[jobId] = now + retention;
+        _revoked[(jobId, attempt)] = now + retention;
         // Sweep now and then so a long-running process does not keep every job it ever saw.
         if (_revoked.Count % 1024 == 0)
         {
@@ -51,8 +55,8 @@ public sealed class InProcessJobRevocationList(TimeProvider clock) : IJobRevocat
         return Task.CompletedTask;
     }
 
-    public Task<bool> IsRevokedAsync(Guid jobId, CancellationToken cancellationToken = default) =>
-        Task.FromResult(_revoked.TryGetValue(jobId, out var until) && until > clock.GetUtcNow());
+    public Task<bool> IsRevokedAsync(Guid jobId, int attempt, CancellationToken cancellationToken = default) =>
+        Task.FromResult(_revoked.TryGetValue((jobId, attempt), out var until) && until > clock.GetUtcNow());
 }
 
 /// <summary>

@@ -28,7 +28,7 @@ public sealed class JobTokenAuthenticationHandler(
         var claims = await tokens.ValidateAsync(token, Context.RequestAborted);
         if (claims is null) return AuthenticateResult.Fail("The job token is invalid, expired or was not issued by EphemeralCI.");
         // A token dies with its job, not at its expiry.
-        if (await revocations.IsRevokedAsync(claims.JobId, Context.RequestAborted)) return AuthenticateResult.Fail(JobTokenGate.RevokedDetail);
+        if (await revocations.IsRevokedAsync(claims.JobId, claims.Attempt, Context.RequestAborted)) return AuthenticateResult.Fail(JobTokenGate.RevokedDetail);
         return AuthenticateResult.Success(new AuthenticationTicket(JobTokenService.ToPrincipal(claims, SchemeName), SchemeName));
     }
 
@@ -89,4 +89,7 @@ public static class JobTokenExtensions
 
     public static Guid? JobId(this ClaimsPrincipal user) =>
         Guid.TryParse(user.FindFirst(JobTokenClaims.JobIdClaim)?.Value, out var id) ? id : null;
+
+    /// <summary>The attempt of the job the token is for (1 unless the job was retried after a lost runner).</summary>
+    public static int JobAttempt(this ClaimsPrincipal user) => JobTokenClaims.ParseAttempt(user.FindFirst(JobTokenClaims.AttemptClaim)?.Value);
 }

@@ -9,6 +9,8 @@ public sealed record JobTokenClaims(Guid JobId, string Repository, string Ref, s
     public const string CommitShaClaim = "sha";
     public const string TemplateClaim = "runner_template";
     public const string EnvironmentClaim = "environment";
+    /// <summary>Which attempt of the job the token is for; absent for the first (tokens made before retries read as 1).</summary>
+    public const string AttemptClaim = "attempt";
 
     /// <summary>The commit the job builds, when the issuer knew it (broker tokens only).</summary>
     public string? CommitSha { get; init; }
@@ -16,6 +18,11 @@ public sealed record JobTokenClaims(Guid JobId, string Repository, string Ref, s
     public string? Template { get; init; }
     /// <summary>The deployment environment the job targets, if any: secrets bound to an environment need it.</summary>
     public string? Environment { get; init; }
+    /// <summary>The attempt of the job this token's runner runs (1 unless the job was retried after its runner was lost).</summary>
+    public int Attempt { get; init; } = 1;
+
+    /// <summary>Reads the attempt claim: absent means the first attempt; anything unreadable is not an attempt at all (0).</summary>
+    public static int ParseAttempt(string? value) => value is null ? 1 : int.TryParse(value, out var n) && n >= 1 ? n : 0;
 
     /// <summary>The OIDC subject relying parties pin, in GitHub's shape.</summary>
     public static string SubjectOf(string repository, string gitRef) => $"repo:{repository}:ref:{gitRef}";

@@ -29,7 +29,7 @@ public sealed class JobTokenGate(JobTokenService tokens, IJobRevocationList revo
             return Unauthorized(http, "The job token is invalid, expired or was not issued by EphemeralCI.");
         }
         // A token dies with its job, not at its expiry: after RunnerFinished it buys nothing here.
-        if (await revocations.IsRevokedAsync(claims.JobId, http.RequestAborted))
+        if (await revocations.IsRevokedAsync(claims.JobId, claims.Attempt, http.RequestAborted))
         {
             if (http.RequestServices.GetService(typeof(IRevokedJobTokenAudit)) is IRevokedJobTokenAudit audit)
             {

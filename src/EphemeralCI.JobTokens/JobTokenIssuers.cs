@@ -8,7 +8,7 @@ namespace EphemeralCI.JobTokens;
 public sealed class SharedKeyJobTokenIssuer(JobTokenService tokens) : IJobTokenIssuer
 {
     public Task<string> IssueAsync(JobTokenRequest request, CancellationToken cancellationToken = default) =>
-        Task.FromResult(tokens.Issue(request.JobId, request.Repository, request.Ref, request.Deadline));
+        Task.FromResult(tokens.Issue(request.JobId, request.Repository, request.Ref, request.Deadline, request.Attempt));
 }
 
 /// <summary>

@@ -34,7 +34,7 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
     /// <summary>True when tokens are validated against asymmetric keys (the broker's) rather than the shared key.</summary>
     public bool UsesBrokerKeys => keySource is not null;
 
-    public string Issue(Guid jobId, string repository, string gitRef, DateTimeOffset jobDeadline)
+    public string Issue(Guid jobId, string repository, string gitRef, DateTimeOffset jobDeadline, int attempt = 1)
     {
         var now = clock.GetUtcNow();
         var descriptor = new SecurityTokenDescriptor
@@ -54,6 +54,7 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
                 [JobTokenClaims.RefClaim] = gitRef,
             },
         };
+        if (attempt > 1) descriptor.Claims[JobTokenClaims.AttemptClaim] = attempt;
         return _handler.CreateToken(descriptor);
     }
 
@@ -115,6 +116,8 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
         if (!result.IsValid) return null;
         var claims = result.ClaimsIdentity;
         if (!Guid.TryParse(claims.FindFirst(JobTokenClaims.JobIdClaim)?.Value, out var jobId)) return null;
+        var attempt = JobTokenClaims.ParseAttempt(claims.FindFirst(JobTokenClaims.AttemptClaim)?.Value);
+        if (attempt == 0) return null;
         return new JobTokenClaims(
             jobId,
             claims.FindFirst(JobTokenClaims.RepositoryClaim)?.Value ?? "",
@@ -125,6 +128,7 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
             CommitSha = claims.FindFirst(JobTokenClaims.CommitShaClaim)?.Value,
             Template = claims.FindFirst(JobTokenClaims.TemplateClaim)?.Value,
             Environment = claims.FindFirst(JobTokenClaims.EnvironmentClaim)?.Value,
+            Attempt = attempt,
         };
     }
 
@@ -134,5 +138,6 @@ public sealed class JobTokenService(IOptions<JobTokenOptions> options, TimeProvi
         new Claim(JobTokenClaims.JobIdClaim, claims.JobId.ToString()),
         new Claim(JobTokenClaims.RepositoryClaim, claims.Repository),
         new Claim(JobTokenClaims.RefClaim, claims.Ref),
+        new Claim(JobTokenClaims.AttemptClaim, claims.Attempt.ToString(System.Globalization.CultureInfo.InvariantCulture)),
     ], scheme));
 }

@@ -90,6 +90,8 @@ public sealed class JobsShowCommand(EciContext context) : EciCommand<JobIdSettin
         Row("name", job.Name is null ? null : Markup.Escape(job.Name));
         Row("status", Render.Status(job.Status) + (job.StatusReason is { } r ? $" [grey]({Markup.Escape(r)})[/]" : ""));
         Row("exit code", job.ExitCode?.ToString());
+        // Only a job retried after a lost runner has more than one attempt.
+        Row("attempt", job.Attempt > 1 ? $"{job.Attempt} [grey](the runner of an earlier attempt was lost)[/]" : null);
         Row("repository", Markup.Escape(job.Repository));
         Row("ref", Markup.Escape(job.Ref));
         Row("commit", Markup.Escape(job.CommitSha));

@@ -34,10 +34,11 @@ public sealed record ParsedJobFile(string File, JobSpec Spec, IReadOnlyDictionar
 public static class JobFileParser
 {
     public static readonly IReadOnlyList<string> TopLevelFields =
-        ["name", "repository", "ref", "commitSha", "commit", "runnerTemplate", "template", "environment", "timeoutSeconds", "timeout", "env", "secrets", "caches", "checkout", "steps"];
+        ["name", "repository", "ref", "commitSha", "commit", "runnerTemplate", "template", "environment", "timeoutSeconds", "timeout", "env", "secrets", "caches", "checkout", "retry", "steps"];
     private static readonly string[] StepFields = ["name", "run", "env"];
     private static readonly string[] CacheFields = ["key", "restoreKeys", "paths"];
     private static readonly string[] CheckoutFields = ["depth", "submodules", "lfs", "path"];
+    private static readonly string[] RetryFields = ["infrastructure"];
 
     public static ParsedJobFile Parse(string text, string file)
     {
@@ -116,6 +117,7 @@ public static class JobFileParser
                 Secrets = fields.TryGetValue("secrets", out var secrets) ? TextList(secrets, "secrets", allowSingle: false) : null,
                 Caches = fields.TryGetValue("caches", out var caches) ? Caches(caches) : null,
                 Checkout = fields.TryGetValue("checkout", out var checkout) ? Checkout(checkout) : null,
+                Retry = fields.TryGetValue("retry", out var retry) ? Retry(retry) : null,
                 Steps = steps,
             };
         }
@@ -199,6 +201,25 @@ public static class JobFileParser
                 Lfs = lfs,
                 Path = Text(fields, "path", "checkout.path"),
             };
+        }
+
+        private RetrySpec? Retry(YamlNode node)
+        {
+            Mark("retry", node);
+            if (node is not YamlMappingNode map)
+            {
+                Error(node, "`retry` must be a mapping (`infrastructure: 2`), not " + Describe(node));
+                return null;
+            }
+            var fields = Fields(map, RetryFields, "retry.");
+            int? infrastructure = null;
+            if (fields.TryGetValue("infrastructure", out var n))
+            {
+                Mark("retry.infrastructure", n);
+                if (n is YamlScalarNode ns && int.TryParse(ns.Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)) infrastructure = value;
+                else Error(n, "`retry.infrastructure` must be a whole number (0 to 3: how often a job whose runner was lost starts again), not " + Describe(n));
+            }
+            return new RetrySpec { Infrastructure = infrastructure };
         }
 
         private List<CacheSpec>? Caches(YamlNode node)

@@ -8,6 +8,8 @@ public static class JobEventTypes
     public const string Provisioning = "job.provisioning";
     /// <summary>The provisioner holds the job back (a concurrency limit is full); the description says which.</summary>
     public const string Waiting = "job.waiting";
+    /// <summary>The runner was lost and the job may start again (<c>retry.infrastructure</c>): a new attempt follows its teardown.</summary>
+    public const string Retrying = "job.retrying";
     public const string RunnerStarted = "runner.started";
     public const string StepStarted = "step.started";
     public const string StepFinished = "step.finished";

@@ -21,6 +21,20 @@ public sealed record JobSpec
     public IReadOnlyList<CacheSpec>? Caches { get; init; }
     /// <summary>The commit in the workspace before the first step (null: the defaults; <c>false</c>: none). See <see cref="CheckoutSpec"/>.</summary>
     public CheckoutSpec? Checkout { get; init; }
+    /// <summary>What to do when the job's runner is lost (not when its steps fail). See <see cref="RetrySpec"/>.</summary>
+    public RetrySpec? Retry { get; init; }
+}
+
+/// <summary>
+/// <c>retry: {infrastructure: N}</c>: when the job's runner is lost (its machine or provisioner died, its pod was
+/// evicted), start the job again on a new runner, up to N more times (0–3, default 0). A job whose own steps
+/// failed, timed out or hit a limit is never retried; a job retried runs its steps from the first again.
+/// </summary>
+public sealed record RetrySpec
+{
+    public const int MaxInfrastructure = 3;
+
+    public int? Infrastructure { get; init; }
 }
 
 public sealed record StepSpec

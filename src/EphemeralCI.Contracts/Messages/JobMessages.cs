@@ -6,6 +6,8 @@ namespace EphemeralCI.Contracts.Messages;
 
 /// <summary>intake → provisioner: a job was accepted; create its one runner.</summary>
 /// <param name="Environment">The deployment environment its submitter was allowed to name; it goes into the job token.</param>
+/// <param name="Attempt">1, or the attempt after a runner of this job was lost (<c>retry.infrastructure</c>): a new
+/// runner, made only once the previous one is destroyed. A RunJob of an older attempt than the provisioner knows is stale.</param>
 public sealed record RunJob(
     Guid JobId,
     string RunnerTemplate,
@@ -14,7 +16,8 @@ public sealed record RunJob(
     int TimeoutSeconds,
     DateTimeOffset QueuedAt,
     string? CommitSha = null,
-    string? Environment = null);
+    string? Environment = null,
+    int Attempt = 1);
 
 /// <summary>intake → provisioner: a job was cancelled; destroy its runner (or never create it).</summary>
 public sealed record CancelJob(Guid JobId, DateTimeOffset RequestedAt);
@@ -32,19 +35,22 @@ public sealed record RunnerWaiting(Guid JobId, string Reason, DateTimeOffset At)
 public sealed record RunnerStarted(Guid JobId, string RunnerId, string Backend, DateTimeOffset At, string? TemplateHash = null, IReadOnlyList<string>? Relaxations = null);
 
 /// <summary>provisioner → intake: the runner stopped, for the given reason.</summary>
+/// <param name="Attempt">The job's attempt this runner ran (see <see cref="RunJob.Attempt"/>).</param>
 public sealed record RunnerFinished(
     Guid JobId,
     string RunnerId,
     RunnerOutcome Outcome,
     int? ExitCode,
     string? Reason,
-    DateTimeOffset At);
+    DateTimeOffset At,
+    int Attempt = 1);
 
 /// <summary>provisioner → intake: the runner was torn down; <paramref name="Teardown"/> says whether an independent check found it all gone.</summary>
 /// <param name="Teardown">What the teardown check looked at and found; null from older provisioners (not verified).</param>
 /// <param name="Backend">Where the runner ran, and <paramref name="TemplateHash"/> what it was made from: said again here,
 /// so a job whose RunnerStarted is handled after this message (consumers run concurrently) still has them when attested.</param>
-public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At, TeardownReport? Teardown = null, string? Backend = null, string? TemplateHash = null);
+/// <param name="Attempt">The job's attempt this runner ran (see <see cref="RunJob.Attempt"/>).</param>
+public sealed record RunnerDestroyed(Guid JobId, string RunnerId, DateTimeOffset At, TeardownReport? Teardown = null, string? Backend = null, string? TemplateHash = null, int Attempt = 1);
 
 /// <summary>
 /// The result of the teardown check, made after the backend destroyed a runner by code apart from

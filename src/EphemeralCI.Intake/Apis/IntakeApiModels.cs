@@ -38,11 +38,13 @@ public sealed record JobSummary(
     /// <summary>The deployment environment the job targets, if any.</summary>
     string? Environment = null,
     /// <summary>Who vouched for the job's identity: <c>api-key:{id}</c> or <c>oidc:{trust policy}:{subject}</c>.</summary>
-    string? SubmittedBy = null)
+    string? SubmittedBy = null,
+    /// <summary>1, or which attempt runs now after a lost runner (<c>retry.infrastructure</c>).</summary>
+    int Attempt = 1)
 {
     public static JobSummary From(Job j) => new(
         j.Id, j.Name, j.Repository, j.Ref, j.CommitSha, j.RunnerTemplate, j.Status, j.StatusReason, j.ExitCode,
-        j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id), j.RunnerTemplateHash, j.Environment, j.SubmittedBy);
+        j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id), j.RunnerTemplateHash, j.Environment, j.SubmittedBy, j.Attempt);
 }
 
 public sealed record JobPage(IReadOnlyList<JobSummary> Items, int Page, int PageSize, int TotalCount);

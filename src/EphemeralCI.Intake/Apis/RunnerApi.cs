@@ -71,13 +71,14 @@ public static class RunnerApi
         HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, IntakeDbContext db, TimeProvider clock, CancellationToken ct)
     {
         var jobId = runner.JobId()!.Value;
+        var attempt = runner.JobAttempt();
         var firstFetch = false;
         if (AgentKeys.HashOf(request) is not { } agentKey) return Problems.NotTheAgent();
         var tokenRepository = runner.FindFirst(JobTokenClaims.RepositoryClaim)?.Value;
         var otherAgent = false;
         var (outcome, job) = await jobs.UpdateAsync(jobId, null, change =>
         {
-            if (change.Job.Repository != tokenRepository || change.Job.Status.IsTerminal()) return false;
+            if (change.Job.Repository != tokenRepository || change.Job.Status.IsTerminal() || change.Job.Attempt != attempt) return false;
             var binding = change.Job.BindAgent(agentKey);
             otherAgent = binding == AgentBinding.Other;
             firstFetch = binding == AgentBinding.Bound;
@@ -88,6 +89,7 @@ public static class RunnerApi
         // A token whose coordinates do not match the job is treated like a token for no job.
         if (outcome == JobUpdateOutcome.NotFound || job!.Repository != tokenRepository) return Problems.JobNotFound(jobId);
         if (job.Status.IsTerminal()) return Finished(job);
+        if (job.Attempt != attempt) return AttemptOver(job);
         if (otherAgent) return Problems.Conflict("Another agent fetched this job", "A job is run by the one agent that fetched it first.");
         if (firstFetch && outcome == JobUpdateOutcome.Applied) await RecordRunnerStartAsync(db, job, clock, ct);
         var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!;
@@ -116,7 +118,7 @@ public static class RunnerApi
         if (body.Value!.Length == 0) return TypedResults.NoContent();
 
         var jobId = runner.JobId()!.Value;
-        var result = await logs.AppendAsync(jobId, at, body.Value, ct);
+        var result = await logs.AppendAsync(jobId, runner.JobAttempt(), at, body.Value, ct);
         switch (result.Status)
         {
             case LogAppendStatus.Appended:
@@ -127,7 +129,7 @@ public static class RunnerApi
             case LogAppendStatus.JobNotFound:
                 return Problems.JobNotFound(jobId);
             case LogAppendStatus.JobFinished:
-                return Problems.Conflict("The job has finished", "Its log is closed; no more output is accepted.");
+                return Problems.Conflict("The job has finished", "Its log is closed to this runner (the job is over, or runs again on another runner); no more output is accepted.");
             default:
                 return Problems.Conflict("Wrong log offset",
                     $"The log of this job ends at byte {result.ExpectedOffset}; send the next chunk at that offset.",
@@ -151,15 +153,16 @@ public static class RunnerApi
         if (e.StepName is { Length: > 200 }) errors["stepName"] = ["must be at most 200 characters"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var (outcome, job) = await jobs.UpdateAsync(jobId, StepEventId(e), change =>
+        var attempt = runner.JobAttempt();
+        var (outcome, job) = await jobs.UpdateAsync(jobId, StepEventId(e, attempt), change =>
         {
-            if (change.Job.Status.IsTerminal()) return false;
+            if (change.Job.Status.IsTerminal() || change.Job.Attempt != attempt) return false;
             var stepCount = JsonSerializer.Deserialize<JobSpec>(change.Job.Spec, JsonSerializerOptions.Web)?.Steps?.Count ?? 0;
             if (e.StepIndex >= stepCount) return false;
             change.Job.TryMoveTo(JobStatus.Running, change.Now);
             var name = string.IsNullOrEmpty(e.StepName) ? $"step {e.StepIndex + 1}" : e.StepName;
             var message = e.Type == JobEventTypes.StepStarted ? $"{name} started" : $"{name} finished with exit code {e.ExitCode}";
-            change.AddEvent(e.Type, message, new { e.StepIndex, e.StepName, e.ExitCode }, e.At == default ? change.Now : e.At);
+            change.AddEvent(e.Type, message, new { e.StepIndex, e.StepName, e.ExitCode, Attempt = attempt }, e.At == default ? change.Now : e.At);
             return true;
         }, ct);
 
@@ -167,6 +170,7 @@ public static class RunnerApi
         {
             JobUpdateOutcome.NotFound => Problems.JobNotFound(jobId),
             JobUpdateOutcome.Unchanged when job!.Status.IsTerminal() => Finished(job),
+            JobUpdateOutcome.Unchanged when job.Attempt != attempt => AttemptOver(job),
             JobUpdateOutcome.Unchanged => TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["stepIndex"] = ["is not a step of this job"] }),
             _ => TypedResults.NoContent(),
         };
@@ -193,17 +197,19 @@ public static class RunnerApi
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var type = e.Operation == "restore" ? JobEventTypes.CacheRestore : JobEventTypes.CacheSave;
-        var (outcome, job) = await jobs.UpdateAsync(jobId, CacheEventId(e), change =>
+        var attempt = runner.JobAttempt();
+        var (outcome, job) = await jobs.UpdateAsync(jobId, CacheEventId(e, attempt), change =>
         {
-            if (change.Job.Status.IsTerminal()) return false;
+            if (change.Job.Status.IsTerminal() || change.Job.Attempt != attempt) return false;
             var message = $"cache {e.Operation} '{e.Key}': {e.Result}" + (e.Error is null ? "" : $" ({e.Error})");
-            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error, e.Sha256, e.Scope }, e.At == default ? change.Now : e.At);
+            change.AddEvent(type, message, new { e.Key, e.Result, e.MatchedKey, e.Bytes, e.DurationMs, e.Error, e.Sha256, e.Scope, Attempt = attempt }, e.At == default ? change.Now : e.At);
             return true;
         }, ct);
 
         return outcome switch
         {
             JobUpdateOutcome.NotFound => Problems.JobNotFound(jobId),
+            JobUpdateOutcome.Unchanged when job!.Attempt != attempt && !job.Status.IsTerminal() => AttemptOver(job),
             JobUpdateOutcome.Unchanged => Finished(job!),
             _ => TypedResults.NoContent(),
         };
@@ -211,12 +217,8 @@ public static class RunnerApi
 
     private sealed record ProvisioningData(string? Backend);
 
-    /// <summary>One timeline entry per cache and operation, however often the agent retries the POST.</summary>
-    internal static Guid CacheEventId(RunnerCacheEvent e)
-    {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"runner-cache:{e.Operation}:{e.Key}"));
-        return new Guid(hash.AsSpan(0, 16));
-    }
+    /// <summary>One timeline entry per cache and operation (and attempt), however often the agent retries the POST.</summary>
+    internal static Guid CacheEventId(RunnerCacheEvent e, int attempt = 1) => EventId($"runner-cache:{e.Operation}:{e.Key}", attempt);
 
     public static async Task<Results<NoContent, ProblemHttpResult>> Complete(
         HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, CancellationToken ct)
@@ -225,9 +227,11 @@ public static class RunnerApi
         if (body.Problem is { } problem) return problem;
         var c = body.Value!;
         var jobId = runner.JobId()!.Value;
+        var attempt = runner.JobAttempt();
 
         var (outcome, _) = await jobs.UpdateAsync(jobId, null, change =>
         {
+            if (change.Job.Attempt != attempt) return false;
             var status = c.Succeeded ? JobStatus.Succeeded : JobStatus.Failed;
             var reason = c.Succeeded
                 ? "all steps succeeded"
@@ -241,12 +245,18 @@ public static class RunnerApi
     }
 
     /// <summary>A stable id per (type, step) so a retried call is recognised by the timeline's unique index.</summary>
-    internal static Guid StepEventId(RunnerStepEvent e)
+    internal static Guid StepEventId(RunnerStepEvent e, int attempt = 1) => EventId($"runner-step:{e.Type}:{e.StepIndex}", attempt);
+
+    // A retried job's next attempt runs the same steps and caches again: its entries are its own, not repeats.
+    private static Guid EventId(string name, int attempt)
     {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"runner-step:{e.Type}:{e.StepIndex}"));
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(attempt > 1 ? $"{name}:attempt-{attempt}" : name));
         return new Guid(hash.AsSpan(0, 16));
     }
 
     private static ProblemHttpResult Finished(Job job) =>
         Problems.Conflict("The job has finished", $"The job is {JobStatusNames.ToName(job.Status)}.");
+
+    private static ProblemHttpResult AttemptOver(Job job) =>
+        Problems.Conflict("This runner's attempt is over", $"The job runs again as attempt {job.Attempt} on another runner.");
 }

@@ -75,7 +75,7 @@ public sealed class AttestationSweep(
             var since = clock.GetUtcNow() - Lookback;
             pending = await db.Jobs.AsNoTracking()
                 .Where(j => Terminal.Contains(j.Status) && j.FinishedAt >= since
-                    && db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.RunnerDestroyed && e.Data != null)
+                    && j.DestroyedAttempt == j.Attempt && db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.RunnerDestroyed && e.Data != null)
                     && !db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.Attested))
                 .OrderByDescending(j => j.FinishedAt)
                 .Select(j => j.Id)

@@ -39,7 +39,8 @@ public sealed class JobAttestor(
         if (!job.Status.IsTerminal()) return AttestationOutcome.NotReady;
         var timeline = await db.JobEvents.AsNoTracking().Where(e => e.JobId == jobId).OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
         if (timeline.Any(e => e.Type == JobEventTypes.Attested)) return AttestationOutcome.AlreadyAttested;
-        if (timeline.LastOrDefault(e => e.Type == JobEventTypes.RunnerDestroyed) is not { } destroyed) return AttestationOutcome.NotReady;
+        // The runner of the attempt that decided the job (a retried job's earlier runners were destroyed before it began).
+        if (job.DestroyedAttempt != job.Attempt || timeline.LastOrDefault(e => e.Type == JobEventTypes.RunnerDestroyed) is not { } destroyed) return AttestationOutcome.NotReady;
         if (!HasTeardownReport(destroyed)) return AttestationOutcome.NotVerifiable;
 
         var statement = JobStatementBuilder.Build(job, timeline, options.Value.BuilderId, intake.Value.TrustPolicies);

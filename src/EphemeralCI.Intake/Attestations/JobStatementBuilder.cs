@@ -63,6 +63,8 @@ public static class JobStatementBuilder
         timeline.Where(e => e.Type == type)
             .Select(e => Data<CacheEventData>(e))
             .OfType<CacheEventData>()
+            // A retried job's attestation is of its last attempt: an earlier, lost runner's caches are not this build's.
+            .Where(c => (c.Attempt ?? 1) == job.Attempt)
             .Select(c => new CacheUse(c.Key, c.Result, c.MatchedKey,
                 // A save writes the job's own scope; a restore may have read the default branch's too (as the cache answered).
                 type == JobEventTypes.CacheSave ? $"{job.Repository}@{job.Ref}" : c.Scope is { } scope ? $"{job.Repository}@{scope}" : null,
@@ -80,5 +82,5 @@ public static class JobStatementBuilder
 
     private sealed record RunnerStartedData(string? RunnerId, string? Backend, string? TemplateHash);
     private sealed record RunnerDestroyedData(string? RunnerId, string? Backend, TeardownReport? Teardown);
-    private sealed record CacheEventData(string Key, string Result, string? MatchedKey, long Bytes, string? Sha256, string? Scope);
+    private sealed record CacheEventData(string Key, string Result, string? MatchedKey, long Bytes, string? Sha256, string? Scope, int? Attempt);
 }

@@ -15,8 +15,9 @@ namespace EphemeralCI.Intake.Auth;
 /// <summary>
 /// The runner API's second factor: the job token says which job, the agent key says "the agent that
 /// fetched it". The first fetch binds the key's hash to the job (before any step ran); a report without
-/// that key — job code holding a stolen token, a second agent — is refused. Bound hashes never change,
-/// so each replica keeps the ones it has read.
+/// that key — job code holding a stolen token, a second agent — is refused. A bound hash never changes
+/// within an attempt (a job retried after a lost runner binds its new agent anew), so each replica keeps
+/// the ones it has read per job and attempt.
 /// </summary>
 public sealed class AgentKeys : IDisposable
 {
@@ -31,12 +32,14 @@ public sealed class AgentKeys : IDisposable
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
     }
 
-    /// <summary>The hash bound to the job, or null when no agent has fetched it yet.</summary>
-    public async Task<string?> BoundHashAsync(Guid jobId, IntakeDbContext db, CancellationToken ct)
+    /// <summary>The hash bound to the job's <paramref name="attempt"/>, or null when no agent of that attempt has fetched it (or it is not the job's attempt).</summary>
+    public async Task<string?> BoundHashAsync(Guid jobId, int attempt, IntakeDbContext db, CancellationToken ct)
     {
-        if (_bound.TryGetValue(jobId, out string? hash)) return hash;
-        hash = await db.Jobs.AsNoTracking().Where(j => j.Id == jobId).Select(j => j.AgentKeyHash).FirstOrDefaultAsync(ct);
-        if (hash is not null) _bound.Set(jobId, hash, new MemoryCacheEntryOptions { Size = 1, SlidingExpiration = TimeSpan.FromMinutes(30) });
+        if (_bound.TryGetValue((jobId, attempt), out string? hash)) return hash;
+        var job = await db.Jobs.AsNoTracking().Where(j => j.Id == jobId).Select(j => new { j.AgentKeyHash, j.Attempt }).FirstOrDefaultAsync(ct);
+        if (job is null || job.Attempt != attempt) return null;
+        hash = job.AgentKeyHash;
+        if (hash is not null) _bound.Set((jobId, attempt), hash, new MemoryCacheEntryOptions { Size = 1, SlidingExpiration = TimeSpan.FromMinutes(30) });
         return hash;
     }
 
@@ -54,7 +57,7 @@ public sealed class AgentKeys : IDisposable
         if (jobId is null || presented is null) return Problems.NotTheAgent();
         var keys = http.RequestServices.GetRequiredService<AgentKeys>();
         var db = http.RequestServices.GetRequiredService<IntakeDbContext>();
-        var bound = await keys.BoundHashAsync(jobId.Value, db, http.RequestAborted);
+        var bound = await keys.BoundHashAsync(jobId.Value, http.User.JobAttempt(), db, http.RequestAborted);
         if (bound is null)
         {
             return Problems.Conflict("The job has not been fetched", "The agent fetches its job first; that fetch binds its key.");

@@ -2,6 +2,7 @@ using EphemeralCI.Intake.Telemetry;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Attestations;
+using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
 using MassTransit;
 using Microsoft.Extensions.Logging;
@@ -12,11 +13,12 @@ namespace EphemeralCI.Intake.Consumers;
 /// The runner was torn down: the last runner entry of the timeline, with the teardown check's report;
 /// whatever the check found left is a <c>runner.leftover</c> entry of its own. Then the job can be attested.
 /// </summary>
-public sealed class RunnerDestroyedConsumer(JobUpdater jobs, AttestationSignal attestations, ILogger<RunnerDestroyedConsumer> logger) : IConsumer<RunnerDestroyed>
+public sealed class RunnerDestroyedConsumer(JobUpdater jobs, JobLogStore logs, AttestationSignal attestations, ILogger<RunnerDestroyedConsumer> logger) : IConsumer<RunnerDestroyed>
 {
     public async Task Consume(ConsumeContext<RunnerDestroyed> context)
     {
         var m = context.Message;
+        var logEnd = await logs.EndAsync(m.JobId, context.CancellationToken);
         // Once per runner, whatever message id carried it (a redelivery, or an announcement made again).
         var (outcome, job) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerDestroyed), change =>
         {
@@ -36,7 +38,10 @@ public sealed class RunnerDestroyedConsumer(JobUpdater jobs, AttestationSignal a
                 _ => ", teardown check FAILED",
             };
             change.Job.RunnerTemplateHash ??= m.TemplateHash;
-            change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed{verified}", new { m.RunnerId, m.Backend, m.Teardown }, m.At);
+            change.AddEvent(JobEventTypes.RunnerDestroyed, $"runner {m.RunnerId} destroyed{verified}", new { m.RunnerId, m.Backend, m.Teardown, m.Attempt }, m.At);
+            change.Job.RunnerDestroyed(m.Attempt);
+            // A lost runner's job starts again only now that the runner is gone: never two runners at once.
+            NextAttempt.StartIfDue(change, logEnd);
             return true;
         }, context.CancellationToken);
         if (outcome == JobUpdateOutcome.Applied && job?.FinishedAt is { } finished) IntakeTelemetry.RunnerDestroyed(job.RunnerTemplate, m.Backend, m.At - finished);

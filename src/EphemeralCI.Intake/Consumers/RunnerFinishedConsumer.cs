@@ -1,6 +1,7 @@
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Intake.Attestations;
+using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
 using EphemeralCI.JobTokens;
 using MassTransit;
@@ -11,21 +12,34 @@ namespace EphemeralCI.Intake.Consumers;
 
 /// <summary>
 /// The runner stopped. A result the agent already reported stands; otherwise the provisioner's
-/// reason decides the terminal state (a job never stays running with no runner).
+/// reason decides the terminal state (a job never stays running with no runner) — unless the runner
+/// was lost and the job may start again (<c>retry.infrastructure</c>): then the next attempt starts
+/// once this runner is destroyed (<see cref="NextAttempt"/>).
 /// </summary>
 public sealed class RunnerFinishedConsumer(
-    JobUpdater jobs, AttestationSignal attestations, IJobRevocationList revocations, IOptions<JobTokenOptions> tokenOptions, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
+    JobUpdater jobs, JobLogStore logs, AttestationSignal attestations, IJobRevocationList revocations, IOptions<JobTokenOptions> tokenOptions, ILogger<RunnerFinishedConsumer> logger) : IConsumer<RunnerFinished>
 {
     public async Task Consume(ConsumeContext<RunnerFinished> context)
     {
         var m = context.Message;
-        // The job's token dies with its runner, in every service (the broker marks it too; marking twice is the same).
-        await revocations.RevokeAsync(m.JobId, tokenOptions.Value.RevocationRetention, context.CancellationToken);
+        // The token of this runner's attempt dies with it, in every service (the broker marks it too; marking twice is the same).
+        await revocations.RevokeAsync(m.JobId, m.Attempt, tokenOptions.Value.RevocationRetention, context.CancellationToken);
+        var logEnd = m.Outcome == RunnerOutcome.Lost ? await logs.EndAsync(m.JobId, context.CancellationToken) : 0;
         // Once per runner, whatever message id carried it (a redelivery, or an announcement made again).
         var (outcome, _) = await jobs.UpdateAsync(m.JobId, RunnerEventIds.For(m.RunnerId, JobEventTypes.RunnerFinished), change =>
         {
             change.AddEvent(JobEventTypes.RunnerFinished, Describe(m),
-                new { m.RunnerId, Outcome = m.Outcome.ToString(), m.ExitCode, m.Reason }, m.At);
+                new { m.RunnerId, Outcome = m.Outcome.ToString(), m.ExitCode, m.Reason, m.Attempt }, m.At);
+            // Only this attempt's runner decides the job: an older one's end is history.
+            if (m.Attempt != change.Job.Attempt) return true;
+            if (m.Outcome == RunnerOutcome.Lost && change.Job.RetryAfterLoss(m.Attempt))
+            {
+                change.AddEvent(JobEventTypes.Retrying,
+                    $"runner {m.RunnerId} was lost ({m.Reason ?? "no reason given"}); the job starts again as attempt {change.Job.Attempt + 1} of {change.Job.InfrastructureRetries() + 1} once it is destroyed",
+                    new { m.RunnerId, m.Attempt, NextAttempt = m.Attempt + 1 }, m.At);
+                NextAttempt.StartIfDue(change, logEnd);
+                return true;
+            }
             var (status, reason) = Decide(m);
             if (change.Job.TryMoveTo(status, m.At, reason, m.ExitCode))
             {

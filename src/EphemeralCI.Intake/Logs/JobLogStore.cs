@@ -34,7 +34,9 @@ public sealed class JobLogStore(IntakeDbContext db, IOptions<IntakeOptions> opti
     public static string TruncationNote(long cap) =>
         $"\n[ephemeralci: log truncated, the limit of {cap / (1024 * 1024)} MiB per job was reached]\n";
 
-    public Task<LogAppendResult> AppendAsync(Guid jobId, long offset, ReadOnlyMemory<byte> body, CancellationToken ct) =>
+    /// <param name="offset">Where the chunk goes in the log of <paramref name="attempt"/> (each attempt's agent counts from 0).</param>
+    /// <param name="attempt">The attempt the writing runner's token is for: an older attempt's runner writes nothing more.</param>
+    public Task<LogAppendResult> AppendAsync(Guid jobId, int attempt, long offset, ReadOnlyMemory<byte> body, CancellationToken ct) =>
         db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
         {
             db.ChangeTracker.Clear();
@@ -42,16 +44,26 @@ public sealed class JobLogStore(IntakeDbContext db, IOptions<IntakeOptions> opti
             // FOR SHARE holds off a concurrent status change until this chunk is committed, so once a
             // job is terminal no chunk can still appear: followers may end their stream safely.
             // (SQLite's transaction already holds the database's one write lock: BEGIN IMMEDIATE.)
-            var status = db.Database.IsSqlite()
-                ? await db.Jobs.AsNoTracking().Where(j => j.Id == jobId).Select(j => (JobStatus?)j.Status).FirstOrDefaultAsync(ct)
-                : (await db.Database.SqlQuery<string>($"SELECT status AS \"Value\" FROM jobs WHERE id = {jobId} FOR SHARE").ToListAsync(ct))
-                    .Select(JobStatusNames.Parse).Cast<JobStatus?>().FirstOrDefault();
-            if (status is null) return new LogAppendResult(LogAppendStatus.JobNotFound, 0);
-            if (status.Value.IsTerminal()) return new LogAppendResult(LogAppendStatus.JobFinished, 0);
-            var result = await AppendLockedAsync(jobId, offset, body, ct);
+            var job = db.Database.IsSqlite()
+                ? await db.Jobs.AsNoTracking().Where(j => j.Id == jobId)
+                    .Select(j => new LogTarget(JobStatusNames.ToName(j.Status), j.Attempt, j.LogBase)).FirstOrDefaultAsync(ct)
+                : (await db.Database.SqlQuery<LogTarget>(
+                    // Column names as the snake-case convention maps LogTarget's properties.
+                    $"SELECT status, attempt, log_base FROM jobs WHERE id = {jobId} FOR SHARE").ToListAsync(ct))
+                    .FirstOrDefault();
+            if (job is null) return new LogAppendResult(LogAppendStatus.JobNotFound, 0);
+            if (JobStatusNames.Parse(job.Status).IsTerminal() || job.Attempt != attempt) return new LogAppendResult(LogAppendStatus.JobFinished, 0);
+            var result = await AppendLockedAsync(jobId, job.LogBase + offset, body, ct);
             if (result.Status == LogAppendStatus.Appended) await tx.CommitAsync(ct);
-            return result;
+            return result with { ExpectedOffset = result.ExpectedOffset - job.LogBase };
         });
+
+    private sealed record LogTarget(string Status, int Attempt, long LogBase);
+
+    /// <summary>Where the job's log ends now: the next attempt's log begins there.</summary>
+    public async Task<long> EndAsync(Guid jobId, CancellationToken ct) =>
+        await db.JobLogChunks.AsNoTracking().Where(c => c.JobId == jobId)
+            .OrderByDescending(c => c.Offset).Select(c => c.Offset + c.Length).FirstOrDefaultAsync(ct);
 
     private async Task<LogAppendResult> AppendLockedAsync(Guid jobId, long offset, ReadOnlyMemory<byte> body, CancellationToken ct)
     {

@@ -1,4 +1,5 @@
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Messages;
 
 namespace EphemeralCI.Intake.Model;
 
@@ -42,6 +43,15 @@ public sealed class Job
     /// </summary>
     public string? AgentKeyHash { get; private set; }
 
+    /// <summary>1, and one more each time the job starts again on a new runner after its runner was lost (<c>retry.infrastructure</c>).</summary>
+    public int Attempt { get; private set; } = 1;
+    /// <summary>Where this attempt's log begins in the job's one log: each attempt's agent counts its offsets from 0.</summary>
+    public long LogBase { get; private set; }
+    /// <summary>This attempt's runner was lost and another attempt is allowed: it starts once that runner is destroyed.</summary>
+    public bool RetryPending { get; private set; }
+    /// <summary>The latest attempt whose runner was reported destroyed (null: none yet).</summary>
+    public int? DestroyedAttempt { get; private set; }
+
     /// <summary>Postgres xmin: concurrent status changes (runner, provisioner, cancel) do not overwrite each other.</summary>
     public uint Version { get; set; }
 
@@ -55,6 +65,48 @@ public sealed class Job
         }
         return AgentKeyHash == keyHash ? AgentBinding.Same : AgentBinding.Other;
     }
+
+    /// <summary>How many more attempts the spec allows after a lost runner (<c>retry.infrastructure</c>, 0 by default).</summary>
+    public int InfrastructureRetries() =>
+        System.Text.Json.JsonSerializer.Deserialize<JobSpec>(Spec, System.Text.Json.JsonSerializerOptions.Web)?.Retry?.Infrastructure ?? 0;
+
+    /// <summary>
+    /// This attempt's runner was lost. Returns true when the job will start again (it is not over and has
+    /// attempts left): it stays as it is until that runner is destroyed. False: the loss decides the job.
+    /// </summary>
+    public bool RetryAfterLoss(int attempt)
+    {
+        if (Status.IsTerminal() || attempt != Attempt || Attempt > InfrastructureRetries()) return false;
+        RetryPending = true;
+        return true;
+    }
+
+    /// <summary>Records that the runner of <paramref name="attempt"/> is destroyed.</summary>
+    public void RunnerDestroyed(int attempt)
+    {
+        if (DestroyedAttempt is null || attempt > DestroyedAttempt) DestroyedAttempt = attempt;
+    }
+
+    /// <summary>A retry is due: this attempt's runner was lost and is destroyed, so a new one may be made.</summary>
+    public bool NextAttemptDue => RetryPending && DestroyedAttempt == Attempt && !Status.IsTerminal();
+
+    /// <summary>
+    /// Starts the next attempt: queued again with no agent bound (the new runner's agent binds itself), its log
+    /// continuing after <paramref name="logLength"/> bytes. The one way a job goes back to queued.
+    /// </summary>
+    public void StartNextAttempt(long logLength)
+    {
+        if (!NextAttemptDue) throw new InvalidOperationException($"Job {Id} has no retry due.");
+        Attempt++;
+        LogBase = logLength;
+        RetryPending = false;
+        AgentKeyHash = null;
+        Status = JobStatus.Queued;
+    }
+
+    /// <summary>The message that asks the provisioner for this attempt's runner.</summary>
+    public RunJob RunJobMessage(DateTimeOffset queuedAt) =>
+        new(Id, RunnerTemplate, Repository, Ref, TimeoutSeconds, queuedAt, CommitSha, Environment, Attempt);
 
     /// <summary>
     /// Moves the job forward. Returns false, changing nothing, when the move would go backwards

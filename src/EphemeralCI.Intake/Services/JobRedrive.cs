@@ -69,7 +69,7 @@ public sealed class JobRedrive(IServiceScopeFactory scopes, TimeProvider clock, 
         var recent = now - RecentlyFinished;
         var unconfirmed = (await db.Jobs.AsNoTracking()
                 .Where(j => (j.Status == JobStatus.Cancelled && j.CreatedAt >= oldest) || (!NotOver.Contains(j.Status) && j.FinishedAt >= recent))
-                .Where(j => !db.JobEvents.Any(e => e.JobId == j.Id && e.Type == JobEventTypes.RunnerDestroyed))
+                .Where(j => j.DestroyedAttempt != j.Attempt)
                 .Select(j => new { j.Id, j.CreatedAt, j.TimeoutSeconds, j.FinishedAt })
                 .ToListAsync(cancellationToken))
             .Where(j => j.FinishedAt >= recent || j.CreatedAt.AddSeconds(j.TimeoutSeconds) > now)
@@ -82,7 +82,7 @@ public sealed class JobRedrive(IServiceScopeFactory scopes, TimeProvider clock, 
         if (jobs.Count == 0 && unconfirmed.Count == 0) return 0;
         foreach (var job in jobs)
         {
-            db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, job.CreatedAt, job.CommitSha), clock);
+            db.AddToOutbox(job.RunJobMessage(job.CreatedAt), clock);
         }
         foreach (var job in unconfirmed) db.AddToOutbox(new CancelJob(job.Id, now), clock);
         await db.SaveChangesAsync(cancellationToken);

@@ -70,7 +70,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, TimeProvider clock)
             At = now,
             Message = $"queued for runner template '{job.RunnerTemplate}'",
         });
-        db.AddToOutbox(new RunJob(job.Id, job.RunnerTemplate, job.Repository, job.Ref, job.TimeoutSeconds, now, job.CommitSha, job.Environment), clock);
+        db.AddToOutbox(job.RunJobMessage(now), clock);
         try
         {
             await db.SaveChangesAsync(ct);

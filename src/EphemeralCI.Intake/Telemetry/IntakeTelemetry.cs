@@ -19,6 +19,8 @@ public static class IntakeTelemetry
         "eci.jobs.submitted", "{job}", "Jobs accepted by the intake (replays of an idempotency key not counted).");
     private static readonly Counter<long> Finished = Meter.CreateCounter<long>(
         "eci.jobs.finished", "{job}", "Jobs that reached a terminal state, by outcome.");
+    private static readonly Counter<long> Retried = Meter.CreateCounter<long>(
+        "eci.jobs.retried", "{attempt}", "Attempts started again on a new runner because the previous runner was lost (retry.infrastructure).");
     private static readonly Histogram<double> QueueWait = Meter.CreateHistogram<double>(
         "eci.jobs.queue_wait", "s", "From submission until the job's runner was started.");
     private static readonly Histogram<double> RunnerStart = Meter.CreateHistogram<double>(
@@ -33,7 +35,9 @@ public static class IntakeTelemetry
     {
         if (job.Status == before) return;
         var template = new KeyValuePair<string, object?>("template", job.RunnerTemplate);
-        if (before is JobStatus.Queued or JobStatus.Provisioning && job.StartedAt is { } started)
+        // Back to queued: only a retry after a lost runner moves a job backwards.
+        if (job.Status == JobStatus.Queued) Retried.Add(1, template);
+        if (before is JobStatus.Queued or JobStatus.Provisioning && job.Attempt == 1 && job.StartedAt is { } started)
         {
             QueueWait.Record(Seconds(started - job.CreatedAt), template);
         }

@@ -97,6 +97,10 @@ public static partial class JobSpecValidator
         ValidateSecrets(spec.Secrets, errors);
         ValidateCaches(spec.Caches, errors);
         ValidateCheckout(spec.Checkout, errors);
+        if (spec.Retry?.Infrastructure is { } retries && retries is < 0 or > RetrySpec.MaxInfrastructure)
+        {
+            errors.Add("retry.infrastructure", $"must be 0 to {RetrySpec.MaxInfrastructure} (how many times a job whose runner was lost starts again)");
+        }
 
         return errors.ToDictionary();
     }

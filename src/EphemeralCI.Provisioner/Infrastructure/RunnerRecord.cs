@@ -36,6 +36,11 @@ public sealed class RunnerRecord
 
     public Guid JobId { get; set; }
     public required string RunnerId { get; set; }
+    /// <summary>
+    /// The job's attempt this runner runs: 1, or more when the job started again after a lost runner. A later
+    /// attempt replaces the row of a destroyed earlier one (still one row, one runner at a time, per job).
+    /// </summary>
+    public int Attempt { get; set; } = 1;
 
     /// <summary>Set when the row is made; changed afterwards only by <see cref="MoveTo"/> and the methods that call it.</summary>
     public RunnerState State { get => _state; init => _state = value; }
@@ -73,7 +78,8 @@ public sealed class RunnerRecord
     /// <summary>A cancel that reached another instance than the owner: the owner carries it out.</summary>
     public DateTimeOffset? CancelRequestedAt { get; set; }
 
-    public static string RunnerIdFor(Guid jobId) => $"runner-{jobId:N}";
+    /// <summary>The runner id of a job's attempt: the first keeps the name runners always had.</summary>
+    public static string RunnerIdFor(Guid jobId, int attempt = 1) => attempt > 1 ? $"runner-{jobId:N}-{attempt}" : $"runner-{jobId:N}";
 
     /// <summary>Whether a runner in <paramref name="from"/> may move to <paramref name="to"/>.</summary>
     public static bool CanMove(RunnerState from, RunnerState to) => (from, to) switch

@@ -49,7 +49,7 @@ public sealed class RunnerReaper(
         var report = new TeardownReport(false, 0, [new TeardownCheck("machine", false, target, why)], [why]);
         if (runner.State == RunnerState.Finished) runner.MoveTo(RunnerState.Released);
         runner.Destroy(now);
-        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
+        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash, runner.Attempt), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         logger.LogWarning("Runner {RunnerId} of job {JobId} abandoned unchecked: {Why}", runner.RunnerId, jobId, why);
     }
@@ -79,7 +79,7 @@ public sealed class RunnerReaper(
 
         var now = clock.GetUtcNow();
         runner.Destroy(now);
-        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
+        db.AddToOutbox(new RunnerDestroyed(jobId, runner.RunnerId, now, report, runner.Backend, runner.TemplateHash, runner.Attempt), clock, RunnerMessageIds.Destroyed(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         logger.LogInformation("Runner {RunnerId} of job {JobId} destroyed", runner.RunnerId, jobId);
 

@@ -30,6 +30,25 @@ public sealed class RunnerDeduplicator(
     {
         using var _ = await locks.AcquireAsync(job.JobId, ct);
         var existing = await db.Runners.FirstOrDefaultAsync(r => r.JobId == job.JobId, ct);
+        if (existing is not null && job.Attempt != existing.Attempt && existing.State != RunnerState.Tombstone)
+        {
+            if (job.Attempt < existing.Attempt)
+            {
+                logger.LogInformation("RunJob of attempt {Attempt} for job {JobId} ignored: attempt {Current} is under way", job.Attempt, job.JobId, existing.Attempt);
+                return;
+            }
+            // The intake asks for the next attempt only once the previous runner is reported destroyed.
+            if (existing.State != RunnerState.Destroyed)
+            {
+                logger.LogError("RunJob of attempt {Attempt} for job {JobId} ignored: the runner of attempt {Current} is still {State}",
+                    job.Attempt, job.JobId, existing.Attempt, existing.State);
+                return;
+            }
+            // The lost runner is gone (its end announced, its teardown reported): its row makes way for the new attempt's.
+            db.Runners.Remove(existing);
+            await db.SaveChangesAsync(ct);
+            existing = null;
+        }
         // We hold the job's lock, which every start holds: Provisioning and unsupervised means no start is under way
         // here. (Another instance's row is its business; if that instance died, a live one adopts the row.)
         if (existing is { State: RunnerState.Provisioning, FinishedAt: null } && instance.Owns(existing) && !supervisor.IsWatching(job.JobId))
@@ -48,7 +67,8 @@ public sealed class RunnerDeduplicator(
         var runner = new RunnerRecord
         {
             JobId = job.JobId,
-            RunnerId = RunnerRecord.RunnerIdFor(job.JobId),
+            RunnerId = RunnerRecord.RunnerIdFor(job.JobId, job.Attempt),
+            Attempt = job.Attempt,
             State = RunnerState.Provisioning,
             Instance = instance.Name,
             TraceParent = JobTrace.Current(),

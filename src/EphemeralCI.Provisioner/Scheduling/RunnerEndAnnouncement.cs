@@ -20,12 +20,12 @@ public static class RunnerEndAnnouncement
         if (runner.Outcome is not { } outcome || runner.State == RunnerState.Tombstone) return false;
         var finishedAt = runner.FinishedAt ?? clock.GetUtcNow();
         var again = await db.AddToOutboxOnceAsync(RunnerMessageIds.Finished(runner.RunnerId),
-            new RunnerFinished(runner.JobId, runner.RunnerId, outcome, runner.ExitCode, runner.Reason, finishedAt), clock, sendAgain: true, ct);
+            new RunnerFinished(runner.JobId, runner.RunnerId, outcome, runner.ExitCode, runner.Reason, finishedAt, runner.Attempt), clock, sendAgain: true, ct);
         if (runner.DestroyedAt is { } destroyedAt)
         {
             // The row outlives its retention only rarely (a restart more than a day later): then the teardown report is not known here any more.
             again |= await db.AddToOutboxOnceAsync(RunnerMessageIds.Destroyed(runner.RunnerId),
-                new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt, Backend: runner.Backend, TemplateHash: runner.TemplateHash), clock, sendAgain: true, ct);
+                new RunnerDestroyed(runner.JobId, runner.RunnerId, destroyedAt, Backend: runner.Backend, TemplateHash: runner.TemplateHash, Attempt: runner.Attempt), clock, sendAgain: true, ct);
         }
         return again;
     }

@@ -70,7 +70,7 @@ public sealed class RunnerScheduler(
         {
             // The secrets broker mints it when JobTokens:Authority and :ProvisionerToken are set (ES256,
             // published JWKS); otherwise the interim shared-key issuer does. A refusal fails the start.
-            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template, Environment: job.Environment), ct);
+            var token = await tokens.IssueAsync(new JobTokenRequest(job.JobId, job.Repository, job.Ref, deadline, CommitSha: job.CommitSha, Template: runner.Template, Environment: job.Environment, Attempt: runner.Attempt), ct);
             // The commit must be on the claimed ref at the forge before anything of the job exists (Checkout:Enabled).
             if (commits is not null) await commits.VerifyAsync(job, token, ct);
             handle = await backend.StartAsync(new RunnerLaunch(job.JobId, runner.RunnerId, loaded.Name, template, token, deadline), ct);
@@ -96,7 +96,7 @@ public sealed class RunnerScheduler(
     {
         var now = clock.GetUtcNow();
         runner.Finish(RunnerOutcome.FailedToStart, null, reason, now);
-        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
+        db.AddToOutbox(new RunnerFinished(runner.JobId, runner.RunnerId, RunnerOutcome.FailedToStart, null, reason, now, runner.Attempt), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(ct);
         await reaper.TeardownLockedAsync(runner.JobId, ct);
     }

@@ -85,7 +85,7 @@ public sealed class WaitingRunnerPump(
         if (runner is null || runner.State != RunnerState.Provisioning || runner.FinishedAt is not null) return;
         using var trace = JobTrace.Continue(ProvisionerTelemetry.Source, runner.TraceParent, "runner leaves the wait");
         logger.LogInformation("Job {JobId} leaves the wait: starting its runner", jobId);
-        var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha, runner.Environment);
+        var job = new RunJob(jobId, runner.Template ?? "", runner.Repository ?? "", runner.Ref ?? "", runner.TimeoutSeconds, runner.CreatedAt, runner.CommitSha, runner.Environment, runner.Attempt);
         await scope.ServiceProvider.GetRequiredService<IRunnerStarter>().StartAsync(new RunnerRequest(job, runner), ct);
     }
 

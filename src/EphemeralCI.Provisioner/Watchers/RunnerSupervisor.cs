@@ -159,7 +159,7 @@ public sealed class RunnerSupervisor(
 
         var now = clock.GetUtcNow();
         runner.Finish(outcome, exitCode, reason, now);
-        db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now), clock, RunnerMessageIds.Finished(runner.RunnerId));
+        db.AddToOutbox(new RunnerFinished(jobId, runner.RunnerId, outcome, exitCode, reason, now, runner.Attempt), clock, RunnerMessageIds.Finished(runner.RunnerId));
         await db.SaveChangesAsync(CancellationToken.None);
         logger.LogInformation("Runner of job {JobId} finished: {Outcome} (exit {ExitCode}) {Reason}", jobId, outcome, exitCode, reason);
         return true;

@@ -42,7 +42,7 @@ public static class IdentityApi
             $"{request.Scheme}://{request.Host}{request.PathBase}/.well-known/jwks.json",
             ["ES256"], ["public"], ["id_token"],
             ["iss", "aud", "sub", "exp", "iat", "nbf", "jti", JobTokenClaims.JobIdClaim, JobTokenClaims.RepositoryClaim,
-             JobTokenClaims.RefClaim, JobTokenClaims.CommitShaClaim, JobTokenClaims.TemplateClaim, JobTokenClaims.EnvironmentClaim]));
+             JobTokenClaims.RefClaim, JobTokenClaims.CommitShaClaim, JobTokenClaims.TemplateClaim, JobTokenClaims.EnvironmentClaim, JobTokenClaims.AttemptClaim]));
 
     public static async Task<Ok<JsonWebKeySetDocument>> JwksAsync(SigningKeyRing ring, HttpResponse response, CancellationToken ct)
     {
@@ -65,6 +65,7 @@ public static class IdentityApi
         if (request.JobId == Guid.Empty) errors["jobId"] = ["is required"];
         if (string.IsNullOrWhiteSpace(request.Repository) || request.Repository.Length > 256) errors["repository"] = ["is required (at most 256 characters)"];
         if (string.IsNullOrWhiteSpace(request.Ref) || request.Ref.Length > 256) errors["ref"] = ["is required (at most 256 characters)"];
+        if (request.Attempt is < 1 or > JobTokenRequest.MaxAttempt) errors["attempt"] = [$"must be 1 to {JobTokenRequest.MaxAttempt}"];
         var now = clock.GetUtcNow();
         if (request.Deadline <= now) errors["deadline"] = ["must be in the future"];
         else if (request.Deadline - now > options.Value.MaxTokenLifetime) errors["deadline"] = [$"must be within {options.Value.MaxTokenLifetime} from now"];

@@ -61,10 +61,11 @@ public sealed partial class BrokerAttestationSigner(IServiceScopeFactory scopes,
             .Where(e => e.JobId == jobId && (e.Action == AuditActions.ExchangeGranted || e.Action == AuditActions.TokenRevoked))
             .OrderBy(e => e.Id)
             .ToListAsync(ct);
-        var revokedAt = lines.FirstOrDefault(e => e.Action == AuditActions.TokenRevoked)?.At;
         var issued = new List<IssuedSecret>();
         foreach (var grant in lines.Where(e => e.Action == AuditActions.ExchangeGranted))
         {
+            // The revocation that ended this grant's token: the next one after it (a retried job has one per attempt).
+            var revokedAt = lines.FirstOrDefault(e => e.Action == AuditActions.TokenRevoked && e.Id > grant.Id)?.At;
             foreach (var name in GrantedNames(grant.Detail))
             {
                 // The audit line names the secrets; their version is the one current at the exchange

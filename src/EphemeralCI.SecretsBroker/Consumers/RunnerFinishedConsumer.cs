@@ -20,10 +20,14 @@ public sealed class RunnerFinishedConsumer(
     {
         var m = context.Message;
         // Longer than any token can live, so the mark outlasts every token of the job.
-        await revocations.RevokeAsync(m.JobId, options.Value.MaxTokenLifetime + TimeSpan.FromHours(1), context.CancellationToken);
-        if (!await db.AuditEntries.AnyAsync(e => e.JobId == m.JobId && e.Action == AuditActions.TokenRevoked, context.CancellationToken))
+        await revocations.RevokeAsync(m.JobId, m.Attempt, options.Value.MaxTokenLifetime + TimeSpan.FromHours(1), context.CancellationToken);
+        // One line per attempt: a job retried after its runner was lost has a token per attempt.
+        var detail = $"runner finished: {m.Outcome}" + (m.Attempt > 1 ? $"; attempt={m.Attempt}" : "");
+        var attemptMark = $"attempt={m.Attempt}";
+        if (!await db.AuditEntries.AnyAsync(e => e.JobId == m.JobId && e.Action == AuditActions.TokenRevoked
+                && (m.Attempt > 1 ? e.Detail!.EndsWith(attemptMark) : !e.Detail!.Contains("attempt=")), context.CancellationToken))
         {
-            db.Audit(clock, "provisioner", AuditActions.TokenRevoked, jobId: m.JobId, detail: $"runner finished: {m.Outcome}");
+            db.Audit(clock, "provisioner", AuditActions.TokenRevoked, jobId: m.JobId, detail: detail);
             await db.SaveChangesAsync(context.CancellationToken);
         }
     }

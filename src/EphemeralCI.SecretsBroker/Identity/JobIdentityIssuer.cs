@@ -37,6 +37,8 @@ public sealed class JobIdentityIssuer(
         if (!string.IsNullOrEmpty(request.CommitSha)) claims[JobTokenClaims.CommitShaClaim] = request.CommitSha;
         if (!string.IsNullOrEmpty(request.Template)) claims[JobTokenClaims.TemplateClaim] = request.Template;
         if (!string.IsNullOrEmpty(request.Environment)) claims[JobTokenClaims.EnvironmentClaim] = request.Environment;
+        // Only a retried job's tokens say their attempt; a first attempt's look as they always did.
+        if (request.Attempt > 1) claims[JobTokenClaims.AttemptClaim] = request.Attempt;
 
         var token = _handler.CreateToken(new SecurityTokenDescriptor
         {
@@ -53,7 +55,7 @@ public sealed class JobIdentityIssuer(
         {
             var db = scope.ServiceProvider.GetRequiredService<SecretsDbContext>();
             db.Audit(clock, actor, AuditActions.TokenIssued, jobId: request.JobId, repository: request.Repository,
-                gitRef: request.Ref, tokenId: jti, detail: $"kid={kid}; expires={expires:O}");
+                gitRef: request.Ref, tokenId: jti, detail: $"kid={kid}; expires={expires:O}" + (request.Attempt > 1 ? $"; attempt={request.Attempt}" : ""));
             await db.SaveChangesAsync(ct);
         }
         return new MintedJobToken(token, kid, expires);

@@ -82,9 +82,9 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
         return created.GetProperty("key").GetString()!;
     }
 
-    public HttpClient RunnerClient(Guid jobId, string repository = "acme/widgets")
+    public HttpClient RunnerClient(Guid jobId, string repository = "acme/widgets", int attempt = 1)
     {
-        var token = Services.GetRequiredService<JobTokenService>().Issue(jobId, repository, "refs/heads/main", DateTimeOffset.UtcNow.AddHours(1));
+        var token = Services.GetRequiredService<JobTokenService>().Issue(jobId, repository, "refs/heads/main", DateTimeOffset.UtcNow.AddHours(1), attempt);
         var client = ClientWithKey(token);
         // As the agent does: one random key per agent, sent on every call.
         client.DefaultRequestHeaders.Add(RunnerApiHeaders.AgentKey, Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));

@@ -43,7 +43,9 @@ public sealed class FakeIntake : IAsyncDisposable
         {
             var token = JobTokenAuthenticationHandler.BearerToken(ctx.Request.Headers.Authorization.ToString());
             var claims = token is null ? null : await tokens.ValidateAsync(token);
-            return claims is null ? null : self!.Jobs.GetValueOrDefault(claims.JobId);
+            var job = claims is null ? null : self!.Jobs.GetValueOrDefault(claims.JobId);
+            if (job is not null) job.TokenAttempt = claims!.Attempt;
+            return job;
         }
 
         app.MapGet(RunnerApiRoutes.Job, async (HttpContext ctx, JobTokenService tokens) =>
@@ -93,6 +95,8 @@ public sealed class FakeJob(Guid jobId, JobSpec spec)
     public Guid JobId { get; } = jobId;
     public JobSpec Spec { get; } = spec;
     public int Fetches;
+    /// <summary>The attempt named by the job token the agent last called with.</summary>
+    public int TokenAttempt;
     public ConcurrentQueue<RunnerStepEvent> Events { get; } = new();
     public TaskCompletionSource<RunnerCompletion> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

@@ -258,6 +258,35 @@ public sealed class ProvisionerTests(ProvisionerFixture fx)
     }
 
     [Fact]
+    public async Task The_next_attempts_RunJob_replaces_the_destroyed_runner_with_a_new_one_and_an_older_attempts_is_ignored()
+    {
+        var jobId = Guid.NewGuid();
+        var job = fx.Intake.Register(jobId, Step("once", "echo ran"));
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await fx.WaitForStateAsync(jobId, RunnerState.Destroyed);
+        Assert.Equal(1, (await fx.RunnerAsync(jobId))!.Attempt);
+
+        // The intake asks for attempt 2 only after attempt 1's runner was reported destroyed (its runner was lost).
+        await fx.PublishAsync(fx.RunJob(jobId) with { Attempt = 2 });
+        await ProvisionerFixture.WaitUntilAsync(async () => await fx.RunnerAsync(jobId) is { Attempt: 2, State: RunnerState.Destroyed }, "attempt 2's runner to run and be destroyed");
+        var second = (await fx.RunnerAsync(jobId))!;
+        Assert.Equal(RunnerRecord.RunnerIdFor(jobId, 2), second.RunnerId);
+        Assert.NotEqual(RunnerRecord.RunnerIdFor(jobId), second.RunnerId);
+        Assert.Equal((2, 2), (job.Fetches, job.TokenAttempt)); // a new agent, with a token of its own attempt
+        var sent = await fx.SentAsync(jobId);
+        Assert.Single(sent.OfType<RunnerStarted>(), m => m.RunnerId == second.RunnerId);
+        Assert.Single(sent.OfType<RunnerFinished>(), m => m.RunnerId == second.RunnerId && m.Attempt == 2);
+        Assert.Single(sent.OfType<RunnerDestroyed>(), m => m.RunnerId == second.RunnerId && m.Attempt == 2 && m.Teardown is { Passed: true });
+
+        // A redelivered RunJob of attempt 1 is stale: nothing starts, nothing is announced.
+        await fx.PublishAsync(fx.RunJob(jobId));
+        await ProvisionerFixture.WaitUntilAsync(() => Task.FromResult(fx.Consumed<RunJob>(jobId) == 3), "the stale RunJob to be consumed");
+        Assert.Equal((2, RunnerState.Destroyed), ((await fx.RunnerAsync(jobId))!.Attempt, (await fx.RunnerAsync(jobId))!.State));
+        Assert.Equal(sent.Count, (await fx.SentAsync(jobId)).Count);
+        Assert.Equal(2, job.Fetches);
+    }
+
+    [Fact]
     public async Task Cancel_before_RunJob_leaves_a_tombstone_and_no_runner_ever_starts()
     {
         var jobId = Guid.NewGuid();

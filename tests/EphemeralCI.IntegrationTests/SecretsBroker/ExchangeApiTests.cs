@@ -140,7 +140,7 @@ public sealed class ExchangeApiTests : IAsyncLifetime
 
         await _broker.Service<IBus>().Publish(new RunnerFinished(jobId, "r1", RunnerOutcome.Exited, 0, null, DateTimeOffset.UtcNow));
         var revocations = _broker.Service<IJobRevocationList>();
-        for (var i = 0; i < 100 && !await revocations.IsRevokedAsync(jobId); i++) await Task.Delay(50);
+        for (var i = 0; i < 100 && !await revocations.IsRevokedAsync(jobId, 1); i++) await Task.Delay(50);
 
         using var response = await _broker.ExchangeAsync(token, "NPM_TOKEN");
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);

@@ -203,4 +203,14 @@ public sealed class JobFileParserTests
         Assert.Equal("job.yml:3:5: steps[0].name: too long", parsed.Locate("steps[0].name", "too long").ToString());
         Assert.Equal("job.yml:1:1: commitSha: is required", parsed.Locate("commitSha", "is required").ToString());
     }
+
+    [Fact]
+    public void Retry_on_a_lost_runner_is_read_and_a_bad_count_named()
+    {
+        var spec = JobFileParser.Parse($"commit: {Sha}\nretry:\n  infrastructure: 2\nsteps: [echo hi]\n", "job.yml").Spec;
+        Assert.Equal(2, spec.Retry?.Infrastructure);
+        var error = Assert.Single(Invalid($"commit: {Sha}\nretry:\n  infrastructure: twice\nsteps: [echo hi]\n").Errors);
+        Assert.Contains("retry.infrastructure", error.Message);
+        Assert.Equal(3, error.Line);
+    }
 }

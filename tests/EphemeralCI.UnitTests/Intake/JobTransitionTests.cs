@@ -87,4 +87,43 @@ public sealed class JobTransitionTests
         Assert.Equal(status, parsed);
         Assert.False(JobStatusNames.TryParse("TimedOut", out _));
     }
+
+    private static Job RetryingJob(int retries) => new()
+    {
+        Id = Guid.NewGuid(), Repository = "a/b", Ref = "main", CommitSha = new string('a', 40), RunnerTemplate = "default",
+        Spec = "{\"retry\":{\"infrastructure\":" + retries + "}}",
+    };
+
+    [Fact]
+    public void A_lost_runner_starts_the_next_attempt_only_once_it_is_destroyed()
+    {
+        var job = RetryingJob(1);
+        Assert.True(job.TryMoveTo(JobStatus.Running, T0));
+        job.BindAgent("agent-1");
+        Assert.True(job.RetryAfterLoss(attempt: 1));
+        Assert.False(job.NextAttemptDue);
+        job.RunnerDestroyed(attempt: 1);
+        Assert.True(job.NextAttemptDue);
+
+        job.StartNextAttempt(logLength: 42);
+        Assert.Equal((2, JobStatus.Queued, 42L), (job.Attempt, job.Status, job.LogBase));
+        Assert.False(job.NextAttemptDue);
+        // The new runner's agent binds itself; the old one's key no longer counts.
+        Assert.Equal(AgentBinding.Bound, job.BindAgent("agent-2"));
+        Assert.Equal(2, job.RunJobMessage(T0).Attempt);
+
+        // No attempt left: the next loss decides the job.
+        Assert.False(job.RetryAfterLoss(attempt: 2));
+    }
+
+    [Fact]
+    public void No_retry_for_a_job_without_retries_an_old_attempt_or_a_finished_job()
+    {
+        Assert.False(NewJob().RetryAfterLoss(attempt: 1));
+        var job = RetryingJob(3);
+        Assert.False(job.RetryAfterLoss(attempt: 2));
+        Assert.True(job.TryMoveTo(JobStatus.Cancelled, T0));
+        Assert.False(job.RetryAfterLoss(attempt: 1));
+        Assert.Throws<InvalidOperationException>(() => job.StartNextAttempt(0));
+    }
 }

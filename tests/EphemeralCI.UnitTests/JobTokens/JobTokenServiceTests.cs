@@ -34,6 +34,24 @@ public sealed class JobTokenServiceTests
     }
 
     [Fact]
+    public async Task A_retried_jobs_token_carries_its_attempt_and_a_first_attempts_token_does_not_say_one()
+    {
+        var tokens = new JobTokenService(_options, _clock);
+        var jobId = Guid.NewGuid();
+        var first = tokens.Issue(jobId, "acme/widgets", "refs/heads/main", _clock.GetUtcNow().AddHours(1));
+        var second = tokens.Issue(jobId, "acme/widgets", "refs/heads/main", _clock.GetUtcNow().AddHours(1), attempt: 2);
+        Assert.Equal(1, (await tokens.ValidateAsync(first))!.Attempt);
+        Assert.Equal(2, (await tokens.ValidateAsync(second))!.Attempt);
+        Assert.DoesNotContain(JobTokenClaims.AttemptClaim, new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(first).Claims.Select(c => c.Type));
+
+        // Revocation is per attempt: the lost runner's mark does not reach the new attempt's token.
+        var revoked = new InProcessJobRevocationList(_clock);
+        await revoked.RevokeAsync(jobId, 1, TimeSpan.FromHours(1));
+        Assert.True(await revoked.IsRevokedAsync(jobId, 1));
+        Assert.False(await revoked.IsRevokedAsync(jobId, 2));
+    }
+
+    [Fact]
     public async Task A_remembered_token_is_refused_once_it_expires()
     {
         var tokens = new JobTokenService(_options, _clock);

@@ -112,6 +112,10 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasColumnType("uuid")
                         .HasColumnName("api_key_id");
 
+                    b.Property<int>("Attempt")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempt");
+
                     b.Property<string>("CommitSha")
                         .IsRequired()
                         .HasMaxLength(64)
@@ -121,6 +125,10 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
+
+                    b.Property<int?>("DestroyedAttempt")
+                        .HasColumnType("integer")
+                        .HasColumnName("destroyed_attempt");
 
                     b.Property<string>("Environment")
                         .HasMaxLength(63)
@@ -139,6 +147,10 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasMaxLength(255)
                         .HasColumnType("character varying(255)")
                         .HasColumnName("idempotency_key");
+
+                    b.Property<long>("LogBase")
+                        .HasColumnType("bigint")
+                        .HasColumnName("log_base");
 
                     b.Property<string>("Name")
                         .HasMaxLength(200)
@@ -161,6 +173,10 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)")
                         .HasColumnName("request_hash");
+
+                    b.Property<bool>("RetryPending")
+                        .HasColumnType("boolean")
+                        .HasColumnName("retry_pending");
 
                     b.Property<string>("RunnerTemplate")
                         .IsRequired()

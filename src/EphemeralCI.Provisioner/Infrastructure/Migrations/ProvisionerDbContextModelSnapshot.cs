@@ -120,6 +120,9 @@ namespace EphemeralCI.Provisioner.Infrastructure.Migrations
                         .ValueGeneratedOnAdd()
                         .HasColumnType("uuid");
 
+                    b.Property<int>("Attempt")
+                        .HasColumnType("integer");
+
                     b.Property<string>("Backend")
                         .HasMaxLength(32)
                         .HasColumnType("character varying(32)");

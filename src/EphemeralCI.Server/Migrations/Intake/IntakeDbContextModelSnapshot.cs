@@ -106,6 +106,10 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasColumnType("TEXT")
                         .HasColumnName("api_key_id");
 
+                    b.Property<int>("Attempt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("attempt");
+
                     b.Property<string>("CommitSha")
                         .IsRequired()
                         .HasMaxLength(64)
@@ -115,6 +119,10 @@ namespace EphemeralCI.Server.Migrations.Intake
                     b.Property<long>("CreatedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
+
+                    b.Property<int?>("DestroyedAttempt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("destroyed_attempt");
 
                     b.Property<string>("Environment")
                         .HasMaxLength(63)
@@ -133,6 +141,10 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasMaxLength(255)
                         .HasColumnType("TEXT")
                         .HasColumnName("idempotency_key");
+
+                    b.Property<long>("LogBase")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("log_base");
 
                     b.Property<string>("Name")
                         .HasMaxLength(200)
@@ -155,6 +167,10 @@ namespace EphemeralCI.Server.Migrations.Intake
                         .HasMaxLength(64)
                         .HasColumnType("TEXT")
                         .HasColumnName("request_hash");
+
+                    b.Property<bool>("RetryPending")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("retry_pending");
 
                     b.Property<string>("RunnerTemplate")
                         .IsRequired()

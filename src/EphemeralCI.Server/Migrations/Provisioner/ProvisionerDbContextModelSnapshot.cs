@@ -113,6 +113,9 @@ namespace EphemeralCI.Server.Migrations.Provisioner
                         .ValueGeneratedOnAdd()
                         .HasColumnType("TEXT");
 
+                    b.Property<int>("Attempt")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Backend")
                         .HasMaxLength(32)
                         .HasColumnType("TEXT");
