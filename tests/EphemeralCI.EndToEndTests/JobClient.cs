@@ -66,4 +66,12 @@ public static class JobClient
         env = new Dictionary<string, string> { ["GREETING"] = "hello" },
         steps = steps.Select(s => new { name = s.Name, run = s.Run }).ToArray(),
     };
+
+    /// <summary><paramref name="job"/> (a <see cref="Job"/>) with <c>retry: {infrastructure: N}</c>.</summary>
+    public static object WithInfrastructureRetries(object job, int retries)
+    {
+        var body = System.Text.Json.JsonSerializer.SerializeToNode(job, System.Text.Json.JsonSerializerOptions.Web)!.AsObject();
+        body["retry"] = new System.Text.Json.Nodes.JsonObject { ["infrastructure"] = retries };
+        return body;
+    }
 }

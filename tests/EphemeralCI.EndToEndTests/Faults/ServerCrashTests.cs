@@ -18,8 +18,10 @@ public sealed class CrashedServerFixture : ServerFixture, IAsyncLifetime
 /// SIGKILL of the all-in-one server in the middle of a burst — an OOM kill, a power cut of the
 /// process — then a restart on the same data folder, as systemd would. What must hold (issue 16's
 /// rule): every acknowledged job reaches an end (0 lost, 0 stuck after the bound); only a job whose
-/// runner was running at the kill may fail, as "lost"; no job gets two runners; nothing of any
-/// runner is left on the machine. The counts go to the test output (docs/reliability.md).
+/// runner was running at the kill may fail, as "lost", and none that asked for a retry on a lost runner
+/// (<c>retry: {infrastructure: 1}</c>, every other job of the mid-step case) fails at all; no job gets two
+/// runners at once (a retried one gets one per attempt, the next only after the last is destroyed); nothing
+/// of any runner is left on the machine. The counts go to the test output (docs/reliability.md).
 /// </summary>
 public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHelper output) : IClassFixture<CrashedServerFixture>
 {
@@ -67,7 +69,8 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
             ids = [];
             for (var i = 0; i < Jobs; i++)
             {
-                ids.Add(await server.Intake.SubmitAsync(JobClient.Job($"burst {i}", null, ("work", $"echo begin {i}; sleep 2; echo end {i}"))));
+                var job = JobClient.Job($"burst {i}", null, ("work", $"echo begin {i}; sleep 2; echo end {i}"));
+                ids.Add(await server.Intake.SubmitAsync(i % 2 == 0 ? JobClient.WithInfrastructureRetries(job, 1) : job));
             }
             // Kill with runners mid-step (with the limit of 4, others wait and some are not yet taken).
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
@@ -102,7 +105,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
         }
 
         var problems = new List<string>();
-        int succeeded = 0, lost = 0;
+        int succeeded = 0, lost = 0, retried = 0;
         foreach (var id in ids)
         {
             if (!finalJobs.TryGetValue(id, out var job))
@@ -113,7 +116,19 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
             var events = await TimelineAsync(id);
             var started = events.Where(e => e.Type == "runner.started").ToList();
             var runners = started.Select(e => e.RunnerId).Distinct().Count();
-            if (runners > 1) problems.Add($"{id}: {runners} runners started ({string.Join(", ", started.Select(e => e.RunnerId))})");
+            var attempt = job.GetProperty("attempt").GetInt32();
+            var mayRetry = killWhenRunning > 0 && ids.IndexOf(id) % 2 == 0;
+            if (attempt > 1) retried++;
+            if (runners > attempt || (attempt > 1 && !mayRetry))
+            {
+                problems.Add($"{id}: {runners} runners started in {attempt} attempt(s) ({string.Join(", ", started.Select(e => e.RunnerId))})");
+            }
+            // A retried job's next runner starts only after the lost one is destroyed: never two at once.
+            for (var n = 1; n < started.Count; n++)
+            {
+                var before = events.LastOrDefault(e => e.Type == "runner.destroyed" && e.RunnerId == started[n - 1].RunnerId);
+                if (before is null || before.At > started[n].At) problems.Add($"{id}: runner {started[n].RunnerId} started before {started[n - 1].RunnerId} was destroyed");
+            }
             var status = job.GetProperty("status").GetString();
             var reason = job.TryGetProperty("statusReason", out var r) ? r.GetString() : null;
             if (status == "succeeded")
@@ -122,7 +137,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
                 var log = await server.Intake.GetStringAsync($"/api/v1/jobs/{id}/logs");
                 if (!log.Contains("end ", StringComparison.Ordinal)) problems.Add($"{id}: succeeded without its step's last line:\n{log}");
             }
-            else if (status == "failed" && reason?.Contains("lost", StringComparison.Ordinal) == true && started.Any(e => e.At <= killedAt))
+            else if (status == "failed" && reason?.Contains("lost", StringComparison.Ordinal) == true && started.Any(e => e.At <= killedAt) && !mayRetry)
             {
                 lost++; // its runner was running at the kill: its steps were cut, the one allowed loss
             }
@@ -143,7 +158,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
         // Lost or not, every runner ends with a valid attestation whose teardown check passed.
         if (problems.Count == 0) foreach (var id in ids) await server.WaitForVerifiedRunnerEndAsync(id);
         var lastEnd = finalJobs.Values.Select(j => j.GetProperty("finishedAt").GetDateTimeOffset()).DefaultIfEmpty(restartedAt).Max();
-        output.WriteLine($"{ids.Count} of {Jobs} acknowledged: {succeeded} succeeded, {lost} failed as lost (running at the kill), " +
+        output.WriteLine($"{ids.Count} of {Jobs} acknowledged: {succeeded} succeeded ({retried} of them on a second attempt after a lost runner), {lost} failed as lost (running at the kill, no retry asked), " +
             $"{ids.Count - finalJobs.Count} stuck, {problems.Count} problems; last job ended {(lastEnd - restartedAt).TotalSeconds:F1} s after the restart");
         Assert.True(problems.Count == 0, string.Join("\n", problems) + "\n--- server output since the restart ---\n" + string.Join("\n", server.OutputSince(0).TakeLast(80)));
     }
