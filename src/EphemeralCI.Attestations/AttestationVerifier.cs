@@ -106,5 +106,14 @@ public static class AttestationVerifier
             yield return "the runner's teardown check failed: " +
                 string.Join("; ", (teardown.Checks ?? []).Where(c => !c.Passed).Select(c => $"{c.Name}: {c.Found}"));
         }
+        // A retried job's lost runners ran its code with its token too: each must be proven gone as well.
+        foreach (var earlier in s.Predicate.EarlierAttempts ?? [])
+        {
+            if (earlier.Teardown is not { Passed: true } t)
+            {
+                yield return $"the runner of attempt {earlier.Attempt} ({earlier.RunnerId}) was not verified gone" +
+                    (earlier.Teardown is { } failed ? ": " + string.Join("; ", (failed.Checks ?? []).Where(c => !c.Passed).Select(c => $"{c.Name}: {c.Found}")) : "");
+            }
+        }
     }
 }

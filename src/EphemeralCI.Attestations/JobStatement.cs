@@ -57,7 +57,15 @@ public sealed record JobPredicate(
     TeardownReport? Teardown,
     IReadOnlyList<IssuedSecret>? Secrets,
     JobCaches Caches,
-    JobOutcome Outcome);
+    JobOutcome Outcome,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<EarlierAttempt>? EarlierAttempts = null);
+
+/// <summary>
+/// A runner of the same job that was lost before the attempt this statement is of (<c>retry.infrastructure</c>):
+/// it ran the job's code with the job's token, so its teardown is part of the proof. Absent for a job run once.
+/// </summary>
+public sealed record EarlierAttempt(int Attempt, string? RunnerId, string? Backend, string? Reason, DateTimeOffset? DestroyedAt, TeardownReport? Teardown);
 
 public sealed record BuildDefinition(string BuildType, ExternalParameters ExternalParameters, InternalParameters InternalParameters);
 

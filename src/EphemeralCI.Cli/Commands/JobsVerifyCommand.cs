@@ -130,6 +130,11 @@ public sealed class JobsVerifyCommand(EciContext context) : EciCommand<JobsVerif
             Row("teardown", p.Teardown is { } t
                 ? $"{(t.Passed ? "verified gone" : "LEFTOVERS")} ({t.Checks.Count} checks, {t.Attempts} attempt{(t.Attempts == 1 ? "" : "s")})"
                 : "not verified");
+            if (p.EarlierAttempts is { Count: > 0 } earlier)
+            {
+                Row("earlier attempts", string.Join("; ", earlier.Select(a =>
+                    $"{a.Attempt}: {a.RunnerId} lost ({a.Reason ?? "no reason given"}), {(a.Teardown?.Passed == true ? "verified gone" : "NOT verified gone")}")));
+            }
             Row("secrets", p.Secrets is { Count: > 0 } s
                 ? string.Join(", ", s.Select(x => $"{x.Name} v{x.Version?.ToString() ?? "?"}" + (x.RevokedAt is { } r ? $" (revoked {Render.Time(r)})" : "")))
                 : "none");

@@ -41,7 +41,8 @@ public static class JobStatementBuilder
             teardown,
             Secrets: null,
             new JobCaches(Caches(timeline, JobEventTypes.CacheRestore, job), Caches(timeline, JobEventTypes.CacheSave, job)),
-            new JobOutcome(JobStatusNames.ToName(job.Status), job.ExitCode, job.StatusReason));
+            new JobOutcome(JobStatusNames.ToName(job.Status), job.ExitCode, job.StatusReason),
+            EarlierAttempts(timeline, job));
         return JobStatement.For(predicate);
     }
 
@@ -71,6 +72,20 @@ public static class JobStatementBuilder
                 c.Sha256?.ToLowerInvariant(), c.Bytes))
             .ToList();
 
+    /// <summary>The lost runners of a retried job's earlier attempts, each with its own teardown report; null for a job run once.</summary>
+    private static List<EarlierAttempt>? EarlierAttempts(IReadOnlyList<JobEvent> timeline, Job job)
+    {
+        if (job.Attempt == 1) return null;
+        var finished = timeline.Where(e => e.Type == JobEventTypes.RunnerFinished).Select(Data<RunnerFinishedData>).OfType<RunnerFinishedData>().ToList();
+        return timeline.Where(e => e.Type == JobEventTypes.RunnerDestroyed)
+            .Select(e => (e.At, Data: Data<RunnerDestroyedData>(e)))
+            .Where(d => d.Data is not null && (d.Data.Attempt ?? 1) < job.Attempt)
+            .Select(d => new EarlierAttempt(d.Data!.Attempt ?? 1, d.Data.RunnerId, d.Data.Backend,
+                finished.LastOrDefault(f => f.RunnerId == d.Data.RunnerId)?.Reason, d.At, d.Data.Teardown))
+            .OrderBy(a => a.Attempt)
+            .ToList();
+    }
+
     private static JobEvent? Last(IReadOnlyList<JobEvent> timeline, string type) => timeline.LastOrDefault(e => e.Type == type);
 
     private static T? Data<T>(JobEvent? e) where T : class
@@ -81,6 +96,7 @@ public static class JobStatementBuilder
     }
 
     private sealed record RunnerStartedData(string? RunnerId, string? Backend, string? TemplateHash);
-    private sealed record RunnerDestroyedData(string? RunnerId, string? Backend, TeardownReport? Teardown);
+    private sealed record RunnerDestroyedData(string? RunnerId, string? Backend, TeardownReport? Teardown, int? Attempt);
+    private sealed record RunnerFinishedData(string? RunnerId, string? Reason);
     private sealed record CacheEventData(string Key, string Result, string? MatchedKey, long Bytes, string? Sha256, string? Scope, int? Attempt);
 }

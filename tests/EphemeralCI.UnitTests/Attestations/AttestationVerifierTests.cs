@@ -10,6 +10,17 @@ public sealed class AttestationVerifierTests
     private readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
 
     [Fact]
+    public void A_retried_jobs_lost_runner_not_verified_gone_makes_the_attestation_invalid()
+    {
+        var statement = TestAttestations.Statement();
+        var failed = new EphemeralCI.Contracts.Messages.TeardownReport(false, 3, [new("machine", false, "host-a", "the provisioner's machine is gone")]);
+        var retried = statement with { Predicate = statement.Predicate with { EarlierAttempts = [new EarlierAttempt(1, "runner-x", "local", "lost", null, failed)] } };
+        var result = AttestationVerifier.Verify(TestAttestations.Sign(retried, _key, "k1"), TestAttestations.Jwks(_key, "k1"));
+        Assert.False(result.Valid);
+        Assert.Contains(result.Problems, p => p.Contains("attempt 1 (runner-x) was not verified gone: machine"));
+    }
+
+    [Fact]
     public void A_statement_signed_by_a_key_of_the_JWKS_is_valid()
     {
         var result = AttestationVerifier.Verify(TestAttestations.Sign(TestAttestations.Statement(), _key, "k1"), TestAttestations.Jwks(_key, "k1"));

@@ -78,6 +78,47 @@ public sealed class JobStatementBuilderTests
     }
 
     [Fact]
+    public void A_retried_jobs_statement_is_of_its_last_attempt_and_lists_the_lost_runner_with_its_teardown()
+    {
+        var job = new Job
+        {
+            Id = Guid.NewGuid(), Repository = "acme/widgets", Ref = "refs/heads/main", CommitSha = TestAttestations.Commit,
+            RunnerTemplate = "default", Spec = "{\"retry\":{\"infrastructure\":1}}", CreatedAt = T0,
+        };
+        job.TryMoveTo(JobStatus.Running, T0.AddSeconds(1));
+        Assert.True(job.RetryAfterLoss(1));
+        job.RunnerDestroyed(1);
+        job.StartNextAttempt(0);
+        job.TryMoveTo(JobStatus.Running, T0.AddSeconds(10));
+        job.TryMoveTo(JobStatus.Succeeded, T0.AddSeconds(15), "all steps succeeded", 0);
+        job.RunnerDestroyed(2);
+        string Json(object o) => JsonSerializer.Serialize(o, JsonSerializerOptions.Web);
+        var gone = new TeardownReport(true, 1, [new TeardownCheck("cgroup", true, "/sys/fs/cgroup/x")]);
+        var timeline = new List<JobEvent>
+        {
+            new() { JobId = job.Id, Type = JobEventTypes.RunnerStarted, At = T0.AddSeconds(1), Data = Json(new { RunnerId = "runner-a", Backend = "local" }) },
+            new() { JobId = job.Id, Type = JobEventTypes.CacheRestore, At = T0.AddSeconds(2), Data = Json(new { Key = "deps", Result = "hit", Bytes = 10L, Sha256 = new string('a', 64) }) },
+            new() { JobId = job.Id, Type = JobEventTypes.RunnerFinished, At = T0.AddSeconds(3), Data = Json(new { RunnerId = "runner-a", Outcome = "Lost", Reason = "provisioner restarted", Attempt = 1 }) },
+            new() { JobId = job.Id, Type = JobEventTypes.RunnerDestroyed, At = T0.AddSeconds(4), Data = Json(new { RunnerId = "runner-a", Backend = "local", Teardown = gone, Attempt = 1 }) },
+            new() { JobId = job.Id, Type = JobEventTypes.RunnerStarted, At = T0.AddSeconds(9), Data = Json(new { RunnerId = "runner-a-2", Backend = "local" }) },
+            new() { JobId = job.Id, Type = JobEventTypes.CacheRestore, At = T0.AddSeconds(11), Data = Json(new { Key = "deps", Result = "miss", Bytes = 0L, Attempt = 2 }) },
+            new() { JobId = job.Id, Type = JobEventTypes.RunnerDestroyed, At = T0.AddSeconds(16), Data = Json(new { RunnerId = "runner-a-2", Backend = "local", Teardown = gone, Attempt = 2 }) },
+        };
+
+        var p = JobStatementBuilder.Build(job, timeline, "https://ci.acme.example/eci", []).Predicate;
+        Assert.Equal("runner-a-2", p.Runner.Id);
+        Assert.Equal(T0.AddSeconds(16), p.Lifecycle.DestroyedAt);
+        Assert.Equal("miss", Assert.Single(p.Caches.Restored).Result); // attempt 1's restore was not this build's
+        var earlier = Assert.Single(p.EarlierAttempts!);
+        Assert.Equal((1, "runner-a", "provisioner restarted", true), (earlier.Attempt, earlier.RunnerId, earlier.Reason, earlier.Teardown!.Passed));
+
+        // A job run once says nothing of attempts (the field is left out of the JSON).
+        var (once, onceTimeline) = FinishedJob();
+        var statement = JobStatementBuilder.Build(once, onceTimeline, "https://ci.acme.example/eci", []);
+        Assert.DoesNotContain("earlierAttempts", JsonSerializer.Serialize(statement, AttestationFormat.Json));
+    }
+
+    [Fact]
     public void A_federated_submitter_is_named_by_trust_policy_issuer_and_subject()
     {
         var (job, _) = FinishedJob("oidc:github:repo:acme/widgets:ref:refs/heads/main");
