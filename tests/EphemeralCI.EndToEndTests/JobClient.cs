@@ -31,6 +31,45 @@ public static class JobClient
         return items.EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
     }
 
+    public sealed record TimelineEvent(string Type, DateTimeOffset At, string? RunnerId);
+
+    /// <summary>The job's timeline, with the runner each runner.* event is about.</summary>
+    public static async Task<List<TimelineEvent>> TimelineAsync(this HttpClient intake, Guid id)
+    {
+        using var doc = JsonDocument.Parse(await intake.GetStringAsync($"/api/v1/jobs/{id}/events"));
+        var items = doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement : doc.RootElement.GetProperty("events");
+        return items.EnumerateArray().Select(e => new TimelineEvent(
+            e.GetProperty("type").GetString()!,
+            e.GetProperty("at").GetDateTimeOffset(),
+            e.TryGetProperty("data", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("runnerId", out var rid) ? rid.GetString() : null)).ToList();
+    }
+
+    public static async Task<List<string?>> StatusesAsync(this HttpClient intake, IEnumerable<Guid> ids)
+    {
+        var statuses = new List<string?>();
+        foreach (var id in ids) statuses.Add((await intake.GetJobAsync(id)).GetProperty("status").GetString());
+        return statuses;
+    }
+
+    public static bool IsTerminal(string? status) => status is "succeeded" or "failed" or "cancelled" or "timed_out";
+
+    /// <summary>Polls every job until each has ended or <paramref name="bound"/> has passed: the ended ones, by id.</summary>
+    public static async Task<Dictionary<Guid, JsonElement>> WaitForEndsAsync(this HttpClient intake, IReadOnlyCollection<Guid> ids, TimeSpan bound)
+    {
+        var ended = new Dictionary<Guid, JsonElement>();
+        var end = DateTime.UtcNow + bound;
+        while (ended.Count < ids.Count && DateTime.UtcNow < end)
+        {
+            foreach (var id in ids.Where(id => !ended.ContainsKey(id)))
+            {
+                var job = await intake.GetJobAsync(id);
+                if (IsTerminal(job.GetProperty("status").GetString())) ended[id] = job;
+            }
+            await Task.Delay(250);
+        }
+        return ended;
+    }
+
     /// <summary>Polls until the job reaches a terminal status (bounded, so a stuck job fails the test).</summary>
     public static async Task<JsonElement> WaitForTerminalAsync(this HttpClient intake, Guid id, TimeSpan? within = null)
     {
@@ -39,7 +78,7 @@ public static class JobClient
         {
             var job = await intake.GetJobAsync(id);
             var status = job.GetProperty("status").GetString();
-            if (status is "succeeded" or "failed" or "cancelled" or "timed_out") return job;
+            if (IsTerminal(status)) return job;
             if (DateTime.UtcNow > deadline) Assert.Fail($"job {id} still '{status}' after waiting");
             await Task.Delay(200);
         }

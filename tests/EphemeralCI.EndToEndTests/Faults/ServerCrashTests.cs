@@ -71,12 +71,12 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
             }
             // Kill with runners mid-step (with the limit of 4, others wait and some are not yet taken).
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while ((await StatusesAsync(ids)).Count(s => s == "running") < killWhenRunning)
+            while ((await server.Intake.StatusesAsync(ids)).Count(s => s == "running") < killWhenRunning)
             {
                 Assert.True(DateTime.UtcNow < deadline, $"the burst never reached {killWhenRunning} running jobs");
                 await Task.Delay(100);
             }
-            atKill = await StatusesAsync(ids);
+            atKill = await server.Intake.StatusesAsync(ids);
             killedAt = DateTimeOffset.UtcNow;
             await server.KillAsync();
         }
@@ -89,17 +89,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
         await server.StartAsync();
         var restartedAt = DateTimeOffset.UtcNow;
 
-        var finalJobs = new Dictionary<Guid, JsonElement>();
-        var end = DateTime.UtcNow + Bound;
-        while (finalJobs.Count < ids.Count && DateTime.UtcNow < end)
-        {
-            foreach (var id in ids.Where(id => !finalJobs.ContainsKey(id)))
-            {
-                var job = await server.Intake.GetJobAsync(id);
-                if (job.GetProperty("status").GetString() is "succeeded" or "failed" or "cancelled" or "timed_out") finalJobs[id] = job;
-            }
-            await Task.Delay(250);
-        }
+        var finalJobs = await server.Intake.WaitForEndsAsync(ids, Bound);
 
         var problems = new List<string>();
         int succeeded = 0, lost = 0;
@@ -110,7 +100,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
                 problems.Add($"{id}: stuck '{(await server.Intake.GetJobAsync(id)).GetProperty("status").GetString()}' {Bound.TotalMinutes} min after the restart");
                 continue;
             }
-            var events = await TimelineAsync(id);
+            var events = await server.Intake.TimelineAsync(id);
             var started = events.Where(e => e.Type == "runner.started").ToList();
             var runners = started.Select(e => e.RunnerId).Distinct().Count();
             if (runners > 1) problems.Add($"{id}: {runners} runners started ({string.Join(", ", started.Select(e => e.RunnerId))})");
@@ -146,24 +136,5 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
         output.WriteLine($"{ids.Count} of {Jobs} acknowledged: {succeeded} succeeded, {lost} failed as lost (running at the kill), " +
             $"{ids.Count - finalJobs.Count} stuck, {problems.Count} problems; last job ended {(lastEnd - restartedAt).TotalSeconds:F1} s after the restart");
         Assert.True(problems.Count == 0, string.Join("\n", problems) + "\n--- server output since the restart ---\n" + string.Join("\n", server.OutputSince(0).TakeLast(80)));
-    }
-
-    private async Task<List<string?>> StatusesAsync(IEnumerable<Guid> ids)
-    {
-        var statuses = new List<string?>();
-        foreach (var id in ids) statuses.Add((await server.Intake.GetJobAsync(id)).GetProperty("status").GetString());
-        return statuses;
-    }
-
-    private sealed record TimelineEvent(string Type, DateTimeOffset At, string? RunnerId);
-
-    private async Task<List<TimelineEvent>> TimelineAsync(Guid id)
-    {
-        using var doc = JsonDocument.Parse(await server.Intake.GetStringAsync($"/api/v1/jobs/{id}/events"));
-        var items = doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement : doc.RootElement.GetProperty("events");
-        return items.EnumerateArray().Select(e => new TimelineEvent(
-            e.GetProperty("type").GetString()!,
-            e.GetProperty("at").GetDateTimeOffset(),
-            e.TryGetProperty("data", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("runnerId", out var rid) ? rid.GetString() : null)).ToList();
     }
 }
