@@ -44,6 +44,22 @@ public static class JobClient
             e.TryGetProperty("data", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("runnerId", out var rid) ? rid.GetString() : null)).ToList();
     }
 
+    /// <summary>
+    /// The job's timeline once it holds an event of <paramref name="type"/>, or as it is after <paramref name="within"/>.
+    /// For an event that follows the job's end: runner.destroyed comes after the teardown, a moment after the job's status.
+    /// </summary>
+    public static async Task<List<TimelineEvent>> TimelineWithAsync(this HttpClient intake, Guid id, string type, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        var events = await intake.TimelineAsync(id);
+        while (events.All(e => e.Type != type) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(250);
+            events = await intake.TimelineAsync(id);
+        }
+        return events;
+    }
+
     public static async Task<List<string?>> StatusesAsync(this HttpClient intake, IEnumerable<Guid> ids)
     {
         var statuses = new List<string?>();

@@ -100,7 +100,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
                 problems.Add($"{id}: stuck '{(await server.Intake.GetJobAsync(id)).GetProperty("status").GetString()}' {Bound.TotalMinutes} min after the restart");
                 continue;
             }
-            var events = await server.Intake.TimelineAsync(id);
+            var events = await server.Intake.TimelineWithAsync(id, "runner.destroyed", TimeSpan.FromSeconds(30));
             var started = events.Where(e => e.Type == "runner.started").ToList();
             var runners = started.Select(e => e.RunnerId).Distinct().Count();
             if (runners > 1) problems.Add($"{id}: {runners} runners started ({string.Join(", ", started.Select(e => e.RunnerId))})");
