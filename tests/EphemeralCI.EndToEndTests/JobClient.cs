@@ -45,6 +45,37 @@ public static class JobClient
     }
 
     /// <summary>
+    /// A burst of <paramref name="count"/> jobs sent at once (or one every <paramref name="spacing"/>), and
+    /// <paramref name="kill"/> (which returns the moment of the kill) as soon as half of them are acknowledged. A
+    /// submission that got no answer was never acknowledged (a CI system retries it, with an Idempotency-Key): returns
+    /// the acknowledged ones.
+    /// </summary>
+    public static async Task<(List<Guid> Acknowledged, DateTimeOffset KilledAt)> SubmitBurstKilledHalfWayAsync(
+        this HttpClient intake, int count, Func<int, object> job, Func<Task<DateTimeOffset>> kill, TimeSpan spacing = default)
+    {
+        var acknowledged = 0;
+        var submissions = Enumerable.Range(0, count).Select(async i =>
+        {
+            try
+            {
+                if (spacing > TimeSpan.Zero) await Task.Delay(spacing * i);
+                var id = await intake.SubmitAsync(job(i));
+                Interlocked.Increment(ref acknowledged);
+                return (Guid?)id;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException) { return null; }
+        }).ToList();
+        var acknowledging = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (Volatile.Read(ref acknowledged) < count / 2)
+        {
+            Assert.True(DateTime.UtcNow < acknowledging, $"only {acknowledged} of {count} submissions acknowledged in 60 s");
+            await Task.Delay(5);
+        }
+        var killedAt = await kill();
+        return ((await Task.WhenAll(submissions)).OfType<Guid>().ToList(), killedAt);
+    }
+
+    /// <summary>
     /// The job's timeline once it holds an event of <paramref name="type"/>, or as it is after <paramref name="within"/>.
     /// For an event that follows the job's end: runner.destroyed comes after the teardown, a moment after the job's status.
     /// </summary>

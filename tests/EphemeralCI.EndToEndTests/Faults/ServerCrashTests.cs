@@ -40,26 +40,14 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
             // The burst arrives all at once and the server dies half-way through acknowledging it: runners
             // are being made, messages are in flight, and some submissions get no answer. Those were never
             // acknowledged (the CI system retries them); every acknowledged one must run.
-            var acknowledged = 0;
-            var submissions = Enumerable.Range(0, Jobs).Select(async i =>
-            {
-                try
+            (ids, killedAt) = await server.Intake.SubmitBurstKilledHalfWayAsync(Jobs,
+                i => JobClient.Job($"burst {i}", null, ("work", $"echo begin {i}; sleep 2; echo end {i}")),
+                async () =>
                 {
-                    var id = await server.Intake.SubmitAsync(JobClient.Job($"burst {i}", null, ("work", $"echo begin {i}; sleep 2; echo end {i}")));
-                    Interlocked.Increment(ref acknowledged);
-                    return (Guid?)id;
-                }
-                catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException) { return null; }
-            }).ToList();
-            var acknowledging = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (Volatile.Read(ref acknowledged) < Jobs / 2)
-            {
-                Assert.True(DateTime.UtcNow < acknowledging, $"only {acknowledged} of {Jobs} submissions acknowledged in 60 s");
-                await Task.Delay(5);
-            }
-            killedAt = DateTimeOffset.UtcNow;
-            await server.KillAsync();
-            ids = (await Task.WhenAll(submissions)).OfType<Guid>().ToList();
+                    var at = DateTimeOffset.UtcNow;
+                    await server.KillAsync();
+                    return at;
+                });
             atKill = ["not asked"];
         }
         else
