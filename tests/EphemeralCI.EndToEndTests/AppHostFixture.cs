@@ -12,9 +12,10 @@ namespace EphemeralCI.EndToEndTests;
 
 /// <summary>
 /// Starts the real AppHost once, in external-services mode, against the Postgres, Redis, RabbitMQ
-/// and S3 emulator from eng/services.sh, each service on a fresh database.
+/// and S3 emulator from eng/services.sh, each service on a fresh database. A subclass may change the
+/// topology's settings before it starts (<see cref="Configure"/>) and gets an AppHost of its own.
 /// </summary>
-public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
+public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_bootstrap_admin_key_0123456789abcdefghijklmnop";
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
@@ -31,13 +32,19 @@ public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
 
     public DistributedApplication App => _app ?? throw new InvalidOperationException("not started");
 
+    /// <summary>The provisioner's database (its runner table and outbox), for a test that looks behind the APIs.</summary>
+    public string ProvisionerDb { get; private set; } = "";
+
+    /// <summary>Called before the AppHost is built: a subclass's settings for the services.</summary>
+    protected virtual void Configure(IDistributedApplicationTestingBuilder builder) { }
+
     public async Task InitializeAsync()
     {
         string[] args =
         [
             "--Infrastructure:Mode=External",
             $"--ConnectionStrings:intakedb={await RealServices.CreateDatabaseAsync("e2e_intake")}",
-            $"--ConnectionStrings:provisionerdb={await RealServices.CreateDatabaseAsync("e2e_prov")}",
+            $"--ConnectionStrings:provisionerdb={ProvisionerDb = await RealServices.CreateDatabaseAsync("e2e_prov")}",
             $"--ConnectionStrings:secretsdb={await RealServices.CreateDatabaseAsync("e2e_secrets")}",
             $"--ConnectionStrings:cachedb={await RealServices.CreateDatabaseAsync("e2e_cache")}",
             $"--ConnectionStrings:redis={RealServices.Redis}",
@@ -55,6 +62,7 @@ public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
             .WithEnvironment("Provisioner__LocalSandbox__WorkRoot", RunnerWorkRoot)
             // Its own cgroup parent: provisioners of the integration tests may run on this machine too.
             .WithEnvironment("Provisioner__LocalSandbox__CgroupName", "eci-e2e-" + Guid.NewGuid().ToString("N")[..8]);
+        Configure(builder);
 
         _app = await builder.BuildAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromMinutes(4));

@@ -31,6 +31,92 @@ public static class JobClient
         return items.EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
     }
 
+    public sealed record TimelineEvent(string Type, DateTimeOffset At, string? RunnerId);
+
+    /// <summary>The job's timeline, with the runner each runner.* event is about.</summary>
+    public static async Task<List<TimelineEvent>> TimelineAsync(this HttpClient intake, Guid id)
+    {
+        using var doc = JsonDocument.Parse(await intake.GetStringAsync($"/api/v1/jobs/{id}/events"));
+        var items = doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement : doc.RootElement.GetProperty("events");
+        return items.EnumerateArray().Select(e => new TimelineEvent(
+            e.GetProperty("type").GetString()!,
+            e.GetProperty("at").GetDateTimeOffset(),
+            e.TryGetProperty("data", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("runnerId", out var rid) ? rid.GetString() : null)).ToList();
+    }
+
+    /// <summary>
+    /// A burst of <paramref name="count"/> jobs sent at once (or one every <paramref name="spacing"/>), and
+    /// <paramref name="kill"/> (which returns the moment of the kill) as soon as half of them are acknowledged. A
+    /// submission that got no answer was never acknowledged (a CI system retries it, with an Idempotency-Key): returns
+    /// the acknowledged ones.
+    /// </summary>
+    public static async Task<(List<Guid> Acknowledged, DateTimeOffset KilledAt)> SubmitBurstKilledHalfWayAsync(
+        this HttpClient intake, int count, Func<int, object> job, Func<Task<DateTimeOffset>> kill, TimeSpan spacing = default)
+    {
+        var acknowledged = 0;
+        var submissions = Enumerable.Range(0, count).Select(async i =>
+        {
+            try
+            {
+                if (spacing > TimeSpan.Zero) await Task.Delay(spacing * i);
+                var id = await intake.SubmitAsync(job(i));
+                Interlocked.Increment(ref acknowledged);
+                return (Guid?)id;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException) { return null; }
+        }).ToList();
+        var acknowledging = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (Volatile.Read(ref acknowledged) < count / 2)
+        {
+            Assert.True(DateTime.UtcNow < acknowledging, $"only {acknowledged} of {count} submissions acknowledged in 60 s");
+            await Task.Delay(5);
+        }
+        var killedAt = await kill();
+        return ((await Task.WhenAll(submissions)).OfType<Guid>().ToList(), killedAt);
+    }
+
+    /// <summary>
+    /// The job's timeline once it holds an event of <paramref name="type"/>, or as it is after <paramref name="within"/>.
+    /// For an event that follows the job's end: runner.destroyed comes after the teardown, a moment after the job's status.
+    /// </summary>
+    public static async Task<List<TimelineEvent>> TimelineWithAsync(this HttpClient intake, Guid id, string type, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        var events = await intake.TimelineAsync(id);
+        while (events.All(e => e.Type != type) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(250);
+            events = await intake.TimelineAsync(id);
+        }
+        return events;
+    }
+
+    public static async Task<List<string?>> StatusesAsync(this HttpClient intake, IEnumerable<Guid> ids)
+    {
+        var statuses = new List<string?>();
+        foreach (var id in ids) statuses.Add((await intake.GetJobAsync(id)).GetProperty("status").GetString());
+        return statuses;
+    }
+
+    public static bool IsTerminal(string? status) => status is "succeeded" or "failed" or "cancelled" or "timed_out";
+
+    /// <summary>Polls every job until each has ended or <paramref name="bound"/> has passed: the ended ones, by id.</summary>
+    public static async Task<Dictionary<Guid, JsonElement>> WaitForEndsAsync(this HttpClient intake, IReadOnlyCollection<Guid> ids, TimeSpan bound)
+    {
+        var ended = new Dictionary<Guid, JsonElement>();
+        var end = DateTime.UtcNow + bound;
+        while (ended.Count < ids.Count && DateTime.UtcNow < end)
+        {
+            foreach (var id in ids.Where(id => !ended.ContainsKey(id)))
+            {
+                var job = await intake.GetJobAsync(id);
+                if (IsTerminal(job.GetProperty("status").GetString())) ended[id] = job;
+            }
+            await Task.Delay(250);
+        }
+        return ended;
+    }
+
     /// <summary>Polls until the job reaches a terminal status (bounded, so a stuck job fails the test).</summary>
     public static async Task<JsonElement> WaitForTerminalAsync(this HttpClient intake, Guid id, TimeSpan? within = null)
     {
@@ -39,7 +125,7 @@ public static class JobClient
         {
             var job = await intake.GetJobAsync(id);
             var status = job.GetProperty("status").GetString();
-            if (status is "succeeded" or "failed" or "cancelled" or "timed_out") return job;
+            if (IsTerminal(status)) return job;
             if (DateTime.UtcNow > deadline) Assert.Fail($"job {id} still '{status}' after waiting");
             await Task.Delay(200);
         }

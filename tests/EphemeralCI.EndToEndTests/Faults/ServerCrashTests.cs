@@ -42,26 +42,14 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
             // The burst arrives all at once and the server dies half-way through acknowledging it: runners
             // are being made, messages are in flight, and some submissions get no answer. Those were never
             // acknowledged (the CI system retries them); every acknowledged one must run.
-            var acknowledged = 0;
-            var submissions = Enumerable.Range(0, Jobs).Select(async i =>
-            {
-                try
+            (ids, killedAt) = await server.Intake.SubmitBurstKilledHalfWayAsync(Jobs,
+                i => JobClient.Job($"burst {i}", null, ("work", $"echo begin {i}; sleep 2; echo end {i}")),
+                async () =>
                 {
-                    var id = await server.Intake.SubmitAsync(JobClient.Job($"burst {i}", null, ("work", $"echo begin {i}; sleep 2; echo end {i}")));
-                    Interlocked.Increment(ref acknowledged);
-                    return (Guid?)id;
-                }
-                catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Xunit.Sdk.XunitException) { return null; }
-            }).ToList();
-            var acknowledging = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (Volatile.Read(ref acknowledged) < Jobs / 2)
-            {
-                Assert.True(DateTime.UtcNow < acknowledging, $"only {acknowledged} of {Jobs} submissions acknowledged in 60 s");
-                await Task.Delay(5);
-            }
-            killedAt = DateTimeOffset.UtcNow;
-            await server.KillAsync();
-            ids = (await Task.WhenAll(submissions)).OfType<Guid>().ToList();
+                    var at = DateTimeOffset.UtcNow;
+                    await server.KillAsync();
+                    return at;
+                });
             atKill = ["not asked"];
         }
         else
@@ -74,12 +62,12 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
             }
             // Kill with runners mid-step (with the limit of 4, others wait and some are not yet taken).
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while ((await StatusesAsync(ids)).Count(s => s == "running") < killWhenRunning)
+            while ((await server.Intake.StatusesAsync(ids)).Count(s => s == "running") < killWhenRunning)
             {
                 Assert.True(DateTime.UtcNow < deadline, $"the burst never reached {killWhenRunning} running jobs");
                 await Task.Delay(100);
             }
-            atKill = await StatusesAsync(ids);
+            atKill = await server.Intake.StatusesAsync(ids);
             killedAt = DateTimeOffset.UtcNow;
             await server.KillAsync();
         }
@@ -92,17 +80,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
         await server.StartAsync();
         var restartedAt = DateTimeOffset.UtcNow;
 
-        var finalJobs = new Dictionary<Guid, JsonElement>();
-        var end = DateTime.UtcNow + Bound;
-        while (finalJobs.Count < ids.Count && DateTime.UtcNow < end)
-        {
-            foreach (var id in ids.Where(id => !finalJobs.ContainsKey(id)))
-            {
-                var job = await server.Intake.GetJobAsync(id);
-                if (job.GetProperty("status").GetString() is "succeeded" or "failed" or "cancelled" or "timed_out") finalJobs[id] = job;
-            }
-            await Task.Delay(250);
-        }
+        var finalJobs = await server.Intake.WaitForEndsAsync(ids, Bound);
 
         var problems = new List<string>();
         int succeeded = 0, lost = 0, retried = 0;
@@ -113,7 +91,7 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
                 problems.Add($"{id}: stuck '{(await server.Intake.GetJobAsync(id)).GetProperty("status").GetString()}' {Bound.TotalMinutes} min after the restart");
                 continue;
             }
-            var events = await TimelineAsync(id);
+            var events = await server.Intake.TimelineWithAsync(id, "runner.destroyed", TimeSpan.FromSeconds(30));
             var started = events.Where(e => e.Type == "runner.started").ToList();
             var runners = started.Select(e => e.RunnerId).Distinct().Count();
             var attempt = job.GetProperty("attempt").GetInt32();
@@ -161,24 +139,5 @@ public sealed class ServerCrashTests(CrashedServerFixture server, ITestOutputHel
         output.WriteLine($"{ids.Count} of {Jobs} acknowledged: {succeeded} succeeded ({retried} of them on a second attempt after a lost runner), {lost} failed as lost (running at the kill, no retry asked), " +
             $"{ids.Count - finalJobs.Count} stuck, {problems.Count} problems; last job ended {(lastEnd - restartedAt).TotalSeconds:F1} s after the restart");
         Assert.True(problems.Count == 0, string.Join("\n", problems) + "\n--- server output since the restart ---\n" + string.Join("\n", server.OutputSince(0).TakeLast(80)));
-    }
-
-    private async Task<List<string?>> StatusesAsync(IEnumerable<Guid> ids)
-    {
-        var statuses = new List<string?>();
-        foreach (var id in ids) statuses.Add((await server.Intake.GetJobAsync(id)).GetProperty("status").GetString());
-        return statuses;
-    }
-
-    private sealed record TimelineEvent(string Type, DateTimeOffset At, string? RunnerId);
-
-    private async Task<List<TimelineEvent>> TimelineAsync(Guid id)
-    {
-        using var doc = JsonDocument.Parse(await server.Intake.GetStringAsync($"/api/v1/jobs/{id}/events"));
-        var items = doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement : doc.RootElement.GetProperty("events");
-        return items.EnumerateArray().Select(e => new TimelineEvent(
-            e.GetProperty("type").GetString()!,
-            e.GetProperty("at").GetDateTimeOffset(),
-            e.TryGetProperty("data", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("runnerId", out var rid) ? rid.GetString() : null)).ToList();
     }
 }
