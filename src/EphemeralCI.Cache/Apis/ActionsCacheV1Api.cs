@@ -62,7 +62,7 @@ public static partial class ActionsCacheV1Api
         var hit = await entries.FindForRestoreAsync(job, primary, restoreKeys, version!, cancellationToken);
         CacheTelemetry.Lookup(CacheTelemetry.ActionsV1, hit?.SizeBytes);
         if (hit is null) return TypedResults.NoContent();
-        return TypedResults.Ok(new ArtifactCacheEntry(hit.Key, hit.Scope, urls.Download(http.Request, hit.Id, job.JobId), AsOffset(hit.CommittedAt), hit.Version));
+        return TypedResults.Ok(new ArtifactCacheEntry(hit.Key, hit.Scope, urls.Download(http.Request, hit.Id, job.JobId), hit.CommittedAt, hit.Version));
     }
 
     public static async Task<Results<Ok<ArtifactCacheList>, ProblemHttpResult>> ListCachesAsync(
@@ -73,7 +73,7 @@ public static partial class ActionsCacheV1Api
         var scopes = entries.ScopesVisibleTo(job).ToList();
         var found = await db.Entries.Where(e => e.Repository == job.Repository && scopes.Contains(e.Scope) && e.Key == key && e.State == CacheEntryState.Committed)
                 .OrderByDescending(e => e.CommittedAt).Take(100).ToListAsync(cancellationToken);
-        var list = found.Select(e => new ArtifactCacheEntry(e.Key, e.Scope, null, AsOffset(e.CommittedAt), e.Version)).ToList();
+        var list = found.Select(e => new ArtifactCacheEntry(e.Key, e.Scope, null, e.CommittedAt, e.Version)).ToList();
         return TypedResults.Ok(new ArtifactCacheList(list.Count, list));
     }
 
@@ -153,8 +153,6 @@ public static partial class ActionsCacheV1Api
             && long.TryParse(match.Groups[2].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out end)
             && start <= end;
     }
-
-    private static DateTimeOffset? AsOffset(DateTime? utc) => utc is { } t ? new DateTimeOffset(DateTime.SpecifyKind(t, DateTimeKind.Utc)) : null;
 
     [GeneratedRegex(@"^bytes (\d{1,18})-(\d{1,18})/(\d{1,18}|\*)$")]
     private static partial Regex ContentRange();

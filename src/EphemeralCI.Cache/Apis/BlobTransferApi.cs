@@ -48,7 +48,7 @@ public static partial class BlobTransferApi
 
     public static async Task<Results<Created, ProblemHttpResult>> UploadAsync(
         long entryId, string? comp, string? blockid, string? job, string? exp, string? sig,
-        HttpContext http, SignedUrls signer, CacheEntryService entries, UploadStaging staging, IOptions<CacheOptions> options, CancellationToken cancellationToken)
+        HttpContext http, SignedUrls signer, CacheEntryService entries, UploadStaging staging, IOptions<CacheOptions> options, TimeProvider clock, CancellationToken cancellationToken)
     {
         if (Refuse(signer.Verify(SignedUrlPurpose.Upload, entryId, job, exp, sig)) is { } refused) return refused;
         if (await entries.FindAsync(entryId, cancellationToken) is not { } entry) return CacheProblems.NotFound($"No reservation {entryId}.");
@@ -81,8 +81,9 @@ public static partial class BlobTransferApi
                 return CacheProblems.Invalid("comp", "must be absent (Put Blob), 'block' or 'blocklist'");
         }
         // What the Azure SDK reads from a successful write.
-        http.Response.Headers.ETag = $"\"0x{entryId:X}{DateTime.UtcNow.Ticks:X}\"";
-        http.Response.Headers.LastModified = DateTime.UtcNow.ToString("R");
+        var now = clock.GetUtcNow();
+        http.Response.Headers.ETag = $"\"0x{entryId:X}{now.UtcTicks:X}\"";
+        http.Response.Headers.LastModified = now.ToString("R");
         http.Response.Headers["x-ms-request-id"] = http.TraceIdentifier;
         http.Response.Headers["x-ms-version"] = http.Request.Headers["x-ms-version"].ToString() is { Length: > 0 } v ? v : "2021-12-02";
         http.Response.Headers["x-ms-request-server-encrypted"] = "false";

@@ -86,9 +86,8 @@ public sealed record EntryQuery(string? Repository, string? Scope, string? KeyPr
 public sealed record RepositoryUsage(string Repository, int Entries, int Reserved, int Quarantined, long Bytes, long QuotaBytes);
 
 public sealed record CacheEntryView(long Id, string Repository, string Scope, string Key, string Version, string State,
-    long SizeBytes, string? Sha256, DateTime CreatedAt, DateTime? CommittedAt, DateTime LastAccessedAt)
+    long SizeBytes, string? Sha256, DateTimeOffset CreatedAt, DateTimeOffset? CommittedAt, DateTimeOffset LastAccessedAt)
 {
     public static CacheEntryView Of(CacheEntry e) => new(e.Id, e.Repository, e.Scope, e.Key, e.Version, e.State.ToString(),
-        e.SizeBytes, e.Sha256, DateTime.SpecifyKind(e.CreatedAt, DateTimeKind.Utc),
-        e.CommittedAt is { } c ? DateTime.SpecifyKind(c, DateTimeKind.Utc) : null, DateTime.SpecifyKind(e.LastAccessedAt, DateTimeKind.Utc));
+        e.SizeBytes, e.Sha256, e.CreatedAt, e.CommittedAt, e.LastAccessedAt);
 }

@@ -26,7 +26,7 @@ public sealed class CacheUrls(SignedUrls signer, IBlobStore blobs, IOptions<Cach
         {
             return await direct.PresignGetAsync(objectKey, options.Value.DirectDownloadLifetime, cancellationToken);
         }
-        catch (Exception e) when (e is BlobStoreUnavailableException or Minio.Exceptions.MinioException)
+        catch (Exception e) when (e is BlobStoreUnavailableException or Amazon.Runtime.AmazonClientException or Amazon.Runtime.AmazonServiceException)
         {
             // The service URL still works; a direct URL is only an offer.
             return null;

@@ -64,7 +64,7 @@ public sealed class BuildCacheStore(
             await entries.DeleteAsync(existing, cancellationToken); // failed its check: never served, replaced by the next write
         }
 
-        var now = clock.GetUtcNow().UtcDateTime;
+        var now = clock.GetUtcNow();
         // Reserved, with the hash already known: a concurrent writer of the same address learns from this row whether it
         // brings the same bytes (a no-op) or others (a conflict); the unique index makes exactly one of them the writer.
         var entry = new CacheEntry
@@ -89,7 +89,7 @@ public sealed class BuildCacheStore(
             await blobs.PutAsync(objectKey, body.OpenContent(), body.Length, cancellationToken);
             entry.ObjectKey = objectKey;
             entry.State = CacheEntryState.Committed;
-            entry.CommittedAt = entry.LastAccessedAt = clock.GetUtcNow().UtcDateTime;
+            entry.CommittedAt = entry.LastAccessedAt = clock.GetUtcNow();
             await db.SaveChangesAsync(cancellationToken);
         }
         catch

@@ -51,7 +51,7 @@ public sealed class CacheEntryService(
     ILogger<CacheEntryService> logger)
 {
     private CacheOptions Options => options.Value;
-    private DateTime Now => clock.GetUtcNow().UtcDateTime;
+    private DateTimeOffset Now => clock.GetUtcNow();
 
     /// <summary>Reserves (repository, job's ref, key, version) for the job. Keys and versions must already be valid.</summary>
     public async Task<ReserveResult> ReserveAsync(JobTokenClaims job, string key, string version, long? announcedSize, CancellationToken cancellationToken)

@@ -42,7 +42,7 @@ public sealed class CacheJanitor(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CacheDbContext>();
         var entries = scope.ServiceProvider.GetRequiredService<CacheEntryService>();
-        var now = clock.GetUtcNow().UtcDateTime;
+        var now = clock.GetUtcNow();
 
         var expiredBefore = now - options.Value.ExpireAfterUnused;
         var expired = await db.Entries.AsNoTracking()

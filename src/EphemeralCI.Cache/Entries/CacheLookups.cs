@@ -9,7 +9,7 @@ using StackExchange.Redis;
 namespace EphemeralCI.Cache.Entries;
 
 /// <summary>What a restore lookup found: the committed entry a job restores (a hit), with what the protocols answer and LRU needs.</summary>
-public sealed record RestoreHit(long Id, string Scope, string Key, string Version, DateTime? CommittedAt, DateTime LastAccessedAt,
+public sealed record RestoreHit(long Id, string Scope, string Key, string Version, DateTimeOffset? CommittedAt, DateTimeOffset LastAccessedAt,
     string? Sha256, long SizeBytes, string? ObjectKey);
 
 /// <summary>A cached answer to one lookup: <see cref="Hit"/> is null for a cached miss.</summary>
@@ -84,11 +84,11 @@ public static class CacheLookupNames
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(repository)).AsSpan(0, 16));
 
     /// <summary>
-    /// "-" for a miss; for a hit id, last access, commit time (ticks), whether it is the default branch's entry, SHA-256,
+    /// "-" for a miss; for a hit id, last access, commit time (UTC ticks), whether it is the default branch's entry, SHA-256,
     /// size, object key and key, separated by tabs (none of them holds a control character). The scope and version are not stored: the lookup's name fixes them.
     /// </summary>
     public static string Encode(CachedLookup answer, string defaultBranch) => answer.Hit is not { } hit ? "-" : string.Create(CultureInfo.InvariantCulture,
-        $"{hit.Id}\t{hit.LastAccessedAt.Ticks}\t{hit.CommittedAt?.Ticks ?? 0}\t{(hit.Scope == defaultBranch ? 'd' : 'o')}\t{hit.Sha256}\t{hit.SizeBytes}\t{hit.ObjectKey}\t{hit.Key}");
+        $"{hit.Id}\t{hit.LastAccessedAt.UtcTicks}\t{hit.CommittedAt?.UtcTicks ?? 0}\t{(hit.Scope == defaultBranch ? 'd' : 'o')}\t{hit.Sha256}\t{hit.SizeBytes}\t{hit.ObjectKey}\t{hit.Key}");
 
     /// <summary>The answer <see cref="Encode"/> wrote for a lookup of <paramref name="scope"/>, or null for anything else (an unknown format is "not cached", never a wrong answer).</summary>
     public static CachedLookup? Decode(string? value, string scope, string defaultBranch, string version)
@@ -107,7 +107,7 @@ public static class CacheLookupNames
             return null;
         }
         return new CachedLookup(new RestoreHit(id, parts[3] == "d" ? defaultBranch : scope, parts[7], version,
-            committed == 0 ? null : new DateTime(committed, DateTimeKind.Utc), new DateTime(accessed, DateTimeKind.Utc),
+            committed == 0 ? null : new DateTimeOffset(committed, TimeSpan.Zero), new DateTimeOffset(accessed, TimeSpan.Zero),
             parts[4] is { Length: > 0 } sha ? sha : null, size, parts[6] is { Length: > 0 } objectKey ? objectKey : null));
     }
 }

@@ -35,10 +35,12 @@ public sealed class PackCache
         """;
 
     private readonly CheckoutOptions _options;
+    private readonly TimeProvider _clock;
 
-    public PackCache(GitMirrors mirrors, IOptions<CheckoutOptions> options)
+    public PackCache(GitMirrors mirrors, IOptions<CheckoutOptions> options, TimeProvider clock)
     {
         _options = options.Value;
+        _clock = clock;
         Directory = Path.Combine(mirrors.Root, FolderName);
     }
 
@@ -71,7 +73,7 @@ public sealed class PackCache
     public long Trim()
     {
         if (!System.IO.Directory.Exists(Directory)) return 0;
-        var stale = DateTime.UtcNow.AddHours(-6);
+        var stale = _clock.GetUtcNow().UtcDateTime.AddHours(-6);
         var files = new DirectoryInfo(Directory).EnumerateFiles("*", SearchOption.TopDirectoryOnly).ToList();
         long freed = 0;
         foreach (var temp in files.Where(f => f.Name.StartsWith(".in.", StringComparison.Ordinal) && f.LastWriteTimeUtc < stale))

@@ -10,8 +10,8 @@ public enum CacheEntryState
 
 /// <summary>
 /// One cache entry: repository + scope (the ref that saved it) + key + version. Immutable once
-/// committed; only its last-access time changes. Times are UTC <see cref="DateTime"/>s, not
-/// DateTimeOffsets, so SQLite (the all-in-one server) can order and compare them like Postgres.
+/// committed; only its last-access time changes. Times are UTC instants: <c>timestamptz</c> on Postgres,
+/// UTC ticks on SQLite (the all-in-one server's converter), so both order and compare them alike.
 /// </summary>
 public sealed class CacheEntry
 {
@@ -35,7 +35,7 @@ public sealed class CacheEntry
     public string? ObjectKey { get; set; }
     /// <summary>The job holding the reservation; only it may upload and commit.</summary>
     public Guid ReservedByJobId { get; set; }
-    public DateTime CreatedAt { get; set; }
-    public DateTime? CommittedAt { get; set; }
-    public DateTime LastAccessedAt { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? CommittedAt { get; set; }
+    public DateTimeOffset LastAccessedAt { get; set; }
 }

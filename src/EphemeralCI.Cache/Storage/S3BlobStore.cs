@@ -1,20 +1,17 @@
-using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Text;
-using System.Xml.Linq;
-using Minio;
-using Minio.DataModel.Args;
-using Minio.Exceptions;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using EphemeralCI.Cache.Entries;
 
 namespace EphemeralCI.Cache.Storage;
 
 /// <summary>
-/// Cache objects in one S3 bucket through the Minio SDK (MinIO, or any S3 API).
-/// Whole-object reads and writes, stat, delete and presigned GETs go through the SDK; ranged GETs and
-/// multipart uploads through <see cref="S3RequestSigner"/> on the same HttpClient, because Minio 7.0.0 keeps
-/// its multipart calls private and its GetObject with an offset throws PartialContentException.
-/// Nothing here lists the bucket: the S3 emulator our tests use answers ListObjects malformed.
+/// Cache objects in one S3 bucket (MinIO, or any S3 API) through the AWS SDK: signing, bucket and object calls,
+/// multipart uploads, ranged reads and presigned URLs are the SDK's; only the bodies of objects and parts are
+/// streamed by this class, to URLs the SDK presigned (see <see cref="PutBodyAsync"/>). Nothing here lists the
+/// bucket: the S3 emulator our tests use answers ListObjects malformed.
 /// </summary>
 public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownloadStore, IDisposable
 {
@@ -26,29 +23,62 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
     // Large writes to the response: each one is a flush through Kestrel and a copy into the hash check's held-back piece.
     private const int CopyBufferSize = 1024 * 1024;
 
+    private const string OctetStream = "application/octet-stream";
+
+    // PutAsync sends objects up to this size in one PUT and larger ones as parts of (at least) this size, each
+    // streamed from the caller's stream as it is read: no part is buffered, and a failed part fails the write.
+    internal const long PutPartBytes = 16L << 20;
+
+    // A body PUT to a presigned URL must start within this; S3 checks the signature when the request arrives.
+    private static readonly TimeSpan PutUrlLifetime = TimeSpan.FromMinutes(15);
+
+    private readonly AmazonS3Client _client;
     private readonly HttpClient _http;
-    private readonly IMinioClient _client;
-    private readonly S3RequestSigner _signer;
+    private readonly TimeProvider _clock;
 
     public S3BlobStore(S3Settings settings, TimeProvider? clock = null)
     {
         Settings = settings;
-        _signer = new S3RequestSigner(settings, clock ?? TimeProvider.System);
+        _clock = clock ?? TimeProvider.System;
+        // Credentials given, never looked up (no environment, profile file or instance metadata).
+        _client = new AmazonS3Client(new BasicAWSCredentials(settings.AccessKey, settings.SecretKey), ClientConfig(settings));
         _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = RequestTimeout };
-        _client = new MinioClient()
-            .WithEndpoint(settings.Endpoint.Host, settings.Endpoint.Port)
-            .WithCredentials(settings.AccessKey, settings.SecretKey)
-            .WithSSL(settings.UseSsl)
-            .WithRegion(settings.Region)
-            .WithHttpClient(_http)
-            .Build();
     }
 
     public S3Settings Settings { get; }
     public string Bucket => Settings.Bucket;
 
-    public Task<bool> BucketExistsAsync(CancellationToken cancellationToken = default) =>
-        _client.BucketExistsAsync(new BucketExistsArgs().WithBucket(Bucket), cancellationToken);
+    /// <summary>
+    /// The SDK's defaults are AWS's: virtual-host buckets, a region looked up from the environment (or EC2's
+    /// metadata service), CRC checksums added to every upload and checked on every download. None of that fits
+    /// MinIO or an emulator at a fixed URL, so everything the endpoint needs is given here and nothing is looked up.
+    /// </summary>
+    internal static AmazonS3Config ClientConfig(S3Settings settings) => new()
+    {
+        ServiceURL = settings.Endpoint.ToString(),
+        ForcePathStyle = true,
+        AuthenticationRegion = settings.Region,
+        // Not the "auto" mode, which asks EC2's metadata service where it runs.
+        DefaultConfigurationMode = DefaultConfigurationMode.Standard,
+        // Checksums only where S3 demands them: MinIO versions and emulators differ in the trailing-checksum
+        // uploads SDK v4 sends by default, and the cache checks every archive's SHA-256 itself.
+        RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+        ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+        Timeout = RequestTimeout,
+    };
+
+    public async Task<bool> BucketExistsAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await _client.HeadBucketAsync(new HeadBucketRequest { BucketName = Bucket }, cancellationToken);
+            return true;
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Creates the bucket unless it exists; a concurrent creator (another replica) is not an error.</summary>
     public async Task<bool> EnsureBucketAsync(CancellationToken cancellationToken = default)
@@ -56,10 +86,13 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
         if (await BucketExistsAsync(cancellationToken)) return false;
         try
         {
-            await _client.MakeBucketAsync(new MakeBucketArgs().WithBucket(Bucket).WithLocation(Settings.Region), cancellationToken);
+            var request = new PutBucketRequest { BucketName = Bucket };
+            // us-east-1 is the one region S3 wants no location constraint for.
+            if (Settings.Region != S3Settings.DefaultRegion) request.BucketRegionName = Settings.Region;
+            await _client.PutBucketAsync(request, cancellationToken);
             return true;
         }
-        catch (MinioException)
+        catch (AmazonS3Exception)
         {
             if (await BucketExistsAsync(cancellationToken)) return false;
             throw;
@@ -70,10 +103,10 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
     {
         try
         {
-            var stat = await _client.StatObjectAsync(new StatObjectArgs().WithBucket(Bucket).WithObject(key), cancellationToken);
-            return new BlobInfo(stat.Size, stat.ETag);
+            var stat = await _client.GetObjectMetadataAsync(Bucket, key, cancellationToken);
+            return new BlobInfo(stat.ContentLength, stat.ETag);
         }
-        catch (ObjectNotFoundException)
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
         {
             return null;
         }
@@ -87,13 +120,11 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
     {
         try
         {
-            await _client.GetObjectAsync(new GetObjectArgs()
-                .WithBucket(Bucket)
-                .WithObject(key)
-                .WithCallbackStream((body, ct) => OverlappedCopy.CopyAsync(body, destination, CopyBufferSize, ct)), cancellationToken);
+            using var response = await _client.GetObjectAsync(Bucket, key, cancellationToken);
+            await OverlappedCopy.CopyAsync(response.ResponseStream, destination, CopyBufferSize, cancellationToken);
             return true;
         }
-        catch (ObjectNotFoundException)
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
         {
             return false;
         }
@@ -106,19 +137,27 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
     public async Task<bool> CopyRangeToAsync(string key, long offset, long length, Stream destination, CancellationToken cancellationToken = default)
     {
         if (length == 0) return await StatAsync(key, cancellationToken) is not null;
-        using var request = new HttpRequestMessage(HttpMethod.Get, _signer.ObjectUri(key));
-        request.Headers.Range = new RangeHeaderValue(offset, offset + length - 1);
-        _signer.Sign(request);
         try
         {
-            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-            if (response.StatusCode == HttpStatusCode.NotFound) return false;
-            if (response.StatusCode != HttpStatusCode.PartialContent) throw await FailureAsync("ranged read", response, cancellationToken);
-            await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
-            await OverlappedCopy.CopyAsync(body, destination, CopyBufferSize, cancellationToken);
+            using var response = await _client.GetObjectAsync(new GetObjectRequest
+            {
+                BucketName = Bucket,
+                Key = key,
+                ByteRange = new ByteRange(offset, offset + length - 1),
+            }, cancellationToken);
+            // A store that ignored the range would send the whole object from its start.
+            if (response.HttpStatusCode != HttpStatusCode.PartialContent)
+            {
+                throw new BlobStoreUnavailableException($"S3 ranged read in bucket '{Bucket}' at {Settings.Endpoint} answered HTTP {(int)response.HttpStatusCode}, not 206.");
+            }
+            await OverlappedCopy.CopyAsync(response.ResponseStream, destination, CopyBufferSize, cancellationToken);
             return true;
         }
-        catch (HttpRequestException e)
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+        {
+            return false;
+        }
+        catch (Exception e) when (IsStoreFailure(e))
         {
             throw Unavailable("ranged read", e);
         }
@@ -126,19 +165,38 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
 
     public async Task PutAsync(string key, Stream content, long length, CancellationToken cancellationToken = default)
     {
+        if (length <= PutPartBytes)
+        {
+            await PutBodyAsync(new GetPreSignedUrlRequest { Key = key, ContentType = OctetStream }, content, length, "write", cancellationToken);
+            return;
+        }
+
+        // Not the SDK's TransferUtility: it uploads a non-seekable stream (ours: spooled files hashed as they are
+        // read) without passing on the cancellation token, and closes it; the parts go through this store's calls.
+        var partBytes = Math.Max(PutPartBytes, (length + MaxPartNumber - 1) / MaxPartNumber);
+        var uploadId = await StartMultipartAsync(key, cancellationToken);
         try
         {
-            // A known size lets the SDK choose single-part or multipart without buffering the whole object.
-            await _client.PutObjectAsync(new PutObjectArgs()
-                .WithBucket(Bucket)
-                .WithObject(key)
-                .WithStreamData(content)
-                .WithObjectSize(length)
-                .WithContentType("application/octet-stream"), cancellationToken);
+            var parts = new List<BlobPart>();
+            for (long sent = 0; sent < length; sent += partBytes)
+            {
+                var size = Math.Min(partBytes, length - sent);
+                parts.Add(new BlobPart(parts.Count + 1, await UploadPartAsync(key, uploadId, parts.Count + 1, content, size, cancellationToken)));
+            }
+            await CompleteMultipartAsync(key, uploadId, parts, cancellationToken);
         }
-        catch (Exception e) when (IsStoreFailure(e))
+        catch (Exception e)
         {
-            throw Unavailable("write", e);
+            try
+            {
+                await AbortMultipartAsync(key, uploadId, CancellationToken.None);
+            }
+            catch (BlobStoreUnavailableException)
+            {
+                // Parts left behind cost space, not correctness: a bucket lifecycle rule for incomplete uploads removes them.
+            }
+            if (e is MultipartRejectedException) throw Unavailable("write", e);
+            throw;
         }
     }
 
@@ -146,9 +204,9 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
     {
         try
         {
-            await _client.RemoveObjectAsync(new RemoveObjectArgs().WithBucket(Bucket).WithObject(key), cancellationToken);
+            await _client.DeleteObjectAsync(Bucket, key, cancellationToken);
         }
-        catch (ObjectNotFoundException)
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
         {
         }
         catch (Exception e) when (IsStoreFailure(e))
@@ -163,122 +221,134 @@ public sealed class S3BlobStore : IBlobStore, IMultipartBlobStore, IDirectDownlo
 
     public async Task<string> StartMultipartAsync(string key, CancellationToken cancellationToken = default)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, _signer.ObjectUri(key, new Dictionary<string, string> { ["uploads"] = "" }))
-        {
-            Content = new ByteArrayContent([]),
-        };
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        var xml = await SendForXmlAsync(request, "start multipart upload", cancellationToken);
-        return xml.Descendants().FirstOrDefault(e => e.Name.LocalName == "UploadId")?.Value is { Length: > 0 } uploadId
-            ? uploadId
-            : throw new BlobStoreUnavailableException($"S3 start multipart upload in bucket '{Bucket}' at {Settings.Endpoint} answered without an UploadId.");
-    }
-
-    public async Task<string> UploadPartAsync(string key, string uploadId, int partNumber, Stream content, long length, CancellationToken cancellationToken = default)
-    {
-        var uri = _signer.ObjectUri(key, new Dictionary<string, string>
-        {
-            ["partNumber"] = partNumber.ToString(CultureInfo.InvariantCulture),
-            ["uploadId"] = uploadId,
-        });
-        var body = new StreamContent(content, 128 * 1024);
-        body.Headers.ContentLength = length;
-        using var request = new HttpRequestMessage(HttpMethod.Put, uri) { Content = body };
-        _signer.Sign(request);
         try
         {
-            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-            if (!response.IsSuccessStatusCode) throw await FailureAsync("upload part", response, cancellationToken);
-            return response.Headers.ETag?.Tag ?? (response.Headers.TryGetValues("ETag", out var tags) ? tags.First() : null)
-                ?? throw new BlobStoreUnavailableException($"S3 upload part in bucket '{Bucket}' at {Settings.Endpoint} answered without an ETag.");
+            var response = await _client.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest
+            {
+                BucketName = Bucket,
+                Key = key,
+                ContentType = OctetStream,
+            }, cancellationToken);
+            return response.UploadId is { Length: > 0 } uploadId
+                ? uploadId
+                : throw new BlobStoreUnavailableException($"S3 start multipart upload in bucket '{Bucket}' at {Settings.Endpoint} answered without an UploadId.");
         }
-        catch (HttpRequestException e)
+        catch (Exception e) when (IsStoreFailure(e))
         {
-            throw Unavailable("upload part", e);
+            throw Unavailable("start multipart upload", e);
         }
     }
+
+    public async Task<string> UploadPartAsync(string key, string uploadId, int partNumber, Stream content, long length, CancellationToken cancellationToken = default) =>
+        await PutBodyAsync(new GetPreSignedUrlRequest { Key = key, UploadId = uploadId, PartNumber = partNumber }, content, length, "upload part", cancellationToken)
+        ?? throw new BlobStoreUnavailableException($"S3 upload part in bucket '{Bucket}' at {Settings.Endpoint} answered without an ETag.");
 
     public async Task CompleteMultipartAsync(string key, string uploadId, IReadOnlyList<BlobPart> parts, CancellationToken cancellationToken = default)
     {
-        var list = new XElement("CompleteMultipartUpload", parts.Select(p =>
-            new XElement("Part", new XElement("PartNumber", p.PartNumber.ToString(CultureInfo.InvariantCulture)), new XElement("ETag", p.ETag))));
-        using var request = new HttpRequestMessage(HttpMethod.Post, _signer.ObjectUri(key, new Dictionary<string, string> { ["uploadId"] = uploadId }))
+        try
         {
-            Content = new StringContent(list.ToString(SaveOptions.DisableFormatting), Encoding.UTF8, "application/xml"),
-        };
-        // S3 may answer 200 and still report an error in the body (a long-running complete that failed).
-        var xml = await SendForXmlAsync(request, "complete multipart upload", cancellationToken);
-        if (xml.Root?.Name.LocalName == "Error") throw Rejected(xml);
+            await _client.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
+            {
+                BucketName = Bucket,
+                Key = key,
+                UploadId = uploadId,
+                PartETags = parts.Select(p => new PartETag(p.PartNumber, p.ETag)).ToList(),
+            }, cancellationToken);
+        }
+        // A refusal of the list (InvalidPart, EntityTooSmall, ...): 400, or an error in a 200 (a long-running complete that failed).
+        catch (AmazonS3Exception e) when (e.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.OK)
+        {
+            throw new MultipartRejectedException($"S3 refused the parts: {e.ErrorCode} {e.Message}");
+        }
+        catch (Exception e) when (IsStoreFailure(e))
+        {
+            throw Unavailable("complete multipart upload", e);
+        }
     }
 
     public async Task AbortMultipartAsync(string key, string uploadId, CancellationToken cancellationToken = default)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Delete, _signer.ObjectUri(key, new Dictionary<string, string> { ["uploadId"] = uploadId }));
-        _signer.Sign(request);
         try
         {
-            using var response = await _http.SendAsync(request, cancellationToken);
-            if (response.IsSuccessStatusCode || response.StatusCode == HttpStatusCode.NotFound) return;
-            throw await FailureAsync("abort multipart upload", response, cancellationToken);
+            await _client.AbortMultipartUploadAsync(Bucket, key, uploadId, cancellationToken);
         }
-        catch (HttpRequestException e)
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+        {
+        }
+        catch (Exception e) when (IsStoreFailure(e))
         {
             throw Unavailable("abort multipart upload", e);
         }
     }
 
     public Task<string> PresignGetAsync(string key, TimeSpan lifetime, CancellationToken cancellationToken = default) =>
-        _client.PresignedGetObjectAsync(new PresignedGetObjectArgs().WithBucket(Bucket).WithObject(key).WithExpiry((int)Math.Ceiling(lifetime.TotalSeconds)));
+        PresignAsync(new GetPreSignedUrlRequest { Key = key, Verb = HttpVerb.GET }, TimeSpan.FromSeconds(Math.Ceiling(lifetime.TotalSeconds)));
 
-    private async Task<XDocument> SendForXmlAsync(HttpRequestMessage request, string operation, CancellationToken cancellationToken)
+    private Task<string> PresignAsync(GetPreSignedUrlRequest request, TimeSpan lifetime)
     {
-        _signer.Sign(request);
+        request.BucketName = Bucket;
+        // The SDK would write https:// for any endpoint.
+        request.Protocol = Settings.UseSsl ? Protocol.HTTPS : Protocol.HTTP;
+        request.Expires = (_clock.GetUtcNow() + lifetime).UtcDateTime;
+        return _client.GetPreSignedURLAsync(request);
+    }
+
+    /// <summary>
+    /// Streams exactly <paramref name="length"/> bytes (an object or a part) to a URL the SDK presigned; returns the ETag.
+    /// Not the SDK's PutObject/UploadPart: over plain HTTP (MinIO in a cluster, our tests' emulator) it will not send
+    /// <c>UNSIGNED-PAYLOAD</c> and signs the body as aws-chunked instead, which costs a SHA-256 pass over every byte
+    /// (the cache checks each archive's SHA-256 itself) and which the S3 emulator stores verbatim, framing included.
+    /// A presigned URL carries an unsigned payload on either scheme. The caller's stream is left open.
+    /// </summary>
+    private async Task<string?> PutBodyAsync(GetPreSignedUrlRequest target, Stream content, long length, string operation, CancellationToken cancellationToken)
+    {
+        target.Verb = HttpVerb.PUT;
         try
         {
-            using var response = await _http.SendAsync(request, cancellationToken);
-            if (!response.IsSuccessStatusCode) throw await FailureAsync(operation, response, cancellationToken);
-            var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            return XDocument.Parse(text);
+            using var request = new HttpRequestMessage(HttpMethod.Put, await PresignAsync(target, PutUrlLifetime))
+            {
+                Content = new StreamContent(new NextBytes(content, length), 128 * 1024),
+            };
+            request.Content.Headers.ContentLength = length;
+            if (target.ContentType is { } type) request.Content.Headers.ContentType = new MediaTypeHeaderValue(type);
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            return response.StatusCode switch
+            {
+                _ when response.IsSuccessStatusCode => response.Headers.ETag?.Tag ?? (response.Headers.TryGetValues("ETag", out var tags) ? tags.First() : null),
+                // A part S3 will not take (too large, a bad upload id): the caller stores the object another way.
+                HttpStatusCode.BadRequest when target.UploadId is not null => throw new MultipartRejectedException($"S3 refused part {target.PartNumber}: HTTP 400"),
+                _ => throw new BlobStoreUnavailableException($"S3 {operation} in bucket '{Bucket}' at {Settings.Endpoint} failed: HTTP {(int)response.StatusCode}"),
+            };
         }
-        catch (HttpRequestException e)
-        {
-            throw Unavailable(operation, e);
-        }
-        catch (System.Xml.XmlException e)
+        catch (Exception e) when (IsStoreFailure(e))
         {
             throw Unavailable(operation, e);
         }
     }
 
-    /// <summary>What S3 said: a refusal of the part list (the caller falls back), or the store being unusable (503).</summary>
-    private async Task<Exception> FailureAsync(string operation, HttpResponseMessage response, CancellationToken cancellationToken)
-    {
-        var text = await response.Content.ReadAsStringAsync(cancellationToken);
-        XDocument? xml = null;
-        try
-        {
-            if (text.Length > 0) xml = XDocument.Parse(text);
-        }
-        catch (System.Xml.XmlException)
-        {
-        }
-        if (xml is not null && response.StatusCode == HttpStatusCode.BadRequest) return Rejected(xml);
-        var code = xml?.Descendants().FirstOrDefault(e => e.Name.LocalName == "Code")?.Value;
-        return new BlobStoreUnavailableException($"S3 {operation} in bucket '{Bucket}' at {Settings.Endpoint} failed: HTTP {(int)response.StatusCode} {code}");
-    }
-
-    private static MultipartRejectedException Rejected(XDocument error) =>
-        new($"S3 refused the parts: {error.Descendants().FirstOrDefault(e => e.Name.LocalName == "Code")?.Value} {error.Descendants().FirstOrDefault(e => e.Name.LocalName == "Message")?.Value}");
-
-    private static bool IsStoreFailure(Exception e) => e is MinioException or HttpRequestException or IOException or TimeoutException
+    private static bool IsStoreFailure(Exception e) => e is AmazonServiceException or AmazonClientException or HttpRequestException or IOException or TimeoutException
         || (e is TaskCanceledException && e.InnerException is TimeoutException);
 
     private BlobStoreUnavailableException Unavailable(string operation, Exception e) =>
-        new($"S3 {operation} in bucket '{Bucket}' at {Settings.Endpoint} failed: {e.GetType().Name}", e);
+        new($"S3 {operation} in bucket '{Bucket}' at {Settings.Endpoint} failed: {(e as AmazonServiceException)?.ErrorCode ?? e.GetType().Name}", e);
 
     public void Dispose()
     {
         _client.Dispose();
         _http.Dispose();
+    }
+
+    /// <summary>The next <c>length</c> bytes of a stream read in order, without closing it: one part of a larger upload.</summary>
+    private sealed class NextBytes(Stream inner, long length) : ForwardReadStream
+    {
+        public override long Length => length;
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (Count >= length) return 0;
+            var read = await inner.ReadAsync(buffer[..(int)Math.Min(buffer.Length, length - Count)], cancellationToken);
+            Count += read;
+            return read;
+        }
     }
 }

@@ -191,7 +191,7 @@ public sealed class ActionsCacheV1PartsTests : IAsyncLifetime
         await using (var scope = _s3.App.Services.CreateAsyncScope())
         {
             await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Entries.Where(e => e.Id == id)
-                .ExecuteUpdateAsync(s => s.SetProperty(e => e.CreatedAt, DateTime.UtcNow.AddDays(-1)));
+                .ExecuteUpdateAsync(s => s.SetProperty(e => e.CreatedAt, DateTimeOffset.UtcNow.AddDays(-1)));
         }
 
         var report = await _s3.Service<CacheJanitor>().SweepAsync(CancellationToken.None);

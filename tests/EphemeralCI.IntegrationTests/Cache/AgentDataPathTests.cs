@@ -196,7 +196,7 @@ public sealed class AgentDataPathTests : IAsyncLifetime
         await using (var scope = _cache.App.Services.CreateAsyncScope())
         {
             await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Entries.Where(e => e.Id == entry.Id)
-                .ExecuteUpdateAsync(s => s.SetProperty(e => e.CreatedAt, DateTime.UtcNow.AddDays(-1)));
+                .ExecuteUpdateAsync(s => s.SetProperty(e => e.CreatedAt, DateTimeOffset.UtcNow.AddDays(-1)));
         }
 
         var report = await _cache.Service<CacheJanitor>().SweepAsync(CancellationToken.None);

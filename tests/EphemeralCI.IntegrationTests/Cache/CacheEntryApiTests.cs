@@ -278,7 +278,7 @@ public sealed class CacheEntryApiTests : IAsyncLifetime
         await using (var scope = _cache.App.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<CacheDbContext>();
-            var longAgo = DateTime.UtcNow.AddDays(-8);
+            var longAgo = DateTimeOffset.UtcNow.AddDays(-8);
             await db.Entries.Where(e => e.Repository == repo && e.Key != "fresh")
                 .ExecuteUpdateAsync(s => s.SetProperty(e => e.LastAccessedAt, longAgo).SetProperty(e => e.CreatedAt, longAgo));
         }

@@ -178,14 +178,14 @@ public sealed class CacheAccessTouchTests : IAsyncLifetime
         _clock.Advance(TimeSpan.FromSeconds(45));
         Assert.NotNull(await job.LookupV2Async("deps", Version));
         var touched = await LastAccessAsync(repo);
-        Assert.Equal(_clock.GetUtcNow().UtcDateTime, touched, TimeSpan.FromMilliseconds(1));
+        Assert.Equal(_clock.GetUtcNow(), touched, TimeSpan.FromMilliseconds(1));
 
         _clock.Advance(TimeSpan.FromSeconds(30));
         Assert.NotNull(await job.LookupV2Async("deps", Version));
         Assert.Equal(touched, await LastAccessAsync(repo));
     }
 
-    private async Task<DateTime> LastAccessAsync(string repository)
+    private async Task<DateTimeOffset> LastAccessAsync(string repository)
     {
         await using var scope = _cache.App.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CacheDbContext>();

@@ -189,7 +189,7 @@ public sealed class GitMirrorTests : IAsyncLifetime
         Assert.Equal(afterFirst.Length + 1, Stored().Length);
 
         // The budget holds: at 1 byte every stored pack goes.
-        Assert.True(new PackCache(_cache.Service<GitMirrors>(), Microsoft.Extensions.Options.Options.Create(new CheckoutOptions { PackCacheBytes = 1 })).Trim() > 0);
+        Assert.True(new PackCache(_cache.Service<GitMirrors>(), Microsoft.Extensions.Options.Options.Create(new CheckoutOptions { PackCacheBytes = 1 }), TimeProvider.System).Trim() > 0);
         Assert.Empty(Stored());
     }
 

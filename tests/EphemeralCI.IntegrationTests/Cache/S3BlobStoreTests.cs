@@ -22,8 +22,8 @@ public sealed class S3BlobStoreTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task Multipart_sized_object_round_trips_and_is_deleted()
     {
-        // Above the SDK's 5 MiB part size, so the upload goes out in parts.
-        var content = RandomNumberGenerator.GetBytes(12 * 1024 * 1024 + 7);
+        // Above the store's single-PUT size, so the upload goes out in parts (the last one short).
+        var content = RandomNumberGenerator.GetBytes((int)(2 * S3BlobStore.PutPartBytes) + 7);
         const string key = "t/a/object";
 
         await _store.PutAsync(key, new MemoryStream(content), content.Length);

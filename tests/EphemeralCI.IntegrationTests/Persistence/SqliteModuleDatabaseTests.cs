@@ -75,7 +75,7 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
             new EphemeralCI.Cache.Entries.InProcessCacheLookups(options, clock), blobs,
             new EphemeralCI.Cache.Entries.UploadStaging(options, blobs, Microsoft.Extensions.Logging.Abstractions.NullLogger<EphemeralCI.Cache.Entries.UploadStaging>.Instance), options, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<EphemeralCI.Cache.Entries.CacheEntryService>.Instance);
         var job = new EphemeralCI.JobTokens.JobTokenClaims(Guid.NewGuid(), "acme/sqlite", "refs/heads/feature", "t", DateTimeOffset.UtcNow.AddHours(1));
-        var committedAt = clock.GetUtcNow().UtcDateTime;
+        var committedAt = clock.GetUtcNow();
         CacheEntry Committed(string key, string scope, int minutes) => new()
         {
             Repository = "acme/sqlite", Scope = scope, Key = key, Version = "v", State = CacheEntryState.Committed, SizeBytes = 1,
@@ -91,7 +91,7 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         clock.Advance(TimeSpan.FromMinutes(5));
         Assert.NotNull(await entries.FindForRestoreAsync(job, "deps-old", [], "v", default));
         var touched = await db.Entries.AsNoTracking().Where(e => e.Key == "deps-old").Select(e => e.LastAccessedAt).SingleAsync();
-        Assert.Equal(clock.GetUtcNow().UtcDateTime, touched, TimeSpan.FromMilliseconds(1));
+        Assert.Equal(clock.GetUtcNow(), touched, TimeSpan.FromMilliseconds(1));
     }
 
     [Fact]

@@ -28,8 +28,8 @@ public sealed class CacheLookupsTests
     [InlineData(Main)]    // the default branch it fell back to
     public void A_hit_round_trips(string scope)
     {
-        var hit = new RestoreHit(42, scope, "npm-linux-abc/with spaces", "v", new DateTime(2026, 11, 25, 10, 0, 0, DateTimeKind.Utc),
-            new DateTime(2026, 11, 25, 11, 0, 0, DateTimeKind.Utc), new string('a', 64), 123_456, "objects/acme/42-0f1e");
+        var hit = new RestoreHit(42, scope, "npm-linux-abc/with spaces", "v", new DateTimeOffset(2026, 11, 25, 10, 0, 0, TimeSpan.Zero),
+            new DateTimeOffset(2026, 11, 25, 11, 0, 0, TimeSpan.Zero), new string('a', 64), 123_456, "objects/acme/42-0f1e");
 
         var decoded = CacheLookupNames.Decode(CacheLookupNames.Encode(new CachedLookup(hit), Main), Feature, Main, "v");
 

@@ -111,9 +111,15 @@ public sealed class DataPathTests
     }
 
     [Fact]
-    public void SigV4_queries_are_sorted_and_encoded_and_valueless_keys_keep_their_equals_sign()
+    public void The_s3_client_is_configured_for_the_endpoint_given_and_looks_nothing_up()
     {
-        Assert.Equal("partNumber=3&uploadId=a%2Bb%2Fc", S3RequestSigner.CanonicalQuery(new Dictionary<string, string> { ["uploadId"] = "a+b/c", ["partNumber"] = "3" }));
-        Assert.Equal("uploads=", S3RequestSigner.CanonicalQuery(new Dictionary<string, string> { ["uploads"] = "" }));
+        var config = S3BlobStore.ClientConfig(S3Settings.Parse("Endpoint=http://minio:9000;AccessKey=a;SecretKey=b;Region=eu-central-1"));
+
+        Assert.Equal("http://minio:9000/", config.ServiceURL);
+        Assert.True(config.ForcePathStyle);
+        Assert.Equal("eu-central-1", config.AuthenticationRegion);
+        Assert.Equal(Amazon.Runtime.RequestChecksumCalculation.WHEN_REQUIRED, config.RequestChecksumCalculation);
+        Assert.Equal(Amazon.Runtime.ResponseChecksumValidation.WHEN_REQUIRED, config.ResponseChecksumValidation);
+        Assert.Equal(Amazon.Runtime.DefaultConfigurationMode.Standard, config.DefaultConfigurationMode);
     }
 }

@@ -31,11 +31,11 @@ namespace EphemeralCI.Cache.Infrastructure.Migrations
 
                     NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
 
-                    b.Property<DateTime?>("CommittedAt")
+                    b.Property<DateTimeOffset?>("CommittedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("committed_at");
 
-                    b.Property<DateTime>("CreatedAt")
+                    b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
@@ -45,7 +45,7 @@ namespace EphemeralCI.Cache.Infrastructure.Migrations
                         .HasColumnType("character varying(512)")
                         .HasColumnName("key");
 
-                    b.Property<DateTime>("LastAccessedAt")
+                    b.Property<DateTimeOffset>("LastAccessedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_accessed_at");
 

@@ -24,12 +24,12 @@ namespace EphemeralCI.Server.Migrations.Cache
                         .HasColumnType("INTEGER")
                         .HasColumnName("id");
 
-                    b.Property<DateTime?>("CommittedAt")
-                        .HasColumnType("TEXT")
+                    b.Property<long?>("CommittedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("committed_at");
 
-                    b.Property<DateTime>("CreatedAt")
-                        .HasColumnType("TEXT")
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
                     b.Property<string>("Key")
@@ -38,8 +38,8 @@ namespace EphemeralCI.Server.Migrations.Cache
                         .HasColumnType("TEXT")
                         .HasColumnName("key");
 
-                    b.Property<DateTime>("LastAccessedAt")
-                        .HasColumnType("TEXT")
+                    b.Property<long>("LastAccessedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("last_accessed_at");
 
                     b.Property<string>("ObjectKey")
