@@ -14,7 +14,7 @@ namespace EphemeralCI.EndToEndTests;
 /// Starts the real AppHost once, in external-services mode, against the Postgres, Redis, RabbitMQ
 /// and S3 emulator from eng/services.sh, each service on a fresh database.
 /// </summary>
-public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
+public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_bootstrap_admin_key_0123456789abcdefghijklmnop";
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
@@ -31,7 +31,7 @@ public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
 
     public DistributedApplication App => _app ?? throw new InvalidOperationException("not started");
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
         string[] args =
         [
@@ -70,7 +70,7 @@ public sealed class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
         SecretsAdmin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", SecretsAdminToken);
     }
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         Intake?.Dispose();
         SecretsAdmin?.Dispose();
