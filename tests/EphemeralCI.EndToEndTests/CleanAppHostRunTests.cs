@@ -98,8 +98,12 @@ public sealed class ServiceLogs : IAsyncDisposable
 /// </summary>
 public sealed partial class CleanAppHostRunTests(FreshAppHostFixture fx, ITestOutputHelper output) : IClassFixture<FreshAppHostFixture>
 {
-    /// <summary>The 200, as <see cref="CleanRunTests"/>; ECI_E2E_BURST sets another number.</summary>
-    private static int Burst => int.TryParse(Environment.GetEnvironmentVariable("ECI_E2E_BURST"), out var n) ? n : 200;
+    /// <summary>
+    /// 50 by default, not the 200 (<see cref="CleanRunTests"/> runs those on the server): through the AppHost's
+    /// four processes, RabbitMQ and Postgres, 200 took 5 min on a shared 2-core machine, too long for the suite's
+    /// CI budget. ECI_E2E_BURST=200 runs the number.
+    /// </summary>
+    private static int Burst => int.TryParse(Environment.GetEnvironmentVariable("ECI_E2E_BURST"), out var n) ? n : 50;
 
     [Fact]
     public async Task A_fresh_start_and_a_burst_of_jobs_log_no_warning_or_error_in_any_service()
