@@ -53,6 +53,8 @@ public static class MessagingExtensions
                 });
             }
         });
+        // After MassTransit's hosted service, which starts the bus without waiting for it.
+        builder.Services.AddHostedService<BusStartWait>();
         return builder;
     }
 

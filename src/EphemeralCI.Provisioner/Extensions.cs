@@ -112,13 +112,14 @@ public static class ProvisionerExtensions
         services.AddSingleton<ProvisionerAdminTokenGate>();
         services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section);
         services.AddSingleton<StartupReconciler>();
-        services.AddHostedService<EphemeralCI.Provisioner.Telemetry.ProvisionerTelemetry>();
 
         // Hosted services start in this order (and stop in reverse): the schema first, the
         // installation's id, then the reconciler, and only then the bus, so no message is handled on a stale picture.
         // On a graceful stop the reconciler stops before the supervisor lets go of its runners (it would take
         // them for unsupervised), and the lease is released last (InstanceLease.StopAsync).
         services.AddHostedService<ModuleDatabaseMigrator<ProvisionerDbContext>>();
+        // Its gauges read the runner table: only once the schema is there.
+        services.AddHostedService<EphemeralCI.Provisioner.Telemetry.ProvisionerTelemetry>();
         services.AddHostedService<InstallationLoader>();
         services.AddHostedService(sp => sp.GetRequiredService<InstanceLease>());
         services.AddHostedService(sp => sp.GetRequiredService<RunnerSupervisor>());

@@ -38,7 +38,7 @@ public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
     /// <summary>Called before the AppHost is built: a subclass's settings for the services.</summary>
     protected virtual void Configure(IDistributedApplicationTestingBuilder builder) { }
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
         string[] args =
         [
@@ -78,7 +78,7 @@ public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
         SecretsAdmin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", SecretsAdminToken);
     }
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         Intake?.Dispose();
         SecretsAdmin?.Dispose();

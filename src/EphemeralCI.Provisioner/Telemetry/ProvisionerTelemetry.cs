@@ -10,16 +10,19 @@ namespace EphemeralCI.Provisioner.Telemetry;
 /// <summary>
 /// The provisioner's meter and activity source (docs/telemetry.md): runners active and waiting per backend
 /// and template, read from the runner table (the one truth, shared by replicas) when a collector asks.
+/// The gauges are made when this hosted service starts, which is after the provisioner's migrator (hosted
+/// services start in registration order): made earlier, the OTLP exporter's first collection read a table
+/// a fresh database did not have yet, and EF logged "Failed executing DbCommand" on every first start.
 /// </summary>
-public sealed class ProvisionerTelemetry : IHostedService, IDisposable
+public sealed class ProvisionerTelemetry(IMeterFactory meters, IServiceScopeFactory scopes, TimeProvider clock) : IHostedService, IDisposable
 {
     public const string Name = "EphemeralCI.Provisioner";
     public static readonly ActivitySource Source = new(Name);
     private static readonly RunnerState[] Active = [RunnerState.Provisioning, RunnerState.Running, RunnerState.Finished];
 
-    private readonly Meter _meter;
+    private Meter? _meter;
 
-    public ProvisionerTelemetry(IMeterFactory meters, IServiceScopeFactory scopes, TimeProvider clock)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
         var runners = new DatabaseGauge<ProvisionerDbContext, RunnerCount>(scopes, clock, db => db.Runners
             .Where(r => r.State == RunnerState.Waiting || Active.Contains(r.State))
@@ -31,6 +34,7 @@ public sealed class ProvisionerTelemetry : IHostedService, IDisposable
             "Runners provisioning, running or not yet torn down, by backend and template.");
         _meter.CreateObservableGauge("eci.runners.waiting", () => Observe(runners, waiting: true), "{runner}",
             "Jobs waiting for a free runner (a concurrency limit is full), by backend and template.");
+        return Task.CompletedTask;
     }
 
     private static IEnumerable<Measurement<int>> Observe(DatabaseGauge<ProvisionerDbContext, RunnerCount> gauge, bool waiting) =>
@@ -38,12 +42,9 @@ public sealed class ProvisionerTelemetry : IHostedService, IDisposable
             new KeyValuePair<string, object?>("backend", c.Backend ?? "none"),
             new KeyValuePair<string, object?>("template", c.Template ?? "none")));
 
-    // A hosted service only so that it exists from the start (the gauges are made in the constructor).
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public void Dispose() => _meter.Dispose();
+    public void Dispose() => _meter?.Dispose();
 
     private sealed record RunnerCount(bool Waiting, string? Backend, string? Template, int Count);
 }
