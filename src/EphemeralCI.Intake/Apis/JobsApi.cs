@@ -160,7 +160,7 @@ public static class JobsApi
     }
 
     /// <summary>True when the job exists and the caller may see it (its repository never changes, so checking first is safe).</summary>
-    private static async Task<bool> IsVisibleAsync(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
+    internal static async Task<bool> IsVisibleAsync(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
         await db.Jobs.AsNoTracking().Where(j => j.Id == id).Select(j => j.Repository).FirstOrDefaultAsync(ct) is { } repository
         && user.JobAccess().MaySee(repository);
 
