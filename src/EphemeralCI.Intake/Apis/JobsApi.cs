@@ -209,24 +209,17 @@ public static class JobsApi
     }
 
     public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> GetLogs(
-        Guid id, string? follow, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
+        Guid id, string? follow, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, JobLogStore store, CancellationToken ct)
     {
         if (!await IsVisibleAsync(id, user, db, ct)) return Problems.JobNotFound(id);
 
         var wantsStream = follow is "true" or "1" || request.GetTypedHeaders().Accept.Any(a => a.MediaType.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase));
         if (wantsStream)
         {
-            // A reconnecting EventSource sends the id of the last event it got: resume from there.
-            var from = long.TryParse(request.Headers["Last-Event-ID"], out var lastId) && lastId > 0 ? lastId : 0;
-            return TypedResults.ServerSentEvents(follower.FollowAsync(id, from, ct));
+            return TypedResults.ServerSentEvents(follower.FollowAsync(id, JobLogFollower.ResumeOffset(request), ct));
         }
 
-        var texts = await db.JobLogChunks.AsNoTracking()
-            .Where(c => c.JobId == id)
-            .OrderBy(c => c.Offset)
-            .Select(c => c.Text)
-            .ToListAsync(ct);
-        return TypedResults.Text(string.Concat(texts), "text/plain; charset=utf-8");
+        return TypedResults.Text(await store.ReadAllAsync(id, ct), "text/plain; charset=utf-8");
     }
 
     private static bool IsValidIdempotencyKey(string key) =>

@@ -100,33 +100,29 @@ public static class WebUiEndpoints
         return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true);
     }
 
-    private static async Task<IResult> JobPage(Guid id, HttpContext http, IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
+    private static async Task<IResult> JobPage(Guid id, HttpContext http, IntakeDbContext db, JobLogStore logs, IAntiforgery antiforgery,
+        TimeProvider clock, CancellationToken ct)
     {
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
         // Another repository's job answers exactly like a job that does not exist, as in the API.
         if (job is null || !http.User.JobAccess().MaySee(job.Repository)) return NotFound(http, antiforgery, id);
         var events = await db.JobEvents.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
-        string? log = null;
-        if (job.Status.IsTerminal())
-        {
-            var texts = await db.JobLogChunks.AsNoTracking().Where(c => c.JobId == id).OrderBy(c => c.Offset).Select(c => c.Text).ToListAsync(ct);
-            log = AnsiHtml.Render(string.Concat(texts));
-        }
+        // A finished job's log is rendered here; a running job's comes through the live stream.
+        var log = job.Status.IsTerminal() ? AnsiHtml.Render(await logs.ReadAllAsync(id, ct)) : null;
         var body = Pages.Job(job, events, Pages.StepsOf(job, events), log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
         return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: job.Status.IsTerminal() ? null : "job.js");
     }
 
     /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>
     private static Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> RawLog(
-        Guid id, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, CancellationToken ct) =>
-        JobsApi.GetLogs(id, follow: null, request, user, db, follower, ct);
+        Guid id, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, JobLogStore store, CancellationToken ct) =>
+        JobsApi.GetLogs(id, follow: null, request, user, db, follower, store, ct);
 
     /// <summary>The live log as server-sent events of HTML (colours as spans, everything else encoded), one renderer per stream.</summary>
     private static async Task<IResult> LiveLog(Guid id, HttpContext http, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
     {
         if (!await JobsApi.IsVisibleAsync(id, http.User, db, ct)) return TypedResults.NotFound();
-        var from = long.TryParse(http.Request.Headers["Last-Event-ID"], out var lastId) && lastId > 0 ? lastId : 0;
-        return TypedResults.ServerSentEvents(AsHtml(follower.FollowAsync(id, from, ct)));
+        return TypedResults.ServerSentEvents(AsHtml(follower.FollowAsync(id, JobLogFollower.ResumeOffset(http.Request), ct)));
     }
 
     private static async IAsyncEnumerable<SseItem<string>> AsHtml(IAsyncEnumerable<SseItem<string>> items, [EnumeratorCancellation] CancellationToken ct = default)
