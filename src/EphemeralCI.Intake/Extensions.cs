@@ -6,6 +6,7 @@ using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.Consumers;
 using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
+using EphemeralCI.Intake.WebUi;
 using EphemeralCI.RunnerTemplates;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
@@ -57,6 +58,8 @@ public static class IntakeExtensions
 
         builder.AddJobTokens();
         services.AddIntakeAuth();
+        // The web UI's session cookie and antiforgery (docs: README "Web UI").
+        services.AddWebUiAuth();
 
         if (addMessaging) builder.AddEciMessaging(AddIntakeConsumers);
         builder.AddOutboxDispatcher<IntakeDbContext>();
@@ -100,12 +103,13 @@ public static class IntakeExtensions
             .AddDocumentTransformer<BearerSecuritySchemeTransformer>()
             .AddOperationTransformer<BearerSecuritySchemeTransformer>());
 
-    /// <summary>The intake's HTTP API: jobs, API keys and the runner-facing endpoints.</summary>
+    /// <summary>The intake's HTTP API (jobs, API keys, the runner-facing endpoints) and the web UI under /.</summary>
     public static IEndpointRouteBuilder MapIntake(this IEndpointRouteBuilder app)
     {
         app.MapJobsApi();
         app.MapApiKeysApi();
         app.MapRunnerApi();
+        app.MapWebUi();
         return app;
     }
 }

@@ -160,7 +160,7 @@ public static class JobsApi
     }
 
     /// <summary>True when the job exists and the caller may see it (its repository never changes, so checking first is safe).</summary>
-    private static async Task<bool> IsVisibleAsync(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
+    internal static async Task<bool> IsVisibleAsync(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
         await db.Jobs.AsNoTracking().Where(j => j.Id == id).Select(j => j.Repository).FirstOrDefaultAsync(ct) is { } repository
         && user.JobAccess().MaySee(repository);
 
@@ -209,24 +209,17 @@ public static class JobsApi
     }
 
     public static async Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> GetLogs(
-        Guid id, string? follow, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
+        Guid id, string? follow, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, JobLogStore store, CancellationToken ct)
     {
         if (!await IsVisibleAsync(id, user, db, ct)) return Problems.JobNotFound(id);
 
         var wantsStream = follow is "true" or "1" || request.GetTypedHeaders().Accept.Any(a => a.MediaType.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase));
         if (wantsStream)
         {
-            // A reconnecting EventSource sends the id of the last event it got: resume from there.
-            var from = long.TryParse(request.Headers["Last-Event-ID"], out var lastId) && lastId > 0 ? lastId : 0;
-            return TypedResults.ServerSentEvents(follower.FollowAsync(id, from, ct));
+            return TypedResults.ServerSentEvents(follower.FollowAsync(id, JobLogFollower.ResumeOffset(request), ct));
         }
 
-        var texts = await db.JobLogChunks.AsNoTracking()
-            .Where(c => c.JobId == id)
-            .OrderBy(c => c.Offset)
-            .Select(c => c.Text)
-            .ToListAsync(ct);
-        return TypedResults.Text(string.Concat(texts), "text/plain; charset=utf-8");
+        return TypedResults.Text(await store.ReadAllAsync(id, ct), "text/plain; charset=utf-8");
     }
 
     private static bool IsValidIdempotencyKey(string key) =>

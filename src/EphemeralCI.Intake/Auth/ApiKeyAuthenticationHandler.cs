@@ -1,6 +1,7 @@
 using System.Security.Claims;
 using System.Text.Encodings.Web;
 using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Model;
 using EphemeralCI.JobTokens;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http;
@@ -33,13 +34,9 @@ public sealed class ApiKeyAuthenticationHandler(
     {
         var token = JobTokenAuthenticationHandler.BearerToken(Request.Headers.Authorization.ToString());
         if (token is null) return AuthenticateResult.NoResult();
-        if (!ApiKeySecret.IsWellFormed(token)) return AuthenticateResult.Fail("malformed API key");
 
-        var prefix = ApiKeySecret.PrefixOf(token);
-        var candidates = await db.ApiKeys.AsNoTracking().Where(k => k.Prefix == prefix).ToListAsync(Context.RequestAborted);
-        var key = candidates.FirstOrDefault(k => ApiKeySecret.Matches(token, k.Hash));
-        if (key is null) return AuthenticateResult.Fail("unknown API key");
-        if (key.RevokedAt is not null) return AuthenticateResult.Fail("revoked API key");
+        var (key, failure) = await FindAsync(db, token, Context.RequestAborted);
+        if (key is null) return AuthenticateResult.Fail(failure!);
 
         var now = clock.GetUtcNow();
         if (key.LastUsedAt is null || now - key.LastUsedAt > LastUsedResolution)
@@ -48,6 +45,24 @@ public sealed class ApiKeyAuthenticationHandler(
             await db.ApiKeys.Where(k => k.Id == key.Id).ExecuteUpdateAsync(s => s.SetProperty(k => k.LastUsedAt, now), Context.RequestAborted);
         }
 
+        return AuthenticateResult.Success(new AuthenticationTicket(PrincipalOf(key, SchemeName), SchemeName));
+    }
+
+    /// <summary>The key <paramref name="token"/> names, or null and why not (unknown, revoked). The one check of a presented key.</summary>
+    internal static async Task<(ApiKey? Key, string? Failure)> FindAsync(IntakeDbContext db, string token, CancellationToken ct)
+    {
+        if (!ApiKeySecret.IsWellFormed(token)) return (null, "malformed API key");
+        var prefix = ApiKeySecret.PrefixOf(token);
+        var candidates = await db.ApiKeys.AsNoTracking().Where(k => k.Prefix == prefix).ToListAsync(ct);
+        var key = candidates.FirstOrDefault(k => ApiKeySecret.Matches(token, k.Hash));
+        if (key is null) return (null, "unknown API key");
+        if (key.RevokedAt is not null) return (null, "revoked API key");
+        return (key, null);
+    }
+
+    /// <summary>What a key may do, as claims: its id, name, scopes and bindings (never the key itself).</summary>
+    internal static ClaimsPrincipal PrincipalOf(ApiKey key, string scheme)
+    {
         var claims = new List<Claim>
         {
             new(ClaimTypes.NameIdentifier, key.Id.ToString()),
@@ -57,8 +72,7 @@ public sealed class ApiKeyAuthenticationHandler(
         claims.AddRange(key.Scopes.Select(s => new Claim(ScopeClaim, s)));
         claims.AddRange(JobAccess.ClaimsOf(key));
         if (!key.Scopes.Contains(ApiKeyScopes.Admin) && key.Repositories.Count == 0) claims.Add(new Claim(UnboundClaim, "true"));
-        var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
-        return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+        return new ClaimsPrincipal(new ClaimsIdentity(claims, scheme));
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)

@@ -21,6 +21,10 @@ public sealed class JobLogFollower(IntakeDbContext db, JobLogStore store, IJobLi
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
     private const int BatchSize = 200;
 
+    /// <summary>Where a stream starts: a reconnecting EventSource sends the id of the last event it got (its offset), so resume there.</summary>
+    public static long ResumeOffset(Microsoft.AspNetCore.Http.HttpRequest request) =>
+        long.TryParse(request.Headers["Last-Event-ID"], out var lastId) && lastId > 0 ? lastId : 0;
+
     public async IAsyncEnumerable<SseItem<string>> FollowAsync(Guid jobId, long fromOffset, [EnumeratorCancellation] CancellationToken ct)
     {
         await using var wakeup = await notifier.SubscribeAsync(jobId);

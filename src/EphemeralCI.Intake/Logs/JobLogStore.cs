@@ -115,6 +115,14 @@ public sealed class JobLogStore(IntakeDbContext db, IOptions<IntakeOptions> opti
         return Encoding.UTF8.GetString(body[..room]) + TruncationNote(cap);
     }
 
+    /// <summary>The whole log as stored, in order (the raw download, and a finished job's page).</summary>
+    public async Task<string> ReadAllAsync(Guid jobId, CancellationToken ct) =>
+        string.Concat(await db.JobLogChunks.AsNoTracking()
+            .Where(c => c.JobId == jobId)
+            .OrderBy(c => c.Offset)
+            .Select(c => c.Text)
+            .ToListAsync(ct));
+
     public Task<List<JobLogChunk>> ReadFromAsync(Guid jobId, long fromOffset, int maxChunks, CancellationToken ct) =>
         db.JobLogChunks.AsNoTracking()
             .Where(c => c.JobId == jobId && c.Offset >= fromOffset)

@@ -64,13 +64,7 @@ public sealed partial class DashboardBrowserTests(ITestOutputHelper output) : IA
         _appHost.BeginOutputReadLine();
         _appHost.BeginErrorReadLine();
 
-        var options = new ChromeOptions { BinaryLocation = "/usr/bin/chromium" };
-        options.AddArguments("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1000");
-        Assert.True(File.Exists("/usr/bin/chromedriver") && File.Exists(options.BinaryLocation),
-            "Debian's chromium and chromium-driver are needed (eng/services.sh start installs them)");
-        var service = ChromeDriverService.CreateDefaultService("/usr/bin", "chromedriver");
-        service.SuppressInitialDiagnosticInformation = true;
-        _browser = new ChromeDriver(service, options, TimeSpan.FromMinutes(2));
+        _browser = HeadlessChromium.Start();
     }
 
     [Fact]

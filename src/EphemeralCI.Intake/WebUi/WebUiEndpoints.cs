@@ -1,0 +1,191 @@
+using System.Globalization;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Security.Claims;
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Intake.Apis;
+using EphemeralCI.Intake.Auth;
+using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Logs;
+using EphemeralCI.Intake.Model;
+using EphemeralCI.Intake.Services;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
+
+namespace EphemeralCI.Intake.WebUi;
+
+/*
+ * The web UI: server-rendered HTML pages with one small script for the live log (/ui/job.js).
+ * Why not Blazor: every page here is a read of the database rendered once — static server rendering
+ * is all Blazor would do for them — and the one live part is an EventSource appending lines, which a
+ * circuit or WebAssembly would only make heavier. Plain endpoints keep the intake a class library the
+ * two hosts compose without the Razor SDK or static web assets, and keep the pages beside the JSON
+ * API's handlers, which they call for the same rules (who may see a job, cancel, the log).
+ */
+public static class WebUiEndpoints
+{
+    public const int PageSize = 50;
+
+    public static IEndpointRouteBuilder MapWebUi(this IEndpointRouteBuilder app)
+    {
+        var ui = app.MapGroup("").ExcludeFromDescription();
+        ui.MapGet("/signin", SignInForm);
+        ui.MapPost("/signin", SignIn);
+        ui.MapGet("/ui/{file}", Asset);
+
+        var pages = ui.MapGroup("").RequireAuthorization(WebUiAuth.Policy);
+        pages.MapPost("/signout", SignOut);
+        pages.MapGet("/", JobsPage);
+        pages.MapGet("/jobs/{id:guid}", JobPage);
+        pages.MapGet("/jobs/{id:guid}/log", RawLog);
+        pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
+        pages.MapPost("/jobs/{id:guid}/cancel", Cancel);
+        return app;
+    }
+
+    private static IResult SignInForm(string? returnUrl, HttpContext http, IAntiforgery antiforgery) =>
+        Html.Page("Sign in", Pages.SignIn(returnUrl, null, antiforgery.GetAndStoreTokens(http).RequestToken), antiforgeryToken: null, signedIn: false);
+
+    private static async Task<IResult> SignIn(HttpContext http, IAntiforgery antiforgery, IntakeDbContext db, CancellationToken ct)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        var form = await http.Request.ReadFormAsync(ct);
+        var returnUrl = form["returnUrl"].ToString();
+        var (key, failure) = await ApiKeyAuthenticationHandler.FindAsync(db, form["key"].ToString().Trim(), ct);
+        var principal = key is null ? null : ApiKeyAuthenticationHandler.PrincipalOf(key, WebUiAuth.Scheme);
+        var error = key is null ? $"That key was not accepted ({failure})."
+            : !WebUiAuth.MayUse(principal!) ? "That key may not read jobs: it needs the read scope and at least one repository." : null;
+        if (error is not null)
+        {
+            return Html.Page("Sign in", Pages.SignIn(returnUrl, error, antiforgery.GetAndStoreTokens(http).RequestToken), null, signedIn: false,
+                statusCode: StatusCodes.Status401Unauthorized);
+        }
+        await http.SignInAsync(WebUiAuth.Scheme, principal!, new AuthenticationProperties { IsPersistent = false, AllowRefresh = false });
+        return Results.Redirect(IsLocal(returnUrl) ? returnUrl : "/");
+    }
+
+    private static async Task<IResult> SignOut(HttpContext http, IAntiforgery antiforgery)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        await http.SignOutAsync(WebUiAuth.Scheme);
+        return Results.Redirect("/signin");
+    }
+
+    private static async Task<IResult> JobsPage(string? repository, string? status, string? before, HttpContext http,
+        IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
+    {
+        var jobs = http.User.JobAccess().Visible(db.Jobs.AsNoTracking());
+        if (!string.IsNullOrWhiteSpace(repository)) jobs = jobs.Where(j => j.Repository == repository.Trim());
+        if (!string.IsNullOrEmpty(status))
+        {
+            if (!JobStatusNames.TryParse(status, out var s)) return Html.Page("Jobs", Pages.Message("Unknown status", $"'{status}' is not a job status."), Token(http, antiforgery), true, StatusCodes.Status400BadRequest);
+            jobs = jobs.Where(j => j.Status == s);
+        }
+        // Keyset paging: the next page starts after the last row shown, (created at, id) descending, on the
+        // (repository|status, created_at) indexes — as fast on the thousandth page as on the first.
+        if (ParseCursor(before) is { } cursor)
+        {
+            var (at, after) = cursor;
+            jobs = jobs.Where(j => j.CreatedAt < at || (j.CreatedAt == at && j.Id.CompareTo(after) < 0));
+        }
+        var rows = await jobs.OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id).Take(PageSize + 1).ToListAsync(ct);
+        var shown = rows.Take(PageSize).ToList();
+        var next = rows.Count > PageSize ? Cursor(shown[^1]) : null;
+        var view = new JobsView(repository, status, shown, next, before is null, clock.GetUtcNow());
+        return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true);
+    }
+
+    private static async Task<IResult> JobPage(Guid id, HttpContext http, IntakeDbContext db, JobLogStore logs, IAntiforgery antiforgery,
+        TimeProvider clock, CancellationToken ct)
+    {
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        // Another repository's job answers exactly like a job that does not exist, as in the API.
+        if (job is null || !http.User.JobAccess().MaySee(job.Repository)) return NotFound(http, antiforgery, id);
+        var events = await db.JobEvents.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
+        // A finished job's log is rendered here; a running job's comes through the live stream.
+        var log = job.Status.IsTerminal() ? AnsiHtml.Render(await logs.ReadAllAsync(id, ct)) : null;
+        var body = Pages.Job(job, events, Pages.StepsOf(job, events), log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
+        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: job.Status.IsTerminal() ? null : "job.js");
+    }
+
+    /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>
+    private static Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> RawLog(
+        Guid id, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, JobLogStore store, CancellationToken ct) =>
+        JobsApi.GetLogs(id, follow: null, request, user, db, follower, store, ct);
+
+    /// <summary>The live log as server-sent events of HTML (colours as spans, everything else encoded), one renderer per stream.</summary>
+    private static async Task<IResult> LiveLog(Guid id, HttpContext http, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
+    {
+        if (!await JobsApi.IsVisibleAsync(id, http.User, db, ct)) return TypedResults.NotFound();
+        return TypedResults.ServerSentEvents(AsHtml(follower.FollowAsync(id, JobLogFollower.ResumeOffset(http.Request), ct)));
+    }
+
+    private static async IAsyncEnumerable<SseItem<string>> AsHtml(IAsyncEnumerable<SseItem<string>> items, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var ansi = new AnsiHtml();
+        await foreach (var item in items.WithCancellation(ct))
+        {
+            yield return item.EventType == JobLogFollower.LogEvent
+                ? new SseItem<string>(ansi.Append(item.Data), item.EventType) { EventId = item.EventId }
+                : item;
+        }
+    }
+
+    private static async Task<IResult> Cancel(Guid id, HttpContext http, IAntiforgery antiforgery, IntakeDbContext db, JobUpdater updater, CancellationToken ct)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        if (!WebUiAuth.MayCancel(http.User))
+        {
+            return Html.Page("Not allowed", Pages.Message("Not allowed", "This key may not cancel jobs (it needs the submit scope)."),
+                Token(http, antiforgery), true, StatusCodes.Status403Forbidden);
+        }
+        var result = await JobsApi.CancelJob(id, http.User, db, updater, ct);
+        if (result.Result is ProblemHttpResult { StatusCode: StatusCodes.Status404NotFound }) return NotFound(http, antiforgery, id);
+        // Cancelled, or already over (409): either way the job page says what it is now.
+        return Results.Redirect($"/jobs/{id}");
+    }
+
+    private static IResult Asset(string file) => WebUiAssets.Find(file) is { } asset
+        ? Results.Bytes(asset.Content, asset.ContentType)
+        : Results.NotFound();
+
+    /// <summary>Null when the form carries a valid antiforgery token (field and cookie), else the 400 page.</summary>
+    private static async Task<IResult?> RefusedFormAsync(HttpContext http, IAntiforgery antiforgery)
+    {
+        try
+        {
+            await antiforgery.ValidateRequestAsync(http);
+            return null;
+        }
+        catch (AntiforgeryValidationException)
+        {
+            return Html.Page("Form refused", Pages.Message("Form refused",
+                "The form did not come from this site or has expired. Go back, reload the page and try again."), null,
+                signedIn: false, StatusCodes.Status400BadRequest);
+        }
+    }
+
+    private static IResult NotFound(HttpContext http, IAntiforgery antiforgery, Guid id) =>
+        Html.Page("Not found", Pages.Message("Job not found", $"There is no job {id} that this key may see."), Token(http, antiforgery), true, StatusCodes.Status404NotFound);
+
+    private static string? Token(HttpContext http, IAntiforgery antiforgery) => antiforgery.GetAndStoreTokens(http).RequestToken;
+
+    private static bool IsLocal(string url) =>
+        url.StartsWith('/') && !url.StartsWith("//", StringComparison.Ordinal) && !url.StartsWith("/\\", StringComparison.Ordinal);
+
+    private static string Cursor(Job job) => $"{job.CreatedAt.UtcTicks.ToString(CultureInfo.InvariantCulture)}_{job.Id:N}";
+
+    private static (DateTimeOffset At, Guid Id)? ParseCursor(string? cursor)
+    {
+        var parts = cursor?.Split('_');
+        return parts is [var ticks, var id] && long.TryParse(ticks, NumberStyles.None, CultureInfo.InvariantCulture, out var t)
+            && t is >= 0 and <= 3155378975999999999 && Guid.TryParseExact(id, "N", out var g)
+            ? (new DateTimeOffset(t, TimeSpan.Zero), g)
+            : null;
+    }
+}

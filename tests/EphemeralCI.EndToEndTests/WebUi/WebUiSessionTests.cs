@@ -1,0 +1,133 @@
+using System.Net;
+using Xunit;
+
+namespace EphemeralCI.EndToEndTests.WebUi;
+
+/// <summary>
+/// The web UI's sign-in, session cookie, CSRF protection and per-repository visibility, with a plain HTTP client
+/// against the all-in-one server (what a browser would do, and what a forged cross-site form would do).
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class WebUiSessionTests(ServerFixture fx)
+{
+    [Fact]
+    public async Task The_session_cookie_is_http_only_same_site_strict_ends_with_the_browser_and_does_not_carry_the_key()
+    {
+        var (session, setCookie) = await WebUiSession.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
+        using var _ = session;
+        var attributes = setCookie.ToLowerInvariant();
+        Assert.Contains("httponly", attributes);
+        Assert.Contains("samesite=strict", attributes);
+        Assert.DoesNotContain("expires=", attributes); // a session cookie; the ticket inside expires after 8 hours
+        Assert.DoesNotContain(ServerFixture.AdminKey, setCookie);
+        Assert.DoesNotContain(ServerFixture.AdminKey["eci_".Length..][..16], setCookie);
+
+        using var jobs = await session.Http.GetAsync("/");
+        Assert.Equal(HttpStatusCode.OK, jobs.StatusCode);
+        Assert.Contains("<h1>Jobs</h1>", await jobs.Content.ReadAsStringAsync());
+        Assert.Contains("script-src 'self'", jobs.Headers.GetValues("Content-Security-Policy").Single());
+    }
+
+    [Fact]
+    public async Task Without_a_session_the_pages_send_the_browser_to_sign_in_and_a_wrong_key_is_refused()
+    {
+        using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = fx.BaseAddress };
+        using var page = await anonymous.GetAsync("/");
+        Assert.Equal(HttpStatusCode.Redirect, page.StatusCode);
+        Assert.Contains("/signin", page.Headers.Location!.OriginalString);
+
+        var wrong = await Assert.ThrowsAnyAsync<Exception>(() => WebUiSession.SignInAsync(fx.BaseAddress, "eci_" + new string('A', 43)));
+        Assert.Contains("401", wrong.Message);
+    }
+
+    [Fact]
+    public async Task Form_posts_without_the_antiforgery_token_are_refused_and_with_it_a_job_is_cancelled()
+    {
+        var id = await fx.Intake.SubmitAsync(JobClient.Job("webui cancel", 120, ("wait", "sleep 100")));
+        var (session, _) = await WebUiSession.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
+        using var __ = session;
+
+        // A cross-site form would carry the cookies (were SameSite not strict) but not the token.
+        using (var forged = await session.Http.PostAsync($"/jobs/{id}/cancel", new FormUrlEncodedContent([])))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        }
+        using var stranger = new HttpClient { BaseAddress = fx.BaseAddress };
+        using (var forgedSignIn = await stranger.PostAsync("/signin",
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["key"] = ServerFixture.AdminKey })))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, forgedSignIn.StatusCode);
+        }
+        Assert.NotEqual("cancelled", (await fx.Intake.GetJobAsync(id)).GetProperty("status").GetString());
+
+        var token = await session.FormTokenAsync($"/jobs/{id}");
+        using var cancel = await session.Http.PostAsync($"/jobs/{id}/cancel",
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = token }));
+        Assert.Equal(HttpStatusCode.Redirect, cancel.StatusCode);
+        Assert.Equal("cancelled", (await fx.Intake.WaitForTerminalAsync(id)).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task A_key_bound_to_one_repository_sees_only_its_jobs_and_gets_404_on_another_repositorys_job()
+    {
+        var repository = "webui/bound-" + Guid.NewGuid().ToString("N")[..6];
+        var hidden = await fx.Intake.SubmitAsync(JobClient.Job("webui hidden", null, ("hi", "echo hidden")));
+        var mine = await fx.Intake.SubmitAsync(OfRepository(JobClient.Job("webui mine", null, ("hi", "echo mine")), repository));
+        var (_, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], [repository]);
+        var (session, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
+        using var _s = session;
+
+        var list = await session.Http.GetStringAsync("/");
+        Assert.Contains(mine.ToString(), list);
+        Assert.DoesNotContain(hidden.ToString(), list);
+        Assert.DoesNotContain("acme/widgets", list);
+        Assert.DoesNotContain(hidden.ToString(), await session.Http.GetStringAsync("/?repository=acme%2Fwidgets"));
+        // Keyset paging: the page after a cursor of "now" still holds the key's job (and only its jobs).
+        var after = await session.Http.GetStringAsync($"/?before={DateTimeOffset.UtcNow.AddMinutes(1).UtcTicks}_{Guid.Empty:N}");
+        Assert.Contains(mine.ToString(), after);
+        Assert.DoesNotContain(hidden.ToString(), after);
+
+        foreach (var path in new[] { $"/jobs/{hidden}", $"/jobs/{hidden}/log", $"/jobs/{hidden}/log/live" })
+        {
+            using var response = await session.Http.GetAsync(path);
+            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"{path} answered {(int)response.StatusCode}");
+        }
+        using var own = await session.Http.GetAsync($"/jobs/{mine}");
+        Assert.Equal(HttpStatusCode.OK, own.StatusCode);
+        // A read-only key is offered no cancel button.
+        Assert.DoesNotContain("/cancel", await own.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Signing_out_or_revoking_the_key_ends_the_session()
+    {
+        var (id, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], ["acme/*"]);
+        var (first, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
+        using (first)
+        {
+            var token = await first.FormTokenAsync("/");
+            using var signOut = await first.Http.PostAsync("/signout",
+                new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = token }));
+            Assert.Equal(HttpStatusCode.Redirect, signOut.StatusCode);
+            using var after = await first.Http.GetAsync("/");
+            Assert.Equal(HttpStatusCode.Redirect, after.StatusCode);
+        }
+
+        var (second, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
+        using (second)
+        {
+            using (var before = await second.Http.GetAsync("/")) Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+            using (var revoke = await fx.Intake.DeleteAsync($"/api/v1/api-keys/{id}")) Assert.True(revoke.IsSuccessStatusCode);
+            using var after = await second.Http.GetAsync("/");
+            Assert.Equal(HttpStatusCode.Redirect, after.StatusCode);
+            Assert.Contains("/signin", after.Headers.Location!.OriginalString);
+        }
+    }
+
+    private static object OfRepository(object job, string repository)
+    {
+        var body = System.Text.Json.JsonSerializer.SerializeToNode(job, System.Text.Json.JsonSerializerOptions.Web)!.AsObject();
+        body["repository"] = repository;
+        return body;
+    }
+}
