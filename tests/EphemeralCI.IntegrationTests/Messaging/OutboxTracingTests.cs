@@ -76,7 +76,8 @@ public sealed class OutboxTracingTests
             Assert.Equal(jobTrace, consumed[1]);
             List<Activity> finished;
             lock (spans) finished = [.. spans];
-            var publish = Assert.Single(finished, s => s.Source.Name == OutboxTelemetry.Name);
+            // Only this job's trace: the listener is process-wide, and other tests' dispatchers publish at the same time.
+            var publish = Assert.Single(finished, s => s.Source.Name == OutboxTelemetry.Name && s.TraceId == jobTrace);
             Assert.Equal("outbox publish Ping", publish.DisplayName);
             Assert.Equal(jobTrace, publish.TraceId);
             Assert.Equal(jobSpan, publish.ParentSpanId);
