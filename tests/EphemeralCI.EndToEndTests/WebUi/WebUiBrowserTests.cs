@@ -35,7 +35,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
         Driver.Manage().Cookies.DeleteAllCookies();
         Driver.Navigate().GoToUrl(Url("/"));
         Assert.Contains("/signin", Driver.Url);
-        SignIn();
+        await SignIn();
         Assert.Equal("Jobs", Driver.FindElement(By.TagName("h1")).Text);
 
         var name = "webui list " + Guid.NewGuid().ToString("N")[..6];
@@ -56,7 +56,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     [Fact]
     public async Task Log_lines_arrive_while_the_job_runs()
     {
-        SignIn();
+        await SignIn();
         var id = await fx.Intake.SubmitAsync(JobClient.Job("webui live", 120, ("count", "for i in $(seq 1 10); do echo \"tick $i\"; sleep 1; done")));
         Driver.Navigate().GoToUrl(Url($"/jobs/{id}"));
         Assert.NotNull(Driver.FindElement(By.CssSelector("#log[data-live]")));
@@ -75,7 +75,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     [Fact]
     public async Task A_failed_step_is_highlighted_and_colours_are_rendered()
     {
-        SignIn();
+        await SignIn();
         var id = await fx.Intake.SubmitAsync(JobClient.Job("webui failing build", null,
             ("build", "printf '\\033[1;32m✓ compiled\\033[0m 12 files\\n'"),
             ("test", "printf '\\033[31mFAIL\\033[0m widgets_spin: expected 3, got 4\\n'; exit 3"),
@@ -100,7 +100,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     [Fact]
     public async Task A_log_with_hostile_escape_sequences_and_html_renders_as_text_live_and_afterwards()
     {
-        SignIn();
+        await SignIn();
         const string hostile =
             "printf '<script>document.title=\"pwned\"</script>\\n<img src=x onerror=document.title=1>\\n" +
             "\\033]8;;javascript:alert(1)\\033\\\\hostile-link\\033]8;;\\033\\\\\\n\\033]0;evil title\\007\\033[2J\\033[H\\033[31mred-after-clear\\033[0m\\n'; sleep 3";
@@ -129,7 +129,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     [Fact]
     public async Task The_jobs_page_fits_a_375_pixel_wide_screen()
     {
-        SignIn();
+        await SignIn();
         await fx.Intake.SubmitAsync(JobClient.Job("webui narrow", null, ("hi", "echo narrow")));
         var size = Driver.Manage().Window.Size;
         try
@@ -155,12 +155,15 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
 
     private string Text(string css) => Driver.FindElements(By.CssSelector(css)) is [var e, ..] ? e.Text : "";
 
-    private void SignIn()
+    private async Task SignIn()
     {
         Driver.Navigate().GoToUrl(Url("/signin"));
         Driver.FindElement(By.Id("key")).SendKeys(ServerFixture.AdminKey);
         Driver.FindElement(By.CssSelector("form[action='/signin'] button")).Click();
-        Assert.Equal("Jobs", Driver.FindElement(By.TagName("h1")).Text);
+        // The click only starts the form post: until the jobs page has loaded, the h1 found may be the sign-in page's,
+        // gone (stale) a moment later. Wait for the new page instead of reading the old one.
+        await WaitForAsync(() => !Driver.Url.Contains("/signin", StringComparison.Ordinal) && Driver.FindElement(By.TagName("h1")).Text == "Jobs",
+            TimeSpan.FromSeconds(15), "the jobs page after signing in");
     }
 
     private void Screenshot(string name)
@@ -180,7 +183,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
             {
                 if (probe()) return;
             }
-            catch (StaleElementReferenceException) { } // the page reloaded under us
+            catch (Exception e) when (e is StaleElementReferenceException or NoSuchElementException) { } // the page is (re)loading under us
             if (DateTime.UtcNow > deadline)
             {
                 Assert.Fail($"gave up waiting for {what}\n--- page {Driver.Url} ---\n{Driver.FindElement(By.TagName("body")).Text}");
