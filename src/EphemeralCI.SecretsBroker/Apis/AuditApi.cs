@@ -19,7 +19,7 @@ public sealed record AuditQuery(
     [property: FromQuery] int? Limit);
 
 public sealed record AuditEntryDto(
-    long Id, DateTimeOffset At, string Actor, string Action, string? Secret, Guid? JobId, string? Repository, string? Ref, string? TokenId, string? Detail);
+    long Id, DateTimeOffset At, string Actor, string Action, string? Secret, Guid? JobId, string? Repository, string? Ref, string? TokenId, string? Detail, int? Attempt = null);
 
 public static class AuditApi
 {
@@ -68,5 +68,5 @@ public static class AuditApi
         return rows.OrderBy(e => e.Id);
     }
 
-    private static AuditEntryDto ToDto(AuditEntry e) => new(e.Id, e.At, e.Actor, e.Action, e.SecretName, e.JobId, e.Repository, e.Ref, e.TokenId, e.Detail);
+    private static AuditEntryDto ToDto(AuditEntry e) => new(e.Id, e.At, e.Actor, e.Action, e.SecretName, e.JobId, e.Repository, e.Ref, e.TokenId, e.Detail, e.Attempt);
 }

@@ -42,7 +42,7 @@ public static class ExchangeApi
         SecretStore store, SecretsDbContext db, TimeProvider clock, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var token = http.JobToken();
-        var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId);
+        var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId, token.Attempt);
         var log = loggers.CreateLogger(typeof(ExchangeApi));
         if (string.IsNullOrEmpty(token.TokenId))
         {
@@ -65,7 +65,7 @@ public static class ExchangeApi
         // closed (the runner's job fails) instead of letting a retry race a thief.
         if (!await replayGuard.TryConsumeAsync(token.TokenId, token.ExpiresAt, cancellationToken))
         {
-            db.Audit(clock, job.Actor, AuditActions.ExchangeReplayed, null, job.JobId, job.Repository, job.Ref, job.TokenId, "second exchange refused");
+            db.Audit(clock, job.Actor, AuditActions.ExchangeReplayed, null, job.JobId, job.Repository, job.Ref, job.TokenId, "second exchange refused", job.Attempt);
             await db.SaveChangesAsync(cancellationToken);
             log.LogWarning("Job {JobId} presented an already exchanged token (replay refused)", token.JobId);
             SecretsBrokerTelemetry.Replayed();
@@ -105,8 +105,8 @@ internal sealed class RevokedExchangeAudit(SecretsDbContext db, TimeProvider clo
 {
     public async Task RecordAsync(JobTokenClaims token, CancellationToken cancellationToken)
     {
-        var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId);
-        db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked");
+        var job = new JobTokenIdentity(token.JobId, token.Repository, token.Ref, token.Environment, token.TokenId, token.Attempt);
+        db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, null, job.JobId, job.Repository, job.Ref, job.TokenId, "job ended: token revoked", job.Attempt);
         await db.SaveChangesAsync(cancellationToken);
         SecretsBrokerTelemetry.Revoked();
         loggers.CreateLogger(typeof(ExchangeApi)).LogWarning("Job {JobId} presented a revoked token (job ended)", token.JobId);

@@ -64,8 +64,9 @@ public sealed partial class BrokerAttestationSigner(IServiceScopeFactory scopes,
         var issued = new List<IssuedSecret>();
         foreach (var grant in lines.Where(e => e.Action == AuditActions.ExchangeGranted))
         {
-            // The revocation that ended this grant's token: the next one after it (a retried job has one per attempt).
-            var revokedAt = lines.FirstOrDefault(e => e.Action == AuditActions.TokenRevoked && e.Id > grant.Id)?.At;
+            // The revocation that ended this grant's token: its attempt's (a retried job has one per attempt; lines
+            // written before attempts were recorded have none and were first attempts).
+            var revokedAt = lines.FirstOrDefault(e => e.Action == AuditActions.TokenRevoked && (e.Attempt ?? 1) == (grant.Attempt ?? 1))?.At;
             foreach (var name in GrantedNames(grant.Detail))
             {
                 // The audit line names the secrets; their version is the one current at the exchange

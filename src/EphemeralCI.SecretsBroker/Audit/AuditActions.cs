@@ -29,7 +29,7 @@ public static class AuditLog
 {
     public static void Audit(this SecretsDbContext db, TimeProvider clock, string actor, string action,
         string? secretName = null, Guid? jobId = null, string? repository = null, string? gitRef = null,
-        string? tokenId = null, string? detail = null) =>
+        string? tokenId = null, string? detail = null, int? attempt = null) =>
         db.AuditEntries.Add(new AuditEntry
         {
             At = clock.GetUtcNow(),
@@ -40,6 +40,7 @@ public static class AuditLog
             Repository = repository,
             Ref = gitRef,
             TokenId = tokenId,
+            Attempt = attempt,
             Detail = detail is { Length: > 2048 } ? detail[..2048] : detail,
         });
 }

@@ -55,7 +55,7 @@ public sealed class JobIdentityIssuer(
         {
             var db = scope.ServiceProvider.GetRequiredService<SecretsDbContext>();
             db.Audit(clock, actor, AuditActions.TokenIssued, jobId: request.JobId, repository: request.Repository,
-                gitRef: request.Ref, tokenId: jti, detail: $"kid={kid}; expires={expires:O}" + (request.Attempt > 1 ? $"; attempt={request.Attempt}" : ""));
+                gitRef: request.Ref, tokenId: jti, detail: $"kid={kid}; expires={expires:O}", attempt: request.Attempt);
             await db.SaveChangesAsync(ct);
         }
         return new MintedJobToken(token, kid, expires);

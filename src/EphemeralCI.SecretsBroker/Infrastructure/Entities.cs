@@ -54,5 +54,7 @@ public sealed class AuditEntry
     public string? Repository { get; set; }
     public string? Ref { get; set; }
     public string? TokenId { get; set; }
+    /// <summary>Which attempt of the job the line is about (a retried job has a token per attempt); null on lines about no job, and on lines written before attempts existed (read as 1).</summary>
+    public int? Attempt { get; set; }
     public string? Detail { get; set; }
 }

@@ -119,12 +119,12 @@ public sealed class SecretStore(SecretsDbContext db, EnvelopeCipher cipher, Time
         }
         foreach (var (name, reason) in denied)
         {
-            db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, name, job.JobId, job.Repository, job.Ref, job.TokenId, reason);
+            db.Audit(clock, job.Actor, AuditActions.ExchangeDenied, name, job.JobId, job.Repository, job.Ref, job.TokenId, reason, job.Attempt);
         }
         if (granted.Count > 0 || denied.Count == 0)
         {
             db.Audit(clock, job.Actor, AuditActions.ExchangeGranted, null, job.JobId, job.Repository, job.Ref, job.TokenId,
-                $"secrets=[{string.Join(",", granted.Keys)}]");
+                $"secrets=[{string.Join(",", granted.Keys)}]", job.Attempt);
         }
         await db.SaveChangesAsync(ct);
         return new SecretGrant(granted, denied);
@@ -186,7 +186,7 @@ public sealed class SecretStore(SecretsDbContext db, EnvelopeCipher cipher, Time
 }
 
 /// <summary>The job as its validated token describes it, for policy checks and audit lines.</summary>
-public sealed record JobTokenIdentity(Guid JobId, string Repository, string Ref, string? Environment, string TokenId)
+public sealed record JobTokenIdentity(Guid JobId, string Repository, string Ref, string? Environment, string TokenId, int Attempt = 1)
 {
     public string Actor => $"job:{JobId}";
 }

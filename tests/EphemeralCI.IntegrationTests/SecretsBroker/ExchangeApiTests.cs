@@ -157,6 +157,32 @@ public sealed class ExchangeApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Each_attempts_revocation_is_audited_once_however_often_and_concurrently_it_is_delivered()
+    {
+        var jobId = Guid.NewGuid();
+        var bus = _broker.Service<IBus>();
+        // A retried job: attempt 1's runner lost, attempt 2's finished; each message redelivered, several at once
+        // (two broker replicas, or a redelivery racing the first delivery).
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(i => bus.Publish(i % 2 == 0
+            ? new RunnerFinished(jobId, "r1", RunnerOutcome.Lost, null, "node lost", DateTimeOffset.UtcNow)
+            : new RunnerFinished(jobId, "r2", RunnerOutcome.Exited, 0, null, DateTimeOffset.UtcNow, Attempt: 2))));
+
+        var revocations = _broker.Service<IJobRevocationList>();
+        for (var i = 0; i < 100 && !(await revocations.IsRevokedAsync(jobId, 1) && await revocations.IsRevokedAsync(jobId, 2)); i++) await Task.Delay(50);
+        var audit = await AuditAsync(jobId);
+        for (var i = 0; i < 100 && audit.Count(e => e.Action == "token.revoked") < 2; i++)
+        {
+            await Task.Delay(50);
+            audit = await AuditAsync(jobId);
+        }
+        await Task.Delay(500); // the late handlers of the same messages, if they were to write again
+        audit = await AuditAsync(jobId);
+        var revoked = audit.Where(e => e.Action == "token.revoked").ToList();
+        Assert.Equal([1, 2], revoked.Select(e => e.Attempt).Order());
+        Assert.All(revoked, e => Assert.DoesNotContain("attempt=", e.Detail));
+    }
+
+    [Fact]
     public async Task Tampered_token_is_refused_and_does_not_spend_the_real_one()
     {
         var token = await _broker.MintAsync(Guid.NewGuid(), repository: "globex/site");
@@ -311,5 +337,5 @@ public sealed class ExchangeApiTests : IAsyncLifetime
 
     private sealed record ExchangeBody(Guid JobId, Dictionary<string, string> Secrets, Dictionary<string, string>? Denied);
 
-    internal sealed record AuditLine(long Id, string Actor, string Action, string? Secret, Guid? JobId, string? Ref, string? TokenId, string? Detail);
+    internal sealed record AuditLine(long Id, string Actor, string Action, string? Secret, Guid? JobId, string? Ref, string? TokenId, string? Detail, int? Attempt = null);
 }

@@ -1,3 +1,4 @@
+using EphemeralCI.SecretsBroker.Audit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -6,6 +7,9 @@ namespace EphemeralCI.SecretsBroker.Infrastructure.Configurations;
 /// <summary>The audit log. Append-only: the migration adds a trigger that rejects UPDATE, DELETE and TRUNCATE.</summary>
 internal sealed class AuditEntryConfiguration : IEntityTypeConfiguration<AuditEntry>
 {
+    /// <summary>One <c>token.revoked</c> line per job attempt, however many broker replicas handle the same RunnerFinished.</summary>
+    public const string OneRevocationPerAttemptIndex = "ux_audit_entries_token_revoked";
+
     public void Configure(EntityTypeBuilder<AuditEntry> b)
     {
         b.ToTable("audit_entries");
@@ -21,5 +25,7 @@ internal sealed class AuditEntryConfiguration : IEntityTypeConfiguration<AuditEn
         b.HasIndex(e => e.At);
         b.HasIndex(e => e.JobId);
         b.HasIndex(e => e.SecretName);
+        b.HasIndex(e => new { e.JobId, e.Attempt }).IsUnique().HasFilter($"action = '{AuditActions.TokenRevoked}'")
+            .HasDatabaseName(OneRevocationPerAttemptIndex);
     }
 }

@@ -48,6 +48,10 @@ namespace EphemeralCI.SecretsBroker.Infrastructure.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("at");
 
+                    b.Property<int?>("Attempt")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempt");
+
                     b.Property<string>("Detail")
                         .HasMaxLength(2048)
                         .HasColumnType("character varying(2048)")
@@ -88,6 +92,11 @@ namespace EphemeralCI.SecretsBroker.Infrastructure.Migrations
 
                     b.HasIndex("SecretName")
                         .HasDatabaseName("ix_audit_entries_secret_name");
+
+                    b.HasIndex("JobId", "Attempt")
+                        .IsUnique()
+                        .HasDatabaseName("ux_audit_entries_token_revoked")
+                        .HasFilter("action = 'token.revoked'");
 
                     b.ToTable("audit_entries", (string)null);
                 });

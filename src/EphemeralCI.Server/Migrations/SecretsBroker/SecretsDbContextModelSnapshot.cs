@@ -42,6 +42,10 @@ namespace EphemeralCI.Server.Migrations.SecretsBroker
                         .HasColumnType("INTEGER")
                         .HasColumnName("at");
 
+                    b.Property<int?>("Attempt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("attempt");
+
                     b.Property<string>("Detail")
                         .HasMaxLength(2048)
                         .HasColumnType("TEXT")
@@ -82,6 +86,11 @@ namespace EphemeralCI.Server.Migrations.SecretsBroker
 
                     b.HasIndex("SecretName")
                         .HasDatabaseName("ix_audit_entries_secret_name");
+
+                    b.HasIndex("JobId", "Attempt")
+                        .IsUnique()
+                        .HasDatabaseName("ux_audit_entries_token_revoked")
+                        .HasFilter("action = 'token.revoked'");
 
                     b.ToTable("audit_entries", (string)null);
                 });
