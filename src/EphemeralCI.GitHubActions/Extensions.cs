@@ -21,7 +21,7 @@ namespace EphemeralCI.GitHubActions;
  *                                                                                           │ (state machine, version-checked)
  *   GitHubActionsReconciler ── queued runs' jobs (missed webhooks) ──────────────────────────┤
  *                           └─ every open row ───────────────────────> RunnerLauncher <── LaunchQueue / LaunchWorker
- *        queued: claim → App JWT → installation token → generate-jitconfig → IRunnerJobs.Submit (one step: run.sh --jitconfig "$ECI_JIT")
+ *        queued: claim → App JWT → installation token → generate-jitconfig → IRunnerJobs.Submit (one step: run.sh --jitconfig "$GITHUB_JIT_CONFIG")
  *        over:   cancel a job that never ran → DELETE the runner at GitHub → done
  *
  * Off unless GitHubActions:AppId is set. The App's private key and webhook secret come from the secrets broker

@@ -48,8 +48,8 @@ public sealed class GitHubRunnerTemplate
     /// <summary>Register organization runners (<c>POST /orgs/{org}/actions/runners/generate-jitconfig</c>) instead of repository runners.</summary>
     public bool Organization { get; set; }
 
-    /// <summary>The one step's script; the JIT config is in <c>$ECI_JIT</c> (never in the script itself).</summary>
-    public string RunnerCommand { get; set; } = "cd /home/runner && exec ./run.sh --jitconfig \"$ECI_JIT\"";
+    /// <summary>The one step's script; the JIT config is in <c>$GITHUB_JIT_CONFIG</c> (never in the script itself).</summary>
+    public string RunnerCommand { get; set; } = "cd /home/runner && exec ./run.sh --jitconfig \"$GITHUB_JIT_CONFIG\"";
 
     /// <summary>Job timeout in seconds (null: the runner template's default).</summary>
     public int? TimeoutSeconds { get; set; }

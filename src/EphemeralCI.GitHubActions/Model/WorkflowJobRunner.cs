@@ -34,7 +34,10 @@ public sealed class WorkflowJobRunner
     public RunnerState State { get; private set; }
     /// <summary>GitHub's last known status of the workflow job: queued, in_progress or completed.</summary>
     public string GitHubStatus { get; private set; } = "queued";
+    /// <summary>Our runner's name at GitHub (<c>eci-{id}</c>), fixed by the launch claim.</summary>
     public string? RunnerName { get; private set; }
+    /// <summary>The runner GitHub says took the workflow job (in_progress/completed deliveries); null while none did.</summary>
+    public string? AssignedRunner { get; private set; }
     public long? RunnerId { get; private set; }
     public Guid? EciJobId { get; private set; }
     public string? Reason { get; private set; }
@@ -55,6 +58,7 @@ public sealed class WorkflowJobRunner
         State = template is null ? RunnerState.Done : RunnerState.Queued,
         Reason = template is null ? "no template covers the labels" : null,
         GitHubStatus = e.Status,
+        AssignedRunner = e.RunnerName,
         CreatedAt = now,
         UpdatedAt = now,
     };
@@ -87,16 +91,20 @@ public sealed class WorkflowJobRunner
         State is RunnerState.Queued or RunnerState.Launched or RunnerState.Abandoned && Move(RunnerState.Done, now, reason);
 
     /// <summary>GitHub's status only moves forward (queued → in_progress → completed): an out-of-order delivery cannot undo a later one.</summary>
-    public bool TryObserve(string status, DateTimeOffset now)
+    public bool TryObserve(string status, string? assignedRunner, DateTimeOffset now)
     {
         if (Rank(status) <= Rank(GitHubStatus)) return false;
         GitHubStatus = status;
+        AssignedRunner = assignedRunner ?? AssignedRunner;
         UpdatedAt = now;
         Version++;
         return true;
     }
 
     public bool GitHubCompleted => GitHubStatus == "completed";
+
+    /// <summary>GitHub finished the workflow job without our runner (cancelled, or another runner took it): ours waits in vain.</summary>
+    public bool CompletedWithoutOurRunner => GitHubCompleted && (AssignedRunner is null || AssignedRunner != RunnerName);
 
     private static int Rank(string status) => status switch { "queued" => 0, "waiting" => 0, "in_progress" => 1, "completed" => 2, _ => -1 };
 

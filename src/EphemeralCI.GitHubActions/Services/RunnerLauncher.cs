@@ -15,7 +15,7 @@ public sealed class RunnerLauncher(
     TimeProvider clock, ILogger<RunnerLauncher> logger)
 {
     /// <summary>The step's environment variable that carries the JIT config.</summary>
-    public const string JitVariable = "ECI_JIT";
+    public const string JitVariable = "GITHUB_JIT_CONFIG";
 
     public async Task HandleAsync(long workflowJobId, CancellationToken ct)
     {
@@ -84,20 +84,22 @@ public sealed class RunnerLauncher(
         TimeoutSeconds = template.TimeoutSeconds,
         // The Actions runner checks out what the workflow asks for itself.
         Checkout = CheckoutSpec.Skip,
+        MaskedEnv = [JitVariable],
         Steps = [new StepSpec { Name = "GitHub Actions runner", Run = template.RunnerCommand, Env = new Dictionary<string, string> { [JitVariable] = jitConfig } }],
     };
 
     private async Task FinishIfOverAsync(WorkflowJobRunner row, CancellationToken ct)
     {
         var status = await jobs.StatusAsync(row.EciJobId!.Value, ct);
-        if (status is JobStatus.Queued or JobStatus.Provisioning && row.GitHubCompleted)
+        var notOver = status is JobStatus.Queued or JobStatus.Provisioning or JobStatus.Running;
+        if (notOver && row.CompletedWithoutOurRunner)
         {
-            // Cancelled or taken by another runner before ours ran: ours would wait for a job that never comes.
-            await jobs.CancelAsync(row.EciJobId.Value, "the workflow job completed before its runner started", ct);
+            // Cancelled, or taken by another runner, before ours got it: ours would wait for a job that never comes.
+            await jobs.CancelAsync(row.EciJobId.Value, "the workflow job completed without this runner", ct);
         }
-        else if (status is JobStatus.Queued or JobStatus.Provisioning or JobStatus.Running)
+        else if (notOver)
         {
-            return;
+            return; // a runner that has its job exits after it by itself (one job per JIT runner)
         }
         await FinishAsync(row, ct);
     }
@@ -112,8 +114,8 @@ public sealed class RunnerLauncher(
         var reason = row.State == RunnerState.Abandoned ? row.Reason ?? "abandoned" : $"workflow job {row.GitHubStatus}";
         if ((await rows.UpdateAsync(row.Id, r => r.TryFinish(reason, clock.GetUtcNow()), ct)).Applied)
         {
-            logger.LogInformation("Workflow job {WorkflowJobId} in {Repository}: done ({Reason}); runner {RunnerId} removed",
-                row.Id, row.Repository, reason, row.RunnerId);
+            logger.LogInformation("Workflow job {WorkflowJobId} in {Repository}: done ({Reason}){Removed}",
+                row.Id, row.Repository, reason, row.RunnerId is { } id ? $"; runner {id} removed from GitHub" : "");
         }
     }
 }

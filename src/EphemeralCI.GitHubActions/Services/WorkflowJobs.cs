@@ -20,7 +20,7 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
     {
         if (!Serves(e.Repository)) return;
         var template = MatchTemplate(e.Labels);
-        var (_, row) = await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, clock.GetUtcNow()), ct);
+        var (_, row) = await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
         if (row is null)
         {
             await using var scope = scopes.CreateAsyncScope();
@@ -33,7 +33,7 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
             catch (DbUpdateException ex) when (ex.IsUniqueViolation())
             {
                 // Another delivery of the same workflow job won the insert: apply this one's status to its row.
-                await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, clock.GetUtcNow()), ct);
+                await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
             }
         }
         queue.Enqueue(e.WorkflowJobId);

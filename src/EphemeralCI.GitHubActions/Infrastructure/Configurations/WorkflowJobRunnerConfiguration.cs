@@ -19,6 +19,7 @@ internal sealed class WorkflowJobRunnerConfiguration : IEntityTypeConfiguration<
         b.Property(j => j.State).HasConversion<string>().HasMaxLength(20);
         b.Property(j => j.GitHubStatus).HasMaxLength(20);
         b.Property(j => j.RunnerName).HasMaxLength(100);
+        b.Property(j => j.AssignedRunner).HasMaxLength(100);
         b.Property(j => j.Reason).HasMaxLength(500);
         // The launch claim: two launchers that read the same queued row cannot both save Launching.
         b.Property(j => j.Version).IsConcurrencyToken();

@@ -51,6 +51,11 @@ namespace EphemeralCI.GitHubActions.Infrastructure.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("id");
 
+                    b.Property<string>("AssignedRunner")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("assigned_runner");
+
                     b.Property<string>("CommitSha")
                         .IsRequired()
                         .HasMaxLength(64)

@@ -46,6 +46,11 @@ namespace EphemeralCI.Server.Migrations.GitHubActions
                         .HasColumnType("INTEGER")
                         .HasColumnName("id");
 
+                    b.Property<string>("AssignedRunner")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("assigned_runner");
+
                     b.Property<string>("CommitSha")
                         .IsRequired()
                         .HasMaxLength(64)

@@ -11,7 +11,7 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace EphemeralCI.Server.Migrations.GitHubActions
 {
     [DbContext(typeof(GitHubActionsDbContext))]
-    [Migration("20261204130516_GitHubActionsInitialCreate")]
+    [Migration("20261204130849_GitHubActionsInitialCreate")]
     partial class GitHubActionsInitialCreate
     {
         /// <inheritdoc />
@@ -48,6 +48,11 @@ namespace EphemeralCI.Server.Migrations.GitHubActions
                     b.Property<long>("Id")
                         .HasColumnType("INTEGER")
                         .HasColumnName("id");
+
+                    b.Property<string>("AssignedRunner")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("assigned_runner");
 
                     b.Property<string>("CommitSha")
                         .IsRequired()

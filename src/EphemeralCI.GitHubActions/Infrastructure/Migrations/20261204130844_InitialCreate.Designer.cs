@@ -12,7 +12,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace EphemeralCI.GitHubActions.Infrastructure.Migrations
 {
     [DbContext(typeof(GitHubActionsDbContext))]
-    [Migration("20261204130511_InitialCreate")]
+    [Migration("20261204130844_InitialCreate")]
     partial class InitialCreate
     {
         /// <inheritdoc />
@@ -53,6 +53,11 @@ namespace EphemeralCI.GitHubActions.Infrastructure.Migrations
                     b.Property<long>("Id")
                         .HasColumnType("bigint")
                         .HasColumnName("id");
+
+                    b.Property<string>("AssignedRunner")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("assigned_runner");
 
                     b.Property<string>("CommitSha")
                         .IsRequired()

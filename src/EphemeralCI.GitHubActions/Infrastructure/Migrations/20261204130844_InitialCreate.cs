@@ -39,6 +39,7 @@ namespace EphemeralCI.GitHubActions.Infrastructure.Migrations
                     state = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
                     git_hub_status = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
                     runner_name = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    assigned_runner = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
                     runner_id = table.Column<long>(type: "bigint", nullable: true),
                     eci_job_id = table.Column<Guid>(type: "uuid", nullable: true),
                     reason = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),

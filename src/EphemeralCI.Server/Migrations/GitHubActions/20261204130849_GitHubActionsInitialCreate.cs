@@ -39,6 +39,7 @@ namespace EphemeralCI.Server.Migrations.GitHubActions
                     state = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
                     git_hub_status = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
                     runner_name = table.Column<string>(type: "TEXT", maxLength: 100, nullable: true),
+                    assigned_runner = table.Column<string>(type: "TEXT", maxLength: 100, nullable: true),
                     runner_id = table.Column<long>(type: "INTEGER", nullable: true),
                     eci_job_id = table.Column<Guid>(type: "TEXT", nullable: true),
                     reason = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
