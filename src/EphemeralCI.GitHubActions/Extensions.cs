@@ -45,6 +45,8 @@ public static class GitHubActionsExtensions
             .Validate(o => o.Templates.Values.All(t => t.Labels.Count > 0 && !string.IsNullOrWhiteSpace(t.RunnerTemplate)),
                 $"Every '{GitHubActionsOptions.Section}:Templates:<name>' needs 'RunnerTemplate' and at least one of 'Labels'.")
             .Validate(o => o.Repositories.Count > 0, $"Configuration setting '{GitHubActionsOptions.Section}:Repositories' must list the repositories served (owner/name).")
+            .Validate(o => o.PrivateKeySecret.StartsWith("ECI_GITHUB_", StringComparison.Ordinal) && o.WebhookSecret.StartsWith("ECI_GITHUB_", StringComparison.Ordinal),
+                $"Configuration settings '{GitHubActionsOptions.Section}:PrivateKeySecret' and 'WebhookSecret' must name operator-only secrets starting with 'ECI_GITHUB_' (the only ones this service's broker token opens).")
             .Validate(o => o.ReconcileInterval > TimeSpan.Zero, $"Configuration setting '{GitHubActionsOptions.Section}:ReconcileInterval' must be positive.")
             .ValidateOnStart();
 

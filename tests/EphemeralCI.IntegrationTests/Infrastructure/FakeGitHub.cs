@@ -82,6 +82,13 @@ public sealed class FakeGitHub : IAsyncDisposable
         return new FakeWorkflowJob(id, id + 1_000_000, repository, labels, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20)), "main");
     }
 
+    /// <summary>A runner registered outside the adapter (as if by an earlier attempt): asking for its name again is 409.</summary>
+    public void RegisterRunner(string name, string repository)
+    {
+        var id = Interlocked.Increment(ref _nextRunner);
+        _runners[id] = new FakeRunner(id, name, repository, [], 1, "unused-" + id);
+    }
+
     public void Complete(FakeWorkflowJob job, string? runnerName = null)
     {
         job.Status = "completed";
