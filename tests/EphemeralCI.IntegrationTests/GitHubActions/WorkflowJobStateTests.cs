@@ -105,6 +105,7 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         await Task.WhenAll(work);
 
         var db = _app.Services.CreateScope().ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+        Assert.False(db.Database.HasPendingModelChanges(), "GitHub Actions: Postgres migrations are behind the model");
         var deadline = DateTime.UtcNow.AddSeconds(30);
         List<WorkflowJobRunner> rows;
         do
