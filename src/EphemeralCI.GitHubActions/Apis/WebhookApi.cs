@@ -3,7 +3,6 @@ using EphemeralCI.GitHubActions.GitHub;
 using EphemeralCI.GitHubActions.Infrastructure;
 using EphemeralCI.GitHubActions.Model;
 using EphemeralCI.GitHubActions.Services;
-using EphemeralCI.Persistence;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -65,15 +64,7 @@ public static class WebhookApi
         }
         if (e is null) return TypedResults.Accepted((string?)null);
 
-        db.Deliveries.Add(new WebhookDelivery { Id = deliveryId, Event = eventName, ReceivedAt = clock.GetUtcNow() });
-        try
-        {
-            await db.SaveChangesAsync(ct);
-        }
-        catch (DbUpdateException ex) when (ex.IsUniqueViolation())
-        {
-            return TypedResults.Ok("duplicate delivery");
-        }
+        if (!await db.TryRecordDeliveryAsync(deliveryId, eventName, clock.GetUtcNow(), ct)) return TypedResults.Ok("duplicate delivery");
         await workflowJobs.ObserveAsync(e, ct);
         return TypedResults.Accepted((string?)null);
     }

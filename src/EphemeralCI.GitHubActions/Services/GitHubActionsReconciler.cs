@@ -32,9 +32,18 @@ public sealed class GitHubActionsReconciler(
         } while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
+    private bool _toldKeyMissing;
+
     public async Task PassAsync(CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
+        if (await scope.ServiceProvider.GetRequiredService<IGitHubAppSecrets>().ReadAsync(options.Value.PrivateKeySecret, ct) is null)
+        {
+            // A fresh installation before the operator put the App's key: say so once, not every pass.
+            if (!_toldKeyMissing) logger.LogInformation("GitHub Actions adapter idle until the secrets broker has '{Secret}' (the GitHub App's private key)", options.Value.PrivateKeySecret);
+            _toldKeyMissing = true;
+            return;
+        }
         var github = scope.ServiceProvider.GetRequiredService<GitHubAppClient>();
         foreach (var repository in options.Value.Repositories)
         {

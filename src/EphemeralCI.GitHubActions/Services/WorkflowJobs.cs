@@ -14,11 +14,28 @@ namespace EphemeralCI.GitHubActions.Services;
 public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubActionsOptions> options, LaunchQueue queue, TimeProvider clock)
 {
     private readonly GitHubActionsOptions _options = options.Value;
+    // Deliveries of one workflow job in this process take turns to record it (the unique key still guards replicas).
+    private readonly SemaphoreSlim[] _stripes = Enumerable.Range(0, 64).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
 
     /// <summary>Records what GitHub says of a workflow job and queues the work it calls for. Idempotent.</summary>
     public async Task ObserveAsync(WorkflowJobEvent e, CancellationToken ct)
     {
         if (!Serves(e.Repository)) return;
+        var stripe = _stripes[(int)((ulong)e.WorkflowJobId % (ulong)_stripes.Length)];
+        await stripe.WaitAsync(ct);
+        try
+        {
+            await RecordAsync(e, ct);
+        }
+        finally
+        {
+            stripe.Release();
+        }
+        queue.Enqueue(e.WorkflowJobId);
+    }
+
+    private async Task RecordAsync(WorkflowJobEvent e, CancellationToken ct)
+    {
         var template = MatchTemplate(e.Labels);
         var (_, row) = await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
         if (row is null)
@@ -36,7 +53,6 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
                 await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
             }
         }
-        queue.Enqueue(e.WorkflowJobId);
     }
 
     /// <summary>Applies <paramref name="change"/> to a fresh copy until it saves or declines; null row when unknown.</summary>

@@ -122,6 +122,10 @@ public sealed class GitHubActionsTests(GitHubActionsServerFixture fx) : IClassFi
         Assert.Single(await JobsNamedAsync(a.Id));
         Assert.Empty(await JobsNamedAsync(b.Id));
         Assert.Equal(0, github.RefusedCalls);
+        // The adapter's start and work log nothing at warning or above (its SQLite migrations included).
+        var bad = fx.Output.Split('\n').Select((l, i) => (l, i)).Where(x => x.l.StartsWith("warn:") || x.l.StartsWith("fail:") || x.l.StartsWith("crit:"))
+            .Select(x => string.Join('\n', fx.Output.Split('\n').Skip(x.i).Take(3))).ToList();
+        Assert.True(bad.Count == 0, string.Join("\n---\n", bad));
     }
 
     [Fact]
