@@ -14,7 +14,9 @@ public sealed record EphemeralCIInfrastructure(
     IResourceBuilder<IResourceWithConnectionString>? ExternalMinio,
     IResourceBuilder<ContainerResource>? MinioContainer,
     IResourceBuilder<ParameterResource>? MinioUser,
-    IResourceBuilder<ParameterResource>? MinioPassword);
+    IResourceBuilder<ParameterResource>? MinioPassword,
+    /// <summary>The GitHub Actions adapter's database; only when the adapter is configured (<c>GitHubActions:AppId</c>).</summary>
+    IResourceBuilder<IResourceWithConnectionString>? GitHubActionsDb = null);
 
 public static class InfrastructureExtensions
 {
@@ -72,7 +74,8 @@ public static class InfrastructureExtensions
             ExternalMinio: null,
             minio,
             minioUser,
-            minioPassword);
+            minioPassword,
+            GitHubActionsExtensions.IsConfigured(builder.Configuration) ? postgres.AddDatabase(GitHubActionsExtensions.DatabaseName) : null);
     }
 
     private static EphemeralCIInfrastructure AddExternal(IDistributedApplicationBuilder builder)
@@ -80,6 +83,7 @@ public static class InfrastructureExtensions
         // Aspire would otherwise wait forever on a connection string that is not there. Publishing
         // (azd) needs none: each becomes a secret parameter the deployment tool asks for.
         var missing = builder.ExecutionContext.IsPublishMode ? [] : ExternalConnectionNames
+            .Concat(GitHubActionsExtensions.IsConfigured(builder.Configuration) ? [GitHubActionsExtensions.DatabaseName] : [])
             .Where(name => string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(name)))
             .Select(name => $"ConnectionStrings:{name}")
             .ToList();
@@ -101,7 +105,10 @@ public static class InfrastructureExtensions
             builder.AddConnectionString("minio").WithS3Health(Given("minio")),
             MinioContainer: null,
             MinioUser: null,
-            MinioPassword: null);
+            MinioPassword: null,
+            GitHubActionsExtensions.IsConfigured(builder.Configuration)
+                ? builder.AddConnectionString(GitHubActionsExtensions.DatabaseName).WithPostgresHealth(Given(GitHubActionsExtensions.DatabaseName))
+                : null);
     }
 
     /// <summary>Gives the cache its object store as ConnectionStrings:minio, in either mode.</summary>

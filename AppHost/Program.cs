@@ -95,4 +95,7 @@ builder.AddProject<Projects.EphemeralCI_Provisioner_Host>("provisioner")
     .WithEnvironment("Provisioner__AdminToken", provisionerAdminToken)
     .WithProvisionerCommands(provisionerAdminToken);
 
+// Off unless GitHubActions:AppId is set: GitHub App webhooks → one-job runners through the intake (GitHubActions.cs).
+builder.AddGitHubActionsAdapter(infra, intake, secretsBroker, BrokerUrl);
+
 builder.Build().Run();

@@ -26,7 +26,7 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         await using var streamer = new LogStreamer(intake.PostLogAsync);
         var (grant, failure) = await JobSecrets.FetchAsync(secretsBroker, job.Spec.Secrets ?? [], ct);
         _secrets = grant.Secrets;
-        var log = new MaskingLog(streamer, new SecretMasker(grant.Secrets.Values));
+        var log = new MaskingLog(streamer, new SecretMasker(grant.Secrets.Values.Concat(MaskedEnvValues(job.Spec))));
         foreach (var line in JobSecrets.Describe(grant)) await log.WriteAgentLineAsync(line, ct);
         if (failure is not null)
         {
@@ -174,6 +174,14 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
     /// HOME, PATH, CI, RUNNER_TEMP, the job id, the cache endpoint's variables, then the job's env, then the step's, then the job's secrets
     /// by name (later wins). Never the token: <c>ACTIONS_RUNTIME_TOKEN</c> is a placeholder the endpoint replaces.
     /// </summary>
+    /// <summary>The values of the variables the spec names in <c>maskedEnv</c>, wherever they are set.</summary>
+    internal static IEnumerable<string> MaskedEnvValues(JobSpec spec)
+    {
+        var names = spec.MaskedEnv ?? [];
+        var all = (spec.Env ?? new Dictionary<string, string>()).Concat((spec.Steps ?? []).SelectMany(s => s.Env ?? new Dictionary<string, string>()));
+        return all.Where(kv => names.Contains(kv.Key, StringComparer.Ordinal) && kv.Value.Length > 0).Select(kv => kv.Value);
+    }
+
     public IReadOnlyDictionary<string, string> StepEnvironment(RunnerJob job, StepSpec step)
     {
         var vars = new Dictionary<string, string>(StringComparer.Ordinal)

@@ -33,6 +33,12 @@ public sealed class SecretsBrokerOptions
     /// </summary>
     public string CacheToken { get; set; } = "";
 
+    /// <summary>
+    /// Bearer credential the GitHub Actions adapter presents to read the GitHub App's secrets: operator-only secrets named
+    /// <c>ECI_GITHUB_*</c> and nothing else (not the cache's forge credentials). Unset: that endpoint is disabled.
+    /// </summary>
+    public string GitHubActionsToken { get; set; } = "";
+
     /// <summary>Bearer credential the intake presents to have job attestations signed (<c>POST /internal/v1/attestations</c>).</summary>
     public string AttestationToken { get; set; } = "";
 

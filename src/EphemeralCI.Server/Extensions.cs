@@ -1,5 +1,8 @@
 using System.Security.Cryptography;
 using EphemeralCI.Cache;
+using EphemeralCI.GitHubActions;
+using EphemeralCI.GitHubActions.GitHub;
+using EphemeralCI.GitHubActions.Services;
 using EphemeralCI.Intake;
 using EphemeralCI.Messaging;
 using EphemeralCI.Persistence;
@@ -18,7 +21,8 @@ namespace EphemeralCI.Server;
  *   │ intake API ─┐                                                        │
  *   │ secrets broker ─ one MassTransit bus (in-memory, or RabbitMQ) ─ provisioner ── bwrap runners
  *   │ cache ──────┘                                                        │
- *   └─ data folder: intakedb.db provisionerdb.db secretsdb.db cachedb.db (SQLite), cache/, runners/, keys/
+ *   │ GitHub Actions adapter (when GitHubActions:AppId is set): webhooks → one-job runners through the intake
+ *   └─ data folder: intakedb.db provisionerdb.db secretsdb.db cachedb.db githubactionsdb.db (SQLite), cache/, runners/, keys/
  *
  * Every part switches to the real service when its connection string is given (intakedb,
  * provisionerdb, secretsdb, cachedb: Postgres; rabbitmq; redis; minio).
@@ -55,6 +59,10 @@ public static class ServerExtensions
         // The cache's forge credentials (Checkout:TokenSecret) come from the broker in this process.
         builder.Services.AddSingleton<EphemeralCI.Cache.Git.IOperatorSecrets, InProcessOperatorSecrets>();
         builder.AddCache();
+        // Off unless GitHubActions:AppId is set; its jobs and App secrets stay in this process (no key to store).
+        builder.Services.AddSingleton<IRunnerJobs, InProcessRunnerJobs>();
+        builder.Services.AddSingleton<IGitHubAppSecrets, InProcessGitHubAppSecrets>();
+        builder.AddGitHubActions();
         builder.AddEciMessaging(bus =>
         {
             SecretsBrokerExtensions.AddSecretsBrokerConsumers(bus);
@@ -79,6 +87,7 @@ public static class ServerExtensions
         app.MapSecretsBroker();
         app.MapCache();
         app.MapProvisioner();
+        app.MapGitHubActions();
         return app;
     }
 

@@ -15,6 +15,8 @@ public sealed record JobSpec
     public string? Environment { get; init; }
     public IReadOnlyList<StepSpec>? Steps { get; init; }
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>Names of environment variables (job's or a step's) whose values the agent masks in the log like secrets' (a credential handed in by a trusted submitter, e.g. a GitHub JIT runner config).</summary>
+    public IReadOnlyList<string>? MaskedEnv { get; init; }
     public int? TimeoutSeconds { get; init; }
     /// <summary>Names of secrets the job asks for; values come from the secrets broker, never from here.</summary>
     public IReadOnlyList<string>? Secrets { get; init; }

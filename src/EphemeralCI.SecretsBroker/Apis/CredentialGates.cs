@@ -21,6 +21,14 @@ internal sealed class CacheTokenGate(IOptions<SecretsBrokerOptions> options)
     public const string Actor = "cache";
 }
 
+/// <summary>Guards the GitHub App's secrets (<c>ECI_GITHUB_*</c> only) with <c>SecretsBroker:GitHubActionsToken</c>: the GitHub Actions adapter's credential.</summary>
+internal sealed class GitHubActionsTokenGate(IOptions<SecretsBrokerOptions> options)
+    : StaticCredentialGate(options.Value.GitHubActionsToken, $"{SecretsBrokerOptions.Section}:GitHubActionsToken")
+{
+    public const string Actor = "github-actions";
+    public const string NamePrefix = "ECI_GITHUB_";
+}
+
 /// <summary>Guards the attestation signer with <c>SecretsBroker:AttestationToken</c> (the intake's credential).</summary>
 internal sealed class AttestationTokenGate(IOptions<SecretsBrokerOptions> options)
     : StaticCredentialGate(options.Value.AttestationToken, $"{SecretsBrokerOptions.Section}:AttestationToken");

@@ -25,11 +25,34 @@ public static class OperatorSecretsApi
             .MapGet("/{name}", ReadAsync).WithName("ReadOperatorSecret")
             .WithSummary("The current value of an operator-only secret (ECI_*), for the cache's forge fetches")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
+        // The GitHub Actions adapter's own door: the App's key and webhook secret, not the cache's forge credentials.
+        app.MapGroup("/internal/v1/github-app-secrets").WithTags("Operator secrets")
+            .AdminListenerOnly()
+            .AddEndpointFilter<GitHubActionsTokenGate>()
+            .MapGet("/{name}", ReadGitHubAppSecretAsync).WithName("ReadGitHubAppSecret")
+            .WithSummary("The current value of a GitHub App secret (ECI_GITHUB_*), for the GitHub Actions adapter")
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
         return app;
     }
 
-    public static async Task<Results<Ok<OperatorSecret>, ValidationProblem, ProblemHttpResult>> ReadAsync(
+    public static async Task<Results<Ok<OperatorSecret>, ValidationProblem, ProblemHttpResult>> ReadGitHubAppSecretAsync(
         string name, SecretStore store, HttpResponse response, CancellationToken ct)
+    {
+        if (!name.StartsWith(GitHubActionsTokenGate.NamePrefix, StringComparison.Ordinal))
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]>
+            {
+                ["name"] = [$"must be a GitHub App secret name (starting with '{GitHubActionsTokenGate.NamePrefix}')"],
+            });
+        }
+        return await ReadAsActorAsync(name, store, response, GitHubActionsTokenGate.Actor, ct);
+    }
+
+    public static Task<Results<Ok<OperatorSecret>, ValidationProblem, ProblemHttpResult>> ReadAsync(
+        string name, SecretStore store, HttpResponse response, CancellationToken ct) => ReadAsActorAsync(name, store, response, CacheTokenGate.Actor, ct);
+
+    private static async Task<Results<Ok<OperatorSecret>, ValidationProblem, ProblemHttpResult>> ReadAsActorAsync(
+        string name, SecretStore store, HttpResponse response, string actor, CancellationToken ct)
     {
         response.Headers.CacheControl = "no-store";
         if (!SecretNames.IsValid(name) || !SecretNames.IsOperatorOnly(name))
@@ -39,7 +62,7 @@ public static class OperatorSecretsApi
                 ["name"] = [$"must be an operator-only secret name (starting with '{SecretNames.OperatorOnlyPrefix}', letters, digits and '_')"],
             });
         }
-        var secret = await store.ReadOperatorSecretAsync(name, CacheTokenGate.Actor, ct);
+        var secret = await store.ReadOperatorSecretAsync(name, actor, ct);
         return secret is { } s
             ? TypedResults.Ok(new OperatorSecret(name, s.Version, s.Value))
             : TypedResults.Problem($"No secret named '{name}'.", statusCode: StatusCodes.Status404NotFound, title: "Not found");

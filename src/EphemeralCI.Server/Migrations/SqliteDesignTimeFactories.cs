@@ -1,4 +1,5 @@
 using EphemeralCI.Cache.Infrastructure;
+using EphemeralCI.GitHubActions.Infrastructure;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Provisioner.Infrastructure;
 using EphemeralCI.SecretsBroker.Infrastructure;
@@ -43,4 +44,9 @@ internal sealed class SecretsSqliteDesignTimeFactory : IDesignTimeDbContextFacto
 internal sealed class CacheSqliteDesignTimeFactory : IDesignTimeDbContextFactory<CacheDbContext>
 {
     public CacheDbContext CreateDbContext(string[] args) => new(SqliteDesignTime.Options<CacheDbContext>("cachedb.db", snakeCase: true));
+}
+
+internal sealed class GitHubActionsSqliteDesignTimeFactory : IDesignTimeDbContextFactory<GitHubActionsDbContext>
+{
+    public GitHubActionsDbContext CreateDbContext(string[] args) => new(SqliteDesignTime.Options<GitHubActionsDbContext>("githubactionsdb.db", snakeCase: true));
 }

@@ -1,5 +1,7 @@
 using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.GitHubActions.Infrastructure;
+using EphemeralCI.GitHubActions.Model;
 using EphemeralCI.Intake.Infrastructure;
 using EphemeralCI.Intake.Model;
 using EphemeralCI.Persistence;
@@ -30,12 +32,14 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         builder.AddModuleDbContext<ProvisionerDbContext>("provisionerdb");
         builder.AddModuleDbContext<SecretsDbContext>("secretsdb", o => o.UseSnakeCaseNamingConvention());
         builder.AddModuleDbContext<CacheDbContext>("cachedb", o => o.UseSnakeCaseNamingConvention());
+        builder.AddModuleDbContext<GitHubActionsDbContext>("githubactionsdb", o => o.UseSnakeCaseNamingConvention());
         _host = builder.Build();
         await using var scope = _host.Services.CreateAsyncScope();
         await scope.ServiceProvider.GetRequiredService<IntakeDbContext>().Database.MigrateAsync();
         await scope.ServiceProvider.GetRequiredService<ProvisionerDbContext>().Database.MigrateAsync();
         await scope.ServiceProvider.GetRequiredService<SecretsDbContext>().Database.MigrateAsync();
         await scope.ServiceProvider.GetRequiredService<CacheDbContext>().Database.MigrateAsync();
+        await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().Database.MigrateAsync();
     }
 
     public Task DisposeAsync()
@@ -57,7 +61,8 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         Assert.False(Db<ProvisionerDbContext>(scope).Database.HasPendingModelChanges(), "provisioner: SQLite migrations are behind the model");
         Assert.False(Db<SecretsDbContext>(scope).Database.HasPendingModelChanges(), "secrets broker: SQLite migrations are behind the model");
         Assert.False(Db<CacheDbContext>(scope).Database.HasPendingModelChanges(), "cache: SQLite migrations are behind the model");
-        foreach (var file in new[] { "intakedb.db", "provisionerdb.db", "secretsdb.db", "cachedb.db" })
+        Assert.False(Db<GitHubActionsDbContext>(scope).Database.HasPendingModelChanges(), "GitHub Actions: SQLite migrations are behind the model");
+        foreach (var file in new[] { "intakedb.db", "provisionerdb.db", "secretsdb.db", "cachedb.db", "githubactionsdb.db" })
         {
             Assert.True(File.Exists(Path.Combine(_directory, file)), $"{file} is missing");
         }
@@ -119,6 +124,26 @@ public sealed class SqliteModuleDatabaseTests : IAsyncLifetime
         var stored = await Db<IntakeDbContext>(check).Jobs.AsNoTracking().SingleAsync(j => j.Id == id);
         Assert.Equal(JobStatus.Provisioning, stored.Status);
         Assert.Equal(1u, stored.Version);
+    }
+
+    [Fact]
+    public async Task Two_launch_claims_of_one_workflow_job_on_sqlite_let_exactly_one_win()
+    {
+        var seen = new WorkflowJobEvent(77, 78, 79, "acme/widgets", "refs/heads/main", "abc", ["linux"], "queued", null);
+        await using (var scope = _host.Services.CreateAsyncScope())
+        {
+            var db = Db<GitHubActionsDbContext>(scope);
+            db.WorkflowJobs.Add(WorkflowJobRunner.Seen(seen, "linux", DateTimeOffset.UtcNow));
+            await db.SaveChangesAsync();
+        }
+        await using var first = _host.Services.CreateAsyncScope();
+        await using var second = _host.Services.CreateAsyncScope();
+        var a = await Db<GitHubActionsDbContext>(first).WorkflowJobs.SingleAsync(j => j.Id == 77);
+        var b = await Db<GitHubActionsDbContext>(second).WorkflowJobs.SingleAsync(j => j.Id == 77);
+        Assert.True(a.TryClaimLaunch(DateTimeOffset.UtcNow));
+        Assert.True(b.TryClaimLaunch(DateTimeOffset.UtcNow));
+        await Db<GitHubActionsDbContext>(first).SaveChangesAsync();
+        await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => Db<GitHubActionsDbContext>(second).SaveChangesAsync());
     }
 
     [Fact]

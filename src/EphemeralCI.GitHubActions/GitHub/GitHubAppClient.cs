@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace EphemeralCI.GitHubActions.GitHub;
+
+/// <summary>A runner registered at GitHub for one job and its JIT config (a credential: handed on, never kept or logged).</summary>
+public sealed record JitRunner(long RunnerId, string EncodedJitConfig);
+
+/// <summary>GitHub answered 409: a runner with that name exists already. Never answered by starting another one.</summary>
+public sealed class RunnerNameTakenException(string name) : Exception($"GitHub already has a runner named '{name}'");
+
+/// <summary>A queued workflow job as the REST API lists it.</summary>
+public sealed record ListedWorkflowJob(long Id, long RunId, string Status, IReadOnlyList<string> Labels, string HeadSha, string? HeadBranch);
+
+/// <summary>
+/// The GitHub REST calls the adapter makes, as the App: an RS256 App JWT (10 minutes, the most GitHub accepts)
+/// for <c>/app/…</c>, an installation token (cached until 5 minutes before it expires) for everything else.
+/// </summary>
+public sealed class GitHubAppClient(
+    HttpClient http, IGitHubAppSecrets secrets, InstallationTokenCache installationTokens, IOptions<GitHubActionsOptions> options, TimeProvider clock)
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private ConcurrentDictionary<long, (string Token, DateTimeOffset ExpiresAt)> InstallationTokens => installationTokens.Tokens;
+    private readonly GitHubActionsOptions _options = options.Value;
+
+    public async Task<JitRunner> GenerateJitConfigAsync(
+        long installationId, string repository, GitHubRunnerTemplate template, string runnerName, CancellationToken ct)
+    {
+        var path = template.Organization
+            ? $"orgs/{repository.Split('/')[0]}/actions/runners/generate-jitconfig"
+            : $"repos/{repository}/actions/runners/generate-jitconfig";
+        using var request = await InstallationRequestAsync(HttpMethod.Post, path, installationId, ct);
+        request.Content = JsonContent.Create(new JitConfigRequest(runnerName, template.RunnerGroupId, template.Labels, "_work"), options: Json);
+        using var response = await http.SendAsync(request, ct);
+        if (response.StatusCode == HttpStatusCode.Conflict) throw new RunnerNameTakenException(runnerName);
+        await EnsureSuccessAsync(response, "generate-jitconfig", ct);
+        var body = await response.Content.ReadFromJsonAsync<JitConfigResponse>(Json, ct)
+            ?? throw new HttpRequestException("generate-jitconfig answered without a body");
+        return new JitRunner(body.Runner.Id, body.EncodedJitConfig);
+    }
+
+    /// <summary>Removes a runner; one already gone (404) counts as removed.</summary>
+    public async Task DeleteRunnerAsync(long installationId, string repository, bool organization, long runnerId, CancellationToken ct)
+    {
+        var path = organization ? $"orgs/{repository.Split('/')[0]}/actions/runners/{runnerId}" : $"repos/{repository}/actions/runners/{runnerId}";
+        using var request = await InstallationRequestAsync(HttpMethod.Delete, path, installationId, ct);
+        using var response = await http.SendAsync(request, ct);
+        if (response.StatusCode == HttpStatusCode.NotFound) return;
+        await EnsureSuccessAsync(response, "delete runner", ct);
+    }
+
+    public async Task<long> RepositoryInstallationAsync(string repository, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"repos/{repository}/installation");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", await AppJwtAsync(ct));
+        using var response = await http.SendAsync(request, ct);
+        await EnsureSuccessAsync(response, "repository installation", ct);
+        return (await response.Content.ReadFromJsonAsync<IdOnly>(Json, ct))!.Id;
+    }
+
+    /// <summary>The queued jobs of the repository's queued workflow runs (first page of each: 100 runs, 100 jobs).</summary>
+    public async Task<IReadOnlyList<ListedWorkflowJob>> QueuedJobsAsync(long installationId, string repository, CancellationToken ct)
+    {
+        var runs = await GetAsync<RunsPage>(installationId, $"repos/{repository}/actions/runs?status=queued&per_page=100", ct);
+        var jobs = new List<ListedWorkflowJob>();
+        foreach (var run in runs.WorkflowRuns)
+        {
+            var page = await GetAsync<JobsPage>(installationId, $"repos/{repository}/actions/runs/{run.Id}/jobs?filter=latest&per_page=100", ct);
+            jobs.AddRange(page.Jobs.Where(j => j.Status == "queued")
+                .Select(j => new ListedWorkflowJob(j.Id, j.RunId, j.Status, j.Labels, j.HeadSha, j.HeadBranch)));
+        }
+        return jobs;
+    }
+
+    private async Task<T> GetAsync<T>(long installationId, string path, CancellationToken ct)
+    {
+        using var request = await InstallationRequestAsync(HttpMethod.Get, path, installationId, ct);
+        using var response = await http.SendAsync(request, ct);
+        await EnsureSuccessAsync(response, path.Split('?')[0], ct);
+        return (await response.Content.ReadFromJsonAsync<T>(Json, ct))!;
+    }
+
+    private async Task<HttpRequestMessage> InstallationRequestAsync(HttpMethod method, string path, long installationId, CancellationToken ct)
+    {
+        var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", await InstallationTokenAsync(installationId, ct));
+        return request;
+    }
+
+    private async Task<string> InstallationTokenAsync(long installationId, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        if (InstallationTokens.TryGetValue(installationId, out var cached) && cached.ExpiresAt - TimeSpan.FromMinutes(5) > now) return cached.Token;
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"app/installations/{installationId}/access_tokens");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", await AppJwtAsync(ct));
+        using var response = await http.SendAsync(request, ct);
+        await EnsureSuccessAsync(response, "installation access token", ct);
+        var token = (await response.Content.ReadFromJsonAsync<AccessToken>(Json, ct))!;
+        InstallationTokens[installationId] = (token.Token, token.ExpiresAt);
+        return token.Token;
+    }
+
+    /// <summary>RS256, <c>iss</c> the App id, issued a minute back for clock drift, 9 minutes ahead (GitHub's limit is 10).</summary>
+    private async Task<string> AppJwtAsync(CancellationToken ct)
+    {
+        var pem = await secrets.ReadAsync(_options.PrivateKeySecret, ct)
+            ?? throw new InvalidOperationException($"The secrets broker has no operator secret '{_options.PrivateKeySecret}' (the GitHub App's private key).");
+        using var rsa = RSA.Create();
+        rsa.ImportFromPem(pem);
+        var now = clock.GetUtcNow().UtcDateTime;
+        return new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = _options.AppId,
+            IssuedAt = now.AddSeconds(-60),
+            Expires = now.AddMinutes(9),
+            SigningCredentials = new SigningCredentials(new RsaSecurityKey(rsa.ExportParameters(true)), SecurityAlgorithms.RsaSha256),
+        });
+    }
+
+    // Only the status and the call's name: GitHub's error bodies can echo request fields.
+    private static Task EnsureSuccessAsync(HttpResponseMessage response, string call, CancellationToken ct) =>
+        response.IsSuccessStatusCode ? Task.CompletedTask
+            : throw new HttpRequestException($"GitHub {call} answered {(int)response.StatusCode}", null, response.StatusCode);
+
+    private sealed record JitConfigRequest(string Name, long RunnerGroupId, IReadOnlyList<string> Labels, string WorkFolder);
+    private sealed record JitConfigResponse(IdOnly Runner, string EncodedJitConfig);
+    private sealed record IdOnly(long Id);
+    private sealed record AccessToken(string Token, DateTimeOffset ExpiresAt);
+    private sealed record RunsPage(IReadOnlyList<IdOnly> WorkflowRuns);
+    private sealed record JobsPage(IReadOnlyList<JobItem> Jobs);
+    private sealed record JobItem(long Id, long RunId, string Status, IReadOnlyList<string> Labels, string HeadSha, string? HeadBranch);
+}
+
+/// <summary>Installation tokens by installation id, for the process (the typed client itself is short-lived).</summary>
+public sealed class InstallationTokenCache
+{
+    internal ConcurrentDictionary<long, (string Token, DateTimeOffset ExpiresAt)> Tokens { get; } = new();
+}

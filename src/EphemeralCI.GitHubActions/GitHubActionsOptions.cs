@@ -1,0 +1,59 @@
+namespace EphemeralCI.GitHubActions;
+
+/// <summary>
+/// <c>GitHubActions</c>: the GitHub App and which workflow jobs get EphemeralCI runners. The module is off
+/// unless <see cref="AppId"/> is set. The App's private key and the webhook secret are never configuration:
+/// they are operator-only secrets in the broker, named by <see cref="PrivateKeySecret"/> and <see cref="WebhookSecret"/>.
+/// </summary>
+public sealed class GitHubActionsOptions
+{
+    public const string Section = "GitHubActions";
+
+    /// <summary>The GitHub App's id (public: it is the <c>iss</c> of every App JWT and shown on the App's page).</summary>
+    public string? AppId { get; set; }
+
+    /// <summary>The broker's operator-only secret holding the App's private key (PEM).</summary>
+    public string PrivateKeySecret { get; set; } = "ECI_GITHUB_APP_PRIVATE_KEY";
+
+    /// <summary>The broker's operator-only secret holding the App's webhook secret.</summary>
+    public string WebhookSecret { get; set; } = "ECI_GITHUB_WEBHOOK_SECRET";
+
+    /// <summary>GitHub's REST API (GitHub Enterprise Server: <c>https://HOST/api/v3</c>).</summary>
+    public Uri ApiUrl { get; set; } = new("https://api.github.com");
+
+    /// <summary>Repositories (<c>owner/name</c>) whose workflow jobs are served; the reconciler lists these. Others are ignored.</summary>
+    public List<string> Repositories { get; set; } = [];
+
+    /// <summary>Adapter templates by name: which <c>runs-on</c> labels each covers and the EphemeralCI runner template it runs on.</summary>
+    public Dictionary<string, GitHubRunnerTemplate> Templates { get; set; } = [];
+
+    /// <summary>How often the reconciler looks for missed webhooks, finished runners and cancelled workflow jobs.</summary>
+    public TimeSpan ReconcileInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    public bool Enabled => !string.IsNullOrWhiteSpace(AppId);
+}
+
+/// <summary>One kind of runner offered to GitHub.</summary>
+public sealed class GitHubRunnerTemplate
+{
+    /// <summary>The EphemeralCI runner template whose image carries the Actions runner.</summary>
+    public string RunnerTemplate { get; set; } = "";
+
+    /// <summary>The runner's labels: a workflow job is served when every one of its <c>runs-on</c> labels is here (case-insensitive).</summary>
+    public List<string> Labels { get; set; } = [];
+
+    /// <summary>The runner group's id (1: the default group).</summary>
+    public long RunnerGroupId { get; set; } = 1;
+
+    /// <summary>Register organization runners (<c>POST /orgs/{org}/actions/runners/generate-jitconfig</c>) instead of repository runners.</summary>
+    public bool Organization { get; set; }
+
+    /// <summary>The one step's script; the JIT config is in <c>$GITHUB_JIT_CONFIG</c> (never in the script itself).</summary>
+    public string RunnerCommand { get; set; } = "cd /home/runner && exec ./run.sh --jitconfig \"$GITHUB_JIT_CONFIG\"";
+
+    /// <summary>Job timeout in seconds (null: the runner template's default).</summary>
+    public int? TimeoutSeconds { get; set; }
+
+    public bool Covers(IReadOnlyCollection<string> runsOn) =>
+        runsOn.Count > 0 && runsOn.All(l => Labels.Contains(l, StringComparer.OrdinalIgnoreCase));
+}

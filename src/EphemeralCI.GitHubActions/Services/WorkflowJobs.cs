@@ -1,0 +1,93 @@
+using EphemeralCI.GitHubActions.Infrastructure;
+using EphemeralCI.GitHubActions.Model;
+using EphemeralCI.Persistence;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralCI.GitHubActions.Services;
+
+/// <summary>
+/// The one way a workflow job's row changes: <see cref="ObserveAsync"/> for what GitHub says (webhook or listing),
+/// <see cref="UpdateAsync"/> for a transition, retried on a lost optimistic-concurrency race with a fresh read.
+/// </summary>
+public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubActionsOptions> options, LaunchQueue queue, TimeProvider clock)
+{
+    private readonly GitHubActionsOptions _options = options.Value;
+    // Deliveries of one workflow job in this process take turns to record it (the unique key still guards replicas).
+    private readonly SemaphoreSlim[] _stripes = Enumerable.Range(0, 64).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
+
+    /// <summary>Records what GitHub says of a workflow job and queues the work it calls for. Idempotent.</summary>
+    public async Task ObserveAsync(WorkflowJobEvent e, CancellationToken ct)
+    {
+        if (!Serves(e.Repository)) return;
+        var stripe = _stripes[(int)((ulong)e.WorkflowJobId % (ulong)_stripes.Length)];
+        await stripe.WaitAsync(ct);
+        try
+        {
+            await RecordAsync(e, ct);
+        }
+        finally
+        {
+            stripe.Release();
+        }
+        queue.Enqueue(e.WorkflowJobId);
+    }
+
+    private async Task RecordAsync(WorkflowJobEvent e, CancellationToken ct)
+    {
+        var template = MatchTemplate(e.Labels);
+        var (_, row) = await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
+        if (row is null)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+            db.WorkflowJobs.Add(WorkflowJobRunner.Seen(e, template, clock.GetUtcNow()));
+            try
+            {
+                await db.SaveChangesAsync(ct);
+            }
+            catch (DbUpdateException ex) when (ex.IsUniqueViolation())
+            {
+                // Another delivery of the same workflow job won the insert: apply this one's status to its row.
+                await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
+            }
+        }
+    }
+
+    /// <summary>Applies <paramref name="change"/> to a fresh copy until it saves or declines; null row when unknown.</summary>
+    public async Task<(bool Applied, WorkflowJobRunner? Row)> UpdateAsync(long id, Func<WorkflowJobRunner, bool> change, CancellationToken ct)
+    {
+        while (true)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+            var row = await db.WorkflowJobs.FirstOrDefaultAsync(j => j.Id == id, ct);
+            if (row is null || !change(row)) return (false, row);
+            try
+            {
+                await db.SaveChangesAsync(ct);
+                return (true, row);
+            }
+            catch (DbUpdateConcurrencyException)
+            {
+                // Someone moved it first: decide again on what they wrote.
+            }
+        }
+    }
+
+    public async Task<IReadOnlyList<long>> OpenAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+        return await db.WorkflowJobs.AsNoTracking()
+            .Where(j => j.State == RunnerState.Queued || j.State == RunnerState.Launched || j.State == RunnerState.Abandoned)
+            .Select(j => j.Id).ToListAsync(ct);
+    }
+
+    public bool Serves(string repository) => _options.Repositories.Contains(repository, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The first template (by name) whose labels cover every <c>runs-on</c> label; null for none.</summary>
+    public string? MatchTemplate(IReadOnlyCollection<string> labels) =>
+        _options.Templates.OrderBy(t => t.Key, StringComparer.Ordinal).FirstOrDefault(t => t.Value.Covers(labels)).Key;
+}
