@@ -2,7 +2,9 @@ using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Security.Claims;
+using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Apis;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
@@ -44,6 +46,7 @@ public static class WebUiEndpoints
         pages.MapGet("/jobs/{id:guid}", JobPage);
         pages.MapGet("/jobs/{id:guid}/log", RawLog);
         pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
+        pages.MapGet("/jobs/{id:guid}/attestation", Attestation);
         pages.MapPost("/jobs/{id:guid}/cancel", Cancel);
         return app;
     }
@@ -76,32 +79,36 @@ public static class WebUiEndpoints
         return Results.Redirect("/signin");
     }
 
-    private static async Task<IResult> JobsPage(string? repository, string? status, string? before, HttpContext http,
+    private static async Task<IResult> JobsPage([AsParameters] JobsPageQuery query, HttpContext http,
         IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
     {
-        var jobs = http.User.JobAccess().Visible(db.Jobs.AsNoTracking());
-        if (!string.IsNullOrWhiteSpace(repository)) jobs = jobs.Where(j => j.Repository == repository.Trim());
-        if (!string.IsNullOrEmpty(status))
+        if (query.Validate() is { } problem)
         {
-            if (!JobStatusNames.TryParse(status, out var s)) return Html.Page("Jobs", Pages.Message("Unknown status", $"'{status}' is not a job status."), Token(http, antiforgery), true, StatusCodes.Status400BadRequest);
-            jobs = jobs.Where(j => j.Status == s);
+            return Html.Page("Jobs", Pages.Message("Filter not understood", problem), Token(http, antiforgery), true, StatusCodes.Status400BadRequest);
         }
+        var filters = query.Filters;
+        var jobs = http.User.JobAccess().Visible(db.Jobs.AsNoTracking());
+        if (filters.Repository is { } repository) jobs = jobs.Where(j => j.Repository == repository);
+        if (filters.Ref is { } gitRef) jobs = jobs.Where(j => j.Ref == gitRef);
+        if (filters.Template is { } template) jobs = jobs.Where(j => j.RunnerTemplate == template);
+        if (filters.StatusValue is { } s) jobs = jobs.Where(j => j.Status == s);
+        if (filters.FromValue is { } from) jobs = jobs.Where(j => j.CreatedAt >= from);
+        if (filters.ToValue is { } to) jobs = jobs.Where(j => j.CreatedAt < to);
         // Keyset paging: the next page starts after the last row shown, (created at, id) descending, on the
         // (repository|status, created_at) indexes — as fast on the thousandth page as on the first.
-        if (ParseCursor(before) is { } cursor)
+        if (filters.Cursor is var (at, after))
         {
-            var (at, after) = cursor;
             jobs = jobs.Where(j => j.CreatedAt < at || (j.CreatedAt == at && j.Id.CompareTo(after) < 0));
         }
         var rows = await jobs.OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id).Take(PageSize + 1).ToListAsync(ct);
         var shown = rows.Take(PageSize).ToList();
-        var next = rows.Count > PageSize ? Cursor(shown[^1]) : null;
-        var view = new JobsView(repository, status, shown, next, before is null, clock.GetUtcNow());
+        var next = rows.Count > PageSize ? JobsPageQuery.Cursor(shown[^1]) : null;
+        var view = new JobsView(filters, shown, next, clock.GetUtcNow());
         return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true);
     }
 
     private static async Task<IResult> JobPage(Guid id, HttpContext http, IntakeDbContext db, JobLogStore logs, IAntiforgery antiforgery,
-        TimeProvider clock, CancellationToken ct)
+        AttestationCheck attestations, TimeProvider clock, CancellationToken ct)
     {
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
         // Another repository's job answers exactly like a job that does not exist, as in the API.
@@ -109,14 +116,22 @@ public static class WebUiEndpoints
         var events = await db.JobEvents.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
         // A finished job's log is rendered here; a running job's comes through the live stream.
         var log = job.Status.IsTerminal() ? AnsiHtml.Render(await logs.ReadAllAsync(id, ct)) : null;
-        var body = Pages.Job(job, events, Pages.StepsOf(job, events), log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
-        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: job.Status.IsTerminal() ? null : "job.js");
+        var envelope = JobAttestor.EnvelopeOf(events.FirstOrDefault(e => e.Type == JobEventTypes.Attested));
+        var attestation = envelope is null ? null
+            : await attestations.VerifyAsync(envelope, new ExpectedSubject(job.Id, job.Repository, job.CommitSha), ct);
+        var details = new JobDetails(Pages.StepsOf(job, events), JobDetails.CachesOf(job, events), attestation);
+        var body = Pages.Job(job, events, details, log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
+        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: "job.js");
     }
 
     /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>
     private static Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> RawLog(
         Guid id, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, JobLogStore store, CancellationToken ct) =>
         JobsApi.GetLogs(id, follow: null, request, user, db, follower, store, ct);
+
+    /// <summary>The signed envelope, as the API's attestation endpoint serves it (to check offline with <c>eci jobs verify --file</c>).</summary>
+    private static Task<Results<Ok<DsseEnvelope>, ProblemHttpResult>> Attestation(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
+        JobsApi.GetAttestation(id, user, db, ct);
 
     /// <summary>The live log as server-sent events of HTML (colours as spans, everything else encoded), one renderer per stream.</summary>
     private static async Task<IResult> LiveLog(Guid id, HttpContext http, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
@@ -177,15 +192,4 @@ public static class WebUiEndpoints
 
     private static bool IsLocal(string url) =>
         url.StartsWith('/') && !url.StartsWith("//", StringComparison.Ordinal) && !url.StartsWith("/\\", StringComparison.Ordinal);
-
-    private static string Cursor(Job job) => $"{job.CreatedAt.UtcTicks.ToString(CultureInfo.InvariantCulture)}_{job.Id:N}";
-
-    private static (DateTimeOffset At, Guid Id)? ParseCursor(string? cursor)
-    {
-        var parts = cursor?.Split('_');
-        return parts is [var ticks, var id] && long.TryParse(ticks, NumberStyles.None, CultureInfo.InvariantCulture, out var t)
-            && t is >= 0 and <= 3155378975999999999 && Guid.TryParseExact(id, "N", out var g)
-            ? (new DateTimeOffset(t, TimeSpan.Zero), g)
-            : null;
-    }
 }

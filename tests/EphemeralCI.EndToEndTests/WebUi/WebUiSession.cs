@@ -57,6 +57,14 @@ public sealed partial class WebUiSession : IDisposable
         return (root.GetProperty("id").GetGuid(), root.GetProperty("key").GetString()!);
     }
 
+    /// <summary>A job body (as <see cref="JobClient.Job"/> makes it) for another repository.</summary>
+    public static object OfRepository(object job, string repository)
+    {
+        var body = JsonSerializer.SerializeToNode(job, JsonSerializerOptions.Web)!.AsObject();
+        body["repository"] = repository;
+        return body;
+    }
+
     public void Dispose()
     {
         Http.Dispose();

@@ -72,7 +72,7 @@ public sealed class WebUiSessionTests(ServerFixture fx)
     {
         var repository = "webui/bound-" + Guid.NewGuid().ToString("N")[..6];
         var hidden = await fx.Intake.SubmitAsync(JobClient.Job("webui hidden", null, ("hi", "echo hidden")));
-        var mine = await fx.Intake.SubmitAsync(OfRepository(JobClient.Job("webui mine", null, ("hi", "echo mine")), repository));
+        var mine = await fx.Intake.SubmitAsync(WebUiSession.OfRepository(JobClient.Job("webui mine", null, ("hi", "echo mine")), repository));
         var (_, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], [repository]);
         var (session, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
         using var _s = session;
@@ -122,12 +122,5 @@ public sealed class WebUiSessionTests(ServerFixture fx)
             Assert.Equal(HttpStatusCode.Redirect, after.StatusCode);
             Assert.Contains("/signin", after.Headers.Location!.OriginalString);
         }
-    }
-
-    private static object OfRepository(object job, string repository)
-    {
-        var body = System.Text.Json.JsonSerializer.SerializeToNode(job, System.Text.Json.JsonSerializerOptions.Web)!.AsObject();
-        body["repository"] = repository;
-        return body;
     }
 }
