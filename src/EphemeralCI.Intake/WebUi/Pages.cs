@@ -242,6 +242,47 @@ internal static class Pages
         html.Append("</section>");
     }
 
+    public static string Runners(RunnersView view)
+    {
+        var html = new StringBuilder("<h1>Runners</h1>");
+        html.Append("<p class=\"muted\">Jobs not over that this key may see, as the provisioner reported them; each runner serves one job and is destroyed after it.")
+            .Append(" There is no warm pool: every runner is created fresh for its job.</p>");
+        if (view.Truncated) html.Append("<p class=\"error\">More than ").Append(RunnersView.MaxJobs).Append(" jobs are not over: the oldest are shown.</p>");
+
+        html.Append("<section><h2>Running now</h2>");
+        if (view.Running.Count == 0) html.Append("<p class=\"empty\">No runner.</p>");
+        foreach (var group in view.Running)
+        {
+            html.Append("<h3 class=\"runner-group\" data-backend=\"").Append(E(group.Key.Backend)).Append("\" data-template=\"").Append(E(group.Key.Template)).Append("\">")
+                .Append("Backend <code>").Append(E(group.Key.Backend)).Append("</code>, template <code>").Append(E(group.Key.Template)).Append("</code>: ")
+                .Append(group.Count()).Append(group.Count() == 1 ? " runner" : " runners").Append("</h3>");
+            ActiveTable(html, group, view.Now, waiting: false);
+        }
+        html.Append("</section><section><h2>Waiting</h2>");
+        if (view.Waiting.Count == 0) html.Append("<p class=\"empty\">No job waits for a runner.</p>");
+        else ActiveTable(html, view.Waiting, view.Now, waiting: true);
+        html.Append("</section>");
+        return html.ToString();
+    }
+
+    private static void ActiveTable(StringBuilder html, IEnumerable<ActiveJob> jobs, DateTimeOffset now, bool waiting)
+    {
+        html.Append("<table class=\"runners\"><thead><tr><th>Status</th><th>Job</th><th>Repository</th><th>Template</th><th>")
+            .Append(waiting ? "Why it waits" : "Running for").Append("</th><th>Queued for</th></tr></thead><tbody>");
+        foreach (var a in jobs)
+        {
+            var job = a.Job;
+            html.Append("<tr data-job=\"").Append(job.Id).Append("\"><td data-label=\"Status\">").Append(Badge(job.Status)).Append("</td>")
+                .Append("<td data-label=\"Job\"><a href=\"/jobs/").Append(job.Id).Append("\">").Append(E(Title(job))).Append("</a></td>")
+                .Append("<td data-label=\"Repository\">").Append(E(job.Repository)).Append("</td>")
+                .Append("<td data-label=\"Template\">").Append(E(job.RunnerTemplate)).Append("</td>");
+            if (waiting) html.Append("<td data-label=\"Why it waits\" class=\"reason\">").Append(E(a.WaitingReason)).Append("</td>");
+            else html.Append("<td data-label=\"Running for\">").Append(Duration(RunTime(job, now))).Append("</td>");
+            html.Append("<td data-label=\"Queued for\">").Append(Duration(QueueWait(job, now))).Append("</td></tr>");
+        }
+        html.Append("</tbody></table>");
+    }
+
     public static string Message(string title, string text) => $"<h1>{E(title)}</h1><p>{E(text)}</p><p><a href=\"/\">Back to the jobs</a></p>";
 
     /// <summary>The current attempt's steps: every step of the spec, with what its step entries say.</summary>

@@ -44,6 +44,7 @@ public static class WebUiEndpoints
         pages.MapPost("/signout", SignOut);
         pages.MapGet("/", JobsPage);
         pages.MapGet("/jobs/{id:guid}", JobPage);
+        pages.MapGet("/runners", RunnersPage);
         pages.MapGet("/jobs/{id:guid}/log", RawLog);
         pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
         pages.MapGet("/jobs/{id:guid}/attestation", Attestation);
@@ -122,6 +123,23 @@ public static class WebUiEndpoints
         var details = new JobDetails(Pages.StepsOf(job, events), JobDetails.CachesOf(job, events), attestation);
         var body = Pages.Job(job, events, details, log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
         return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: "job.js");
+    }
+
+    /// <summary>
+    /// What runs now and what waits, from the timeline entries the provisioner reported for each job not over
+    /// (provisioning on a backend, runner started, held back by a limit and why) — only the jobs this key may see.
+    /// </summary>
+    private static async Task<IResult> RunnersPage(HttpContext http, IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
+    {
+        var active = await http.User.JobAccess().Visible(db.Jobs.AsNoTracking())
+            .Where(j => j.Status == JobStatus.Queued || j.Status == JobStatus.Provisioning || j.Status == JobStatus.Running)
+            .OrderBy(j => j.CreatedAt).Take(RunnersView.MaxJobs + 1).ToListAsync(ct);
+        var ids = active.Select(j => j.Id).ToList();
+        var events = await db.JobEvents.AsNoTracking()
+            .Where(e => ids.Contains(e.JobId) && (e.Type == JobEventTypes.Provisioning || e.Type == JobEventTypes.RunnerStarted || e.Type == JobEventTypes.Waiting))
+            .OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
+        var view = RunnersView.Of(active, events, clock.GetUtcNow());
+        return Html.Page("Runners", Pages.Runners(view), Token(http, antiforgery), signedIn: true);
     }
 
     /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>

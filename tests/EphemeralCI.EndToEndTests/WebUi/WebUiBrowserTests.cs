@@ -245,6 +245,33 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     }
 
     [Fact]
+    public async Task The_runners_page_shows_what_runs_per_backend_and_template_and_why_a_job_waits()
+    {
+        var running = await fx.Intake.SubmitAsync(WebUiSession.OfRepository(JobClient.Job("webui runs", 120, ("wait", "sleep 100")), ServerFixture.LimitedRepository));
+        await fx.Intake.WaitForEventAsync(running, "runner.started");
+        var waiting = await fx.Intake.SubmitAsync(WebUiSession.OfRepository(JobClient.Job("webui waits", 120, ("wait", "sleep 100")), ServerFixture.LimitedRepository));
+        await fx.Intake.WaitForEventAsync(waiting, "job.waiting");
+        try
+        {
+            await SignIn();
+            Driver.FindElement(By.LinkText("Runners")).Click();
+            await WaitForAsync(() => Driver.FindElement(By.TagName("h1")).Text == "Runners", TimeSpan.FromSeconds(10), "the runners page");
+
+            var row = Driver.FindElement(By.CssSelector($"table.runners tr[data-job='{running}']"));
+            var group = row.FindElement(By.XPath("ancestor::table/preceding-sibling::h3[1]"));
+            Assert.Equal("local", group.GetAttribute("data-backend"));
+            Assert.Equal("default", group.GetAttribute("data-template"));
+            var reason = Driver.FindElement(By.CssSelector($"tr[data-job='{waiting}'] td.reason")).Text;
+            Assert.Contains($"repository '{ServerFixture.LimitedRepository}' is at its limit of 1", reason);
+            Assert.Empty(Driver.FindElements(By.CssSelector($"tr[data-job='{waiting}'] td[data-label='Running for']")));
+        }
+        finally
+        {
+            foreach (var id in new[] { waiting, running }) using (await fx.Intake.PostAsync($"/api/v1/jobs/{id}/cancel", null)) { }
+        }
+    }
+
+    [Fact]
     public async Task The_jobs_page_fits_a_375_pixel_wide_screen()
     {
         await SignIn();
