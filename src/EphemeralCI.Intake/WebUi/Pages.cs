@@ -245,8 +245,7 @@ internal static class Pages
     public static string Runners(RunnersView view)
     {
         var html = new StringBuilder("<h1>Runners</h1>");
-        html.Append("<p class=\"muted\">Jobs not over that this key may see, as the provisioner reported them; each runner serves one job and is destroyed after it.")
-            .Append(" There is no warm pool: every runner is created fresh for its job.</p>");
+        html.Append("<p class=\"muted\">Jobs not over that this key may see, as the provisioner reported them; each runner serves one job and is destroyed after it.</p>");
         if (view.Truncated) html.Append("<p class=\"error\">More than ").Append(RunnersView.MaxJobs).Append(" jobs are not over: the oldest are shown.</p>");
 
         html.Append("<section><h2>Running now</h2>");
