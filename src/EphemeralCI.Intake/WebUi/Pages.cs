@@ -56,8 +56,8 @@ internal static class Pages
         var html = new StringBuilder("<h1>Jobs</h1>");
         html.Append("<form method=\"get\" action=\"/\" class=\"filters\">");
         FilterInput(html, "repository", "Repository", f.Repository, "owner/name");
-        FilterInput(html, "ref", "Ref", f.Ref, "refs/heads/main");
-        FilterInput(html, "template", "Template", f.Template, "default");
+        FilterInput(html, "ref", "Ref", f.Ref, "refs/heads/…");
+        FilterInput(html, "template", "Template", f.Template, "any");
         html.Append("<div><label for=\"status\">Status</label><select id=\"status\" name=\"status\"><option value=\"\">any</option>");
         foreach (var name in JobStatusNames.All)
         {
@@ -66,8 +66,8 @@ internal static class Pages
         }
         html.Append("</select></div>");
         // Free text rather than datetime-local: a date alone is the common case, and the page's times are UTC, not the browser's zone.
-        FilterInput(html, "from", "Queued from (UTC)", f.From, "2026-12-01 or 2026-12-01T08:00");
-        FilterInput(html, "to", "Queued before (UTC)", f.To, "2026-12-04");
+        FilterInput(html, "from", "Queued from (UTC)", f.From, "yyyy-mm-dd[Thh:mm]");
+        FilterInput(html, "to", "Queued before (UTC)", f.To, "yyyy-mm-dd[Thh:mm]");
         html.Append("<button type=\"submit\">Filter</button>");
         if (f.Parameters.Any(p => p.Value is not null)) html.Append("<a href=\"/\">Clear</a>");
         html.Append("</form>");

@@ -272,22 +272,26 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     }
 
     [Fact]
-    public async Task The_jobs_page_fits_a_375_pixel_wide_screen()
+    public async Task The_jobs_job_and_runners_pages_fit_a_375_pixel_wide_screen_and_label_their_inputs()
     {
         await SignIn();
-        await fx.Intake.SubmitAsync(JobClient.Job("webui narrow", null, ("hi", "echo narrow")));
+        var id = await fx.Intake.SubmitAsync(JobClient.Job("webui narrow", null, ("hi", "echo narrow")));
+        await fx.Intake.WaitForTerminalAsync(id);
         var size = Driver.Manage().Window.Size;
         try
         {
             Driver.Manage().Window.Size = new Size(375, 800);
-            Driver.Navigate().GoToUrl(Url("/"));
-            var width = (long)((IJavaScriptExecutor)Driver).ExecuteScript("return document.documentElement.clientWidth;")!;
-            var scrollWidth = (long)((IJavaScriptExecutor)Driver).ExecuteScript("return document.documentElement.scrollWidth;")!;
-            Assert.True(scrollWidth <= width, $"the page is {scrollWidth} px wide on a {width} px screen");
-            // Every input has a label.
-            foreach (var input in Driver.FindElements(By.CssSelector("form.filters input, form.filters select")))
+            foreach (var path in new[] { "/", $"/jobs/{id}", "/runners" })
             {
-                Assert.Single(Driver.FindElements(By.CssSelector($"label[for='{input.GetAttribute("id")}']")));
+                Driver.Navigate().GoToUrl(Url(path));
+                var width = (long)((IJavaScriptExecutor)Driver).ExecuteScript("return document.documentElement.clientWidth;")!;
+                var scrollWidth = (long)((IJavaScriptExecutor)Driver).ExecuteScript("return document.documentElement.scrollWidth;")!;
+                Assert.True(scrollWidth <= width, $"{path} is {scrollWidth} px wide on a {width} px screen");
+                // Every visible input has a label.
+                foreach (var input in Driver.FindElements(By.CssSelector("main input:not([type='hidden']), main select")))
+                {
+                    Assert.Single(Driver.FindElements(By.CssSelector($"label[for='{input.GetAttribute("id")}']")));
+                }
             }
         }
         finally
