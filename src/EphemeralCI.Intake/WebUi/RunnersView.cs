@@ -1,5 +1,6 @@
 using System.Text.Json;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Model;
 
 namespace EphemeralCI.Intake.WebUi;
@@ -8,12 +9,15 @@ namespace EphemeralCI.Intake.WebUi;
 internal sealed record ActiveJob(Job Job, string? Backend, string? WaitingReason, DateTimeOffset? WaitingSince);
 
 /// <summary>The runners page: jobs with a runner (provisioning or running) by backend and template, and the jobs still waiting.</summary>
-internal sealed record RunnersView(IReadOnlyList<IGrouping<(string Backend, string Template), ActiveJob>> Running, IReadOnlyList<ActiveJob> Waiting, bool Truncated, DateTimeOffset Now)
+/// <remarks><see cref="WarmPools"/> is null when the provisioner runs in another process.</remarks>
+internal sealed record RunnersView(
+    IReadOnlyList<IGrouping<(string Backend, string Template), ActiveJob>> Running, IReadOnlyList<ActiveJob> Waiting, bool Truncated,
+    IReadOnlyList<WarmPoolState>? WarmPools, DateTimeOffset Now)
 {
     /// <summary>At most this many jobs not over are read (oldest first); more is said, not shown.</summary>
     public const int MaxJobs = 500;
 
-    public static RunnersView Of(IReadOnlyList<Job> active, IReadOnlyList<JobEvent> events, DateTimeOffset now)
+    public static RunnersView Of(IReadOnlyList<Job> active, IReadOnlyList<JobEvent> events, IReadOnlyList<WarmPoolState>? warmPools, DateTimeOffset now)
     {
         var byJob = events.ToLookup(e => e.JobId);
         var jobs = active.Take(MaxJobs).Select(job =>
@@ -31,7 +35,7 @@ internal sealed record RunnersView(IReadOnlyList<IGrouping<(string Backend, stri
             .GroupBy(j => (j.Backend ?? "(not yet known)", j.Job.RunnerTemplate))
             .OrderBy(g => g.Key.Item1, StringComparer.Ordinal).ThenBy(g => g.Key.RunnerTemplate, StringComparer.Ordinal)
             .ToList();
-        return new RunnersView(running, jobs.Where(j => j.WaitingReason is not null).ToList(), active.Count > MaxJobs, now);
+        return new RunnersView(running, jobs.Where(j => j.WaitingReason is not null).ToList(), active.Count > MaxJobs, warmPools, now);
     }
 
     private static string? BackendOf(JobEvent e)

@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Security.Claims;
 using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Apis;
 using EphemeralCI.Intake.Auth;
@@ -18,6 +19,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace EphemeralCI.Intake.WebUi;
 
@@ -129,7 +131,8 @@ public static class WebUiEndpoints
 
     /// <summary>
     /// What runs now and what waits, from the timeline entries the provisioner reported for each job not over
-    /// (provisioning on a backend, runner started, held back by a limit and why) — only the jobs this key may see.
+    /// (provisioning on a backend, runner started, held back by a limit and why) — only the jobs this key may see —
+    /// and the warm pools (templates and counts only: they hold no job).
     /// </summary>
     private static async Task<IResult> RunnersPage(HttpContext http, IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
     {
@@ -140,7 +143,9 @@ public static class WebUiEndpoints
         var events = await db.JobEvents.AsNoTracking()
             .Where(e => ids.Contains(e.JobId) && (e.Type == JobEventTypes.Provisioning || e.Type == JobEventTypes.RunnerStarted || e.Type == JobEventTypes.Waiting))
             .OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
-        var view = RunnersView.Of(active, events, clock.GetUtcNow());
+        // The warm pools live in the provisioner's memory: known here when it shares the process (the all-in-one server).
+        var warm = http.RequestServices.GetService<IWarmPoolStatus>()?.Current();
+        var view = RunnersView.Of(active, events, warm, clock.GetUtcNow());
         return Html.Page("Runners", Pages.Runners(view), Token(http, antiforgery), signedIn: true);
     }
 
