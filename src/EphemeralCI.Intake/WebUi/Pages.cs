@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using EphemeralCI.Attestations;
+using EphemeralCI.Contracts.Admin;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Intake.Model;
 using static EphemeralCI.Intake.WebUi.Html;
@@ -31,6 +32,12 @@ internal sealed record JobDetails(IReadOnlyList<StepView> Steps, IReadOnlyList<C
             .ToList();
 
     private sealed record CacheData(string? Key, string? Result, string? MatchedKey, long Bytes, long? DurationMs, string? Error, int? Attempt);
+}
+
+/// <summary>The secrets page's data: the broker's secrets (no values) and its newest audit lines; null where the broker runs apart.</summary>
+internal sealed record SecretsView(IReadOnlyList<SecretSummary> Secrets, IReadOnlyList<SecretAuditLine> Audit)
+{
+    public const int AuditLines = 200;
 }
 
 /// <summary>The HTML of each page; the data is loaded by <see cref="WebUiEndpoints"/>. Every value goes through <see cref="Html.E"/>.</summary>
@@ -301,6 +308,47 @@ internal static class Pages
             html.Append("<td data-label=\"Queued for\">").Append(Duration(QueueWait(job, now))).Append("</td></tr>");
         }
         html.Append("</tbody></table>");
+    }
+
+    public static string Secrets(SecretsView? view)
+    {
+        var html = new StringBuilder("<h1>Secrets</h1>");
+        if (view is null)
+        {
+            html.Append("<p class=\"empty\">The secrets broker runs apart from this intake: use its admin API (<code>/api/v1/admin/secrets</code>, <code>/api/v1/admin/audit</code>).</p>");
+            return html.ToString();
+        }
+        html.Append("<p class=\"muted\">Names, versions and who may receive them; values never leave the broker.</p><section><h2>Secrets</h2>");
+        if (view.Secrets.Count == 0) html.Append("<p class=\"empty\">No secret.</p>");
+        else
+        {
+            html.Append("<table class=\"secrets\"><thead><tr><th>Name</th><th>Version</th><th>Repositories</th><th>Refs</th><th>Environment</th><th>Updated</th></tr></thead><tbody>");
+            foreach (var s in view.Secrets)
+            {
+                html.Append("<tr data-secret=\"").Append(E(s.Name)).Append("\"><td data-label=\"Name\"><code>").Append(E(s.Name)).Append("</code></td>")
+                    .Append("<td data-label=\"Version\">").Append(s.CurrentVersion).Append("</td>")
+                    .Append("<td data-label=\"Repositories\">").Append(E(string.Join(", ", s.Repositories))).Append("</td>")
+                    .Append("<td data-label=\"Refs\">").Append(E(string.Join(", ", s.Refs))).Append("</td>")
+                    .Append("<td data-label=\"Environment\">").Append(E(s.Environment ?? "any")).Append("</td>")
+                    .Append("<td data-label=\"Updated\">").Append(Time(s.UpdatedAt)).Append(" by ").Append(E(s.UpdatedBy)).Append("</td></tr>");
+            }
+            html.Append("</tbody></table>");
+        }
+        html.Append("</section><section><h2>Audit trail</h2><p class=\"muted\">The newest ").Append(SecretsView.AuditLines)
+            .Append(" lines, newest first.</p><table class=\"audit\"><thead><tr><th>At</th><th>Action</th><th>Secret</th><th>Job</th><th>Identity</th><th>Actor</th><th>Detail</th></tr></thead><tbody>");
+        foreach (var line in view.Audit)
+        {
+            var refused = line.Action.EndsWith(".denied", StringComparison.Ordinal) || line.Action.EndsWith(".replayed", StringComparison.Ordinal);
+            html.Append("<tr data-action=\"").Append(E(line.Action)).Append('"').Append(refused ? " class=\"refused\"" : "").Append("><td data-label=\"At\">").Append(Time(line.At)).Append("</td>")
+                .Append("<td data-label=\"Action\"><code>").Append(E(line.Action)).Append("</code></td>")
+                .Append("<td data-label=\"Secret\">").Append(line.Secret is { } secret ? $"<code>{E(secret)}</code>" : "—").Append("</td>")
+                .Append("<td data-label=\"Job\">").Append(line.JobId is { } job ? $"<a href=\"/jobs/{job}\">{job.ToString()[..8]}</a>" : "—").Append("</td>")
+                .Append("<td data-label=\"Identity\">").Append(E(line.Repository is null ? "—" : $"{line.Repository}@{line.Ref}")).Append("</td>")
+                .Append("<td data-label=\"Actor\">").Append(E(line.Actor)).Append("</td>")
+                .Append("<td data-label=\"Detail\">").Append(E(line.Detail)).Append("</td></tr>");
+        }
+        html.Append("</tbody></table></section>");
+        return html.ToString();
     }
 
     public static string Message(string title, string text) => $"<h1>{E(title)}</h1><p>{E(text)}</p><p><a href=\"/\">Back to the jobs</a></p>";

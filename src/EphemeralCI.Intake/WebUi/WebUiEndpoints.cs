@@ -3,6 +3,7 @@ using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Security.Claims;
 using EphemeralCI.Attestations;
+using EphemeralCI.Contracts.Admin;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Attestations;
@@ -47,6 +48,7 @@ public static class WebUiEndpoints
         pages.MapGet("/", JobsPage);
         pages.MapGet("/jobs/{id:guid}", JobPage);
         pages.MapGet("/runners", RunnersPage);
+        pages.MapGet("/admin/secrets", SecretsPage);
         pages.MapGet("/jobs/{id:guid}/log", RawLog);
         pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
         pages.MapGet("/jobs/{id:guid}/attestation", Attestation);
@@ -109,7 +111,7 @@ public static class WebUiEndpoints
         var shown = rows.Take(PageSize).ToList();
         var next = rows.Count > PageSize ? JobsPageQuery.Cursor(shown[^1]) : null;
         var view = new JobsView(filters, shown, next, clock.GetUtcNow());
-        return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true);
+        return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true, admin: WebUiAuth.IsAdmin(http.User));
     }
 
     private static async Task<IResult> JobPage(Guid id, HttpContext http, IntakeDbContext db, JobLogStore logs, IAntiforgery antiforgery,
@@ -126,7 +128,7 @@ public static class WebUiEndpoints
             : await attestations.VerifyAsync(envelope, new ExpectedSubject(job.Id, job.Repository, job.CommitSha), ct);
         var details = new JobDetails(Pages.StepsOf(job, events), JobDetails.CachesOf(job, events), attestation);
         var body = Pages.Job(job, events, details, log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
-        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: "job.js");
+        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: "job.js", admin: WebUiAuth.IsAdmin(http.User));
     }
 
     /// <summary>
@@ -146,7 +148,24 @@ public static class WebUiEndpoints
         // The warm pools live in the provisioner's memory: known here when it shares the process (the all-in-one server).
         var warm = http.RequestServices.GetService<IWarmPoolStatus>()?.Current();
         var view = RunnersView.Of(active, events, warm, clock.GetUtcNow());
-        return Html.Page("Runners", Pages.Runners(view), Token(http, antiforgery), signedIn: true);
+        return Html.Page("Runners", Pages.Runners(view), Token(http, antiforgery), signedIn: true, admin: WebUiAuth.IsAdmin(http.User));
+    }
+
+    /// <summary>
+    /// Secrets (admin keys only; anyone else gets the not-found page): names, versions and policies, and the
+    /// broker's newest audit lines — who was issued or refused which secret, when. Never a value: the view the
+    /// broker hands out has none. Read in process where the broker shares it (the all-in-one server).
+    /// </summary>
+    private static async Task<IResult> SecretsPage(HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (!WebUiAuth.IsAdmin(http.User))
+        {
+            return Html.Page("Not found", Pages.Message("Not found", "There is no such page for this key."), Token(http, antiforgery), true, StatusCodes.Status404NotFound);
+        }
+        var broker = http.RequestServices.GetService<ISecretsAdminView>();
+        var view = broker is null ? null
+            : new SecretsView(await broker.SecretsAsync(ct), await broker.RecentAuditAsync(SecretsView.AuditLines, ct));
+        return Html.Page("Secrets", Pages.Secrets(view), Token(http, antiforgery), signedIn: true, admin: true);
     }
 
     /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>

@@ -1,5 +1,4 @@
 using System.Drawing;
-using System.Net.Http.Json;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
 using Xunit;
@@ -132,10 +131,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     {
         var secretName = "WEBUI_TOKEN_" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         var value = "webui-s3cr3t-" + Guid.NewGuid().ToString("N");
-        using (var put = await fx.SecretsAdmin.PutAsJsonAsync($"/api/v1/admin/secrets/{secretName}", new { value, repositories = new[] { "acme/*" }, refs = new[] { "refs/heads/**" } }))
-        {
-            Assert.True(put.IsSuccessStatusCode, $"put secret answered {(int)put.StatusCode}: {await put.Content.ReadAsStringAsync()}");
-        }
+        await WebUiSession.PutSecretAsync(fx.SecretsAdmin, secretName, value, ["refs/heads/**"]);
         var key = "webui-deps-" + Guid.NewGuid().ToString("N")[..8];
         var id = await fx.Intake.SubmitAsync(new
         {

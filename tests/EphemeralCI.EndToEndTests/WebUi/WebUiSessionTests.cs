@@ -99,6 +99,37 @@ public sealed class WebUiSessionTests(ServerFixture fx)
     }
 
     [Fact]
+    public async Task The_secrets_page_shows_admins_names_policies_and_who_got_or_was_refused_which_secret_never_a_value()
+    {
+        var name = "WEBUI_AUDIT_" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var value = "webui-audit-" + Guid.NewGuid().ToString("N");
+        await WebUiSession.PutSecretAsync(fx.SecretsAdmin, name, value, ["refs/heads/main"]);
+        object Job(string gitRef) => WebUiSession.With(JobClient.Job("webui audit", null, ("use", "true")), ("ref", gitRef), ("secrets", new[] { name }));
+        var granted = await fx.Intake.SubmitAsync(Job("refs/heads/main"));
+        var refused = await fx.Intake.SubmitAsync(Job("refs/heads/feature/x"));
+        await fx.Intake.WaitForTerminalAsync(granted);
+        await fx.Intake.WaitForTerminalAsync(refused);
+
+        var (admin, _) = await WebUiSession.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
+        using var _a = admin;
+        Assert.Contains("href=\"/admin/secrets\"", await admin.Http.GetStringAsync("/"));
+        var page = await admin.Http.GetStringAsync("/admin/secrets");
+        Assert.Matches($"<tr data-secret=\"{name}\">.*?<td data-label=\"Version\">1</td><td data-label=\"Repositories\">acme/\\*</td><td data-label=\"Refs\">refs/heads/main</td>", page);
+        Assert.Matches($"<tr data-action=\"exchange.granted\">(?:(?!</tr>).)*/jobs/{granted}(?:(?!</tr>).)*secrets=\\[{name}\\]", page);
+        Assert.Matches($"<tr data-action=\"exchange.denied\" class=\"refused\">(?:(?!</tr>).)*{name}(?:(?!</tr>).)*/jobs/{refused}(?:(?!</tr>).)*ref-not-allowed", page);
+        Assert.DoesNotContain(value, page);
+
+        // Anyone but an admin: no link, and the page does not exist.
+        var (_, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read", "submit"], ["acme/*"]);
+        var (reader, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
+        using var _r = reader;
+        Assert.DoesNotContain("/admin/secrets", await reader.Http.GetStringAsync("/"));
+        using var hidden = await reader.Http.GetAsync("/admin/secrets");
+        Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
+        Assert.DoesNotContain(name, await hidden.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task Signing_out_or_revoking_the_key_ends_the_session()
     {
         var (id, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], ["acme/*"]);
