@@ -35,7 +35,7 @@ internal static class Html
         html.Append("</head><body><header class=\"top\"><a class=\"brand\" href=\"/\">EphemeralCI</a>");
         if (signedIn)
         {
-            html.Append("<nav><a href=\"/\">Jobs</a> <a href=\"/runners\">Runners</a>").Append(admin ? " <a href=\"/admin/secrets\">Secrets</a>" : "").Append("</nav>")
+            html.Append("<nav><a href=\"/\">Jobs</a> <a href=\"/runners\">Runners</a>").Append(admin ? " <a href=\"/admin/secrets\">Secrets</a> <a href=\"/admin/cache\">Cache</a>" : "").Append("</nav>")
                 .Append("<form method=\"post\" action=\"/signout\" class=\"signout\">").Append(AntiforgeryField(antiforgeryToken))
                 .Append("<button type=\"submit\">Sign out</button></form>");
         }

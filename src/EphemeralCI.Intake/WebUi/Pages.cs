@@ -40,6 +40,12 @@ internal sealed record SecretsView(IReadOnlyList<SecretSummary> Secrets, IReadOn
     public const int AuditLines = 200;
 }
 
+/// <summary>The cache page's data; null where the cache runs apart.</summary>
+internal sealed record CacheAdminPage(long QuotaBytes, IReadOnlyList<CacheScopeUsage> Usage, IReadOnlyList<CacheEntrySummary> Entries, string? Repository)
+{
+    public const int MaxEntries = 200;
+}
+
 /// <summary>The HTML of each page; the data is loaded by <see cref="WebUiEndpoints"/>. Every value goes through <see cref="Html.E"/>.</summary>
 internal static class Pages
 {
@@ -348,6 +354,50 @@ internal static class Pages
                 .Append("<td data-label=\"Detail\">").Append(E(line.Detail)).Append("</td></tr>");
         }
         html.Append("</tbody></table></section>");
+        return html.ToString();
+    }
+
+    public static string Cache(CacheAdminPage? view, string? antiforgeryToken)
+    {
+        var html = new StringBuilder("<h1>Cache</h1>");
+        if (view is null)
+        {
+            html.Append("<p class=\"empty\">The cache runs apart from this intake: use its admin API (<code>/cache/admin</code>).</p>");
+            return html.ToString();
+        }
+        html.Append("<section><h2>Usage</h2><p class=\"muted\">Per repository and scope (the ref that wrote it); the quota is per repository: ")
+            .Append(Bytes(view.QuotaBytes)).Append(".</p>");
+        if (view.Usage.Count == 0) html.Append("<p class=\"empty\">The cache is empty.</p>");
+        else
+        {
+            html.Append("<table class=\"usage\"><thead><tr><th>Repository</th><th>Scope</th><th>Entries</th><th>Size</th></tr></thead><tbody>");
+            foreach (var u in view.Usage)
+            {
+                html.Append("<tr><td data-label=\"Repository\"><a href=\"/admin/cache?repository=").Append(E(Uri.EscapeDataString(u.Repository))).Append("\">").Append(E(u.Repository))
+                    .Append("</a></td><td data-label=\"Scope\">").Append(E(u.Scope)).Append("</td><td data-label=\"Entries\">").Append(u.Entries)
+                    .Append("</td><td data-label=\"Size\">").Append(Bytes(u.Bytes)).Append("</td></tr>");
+            }
+            html.Append("</tbody></table>");
+        }
+        html.Append("</section><section><h2>Entries").Append(view.Repository is null ? "" : " of " + E(view.Repository)).Append("</h2>");
+        if (view.Repository is not null) html.Append("<p><a href=\"/admin/cache\">All repositories</a></p>");
+        if (view.Entries.Count == 0) html.Append("<p class=\"empty\">No entry.</p>");
+        else
+        {
+            html.Append("<p class=\"muted\">The newest ").Append(CacheAdminPage.MaxEntries).Append(". Deleting an entry removes its object; the next job of that scope misses and saves it again.</p>")
+                .Append("<table class=\"entries\"><thead><tr><th>Key</th><th>Repository</th><th>Scope</th><th>State</th><th>Size</th><th>Created</th><th>Last used</th><th></th></tr></thead><tbody>");
+            foreach (var e in view.Entries)
+            {
+                html.Append("<tr data-entry=\"").Append(e.Id).Append("\"><td data-label=\"Key\"><code>").Append(E(e.Key)).Append("</code></td>")
+                    .Append("<td data-label=\"Repository\">").Append(E(e.Repository)).Append("</td><td data-label=\"Scope\">").Append(E(e.Scope)).Append("</td>")
+                    .Append("<td data-label=\"State\">").Append(E(e.State)).Append("</td><td data-label=\"Size\">").Append(Bytes(e.SizeBytes)).Append("</td>")
+                    .Append("<td data-label=\"Created\">").Append(Time(e.CreatedAt)).Append("</td><td data-label=\"Last used\">").Append(Time(e.LastAccessedAt)).Append("</td>")
+                    .Append("<td><form method=\"post\" action=\"/admin/cache/entries/").Append(e.Id).Append("/delete\">").Append(AntiforgeryField(antiforgeryToken))
+                    .Append("<button type=\"submit\" class=\"danger\" aria-label=\"Delete ").Append(E(e.Key)).Append("\">Delete</button></form></td></tr>");
+            }
+            html.Append("</tbody></table>");
+        }
+        html.Append("</section>");
         return html.ToString();
     }
 

@@ -49,6 +49,8 @@ public static class WebUiEndpoints
         pages.MapGet("/jobs/{id:guid}", JobPage);
         pages.MapGet("/runners", RunnersPage);
         pages.MapGet("/admin/secrets", SecretsPage);
+        pages.MapGet("/admin/cache", CachePage);
+        pages.MapPost("/admin/cache/entries/{id:long}/delete", DeleteCacheEntry);
         pages.MapGet("/jobs/{id:guid}/log", RawLog);
         pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
         pages.MapGet("/jobs/{id:guid}/attestation", Attestation);
@@ -158,15 +160,38 @@ public static class WebUiEndpoints
     /// </summary>
     private static async Task<IResult> SecretsPage(HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
     {
-        if (!WebUiAuth.IsAdmin(http.User))
-        {
-            return Html.Page("Not found", Pages.Message("Not found", "There is no such page for this key."), Token(http, antiforgery), true, StatusCodes.Status404NotFound);
-        }
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
         var broker = http.RequestServices.GetService<ISecretsAdminView>();
         var view = broker is null ? null
             : new SecretsView(await broker.SecretsAsync(ct), await broker.RecentAuditAsync(SecretsView.AuditLines, ct));
         return Html.Page("Secrets", Pages.Secrets(view), Token(http, antiforgery), signedIn: true, admin: true);
     }
+
+    /// <summary>Cache (admin keys only): usage per repository and scope against the quota, the newest entries, and deletion.</summary>
+    private static async Task<IResult> CachePage(string? repository, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        var cache = http.RequestServices.GetService<ICacheAdminView>();
+        var filter = string.IsNullOrWhiteSpace(repository) ? null : repository.Trim();
+        var view = cache is null ? null
+            : new CacheAdminPage(cache.RepositoryQuotaBytes, await cache.UsageAsync(ct), await cache.EntriesAsync(filter, CacheAdminPage.MaxEntries, ct), filter);
+        return Html.Page("Cache", Pages.Cache(view, Token(http, antiforgery)), Token(http, antiforgery), signedIn: true, admin: true);
+    }
+
+    private static async Task<IResult> DeleteCacheEntry(long id, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        if (http.RequestServices.GetService<ICacheAdminView>() is not { } cache || !await cache.DeleteAsync(id, ct))
+        {
+            return Html.Page("Not found", Pages.Message("Not found", $"There is no cache entry {id}."), Token(http, antiforgery), true, StatusCodes.Status404NotFound, admin: true);
+        }
+        return Results.Redirect("/admin/cache");
+    }
+
+    /// <summary>An admin page asked by another key: it answers as a page that does not exist.</summary>
+    private static IResult NotAdmin(HttpContext http, IAntiforgery antiforgery) =>
+        Html.Page("Not found", Pages.Message("Not found", "There is no such page for this key."), Token(http, antiforgery), true, StatusCodes.Status404NotFound);
 
     /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>
     private static Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> RawLog(

@@ -270,7 +270,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
     }
 
     [Fact]
-    public async Task The_jobs_job_and_runners_pages_fit_a_375_pixel_wide_screen_and_label_their_inputs()
+    public async Task Every_page_fits_a_375_pixel_wide_screen_and_labels_its_inputs()
     {
         await SignIn();
         var id = await fx.Intake.SubmitAsync(JobClient.Job("webui narrow", null, ("hi", "echo narrow")));
@@ -279,7 +279,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
         try
         {
             Driver.Manage().Window.Size = new Size(375, 800);
-            foreach (var path in new[] { "/", $"/jobs/{id}", "/runners" })
+            foreach (var path in new[] { "/", $"/jobs/{id}", "/runners", "/admin/secrets", "/admin/cache" })
             {
                 Driver.Navigate().GoToUrl(Url(path));
                 var width = (long)((IJavaScriptExecutor)Driver).ExecuteScript("return document.documentElement.clientWidth;")!;

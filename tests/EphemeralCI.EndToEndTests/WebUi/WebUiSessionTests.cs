@@ -130,6 +130,45 @@ public sealed class WebUiSessionTests(ServerFixture fx)
     }
 
     [Fact]
+    public async Task The_cache_page_shows_admins_usage_and_entries_and_deletes_one_only_with_the_forms_token()
+    {
+        var key = "webui-cache-" + Guid.NewGuid().ToString("N")[..8];
+        var id = await fx.Intake.SubmitAsync(WebUiSession.With(JobClient.Job("webui cache", null, ("fill", "mkdir -p deps && echo cached > deps/a")),
+            ("caches", new[] { new { key, paths = new[] { "deps" } } })));
+        Assert.Equal("succeeded", (await fx.Intake.WaitForTerminalAsync(id)).GetProperty("status").GetString());
+
+        var (admin, _) = await WebUiSession.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
+        using var _a = admin;
+        var page = await admin.Http.GetStringAsync("/admin/cache?repository=acme%2Fwidgets");
+        Assert.Matches("<tr><td data-label=\"Repository\"><a [^>]*>acme/widgets</a></td><td data-label=\"Scope\">refs/heads/main</td><td data-label=\"Entries\">[1-9]", page);
+        var entry = System.Text.RegularExpressions.Regex.Match(page, $"<tr data-entry=\"(\\d+)\"><td data-label=\"Key\"><code>{key}</code>(?:(?!</tr>).)*Committed");
+        Assert.True(entry.Success, page);
+        var path = $"/admin/cache/entries/{entry.Groups[1].Value}/delete";
+
+        // Without the form's token (a cross-site form): refused, the entry stays.
+        using (var forged = await admin.Http.PostAsync(path, new FormUrlEncodedContent([]))) Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        Assert.Contains(key, await admin.Http.GetStringAsync("/admin/cache"));
+        // Another key, even with a valid token of its own: the page does not exist for it.
+        var (_, readKey) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read", "submit"], ["acme/*"]);
+        var (reader, _) = await WebUiSession.SignInAsync(fx.BaseAddress, readKey);
+        using (reader)
+        {
+            using (var page404 = await reader.Http.GetAsync("/admin/cache")) Assert.Equal(HttpStatusCode.NotFound, page404.StatusCode);
+            var readerToken = await reader.FormTokenAsync("/");
+            using var denied = await reader.Http.PostAsync(path, new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = readerToken }));
+            Assert.Equal(HttpStatusCode.NotFound, denied.StatusCode);
+        }
+        Assert.Contains(key, await admin.Http.GetStringAsync("/admin/cache"));
+
+        var token = await admin.FormTokenAsync("/admin/cache");
+        using (var delete = await admin.Http.PostAsync(path, new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = token })))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, delete.StatusCode);
+        }
+        Assert.DoesNotContain(key, await admin.Http.GetStringAsync("/admin/cache"));
+    }
+
+    [Fact]
     public async Task Signing_out_or_revoking_the_key_ends_the_session()
     {
         var (id, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], ["acme/*"]);
