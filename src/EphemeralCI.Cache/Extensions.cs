@@ -113,6 +113,8 @@ public static class CacheExtensions
         services.AddSingleton<CacheUrls>();
         services.AddSingleton<UploadStaging>();
         services.AddScoped<CacheEntryService>();
+        // Usage, entries and deletion for the all-in-one server's web UI (admin keys only).
+        services.AddScoped<EphemeralCI.Contracts.Admin.ICacheAdminView, CacheAdminView>();
         services.AddScoped<BuildCacheStore>();
         services.AddSingleton<CacheAdminTokenGate>();
         // Migrations first: hosted services start in order, and the janitor's first pass needs the tables.

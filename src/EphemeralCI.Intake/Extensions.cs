@@ -80,6 +80,8 @@ public static class IntakeExtensions
             services.AddHttpClient<IAttestationSigner, HttpAttestationSigner>(HttpAttestationSigner.HttpClientName);
         }
         services.AddHostedService<AttestationSweep>();
+        // The web UI's "verified" mark: the envelope checked against the broker's keys, as job tokens are.
+        services.AddSingleton<AttestationCheck>();
         return builder;
     }
 

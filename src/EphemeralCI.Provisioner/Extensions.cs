@@ -1,3 +1,4 @@
+using EphemeralCI.Contracts.Runner;
 using EphemeralCI.RunnerTemplates;
 using System.Runtime.Versioning;
 using EphemeralCI.JobTokens;
@@ -140,6 +141,8 @@ public static class ProvisionerExtensions
         services.AddSingleton<ITeardownVerifier, LocalTeardownVerifier>();
         // Templates with warmPool > 0 get sandboxes started ahead of demand (after the reconciler's first pass).
         services.AddSingleton<WarmPool>();
+        // What the pools hold now, for the all-in-one server's web UI (the intake module in the same process).
+        services.AddSingleton<IWarmPoolStatus>(sp => sp.GetRequiredService<WarmPool>());
     }
 
     [UnsupportedOSPlatform("windows")]

@@ -1,3 +1,5 @@
+using EphemeralCI.SecretsBroker.Audit;
+using EphemeralCI.Contracts.Admin;
 using EphemeralCI.Attestations;
 using EphemeralCI.JobTokens;
 using EphemeralCI.Messaging;
@@ -59,6 +61,8 @@ public static class SecretsBrokerExtensions
         services.AddSingleton<KeyRing>();
         services.AddSingleton<EnvelopeCipher>();
         services.AddScoped<SecretStore>();
+        // Read-only: the secret list and audit trail for the all-in-one server's web UI (admin keys only).
+        services.AddScoped<ISecretsAdminView, SecretsAdminView>();
         services.AddSingleton<SigningKeyRing>();
         services.AddSingleton<JobIdentityIssuer>();
         // Job attestations are signed by the same ring; in one process (the all-in-one server) the intake uses it directly.

@@ -97,7 +97,7 @@ public sealed record ScenarioResult(string Scenario, int Count, double P50, doub
         return results;
     }
 
-    private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
+    public static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
 
     public string Row() => string.Create(CultureInfo.InvariantCulture,
         $"| {Scenario} | {Count} | {P50:F2} | {P99:F2} | {Mean:F2} | {PerSecond:F0} ({Concurrency} clients) |");

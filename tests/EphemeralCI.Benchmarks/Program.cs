@@ -4,13 +4,13 @@ using EphemeralCI.Benchmarks;
 // in the same run (same machine, same load), and replaces only its own section of docs/benchmarks.md.
 IBenchmark[] benchmarks = OperatingSystem.IsWindows()
     ? [new SecretsExchangeBenchmark(), new CacheBenchmark(), new CacheJobBenchmark()]
-    : [new SecretsExchangeBenchmark(), new RunnerStartBenchmark(), new CacheBenchmark(), new CacheJobBenchmark(), new CcacheJobBenchmark(), new SoakBenchmark(), new CheckoutBenchmark(), new GitHubActionsBenchmark()];
+    : [new SecretsExchangeBenchmark(), new RunnerStartBenchmark(), new CacheBenchmark(), new CacheJobBenchmark(), new CcacheJobBenchmark(), new SoakBenchmark(), new CheckoutBenchmark(), new WebUiBenchmark(), new GitHubActionsBenchmark()];
 
 var name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
 var benchmark = benchmarks.FirstOrDefault(b => b.Name == name);
 if (benchmark is null)
 {
-    Console.Error.WriteLine($"usage: EphemeralCI.Benchmarks <{string.Join("|", benchmarks.Select(b => b.Name))}> [--count N] [--concurrency N] [--minutes N (soak)] [--out docs/benchmarks.md]");
+    Console.Error.WriteLine($"usage: EphemeralCI.Benchmarks <{string.Join("|", benchmarks.Select(b => b.Name))}> [--count N] [--concurrency N] [--minutes N (soak)] [--jobs N (webui)] [--out docs/benchmarks.md]");
     return 2;
 }
 var options = BenchmarkOptions.Parse(args);

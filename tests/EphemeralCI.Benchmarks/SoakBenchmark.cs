@@ -33,12 +33,13 @@ public sealed class SoakBenchmark : IBenchmark
         var limit = options.Concurrency;
         var dataDir = Path.Combine(Path.GetTempPath(), "eci-soak-" + Guid.NewGuid().ToString("N")[..8]);
         var address = new Uri($"http://127.0.0.1:{FreePort.Next()}");
-        using var server = StartServer(address, dataDir, limit);
+        using var server = ServerProcess.Start(address, dataDir, AdminKey,
+            ["--Provisioner:Reconciler:IntervalSeconds=1", $"--Provisioner:Limits:PerBackend:local={limit}"]);
         using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
         try
         {
-            await WaitHealthyAsync(http, server);
+            await ServerProcess.WaitHealthyAsync(http, server);
 
             // Baseline: the same server idle, one job at a time.
             var baseline = new List<Sample>();
@@ -184,53 +185,5 @@ public sealed class SoakBenchmark : IBenchmark
             return line is null ? double.NaN : double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
         }
         catch (IOException) { return double.NaN; }
-    }
-
-    private static string ServerDll =>
-        typeof(SoakBenchmark).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "EphemeralCIServerDll").Value!;
-
-    private static Process StartServer(Uri address, string dataDir, int limit)
-    {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList =
-            {
-                ServerDll,
-                $"--urls={address}",
-                $"--EphemeralCI:DataDirectory={dataDir}",
-                $"--Intake:BootstrapAdminKey={AdminKey}",
-                "--Provisioner:Reconciler:IntervalSeconds=1",
-                $"--Provisioner:Limits:PerBackend:local={limit}",
-                "--Logging:LogLevel:Default=Warning",
-            },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = Path.GetDirectoryName(ServerDll)!,
-        };
-        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings", StringComparison.OrdinalIgnoreCase)).ToList()) start.Environment.Remove(key);
-        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        var process = Process.Start(start)!;
-        // Drain its output (it logs warnings and errors only) so it never blocks on a full pipe; show it, it matters here.
-        process.OutputDataReceived += (_, e) => { if (e.Data is { Length: > 0 } l) Console.Error.WriteLine("server: " + l); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is { Length: > 0 }) Console.Error.WriteLine("server: " + e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static async Task WaitHealthyAsync(HttpClient http, Process server)
-    {
-        for (var i = 0; i < 480; i++)
-        {
-            if (server.HasExited) throw new InvalidOperationException($"the server exited with {server.ExitCode}");
-            try
-            {
-                using var health = await http.GetAsync("/health");
-                if (health.IsSuccessStatusCode) return;
-            }
-            catch (HttpRequestException) { }
-            await Task.Delay(250);
-        }
-        throw new TimeoutException("the server was not healthy within 2 minutes");
     }
 }

@@ -19,6 +19,8 @@ namespace EphemeralCI.EndToEndTests;
 public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_server_bootstrap_admin_key_0123456789abcdefghijk";
+    /// <summary>A repository allowed one runner at a time (<c>Provisioner:Limits:Repositories</c>).</summary>
+    public const string LimitedRepository = "webui/limited-one";
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     private readonly string _cgroupName = "eci-e2e-srv-" + Guid.NewGuid().ToString("N")[..8];
@@ -80,6 +82,8 @@ public partial class ServerFixture : IEphemeralCISystem, IAsyncLifetime
                 $"--EphemeralCI:DataDirectory={DataDirectory}",
                 $"--Intake:BootstrapAdminKey={AdminKey}",
                 $"--SecretsBroker:AdminToken={SecretsAdminToken}",
+                // One repository with a limit of one runner, so a test can see a job wait (and why); no other test uses it.
+                $"--Provisioner:Limits:Repositories:{LimitedRepository}=1",
             },
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text;
+using EphemeralCI.Contracts.Runner;
 
 namespace EphemeralCI.Intake.WebUi;
 
@@ -20,7 +22,13 @@ public sealed class AnsiHtml
     // A sequence longer than this is not one a terminal would act on: it is dropped, not buffered forever.
     private const int MaxSequenceLength = 256;
 
+    // The agent's step header, "==> step 2/5: name" after the marker no step can print (AgentLogLines).
+    private const string StepHeader = "==> step ";
+    // Enough to hold the header and "123/456: ": a shorter tail at a chunk's end waits for the next chunk.
+    private const int StepHeaderLookahead = 24;
+
     private readonly StringBuilder _pending = new();
+    private readonly HashSet<int> _stepAnchors = [];
     private Style _style = Style.Default;
     private bool _afterCr;
 
@@ -58,6 +66,24 @@ public sealed class AnsiHtml
                     }
                 }
                 i = end + 1;
+                continue;
+            }
+
+            if (c == AgentLogLines.Marker)
+            {
+                var (complete, step) = StepHeaderAt(input, i + 1);
+                if (!complete)
+                {
+                    _pending.Append(input, i, input.Length - i);
+                    break;
+                }
+                // The first header of each step is its anchor (#step-N); the step's "failed with" line is not a second one.
+                if (step is { } n && _stepAnchors.Add(n))
+                {
+                    Emit(html, text);
+                    html.Append("<span class=\"step-mark\" id=\"step-").Append(n).Append("\"></span>");
+                }
+                i++;
                 continue;
             }
 
@@ -99,6 +125,24 @@ public sealed class AnsiHtml
         if (classes.Length == 0) html.Append(text);
         else html.Append("<span class=\"").Append(classes).Append("\">").Append(text).Append("</span>");
         text.Clear();
+    }
+
+    /// <summary>
+    /// Whether the text at <paramref name="start"/> is long enough to tell, and the step number of an agent
+    /// step header there (<c>==> step N/M: </c>), or null for any other agent line.
+    /// </summary>
+    private static (bool Complete, int? Step) StepHeaderAt(string s, int start)
+    {
+        var available = s.Length - start;
+        var prefix = Math.Min(available, StepHeader.Length);
+        if (!s.AsSpan(start, prefix).SequenceEqual(StepHeader.AsSpan(0, prefix))) return (true, null);
+        var colon = s.IndexOf(':', start, Math.Min(available, StepHeaderLookahead));
+        if (colon < 0) return (available >= StepHeaderLookahead, null);
+        var number = s.AsSpan(start + StepHeader.Length, colon - start - StepHeader.Length);
+        var slash = number.IndexOf('/');
+        return slash > 0 && int.TryParse(number[..slash], NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is > 0 and < 100_000
+            ? (true, n)
+            : (true, null);
     }
 
     /// <summary>The index of the last character of the escape sequence starting at <paramref name="start"/>, or -1 if the input ends first.</summary>

@@ -22,7 +22,8 @@ internal static class Html
     public static string AntiforgeryField(string? token) =>
         $"<input type=\"hidden\" name=\"__RequestVerificationToken\" value=\"{E(token)}\">";
 
-    public static IResult Page(string title, string body, string? antiforgeryToken, bool signedIn, int statusCode = StatusCodes.Status200OK, string? script = null)
+    public static IResult Page(string title, string body, string? antiforgeryToken, bool signedIn, int statusCode = StatusCodes.Status200OK, string? script = null,
+        bool admin = false)
     {
         var html = new StringBuilder();
         html.Append("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
@@ -34,7 +35,7 @@ internal static class Html
         html.Append("</head><body><header class=\"top\"><a class=\"brand\" href=\"/\">EphemeralCI</a>");
         if (signedIn)
         {
-            html.Append("<nav><a href=\"/\">Jobs</a></nav>")
+            html.Append("<nav><a href=\"/\">Jobs</a> <a href=\"/runners\">Runners</a>").Append(admin ? " <a href=\"/admin/secrets\">Secrets</a> <a href=\"/admin/cache\">Cache</a>" : "").Append("</nav>")
                 .Append("<form method=\"post\" action=\"/signout\" class=\"signout\">").Append(AntiforgeryField(antiforgeryToken))
                 .Append("<button type=\"submit\">Sign out</button></form>");
         }

@@ -61,6 +61,10 @@ public static class WebUiAuth
     public static bool MayCancel(System.Security.Claims.ClaimsPrincipal user) =>
         ApiKeyScopes.Allows(user.FindAll(ApiKeyAuthenticationHandler.ScopeClaim).Select(c => c.Value), ApiKeyScopes.Submit);
 
+    /// <summary>A signed-in key with the admin scope: the only one offered the admin pages.</summary>
+    public static bool IsAdmin(System.Security.Claims.ClaimsPrincipal user) =>
+        user.FindAll(ApiKeyAuthenticationHandler.ScopeClaim).Any(c => c.Value == ApiKeyScopes.Admin);
+
     private static async Task RevalidateAsync(CookieValidatePrincipalContext context)
     {
         var id = Guid.TryParse(context.Principal?.FindFirst(ApiKeyAuthenticationHandler.ApiKeyIdClaim)?.Value, out var parsed) ? parsed : (Guid?)null;

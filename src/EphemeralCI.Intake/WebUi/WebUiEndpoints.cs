@@ -2,7 +2,11 @@ using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Security.Claims;
+using EphemeralCI.Attestations;
+using EphemeralCI.Contracts.Admin;
 using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Runner;
+using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Apis;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
@@ -16,6 +20,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace EphemeralCI.Intake.WebUi;
 
@@ -42,8 +47,13 @@ public static class WebUiEndpoints
         pages.MapPost("/signout", SignOut);
         pages.MapGet("/", JobsPage);
         pages.MapGet("/jobs/{id:guid}", JobPage);
+        pages.MapGet("/runners", RunnersPage);
+        pages.MapGet("/admin/secrets", SecretsPage);
+        pages.MapGet("/admin/cache", CachePage);
+        pages.MapPost("/admin/cache/entries/{id:long}/delete", DeleteCacheEntry);
         pages.MapGet("/jobs/{id:guid}/log", RawLog);
         pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
+        pages.MapGet("/jobs/{id:guid}/attestation", Attestation);
         pages.MapPost("/jobs/{id:guid}/cancel", Cancel);
         return app;
     }
@@ -76,32 +86,38 @@ public static class WebUiEndpoints
         return Results.Redirect("/signin");
     }
 
-    private static async Task<IResult> JobsPage(string? repository, string? status, string? before, HttpContext http,
+    private static async Task<IResult> JobsPage([AsParameters] JobsPageQuery query, HttpContext http,
         IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
     {
+        if (query.Validate() is { } problem)
+        {
+            return Html.Page("Jobs", Pages.Message("Filter not understood", problem), Token(http, antiforgery), true, StatusCodes.Status400BadRequest);
+        }
+        var filters = query.Filters;
         var jobs = http.User.JobAccess().Visible(db.Jobs.AsNoTracking());
-        if (!string.IsNullOrWhiteSpace(repository)) jobs = jobs.Where(j => j.Repository == repository.Trim());
-        if (!string.IsNullOrEmpty(status))
-        {
-            if (!JobStatusNames.TryParse(status, out var s)) return Html.Page("Jobs", Pages.Message("Unknown status", $"'{status}' is not a job status."), Token(http, antiforgery), true, StatusCodes.Status400BadRequest);
-            jobs = jobs.Where(j => j.Status == s);
-        }
+        if (filters.Repository is { } repository) jobs = jobs.Where(j => j.Repository == repository);
+        if (filters.Ref is { } gitRef) jobs = jobs.Where(j => j.Ref == gitRef);
+        if (filters.Template is { } template) jobs = jobs.Where(j => j.RunnerTemplate == template);
+        if (filters.StatusValue is { } s) jobs = jobs.Where(j => j.Status == s);
+        if (filters.FromValue is { } from) jobs = jobs.Where(j => j.CreatedAt >= from);
+        if (filters.ToValue is { } to) jobs = jobs.Where(j => j.CreatedAt < to);
         // Keyset paging: the next page starts after the last row shown, (created at, id) descending, on the
-        // (repository|status, created_at) indexes — as fast on the thousandth page as on the first.
-        if (ParseCursor(before) is { } cursor)
-        {
-            var (at, after) = cursor;
-            jobs = jobs.Where(j => j.CreatedAt < at || (j.CreatedAt == at && j.Id.CompareTo(after) < 0));
-        }
+        // (repository|status, created_at) indexes — as fast on the thousandth page as on the first. The plain
+        // upper bound on created_at (also on the first page) is what lets the planners start the index scan
+        // there: Postgres cannot seek on the OR alone, and SQLite otherwise sorts the whole table when the
+        // filters are on columns without an index (ref, template) — docs/benchmarks.md, "Web UI".
+        var (at, after) = filters.Cursor ?? (DateTimeOffset.MaxValue, Guid.Empty);
+        jobs = jobs.Where(j => j.CreatedAt <= at);
+        if (filters.Cursor is not null) jobs = jobs.Where(j => j.CreatedAt < at || (j.CreatedAt == at && j.Id.CompareTo(after) < 0));
         var rows = await jobs.OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id).Take(PageSize + 1).ToListAsync(ct);
         var shown = rows.Take(PageSize).ToList();
-        var next = rows.Count > PageSize ? Cursor(shown[^1]) : null;
-        var view = new JobsView(repository, status, shown, next, before is null, clock.GetUtcNow());
-        return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true);
+        var next = rows.Count > PageSize ? JobsPageQuery.Cursor(shown[^1]) : null;
+        var view = new JobsView(filters, shown, next, clock.GetUtcNow());
+        return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true, admin: WebUiAuth.IsAdmin(http.User));
     }
 
     private static async Task<IResult> JobPage(Guid id, HttpContext http, IntakeDbContext db, JobLogStore logs, IAntiforgery antiforgery,
-        TimeProvider clock, CancellationToken ct)
+        AttestationCheck attestations, TimeProvider clock, CancellationToken ct)
     {
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
         // Another repository's job answers exactly like a job that does not exist, as in the API.
@@ -109,14 +125,82 @@ public static class WebUiEndpoints
         var events = await db.JobEvents.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
         // A finished job's log is rendered here; a running job's comes through the live stream.
         var log = job.Status.IsTerminal() ? AnsiHtml.Render(await logs.ReadAllAsync(id, ct)) : null;
-        var body = Pages.Job(job, events, Pages.StepsOf(job, events), log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
-        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: job.Status.IsTerminal() ? null : "job.js");
+        var envelope = JobAttestor.EnvelopeOf(events.FirstOrDefault(e => e.Type == JobEventTypes.Attested));
+        var attestation = envelope is null ? null
+            : await attestations.VerifyAsync(envelope, new ExpectedSubject(job.Id, job.Repository, job.CommitSha), ct);
+        var details = new JobDetails(Pages.StepsOf(job, events), JobDetails.CachesOf(job, events), attestation);
+        var body = Pages.Job(job, events, details, log, WebUiAuth.MayCancel(http.User), Token(http, antiforgery), clock.GetUtcNow());
+        return Html.Page(job.Name ?? "Job", body, Token(http, antiforgery), signedIn: true, script: "job.js", admin: WebUiAuth.IsAdmin(http.User));
     }
+
+    /// <summary>
+    /// What runs now and what waits, from the timeline entries the provisioner reported for each job not over
+    /// (provisioning on a backend, runner started, held back by a limit and why) — only the jobs this key may see —
+    /// and the warm pools (templates and counts only: they hold no job).
+    /// </summary>
+    private static async Task<IResult> RunnersPage(HttpContext http, IntakeDbContext db, IAntiforgery antiforgery, TimeProvider clock, CancellationToken ct)
+    {
+        var active = await http.User.JobAccess().Visible(db.Jobs.AsNoTracking())
+            .Where(j => j.Status == JobStatus.Queued || j.Status == JobStatus.Provisioning || j.Status == JobStatus.Running)
+            .OrderBy(j => j.CreatedAt).Take(RunnersView.MaxJobs + 1).ToListAsync(ct);
+        var ids = active.Select(j => j.Id).ToList();
+        var events = await db.JobEvents.AsNoTracking()
+            .Where(e => ids.Contains(e.JobId) && (e.Type == JobEventTypes.Provisioning || e.Type == JobEventTypes.RunnerStarted || e.Type == JobEventTypes.Waiting))
+            .OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
+        // The warm pools live in the provisioner's memory: known here when it shares the process (the all-in-one server).
+        var warm = http.RequestServices.GetService<IWarmPoolStatus>()?.Current();
+        var view = RunnersView.Of(active, events, warm, clock.GetUtcNow());
+        return Html.Page("Runners", Pages.Runners(view), Token(http, antiforgery), signedIn: true, admin: WebUiAuth.IsAdmin(http.User));
+    }
+
+    /// <summary>
+    /// Secrets (admin keys only; anyone else gets the not-found page): names, versions and policies, and the
+    /// broker's newest audit lines — who was issued or refused which secret, when. Never a value: the view the
+    /// broker hands out has none. Read in process where the broker shares it (the all-in-one server).
+    /// </summary>
+    private static async Task<IResult> SecretsPage(HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        var broker = http.RequestServices.GetService<ISecretsAdminView>();
+        var view = broker is null ? null
+            : new SecretsView(await broker.SecretsAsync(ct), await broker.RecentAuditAsync(SecretsView.AuditLines, ct));
+        return Html.Page("Secrets", Pages.Secrets(view), Token(http, antiforgery), signedIn: true, admin: true);
+    }
+
+    /// <summary>Cache (admin keys only): usage per repository and scope against the quota, the newest entries, and deletion.</summary>
+    private static async Task<IResult> CachePage(string? repository, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        var cache = http.RequestServices.GetService<ICacheAdminView>();
+        var filter = string.IsNullOrWhiteSpace(repository) ? null : repository.Trim();
+        var view = cache is null ? null
+            : new CacheAdminPage(cache.RepositoryQuotaBytes, await cache.UsageAsync(ct), await cache.EntriesAsync(filter, CacheAdminPage.MaxEntries, ct), filter);
+        return Html.Page("Cache", Pages.Cache(view, Token(http, antiforgery)), Token(http, antiforgery), signedIn: true, admin: true);
+    }
+
+    private static async Task<IResult> DeleteCacheEntry(long id, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        if (http.RequestServices.GetService<ICacheAdminView>() is not { } cache || !await cache.DeleteAsync(id, ct))
+        {
+            return Html.Page("Not found", Pages.Message("Not found", $"There is no cache entry {id}."), Token(http, antiforgery), true, StatusCodes.Status404NotFound, admin: true);
+        }
+        return Results.Redirect("/admin/cache");
+    }
+
+    /// <summary>An admin page asked by another key: it answers as a page that does not exist.</summary>
+    private static IResult NotAdmin(HttpContext http, IAntiforgery antiforgery) =>
+        Html.Page("Not found", Pages.Message("Not found", "There is no such page for this key."), Token(http, antiforgery), true, StatusCodes.Status404NotFound);
 
     /// <summary>The raw log, as the API's log endpoint serves it (the same handler, with the session's key).</summary>
     private static Task<Results<ServerSentEventsResult<string>, ContentHttpResult, ProblemHttpResult>> RawLog(
         Guid id, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobLogFollower follower, JobLogStore store, CancellationToken ct) =>
         JobsApi.GetLogs(id, follow: null, request, user, db, follower, store, ct);
+
+    /// <summary>The signed envelope, as the API's attestation endpoint serves it (to check offline with <c>eci jobs verify --file</c>).</summary>
+    private static Task<Results<Ok<DsseEnvelope>, ProblemHttpResult>> Attestation(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct) =>
+        JobsApi.GetAttestation(id, user, db, ct);
 
     /// <summary>The live log as server-sent events of HTML (colours as spans, everything else encoded), one renderer per stream.</summary>
     private static async Task<IResult> LiveLog(Guid id, HttpContext http, IntakeDbContext db, JobLogFollower follower, CancellationToken ct)
@@ -177,15 +261,4 @@ public static class WebUiEndpoints
 
     private static bool IsLocal(string url) =>
         url.StartsWith('/') && !url.StartsWith("//", StringComparison.Ordinal) && !url.StartsWith("/\\", StringComparison.Ordinal);
-
-    private static string Cursor(Job job) => $"{job.CreatedAt.UtcTicks.ToString(CultureInfo.InvariantCulture)}_{job.Id:N}";
-
-    private static (DateTimeOffset At, Guid Id)? ParseCursor(string? cursor)
-    {
-        var parts = cursor?.Split('_');
-        return parts is [var ticks, var id] && long.TryParse(ticks, NumberStyles.None, CultureInfo.InvariantCulture, out var t)
-            && t is >= 0 and <= 3155378975999999999 && Guid.TryParseExact(id, "N", out var g)
-            ? (new DateTimeOffset(t, TimeSpan.Zero), g)
-            : null;
-    }
 }

@@ -57,6 +57,24 @@ public sealed partial class WebUiSession : IDisposable
         return (root.GetProperty("id").GetGuid(), root.GetProperty("key").GetString()!);
     }
 
+    /// <summary>A job body (as <see cref="JobClient.Job"/> makes it) for another repository.</summary>
+    public static object OfRepository(object job, string repository) => With(job, ("repository", repository));
+
+    /// <summary>A job body (as <see cref="JobClient.Job"/> makes it) with some fields set or replaced.</summary>
+    public static object With(object job, params (string Field, object Value)[] fields)
+    {
+        var body = JsonSerializer.SerializeToNode(job, JsonSerializerOptions.Web)!.AsObject();
+        foreach (var (field, value) in fields) body[field] = JsonSerializer.SerializeToNode(value, JsonSerializerOptions.Web);
+        return body;
+    }
+
+    /// <summary>Creates (or replaces) a secret through the broker's admin API.</summary>
+    public static async Task PutSecretAsync(HttpClient secretsAdmin, string name, string value, string[] refs)
+    {
+        using var put = await secretsAdmin.PutAsJsonAsync($"/api/v1/admin/secrets/{name}", new { value, repositories = new[] { "acme/*" }, refs });
+        Assert.True(put.IsSuccessStatusCode, $"put secret answered {(int)put.StatusCode}: {await put.Content.ReadAsStringAsync()}");
+    }
+
     public void Dispose()
     {
         Http.Dispose();

@@ -72,7 +72,7 @@ public sealed class WebUiSessionTests(ServerFixture fx)
     {
         var repository = "webui/bound-" + Guid.NewGuid().ToString("N")[..6];
         var hidden = await fx.Intake.SubmitAsync(JobClient.Job("webui hidden", null, ("hi", "echo hidden")));
-        var mine = await fx.Intake.SubmitAsync(OfRepository(JobClient.Job("webui mine", null, ("hi", "echo mine")), repository));
+        var mine = await fx.Intake.SubmitAsync(WebUiSession.OfRepository(JobClient.Job("webui mine", null, ("hi", "echo mine")), repository));
         var (_, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], [repository]);
         var (session, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
         using var _s = session;
@@ -99,6 +99,76 @@ public sealed class WebUiSessionTests(ServerFixture fx)
     }
 
     [Fact]
+    public async Task The_secrets_page_shows_admins_names_policies_and_who_got_or_was_refused_which_secret_never_a_value()
+    {
+        var name = "WEBUI_AUDIT_" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var value = "webui-audit-" + Guid.NewGuid().ToString("N");
+        await WebUiSession.PutSecretAsync(fx.SecretsAdmin, name, value, ["refs/heads/main"]);
+        object Job(string gitRef) => WebUiSession.With(JobClient.Job("webui audit", null, ("use", "true")), ("ref", gitRef), ("secrets", new[] { name }));
+        var granted = await fx.Intake.SubmitAsync(Job("refs/heads/main"));
+        var refused = await fx.Intake.SubmitAsync(Job("refs/heads/feature/x"));
+        await fx.Intake.WaitForTerminalAsync(granted);
+        await fx.Intake.WaitForTerminalAsync(refused);
+
+        var (admin, _) = await WebUiSession.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
+        using var _a = admin;
+        Assert.Contains("href=\"/admin/secrets\"", await admin.Http.GetStringAsync("/"));
+        var page = await admin.Http.GetStringAsync("/admin/secrets");
+        Assert.Matches($"<tr data-secret=\"{name}\">.*?<td data-label=\"Version\">1</td><td data-label=\"Repositories\">acme/\\*</td><td data-label=\"Refs\">refs/heads/main</td>", page);
+        Assert.Matches($"<tr data-action=\"exchange.granted\">(?:(?!</tr>).)*/jobs/{granted}(?:(?!</tr>).)*secrets=\\[{name}\\]", page);
+        Assert.Matches($"<tr data-action=\"exchange.denied\" class=\"refused\">(?:(?!</tr>).)*{name}(?:(?!</tr>).)*/jobs/{refused}(?:(?!</tr>).)*ref-not-allowed", page);
+        Assert.DoesNotContain(value, page);
+
+        // Anyone but an admin: no link, and the page does not exist.
+        var (_, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read", "submit"], ["acme/*"]);
+        var (reader, _) = await WebUiSession.SignInAsync(fx.BaseAddress, key);
+        using var _r = reader;
+        Assert.DoesNotContain("/admin/secrets", await reader.Http.GetStringAsync("/"));
+        using var hidden = await reader.Http.GetAsync("/admin/secrets");
+        Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
+        Assert.DoesNotContain(name, await hidden.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task The_cache_page_shows_admins_usage_and_entries_and_deletes_one_only_with_the_forms_token()
+    {
+        var key = "webui-cache-" + Guid.NewGuid().ToString("N")[..8];
+        var id = await fx.Intake.SubmitAsync(WebUiSession.With(JobClient.Job("webui cache", null, ("fill", "mkdir -p deps && echo cached > deps/a")),
+            ("caches", new[] { new { key, paths = new[] { "deps" } } })));
+        Assert.Equal("succeeded", (await fx.Intake.WaitForTerminalAsync(id)).GetProperty("status").GetString());
+
+        var (admin, _) = await WebUiSession.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
+        using var _a = admin;
+        var page = await admin.Http.GetStringAsync("/admin/cache?repository=acme%2Fwidgets");
+        Assert.Matches("<tr><td data-label=\"Repository\"><a [^>]*>acme/widgets</a></td><td data-label=\"Scope\">refs/heads/main</td><td data-label=\"Entries\">[1-9]", page);
+        var entry = System.Text.RegularExpressions.Regex.Match(page, $"<tr data-entry=\"(\\d+)\"><td data-label=\"Key\"><code>{key}</code>(?:(?!</tr>).)*Committed");
+        Assert.True(entry.Success, page);
+        var path = $"/admin/cache/entries/{entry.Groups[1].Value}/delete";
+
+        // Without the form's token (a cross-site form): refused, the entry stays.
+        using (var forged = await admin.Http.PostAsync(path, new FormUrlEncodedContent([]))) Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        Assert.Contains(key, await admin.Http.GetStringAsync("/admin/cache"));
+        // Another key, even with a valid token of its own: the page does not exist for it.
+        var (_, readKey) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read", "submit"], ["acme/*"]);
+        var (reader, _) = await WebUiSession.SignInAsync(fx.BaseAddress, readKey);
+        using (reader)
+        {
+            using (var page404 = await reader.Http.GetAsync("/admin/cache")) Assert.Equal(HttpStatusCode.NotFound, page404.StatusCode);
+            var readerToken = await reader.FormTokenAsync("/");
+            using var denied = await reader.Http.PostAsync(path, new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = readerToken }));
+            Assert.Equal(HttpStatusCode.NotFound, denied.StatusCode);
+        }
+        Assert.Contains(key, await admin.Http.GetStringAsync("/admin/cache"));
+
+        var token = await admin.FormTokenAsync("/admin/cache");
+        using (var delete = await admin.Http.PostAsync(path, new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = token })))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, delete.StatusCode);
+        }
+        Assert.DoesNotContain(key, await admin.Http.GetStringAsync("/admin/cache"));
+    }
+
+    [Fact]
     public async Task Signing_out_or_revoking_the_key_ends_the_session()
     {
         var (id, key) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], ["acme/*"]);
@@ -122,12 +192,5 @@ public sealed class WebUiSessionTests(ServerFixture fx)
             Assert.Equal(HttpStatusCode.Redirect, after.StatusCode);
             Assert.Contains("/signin", after.Headers.Location!.OriginalString);
         }
-    }
-
-    private static object OfRepository(object job, string repository)
-    {
-        var body = System.Text.Json.JsonSerializer.SerializeToNode(job, System.Text.Json.JsonSerializerOptions.Web)!.AsObject();
-        body["repository"] = repository;
-        return body;
     }
 }

@@ -46,6 +46,19 @@ public sealed class WarmPoolTests(ProvisionerFixture fx)
     }
 
     [Fact]
+    public async Task The_pools_status_names_each_warm_template_its_size_and_the_sandboxes_ready()
+    {
+        await ReadyAsync();
+        // The same pool, as the all-in-one server's web UI reads it through the contract.
+        var status = fx.Host.Services.GetRequiredService<EphemeralCI.Contracts.Runner.IWarmPoolStatus>();
+        Assert.Same(Pool, status);
+        var warm = Assert.Single(status.Current(), p => p.Template == ProvisionerFixture.WarmTemplate);
+        Assert.Equal(new EphemeralCI.Contracts.Runner.WarmPoolState(ProvisionerFixture.WarmTemplate, "local", 1, 1), warm);
+        // Templates without a pool are not listed.
+        Assert.All(status.Current(), p => Assert.True(p.Target > 0));
+    }
+
+    [Fact]
     public async Task A_warm_sandbox_serves_one_job_then_is_destroyed_and_replaced_and_the_next_job_gets_a_fresh_one()
     {
         var first = await ReadyAsync();

@@ -72,4 +72,17 @@ public sealed class AnsiHtmlTests
     {
         Assert.Equal("\n&lt;b&gt;", AnsiHtml.Render($"{E}[\n<b>"));
     }
+
+    [Fact]
+    public void The_agents_step_headers_become_anchors_once_per_step_even_when_cut_between_chunks()
+    {
+        const char M = '\u001e';
+        var ansi = new AnsiHtml();
+        var html = ansi.Append($"{M}==> step 1/2: build\nok\n{M}==> st") + ansi.Append($"ep 2/2: test\nbad\n{M}==> step 2/2: test failed with exit code 3\n");
+        Assert.Equal(
+            "<span class=\"step-mark\" id=\"step-1\"></span>==&gt; step 1/2: build\nok\n<span class=\"step-mark\" id=\"step-2\"></span>==&gt; step 2/2: test\nbad\n==&gt; step 2/2: test failed with exit code 3\n",
+            html);
+        // Other agent lines are text; a step cannot print the marker, and a header without it is no anchor.
+        Assert.Equal("==&gt; secrets: A (masked in this log)\n==&gt; step 9/9: forged\n", AnsiHtml.Render($"{M}==> secrets: A (masked in this log)\n==> step 9/9: forged\n"));
+    }
 }

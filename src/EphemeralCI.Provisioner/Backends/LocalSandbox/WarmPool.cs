@@ -1,3 +1,5 @@
+using EphemeralCI.Contracts.Jobs;
+using EphemeralCI.Contracts.Runner;
 using EphemeralCI.RunnerTemplates;
 using System.Runtime.Versioning;
 using Microsoft.Extensions.Hosting;
@@ -15,21 +17,29 @@ namespace EphemeralCI.Provisioner.Backends.LocalSandbox;
 /// it does not count against concurrency limits. Off by default (N = 0).
 /// </summary>
 [UnsupportedOSPlatform("windows")]
-public sealed class WarmPool(RunnerTemplateCatalog templates, LocalSandboxBackend backend, ILogger<WarmPool> logger) : BackgroundService
+public sealed class WarmPool(RunnerTemplateCatalog templates, LocalSandboxBackend backend, ILogger<WarmPool> logger) : BackgroundService, IWarmPoolStatus
 {
     private static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(5);
 
     /// <summary>The warm sandboxes waiting for a job of this template (ids), oldest first.</summary>
     public IReadOnlyList<Guid> Ready(string template) => backend.Warm.Ready(template);
 
+    /// <summary>Every template of this backend with a warm pool, its size and how many sandboxes wait now.</summary>
+    public IReadOnlyList<WarmPoolState> Current() =>
+        [.. Pools().Select(p => new WarmPoolState(p.Name, backend.Name, p.Template.WarmPool, backend.Warm.Count(p.Name)))];
+
+    private List<(string Name, RunnerTemplateDefinition Template)> Pools() =>
+        [.. templates.Names
+            .Select(name => (Name: name, Template: templates.TryGet(name, out var t) ? t : null))
+            .Where(p => p.Template is { WarmPool: > 0 } && string.Equals(p.Template.Backend, backend.Name, StringComparison.OrdinalIgnoreCase))
+            .Select(p => (p.Name, p.Template!))
+            .OrderBy(p => p.Name, StringComparer.Ordinal)];
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // A background pass is not a job's work: no root trace of its own (the Aspire dashboard drowned in them).
         using var quiet = SuppressInstrumentationScope.Begin();
-        var pools = templates.Names
-            .Select(name => (Name: name, Template: templates.TryGet(name, out var t) ? t : null))
-            .Where(p => p.Template is { WarmPool: > 0 } && string.Equals(p.Template.Backend, backend.Name, StringComparison.OrdinalIgnoreCase))
-            .ToList();
+        var pools = Pools();
         if (pools.Count == 0) return;
         if (backend.MissingPrerequisite() is { } missing)
         {
@@ -48,7 +58,7 @@ public sealed class WarmPool(RunnerTemplateCatalog templates, LocalSandboxBacken
                     {
                         if (warm.Remove(name, dead)) await DiscardAsync(dead);
                     }
-                    while (warm.Count(name) < template!.WarmPool && !stoppingToken.IsCancellationRequested)
+                    while (warm.Count(name) < template.WarmPool && !stoppingToken.IsCancellationRequested)
                     {
                         try
                         {
