@@ -38,7 +38,7 @@ public sealed class SessionSpecTests
     {
         Assert.Empty(JobSpecValidator.ValidateCommand(new StepSpec { Run = "make" }));
         Assert.Equal(["run"], JobSpecValidator.ValidateCommand(new StepSpec { Run = " " }).Keys);
-        Assert.Contains("env", JobSpecValidator.ValidateCommand(new StepSpec { Run = "x", Env = new Dictionary<string, string> { ["1BAD"] = "" } }).Keys);
+        Assert.Contains("env.1BAD", JobSpecValidator.ValidateCommand(new StepSpec { Run = "x", Env = new Dictionary<string, string> { ["1BAD"] = "" } }).Keys);
     }
 
     [Fact]
