@@ -23,7 +23,7 @@ namespace EphemeralCI.Benchmarks;
 public sealed class SoakBenchmark : IBenchmark
 {
     public string Name => "soak";
-    private const string AdminKey = "eci_soak_bootstrap_admin_key_0123456789abcdefghijklmnopq";
+    internal const string AdminKey = "eci_soak_bootstrap_admin_key_0123456789abcdefghijklmnopq";
 
     private sealed record Sample(DateTimeOffset FinishedAt, string Outcome, double StartMs, double TeardownMs, bool Long);
 
@@ -189,7 +189,7 @@ public sealed class SoakBenchmark : IBenchmark
     private static string ServerDll =>
         typeof(SoakBenchmark).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "EphemeralCIServerDll").Value!;
 
-    private static Process StartServer(Uri address, string dataDir, int limit)
+    internal static Process StartServer(Uri address, string dataDir, int limit)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -218,7 +218,7 @@ public sealed class SoakBenchmark : IBenchmark
         return process;
     }
 
-    private static async Task WaitHealthyAsync(HttpClient http, Process server)
+    internal static async Task WaitHealthyAsync(HttpClient http, Process server)
     {
         for (var i = 0; i < 480; i++)
         {
