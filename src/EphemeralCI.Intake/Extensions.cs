@@ -69,6 +69,7 @@ public static class IntakeExtensions
         services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();
         services.AddScoped<JobLogFollower>();
+        services.AddScoped<SessionCommandFollower>();
 
         // Each finished job's signed attestation (docs/attestation.md): signed by the secrets broker, in
         // process when the host composes it (the all-in-one server registered its signer first), else over HTTP.
@@ -109,6 +110,7 @@ public static class IntakeExtensions
     public static IEndpointRouteBuilder MapIntake(this IEndpointRouteBuilder app)
     {
         app.MapJobsApi();
+        app.MapSessionsApi();
         app.MapApiKeysApi();
         app.MapRunnerApi();
         app.MapWebUi();

@@ -13,6 +13,7 @@ namespace EphemeralCI.RunnerAgent;
 [JsonSerializable(typeof(RunnerStepEvent))]
 [JsonSerializable(typeof(RunnerCacheEvent))]
 [JsonSerializable(typeof(RunnerCompletion))]
+[JsonSerializable(typeof(RunnerCommands))]
 [JsonSerializable(typeof(SecretsExchangeRequest))]
 [JsonSerializable(typeof(SecretsExchangeResponse))]
 internal sealed partial class AgentJson : JsonSerializerContext;

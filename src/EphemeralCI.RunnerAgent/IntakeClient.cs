@@ -117,6 +117,15 @@ public sealed class IntakeClient : IDisposable
         return true;
     }, ct);
 
+    /// <summary>A session's commands from <paramref name="from"/> on, waiting up to <paramref name="wait"/> for one to come.</summary>
+    public Task<RunnerCommands> GetCommandsAsync(int from, TimeSpan wait, CancellationToken ct) => RetryAsync(async c =>
+    {
+        var seconds = (int)Math.Clamp(Math.Ceiling(wait.TotalSeconds), 0, 25);
+        using var response = await _http.GetAsync($"{RunnerApiRoutes.Commands}?from={from}&waitSeconds={seconds}", c);
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerCommands, c)) ?? throw new InvalidDataException("empty commands");
+    }, ct);
+
     public Task CompleteAsync(RunnerCompletion completion, CancellationToken ct) => RetryAsync(async c =>
     {
         using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, AgentJson.Default.RunnerCompletion, c);

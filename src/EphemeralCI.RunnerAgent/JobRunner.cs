@@ -58,31 +58,31 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         await using var stepCacheEndpoint = await StartStepCacheAsync(log, ct);
         int? failedStep = null;
         var exitCode = 0;
-        for (var i = 0; i < steps.Count; i++)
+        var session = job.Spec.Session;
+        await foreach (var (i, step) in StepsAsync(job, log, ct))
         {
-            var step = steps[i];
-            var name = string.IsNullOrWhiteSpace(step.Name) ? $"step {i + 1}" : step.Name;
+            var name = string.IsNullOrWhiteSpace(step.Name) ? (session is null ? $"step {i + 1}" : $"command {i + 1}") : step.Name;
+            var which = session is null ? $"step {i + 1}/{steps.Count}" : $"command {i + 1}";
             await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepStarted, i, name, null, DateTimeOffset.UtcNow), ct);
-            await log.WriteAgentLineAsync($"==> step {i + 1}/{steps.Count}: {name}", ct);
+            await log.WriteAgentLineAsync($"==> {which}: {name}", ct);
 
             exitCode = await RunStepAsync(job, step, log, ct);
             await log.FlushAsync(ct);
-            if (exitCode != 0) await log.WriteAgentLineAsync($"==> step {i + 1}/{steps.Count}: {name} failed with exit code {exitCode}", ct);
+            if (exitCode != 0) await log.WriteAgentLineAsync($"==> {which}: {name} failed with exit code {exitCode}", ct);
             await log.FlushAsync(ct);
             await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepFinished, i, name, exitCode, DateTimeOffset.UtcNow), ct);
-            if (exitCode != 0)
-            {
-                failedStep = i;
-                break;
-            }
+            // A session goes on after a failed command (like a shell); its result is its last command's.
+            failedStep = exitCode != 0 ? i : session is null ? failedStep : null;
+            if (exitCode != 0 && session is null) break;
         }
 
         // Steps are over: nothing left in the runner may use the job's cache credentials.
         if (stepCacheEndpoint is not null) await stepCacheEndpoint.DisposeAsync();
         _stepCacheVariables = new Dictionary<string, string>();
 
-        // Only a successful job's files are worth keeping; a failed one may have half-written them.
-        if (failedStep is null && cacheSpecs.Count > 0 && caches is not null)
+        // Only a successful job's files are worth keeping; a failed one may have half-written them. A session's tree is
+        // whatever its commands made by hand: caches are restored into it but never saved from it.
+        if (failedStep is null && session is null && cacheSpecs.Count > 0 && caches is not null)
         {
             foreach (var outcome in await caches.SaveAsync(cacheSpecs, ct)) await ReportAsync(outcome, log, ct);
         }
@@ -90,6 +90,40 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
 
         await intake.CompleteAsync(new RunnerCompletion(failedStep is null, exitCode, failedStep), ct);
         return 0;
+    }
+
+    /// <summary>
+    /// A job's steps, or a session's commands as they arrive: the session ends once no command has come for its idle timeout
+    /// (a deleted or timed-out session's runner is destroyed by the provisioner, this loop with it).
+    /// </summary>
+    private async IAsyncEnumerable<(int Index, StepSpec Step)> StepsAsync(RunnerJob job, MaskingLog log, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        if (job.Spec.Session is not { } session)
+        {
+            var steps = job.Spec.Steps ?? [];
+            for (var i = 0; i < steps.Count; i++) yield return (i, steps[i]);
+            yield break;
+        }
+        var idle = TimeSpan.FromSeconds(session.IdleTimeoutSeconds ?? SessionSpec.DefaultIdleTimeoutSeconds);
+        var next = 0;
+        var idleSince = DateTimeOffset.UtcNow;
+        await log.WriteAgentLineAsync($"==> session ready: waiting for commands (idle timeout {idle.TotalSeconds:0} s)", ct);
+        await log.FlushAsync(ct);
+        while (true)
+        {
+            var left = idleSince + idle - DateTimeOffset.UtcNow;
+            if (left <= TimeSpan.Zero)
+            {
+                await log.WriteAgentLineAsync($"==> session idle for {idle.TotalSeconds:0} s: ending it", ct);
+                yield break;
+            }
+            var batch = await intake.GetCommandsAsync(next, left, ct);
+            foreach (var command in batch.Commands)
+            {
+                yield return (next++, command);
+                idleSince = DateTimeOffset.UtcNow;
+            }
+        }
     }
 
     /// <summary>The steps' cache endpoint; a runner whose endpoint cannot start runs its steps without one.</summary>

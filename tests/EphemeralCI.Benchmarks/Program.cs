@@ -4,7 +4,7 @@ using EphemeralCI.Benchmarks;
 // in the same run (same machine, same load), and replaces only its own section of docs/benchmarks.md.
 IBenchmark[] benchmarks = OperatingSystem.IsWindows()
     ? [new SecretsExchangeBenchmark(), new CacheBenchmark(), new CacheJobBenchmark()]
-    : [new SecretsExchangeBenchmark(), new RunnerStartBenchmark(), new CacheBenchmark(), new CacheJobBenchmark(), new CcacheJobBenchmark(), new SoakBenchmark(), new CheckoutBenchmark(), new WebUiBenchmark(), new GitHubActionsBenchmark()];
+    : [new SecretsExchangeBenchmark(), new RunnerStartBenchmark(), new CacheBenchmark(), new CacheJobBenchmark(), new CcacheJobBenchmark(), new SoakBenchmark(), new CheckoutBenchmark(), new WebUiBenchmark(), new GitHubActionsBenchmark(), new SessionBenchmark()];
 
 var name = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
 var benchmark = benchmarks.FirstOrDefault(b => b.Name == name);

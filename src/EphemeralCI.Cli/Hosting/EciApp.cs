@@ -46,6 +46,15 @@ public static class EciApp
                     .WithExample("jobs", "verify", "--file", "envelope.json", "--jwks", "jwks.json");
             });
 
+            config.AddBranch("gitlab", gitlab =>
+            {
+                gitlab.SetDescription("GitLab custom executor driver: set as config_exec, prepare_exec, run_exec and cleanup_exec (docs/gitlab.md)");
+                gitlab.AddCommand<GitLabConfigCommand>("config").WithDescription("Print the driver's configuration JSON for gitlab-runner");
+                gitlab.AddCommand<GitLabPrepareCommand>("prepare").WithDescription("Open the job's session (a fresh runner) from its CUSTOM_ENV_* variables");
+                gitlab.AddCommand<GitLabRunCommand>("run").WithDescription("Run one stage's generated script in the job's session");
+                gitlab.AddCommand<GitLabCleanupCommand>("cleanup").WithDescription("Delete the job's session; its runner is destroyed");
+            });
+
             config.AddBranch("keys", keys =>
             {
                 keys.SetDescription("Manage API keys (needs an admin key)");

@@ -25,6 +25,24 @@ public sealed record JobSpec
     public CheckoutSpec? Checkout { get; init; }
     /// <summary>What to do when the job's runner is lost (not when its steps fail). See <see cref="RetrySpec"/>.</summary>
     public RetrySpec? Retry { get; init; }
+    /// <summary>Set only on a session (<c>POST /api/v1/sessions</c>): a held runner whose steps arrive one at a time as commands.</summary>
+    public SessionSpec? Session { get; init; }
+}
+
+/// <summary>
+/// A held runner: the job's steps are the session's commands, appended while it runs. The runner ends when the
+/// session is deleted (cancelled), its <see cref="JobSpec.TimeoutSeconds"/> passes, or no command arrives for
+/// <see cref="IdleTimeoutSeconds"/>.
+/// </summary>
+public sealed record SessionSpec
+{
+    public const int DefaultIdleTimeoutSeconds = 600;
+    public const int MinIdleTimeoutSeconds = 5;
+    public const int MaxIdleTimeoutSeconds = 3600;
+    /// <summary>Commands one session may run (the spec holds them all).</summary>
+    public const int MaxCommands = 500;
+
+    public int? IdleTimeoutSeconds { get; init; }
 }
 
 /// <summary>

@@ -18,6 +18,8 @@ public static class RunnerApiRoutes
     public const string Events = "/api/v1/runner/events";
     public const string CacheEvents = "/api/v1/runner/cache-events";
     public const string Complete = "/api/v1/runner/complete";
+    /// <summary>A session's commands from index <c>?from=</c> on (long-polls while there are none).</summary>
+    public const string Commands = "/api/v1/runner/commands";
 }
 
 public static class RunnerApiHeaders
@@ -41,6 +43,9 @@ public sealed record RunnerStepEvent(string Type, int StepIndex, string StepName
 /// <param name="Sha256">The archive's SHA-256 (hex) restored or saved; null on a miss or from older agents.</param>
 /// <param name="Scope">The ref whose entries a hit was restored from (the job's own or its default branch's), as the cache said; null otherwise.</param>
 public sealed record RunnerCacheEvent(string Operation, string Key, string Result, string? MatchedKey, long Bytes, long DurationMs, string? Error, DateTimeOffset At, string? Sha256 = null, string? Scope = null);
+
+/// <summary>A session's commands from <paramref name="From"/> on; empty when none arrived within the long poll.</summary>
+public sealed record RunnerCommands(int From, IReadOnlyList<StepSpec> Commands);
 
 public sealed record RunnerCompletion(bool Succeeded, int ExitCode, int? FailedStepIndex);
 

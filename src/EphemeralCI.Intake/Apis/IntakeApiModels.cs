@@ -77,3 +77,35 @@ public sealed record ApiKeySummary(
 public sealed record CreatedApiKey(
     Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, string Key,
     IReadOnlyList<string> Repositories, IReadOnlyList<string> Refs, IReadOnlyList<string> Templates, IReadOnlyList<string> Environments);
+
+public sealed record SessionLinks(string Self, string Commands, string Logs, string Events)
+{
+    public static SessionLinks For(Guid id) => new(
+        $"/api/v1/sessions/{id}", $"/api/v1/sessions/{id}/commands", $"/api/v1/jobs/{id}/logs", $"/api/v1/jobs/{id}/events");
+}
+
+/// <summary>A session is a job (its id is the job's: its log, timeline and attestation are under /api/v1/jobs/{id}).</summary>
+public sealed record SessionSummary(
+    Guid Id,
+    string Repository,
+    string Ref,
+    string CommitSha,
+    string RunnerTemplate,
+    [property: JsonConverter(typeof(SnakeCaseJobStatusConverter))] JobStatus Status,
+    string? StatusReason,
+    int? ExitCode,
+    int TimeoutSeconds,
+    int IdleTimeoutSeconds,
+    int Commands,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt,
+    SessionLinks Links)
+{
+    public static SessionSummary From(Job j)
+    {
+        var spec = j.ParsedSpec();
+        return new(j.Id, j.Repository, j.Ref, j.CommitSha, j.RunnerTemplate, j.Status, j.StatusReason, j.ExitCode, j.TimeoutSeconds,
+            spec.Session?.IdleTimeoutSeconds ?? SessionSpec.DefaultIdleTimeoutSeconds, spec.Steps?.Count ?? 0, j.CreatedAt, j.StartedAt, j.FinishedAt, SessionLinks.For(j.Id));
+    }
+}

@@ -110,29 +110,51 @@ public static class JobsApi
 
         var body = await RequestBody.ReadJsonAsync<JobSpec>(request, MaxBodyBytes, ct);
         if (body.Problem is { } problem) return problem;
+        if (body.Value!.Session is not null)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["session"] = ["is for sessions: open one with POST /api/v1/sessions"] },
+                title: "The job spec is not valid");
+        }
+        var submitted = await SubmitSpecAsync(body.Value, idempotencyKey, user, templates, submissions, ct);
+        if (submitted.Invalid is { } invalid) return invalid;
+        if (submitted.Refused is { } refused) return refused;
+        var job = submitted.Job!;
+        return TypedResults.Accepted($"/api/v1/jobs/{job.Id}", new JobAccepted(job.Id, job.Status, JobLinks.For(job.Id)));
+    }
+
+    /// <summary>
+    /// The one way a spec becomes a job (jobs and sessions alike): the verified identity filled in, validated,
+    /// checked against what the credential may claim, then stored with its outbox message.
+    /// </summary>
+    internal static async Task<Submission> SubmitSpecAsync(
+        JobSpec body, string? idempotencyKey, ClaimsPrincipal user, RunnerTemplateCatalog templates, JobSubmissionService submissions, CancellationToken ct)
+    {
         var access = user.JobAccess();
         // A federated token vouches for repository, ref and commit: the body may leave them out.
-        var spec = access.WithVerifiedIdentity(body.Value!);
+        var spec = access.WithVerifiedIdentity(body);
 
         var template = templates.Find(spec.RunnerTemplate);
         var errors = JobSpecValidator.Validate(spec, template);
-        if (errors.Count > 0) return TypedResults.ValidationProblem(errors, title: "The job spec is not valid");
+        if (errors.Count > 0) return new(null, TypedResults.ValidationProblem(errors, title: "The job spec is not valid"), null);
         // Before anything is stored, and before the template's existence is told to a caller who may not use it.
-        if (access.CheckSubmission(spec) is { } refusal) return Problems.ForbiddenField(refusal.Field, refusal.Detail);
+        if (access.CheckSubmission(spec) is { } refusal) return new(null, null, Problems.ForbiddenField(refusal.Field, refusal.Detail));
         if (template is null)
         {
-            return Problems.UnprocessableField("runnerTemplate", "Unknown runner template",
-                $"runnerTemplate '{spec.RunnerTemplate}' is not defined; known templates: {string.Join(", ", templates.Names.Order())}");
+            return new(null, null, Problems.UnprocessableField("runnerTemplate", "Unknown runner template",
+                $"runnerTemplate '{spec.RunnerTemplate}' is not defined; known templates: {string.Join(", ", templates.Names.Order())}"));
         }
 
         var (outcome, job) = await submissions.SubmitAsync(spec, template, new JobSubmitter(access.ApiKeyId, access.SubmittedBy), idempotencyKey, ct);
         if (outcome == SubmissionOutcome.KeyReused)
         {
-            return Problems.UnprocessableField("Idempotency-Key", "Idempotency-Key reused",
-                "This Idempotency-Key was already used with a different job spec; use a new key for a new job.");
+            return new(null, null, Problems.UnprocessableField("Idempotency-Key", "Idempotency-Key reused",
+                "This Idempotency-Key was already used with a different job spec; use a new key for a new job."));
         }
-        return TypedResults.Accepted($"/api/v1/jobs/{job.Id}", new JobAccepted(job.Id, job.Status, JobLinks.For(job.Id)));
+        return new(job, null, null);
     }
+
+    /// <summary>A stored job, or why not: a spec that is not valid, or a refusal.</summary>
+    internal sealed record Submission(Job? Job, ValidationProblem? Invalid, ProblemHttpResult? Refused);
 
     public static async Task<Results<Ok<JobPage>, ValidationProblem>> ListJobs(
         [AsParameters] ListJobsQuery query, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)

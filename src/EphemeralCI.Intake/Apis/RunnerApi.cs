@@ -59,6 +59,11 @@ public static class RunnerApi
             .WithSummary("Record a cache restored or saved: hit or miss, size, duration")
             .Accepts<RunnerCacheEvent>("application/json");
 
+        reports.MapGet(RunnerApiRoutes.Commands, GetCommands)
+            .WithName("RunnerGetCommands")
+            .WithSummary("A session's commands from index ?from= on")
+            .WithDescription("Long-polls up to ?waitSeconds= (0 to 25) while there are none; an empty list when none came. 409 once the session has ended.");
+
         reports.MapPost(RunnerApiRoutes.Complete, Complete)
             .WithName("RunnerComplete")
             .WithSummary("Report the job's result")
@@ -213,6 +218,44 @@ public static class RunnerApi
             JobUpdateOutcome.Unchanged => Finished(job!),
             _ => TypedResults.NoContent(),
         };
+    }
+
+    public const int MaxCommandWaitSeconds = 25;
+
+    public static async Task<Results<Ok<RunnerCommands>, ValidationProblem, ProblemHttpResult>> GetCommands(
+        [FromQuery] string? from, [FromQuery] string? waitSeconds, ClaimsPrincipal runner, IntakeDbContext db, IJobLiveNotifier notifier, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (!int.TryParse(from, out var first) || first < 0) errors["from"] = ["must be a command index (a whole number ≥ 0)"];
+        var wait = 0;
+        if (waitSeconds is not null && (!int.TryParse(waitSeconds, out wait) || wait is < 0 or > MaxCommandWaitSeconds))
+            errors["waitSeconds"] = [$"must be 0 to {MaxCommandWaitSeconds}"];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var jobId = runner.JobId()!.Value;
+        var attempt = runner.JobAttempt();
+        var until = DateTimeOffset.UtcNow.AddSeconds(wait);
+        await using var wakeup = await notifier.SubscribeAsync(jobId);
+        while (true)
+        {
+            var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == jobId, ct);
+            if (job is null) return Problems.JobNotFound(jobId);
+            if (job.Status.IsTerminal()) return Finished(job);
+            if (job.Attempt != attempt) return AttemptOver(job);
+            var spec = job.ParsedSpec();
+            if (spec.Session is null) return Problems.Conflict("Not a session", "This job's steps are all in its spec.");
+            var steps = spec.Steps ?? [];
+            var left = until - DateTimeOffset.UtcNow;
+            if (steps.Count > first || left <= TimeSpan.Zero) return TypedResults.Ok(new RunnerCommands(first, steps.Skip(first).ToList()));
+            try
+            {
+                await wakeup.WaitAsync(left < JobLogFollower.PollInterval ? left : JobLogFollower.PollInterval, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                return TypedResults.Ok(new RunnerCommands(first, []));
+            }
+        }
     }
 
     private sealed record ProvisioningData(string? Backend);

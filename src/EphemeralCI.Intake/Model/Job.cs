@@ -104,6 +104,22 @@ public sealed class Job
         Status = JobStatus.Queued;
     }
 
+    /// <summary>The spec as the runner gets it.</summary>
+    public JobSpec ParsedSpec() => System.Text.Json.JsonSerializer.Deserialize<JobSpec>(Spec, System.Text.Json.JsonSerializerOptions.Web)!;
+
+    /// <summary>
+    /// A session's next command becomes its next step. Refused (false) unless this is a session that has not finished,
+    /// has exactly <paramref name="expectedCount"/> commands (so two racing commands cannot both be appended) and room for one more.
+    /// </summary>
+    public bool AppendSessionCommand(StepSpec command, int expectedCount)
+    {
+        var spec = ParsedSpec();
+        var steps = spec.Steps ?? [];
+        if (spec.Session is null || Status.IsTerminal() || steps.Count != expectedCount || steps.Count >= SessionSpec.MaxCommands) return false;
+        Spec = System.Text.Json.JsonSerializer.Serialize(spec with { Steps = [.. steps, command] }, System.Text.Json.JsonSerializerOptions.Web);
+        return true;
+    }
+
     /// <summary>The message that asks the provisioner for this attempt's runner.</summary>
     public RunJob RunJobMessage(DateTimeOffset queuedAt) =>
         new(Id, RunnerTemplate, Repository, Ref, TimeoutSeconds, queuedAt, CommitSha, Environment, Attempt);

@@ -92,6 +92,7 @@ public sealed class JobSubmissionService(IntakeDbContext db, TimeProvider clock)
     {
         CommitSha = spec.CommitSha?.ToLowerInvariant(),
         TimeoutSeconds = spec.TimeoutSeconds ?? template.DefaultTimeoutSeconds,
+        Session = spec.Session is null ? null : spec.Session with { IdleTimeoutSeconds = spec.Session.IdleTimeoutSeconds ?? SessionSpec.DefaultIdleTimeoutSeconds },
     };
 
     // A federated submitter has no key id: its retries are recognised by who it is (not enforced by the

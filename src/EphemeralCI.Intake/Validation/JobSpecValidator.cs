@@ -81,7 +81,8 @@ public static partial class JobSpecValidator
             errors.Add("environment", $"must be 1 to {MaxEnvironmentLength} letters, digits, '.', '_' or '-' (starting and ending with a letter or digit)");
         }
 
-        ValidateSteps(spec.Steps, errors);
+        if (spec.Session is null) ValidateSteps(spec.Steps, errors);
+        else ValidateSession(spec, errors);
         ValidateEnv("env", spec.Env, errors);
 
         if (spec.TimeoutSeconds is { } timeout)
@@ -127,6 +128,24 @@ public static partial class JobSpecValidator
         {
             errors.Add("ref", "is not a valid git ref name");
         }
+    }
+
+    // A session's steps are its commands, appended one at a time (each checked like a step when it arrives).
+    private static void ValidateSession(JobSpec spec, Errors errors)
+    {
+        if (spec.Steps is { Count: > 0 }) errors.Add("steps", "must be empty for a session: send each command to /api/v1/sessions/{id}/commands");
+        if (spec.Session!.IdleTimeoutSeconds is { } idle && idle is < SessionSpec.MinIdleTimeoutSeconds or > SessionSpec.MaxIdleTimeoutSeconds)
+            errors.Add("session.idleTimeoutSeconds", $"must be {SessionSpec.MinIdleTimeoutSeconds} to {SessionSpec.MaxIdleTimeoutSeconds} seconds");
+        // A new runner would not have the state the earlier commands left: a lost session's runner ends it.
+        if (spec.Retry?.Infrastructure is > 0) errors.Add("retry.infrastructure", "must be 0 for a session (a new runner would not hold its state)");
+    }
+
+    /// <summary>Errors of one command sent to a session, named like the command's fields (<c>run</c>, <c>env</c>).</summary>
+    public static Dictionary<string, string[]> ValidateCommand(StepSpec command)
+    {
+        var errors = new Errors();
+        ValidateSteps([command], errors);
+        return errors.ToDictionary().ToDictionary(e => e.Key.Replace("steps[0].", "", StringComparison.Ordinal), e => e.Value);
     }
 
     private static void ValidateSteps(IReadOnlyList<StepSpec>? steps, Errors errors)

@@ -24,6 +24,8 @@ public static partial class RelayRoutes
         new("POST", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.Events)),
         new("POST", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.CacheEvents)),
         new("POST", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.Complete)),
+        // A session's agent asks for its next command (only a session's job answers it).
+        new("GET", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.Commands)),
     ];
 
     private static readonly IReadOnlyList<Route> Secrets = [new("POST", Exact("/api/v1/secrets/exchange"))];
