@@ -99,7 +99,7 @@ public sealed class GitHubActionsBenchmark : IBenchmark
         {
             if (answer.StatusCode != HttpStatusCode.Accepted) throw new InvalidOperationException($"webhook answered {(int)answer.StatusCode}");
         }
-        var id = await WaitForJobAsync(http, $"GitHub Actions job {job.Id} ");
+        var id = await WaitForJobAsync(http, $"GitHub Actions runner for workflow job {job.Id} ");
         return (await StepStartedAsync(http, id) - sent).TotalMilliseconds;
     }
 

@@ -17,6 +17,15 @@ public sealed class RunnerLauncher(
     /// <summary>The step's environment variable that carries the JIT config.</summary>
     public const string JitVariable = "GITHUB_JIT_CONFIG";
 
+    /// <summary>
+    /// The ref every runner job carries. GitHub hands a JIT runner any queued job of its repository (or, for an organisation
+    /// runner, of its runner group) whose labels it has — not necessarily the workflow job it was registered for — so the
+    /// branch of that workflow job is not something anyone vouches for about the work the runner will do. A ref no branch
+    /// has keeps branch-bound broker secrets and the branch's cache scope (a feature branch writing into main's) out of reach;
+    /// the Actions runner gets the workflow's own secrets from GitHub.
+    /// </summary>
+    public const string RunnerRef = "refs/eci/github-actions-runner";
+
     public async Task HandleAsync(long workflowJobId, CancellationToken ct)
     {
         var (_, row) = await rows.UpdateAsync(workflowJobId, _ => false, ct);
@@ -71,14 +80,15 @@ public sealed class RunnerLauncher(
     }
 
     /// <summary>
-    /// The one-step job. Its identity is the workflow job's (vouched for by GitHub's signed webhook or GitHub's API);
+    /// The one-step job. Its repository and commit are the workflow job's it was launched for (vouched for by GitHub's
+    /// signed webhook or GitHub's API); its ref is <see cref="RunnerRef"/>, not that job's branch (see there);
     /// the JIT config is in the step's environment only, never in its script, name or the job's summary.
     /// </summary>
     internal static JobSpec RunnerJobSpec(WorkflowJobRunner row, GitHubRunnerTemplate template, string jitConfig) => new()
     {
-        Name = $"GitHub Actions job {row.Id} (run {row.RunId})",
+        Name = $"GitHub Actions runner for workflow job {row.Id} (run {row.RunId}, {row.Ref})",
         Repository = row.Repository,
-        Ref = row.Ref,
+        Ref = RunnerRef,
         CommitSha = row.CommitSha,
         RunnerTemplate = template.RunnerTemplate,
         TimeoutSeconds = template.TimeoutSeconds,

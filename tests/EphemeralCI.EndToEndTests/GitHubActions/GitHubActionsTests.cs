@@ -105,7 +105,9 @@ public sealed class GitHubActionsTests(GitHubActionsServerFixture fx) : IClassFi
 
             var eciJob = await FindJobAsync(job.Id);
             Assert.Equal("succeeded", eciJob.GetProperty("status").GetString());
-            Assert.Equal($"refs/heads/{job.HeadBranch}", eciJob.GetProperty("ref").GetString());
+            // Not the workflow job's branch: GitHub may hand the runner another queued job with its labels.
+            Assert.Equal("refs/eci/github-actions-runner", eciJob.GetProperty("ref").GetString());
+            Assert.Contains($"refs/heads/{job.HeadBranch}", eciJob.GetProperty("name").GetString());
             Assert.Equal(job.HeadSha, eciJob.GetProperty("commitSha").GetString());
             Assert.Equal($"github-app:{github.AppId}", eciJob.GetProperty("submittedBy").GetString());
             var id = eciJob.GetProperty("id").GetGuid();
@@ -183,7 +185,7 @@ public sealed class GitHubActionsTests(GitHubActionsServerFixture fx) : IClassFi
     {
         var page = await fx.Intake.GetFromJsonAsync<JsonElement>($"/api/v1/jobs?repository={GitHubActionsServerFixture.Repository}&pageSize=100");
         return page.GetProperty("items").EnumerateArray()
-            .Where(j => j.GetProperty("name").GetString()?.StartsWith($"GitHub Actions job {workflowJobId} ", StringComparison.Ordinal) == true).ToList();
+            .Where(j => j.GetProperty("name").GetString()?.StartsWith($"GitHub Actions runner for workflow job {workflowJobId} ", StringComparison.Ordinal) == true).ToList();
     }
 
     private async Task<JsonElement> FindJobAsync(long workflowJobId)

@@ -75,6 +75,6 @@ public sealed class WorkflowJobRunnerTests
         Assert.Equal("JIT-VALUE", step.Env!["GITHUB_JIT_CONFIG"]);
         Assert.Equal(["GITHUB_JIT_CONFIG"], spec.MaskedEnv);
         Assert.DoesNotContain("JIT-VALUE", step.Run + step.Name + spec.Name + string.Join(",", spec.Env?.Values ?? []));
-        Assert.Equal(("acme/widgets", "refs/heads/main", "abc", "gha", false), (spec.Repository, spec.Ref, spec.CommitSha, spec.RunnerTemplate, spec.Checkout!.Enabled));
+        Assert.Equal(("acme/widgets", RunnerLauncher.RunnerRef, "abc", "gha", false), (spec.Repository, spec.Ref, spec.CommitSha, spec.RunnerTemplate, spec.Checkout!.Enabled));
     }
 }
