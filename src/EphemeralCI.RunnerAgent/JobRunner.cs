@@ -204,10 +204,6 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         }
     }
 
-    /// <summary>
-    /// HOME, PATH, CI, RUNNER_TEMP, the job id, the cache endpoint's variables, then the job's env, then the step's, then the job's secrets
-    /// by name (later wins). Never the token: <c>ACTIONS_RUNTIME_TOKEN</c> is a placeholder the endpoint replaces.
-    /// </summary>
     /// <summary>The values of the variables the spec names in <c>maskedEnv</c>, wherever they are set.</summary>
     internal static IEnumerable<string> MaskedEnvValues(JobSpec spec)
     {
@@ -216,6 +212,10 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         return all.Where(kv => names.Contains(kv.Key, StringComparer.Ordinal) && kv.Value.Length > 0).Select(kv => kv.Value);
     }
 
+    /// <summary>
+    /// HOME, PATH, CI, RUNNER_TEMP, the job id, the cache endpoint's variables, then the job's env, then the step's, then the job's secrets
+    /// by name (later wins). Never the token: <c>ACTIONS_RUNTIME_TOKEN</c> is a placeholder the endpoint replaces.
+    /// </summary>
     public IReadOnlyDictionary<string, string> StepEnvironment(RunnerJob job, StepSpec step)
     {
         var vars = new Dictionary<string, string>(StringComparer.Ordinal)
