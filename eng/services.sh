@@ -81,10 +81,12 @@ start_postgres() {
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$home"
     as_pg "$PG_BIN/initdb -D '$home/data' -U postgres --auth=scram-sha-256 --pwfile='$home/password' -E UTF8 --no-locale >'$home/init.log' 2>&1"
   fi
+  # Every test fixture has its own database and connection pool, and the suite keeps many alive at once (300 ran out
+  # once the GitHub adapter and web UI tests came: "53300 too many clients"); 1000 costs little memory.
   # Tests trade durability for speed; ECI_DURABLE=1 (eng/run.sh) keeps Postgres' defaults, so a crash loses no commit.
   local speed="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   [ "${ECI_DURABLE:-}" = 1 ] && speed=""
-  as_pg "$PG_BIN/pg_ctl -D '$home/data' -l '$home/postgres.log' -w -o \"-p $PG_PORT -k '$home' -c listen_addresses=127.0.0.1 -c max_connections=300 $speed\" start" >&2
+  as_pg "$PG_BIN/pg_ctl -D '$home/data' -l '$home/postgres.log' -w -o \"-p $PG_PORT -k '$home' -c listen_addresses=127.0.0.1 -c max_connections=1000 $speed\" start" >&2
   wait_port postgres "$PG_PORT" 30
 }
 
