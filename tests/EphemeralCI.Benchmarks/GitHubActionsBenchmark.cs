@@ -39,7 +39,7 @@ public sealed class GitHubActionsBenchmark : IBenchmark
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
         try
         {
-            await WaitHealthyAsync(http, server);
+            await ServerProcess.WaitHealthyAsync(http, server);
             using (var secrets = new HttpClient { BaseAddress = address })
             {
                 secrets.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", SecretsAdminToken);
@@ -163,58 +163,18 @@ public sealed class GitHubActionsBenchmark : IBenchmark
     private static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
 
-    private static string ServerDll =>
-        typeof(GitHubActionsBenchmark).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "EphemeralCIServerDll").Value!;
-
-    private static Process StartServer(Uri address, string dataDir, int limit, FakeGitHub github)
-    {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList =
-            {
-                ServerDll,
-                $"--urls={address}",
-                $"--EphemeralCI:DataDirectory={dataDir}",
-                $"--Intake:BootstrapAdminKey={AdminKey}",
-                $"--SecretsBroker:AdminToken={SecretsAdminToken}",
-                $"--Provisioner:Limits:PerBackend:local={limit}",
-                "--Logging:LogLevel:Default=Warning",
-                $"--GitHubActions:AppId={github.AppId}",
-                $"--GitHubActions:ApiUrl={github.Url}",
-                $"--GitHubActions:Repositories:0={Repository}",
-                "--GitHubActions:ReconcileInterval=00:10:00",
-                "--GitHubActions:Templates:linux:RunnerTemplate=default",
-                "--GitHubActions:Templates:linux:Labels:0=self-hosted",
-                "--GitHubActions:Templates:linux:Labels:1=linux",
-                $"--GitHubActions:Templates:linux:RunnerCommand={RunnerCommand}",
-            },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = Path.GetDirectoryName(ServerDll)!,
-        };
-        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings", StringComparison.OrdinalIgnoreCase)).ToList()) start.Environment.Remove(key);
-        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) => { if (e.Data is { Length: > 0 } l) Console.Error.WriteLine("server: " + l); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is { Length: > 0 }) Console.Error.WriteLine("server: " + e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static async Task WaitHealthyAsync(HttpClient http, Process server)
-    {
-        for (var i = 0; i < 480; i++)
-        {
-            if (server.HasExited) throw new InvalidOperationException($"the server exited with {server.ExitCode}");
-            try
-            {
-                using var health = await http.GetAsync("/health");
-                if (health.IsSuccessStatusCode) return;
-            }
-            catch (HttpRequestException) { }
-            await Task.Delay(250);
-        }
-        throw new TimeoutException("the server was not healthy within 2 minutes");
-    }
+    private static Process StartServer(Uri address, string dataDir, int limit, FakeGitHub github) =>
+        ServerProcess.Start(address, dataDir, AdminKey,
+        [
+            $"--SecretsBroker:AdminToken={SecretsAdminToken}",
+            $"--Provisioner:Limits:PerBackend:local={limit}",
+            $"--GitHubActions:AppId={github.AppId}",
+            $"--GitHubActions:ApiUrl={github.Url}",
+            $"--GitHubActions:Repositories:0={Repository}",
+            "--GitHubActions:ReconcileInterval=00:10:00",
+            "--GitHubActions:Templates:linux:RunnerTemplate=default",
+            "--GitHubActions:Templates:linux:Labels:0=self-hosted",
+            "--GitHubActions:Templates:linux:Labels:1=linux",
+            $"--GitHubActions:Templates:linux:RunnerCommand={RunnerCommand}",
+        ]);
 }
