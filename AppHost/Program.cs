@@ -22,6 +22,9 @@ var cacheBrokerToken = builder.AddParameter("secrets-cache-token",
 // The intake's credential for having job attestations signed by the broker's key ring.
 var attestationToken = builder.AddParameter("secrets-attestation-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// The intake's credential for reading what the cache served each job (the attestation lists those caches).
+var cacheAttestationToken = builder.AddParameter("cache-attestation-token",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 // Operators' credentials for the cache's and the provisioner's admin APIs (the dashboard's commands use them: ResourceCommands.cs).
 var cacheAdminToken = builder.AddParameter("cache-admin-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
@@ -45,20 +48,6 @@ var secretsBroker = builder.AddProject<Projects.EphemeralCI_SecretsBroker_Host>(
     .WithEnvironment("SecretsBroker__AttestationToken", attestationToken)
     .WithSecretsBrokerCommands(secretsAdminToken);
 
-var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
-    .WithHttpHealthCheck("/health")
-    .WithExternalHttpEndpoints()
-    .WithReference(infra.IntakeDb).WaitFor(infra.IntakeDb)
-    .WithReference(infra.Redis).WaitFor(infra.Redis)
-    .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
-    .WithReference(secretsBroker)
-    .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
-    .WithEnvironment("JobTokens__Authority", BrokerUrl)
-    .WithEnvironment("Attestations__SignerToken", attestationToken)
-    .WithRunnerTemplates(builder, runnerTemplates)
-    .WithBootstrapAdminKey(builder.Configuration)
-    .WithIntakeCommands(builder.Configuration);
-
 var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithHttpHealthCheck("/health")
     .WithReference(infra.CacheDb).WaitFor(infra.CacheDb)
@@ -70,8 +59,26 @@ var cache = builder.AddProject<Projects.EphemeralCI_Cache_Host>("cache")
     .WithEnvironment("Checkout__SecretsBrokerUrl", BrokerUrl)
     .WithEnvironment("Checkout__SecretsBrokerToken", cacheBrokerToken)
     .WithEnvironment("Cache__AdminToken", cacheAdminToken)
+    .WithEnvironment("Cache__AttestationToken", cacheAttestationToken)
     .WithCheckout(builder.Configuration)
     .WithCacheCommands(cacheAdminToken);
+
+var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
+    .WithHttpHealthCheck("/health")
+    .WithExternalHttpEndpoints()
+    .WithReference(infra.IntakeDb).WaitFor(infra.IntakeDb)
+    .WithReference(infra.Redis).WaitFor(infra.Redis)
+    .WithReference(infra.RabbitMq).WaitFor(infra.RabbitMq)
+    .WithReference(secretsBroker)
+    .WithEnvironment("JobTokens__SigningKey", jobTokenKey)
+    .WithEnvironment("JobTokens__Authority", BrokerUrl)
+    .WithEnvironment("Attestations__SignerToken", attestationToken)
+    .WithReference(cache)
+    .WithEnvironment("Attestations__CacheUrl", "http://cache")
+    .WithEnvironment("Attestations__CacheToken", cacheAttestationToken)
+    .WithRunnerTemplates(builder, runnerTemplates)
+    .WithBootstrapAdminKey(builder.Configuration)
+    .WithIntakeCommands(builder.Configuration);
 
 // Runners in a cluster call the broker (secrets) and the cache from outside Container Apps.
 if (builder.UsesKubernetesRunners())

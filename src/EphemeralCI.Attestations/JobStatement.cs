@@ -95,7 +95,17 @@ public sealed record JobLifecycle(DateTimeOffset CreatedAt, DateTimeOffset? Star
 /// <summary>A secret the broker gave the job: by name and version, never its value; when the job's token was revoked.</summary>
 public sealed record IssuedSecret(string Name, int? Version, DateTimeOffset IssuedAt, DateTimeOffset? RevokedAt);
 
-public sealed record JobCaches(IReadOnlyList<CacheUse> Restored, IReadOnlyList<CacheUse> Saved);
+/// <param name="RecordedBy">
+/// Who vouches for the lists: <c>cache</c> — the dependency cache recorded each restore lookup and save it answered
+/// for this attempt's job token (also those a step made itself, e.g. with <c>@actions/cache</c>); <c>runner</c> — the
+/// runner agent's own report of the job's <c>caches</c> (an installation whose intake cannot ask its cache). Null in
+/// statements made before this field: the runner's report.
+/// </param>
+public sealed record JobCaches(IReadOnlyList<CacheUse> Restored, IReadOnlyList<CacheUse> Saved, string? RecordedBy = null)
+{
+    public const string ByCache = "cache";
+    public const string ByRunner = "runner";
+}
 
 /// <param name="Scope">Whose entries (repository@ref): a save's is the job's own; a restore's the job's ref or the default branch's it may read, as the cache answered (null if not said).</param>
 /// <param name="Sha256">The archive's SHA-256 (hex); null on a miss.</param>

@@ -108,6 +108,15 @@ public sealed class CacheOptions
     public string? AdminTokenSha256 { get; set; }
 
     /// <summary>
+    /// The intake's credential for reading what the cache served to a job (<c>Cache:AttestationToken</c>; its
+    /// <c>Attestations:CacheToken</c>), on the admin listener. Empty: nobody reads it over HTTP.
+    /// </summary>
+    public string AttestationToken { get; set; } = "";
+
+    /// <summary>How long the record of what each job was served is kept (<c>Cache:UseRecordRetention</c>). Default 30 days.</summary>
+    public TimeSpan UseRecordRetention { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>
     /// Bytes the scope <paramref name="scope"/> of <paramref name="repository"/> may keep: the repository quota for its
     /// default branch, <see cref="ScopeQuotaBytes"/> (at most the repository quota) for every other ref.
     /// </summary>

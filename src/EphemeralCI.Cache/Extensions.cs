@@ -80,6 +80,7 @@ public static class CacheExtensions
                 $"Configuration settings '{CacheOptions.Section}:JanitorInterval', 'UploadTimeout', 'ExpireAfterUnused' and 'SignedUrlLifetime' must be positive.")
             .Validate(o => o.AccessTouchInterval >= TimeSpan.Zero && o.AccessTouchInterval < o.ExpireAfterUnused,
                 $"Configuration setting '{CacheOptions.Section}:AccessTouchInterval' must be zero or positive and shorter than 'ExpireAfterUnused'.")
+            .Validate(o => o.UseRecordRetention > TimeSpan.Zero, $"Configuration setting '{CacheOptions.Section}:UseRecordRetention' must be positive.")
             .Validate(o => o.LookupCacheLifetime >= TimeSpan.Zero, $"Configuration setting '{CacheOptions.Section}:LookupCacheLifetime' must not be negative.")
             .Validate(o => o.DefaultBranch.StartsWith("refs/", StringComparison.Ordinal), $"Configuration setting '{CacheOptions.Section}:DefaultBranch' must be a full ref such as 'refs/heads/main'.")
             .ValidateOnStart();
@@ -115,6 +116,9 @@ public static class CacheExtensions
         services.AddScoped<CacheEntryService>();
         // Usage, entries and deletion for the all-in-one server's web UI (admin keys only).
         services.AddScoped<EphemeralCI.Contracts.Admin.ICacheAdminView, CacheAdminView>();
+        services.AddScoped<CacheUseLog>();
+        services.AddScoped<EphemeralCI.Contracts.Jobs.ICacheUseLog>(sp => sp.GetRequiredService<CacheUseLog>());
+        services.AddSingleton<CacheAttestationTokenGate>();
         services.AddScoped<BuildCacheStore>();
         services.AddSingleton<CacheAdminTokenGate>();
         // Migrations first: hosted services start in order, and the janitor's first pass needs the tables.
@@ -188,7 +192,8 @@ public static class CacheExtensions
     /// <summary>
     /// Maps the cache's APIs: the Bazel HTTP build cache (<c>/cache/{ac|cas}/{sha256}</c>), the Actions cache
     /// protocols (<c>/twirp/github.actions.results.api.v1.CacheService/*</c>, <c>/_apis/artifactcache/*</c>), the
-    /// signed blob URLs (<c>/cache/blobs/{id}</c>) and the admin API (<c>/cache/admin/*</c>).
+    /// signed blob URLs (<c>/cache/blobs/{id}</c>), the admin API (<c>/cache/admin/*</c>) and the record of what jobs were
+    /// served (<c>/internal/v1/cache-uses</c>).
     /// </summary>
     public static IEndpointRouteBuilder MapCache(this IEndpointRouteBuilder app)
     {
@@ -197,6 +202,7 @@ public static class CacheExtensions
         app.MapActionsCacheV1Api();
         app.MapBlobTransferApi();
         app.MapCacheAdminApi();
+        app.MapCacheUsesApi();
         app.MapGitMirrorApi();
         return app;
     }

@@ -76,6 +76,8 @@ public static class IntakeExtensions
         services.AddOptions<AttestationOptions>().BindConfiguration(AttestationOptions.Section);
         services.AddSingleton<AttestationSignal>();
         services.AddScoped<JobAttestor>();
+        services.AddScoped<CacheUseSource>();
+        services.AddHttpClient(CacheUseSource.HttpClientName);
         if (!services.Any(d => d.ServiceType == typeof(IAttestationSigner)))
         {
             services.AddHttpClient<IAttestationSigner, HttpAttestationSigner>(HttpAttestationSigner.HttpClientName);

@@ -26,11 +26,12 @@ public sealed class AdminListenerTests
 
     [Theory]
     [MemberData(nameof(Targets))]
-    public void Only_the_provisioner_the_cache_and_the_intake_reach_the_brokers_admin_listener_and_runners_reach_none(string target)
+    public void Only_the_provisioner_the_cache_and_the_intake_reach_the_brokers_admin_listener_only_the_intake_the_caches_and_runners_reach_none(string target)
     {
         var m = Manifests.Render(target);
         Assert.Equal(
-            ["cache → secrets-broker:admin (egress)", "intake → secrets-broker:admin (egress)", "provisioner → secrets-broker:admin (egress)",
+            ["cache → secrets-broker:admin (egress)", "cache:admin ← intake (ingress)", "intake → cache:admin (egress)", "intake → secrets-broker:admin (egress)",
+             "provisioner → secrets-broker:admin (egress)",
              "secrets-broker:admin ← cache (ingress)", "secrets-broker:admin ← intake (ingress)", "secrets-broker:admin ← provisioner (ingress)"],
             AdminPaths(m));
 
@@ -53,6 +54,14 @@ public sealed class AdminListenerTests
             var pod = NetworkPolicyTests.Service(m, caller, "10.244.2.10");
             var port = AdminPort(m, "secrets-broker");
             Assert.Equal(reaches, net.EgressAllowed(pod, broker, port) && net.IngressAllowed(broker, pod, port));
+        }
+        // The cache's admin listener: the intake reads what each job was served there (the attestation); nobody else.
+        var cache = NetworkPolicyTests.Service(m, "cache");
+        foreach (var (caller, reaches) in new[] { ("intake", true), ("provisioner", false), ("secrets-broker", false) })
+        {
+            var pod = NetworkPolicyTests.Service(m, caller, "10.244.2.11");
+            var port = AdminPort(m, "cache");
+            Assert.Equal(reaches, net.EgressAllowed(pod, cache, port) && net.IngressAllowed(cache, pod, port));
         }
     }
 

@@ -40,10 +40,14 @@ public abstract class CacheTests(IEphemeralCISystem fx)
         Assert.Contains($"cache restore '{key}': hit", warmLog);
         Assert.Contains(checksum, warmLog.Split("==> step", 2)[1]); // the very bytes, in a new runner
 
-        // The attestation says which cache the runner started from: the entry, its scope and its bytes' digest.
-        var restored = Assert.Single((await fx.WaitForVerifiedRunnerEndAsync(warm)).Predicate.Caches.Restored);
-        Assert.Equal((key, "hit", "acme/widgets@refs/heads/main"), (restored.Key, restored.Result, restored.Scope));
-        var saved = Assert.Single((await fx.WaitForVerifiedRunnerEndAsync(cold)).Predicate.Caches.Saved);
+        // The attestation says which cache the runner started from: the entry, its scope and its bytes' digest —
+        // as the cache recorded serving it to that job, not as the runner reported it.
+        var warmCaches = (await fx.WaitForVerifiedRunnerEndAsync(warm)).Predicate.Caches;
+        var restored = Assert.Single(warmCaches.Restored);
+        Assert.Equal((key, "hit", "acme/widgets@refs/heads/main", "cache"), (restored.Key, restored.Result, restored.Scope, warmCaches.RecordedBy));
+        var coldCaches = (await fx.WaitForVerifiedRunnerEndAsync(cold)).Predicate.Caches;
+        Assert.Equal((key, "miss"), (Assert.Single(coldCaches.Restored).Key, coldCaches.Restored[0].Result));
+        var saved = Assert.Single(coldCaches.Saved);
         Assert.Equal(saved.Sha256, restored.Sha256);
         await RunnerTraces.AssertGoneAsync(warm, fx.RunnerWorkRoot);
     }

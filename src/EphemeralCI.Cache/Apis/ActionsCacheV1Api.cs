@@ -52,7 +52,7 @@ public static partial class ActionsCacheV1Api
     }
 
     public static async Task<Results<Ok<ArtifactCacheEntry>, NoContent, ProblemHttpResult>> GetCacheEntryAsync(
-        string? keys, string? version, HttpContext http, CacheEntryService entries, CacheUrls urls, CancellationToken cancellationToken)
+        string? keys, string? version, HttpContext http, CacheEntryService entries, CacheUseLog uses, CacheUrls urls, CancellationToken cancellationToken)
     {
         var all = (keys ?? "").Split(',');
         var primary = all[0];
@@ -60,6 +60,7 @@ public static partial class ActionsCacheV1Api
         if (CacheKeyRules.CheckLookup(primary, restoreKeys, version, "keys", "keys") is { } errors) return CacheProblems.Invalid(errors);
         var job = http.JobToken();
         var hit = await entries.FindForRestoreAsync(job, primary, restoreKeys, version!, cancellationToken);
+        await uses.RecordRestoreAsync(job, CacheUseLog.ActionsV1, primary, version!, hit, cancellationToken);
         CacheTelemetry.Lookup(CacheTelemetry.ActionsV1, hit?.SizeBytes);
         if (hit is null) return TypedResults.NoContent();
         return TypedResults.Ok(new ArtifactCacheEntry(hit.Key, hit.Scope, urls.Download(http.Request, hit.Id, job.JobId), hit.CommittedAt, hit.Version));
@@ -120,7 +121,7 @@ public static partial class ActionsCacheV1Api
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult>> CommitCacheAsync(
-        long cacheId, CommitCacheRequest request, HttpContext http, CacheEntryService entries, CancellationToken cancellationToken)
+        long cacheId, CommitCacheRequest request, HttpContext http, CacheEntryService entries, CacheUseLog uses, CancellationToken cancellationToken)
     {
         if (request.Size < 0) return CacheProblems.Invalid("size", "must not be negative");
         if (request.Sha256 is { } sha && !BuildCache.BuildCacheAddress.IsSha256Hex(sha)) return CacheProblems.Invalid("sha256", "must be 64 lowercase hexadecimal characters");
@@ -129,7 +130,9 @@ public static partial class ActionsCacheV1Api
         try
         {
             var committed = await entries.CommitAsync(job, entry, request.Size, request.Sha256, cancellationToken);
-            return committed.Outcome == CommitOutcome.Committed ? TypedResults.NoContent() : CommitProblems.Of(committed, "size");
+            if (committed.Outcome != CommitOutcome.Committed) return CommitProblems.Of(committed, "size");
+            await uses.RecordSaveAsync(job, CacheUseLog.ActionsV1, committed.Entry!, cancellationToken);
+            return TypedResults.NoContent();
         }
         catch (BlobStoreUnavailableException)
         {

@@ -62,7 +62,7 @@ public static class ActionsCacheV2Api
     }
 
     public static async Task<Results<Ok<FinalizeCacheEntryUploadResponse>, ProblemHttpResult>> FinalizeCacheEntryUploadAsync(
-        FinalizeCacheEntryUploadRequest request, HttpContext http, CacheEntryService entries, CancellationToken cancellationToken)
+        FinalizeCacheEntryUploadRequest request, HttpContext http, CacheEntryService entries, CacheUseLog uses, CancellationToken cancellationToken)
     {
         if (CacheKeyRules.CheckLookup(request.Key, [], request.Version) is { } errors) return CacheProblems.Invalid(errors);
         if (request.SizeBytes < 0) return CacheProblems.Invalid("size_bytes", "must not be negative");
@@ -75,9 +75,9 @@ public static class ActionsCacheV2Api
         try
         {
             var committed = await entries.CommitAsync(job, entry, request.SizeBytes, request.Sha256, cancellationToken);
-            return committed.Outcome == CommitOutcome.Committed
-                ? TypedResults.Ok(new FinalizeCacheEntryUploadResponse(true, committed.Entry!.Id, ""))
-                : CommitProblems.Of(committed, "size_bytes");
+            if (committed.Outcome != CommitOutcome.Committed) return CommitProblems.Of(committed, "size_bytes");
+            await uses.RecordSaveAsync(job, CacheUseLog.ActionsV2, committed.Entry!, cancellationToken);
+            return TypedResults.Ok(new FinalizeCacheEntryUploadResponse(true, committed.Entry!.Id, ""));
         }
         catch (BlobStoreUnavailableException)
         {
@@ -86,12 +86,13 @@ public static class ActionsCacheV2Api
     }
 
     public static async Task<Results<Ok<GetCacheEntryDownloadUrlResponse>, ProblemHttpResult>> GetCacheEntryDownloadUrlAsync(
-        GetCacheEntryDownloadUrlRequest request, HttpContext http, CacheEntryService entries, CacheUrls urls, CancellationToken cancellationToken)
+        GetCacheEntryDownloadUrlRequest request, HttpContext http, CacheEntryService entries, CacheUseLog uses, CacheUrls urls, CancellationToken cancellationToken)
     {
         var restoreKeys = request.RestoreKeys ?? [];
         if (CacheKeyRules.CheckLookup(request.Key, restoreKeys, request.Version) is { } errors) return CacheProblems.Invalid(errors);
         var job = http.JobToken();
         var hit = await entries.FindForRestoreAsync(job, request.Key!, restoreKeys, request.Version!, cancellationToken);
+        await uses.RecordRestoreAsync(job, CacheUseLog.ActionsV2, request.Key!, request.Version!, hit, cancellationToken);
         CacheTelemetry.Lookup(CacheTelemetry.ActionsV2, hit?.SizeBytes);
         // A miss is a normal answer (ok: false), not an error: the toolkit treats it as "no cache".
         if (hit is null) return TypedResults.Ok(new GetCacheEntryDownloadUrlResponse(false, "", ""));

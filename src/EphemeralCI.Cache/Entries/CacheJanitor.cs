@@ -12,7 +12,8 @@ namespace EphemeralCI.Cache.Entries;
 /// Periodically, one pass each: entries unused for <c>Cache:ExpireAfterUnused</c> are deleted;
 /// reservations older than <c>Cache:UploadTimeout</c> are dropped with their staged upload; staging
 /// folders with no reservation behind them (a crash mid-upload) are removed; every repository over
-/// its quota is trimmed, least recently used first (each ref within its own budget, other refs before the default branch).
+/// its quota is trimmed, least recently used first (each ref within its own budget, other refs before the default branch);
+/// records of what jobs were served older than <c>Cache:UseRecordRetention</c> are deleted.
 /// </summary>
 public sealed class CacheJanitor(
     IServiceScopeFactory scopes, UploadStaging staging, IOptions<CacheOptions> options, TimeProvider clock, ILogger<CacheJanitor> logger) : BackgroundService
@@ -60,6 +61,9 @@ public sealed class CacheJanitor(
         foreach (var id in orphans) await staging.DeleteAsync(id, cancellationToken);
 
         var evicted = await entries.EnforceAllQuotasAsync(cancellationToken);
+
+        // What was served to jobs long over: their attestations were made minutes after they ended.
+        await scope.ServiceProvider.GetRequiredService<CacheUseLog>().DeleteOlderThanAsync(now - options.Value.UseRecordRetention, cancellationToken);
 
         var report = new JanitorReport(expired.Count, abandoned.Count, orphans.Count, evicted);
         if (report != JanitorReport.Nothing) logger.LogInformation("Cache janitor: {Expired} expired, {Abandoned} abandoned uploads, {Orphans} orphaned staging folders, {Evicted} evicted over quota", report.Expired, report.AbandonedUploads, report.OrphanedStaging, report.Evicted);

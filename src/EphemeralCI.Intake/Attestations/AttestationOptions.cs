@@ -14,6 +14,15 @@ public sealed class AttestationOptions
     /// <summary>The intake's credential for the broker's signer (the broker's <c>SecretsBroker:AttestationToken</c>).</summary>
     public string? SignerToken { get; set; }
 
+    /// <summary>
+    /// The dependency cache's admin listener (e.g. <c>http://cache:8081</c>), asked what it served to each job for the
+    /// attestation's cache list. Unset (and no cache in this process): the list is what the runner reported, marked so.
+    /// </summary>
+    public string? CacheUrl { get; set; }
+
+    /// <summary>The intake's credential for that (the cache's <c>Cache:AttestationToken</c>).</summary>
+    public string? CacheToken { get; set; }
+
     /// <summary>The predicate's <c>runDetails.builder.id</c>: a URI naming this installation.</summary>
     public string BuilderId { get; set; } = EphemeralCI.Attestations.AttestationFormat.DefaultBuilderId;
 

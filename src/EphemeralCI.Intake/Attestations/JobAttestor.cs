@@ -26,11 +26,12 @@ public enum AttestationOutcome
 /// <summary>
 /// Attests one job once it is over and its runner was destroyed (and checked): builds the statement,
 /// has the broker sign it, and keeps the envelope as the timeline entry <c>job.attested</c> — once per
-/// job (a fixed source id, so two replicas racing write one). Throws <see cref="AttestationSigningException"/>
-/// when the signer fails; the sweep tries again.
+/// job (a fixed source id, so two replicas racing write one). Caches are the cache's own record of what it served
+/// the attempt (<see cref="CacheUseSource"/>). Throws <see cref="AttestationSigningException"/> when the signer or
+/// the cache fails; the sweep tries again.
 /// </summary>
 public sealed class JobAttestor(
-    IntakeDbContext db, JobUpdater jobs, IAttestationSigner signer, IOptions<AttestationOptions> options, IOptions<IntakeOptions> intake)
+    IntakeDbContext db, JobUpdater jobs, IAttestationSigner signer, CacheUseSource cacheUses, IOptions<AttestationOptions> options, IOptions<IntakeOptions> intake)
 {
     public async Task<AttestationOutcome> AttestAsync(Guid jobId, CancellationToken ct)
     {
@@ -43,7 +44,8 @@ public sealed class JobAttestor(
         if (job.DestroyedAttempt != job.Attempt || timeline.LastOrDefault(e => e.Type == JobEventTypes.RunnerDestroyed) is not { } destroyed) return AttestationOutcome.NotReady;
         if (!HasTeardownReport(destroyed)) return AttestationOutcome.NotVerifiable;
 
-        var statement = JobStatementBuilder.Build(job, timeline, options.Value.BuilderId, intake.Value.TrustPolicies);
+        var served = await cacheUses.ForAttemptAsync(jobId, job.Attempt, ct);
+        var statement = JobStatementBuilder.Build(job, timeline, options.Value.BuilderId, intake.Value.TrustPolicies, served);
         var json = JsonSerializer.SerializeToNode(statement, AttestationFormat.Json)!.AsObject();
         var envelope = await signer.SignAsync(new AttestationRequest(jobId, json), ct);
         var kid = envelope.Signatures.FirstOrDefault()?.KeyId;

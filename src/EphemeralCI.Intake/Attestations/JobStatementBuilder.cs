@@ -19,7 +19,9 @@ public static class JobStatementBuilder
     public static readonly string Version =
         typeof(JobStatementBuilder).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
-    public static JobStatement Build(Job job, IReadOnlyList<JobEvent> timeline, string builderId, IReadOnlyList<TrustPolicy> trustPolicies)
+    /// <param name="cacheUses">What the cache recorded serving this attempt; null when it cannot be asked (the runner's report is used).</param>
+    public static JobStatement Build(Job job, IReadOnlyList<JobEvent> timeline, string builderId, IReadOnlyList<TrustPolicy> trustPolicies,
+        IReadOnlyList<CacheUseRecord>? cacheUses = null)
     {
         var started = Last(timeline, JobEventTypes.RunnerStarted);
         var destroyed = Last(timeline, JobEventTypes.RunnerDestroyed);
@@ -40,7 +42,9 @@ public static class JobStatementBuilder
             new JobLifecycle(job.CreatedAt, started?.At ?? job.StartedAt, job.FinishedAt, destroyed?.At),
             teardown,
             Secrets: null,
-            new JobCaches(Caches(timeline, JobEventTypes.CacheRestore, job), Caches(timeline, JobEventTypes.CacheSave, job)),
+            cacheUses is null
+                ? new JobCaches(Caches(timeline, JobEventTypes.CacheRestore, job), Caches(timeline, JobEventTypes.CacheSave, job), JobCaches.ByRunner)
+                : new JobCaches(Caches(cacheUses, CacheUseKinds.Restore, job), Caches(cacheUses, CacheUseKinds.Save, job), JobCaches.ByCache),
             new JobOutcome(JobStatusNames.ToName(job.Status), job.ExitCode, job.StatusReason),
             EarlierAttempts(timeline, job));
         return JobStatement.For(predicate);
@@ -59,6 +63,12 @@ public static class JobStatementBuilder
         }
         return new Submitter("other", by);
     }
+
+    private static List<CacheUse> Caches(IReadOnlyList<CacheUseRecord> uses, string kind, Job job) =>
+        uses.Where(u => u.Kind == kind)
+            .Select(u => new CacheUse(u.Key, kind == CacheUseKinds.Save ? "saved" : u.Hit ? "hit" : "miss", u.MatchedKey,
+                u.Scope is { } scope ? $"{job.Repository}@{scope}" : null, u.Sha256?.ToLowerInvariant(), u.SizeBytes))
+            .ToList();
 
     private static List<CacheUse> Caches(IReadOnlyList<JobEvent> timeline, string type, Job job) =>
         timeline.Where(e => e.Type == type)

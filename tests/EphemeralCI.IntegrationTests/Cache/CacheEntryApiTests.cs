@@ -28,8 +28,8 @@ public sealed class CacheEntryApiTests : IAsyncLifetime
 
     private static string NewRepository() => $"acme/api-{Guid.NewGuid():N}";
 
-    private CacheProtocolClient Job(string repository, string gitRef = "refs/heads/main", Guid? jobId = null) =>
-        new(_cache.Client, _cache.Mint(repository, gitRef: gitRef, jobId: jobId));
+    private CacheProtocolClient Job(string repository, string gitRef = "refs/heads/main", Guid? jobId = null, int attempt = 1) =>
+        new(_cache.Client, _cache.Mint(repository, gitRef: gitRef, jobId: jobId, attempt: attempt));
 
     private async Task<List<CacheEntry>> EntriesOfAsync(string repository)
     {
@@ -316,6 +316,47 @@ public sealed class CacheEntryApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
         Assert.Null(await job.LookupV2Async("admin-me", Version));
         Assert.Equal(HttpStatusCode.BadRequest, badLimit.StatusCode);
+    }
+
+    [Fact]
+    public async Task What_each_job_attempt_was_served_is_recorded_by_the_cache_and_read_only_with_the_attestation_token()
+    {
+        var repo = NewRepository();
+        var (saverId, readerId) = (Guid.NewGuid(), Guid.NewGuid());
+        var content = RandomNumberGenerator.GetBytes(4321);
+        var saver = Job(repo, jobId: saverId);
+        Assert.Null(await saver.LookupV2Async("deps-1", Version, "deps-"));
+        (await saver.SaveV2Async("deps-1", Version, content)).EnsureSuccessStatusCode();
+        // A feature branch's second attempt restores the default branch's entry by restore key; attempt 1 asked for nothing.
+        var reader = Job(repo, "refs/heads/feature/x", readerId, attempt: 2);
+        Assert.NotNull(await reader.LookupV2Async("deps-2", Version, "deps-"));
+        using (var v1 = await reader.V1Async(HttpMethod.Get, $"cache?keys=deps-1&version={Version}")) Assert.Equal(HttpStatusCode.OK, v1.StatusCode);
+
+        async Task<JsonArray> UsesAsync(Guid job, int attempt)
+        {
+            using var response = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, $"internal/v1/cache-uses?jobId={job}&attempt={attempt}", CacheTestApp.AttestationToken));
+            response.EnsureSuccessStatusCode();
+            return (await response.Content.ReadFromJsonAsync<JsonArray>())!;
+        }
+        var saved = await UsesAsync(saverId, 1);
+        var read = await UsesAsync(readerId, 2);
+
+        Assert.Equal(["restore", "save"], saved.Select(u => u!["kind"]!.GetValue<string>()));
+        Assert.False(saved[0]!["hit"]!.GetValue<bool>());
+        Assert.Equal(("deps-1", "refs/heads/main", CacheProtocolClient.Sha256(content), 4321L),
+            (saved[1]!["key"]!.GetValue<string>(), saved[1]!["scope"]!.GetValue<string>(), saved[1]!["sha256"]!.GetValue<string>(), saved[1]!["sizeBytes"]!.GetValue<long>()));
+        Assert.Equal([("actions-v2", "deps-2", "deps-1"), ("actions-v1", "deps-1", "deps-1")],
+            read.Select(u => (u!["protocol"]!.GetValue<string>(), u["key"]!.GetValue<string>(), u["matchedKey"]!.GetValue<string>())));
+        Assert.All(read, u => Assert.Equal(("refs/heads/main", CacheProtocolClient.Sha256(content)), (u!["scope"]!.GetValue<string>(), u["sha256"]!.GetValue<string>())));
+        Assert.Empty(await UsesAsync(readerId, 1));
+
+        // Only the intake's credential reads it: not a job token, not the admin token; bad queries name the field.
+        using var jobToken = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, $"internal/v1/cache-uses?jobId={saverId}&attempt=1", _cache.Mint(repo, jobId: saverId)));
+        using var admin = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, $"internal/v1/cache-uses?jobId={saverId}&attempt=1", CacheTestApp.AdminToken));
+        using var noAttempt = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, $"internal/v1/cache-uses?jobId={saverId}", CacheTestApp.AttestationToken));
+        await ProblemAssert.IsProblemAsync(jobToken, HttpStatusCode.Unauthorized);
+        await ProblemAssert.IsProblemAsync(admin, HttpStatusCode.Unauthorized);
+        await ProblemAssert.IsProblemAsync(noAttempt, HttpStatusCode.BadRequest, "attempt");
     }
 
     private static HttpRequestMessage Authorized(HttpMethod method, string path, string token)

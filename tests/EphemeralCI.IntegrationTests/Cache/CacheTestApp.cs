@@ -22,6 +22,7 @@ namespace EphemeralCI.IntegrationTests.Cache;
 public sealed class CacheTestApp : IAsyncDisposable
 {
     public const string AdminToken = "cache-admin-token-for-tests-0123456789";
+    public const string AttestationToken = "cache-attestation-token-for-tests-0123456789";
 
     private CacheTestApp(WebApplication app, string? bucket, string spool, string? filesystemRoot, bool kestrel)
     {
@@ -72,6 +73,7 @@ public sealed class CacheTestApp : IAsyncDisposable
             ["Cache:MaxObjectBytes"] = maxObjectBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Cache:SpoolDirectory"] = spool,
             ["Cache:AdminToken"] = AdminToken,
+            ["Cache:AttestationToken"] = AttestationToken,
         });
         if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
         // Before AddCache, which only adds the system clock when none is registered (and keeps a registered IBlobStore).
@@ -102,8 +104,8 @@ public sealed class CacheTestApp : IAsyncDisposable
         return new CacheTestApp(app, bucket, spool, root, kestrel);
     }
 
-    public string Mint(string repository, DateTimeOffset? deadline = null, string gitRef = "refs/heads/main", Guid? jobId = null) =>
-        Tokens.Issue(jobId ?? Guid.NewGuid(), repository, gitRef, deadline ?? DateTimeOffset.UtcNow.AddMinutes(10));
+    public string Mint(string repository, DateTimeOffset? deadline = null, string gitRef = "refs/heads/main", Guid? jobId = null, int attempt = 1) =>
+        Tokens.Issue(jobId ?? Guid.NewGuid(), repository, gitRef, deadline ?? DateTimeOffset.UtcNow.AddMinutes(10), attempt);
 
     public T Service<T>() where T : notnull => App.Services.GetRequiredService<T>();
 

@@ -37,6 +37,29 @@ public sealed class JobStatementBuilderTests
     }
 
     [Fact]
+    public void Caches_are_what_the_cache_recorded_serving_the_attempt_when_it_can_be_asked_not_what_the_runner_reported()
+    {
+        var (job, timeline) = FinishedJob();
+        var sha = new string('e', 64);
+        IReadOnlyList<CacheUseRecord> served =
+        [
+            new(CacheUseKinds.Restore, "actions-v2", "deps", "v", Hit: false, null, null, null, 0, T0.AddSeconds(2)),
+            new(CacheUseKinds.Restore, "actions-v1", "npm-lock", "v", Hit: true, "npm-", "refs/heads/main", sha.ToUpperInvariant(), 77, T0.AddSeconds(3)),
+            new(CacheUseKinds.Save, "actions-v2", "out", "v", Hit: true, null, "refs/heads/main", sha, 88, T0.AddSeconds(4)),
+        ];
+
+        var byCache = JobStatementBuilder.Build(job, timeline, "https://ci.acme.example/eci", [], served).Predicate.Caches;
+        var byRunner = JobStatementBuilder.Build(job, timeline, "https://ci.acme.example/eci", []).Predicate.Caches;
+
+        Assert.Equal(JobCaches.ByCache, byCache.RecordedBy);
+        // The runner said it restored "deps" (hit); the cache answered a miss — and served a restore a step made itself.
+        Assert.Equal([new CacheUse("deps", "miss", null, null, null, 0), new CacheUse("npm-lock", "hit", "npm-", "acme/widgets@refs/heads/main", sha, 77)], byCache.Restored);
+        Assert.Equal([new CacheUse("out", "saved", null, "acme/widgets@refs/heads/main", sha, 88)], byCache.Saved);
+        Assert.Equal(JobCaches.ByRunner, byRunner.RecordedBy);
+        Assert.Equal("hit", Assert.Single(byRunner.Restored).Result);
+    }
+
+    [Fact]
     public void The_statement_is_an_in_toto_v1_statement_about_the_commit_with_SLSA_field_names()
     {
         var (job, timeline) = FinishedJob();
