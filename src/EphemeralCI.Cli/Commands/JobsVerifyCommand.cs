@@ -138,7 +138,8 @@ public sealed class JobsVerifyCommand(EciContext context) : EciCommand<JobsVerif
             Row("secrets", p.Secrets is { Count: > 0 } s
                 ? string.Join(", ", s.Select(x => $"{x.Name} v{x.Version?.ToString() ?? "?"}" + (x.RevokedAt is { } r ? $" (revoked {Render.Time(r)})" : "")))
                 : "none");
-            Row("caches", $"{p.Caches.Restored.Count(c => c.Sha256 is not null)} restored, {p.Caches.Saved.Count(c => c.Sha256 is not null)} saved");
+            Row("caches", $"{p.Caches.Restored.Count(c => c.Sha256 is not null)} restored, {p.Caches.Saved.Count(c => c.Sha256 is not null)} saved"
+                + (p.Caches.RecordedBy == EphemeralCI.Attestations.JobCaches.ByCache ? " (as the cache recorded serving them)" : " (as the runner reported them)"));
             Row("lifecycle", $"created {Render.Time(p.Lifecycle.CreatedAt)}, destroyed {(p.Lifecycle.DestroyedAt is { } d ? Render.Time(d) : "?")}");
             o.Write(grid);
         }
