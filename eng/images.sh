@@ -2,6 +2,8 @@
 # Builds EphemeralCI's container images as OCI archives, without a container daemon or a registry:
 #   eng/images.sh                 every image
 #   eng/images.sh server intake   only these
+#   eng/images.sh --prefetch server   only make (and cache) their Debian roots: network-bound, so eng/test.sh
+#                                     starts it in the background while the solution builds
 # Images: intake secrets-broker cache provisioner (the four services), server (all-in-one),
 # runner-shell, runner-dotnet, runner-node (runner images for deploy/kubernetes's templates).
 #
@@ -43,6 +45,8 @@ for tool in mmdebstrap umoci dotnet; do
 done
 [ "$(id -u)" -eq 0 ] || die "run as root: mmdebstrap and umoci keep the images' file ownership (root:root) only as root"
 
+prefetch=false
+if [ "${1:-}" = --prefetch ]; then prefetch=true; shift; fi
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${ALL[@]}")
 for w in "${wanted[@]}"; do
@@ -60,12 +64,15 @@ debian_root() { # variant packages(comma separated) -> prints the tar's path
   local variant="$1" packages="$2"
   local key; key="$(printf '%s\n' "$SUITE" "$MIRROR" "$variant" "$packages" | sha256sum | cut -c1-16)"
   local tar="$CACHE/$SUITE-$variant-$key.tar"
+  # One maker per root: a prefetch in the background and a build that needs the root wait for each other.
+  local lock; exec {lock}>"$tar.lock"; flock "$lock"
   if [ ! -s "$tar" ]; then
     log "making a Debian $SUITE root ($variant: $packages)"
     mmdebstrap --quiet --variant="$variant" --include="$packages" --format=tar \
       --aptopt='Acquire::Retries "3"' "$SUITE" "$tar.tmp" "$MIRROR" >&2
     mv "$tar.tmp" "$tar"
   fi
+  exec {lock}>&-
   echo "$tar"
 }
 
@@ -196,6 +203,19 @@ build_runner() { # name extra-packages
     --config.workingdir /workspace --config.cmd /opt/eci/agent/EphemeralCI.RunnerAgent \
     --config.env HOME=/tmp "${env[@]}"
 }
+
+if $prefetch; then
+  for image in "${wanted[@]}"; do
+    case "$image" in
+      server) debian_root minbase "$SERVER_PACKAGES" ;;
+      runner-shell) debian_root minbase "$RUNNER_PACKAGES" ;;
+      runner-dotnet) debian_root minbase "$RUNNER_PACKAGES,libicu72" ;;
+      runner-node) debian_root minbase "$RUNNER_PACKAGES,nodejs,npm" ;;
+      *) debian_root extract "$SERVICE_PACKAGES" ;;
+    esac
+  done >/dev/null
+  exit 0
+fi
 
 for image in "${wanted[@]}"; do
   case "$image" in

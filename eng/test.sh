@@ -26,6 +26,13 @@ fi
   npm ci --no-audit --no-fund --prefix tests/EphemeralCI.IntegrationTests/ActionsToolkit >&2
 
 results="$(mktemp -d)"
+# The image tests build the server image (eng/images.sh); its Debian root is a download of minutes that needs no
+# CPU, so it is made now, while the solution builds (the build waits for it, if still running, through a lock).
+if [ "$(id -u)" = 0 ] && command -v mmdebstrap >/dev/null && [ "${ECI_TEST_IMAGES:-server}" != none ]; then
+  images="${ECI_TEST_IMAGES:-server}"; [ "$images" = all ] && images=""
+  # shellcheck disable=SC2086 # a list of image names
+  eng/images.sh --prefetch $images >"$results/images-prefetch.log" 2>&1 &
+fi
 dotnet build EphemeralCI.sln -nologo -v quiet
 status=0
 # One test project at a time (-m:1): on a 2-core machine three suites that each start real
