@@ -68,6 +68,7 @@ public static class IntakeExtensions
         builder.AddOutboxDispatcher<IntakeDbContext>();
 
         services.AddScoped<JobSubmissionService>();
+        services.AddSingleton<JobSpecSeal>();
         services.AddScoped<JobUpdater>();
         services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();

@@ -29,7 +29,7 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
     protected virtual long MaxLogBytesPerJob => 64L * 1024 * 1024;
     protected virtual string BootstrapAdminKey => AdminKey;
     /// <summary>Intake:DataProtection:KeyEncryptionKey (a second factory on the same database must use the same one).</summary>
-    public string DataProtectionKey { get; init; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    public string DataProtectionKey { get; set; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     public virtual async Task InitializeAsync()
     {
