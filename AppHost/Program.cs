@@ -30,6 +30,9 @@ var cacheAdminToken = builder.AddParameter("cache-admin-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 var provisionerAdminToken = builder.AddParameter("provisioner-admin-token",
     new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
+// Encrypts the intake's data-protection key ring (sign-in cookies, sealed maskedEnv values) in intakedb.
+var intakeDataProtectionKey = builder.AddParameter("intake-data-protection-key",
+    new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true, persist: true);
 const string BrokerUrl = "http://secrets-broker";
 // Runner templates are files the platform team keeps in git; intake and provisioner read the same ones
 // (published: as configuration, see RunnerTemplatesConfiguration.cs).
@@ -76,6 +79,7 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(cache)
     .WithEnvironment("Attestations__CacheUrl", "http://cache")
     .WithEnvironment("Attestations__CacheToken", cacheAttestationToken)
+    .WithEnvironment("Intake__DataProtection__KeyEncryptionKey", intakeDataProtectionKey)
     .WithRunnerTemplates(builder, runnerTemplates)
     .WithBootstrapAdminKey(builder.Configuration)
     .WithIntakeCommands(builder.Configuration);

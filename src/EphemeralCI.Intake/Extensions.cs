@@ -3,6 +3,7 @@ using EphemeralCI.Intake.Apis;
 using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Auth;
 using EphemeralCI.Intake.Infrastructure;
+using EphemeralCI.Intake.Infrastructure.DataProtection;
 using EphemeralCI.Intake.Consumers;
 using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
@@ -58,6 +59,8 @@ public static class IntakeExtensions
 
         builder.AddJobTokens();
         services.AddIntakeAuth();
+        // One encrypted key ring in the intake database for every replica (Infrastructure/DataProtection).
+        services.AddIntakeDataProtection();
         // The web UI's session cookie and antiforgery (docs: README "Web UI").
         services.AddWebUiAuth();
 
@@ -65,6 +68,7 @@ public static class IntakeExtensions
         builder.AddOutboxDispatcher<IntakeDbContext>();
 
         services.AddScoped<JobSubmissionService>();
+        services.AddSingleton<JobSpecSeal>();
         services.AddScoped<JobUpdater>();
         services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();

@@ -19,6 +19,9 @@ public sealed class IntakeOptions
     public List<Auth.Federation.TrustPolicy> TrustPolicies { get; set; } = [];
 
     public FederationOptions Federation { get; set; } = new();
+
+    /// <summary>The secret that encrypts the data-protection key ring in the database (sessions, antiforgery, sealed job-spec values).</summary>
+    public Infrastructure.DataProtection.IntakeDataProtectionOptions DataProtection { get; set; } = new();
 }
 
 public sealed class FederationOptions

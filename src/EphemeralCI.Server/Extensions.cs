@@ -143,6 +143,11 @@ public static class ServerExtensions
         {
             defaults["Provisioner:AdminTokenSha256"] = adminHash;
         }
+        // Encrypts the intake's data-protection key ring (sign-in cookies, sealed job-spec values) in intakedb.
+        if (string.IsNullOrWhiteSpace(configuration["Intake:DataProtection:KeyEncryptionKey"]))
+        {
+            defaults["Intake:DataProtection:KeyEncryptionKey"] = data.ReadOrCreateKey("intake-data-protection-kek");
+        }
         // Signed cache URLs stay valid across a restart.
         if (string.IsNullOrWhiteSpace(configuration["Cache:UrlSigningKey"]))
         {

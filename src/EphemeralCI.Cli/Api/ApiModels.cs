@@ -26,7 +26,7 @@ public sealed record JobSummary(
     DateTimeOffset? FinishedAt,
     int Attempt = 1);
 
-public sealed record JobPage(IReadOnlyList<JobSummary> Items, int Page, int PageSize, int TotalCount);
+public sealed record JobPage(IReadOnlyList<JobSummary> Items, int? Page, int PageSize, int? TotalCount, string? NextCursor = null);
 
 public sealed record JobEventItem(string Type, DateTimeOffset At, string? Message, JsonElement? Data);
 

@@ -53,13 +53,14 @@ public sealed partial class EciApiClient : IDisposable
             return request;
         }, retry: true, ct);
 
-    public Task<ApiResult<JobPage>> ListJobsAsync(string? status, string? repository, int? page, int? pageSize, CancellationToken ct)
+    public Task<ApiResult<JobPage>> ListJobsAsync(string? status, string? repository, int? page, int? pageSize, string? cursor, CancellationToken ct)
     {
         var query = new List<string>();
         if (!string.IsNullOrEmpty(status)) query.Add("status=" + Uri.EscapeDataString(status));
         if (!string.IsNullOrEmpty(repository)) query.Add("repository=" + Uri.EscapeDataString(repository));
         if (page is { } p) query.Add("page=" + p);
         if (pageSize is { } s) query.Add("pageSize=" + s);
+        if (!string.IsNullOrEmpty(cursor)) query.Add("cursor=" + Uri.EscapeDataString(cursor));
         var path = "api/v1/jobs" + (query.Count > 0 ? "?" + string.Join('&', query) : "");
         return GetAsync<JobPage>(path, ct);
     }

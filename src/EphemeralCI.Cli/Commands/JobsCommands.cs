@@ -17,8 +17,12 @@ public sealed class JobsListSettings : ServerSettings
     [Description("Only jobs of this repository")]
     public string? Repository { get; set; }
 
+    [CommandOption("--cursor <CURSOR>")]
+    [Description("Continue after the previous list (the cursor it printed); fast however deep")]
+    public string? Cursor { get; set; }
+
     [CommandOption("--page <N>")]
-    [Description("Which page, from 1 (newest first)")]
+    [Description("Which page, from 1 (newest first); deprecated beyond the first few pages, use --cursor")]
     public int? Page { get; set; }
 
     [CommandOption("--page-size <N>")]
@@ -49,7 +53,7 @@ public sealed class JobsListCommand(EciContext context) : EciCommand<JobsListSet
     protected override async Task<int> RunAsync(JobsListSettings settings, CancellationToken ct)
     {
         using var api = Connect(settings);
-        var result = await api.ListJobsAsync(settings.Status, settings.Repository, settings.Page, settings.PageSize, ct);
+        var result = await api.ListJobsAsync(settings.Status, settings.Repository, settings.Page, settings.PageSize, settings.Cursor, ct);
         if (settings.Json)
         {
             WriteJson(result.Json);
@@ -66,8 +70,12 @@ public sealed class JobsListCommand(EciContext context) : EciCommand<JobsListSet
         }
         if (page.Items.Count == 0) Context.Out.MarkupLine("[grey]No jobs.[/]");
         else Context.Out.Write(table);
-        var pages = Math.Max(1, (page.TotalCount + page.PageSize - 1) / page.PageSize);
-        Context.Out.MarkupLine($"[grey]page {page.Page} of {pages} ({page.TotalCount} jobs)[/]");
+        if (page.Page is { } number && page.TotalCount is { } total)
+        {
+            var pages = Math.Max(1, (total + page.PageSize - 1) / page.PageSize);
+            Context.Out.MarkupLine($"[grey]page {number} of {pages} ({total} jobs)[/]");
+        }
+        if (page.NextCursor is { } next) Context.Out.MarkupLine($"[grey]older: eci jobs list --cursor {Markup.Escape(next)}[/]");
         return ExitCodes.Success;
     }
 }

@@ -47,7 +47,8 @@ public sealed record JobSummary(
         j.TimeoutSeconds, j.CreatedAt, j.StartedAt, j.FinishedAt, JobLinks.For(j.Id), j.RunnerTemplateHash, j.Environment, j.SubmittedBy, j.Attempt);
 }
 
-public sealed record JobPage(IReadOnlyList<JobSummary> Items, int Page, int PageSize, int TotalCount);
+/// <summary>A page of jobs. <paramref name="Page"/> and <paramref name="TotalCount"/> only for the deprecated <c>?page=</c>; <paramref name="NextCursor"/> is null on the last page.</summary>
+public sealed record JobPage(IReadOnlyList<JobSummary> Items, int? Page, int PageSize, int? TotalCount, string? NextCursor);
 
 public sealed record JobEventItem(string Type, DateTimeOffset At, string? Message, System.Text.Json.JsonElement? Data);
 

@@ -11,6 +11,7 @@ using EphemeralCI.Intake.Model;
 using EphemeralCI.Intake.Services;
 using EphemeralCI.RunnerTemplates;
 using EphemeralCI.Intake.Validation;
+using EphemeralCI.Intake.WebUi;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -49,6 +50,8 @@ public static class JobsApi
         api.MapGet("/", ListJobs)
             .WithName("ListJobs")
             .WithSummary("List jobs, newest first")
+            .WithDescription("Page with ?cursor= (the previous page's nextCursor; stays fast however deep). ?page= still works but is " +
+                             "deprecated: it counts and skips every earlier row. Only the first page and ?page= pages carry page and totalCount.")
             .RequireScope(ApiKeyScopes.Read);
 
         api.MapGet("/{id:guid}", GetJob)
@@ -159,19 +162,28 @@ public static class JobsApi
     public static async Task<Results<Ok<JobPage>, ValidationProblem>> ListJobs(
         [AsParameters] ListJobsQuery query, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)
     {
-        var errors = query.Validate(out var status, out var page, out var pageSize);
+        var errors = query.Validate(out var status, out var page, out var pageSize, out var cursor);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var jobs = user.JobAccess().Visible(db.Jobs.AsNoTracking());
         if (status is { } s) jobs = jobs.Where(j => j.Status == s);
         if (!string.IsNullOrEmpty(query.Repository)) jobs = jobs.Where(j => j.Repository == query.Repository);
 
+        // After a cursor: the web UI's keyset query, without the count (counting and skipping make deep pages slow).
+        if (cursor is not null)
+        {
+            var (rows, next) = await JobsPageQuery.PageAsync(jobs, cursor, pageSize, ct);
+            return TypedResults.Ok(new JobPage(rows.Select(JobSummary.From).ToList(), null, pageSize, null, next));
+        }
+        // The first page (with the total, as before), or a deprecated ?page=N (OFFSET, kept for old clients).
         var total = await jobs.CountAsync(ct);
         var items = await jobs
             .OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id)
-            .Skip((page - 1) * pageSize).Take(pageSize)
+            .Skip((page - 1) * pageSize).Take(pageSize + 1)
             .ToListAsync(ct);
-        return TypedResults.Ok(new JobPage(items.Select(JobSummary.From).ToList(), page, pageSize, total));
+        var shown = items.Take(pageSize).ToList();
+        var nextCursor = items.Count > pageSize ? JobsPageQuery.Cursor(shown[^1]) : null;
+        return TypedResults.Ok(new JobPage(shown.Select(JobSummary.From).ToList(), page, pageSize, total, nextCursor));
     }
 
     public static async Task<Results<Ok<JobSummary>, ProblemHttpResult>> GetJob(Guid id, ClaimsPrincipal user, IntakeDbContext db, CancellationToken ct)
@@ -248,13 +260,13 @@ public static class JobsApi
         key.Length is > 0 and <= MaxIdempotencyKeyLength && key.All(c => c is >= '!' and <= '~');
 }
 
-public sealed record ListJobsQuery(string? Status, string? Repository, string? Page, string? PageSize)
+public sealed record ListJobsQuery(string? Status, string? Repository, string? Page, string? PageSize, string? Cursor)
 {
     public const int MaxPage = 1_000_000;
 
     // Query values are bound as text and checked here, so a bad value is a 400 naming the
     // parameter instead of the framework's bare 400.
-    public Dictionary<string, string[]> Validate(out JobStatus? status, out int page, out int pageSize)
+    public Dictionary<string, string[]> Validate(out JobStatus? status, out int page, out int pageSize, out (DateTimeOffset At, Guid Id)? cursor)
     {
         var errors = new Dictionary<string, string[]>();
         status = null;
@@ -273,6 +285,9 @@ public sealed record ListJobsQuery(string? Status, string? Repository, string? P
         {
             errors["pageSize"] = [$"must be a whole number from 1 to {JobsApi.MaxPageSize}"];
         }
+        cursor = JobsPageQuery.ParseCursor(Cursor);
+        if (!string.IsNullOrEmpty(Cursor) && cursor is null) errors["cursor"] = ["must be a nextCursor this API returned"];
+        if (!string.IsNullOrEmpty(Cursor) && Page is not null) errors["page"] = ["cannot be combined with cursor: follow nextCursor instead"];
         if (Repository is { Length: > JobSpecValidator.MaxRepositoryLength })
         {
             errors["repository"] = [$"must be at most {JobSpecValidator.MaxRepositoryLength} characters"];

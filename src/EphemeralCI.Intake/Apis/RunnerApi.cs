@@ -73,7 +73,7 @@ public static class RunnerApi
     }
 
     public static async Task<Results<Ok<RunnerJob>, ProblemHttpResult>> GetJob(
-        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, IntakeDbContext db, TimeProvider clock, CancellationToken ct)
+        HttpRequest request, ClaimsPrincipal runner, JobUpdater jobs, IntakeDbContext db, JobSpecSeal seal, TimeProvider clock, CancellationToken ct)
     {
         var jobId = runner.JobId()!.Value;
         var attempt = runner.JobAttempt();
@@ -97,7 +97,8 @@ public static class RunnerApi
         if (job.Attempt != attempt) return AttemptOver(job);
         if (otherAgent) return Problems.Conflict("Another agent fetched this job", "A job is run by the one agent that fetched it first.");
         if (firstFetch && outcome == JobUpdateOutcome.Applied) await RecordRunnerStartAsync(db, job, clock, ct);
-        var spec = JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!;
+        // The one place sealed maskedEnv values are opened: for the agent bound to this attempt.
+        var spec = seal.Unseal(JsonSerializer.Deserialize<JobSpec>(job.Spec, JsonSerializerOptions.Web)!);
         return TypedResults.Ok(new RunnerJob(job.Id, spec, job.TraceParent));
     }
 
@@ -223,7 +224,7 @@ public static class RunnerApi
     public const int MaxCommandWaitSeconds = 25;
 
     public static async Task<Results<Ok<RunnerCommands>, ValidationProblem, ProblemHttpResult>> GetCommands(
-        [FromQuery] string? from, [FromQuery] string? waitSeconds, ClaimsPrincipal runner, IntakeDbContext db, IJobLiveNotifier notifier, CancellationToken ct)
+        [FromQuery] string? from, [FromQuery] string? waitSeconds, ClaimsPrincipal runner, IntakeDbContext db, IJobLiveNotifier notifier, JobSpecSeal seal, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         if (!int.TryParse(from, out var first) || first < 0) errors["from"] = ["must be a command index (a whole number ≥ 0)"];
@@ -246,7 +247,7 @@ public static class RunnerApi
             if (spec.Session is null) return Problems.Conflict("Not a session", "This job's steps are all in its spec.");
             var steps = spec.Steps ?? [];
             var left = until - DateTimeOffset.UtcNow;
-            if (steps.Count > first || left <= TimeSpan.Zero) return TypedResults.Ok(new RunnerCommands(first, steps.Skip(first).ToList()));
+            if (steps.Count > first || left <= TimeSpan.Zero) return TypedResults.Ok(new RunnerCommands(first, seal.Unseal(steps.Skip(first), spec.MaskedEnv)));
             try
             {
                 await wakeup.WaitAsync(left < JobLogFollower.PollInterval ? left : JobLogFollower.PollInterval, ct);

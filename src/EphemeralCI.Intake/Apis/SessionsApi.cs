@@ -103,7 +103,7 @@ public static class SessionsApi
 
     public static async Task<Results<ServerSentEventsResult<string>, ValidationProblem, ProblemHttpResult>> RunCommand(
         Guid id, HttpRequest request, ClaimsPrincipal user, IntakeDbContext db, JobUpdater jobs, JobLogStore logs,
-        SessionCommandFollower follower, CancellationToken ct)
+        SessionCommandFollower follower, JobSpecSeal seal, CancellationToken ct)
     {
         if (await FindAsync(id, user, db, ct) is not { } session) return NotFound(id);
         // Commands run with the session's secrets and identity: only a credential that could have opened
@@ -123,7 +123,7 @@ public static class SessionsApi
         }
         // Where the log stands now: the previous command's output is all in (the agent flushes it before reporting it finished).
         var from = await logs.EndAsync(id, ct);
-        var (outcome, job) = await jobs.UpdateAsync(id, null, change => change.Job.AppendSessionCommand(body.Value!, count), ct);
+        var (outcome, job) = await jobs.UpdateAsync(id, null, change => change.Job.AppendSessionCommand(seal.Seal(body.Value!, session.ParsedSpec().MaskedEnv), count), ct);
         if (outcome != JobUpdateOutcome.Applied)
         {
             if (job is null) return NotFound(id);

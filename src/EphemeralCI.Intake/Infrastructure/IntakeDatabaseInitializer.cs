@@ -12,9 +12,10 @@ namespace EphemeralCI.Intake.Infrastructure;
 /// <summary>
 /// Brings the database to the current migration before anything else of the module starts
 /// (registered ahead of the bus and the outbox dispatcher), waiting while it is not reachable yet;
-/// then makes sure a first admin key exists.
+/// then makes sure a first admin key exists and that the data-protection key ring opens with the configured secret.
 /// </summary>
 public sealed class IntakeDatabaseInitializer(
+    IServiceProvider services,
     IServiceScopeFactory scopes,
     IOptions<IntakeOptions> options,
     TimeProvider clock,
@@ -23,7 +24,11 @@ public sealed class IntakeDatabaseInitializer(
     public const string BootstrapKeyName = "bootstrap-admin";
 
     public Task StartAsync(CancellationToken cancellationToken) =>
-        ModuleDatabaseMigration.MigrateAsync<IntakeDbContext>(scopes, clock, logger, EnsureBootstrapKeyAsync, cancellationToken);
+        ModuleDatabaseMigration.MigrateAsync<IntakeDbContext>(scopes, clock, logger, async (db, ct) =>
+        {
+            await EnsureBootstrapKeyAsync(db, ct);
+            DataProtection.IntakeDataProtection.VerifyKeyRing(services, clock.GetUtcNow());
+        }, cancellationToken);
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -29,7 +29,7 @@ public sealed record JobSubmitter(Guid? ApiKeyId, string SubmittedBy);
 /// Accepts a validated job: the job row, its first timeline entry and the RunJob message are
 /// written in one transaction, so a job that got its 202 always reaches the provisioner.
 /// </summary>
-public sealed class JobSubmissionService(IntakeDbContext db, TimeProvider clock)
+public sealed class JobSubmissionService(IntakeDbContext db, TimeProvider clock, JobSpecSeal seal)
 {
     public async Task<(SubmissionOutcome Outcome, Job Job)> SubmitAsync(
         JobSpec spec, RunnerTemplateDefinition template, JobSubmitter submitter, string? idempotencyKey, CancellationToken ct)
@@ -54,7 +54,8 @@ public sealed class JobSubmissionService(IntakeDbContext db, TimeProvider clock)
             RunnerTemplate = accepted.RunnerTemplate!,
             Environment = accepted.Environment,
             SubmittedBy = submitter.SubmittedBy,
-            Spec = specJson,
+            // maskedEnv values sealed at rest (the request hash above is of what was sent, as before).
+            Spec = JsonSerializer.Serialize(seal.Seal(accepted), JsonSerializerOptions.Web),
             TimeoutSeconds = accepted.TimeoutSeconds!.Value,
             CreatedAt = now,
             IdempotencyKey = idempotencyKey,

@@ -2,6 +2,7 @@ using System.Globalization;
 using EphemeralCI.Contracts.Jobs;
 using EphemeralCI.Intake.Model;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
 
 namespace EphemeralCI.Intake.WebUi;
 
@@ -42,7 +43,24 @@ public sealed record JobsPageQuery(
     /// <summary>The cursor of the page after <paramref name="job"/>: its creation time (UTC ticks) and id.</summary>
     public static string Cursor(Job job) => $"{job.CreatedAt.UtcTicks.ToString(CultureInfo.InvariantCulture)}_{job.Id:N}";
 
-    private static (DateTimeOffset At, Guid Id)? ParseCursor(string? cursor)
+    /// <summary>
+    /// One page, newest first, after <paramref name="cursor"/>: keyset paging on (created at, id) descending, on the
+    /// (repository|status, created_at) indexes — as fast on the thousandth page as on the first. The plain upper bound
+    /// on created_at (also on the first page) is what lets the planners start the index scan there: Postgres cannot
+    /// seek on the OR alone, and SQLite otherwise sorts the whole table when the filters are on columns without an
+    /// index (ref, template) — docs/benchmarks.md, "Web UI". Used by the jobs page and <c>GET /api/v1/jobs?cursor=</c>.
+    /// </summary>
+    public static async Task<(List<Job> Rows, string? Next)> PageAsync(IQueryable<Job> jobs, (DateTimeOffset At, Guid Id)? cursor, int size, CancellationToken ct)
+    {
+        var (at, after) = cursor ?? (DateTimeOffset.MaxValue, Guid.Empty);
+        jobs = jobs.Where(j => j.CreatedAt <= at);
+        if (cursor is not null) jobs = jobs.Where(j => j.CreatedAt < at || (j.CreatedAt == at && j.Id.CompareTo(after) < 0));
+        var rows = await jobs.OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id).Take(size + 1).ToListAsync(ct);
+        var shown = rows.Take(size).ToList();
+        return (shown, rows.Count > size ? Cursor(shown[^1]) : null);
+    }
+
+    public static (DateTimeOffset At, Guid Id)? ParseCursor(string? cursor)
     {
         var parts = cursor?.Split('_');
         return parts is [var ticks, var id] && long.TryParse(ticks, NumberStyles.None, CultureInfo.InvariantCulture, out var t)

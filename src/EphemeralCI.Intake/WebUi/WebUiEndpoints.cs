@@ -101,17 +101,8 @@ public static class WebUiEndpoints
         if (filters.StatusValue is { } s) jobs = jobs.Where(j => j.Status == s);
         if (filters.FromValue is { } from) jobs = jobs.Where(j => j.CreatedAt >= from);
         if (filters.ToValue is { } to) jobs = jobs.Where(j => j.CreatedAt < to);
-        // Keyset paging: the next page starts after the last row shown, (created at, id) descending, on the
-        // (repository|status, created_at) indexes — as fast on the thousandth page as on the first. The plain
-        // upper bound on created_at (also on the first page) is what lets the planners start the index scan
-        // there: Postgres cannot seek on the OR alone, and SQLite otherwise sorts the whole table when the
-        // filters are on columns without an index (ref, template) — docs/benchmarks.md, "Web UI".
-        var (at, after) = filters.Cursor ?? (DateTimeOffset.MaxValue, Guid.Empty);
-        jobs = jobs.Where(j => j.CreatedAt <= at);
-        if (filters.Cursor is not null) jobs = jobs.Where(j => j.CreatedAt < at || (j.CreatedAt == at && j.Id.CompareTo(after) < 0));
-        var rows = await jobs.OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id).Take(PageSize + 1).ToListAsync(ct);
-        var shown = rows.Take(PageSize).ToList();
-        var next = rows.Count > PageSize ? JobsPageQuery.Cursor(shown[^1]) : null;
+        // Keyset paging: the next page starts after the last row shown (JobsPageQuery.PageAsync).
+        var (shown, next) = await JobsPageQuery.PageAsync(jobs, filters.Cursor, PageSize, ct);
         var view = new JobsView(filters, shown, next, clock.GetUtcNow());
         return Html.Page("Jobs", Pages.Jobs(view), Token(http, antiforgery), signedIn: true, admin: WebUiAuth.IsAdmin(http.User));
     }

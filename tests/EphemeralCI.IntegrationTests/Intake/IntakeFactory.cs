@@ -28,6 +28,8 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
     protected virtual string? RabbitMqConnectionString => null;
     protected virtual long MaxLogBytesPerJob => 64L * 1024 * 1024;
     protected virtual string BootstrapAdminKey => AdminKey;
+    /// <summary>Intake:DataProtection:KeyEncryptionKey (a second factory on the same database must use the same one).</summary>
+    public string DataProtectionKey { get; set; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     public virtual async Task InitializeAsync()
     {
@@ -47,6 +49,7 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
         builder.UseSetting("ConnectionStrings:rabbitmq", RabbitMqConnectionString ?? "");
         builder.UseSetting("JobTokens:SigningKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
         builder.UseSetting("Intake:BootstrapAdminKey", BootstrapAdminKey);
+        builder.UseSetting("Intake:DataProtection:KeyEncryptionKey", DataProtectionKey);
         builder.UseSetting("Intake:MaxLogBytesPerJob", MaxLogBytesPerJob.ToString(System.Globalization.CultureInfo.InvariantCulture));
         builder.UseSetting("RunnerTemplates:default:MaxTimeoutSeconds", "3600");
         builder.UseSetting("RunnerTemplates:small:Backend", "local");

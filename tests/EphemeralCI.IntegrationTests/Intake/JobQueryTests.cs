@@ -34,6 +34,31 @@ public sealed class JobQueryTests(IntakeFactory app) : IClassFixture<IntakeFacto
     }
 
     [Fact]
+    public async Task List_pages_with_the_next_cursor_to_the_end_and_a_bad_cursor_is_400()
+    {
+        using var client = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
+        var repository = $"acme/cursor-{Guid.NewGuid():N}"[..30];
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++) ids.Add(await Jobs.SubmitAsync(client, Jobs.Valid(repository: repository, name: $"job {i}")));
+
+        var seen = new List<Guid>();
+        var page = await client.GetFromJsonAsync<JsonElement>($"/api/v1/jobs?repository={repository}&pageSize=2");
+        Assert.Equal(5, page.GetProperty("totalCount").GetInt32());
+        while (true)
+        {
+            seen.AddRange(page.GetProperty("items").EnumerateArray().Select(j => j.GetProperty("id").GetGuid()));
+            if (page.GetProperty("nextCursor").GetString() is not { } next) break;
+            page = await client.GetFromJsonAsync<JsonElement>($"/api/v1/jobs?repository={repository}&pageSize=2&cursor={Uri.EscapeDataString(next)}");
+            Assert.Equal(JsonValueKind.Null, page.GetProperty("totalCount").ValueKind);
+        }
+        Assert.Equal(Enumerable.Reverse(ids), seen);
+
+        using var bad = await client.GetAsync("/api/v1/jobs?cursor=not-a-cursor");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.True((await bad.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("errors").TryGetProperty("cursor", out _));
+    }
+
+    [Fact]
     public async Task Bad_list_parameters_are_400_naming_each()
     {
         using var client = await app.ClientWithScopesAsync(ApiKeyScopes.Read);
