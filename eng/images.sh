@@ -2,7 +2,7 @@
 # Builds EphemeralCI's container images as OCI archives, without a container daemon or a registry:
 #   eng/images.sh                 every image
 #   eng/images.sh server intake   only these
-# Images: intake secrets-broker cache provisioner (the four services), server (all-in-one),
+# Images: intake secrets-broker cache provisioner github-actions (the services), server (all-in-one),
 # runner-shell, runner-dotnet, runner-node (runner images for deploy/kubernetes's templates).
 #
 # Each image is a Debian bookworm root made by mmdebstrap from the Debian mirror (layer 1) plus our
@@ -30,7 +30,7 @@ MIRROR="${ECI_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 CACHE="${ECI_TOOLS:-$HOME/.cache/ephemeralci}/image-roots"
 RID=linux-x64
-SERVICES=(intake secrets-broker cache provisioner)
+SERVICES=(intake secrets-broker cache provisioner github-actions)
 ALL=("${SERVICES[@]}" server runner-shell runner-dotnet runner-node)
 APP_UID=1654
 RUNNER_UID=1000
@@ -138,6 +138,7 @@ project_of() {
     secrets-broker) echo src/EphemeralCI.SecretsBroker.Host ;;
     cache) echo src/EphemeralCI.Cache.Host ;;
     provisioner) echo src/EphemeralCI.Provisioner.Host ;;
+    github-actions) echo src/EphemeralCI.GitHubActions.Host ;;
   esac
 }
 
