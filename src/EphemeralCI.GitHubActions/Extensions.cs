@@ -23,6 +23,8 @@ namespace EphemeralCI.GitHubActions;
  *                           └─ every open row ───────────────────────> RunnerLauncher <── LaunchQueue / LaunchWorker
  *        queued: claim → App JWT → installation token → generate-jitconfig → IRunnerJobs.Submit (one step: run.sh --jitconfig "$GITHUB_JIT_CONFIG")
  *        over:   cancel a job that never ran → DELETE the runner at GitHub → done
+ *   WarmRunnerPool (each pass; at once when a warm runner takes a job): MinIdle idle runners per template × repository/org,
+ *        slot claimed by a unique insert → generate-jitconfig (no workflow job) → job; busy ones leave, stale ones recycled
  *
  * Off unless GitHubActions:AppId is set. The App's private key and webhook secret come from the secrets broker
  * (IGitHubAppSecrets); the jobs go to the intake (IRunnerJobs): the all-in-one server registers in-process ones.

@@ -222,6 +222,48 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         Assert.Equal(3, WarmAtGitHub().Count(r => !r.Deleted));
     }
 
+    [Fact]
+    public async Task A_runner_GitHub_gave_another_workflow_job_is_not_cancelled_when_its_own_job_completes_elsewhere()
+    {
+        // GitHub hands a JIT runner any queued job with its labels: ours for X takes Y, and X runs on someone else's runner.
+        var x = _github.Unlisted("acme/widgets", "self-hosted", "linux");
+        var y = _github.Unlisted("acme/widgets", "self-hosted", "linux");
+        (await _github.DeliverAsync(_webhook, "queued", x)).EnsureSuccessStatusCode();
+        var ours = $"eci-{x.Id}";
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!_jobs.Submitted.Any(j => j.Key == $"github-workflow-job-{x.Id}"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no runner job for X");
+            await Task.Delay(50);
+        }
+        var eciJob = _jobs.Submitted.Single(j => j.Key == $"github-workflow-job-{x.Id}").Id;
+        _github.Assign(y, ours);
+        (await _github.DeliverAsync(_webhook, "in_progress", y)).EnsureSuccessStatusCode();
+        _github.Complete(x, "someone-elses-runner");
+        (await _github.DeliverAsync(_webhook, "completed", x)).EnsureSuccessStatusCode();
+
+        var launcher = _app.Services.CreateScope().ServiceProvider.GetRequiredService<RunnerLauncher>();
+        await launcher.HandleAsync(x.Id, default);
+        Assert.Equal(JobStatus.Running, _jobs.Status.GetValueOrDefault(eciJob, JobStatus.Running));
+        Assert.False(_github.Runners.Single(r => r.Name == ours).Deleted);
+
+        // A signed delivery for a repository the App is installed on but we do not serve: no row, no runner.
+        var foreign = _github.Unlisted("evil/other", "self-hosted", "linux");
+        (await _github.DeliverAsync(_webhook, "queued", foreign)).EnsureSuccessStatusCode();
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            Assert.False(await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().WorkflowJobs.AnyAsync(j => j.Id == foreign.Id));
+        }
+        Assert.DoesNotContain(_github.Runners, r => r.Name == $"eci-{foreign.Id}");
+
+        // Y done, our runner exits after it: now it is removed.
+        _github.Complete(y, ours);
+        (await _github.DeliverAsync(_webhook, "completed", y)).EnsureSuccessStatusCode();
+        _jobs.Status[eciJob] = JobStatus.Succeeded;
+        await launcher.HandleAsync(x.Id, default);
+        Assert.True(_github.Runners.Single(r => r.Name == ours).Deleted);
+    }
+
     private async Task PoolPassAsync()
     {
         await using var scope = _app.Services.CreateAsyncScope();
