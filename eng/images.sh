@@ -4,7 +4,7 @@
 #   eng/images.sh server intake   only these
 #   eng/images.sh --prefetch server   only make (and cache) their Debian roots: network-bound, so eng/test.sh
 #                                     starts it in the background while the solution builds
-# Images: intake secrets-broker cache provisioner (the four services), server (all-in-one),
+# Images: intake secrets-broker cache provisioner github-actions (the services), server (all-in-one),
 # runner-shell, runner-dotnet, runner-node (runner images for deploy/kubernetes's templates).
 #
 # Each image is a Debian bookworm root made by mmdebstrap from the Debian mirror (layer 1) plus our
@@ -32,7 +32,7 @@ MIRROR="${ECI_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 CACHE="${ECI_TOOLS:-$HOME/.cache/ephemeralci}/image-roots"
 RID=linux-x64
-SERVICES=(intake secrets-broker cache provisioner)
+SERVICES=(intake secrets-broker cache provisioner github-actions)
 ALL=("${SERVICES[@]}" server runner-shell runner-dotnet runner-node)
 APP_UID=1654
 RUNNER_UID=1000
@@ -145,6 +145,7 @@ project_of() {
     secrets-broker) echo src/EphemeralCI.SecretsBroker.Host ;;
     cache) echo src/EphemeralCI.Cache.Host ;;
     provisioner) echo src/EphemeralCI.Provisioner.Host ;;
+    github-actions) echo src/EphemeralCI.GitHubActions.Host ;;
   esac
 }
 

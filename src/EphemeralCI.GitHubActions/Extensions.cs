@@ -23,6 +23,8 @@ namespace EphemeralCI.GitHubActions;
  *                           └─ every open row ───────────────────────> RunnerLauncher <── LaunchQueue / LaunchWorker
  *        queued: claim → App JWT → installation token → generate-jitconfig → IRunnerJobs.Submit (one step: run.sh --jitconfig "$GITHUB_JIT_CONFIG")
  *        over:   cancel a job that never ran → DELETE the runner at GitHub → done
+ *   WarmRunnerPool (each pass; at once when a warm runner takes a job): MinIdle idle runners per template × repository/org,
+ *        slot claimed by a unique insert → generate-jitconfig (no workflow job) → job; busy ones leave, stale ones recycled
  *
  * Off unless GitHubActions:AppId is set. The App's private key and webhook secret come from the secrets broker
  * (IGitHubAppSecrets); the jobs go to the intake (IRunnerJobs): the all-in-one server registers in-process ones.
@@ -47,6 +49,8 @@ public static class GitHubActionsExtensions
             .Validate(o => o.Repositories.Count > 0, $"Configuration setting '{GitHubActionsOptions.Section}:Repositories' must list the repositories served (owner/name).")
             .Validate(o => o.PrivateKeySecret.StartsWith("ECI_GITHUB_", StringComparison.Ordinal) && o.WebhookSecret.StartsWith("ECI_GITHUB_", StringComparison.Ordinal),
                 $"Configuration settings '{GitHubActionsOptions.Section}:PrivateKeySecret' and 'WebhookSecret' must name operator-only secrets starting with 'ECI_GITHUB_' (the only ones this service's broker token opens).")
+            .Validate(o => o.Templates.Values.All(t => t.MinIdle is >= 0 and <= GitHubRunnerTemplate.MaxMinIdle && t.MaxIdleAge > TimeSpan.Zero),
+                $"Every '{GitHubActionsOptions.Section}:Templates:<name>:MinIdle' must be between 0 and {GitHubRunnerTemplate.MaxMinIdle}, and its 'MaxIdleAge' positive.")
             .Validate(o => o.ReconcileInterval > TimeSpan.Zero, $"Configuration setting '{GitHubActionsOptions.Section}:ReconcileInterval' must be positive.")
             .ValidateOnStart();
 
@@ -83,6 +87,7 @@ public static class GitHubActionsExtensions
         services.AddSingleton<LaunchQueue>();
         services.AddSingleton<WorkflowJobs>();
         services.AddScoped<RunnerLauncher>();
+        services.AddScoped<WarmRunnerPool>();
         // Migrations first: hosted services start in order.
         services.AddHostedService<ModuleDatabaseMigrator<GitHubActionsDbContext>>();
         services.AddHostedService<LaunchWorker>();

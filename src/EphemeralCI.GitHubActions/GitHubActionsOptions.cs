@@ -51,6 +51,18 @@ public sealed class GitHubRunnerTemplate
     /// <summary>The one step's script; the JIT config is in <c>$GITHUB_JIT_CONFIG</c> (never in the script itself).</summary>
     public string RunnerCommand { get; set; } = "cd /home/runner && exec ./run.sh --jitconfig \"$GITHUB_JIT_CONFIG\"";
 
+    /// <summary>
+    /// Warm runners kept registered and idle (ARC's <c>minRunners</c>), so a queued workflow job is taken at once; 0: none.
+    /// Per repository for repository runners, per organization for organization runners. At most <see cref="MaxMinIdle"/>.
+    /// </summary>
+    public int MinIdle { get; set; }
+
+    /// <summary>An idle warm runner older than this is removed from GitHub and its job cancelled (then replaced), so none lives for days.</summary>
+    public TimeSpan MaxIdleAge { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Each warm runner holds a runner (a sandbox or pod) outside any job: a template asks for a handful, not a fleet.</summary>
+    public const int MaxMinIdle = 32;
+
     /// <summary>Job timeout in seconds (null: the runner template's default).</summary>
     public int? TimeoutSeconds { get; set; }
 

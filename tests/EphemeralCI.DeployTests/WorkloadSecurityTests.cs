@@ -12,10 +12,12 @@ public sealed class WorkloadSecurityTests
 
     [Theory]
     [MemberData(nameof(Targets))]
-    public void The_four_services_are_deployed_into_the_control_plane_namespace(string target)
+    public void The_services_are_deployed_into_the_control_plane_namespace(string target)
     {
         var manifests = Manifests.Render(target);
-        Assert.Equal(RenderedManifests.Services.Order(), manifests.Deployments.Select(d => d.Metadata.Name).Order());
+        // The GitHub Actions adapter is optional: only where an overlay turns it on.
+        string[] expected = target == Kustomize.WithGitHubActions ? [.. RenderedManifests.Services, "github-actions"] : RenderedManifests.Services;
+        Assert.Equal(expected.Order(), manifests.Deployments.Select(d => d.Metadata.Name).Order());
         Assert.All(manifests.Deployments, d => Assert.Equal(RenderedManifests.ControlPlane, d.Metadata.NamespaceProperty));
         // Nothing of ours runs in the runners namespace: only the provisioner puts runners there.
         Assert.DoesNotContain(manifests.PodTemplates(), t => t.Workload.Contains($" {RenderedManifests.Runners}/", StringComparison.Ordinal));

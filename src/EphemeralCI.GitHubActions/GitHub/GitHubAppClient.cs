@@ -47,14 +47,24 @@ public sealed class GitHubAppClient(
         return new JitRunner(body.Runner.Id, body.EncodedJitConfig);
     }
 
-    /// <summary>Removes a runner; one already gone (404) counts as removed.</summary>
-    public async Task DeleteRunnerAsync(long installationId, string repository, bool organization, long runnerId, CancellationToken ct)
+    /// <summary>Removes a runner; one already gone (404) counts as removed. False: GitHub refused (422) because it is running a job.</summary>
+    public async Task<bool> DeleteRunnerAsync(long installationId, string repository, bool organization, long runnerId, CancellationToken ct)
     {
         var path = organization ? $"orgs/{repository.Split('/')[0]}/actions/runners/{runnerId}" : $"repos/{repository}/actions/runners/{runnerId}";
         using var request = await InstallationRequestAsync(HttpMethod.Delete, path, installationId, ct);
         using var response = await http.SendAsync(request, ct);
-        if (response.StatusCode == HttpStatusCode.NotFound) return;
+        if (response.StatusCode == HttpStatusCode.NotFound) return true;
+        if (response.StatusCode == HttpStatusCode.UnprocessableEntity) return false;
         await EnsureSuccessAsync(response, "delete runner", ct);
+        return true;
+    }
+
+    /// <summary>The names of the registered runners GitHub says are running a job (first page: 100 runners).</summary>
+    public async Task<IReadOnlySet<string>> BusyRunnersAsync(long installationId, string repository, bool organization, CancellationToken ct)
+    {
+        var path = organization ? $"orgs/{repository.Split('/')[0]}/actions/runners?per_page=100" : $"repos/{repository}/actions/runners?per_page=100";
+        var page = await GetAsync<RunnersPage>(installationId, path, ct);
+        return page.Runners.Where(r => r.Busy).Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
     }
 
     public async Task<long> RepositoryInstallationAsync(string repository, CancellationToken ct)
@@ -134,6 +144,8 @@ public sealed class GitHubAppClient(
     private sealed record JitConfigResponse(IdOnly Runner, string EncodedJitConfig);
     private sealed record IdOnly(long Id);
     private sealed record AccessToken(string Token, DateTimeOffset ExpiresAt);
+    private sealed record RunnersPage(IReadOnlyList<ListedRunner> Runners);
+    private sealed record ListedRunner(long Id, string Name, bool Busy);
     private sealed record RunsPage(IReadOnlyList<IdOnly> WorkflowRuns);
     private sealed record JobsPage(IReadOnlyList<JobItem> Jobs);
     private sealed record JobItem(long Id, long RunId, string Status, IReadOnlyList<string> Labels, string HeadSha, string? HeadBranch);

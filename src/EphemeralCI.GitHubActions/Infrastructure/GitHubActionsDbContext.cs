@@ -9,6 +9,7 @@ public sealed class GitHubActionsDbContext(DbContextOptions<GitHubActionsDbConte
 {
     public DbSet<WorkflowJobRunner> WorkflowJobs => Set<WorkflowJobRunner>();
     public DbSet<WebhookDelivery> Deliveries => Set<WebhookDelivery>();
+    public DbSet<WarmRunner> WarmRunners => Set<WarmRunner>();
 
     /// <summary>
     /// Records a delivery id; false when it was recorded before. One statement (<c>ON CONFLICT DO NOTHING</c>, Postgres and

@@ -111,7 +111,7 @@ public sealed class WorkflowJobRunner
     private bool Move(RunnerState to, DateTimeOffset now, string? reason)
     {
         State = to;
-        Reason = reason ?? Reason;
+        Reason = reason is null ? Reason : WarmRunner.Truncate(reason);
         UpdatedAt = now;
         Version++;
         return true;

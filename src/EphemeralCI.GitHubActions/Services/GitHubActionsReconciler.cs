@@ -10,7 +10,8 @@ namespace EphemeralCI.GitHubActions.Services;
 
 /// <summary>
 /// Every <c>ReconcileInterval</c>: lists the queued jobs of each served repository's queued workflow runs (a missed
-/// or late webhook), then takes every open row one step further (launch, cancel, remove the runner of a job that is over).
+/// or late webhook), then takes every open row one step further (launch, cancel, remove the runner of a job that is over), then
+/// tends the warm runner pools (<see cref="WarmRunnerPool"/>).
 /// </summary>
 public sealed class GitHubActionsReconciler(
     IServiceScopeFactory scopes, WorkflowJobs rows, IOptions<GitHubActionsOptions> options, TimeProvider clock,
@@ -73,5 +74,7 @@ public sealed class GitHubActionsReconciler(
                 logger.LogWarning("Workflow job {WorkflowJobId}: {Error}", id, ex.Message);
             }
         }
+        // After the rows: a warm runner that took a workflow job is out of its pool before the pool is refilled.
+        await scope.ServiceProvider.GetRequiredService<WarmRunnerPool>().PassAsync(ct);
     }
 }

@@ -10,9 +10,16 @@ public sealed class LaunchQueue
 {
     private readonly Channel<long> _ids = Channel.CreateUnbounded<long>(new UnboundedChannelOptions { SingleReader = false });
 
+    // One pending refill is enough: a pass fills every pool to its target.
+    private readonly Channel<bool> _refills = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
     public void Enqueue(long workflowJobId) => _ids.Writer.TryWrite(workflowJobId);
 
+    /// <summary>A warm runner left a pool (it took a workflow job): refill without waiting for the reconciler.</summary>
+    public void RequestRefill() => _refills.Writer.TryWrite(true);
+
     internal ChannelReader<long> Reader => _ids.Reader;
+    internal ChannelReader<bool> Refills => _refills.Reader;
 }
 
 /// <summary>Drains the <see cref="LaunchQueue"/> with a few workers; a failure is logged and left to the reconciler.</summary>
@@ -21,7 +28,23 @@ internal sealed class LaunchWorker(LaunchQueue queue, IServiceScopeFactory scope
     private const int Workers = 4;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => DrainAsync(stoppingToken)));
+        Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => DrainAsync(stoppingToken)).Append(RefillAsync(stoppingToken)));
+
+    private async Task RefillAsync(CancellationToken ct)
+    {
+        await foreach (var _ in queue.Refills.ReadAllAsync(ct))
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<WarmRunnerPool>().PassAsync(ct);
+            }
+            catch (Exception ex) when (!ct.IsCancellationRequested)
+            {
+                logger.LogWarning("Refilling the warm runner pools failed: {Error}; the reconciler tries again", ex.Message);
+            }
+        }
+    }
 
     private async Task DrainAsync(CancellationToken ct)
     {

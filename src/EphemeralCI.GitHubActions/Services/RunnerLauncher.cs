@@ -26,6 +26,9 @@ public sealed class RunnerLauncher(
     /// </summary>
     public const string RunnerRef = "refs/eci/github-actions-runner";
 
+    /// <summary>The intake's limit on a job's name: a long branch name must not get the runner job refused.</summary>
+    private const int MaxJobName = 200;
+
     public async Task HandleAsync(long workflowJobId, CancellationToken ct)
     {
         var (_, row) = await rows.UpdateAsync(workflowJobId, _ => false, ct);
@@ -65,7 +68,9 @@ public sealed class RunnerLauncher(
         Guid eciJob;
         try
         {
-            eciJob = await jobs.SubmitAsync(RunnerJobSpec(row, template, runner.EncodedJitConfig), $"github-workflow-job-{id}", ct);
+            eciJob = await jobs.SubmitAsync(RunnerJobSpec(
+                $"GitHub Actions runner for workflow job {row.Id} (run {row.RunId}, {row.Ref})", row.Repository, row.CommitSha, template, runner.EncodedJitConfig),
+                $"github-workflow-job-{id}", ct);
         }
         catch (Exception ex) when (ex is RunnerJobRefusedException or HttpRequestException)
         {
@@ -81,15 +86,16 @@ public sealed class RunnerLauncher(
 
     /// <summary>
     /// The one-step job. Its repository and commit are the workflow job's it was launched for (vouched for by GitHub's
-    /// signed webhook or GitHub's API); its ref is <see cref="RunnerRef"/>, not that job's branch (see there);
-    /// the JIT config is in the step's environment only, never in its script, name or the job's summary.
+    /// signed webhook or GitHub's API), or a warm runner's (<see cref="WarmRunnerPool"/>); its ref is <see cref="RunnerRef"/>,
+    /// not a branch (see there); it asks for no secrets; the JIT config is in the step's environment only, never in its
+    /// script, name or the job's summary.
     /// </summary>
-    internal static JobSpec RunnerJobSpec(WorkflowJobRunner row, GitHubRunnerTemplate template, string jitConfig) => new()
+    internal static JobSpec RunnerJobSpec(string name, string repository, string commitSha, GitHubRunnerTemplate template, string jitConfig) => new()
     {
-        Name = $"GitHub Actions runner for workflow job {row.Id} (run {row.RunId}, {row.Ref})",
-        Repository = row.Repository,
+        Name = name.Length <= MaxJobName ? name : name[..(MaxJobName - 3)] + "...",
+        Repository = repository,
         Ref = RunnerRef,
-        CommitSha = row.CommitSha,
+        CommitSha = commitSha,
         RunnerTemplate = template.RunnerTemplate,
         TimeoutSeconds = template.TimeoutSeconds,
         // The Actions runner checks out what the workflow asks for itself.
@@ -102,14 +108,16 @@ public sealed class RunnerLauncher(
     {
         var status = await jobs.StatusAsync(row.EciJobId!.Value, ct);
         var notOver = status is JobStatus.Queued or JobStatus.Provisioning or JobStatus.Running;
-        if (notOver && row.CompletedWithoutOurRunner)
+        if (notOver && row.CompletedWithoutOurRunner && !await rows.RunnerHasJobAsync(row.RunnerName!, ct))
         {
             // Cancelled, or taken by another runner, before ours got it: ours would wait for a job that never comes.
             await jobs.CancelAsync(row.EciJobId.Value, "the workflow job completed without this runner", ct);
         }
         else if (notOver)
         {
-            return; // a runner that has its job exits after it by itself (one job per JIT runner)
+            // A runner that has a job exits after it by itself (one job per JIT runner); GitHub may have given ours another
+            // queued workflow job with its labels than the one it was started for: never cancelled while it runs one.
+            return;
         }
         await FinishAsync(row, ct);
     }

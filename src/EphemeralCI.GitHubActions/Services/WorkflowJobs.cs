@@ -32,6 +32,12 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
             stripe.Release();
         }
         queue.Enqueue(e.WorkflowJobId);
+        // A warm runner took this workflow job: it leaves the pool, whose slot is refilled at once (not at the next pass).
+        if (WarmRunner.IsWarmName(e.RunnerName) && e.Status != "queued"
+            && (await VersionedRows.UpdateAsync<WarmRunner>(scopes, e.RunnerName!, w => w.TryTaken(e.WorkflowJobId, clock.GetUtcNow()), ct)).Applied)
+        {
+            queue.RequestRefill();
+        }
     }
 
     private async Task RecordAsync(WorkflowJobEvent e, CancellationToken ct)
@@ -56,24 +62,15 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
     }
 
     /// <summary>Applies <paramref name="change"/> to a fresh copy until it saves or declines; null row when unknown.</summary>
-    public async Task<(bool Applied, WorkflowJobRunner? Row)> UpdateAsync(long id, Func<WorkflowJobRunner, bool> change, CancellationToken ct)
+    public Task<(bool Applied, WorkflowJobRunner? Row)> UpdateAsync(long id, Func<WorkflowJobRunner, bool> change, CancellationToken ct) =>
+        VersionedRows.UpdateAsync(scopes, id, change, ct);
+
+    /// <summary>Whether GitHub says <paramref name="runnerName"/> is running a workflow job (any, not only the one it was started for).</summary>
+    public async Task<bool> RunnerHasJobAsync(string runnerName, CancellationToken ct)
     {
-        while (true)
-        {
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
-            var row = await db.WorkflowJobs.FirstOrDefaultAsync(j => j.Id == id, ct);
-            if (row is null || !change(row)) return (false, row);
-            try
-            {
-                await db.SaveChangesAsync(ct);
-                return (true, row);
-            }
-            catch (DbUpdateConcurrencyException)
-            {
-                // Someone moved it first: decide again on what they wrote.
-            }
-        }
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+        return await db.WorkflowJobs.AnyAsync(j => j.AssignedRunner == runnerName && j.GitHubStatus == "in_progress", ct);
     }
 
     public async Task<IReadOnlyList<long>> OpenAsync(CancellationToken ct)

@@ -16,7 +16,7 @@ public static partial class ImageRecipe
     public static string Version { get; } = Environment.GetEnvironmentVariable("ECI_IMAGE_VERSION") is { Length: > 0 } v
         ? v : DefaultVersion().Match(File.ReadAllText(Script)).Groups[1].Value;
 
-    public static readonly string[] Services = ["intake", "secrets-broker", "cache", "provisioner"];
+    public static readonly string[] Services = ["intake", "secrets-broker", "cache", "provisioner", "github-actions"];
     public static readonly string[] Runners = ["runner-shell", "runner-dotnet", "runner-node"];
 
     /// <summary>Every image, in eng/images.sh's order (its ALL list; a test keeps the two equal).</summary>

@@ -16,9 +16,12 @@ public static class Kustomize
     private static readonly ConcurrentDictionary<string, Lazy<RenderedManifests>> Cache = new();
 
     /// <summary>The kustomizations we ship, relative to deploy/kubernetes.</summary>
-    public static readonly string[] Targets = ["base", "overlays/dev", "overlays/production"];
+    public static readonly string[] Targets = ["base", "overlays/dev", "overlays/production", "overlays/github-actions"];
 
     public static readonly string[] Overlays = ["overlays/dev", "overlays/production"];
+
+    /// <summary>The example overlay that turns the optional GitHub Actions adapter on (production plus its component).</summary>
+    public const string WithGitHubActions = "overlays/github-actions";
 
     public static RenderedManifests Render(string target) =>
         Cache.GetOrAdd(target, t => new Lazy<RenderedManifests>(() => Load(RenderText(t)))).Value;

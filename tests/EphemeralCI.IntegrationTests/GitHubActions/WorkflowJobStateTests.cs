@@ -32,14 +32,22 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
 
     private sealed class RecordingRunnerJobs : IRunnerJobs
     {
-        public ConcurrentQueue<(string Key, JobSpec Spec)> Submitted { get; } = new();
+        public ConcurrentQueue<(string Key, JobSpec Spec, Guid Id)> Submitted { get; } = new();
+        /// <summary>Every job runs until a test says otherwise (or cancels it).</summary>
+        public ConcurrentDictionary<Guid, JobStatus> Status { get; } = new();
         public Task<Guid> SubmitAsync(JobSpec spec, string idempotencyKey, CancellationToken ct)
         {
-            Submitted.Enqueue((idempotencyKey, spec));
-            return Task.FromResult(Guid.NewGuid());
+            var id = Guid.NewGuid();
+            Submitted.Enqueue((idempotencyKey, spec, id));
+            return Task.FromResult(id);
         }
-        public Task<JobStatus?> StatusAsync(Guid jobId, CancellationToken ct) => Task.FromResult<JobStatus?>(JobStatus.Running);
-        public Task CancelAsync(Guid jobId, string reason, CancellationToken ct) => Task.CompletedTask;
+        public Task<JobStatus?> StatusAsync(Guid jobId, CancellationToken ct) => Task.FromResult<JobStatus?>(Status.GetValueOrDefault(jobId, JobStatus.Running));
+        public Task CancelAsync(Guid jobId, string reason, CancellationToken ct)
+        {
+            Status.TryUpdate(jobId, JobStatus.Cancelled, JobStatus.Running);
+            Status.TryAdd(jobId, JobStatus.Cancelled);
+            return Task.CompletedTask;
+        }
     }
 
     private sealed class Secrets(FakeGitHub github) : IGitHubAppSecrets
@@ -68,6 +76,12 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
             ["GitHubActions:Templates:linux:RunnerTemplate"] = "default",
             ["GitHubActions:Templates:linux:Labels:0"] = "self-hosted",
             ["GitHubActions:Templates:linux:Labels:1"] = "linux",
+            // Two warm runners, kept by the reconciler's passes (its first at start; the tests run more themselves).
+            ["GitHubActions:Templates:warm:RunnerTemplate"] = "default",
+            ["GitHubActions:Templates:warm:Labels:0"] = "self-hosted",
+            ["GitHubActions:Templates:warm:Labels:1"] = "warm",
+            ["GitHubActions:Templates:warm:MinIdle"] = "2",
+            ["GitHubActions:Templates:warm:MaxIdleAge"] = "00:30:00",
         });
         builder.Services.AddSingleton<IRunnerJobs>(_jobs);
         builder.Services.AddSingleton<IGitHubAppSecrets>(new Secrets(_github));
@@ -130,7 +144,153 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         var conflicted = rows.Single(r => r.Id == taken.Id);
         Assert.Contains("already has a runner", conflicted.Reason);
         Assert.DoesNotContain(_jobs.Submitted, s => s.Key == $"github-workflow-job-{taken.Id}");
-        Assert.Equal(jobs.Count, _jobs.Submitted.Count);
+        Assert.Equal(jobs.Count, _jobs.Submitted.Count(s => s.Key.StartsWith("github-workflow-job-", StringComparison.Ordinal)));
         Assert.Equal((jobs.Count + 1) * 3, await db.Deliveries.CountAsync()); // per job: one id sent twice, two fresh ids
+    }
+
+    [Fact]
+    public async Task Warm_runners_fill_the_pool_once_under_duplicated_passes_refill_when_one_takes_a_job_and_never_ask_for_secrets()
+    {
+        // Six passes at once (and the reconciler's own): two warm runners registered at GitHub, never a third.
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Task.Run(PoolPassAsync)));
+        var pool = await WaitForIdleAsync(2);
+        Assert.Equal(2, WarmAtGitHub().Count);
+        Assert.Equal(2, _jobs.Submitted.Count(s => s.Key.StartsWith("github-warm-runner-", StringComparison.Ordinal)));
+        foreach (var runner in pool)
+        {
+            var registered = Assert.Single(_github.Runners, r => r.Name == runner.Name);
+            Assert.Equal(["self-hosted", "warm"], registered.Labels);
+            var spec = Assert.Single(_jobs.Submitted, s => s.Key == $"github-warm-runner-{runner.Name}").Spec;
+            // No workflow job is known yet: no branch, no commit vouched for, no secrets asked for.
+            Assert.Equal("acme/widgets", spec.Repository);
+            Assert.Equal(RunnerLauncher.RunnerRef, spec.Ref);
+            Assert.Equal(WarmRunnerPool.WarmCommit, spec.CommitSha);
+            Assert.True(spec.Secrets is null or { Count: 0 });
+            Assert.Equal(registered.JitConfig, spec.Steps!.Single().Env!["GITHUB_JIT_CONFIG"]);
+            Assert.Equal(["GITHUB_JIT_CONFIG"], spec.MaskedEnv);
+            Assert.DoesNotContain(_logs.Lines, l => l.Contains(registered.JitConfig));
+        }
+
+        // GitHub gives a queued job to one of them: it leaves the pool and a new one is started at once (no pass run here).
+        var job = _github.Queue("acme/widgets", "self-hosted", "warm");
+        var taker = pool[0];
+        _github.Assign(job, taker.Name);
+        (await _github.DeliverAsync(_webhook, "in_progress", job)).EnsureSuccessStatusCode();
+        var refilled = await WaitForIdleAsync(2, r => r.Name != taker.Name);
+        Assert.Equal(3, WarmAtGitHub().Count);
+        var busy = await WarmRowAsync(taker.Name);
+        Assert.Equal(WarmRunnerState.Busy, busy.State);
+        Assert.Equal(job.Id, busy.WorkflowJobId);
+        Assert.Contains(pool[1].Name, refilled.Select(r => r.Name));
+
+        // Its workflow job over (the runner exits after its one job): removed from GitHub, the pool stays at two.
+        _github.Complete(job, taker.Name);
+        _jobs.Status[busy.EciJobId!.Value] = JobStatus.Succeeded;
+        await PoolPassAsync();
+        Assert.Equal(WarmRunnerState.Done, (await WarmRowAsync(taker.Name)).State);
+        Assert.True(_github.Runners.Single(r => r.Name == taker.Name).Deleted);
+        Assert.Equal(2, WarmAtGitHub().Count(r => !r.Deleted));
+        Assert.Equal(0, _github.RefusedCalls);
+    }
+
+    [Fact]
+    public async Task A_warm_runner_idle_too_long_is_removed_and_replaced_and_one_that_took_a_job_unannounced_is_kept()
+    {
+        await PoolPassAsync();
+        var pool = await WaitForIdleAsync(2);
+        // Both idle for longer than MaxIdleAge; GitHub gave the second a job whose delivery never came.
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+            await db.Database.ExecuteSqlAsync($"UPDATE warm_runners SET idle_since = idle_since - interval '2 hours'");
+        }
+        var job = _github.Queue("acme/widgets", "self-hosted", "warm");
+        _github.Assign(job, pool[1].Name);
+
+        await PoolPassAsync();
+
+        var stale = await WarmRowAsync(pool[0].Name);
+        Assert.Equal(WarmRunnerState.Done, stale.State);
+        Assert.StartsWith("recycled: idle longer than", stale.Reason);
+        Assert.True(_github.Runners.Single(r => r.Name == pool[0].Name).Deleted);
+        Assert.Equal(JobStatus.Cancelled, _jobs.Status[stale.EciJobId!.Value]);
+        // The busy one is out of the pool, still registered (its job runs), and both slots are refilled.
+        Assert.Equal(WarmRunnerState.Busy, (await WarmRowAsync(pool[1].Name)).State);
+        Assert.False(_github.Runners.Single(r => r.Name == pool[1].Name).Deleted);
+        var fresh = await WaitForIdleAsync(2);
+        Assert.DoesNotContain(fresh, r => pool.Any(p => p.Name == r.Name));
+        Assert.Equal(3, WarmAtGitHub().Count(r => !r.Deleted));
+    }
+
+    [Fact]
+    public async Task A_runner_GitHub_gave_another_workflow_job_is_not_cancelled_when_its_own_job_completes_elsewhere()
+    {
+        // GitHub hands a JIT runner any queued job with its labels: ours for X takes Y, and X runs on someone else's runner.
+        var x = _github.Unlisted("acme/widgets", "self-hosted", "linux");
+        var y = _github.Unlisted("acme/widgets", "self-hosted", "linux");
+        (await _github.DeliverAsync(_webhook, "queued", x)).EnsureSuccessStatusCode();
+        var ours = $"eci-{x.Id}";
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!_jobs.Submitted.Any(j => j.Key == $"github-workflow-job-{x.Id}"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no runner job for X");
+            await Task.Delay(50);
+        }
+        var eciJob = _jobs.Submitted.Single(j => j.Key == $"github-workflow-job-{x.Id}").Id;
+        _github.Assign(y, ours);
+        (await _github.DeliverAsync(_webhook, "in_progress", y)).EnsureSuccessStatusCode();
+        _github.Complete(x, "someone-elses-runner");
+        (await _github.DeliverAsync(_webhook, "completed", x)).EnsureSuccessStatusCode();
+
+        var launcher = _app.Services.CreateScope().ServiceProvider.GetRequiredService<RunnerLauncher>();
+        await launcher.HandleAsync(x.Id, default);
+        Assert.Equal(JobStatus.Running, _jobs.Status.GetValueOrDefault(eciJob, JobStatus.Running));
+        Assert.False(_github.Runners.Single(r => r.Name == ours).Deleted);
+
+        // A signed delivery for a repository the App is installed on but we do not serve: no row, no runner.
+        var foreign = _github.Unlisted("evil/other", "self-hosted", "linux");
+        (await _github.DeliverAsync(_webhook, "queued", foreign)).EnsureSuccessStatusCode();
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            Assert.False(await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().WorkflowJobs.AnyAsync(j => j.Id == foreign.Id));
+        }
+        Assert.DoesNotContain(_github.Runners, r => r.Name == $"eci-{foreign.Id}");
+
+        // Y done, our runner exits after it: now it is removed.
+        _github.Complete(y, ours);
+        (await _github.DeliverAsync(_webhook, "completed", y)).EnsureSuccessStatusCode();
+        _jobs.Status[eciJob] = JobStatus.Succeeded;
+        await launcher.HandleAsync(x.Id, default);
+        Assert.True(_github.Runners.Single(r => r.Name == ours).Deleted);
+    }
+
+    private async Task PoolPassAsync()
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<WarmRunnerPool>().PassAsync(default);
+    }
+
+    private List<FakeGitHub.FakeRunner> WarmAtGitHub() => _github.Runners.Where(r => r.Name.StartsWith(WarmRunner.NamePrefix, StringComparison.Ordinal)).ToList();
+
+    private async Task<WarmRunner> WarmRowAsync(string name)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().WarmRunners.AsNoTracking().SingleAsync(r => r.Name == name);
+    }
+
+    /// <summary>Waits until exactly <paramref name="count"/> warm runners are idle and none is launching; they are answered by slot.</summary>
+    private async Task<List<WarmRunner>> WaitForIdleAsync(int count, Func<WarmRunner, bool>? also = null)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            await using var scope = _app.Services.CreateAsyncScope();
+            var rows = await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().WarmRunners.AsNoTracking()
+                .Where(r => r.State == WarmRunnerState.Idle || r.State == WarmRunnerState.Launching).OrderBy(r => r.Slot).ToListAsync();
+            if (rows.Count == count && rows.All(r => r.State == WarmRunnerState.Idle && (also?.Invoke(r) ?? true))) return rows;
+            Assert.True(rows.Count <= count, $"{rows.Count} warm runners hold slots; the pool's target is {count}");
+            Assert.True(DateTime.UtcNow < deadline, $"not {count} idle warm runners within 30 s: {string.Join(", ", rows.Select(r => $"{r.Name} {r.State}"))}");
+            await Task.Delay(50);
+        }
     }
 }

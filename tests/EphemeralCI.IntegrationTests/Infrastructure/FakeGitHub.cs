@@ -14,7 +14,7 @@ namespace EphemeralCI.IntegrationTests.Infrastructure;
 /// <summary>
 /// A FAKE of GitHub's REST API, on loopback, for the GitHub Actions adapter: only the endpoints it calls (App
 /// installation tokens, generate-jitconfig for repository and organization runners, runner removal, queued runs and
-/// their jobs, a repository's installation), checking the App JWT (RS256 with the key it made, iss the App id) and
+/// their jobs, a repository's installation, its runners' listing; a busy runner's removal is 422), checking the App JWT (RS256 with the key it made, iss the App id) and
 /// the installation tokens it issued. It records every call and sends HMAC-signed <c>workflow_job</c> deliveries
 /// the way GitHub does. GitHub itself cannot be reached from the test machines.
 /// </summary>
@@ -46,6 +46,8 @@ public sealed class FakeGitHub : IAsyncDisposable
     public sealed record FakeRunner(long Id, string Name, string Repository, IReadOnlyList<string> Labels, long GroupId, string JitConfig)
     {
         public bool Deleted { get; set; }
+        /// <summary>Running a workflow job: GitHub refuses to remove it (422) until the job is over.</summary>
+        public bool Busy { get; set; }
     }
 
     public sealed record FakeWorkflowJob(long Id, long RunId, string Repository, IReadOnlyList<string> Labels, string HeadSha, string HeadBranch)
@@ -89,8 +91,18 @@ public sealed class FakeGitHub : IAsyncDisposable
         _runners[id] = new FakeRunner(id, name, repository, [], 1, "unused-" + id);
     }
 
+    /// <summary>GitHub gives <paramref name="job"/> to the runner named <paramref name="runnerName"/> (it goes busy); no webhook is sent.</summary>
+    public void Assign(FakeWorkflowJob job, string runnerName)
+    {
+        var runner = _runners.Values.Single(r => r.Name == runnerName && !r.Deleted);
+        runner.Busy = true;
+        job.Status = "in_progress";
+        job.RunnerName = runnerName;
+    }
+
     public void Complete(FakeWorkflowJob job, string? runnerName = null)
     {
+        foreach (var runner in _runners.Values.Where(r => r.Name == job.RunnerName)) runner.Busy = false;
         job.Status = "completed";
         job.RunnerName = runnerName;
     }
@@ -160,8 +172,18 @@ public sealed class FakeGitHub : IAsyncDisposable
                 await GenerateJitConfigAsync(http, org);
                 return;
             case ["repos", _, _, "actions", "runners", _] or ["orgs", _, "actions", "runners", _] when method == "DELETE":
-                if (_runners.TryGetValue(long.Parse(parts[^1]), out var runner) && !runner.Deleted) { runner.Deleted = true; http.Response.StatusCode = 204; }
-                else http.Response.StatusCode = 404;
+                if (!_runners.TryGetValue(long.Parse(parts[^1]), out var runner) || runner.Deleted) http.Response.StatusCode = 404;
+                else if (runner.Busy) await WriteAsync(http, 422, new JsonObject { ["message"] = $"Bad request - Runner \"{runner.Name}\" is still running a job\"" });
+                else { runner.Deleted = true; http.Response.StatusCode = 204; }
+                return;
+            case ["repos", _, _, "actions", "runners"] or ["orgs", _, "actions", "runners"] when method == "GET":
+                var registeredAt = parts[0] == "repos" ? $"{parts[1]}/{parts[2]}" : parts[1];
+                var listed = _runners.Values.Where(r => r.Repository == registeredAt && !r.Deleted).OrderBy(r => r.Id).Select(r => (JsonNode)new JsonObject
+                {
+                    ["id"] = r.Id, ["name"] = r.Name, ["status"] = "online", ["busy"] = r.Busy,
+                    ["labels"] = new JsonArray(r.Labels.Select(l => (JsonNode)new JsonObject { ["name"] = l }).ToArray()),
+                }).ToArray();
+                await WriteAsync(http, 200, new JsonObject { ["total_count"] = listed.Length, ["runners"] = new JsonArray(listed) });
                 return;
             case ["repos", var owner, var repo, "actions", "runs"] when method == "GET":
                 var runs = _jobs.Values.Where(j => j.Repository == $"{owner}/{repo}" && j.Status == "queued")

@@ -69,12 +69,26 @@ public sealed class WorkflowJobRunnerTests
     [Fact]
     public void The_runner_job_carries_the_JIT_config_in_its_step_environment_only_and_names_it_for_masking()
     {
-        var row = WorkflowJobRunner.Seen(Event("queued"), "linux", Now);
-        var spec = RunnerLauncher.RunnerJobSpec(row, new GitHubRunnerTemplate { RunnerTemplate = "gha", Labels = ["linux"] }, "JIT-VALUE");
+        var spec = RunnerLauncher.RunnerJobSpec("runner for workflow job 7", "acme/widgets", "abc", new GitHubRunnerTemplate { RunnerTemplate = "gha", Labels = ["linux"] }, "JIT-VALUE");
         var step = Assert.Single(spec.Steps!);
         Assert.Equal("JIT-VALUE", step.Env!["GITHUB_JIT_CONFIG"]);
         Assert.Equal(["GITHUB_JIT_CONFIG"], spec.MaskedEnv);
         Assert.DoesNotContain("JIT-VALUE", step.Run + step.Name + spec.Name + string.Join(",", spec.Env?.Values ?? []));
         Assert.Equal(("acme/widgets", RunnerLauncher.RunnerRef, "abc", "gha", false), (spec.Repository, spec.Ref, spec.CommitSha, spec.RunnerTemplate, spec.Checkout!.Enabled));
+    }
+
+    [Fact]
+    public void A_long_branch_name_or_a_long_refusal_cannot_make_the_job_or_the_row_unsaveable()
+    {
+        // A hostile branch name (GitHub allows 255 characters) ends up in the job's name: cut to the intake's limit, not refused.
+        var spec = RunnerLauncher.RunnerJobSpec("runner (refs/heads/" + new string('b', 255) + ")", "acme/widgets", "abc",
+            new GitHubRunnerTemplate { RunnerTemplate = "gha", Labels = ["linux"] }, "JIT");
+        Assert.Equal(200, spec.Name!.Length);
+        Assert.Null(spec.Secrets);
+        // An intake refusal quoting a long problem body: the abandon still fits its column (500), so the row is not stuck in Launching.
+        var row = WorkflowJobRunner.Seen(Event("queued"), "linux", Now);
+        Assert.True(row.TryClaimLaunch(Now));
+        Assert.True(row.TryAbandon("intake answered 422: " + new string('x', 5000), 11, Now));
+        Assert.Equal(500, row.Reason!.Length);
     }
 }

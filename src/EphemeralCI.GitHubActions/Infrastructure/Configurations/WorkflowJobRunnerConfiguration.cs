@@ -37,3 +37,22 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.Property(d => d.Event).HasMaxLength(50);
     }
 }
+
+internal sealed class WarmRunnerConfiguration : IEntityTypeConfiguration<WarmRunner>
+{
+    public void Configure(EntityTypeBuilder<WarmRunner> b)
+    {
+        b.ToTable("warm_runners");
+        b.HasKey(r => r.Name);
+        b.Property(r => r.Name).HasMaxLength(100);
+        b.Property(r => r.Template).HasMaxLength(100);
+        b.Property(r => r.Scope).HasMaxLength(200);
+        b.Property(r => r.State).HasConversion<string>().HasMaxLength(20);
+        b.Property(r => r.Reason).HasMaxLength(500);
+        b.Property(r => r.Version).IsConcurrencyToken();
+        // A slot of a pool holds one launching or idle runner at most, whichever pass or replica fills it: the pool
+        // never exceeds MinIdle. Double-quoted identifiers: the same filter for Postgres and SQLite.
+        b.HasIndex(r => new { r.Template, r.Scope, r.Slot }).IsUnique().HasFilter("\"state\" IN ('Launching', 'Idle')");
+        b.HasIndex(r => r.State);
+    }
+}

@@ -22,6 +22,87 @@ namespace EphemeralCI.GitHubActions.Infrastructure.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.Entity("EphemeralCI.GitHubActions.Model.WarmRunner", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("name");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<Guid?>("EciJobId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("eci_job_id");
+
+                    b.Property<DateTimeOffset?>("IdleSince")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("idle_since");
+
+                    b.Property<long>("InstallationId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("installation_id");
+
+                    b.Property<string>("Reason")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("reason");
+
+                    b.Property<long?>("RunnerId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("runner_id");
+
+                    b.Property<string>("Scope")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("scope");
+
+                    b.Property<int>("Slot")
+                        .HasColumnType("integer")
+                        .HasColumnName("slot");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("state");
+
+                    b.Property<string>("Template")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("template");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<int>("Version")
+                        .IsConcurrencyToken()
+                        .HasColumnType("integer")
+                        .HasColumnName("version");
+
+                    b.Property<long?>("WorkflowJobId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("workflow_job_id");
+
+                    b.HasKey("Name")
+                        .HasName("pk_warm_runners");
+
+                    b.HasIndex("State")
+                        .HasDatabaseName("ix_warm_runners_state");
+
+                    b.HasIndex("Template", "Scope", "Slot")
+                        .IsUnique()
+                        .HasDatabaseName("ix_warm_runners_template_scope_slot")
+                        .HasFilter("\"state\" IN ('Launching', 'Idle')");
+
+                    b.ToTable("warm_runners", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.GitHubActions.Model.WebhookDelivery", b =>
                 {
                     b.Property<string>("Id")

@@ -17,6 +17,87 @@ namespace EphemeralCI.Server.Migrations.GitHubActions
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
+            modelBuilder.Entity("EphemeralCI.GitHubActions.Model.WarmRunner", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("name");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<Guid?>("EciJobId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("eci_job_id");
+
+                    b.Property<long?>("IdleSince")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("idle_since");
+
+                    b.Property<long>("InstallationId")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("installation_id");
+
+                    b.Property<string>("Reason")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("reason");
+
+                    b.Property<long?>("RunnerId")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("runner_id");
+
+                    b.Property<string>("Scope")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("scope");
+
+                    b.Property<int>("Slot")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("slot");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("state");
+
+                    b.Property<string>("Template")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("template");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.Property<int>("Version")
+                        .IsConcurrencyToken()
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("version");
+
+                    b.Property<long?>("WorkflowJobId")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("workflow_job_id");
+
+                    b.HasKey("Name")
+                        .HasName("pk_warm_runners");
+
+                    b.HasIndex("State")
+                        .HasDatabaseName("ix_warm_runners_state");
+
+                    b.HasIndex("Template", "Scope", "Slot")
+                        .IsUnique()
+                        .HasDatabaseName("ix_warm_runners_template_scope_slot")
+                        .HasFilter("\"state\" IN ('Launching', 'Idle')");
+
+                    b.ToTable("warm_runners", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.GitHubActions.Model.WebhookDelivery", b =>
                 {
                     b.Property<string>("Id")
