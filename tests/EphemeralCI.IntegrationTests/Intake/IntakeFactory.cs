@@ -28,8 +28,13 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
     protected virtual string? RabbitMqConnectionString => null;
     protected virtual long MaxLogBytesPerJob => 64L * 1024 * 1024;
     protected virtual string BootstrapAdminKey => AdminKey;
-    /// <summary>Intake:DataProtection:KeyEncryptionKey (a second factory on the same database must use the same one).</summary>
-    public string DataProtectionKey { get; set; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    /// <summary>
+    /// Intake:DataProtection:KeyEncryptionKey. The same for every factory by default, as for the replicas of one deployment:
+    /// tests start several intakes on one database (replicas, restarts), and each must open the key ring the first one made.
+    /// </summary>
+    public string DataProtectionKey { get; set; } = TestDataProtectionKey;
+
+    public static readonly string TestDataProtectionKey = Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes("eci-integration-tests-kek-32byte"));
 
     public virtual async Task InitializeAsync()
     {
