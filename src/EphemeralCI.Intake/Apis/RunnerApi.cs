@@ -64,6 +64,11 @@ public static class RunnerApi
             .WithSummary("A session's commands from index ?from= on")
             .WithDescription("Long-polls up to ?waitSeconds= (0 to 25) while there are none; an empty list when none came. 409 once the session has ended.");
 
+        reports.MapGet(RunnerApiRoutes.Terminal, TerminalApi.AttachAgent)
+            .WithName("RunnerAttachTerminal")
+            .WithSummary("An interactive session's pseudo-terminal (a WebSocket): its output out, keystrokes and resizes in")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+
         reports.MapPost(RunnerApiRoutes.Complete, Complete)
             .WithName("RunnerComplete")
             .WithSummary("Report the job's result")

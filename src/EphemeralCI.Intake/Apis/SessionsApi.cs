@@ -64,6 +64,18 @@ public static class SessionsApi
             .ProducesProblem(StatusCodes.Status409Conflict)
             .RequireScope(ApiKeyScopes.Submit);
 
+        api.MapGet("/{id:guid}/terminal", TerminalApi.AttachClient)
+            .WithName("AttachSessionTerminal")
+            .WithSummary("The terminal of an interactive session (a WebSocket)")
+            .WithDescription("WebSocket upgrade; ?cols=&rows= the window size (default 80x24). Binary messages are keystrokes (to the runner) and " +
+                             "terminal output (from it); text messages are JSON: {type:'resize',cols,rows} from the client, {type:'exit',code} when the " +
+                             "shell exits, {type:'end',status,code,reason} when the session ended otherwise. Only a credential that could itself open " +
+                             "this session may attach (else 404); 409 when the session has ended or is not interactive.")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .RequireScope(ApiKeyScopes.Submit);
+
         api.MapDelete("/{id:guid}", DeleteSession)
             .WithName("DeleteSession")
             .WithSummary("End a session: its runner is destroyed at once (a running command is killed)")
@@ -117,6 +129,8 @@ public static class SessionsApi
 
         var count = session.ParsedSpec().Steps?.Count ?? 0;
         if (session.Status.IsTerminal()) return Ended(session);
+        if (session.ParsedSpec().Session!.Interactive == true)
+            return Problems.Conflict("An interactive session", "This session's runner runs a shell: type into its terminal (eci shell), not commands.");
         if (count > 0 && !await follower.FinishedAsync(id, count - 1, session.Attempt, ct))
         {
             return Problems.Conflict("A command is running", "A session runs one command at a time; send the next when this one's 'exit' event has come.");
