@@ -82,8 +82,51 @@ public static class SessionsApi
             .ProducesProblem(StatusCodes.Status404NotFound)
             .RequireScope(ApiKeyScopes.Submit);
 
+        app.MapPost("/api/v1/jobs/{id:guid}/shell", OpenShellForJob).WithTags("Sessions")
+            .WithName("OpenShellForJob")
+            .WithSummary("Open an interactive session with a job's runner: its repository, ref, commit, template, env, secrets, caches and checkout")
+            .WithDescription("For debugging a failed job on a fresh runner like its own (never the same runner). Authorized as a new submission of " +
+                             "that spec by the caller. Body (optional): {idleTimeoutSeconds, timeoutSeconds}. 201 with the session; attach to its terminal.")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .RequireScope(ApiKeyScopes.Submit);
+
         return api;
     }
+
+    /// <summary>A shell on a fresh runner made from a job's spec: every check of a new submission applies to the caller, as if it had sent that spec.</summary>
+    public static async Task<Results<Created<SessionSummary>, ValidationProblem, ProblemHttpResult>> OpenShellForJob(
+        Guid id, HttpRequest request, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey, ClaimsPrincipal user, IntakeDbContext db,
+        RunnerTemplateCatalog templates, JobSubmissionService submissions, CancellationToken ct)
+    {
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        if (job is null || !user.JobAccess().MaySee(job.Repository)) return Problems.JobNotFound(id);
+        var options = new ShellOptions(null, null);
+        if (request.ContentLength is > 0)
+        {
+            var body = await RequestBody.ReadJsonAsync<ShellOptions>(request, 4096, ct);
+            if (body.Problem is { } problem) return problem;
+            options = body.Value!;
+        }
+        var original = job.ParsedSpec();
+        var spec = original with
+        {
+            Name = $"shell for job {id}",
+            Steps = null,
+            Retry = null,
+            TimeoutSeconds = options.TimeoutSeconds ?? original.TimeoutSeconds,
+            Session = new SessionSpec { Interactive = true, IdleTimeoutSeconds = options.IdleTimeoutSeconds },
+        };
+        var submitted = await JobsApi.SubmitSpecAsync(spec, idempotencyKey, user, templates, submissions, ct);
+        if (submitted.Invalid is { } invalid) return invalid;
+        if (submitted.Refused is { } refused) return refused;
+        var session = SessionSummary.From(submitted.Job!);
+        return TypedResults.Created(session.Links.Self, session);
+    }
+
+    private sealed record ShellOptions(int? IdleTimeoutSeconds, int? TimeoutSeconds);
 
     public static async Task<Results<Created<SessionSummary>, ValidationProblem, ProblemHttpResult>> OpenSession(
         HttpRequest request, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey, ClaimsPrincipal user,
