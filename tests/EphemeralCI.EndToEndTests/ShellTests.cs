@@ -25,7 +25,12 @@ public sealed class ShellTests(ServerFixture fx)
         using var term = await Term.ConnectAsync(fx, id, 100, 30);
 
         await term.TypeAsync("echo $((6*7))\r");
-        await term.WaitForAsync("\r\n42\r\n");
+        try { await term.WaitForAsync("42\r\n"); }
+        catch (Exception e)
+        {
+            var output = fx.Output;
+            throw new Xunit.Sdk.XunitException($"{e.Message}\njob log:\n{await fx.Intake.GetStringAsync($"/api/v1/jobs/{id}/logs")}\nserver:\n{output[Math.Max(0, output.Length - 4000)..]}");
+        }
 
         await term.ResizeAsync(123, 45);
         await term.TypeAsync("stty size\r");
@@ -99,7 +104,7 @@ public sealed class ShellTests(ServerFixture fx)
         try
         {
             await TmuxAsync(socket, "new-session", "-d", "-x", "90", "-y", "25", "sh", "-c", command);
-            await PaneWaitAsync(socket, "$ ", TimeSpan.FromSeconds(60));
+            await PaneWaitAsync(socket, "workspace$", TimeSpan.FromSeconds(60));
             await TmuxAsync(socket, "send-keys", "echo tmux-$((6*7))", "Enter");
             await PaneWaitAsync(socket, "tmux-42", TimeSpan.FromSeconds(10));
             await TmuxAsync(socket, "resize-window", "-x", "101", "-y", "33");
@@ -205,7 +210,7 @@ public sealed class ShellTests(ServerFixture fx)
             while (!Output.Contains(text))
             {
                 Assert.True(DateTime.UtcNow < deadline, $"'{text}' never appeared in the terminal:\n{Output}");
-                Assert.False(_reader.IsCompleted, "terminal closed:\n" + Output);
+                Assert.False(_reader.IsCompleted, $"terminal closed ({_reader.Exception?.GetBaseException().Message ?? _exit.Task.Exception?.GetBaseException().Message}):\n" + Output);
                 await Task.Delay(50);
             }
         }

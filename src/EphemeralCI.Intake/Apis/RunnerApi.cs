@@ -167,7 +167,9 @@ public static class RunnerApi
         var (outcome, job) = await jobs.UpdateAsync(jobId, StepEventId(e, attempt), change =>
         {
             if (change.Job.Status.IsTerminal() || change.Job.Attempt != attempt) return false;
-            var stepCount = JsonSerializer.Deserialize<JobSpec>(change.Job.Spec, JsonSerializerOptions.Web)?.Steps?.Count ?? 0;
+            var spec = JsonSerializer.Deserialize<JobSpec>(change.Job.Spec, JsonSerializerOptions.Web);
+            // An interactive session's one step is its shell (it has no spec'd steps).
+            var stepCount = spec?.Session?.Interactive == true ? 1 : spec?.Steps?.Count ?? 0;
             if (e.StepIndex >= stepCount) return false;
             change.Job.TryMoveTo(JobStatus.Running, change.Now);
             var name = string.IsNullOrEmpty(e.StepName) ? $"step {e.StepIndex + 1}" : e.StepName;
