@@ -12,6 +12,7 @@ var app = builder.Build();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseWebSockets();           // interactive sessions' terminals (eci shell)
 
 app.MapDefaultEndpoints();
 app.MapOpenApi();                 // /openapi/v1.json

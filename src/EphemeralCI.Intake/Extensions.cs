@@ -7,6 +7,7 @@ using EphemeralCI.Intake.Infrastructure.DataProtection;
 using EphemeralCI.Intake.Consumers;
 using EphemeralCI.Intake.Logs;
 using EphemeralCI.Intake.Services;
+using EphemeralCI.Intake.Terminals;
 using EphemeralCI.Intake.WebUi;
 using EphemeralCI.RunnerTemplates;
 using EphemeralCI.JobTokens;
@@ -50,11 +51,14 @@ public static class IntakeExtensions
         if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(RedisConnectionName)))
         {
             services.AddSingleton<IJobLiveNotifier, InProcessJobLiveNotifier>();
+            services.AddSingleton<ITerminalBus, InProcessTerminalBus>();
         }
         else
         {
             builder.AddRedisClient(RedisConnectionName);
             services.AddSingleton<IJobLiveNotifier, RedisJobLiveNotifier>();
+            // An interactive session's two WebSockets may be on different replicas: the terminal's bytes cross by pub/sub.
+            services.AddSingleton<ITerminalBus, RedisTerminalBus>();
         }
 
         builder.AddJobTokens();

@@ -14,6 +14,7 @@ namespace EphemeralCI.RunnerAgent;
 [JsonSerializable(typeof(RunnerCacheEvent))]
 [JsonSerializable(typeof(RunnerCompletion))]
 [JsonSerializable(typeof(RunnerCommands))]
+[JsonSerializable(typeof(TerminalControl))]
 [JsonSerializable(typeof(SecretsExchangeRequest))]
 [JsonSerializable(typeof(SecretsExchangeResponse))]
 internal sealed partial class AgentJson : JsonSerializerContext;

@@ -33,9 +33,12 @@ public sealed class IntakeClient : IDisposable
     private readonly DateTimeOffset _deadline;
     private readonly string? _relaySocket;
     private Timer? _relayWatch;
+    private readonly HttpMessageInvoker _webSockets;
 
     public IntakeClient(HttpClient http, string token, string? relaySocket = null)
     {
+        // A WebSocket needs a handler of its own (an HttpClient would buffer the upgraded stream): same way to the intake.
+        _webSockets = new HttpMessageInvoker(relaySocket is null ? new SocketsHttpHandler() : UnixSocketHttp.CreateHandler(relaySocket));
         _http = http;
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         // Made here, kept in this process's memory only: the first fetch binds it to the job, so
@@ -126,6 +129,31 @@ public sealed class IntakeClient : IDisposable
         return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerCommands, c)) ?? throw new InvalidDataException("empty commands");
     }, ct);
 
+    /// <summary>
+    /// An interactive session's terminal (<see cref="RunnerApiRoutes.Terminal"/>), with the job token and agent key like every call,
+    /// retried like them while the intake is unreachable.
+    /// </summary>
+    public Task<System.Net.WebSockets.WebSocket> ConnectTerminalAsync(CancellationToken ct) => RetryAsync<System.Net.WebSockets.WebSocket>(async c =>
+    {
+        var socket = new System.Net.WebSockets.ClientWebSocket();
+        foreach (var header in _http.DefaultRequestHeaders) socket.Options.SetRequestHeader(header.Key, string.Join(",", header.Value));
+        socket.Options.KeepAliveInterval = TimeSpan.FromSeconds(20);
+        var uri = new UriBuilder(new Uri(_http.BaseAddress!, RunnerApiRoutes.Terminal));
+        uri.Scheme = uri.Scheme == Uri.UriSchemeHttps ? "wss" : "ws";
+        try
+        {
+            using var connect = CancellationTokenSource.CreateLinkedTokenSource(c);
+            connect.CancelAfter(_http.Timeout);
+            await socket.ConnectAsync(uri.Uri, _webSockets, connect.Token);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }, ct);
+
     public Task CompleteAsync(RunnerCompletion completion, CancellationToken ct) => RetryAsync(async c =>
     {
         using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, AgentJson.Default.RunnerCompletion, c);
@@ -153,6 +181,9 @@ public sealed class IntakeClient : IDisposable
     {
         HttpRequestException ex when _relaySocket is not null && IsRelayClosed(ex) => false,
         HttpRequestException ex => ex.StatusCode is null or >= HttpStatusCode.InternalServerError or HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests,
+        // A terminal that could not connect: retried when the way to the intake failed, not when the intake refused (409: the session ended).
+        System.Net.WebSockets.WebSocketException { InnerException: HttpRequestException or IOException } ex =>
+            ShouldRetry(Outcome.FromException<object>(ex.InnerException!)),
         // HttpClient's own timeout (the caller's token is checked in ShouldHandle).
         TaskCanceledException => true,
         IOException => true,
@@ -214,6 +245,7 @@ public sealed class IntakeClient : IDisposable
     public void Dispose()
     {
         _relayWatch?.Dispose();
+        _webSockets.Dispose();
         _http.Dispose();
     }
 }

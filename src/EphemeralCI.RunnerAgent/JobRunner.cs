@@ -59,7 +59,12 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
         int? failedStep = null;
         var exitCode = 0;
         var session = job.Spec.Session;
-        await foreach (var (i, step) in StepsAsync(job, log, ct))
+        if (session?.Interactive == true)
+        {
+            exitCode = await RunShellAsync(job, session, log, ct);
+            failedStep = exitCode == 0 ? null : 0;
+        }
+        else await foreach (var (i, step) in StepsAsync(job, log, ct))
         {
             var name = string.IsNullOrWhiteSpace(step.Name) ? (session is null ? $"step {i + 1}" : $"command {i + 1}") : step.Name;
             var which = session is null ? $"step {i + 1}/{steps.Count}" : $"command {i + 1}";
@@ -124,6 +129,24 @@ public sealed class JobRunner(IntakeClient intake, AgentEnvironment env, Secrets
                 idleSince = DateTimeOffset.UtcNow;
             }
         }
+    }
+
+    /// <summary>An interactive session: its shell is its one step, and the shell's exit code the session's.</summary>
+    private async Task<int> RunShellAsync(RunnerJob job, SessionSpec session, MaskingLog log, CancellationToken ct)
+    {
+        const string name = "interactive shell";
+        var idle = TimeSpan.FromSeconds(session.IdleTimeoutSeconds ?? SessionSpec.DefaultIdleTimeoutSeconds);
+        await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepStarted, 0, name, null, DateTimeOffset.UtcNow), ct);
+        await log.WriteAgentLineAsync($"==> session ready: waiting for the terminal (idle timeout {idle.TotalSeconds:0} s)", ct);
+        await log.FlushAsync(ct);
+        var environment = new Dictionary<string, string>(StepEnvironment(job, new StepSpec()), StringComparer.Ordinal) { ["TERM"] = "xterm-256color" };
+        environment.TryAdd("PS1", "eci:\\w\\$ ");
+        var exitCode = await new Terminal.InteractiveShell(intake, log, idle).RunAsync(env.Workspace, environment, ct);
+        await log.FlushAsync(ct);
+        await log.WriteAgentLineAsync($"==> {name} exited with code {exitCode}", ct);
+        await log.FlushAsync(ct);
+        await intake.PostEventAsync(new RunnerStepEvent(JobEventTypes.StepFinished, 0, name, exitCode, DateTimeOffset.UtcNow), ct);
+        return exitCode;
     }
 
     /// <summary>The steps' cache endpoint; a runner whose endpoint cannot start runs its steps without one.</summary>

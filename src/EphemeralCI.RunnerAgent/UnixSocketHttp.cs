@@ -5,9 +5,9 @@ namespace EphemeralCI.RunnerAgent;
 /// <summary>HTTP over a Unix socket the provisioner binds into the sandbox and relays to a service.</summary>
 internal static class UnixSocketHttp
 {
-    public static HttpClient Create(string socketPath, Uri baseAddress)
-    {
-        var handler = new SocketsHttpHandler
+    public static HttpClient Create(string socketPath, Uri baseAddress) => new(CreateHandler(socketPath)) { BaseAddress = baseAddress };
+
+    public static SocketsHttpHandler CreateHandler(string socketPath) => new()
         {
             ConnectCallback = async (_, ct) =>
             {
@@ -26,6 +26,4 @@ internal static class UnixSocketHttp
             // The relay opens a fresh TCP connection per socket connection; keep them short-lived.
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(20),
         };
-        return new HttpClient(handler) { BaseAddress = baseAddress };
-    }
 }

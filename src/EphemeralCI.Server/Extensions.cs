@@ -80,6 +80,7 @@ public static class ServerExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseWebSockets();           // interactive sessions' terminals (eci shell)
         app.MapDefaultEndpoints();
         app.MapOpenApi();              // /openapi/v1.json
         app.MapScalarApiReference();   // /scalar

@@ -33,6 +33,11 @@ public static class EciApp
                 .WithExample("run", "examples/hello-world.yml")
                 .WithExample("run", "job.yml", "--cancel-on-interrupt");
 
+            config.AddCommand<ShellCommand>("shell")
+                .WithDescription("Open an interactive shell in a fresh runner (a real terminal); exits with the shell's exit code")
+                .WithExample("shell")
+                .WithExample("shell", "--template", "default", "--repository", "acme/widgets", "--ref", "refs/heads/main", "--commit", "0123abc…");
+
             config.AddBranch("jobs", jobs =>
             {
                 jobs.SetDescription("List, inspect, follow and cancel jobs");
@@ -40,6 +45,8 @@ public static class EciApp
                 jobs.AddCommand<JobsShowCommand>("show").WithDescription("Show one job");
                 jobs.AddCommand<JobsLogsCommand>("logs").WithDescription("Print a job's log (--follow to stream it)");
                 jobs.AddCommand<JobsEventsCommand>("events").WithDescription("Show a job's timeline");
+                jobs.AddCommand<JobsRerunCommand>("rerun").WithDescription("--shell: a shell in a fresh runner made like the job's (checkout, env, secrets, caches)")
+                    .WithExample("jobs", "rerun", "6f1c1e4e-8a4b-4a6a-9d59-2d9d5a3e0c11", "--shell");
                 jobs.AddCommand<JobsCancelCommand>("cancel").WithDescription("Cancel a job and destroy its runner");
                 jobs.AddCommand<JobsVerifyCommand>("verify").WithDescription("Check a job's signed attestation: signature, subject, teardown (exit 0 valid, 6 not)")
                     .WithExample("jobs", "verify", "6f1c1e4e-8a4b-4a6a-9d59-2d9d5a3e0c11")

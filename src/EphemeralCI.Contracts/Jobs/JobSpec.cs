@@ -43,6 +43,12 @@ public sealed record SessionSpec
     public const int MaxCommands = 500;
 
     public int? IdleTimeoutSeconds { get; init; }
+
+    /// <summary>
+    /// An interactive shell (<c>eci shell</c>): the runner runs one login-less <c>bash -i</c> on a pseudo-terminal, reached through
+    /// <c>/api/v1/sessions/{id}/terminal</c> (a WebSocket), instead of taking commands. The shell's exit code is the session's.
+    /// </summary>
+    public bool? Interactive { get; init; }
 }
 
 /// <summary>

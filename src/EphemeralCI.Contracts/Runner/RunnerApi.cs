@@ -20,6 +20,8 @@ public static class RunnerApiRoutes
     public const string Complete = "/api/v1/runner/complete";
     /// <summary>A session's commands from index <c>?from=</c> on (long-polls while there are none).</summary>
     public const string Commands = "/api/v1/runner/commands";
+    /// <summary>An interactive session's terminal: a WebSocket carrying the pseudo-terminal's bytes (<see cref="TerminalMessages"/>).</summary>
+    public const string Terminal = "/api/v1/runner/terminal";
 }
 
 public static class RunnerApiHeaders

@@ -15,6 +15,9 @@ internal static class Problems
     public static ProblemHttpResult NotFound(string title, string detail) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: title, detail: detail);
 
+    public static ProblemHttpResult BadRequest(string title, string detail) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: title, detail: detail);
+
     public static ProblemHttpResult Conflict(string title, string detail, IDictionary<string, object?>? extensions = null) =>
         TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: title, detail: detail, extensions: extensions);
 

@@ -64,6 +64,11 @@ public static class RunnerApi
             .WithSummary("A session's commands from index ?from= on")
             .WithDescription("Long-polls up to ?waitSeconds= (0 to 25) while there are none; an empty list when none came. 409 once the session has ended.");
 
+        reports.MapGet(RunnerApiRoutes.Terminal, TerminalApi.AttachAgent)
+            .WithName("RunnerAttachTerminal")
+            .WithSummary("An interactive session's pseudo-terminal (a WebSocket): its output out, keystrokes and resizes in")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+
         reports.MapPost(RunnerApiRoutes.Complete, Complete)
             .WithName("RunnerComplete")
             .WithSummary("Report the job's result")
@@ -163,7 +168,9 @@ public static class RunnerApi
         var (outcome, job) = await jobs.UpdateAsync(jobId, StepEventId(e, attempt), change =>
         {
             if (change.Job.Status.IsTerminal() || change.Job.Attempt != attempt) return false;
-            var stepCount = JsonSerializer.Deserialize<JobSpec>(change.Job.Spec, JsonSerializerOptions.Web)?.Steps?.Count ?? 0;
+            var spec = JsonSerializer.Deserialize<JobSpec>(change.Job.Spec, JsonSerializerOptions.Web);
+            // An interactive session's one step is its shell (it has no spec'd steps).
+            var stepCount = spec?.Session?.Interactive == true ? 1 : spec?.Steps?.Count ?? 0;
             if (e.StepIndex >= stepCount) return false;
             change.Job.TryMoveTo(JobStatus.Running, change.Now);
             var name = string.IsNullOrEmpty(e.StepName) ? $"step {e.StepIndex + 1}" : e.StepName;

@@ -64,14 +64,69 @@ public static class SessionsApi
             .ProducesProblem(StatusCodes.Status409Conflict)
             .RequireScope(ApiKeyScopes.Submit);
 
+        api.MapGet("/{id:guid}/terminal", TerminalApi.AttachClient)
+            .WithName("AttachSessionTerminal")
+            .WithSummary("The terminal of an interactive session (a WebSocket)")
+            .WithDescription("WebSocket upgrade; ?cols=&rows= the window size (default 80x24). Binary messages are keystrokes (to the runner) and " +
+                             "terminal output (from it); text messages are JSON: {type:'resize',cols,rows} from the client, {type:'exit',code} when the " +
+                             "shell exits, {type:'end',status,code,reason} when the session ended otherwise. Only a credential that could itself open " +
+                             "this session may attach (else 404); 409 when the session has ended or is not interactive.")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .RequireScope(ApiKeyScopes.Submit);
+
         api.MapDelete("/{id:guid}", DeleteSession)
             .WithName("DeleteSession")
             .WithSummary("End a session: its runner is destroyed at once (a running command is killed)")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .RequireScope(ApiKeyScopes.Submit);
 
+        app.MapPost("/api/v1/jobs/{id:guid}/shell", OpenShellForJob).WithTags("Sessions")
+            .WithName("OpenShellForJob")
+            .WithSummary("Open an interactive session with a job's runner: its repository, ref, commit, template, env, secrets, caches and checkout")
+            .WithDescription("For debugging a failed job on a fresh runner like its own (never the same runner). Authorized as a new submission of " +
+                             "that spec by the caller. Body (optional): {idleTimeoutSeconds, timeoutSeconds}. 201 with the session; attach to its terminal.")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .RequireScope(ApiKeyScopes.Submit);
+
         return api;
     }
+
+    /// <summary>A shell on a fresh runner made from a job's spec: every check of a new submission applies to the caller, as if it had sent that spec.</summary>
+    public static async Task<Results<Created<SessionSummary>, ValidationProblem, ProblemHttpResult>> OpenShellForJob(
+        Guid id, HttpRequest request, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey, ClaimsPrincipal user, IntakeDbContext db,
+        RunnerTemplateCatalog templates, JobSubmissionService submissions, CancellationToken ct)
+    {
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        if (job is null || !user.JobAccess().MaySee(job.Repository)) return Problems.JobNotFound(id);
+        var options = new ShellOptions(null, null);
+        if (request.ContentLength is > 0)
+        {
+            var body = await RequestBody.ReadJsonAsync<ShellOptions>(request, 4096, ct);
+            if (body.Problem is { } problem) return problem;
+            options = body.Value!;
+        }
+        var original = job.ParsedSpec();
+        var spec = original with
+        {
+            Name = $"shell for job {id}",
+            Steps = null,
+            Retry = null,
+            TimeoutSeconds = options.TimeoutSeconds ?? original.TimeoutSeconds,
+            Session = new SessionSpec { Interactive = true, IdleTimeoutSeconds = options.IdleTimeoutSeconds },
+        };
+        var submitted = await JobsApi.SubmitSpecAsync(spec, idempotencyKey, user, templates, submissions, ct);
+        if (submitted.Invalid is { } invalid) return invalid;
+        if (submitted.Refused is { } refused) return refused;
+        var session = SessionSummary.From(submitted.Job!);
+        return TypedResults.Created(session.Links.Self, session);
+    }
+
+    private sealed record ShellOptions(int? IdleTimeoutSeconds, int? TimeoutSeconds);
 
     public static async Task<Results<Created<SessionSummary>, ValidationProblem, ProblemHttpResult>> OpenSession(
         HttpRequest request, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey, ClaimsPrincipal user,
@@ -117,6 +172,8 @@ public static class SessionsApi
 
         var count = session.ParsedSpec().Steps?.Count ?? 0;
         if (session.Status.IsTerminal()) return Ended(session);
+        if (session.ParsedSpec().Session!.Interactive == true)
+            return Problems.Conflict("An interactive session", "This session's runner runs a shell: type into its terminal (eci shell), not commands.");
         if (count > 0 && !await follower.FinishedAsync(id, count - 1, session.Attempt, ct))
         {
             return Problems.Conflict("A command is running", "A session runs one command at a time; send the next when this one's 'exit' event has come.");

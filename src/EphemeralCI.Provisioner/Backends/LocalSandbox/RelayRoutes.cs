@@ -26,6 +26,8 @@ public static partial class RelayRoutes
         new("POST", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.Complete)),
         // A session's agent asks for its next command (only a session's job answers it).
         new("GET", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.Commands)),
+        // An interactive session's agent opens its terminal (a WebSocket upgrade of a GET).
+        new("GET", Exact(EphemeralCI.Contracts.Runner.RunnerApiRoutes.Terminal)),
     ];
 
     private static readonly IReadOnlyList<Route> Secrets = [new("POST", Exact("/api/v1/secrets/exchange"))];

@@ -1,0 +1,242 @@
+using System.Net.WebSockets;
+using System.Text.Json;
+using System.Threading.Channels;
+using EphemeralCI.Contracts.Runner;
+
+namespace EphemeralCI.Intake.Terminals;
+
+/// <summary>
+/// Joins eci's WebSocket and the agent's through the <see cref="ITerminalBus"/>, whichever replicas hold them.
+/// A bus message is one kind byte (<see cref="Data"/> or <see cref="Control"/>) then the payload.
+/// Pub/sub drops what is published before the other side subscribes, so the two ends shake hands: the agent's end
+/// publishes <c>hello</c> once subscribed, eci's end answers every hello (and says once on its own) <c>attach</c> with the
+/// window size, and the agent's end answers every attach with <c>ready</c>. Whichever end subscribed last, one attach
+/// arrives; eci's keystrokes are held until the first ready, so none is typed into the void.
+/// </summary>
+public static class TerminalBridge
+{
+    public const byte Data = 0;
+    public const byte Control = 1;
+    internal const string Hello = "hello";
+    internal const string Ready = "ready";
+    private const string Gone = "gone";
+    /// <summary>Keystrokes held until the runner's end is there; more before it is a client flooding, and closes the socket.</summary>
+    public const int MaxHeldInputBytes = 64 * 1024;
+    private const int FrameBytes = 16 * 1024;
+    private static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
+
+    public static byte[] Encode(TerminalControl control) => [Control, .. JsonSerializer.SerializeToUtf8Bytes(control, Json)];
+
+    private static byte[] EncodeData(ReadOnlySpan<byte> bytes) => [Data, .. bytes];
+
+    /// <summary>eci's end. Returns when the shell exited, the session ended (<paramref name="ended"/>) or eci went away.</summary>
+    public static async Task RunClientAsync(WebSocket socket, Guid sessionId, int cols, int rows, ITerminalBus bus,
+        Func<CancellationToken, Task<TerminalControl?>> ended, Func<CancellationToken, Task> waitForNews, CancellationToken ct)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        await using var fromRunner = await bus.SubscribeAsync(sessionId, TerminalLeg.ToClient, stop.Token);
+        // One loop owns the socket's sending side; everything it must send or decide arrives here.
+        var events = Channel.CreateUnbounded<(byte[]? Bus, byte[]? Input, TerminalControl? Local)>();
+        var attach = Encode(new TerminalControl(TerminalMessages.Attach, cols, rows));
+        await bus.PublishAsync(sessionId, TerminalLeg.ToRunner, attach);
+
+        var busPump = PumpAsync(fromRunner.Messages, m => events.Writer.TryWrite((m, null, null)), stop.Token);
+        var endWatch = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                if (await ended(stop.Token) is { } end)
+                {
+                    events.Writer.TryWrite((null, null, end));
+                    return;
+                }
+                await waitForNews(stop.Token);
+            }
+        }, stop.Token);
+
+        var ready = false;
+        var held = new List<byte[]>();
+        var heldBytes = 0;
+        var receive = Task.Run(async () =>
+        {
+            var buffer = new byte[FrameBytes];
+            while (!stop.IsCancellationRequested)
+            {
+                var message = await ReceiveAsync(socket, buffer, stop.Token);
+                if (message is null) break;
+                var (type, bytes) = message.Value;
+                if (type == WebSocketMessageType.Binary)
+                {
+                    events.Writer.TryWrite((null, EncodeData(bytes), null));
+                    continue;
+                }
+                var control = Parse(bytes);
+                // eci may say one thing: its window's size. Anything else is refused by closing.
+                if (control is not { Type: TerminalMessages.Resize } || !TerminalMessages.ValidSize(control.Cols, control.Rows))
+                {
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "only binary input and valid resize messages", CancellationToken.None);
+                    break;
+                }
+                attach = Encode(new TerminalControl(TerminalMessages.Attach, control.Cols, control.Rows));
+                events.Writer.TryWrite((null, Encode(new TerminalControl(TerminalMessages.Resize, control.Cols, control.Rows)), null));
+            }
+            events.Writer.TryWrite((null, null, new TerminalControl(Gone)));
+        }, stop.Token);
+
+        try
+        {
+            await foreach (var (fromBus, input, local) in events.Reader.ReadAllAsync(stop.Token))
+            {
+                if (local is { Type: Gone }) return;
+                if (local is not null)
+                {
+                    await SendControlAsync(socket, local, stop.Token);
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "session ended", stop.Token);
+                    return;
+                }
+                if (input is not null)
+                {
+                    var message = input;
+                    // A keystroke or a resize of eci's: held until the runner's end is there.
+                    if (ready) { await bus.PublishAsync(sessionId, TerminalLeg.ToRunner, message); continue; }
+                    heldBytes += message.Length;
+                    if (heldBytes > MaxHeldInputBytes)
+                    {
+                        await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "too much input before the runner's shell was ready", stop.Token);
+                        return;
+                    }
+                    held.Add(message);
+                    continue;
+                }
+                var fromRunnerMessage = fromBus!;
+                if (fromRunnerMessage[0] == Data)
+                {
+                    await socket.SendAsync(fromRunnerMessage.AsMemory(1), WebSocketMessageType.Binary, true, stop.Token);
+                    continue;
+                }
+                var control = Parse(fromRunnerMessage.AsSpan(1));
+                switch (control?.Type)
+                {
+                    case Hello:
+                        await bus.PublishAsync(sessionId, TerminalLeg.ToRunner, attach);
+                        break;
+                    case Ready when !ready:
+                        ready = true;
+                        foreach (var early in held) await bus.PublishAsync(sessionId, TerminalLeg.ToRunner, early);
+                        held.Clear();
+                        break;
+                    case TerminalMessages.Exit:
+                        await SendControlAsync(socket, new TerminalControl(TerminalMessages.Exit, Code: control.Code), stop.Token);
+                        await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "the shell exited", stop.Token);
+                        return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            // eci went away or the request ended: the session stays until deleted or idle.
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(Quietly(busPump), Quietly(endWatch), Quietly(receive));
+        }
+    }
+
+    /// <summary>
+    /// The agent's end. Output and the shell's exit go to eci's end; attach, keystrokes and resizes come from it.
+    /// The agent is trusted with its own output only: of its control messages only <c>exit</c> (with a code) passes.
+    /// </summary>
+    public static async Task RunAgentAsync(WebSocket socket, Guid sessionId, ITerminalBus bus, CancellationToken ct)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        await using var fromClient = await bus.SubscribeAsync(sessionId, TerminalLeg.ToRunner, stop.Token);
+        await bus.PublishAsync(sessionId, TerminalLeg.ToClient, Encode(new TerminalControl(Hello)));
+
+        var forward = Task.Run(async () =>
+        {
+            await foreach (var message in fromClient.Messages.ReadAllAsync(stop.Token))
+            {
+                if (message[0] == Data)
+                {
+                    await socket.SendAsync(message.AsMemory(1), WebSocketMessageType.Binary, true, stop.Token);
+                    continue;
+                }
+                await socket.SendAsync(message.AsMemory(1), WebSocketMessageType.Text, true, stop.Token);
+                if (Parse(message.AsSpan(1)) is { Type: TerminalMessages.Attach })
+                    await bus.PublishAsync(sessionId, TerminalLeg.ToClient, Encode(new TerminalControl(Ready)));
+            }
+        }, stop.Token);
+
+        try
+        {
+            var buffer = new byte[FrameBytes];
+            while (true)
+            {
+                var message = await ReceiveAsync(socket, buffer, stop.Token);
+                if (message is null) return;
+                var (type, bytes) = message.Value;
+                if (type == WebSocketMessageType.Binary)
+                {
+                    await bus.PublishAsync(sessionId, TerminalLeg.ToClient, EncodeData(bytes));
+                    continue;
+                }
+                if (Parse(bytes) is { Type: TerminalMessages.Exit, Code: { } code })
+                {
+                    await bus.PublishAsync(sessionId, TerminalLeg.ToClient, Encode(new TerminalControl(TerminalMessages.Exit, Code: code)));
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            // The agent reconnects if its shell still runs.
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Quietly(forward);
+        }
+    }
+
+    private static async Task PumpAsync(ChannelReader<byte[]> reader, Func<byte[], bool> write, CancellationToken ct)
+    {
+        await foreach (var message in reader.ReadAllAsync(ct)) if (message.Length > 0) write(message);
+    }
+
+    /// <summary>One whole message (text control messages are bounded; binary is passed on frame by frame), or null once closed.</summary>
+    private static async Task<(WebSocketMessageType Type, byte[] Bytes)?> ReceiveAsync(WebSocket socket, byte[] buffer, CancellationToken ct)
+    {
+        var result = await socket.ReceiveAsync(buffer, ct);
+        if (result.MessageType == WebSocketMessageType.Close) return null;
+        if (result.MessageType == WebSocketMessageType.Binary) return (result.MessageType, buffer.AsSpan(0, result.Count).ToArray());
+        var text = new MemoryStream();
+        text.Write(buffer, 0, result.Count);
+        while (!result.EndOfMessage)
+        {
+            if (text.Length > TerminalMessages.MaxControlBytes)
+            {
+                await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "control message too long", ct);
+                return null;
+            }
+            result = await socket.ReceiveAsync(buffer, ct);
+            text.Write(buffer, 0, result.Count);
+        }
+        return (WebSocketMessageType.Text, text.ToArray());
+    }
+
+    private static TerminalControl? Parse(ReadOnlySpan<byte> json)
+    {
+        if (json.Length > TerminalMessages.MaxControlBytes) return null;
+        try { return JsonSerializer.Deserialize<TerminalControl>(json, Json); }
+        catch (JsonException) { return null; }
+    }
+
+    private static Task SendControlAsync(WebSocket socket, TerminalControl control, CancellationToken ct) =>
+        socket.SendAsync(JsonSerializer.SerializeToUtf8Bytes(control, Json), WebSocketMessageType.Text, true, ct);
+
+    private static async Task Quietly(Task task)
+    {
+        try { await task; }
+        catch (Exception) { /* the bridge is over; its loops end however they end */ }
+    }
+}

@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace EphemeralCI.RunnerAgent.Terminal;
+
+/// <summary>
+/// A shell on a pseudo-terminal: the agent holds the master (opened close-on-exec, so the shell never inherits it), the shell gets
+/// the slave as stdin/stdout/stderr and, through <c>setsid --ctty</c>, as its controlling terminal — so the line discipline does
+/// what a terminal does: echo, Ctrl+C (byte 0x03) signals the foreground process group, a window size (TIOCSWINSZ) sends SIGWINCH.
+/// Inside a sandbox this is the sandbox's own devpts (bubblewrap's <c>--dev</c> mounts a new instance), so no host terminal is reachable.
+/// </summary>
+internal sealed partial class PseudoTerminal : IDisposable
+{
+    private const int O_RDWR = 0x2, O_NOCTTY = 0x100, O_CLOEXEC = 0x80000;
+    private const nuint TIOCSWINSZ = 0x5414; // Linux: the agent runs only in Linux sandboxes and pods
+    private const int EINTR = 4;
+
+    private readonly int _master;
+    private int _closed;
+
+    private PseudoTerminal(int master, string slavePath, Process shell)
+    {
+        _master = master;
+        SlavePath = slavePath;
+        Shell = shell;
+    }
+
+    public string SlavePath { get; }
+    public Process Shell { get; }
+
+    /// <summary>Starts <c>bash -i</c> in <paramref name="workingDirectory"/> with exactly <paramref name="environment"/>, at the given size.</summary>
+    public static PseudoTerminal Start(string workingDirectory, IReadOnlyDictionary<string, string> environment, int cols, int rows)
+    {
+        var master = PosixOpenpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0) throw new IOException($"posix_openpt failed (errno {Marshal.GetLastPInvokeError()}): is /dev/pts mounted?");
+        try
+        {
+            if (Grantpt(master) != 0 || Unlockpt(master) != 0) throw new IOException($"grantpt/unlockpt failed (errno {Marshal.GetLastPInvokeError()})");
+            var name = new byte[128];
+            if (PtsnameR(master, name, (nuint)name.Length) != 0) throw new IOException($"ptsname failed (errno {Marshal.GetLastPInvokeError()})");
+            var slave = System.Text.Encoding.ASCII.GetString(name, 0, Array.IndexOf(name, (byte)0));
+            SetSize(master, cols, rows);
+
+            // sh opens the slave as fds 0-2, then setsid makes a new session whose controlling terminal is fd 0; --wait keeps
+            // the exit code if setsid had to fork.
+            var psi = new ProcessStartInfo("/bin/sh")
+            {
+                WorkingDirectory = workingDirectory,
+                UseShellExecute = false,
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            foreach (var arg in (string[])["-c", "exec setsid --ctty --wait bash -i <>\"$1\" >&0 2>&0", "sh", slave]) psi.ArgumentList.Add(arg);
+            psi.Environment.Clear();
+            foreach (var (key, value) in environment) psi.Environment[key] = value;
+            var shell = Process.Start(psi) ?? throw new IOException("sh did not start");
+            shell.StandardInput.Close();
+            return new PseudoTerminal(master, slave, shell);
+        }
+        catch
+        {
+            Close(master);
+            throw;
+        }
+    }
+
+    public void Resize(int cols, int rows) => SetSize(_master, cols, rows);
+
+    /// <summary>Reads output; 0 once every holder of the slave has closed it (EIO on Linux) or the terminal was disposed.</summary>
+    public unsafe int Read(Span<byte> buffer)
+    {
+        while (true)
+        {
+            if (Volatile.Read(ref _closed) != 0) return 0;
+            nint n;
+            fixed (byte* p = buffer) n = ReadFd(_master, p, (nuint)buffer.Length);
+            if (n >= 0) return (int)n;
+            if (Marshal.GetLastPInvokeError() == EINTR) continue;
+            return 0;
+        }
+    }
+
+    /// <summary>Keystrokes, as the terminal would receive them (0x03 is Ctrl+C: the line discipline signals the foreground group).</summary>
+    public unsafe void Write(ReadOnlySpan<byte> bytes)
+    {
+        while (bytes.Length > 0 && Volatile.Read(ref _closed) == 0)
+        {
+            nint n;
+            fixed (byte* p = bytes) n = WriteFd(_master, p, (nuint)bytes.Length);
+            if (n < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == EINTR) continue;
+                return; // the shell is gone: nothing reads keystrokes any more
+            }
+            bytes = bytes[(int)n..];
+        }
+    }
+
+    private static void SetSize(int fd, int cols, int rows)
+    {
+        var size = new WinSize { Rows = (ushort)rows, Cols = (ushort)cols };
+        if (Ioctl(fd, TIOCSWINSZ, ref size) != 0) throw new IOException($"TIOCSWINSZ failed (errno {Marshal.GetLastPInvokeError()})");
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+        try { if (!Shell.HasExited) Shell.Kill(entireProcessTree: true); }
+        catch (InvalidOperationException) { /* already gone */ }
+        Close(_master);
+        Shell.Dispose();
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct WinSize
+    {
+        public ushort Rows, Cols, XPixel, YPixel;
+    }
+
+    [LibraryImport("libc", EntryPoint = "posix_openpt", SetLastError = true)]
+    private static partial int PosixOpenpt(int flags);
+
+    [LibraryImport("libc", EntryPoint = "grantpt", SetLastError = true)]
+    private static partial int Grantpt(int fd);
+
+    [LibraryImport("libc", EntryPoint = "unlockpt", SetLastError = true)]
+    private static partial int Unlockpt(int fd);
+
+    [LibraryImport("libc", EntryPoint = "ptsname_r", SetLastError = true)]
+    private static partial int PtsnameR(int fd, [Out] byte[] buffer, nuint length);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int Ioctl(int fd, nuint request, ref WinSize size);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    private static unsafe partial nint ReadFd(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    private static unsafe partial nint WriteFd(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+}
