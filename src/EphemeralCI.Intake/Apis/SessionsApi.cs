@@ -116,6 +116,9 @@ public static class SessionsApi
             Name = $"shell for job {id}",
             Steps = null,
             Retry = null,
+            // Another job's masked values (a GitHub runner's one-time JIT config) are never handed to a debugging shell.
+            Env = original.Env?.Where(e => original.MaskedEnv?.Contains(e.Key) != true).ToDictionary(e => e.Key, e => e.Value),
+            MaskedEnv = null,
             TimeoutSeconds = options.TimeoutSeconds ?? original.TimeoutSeconds,
             Session = new SessionSpec { Interactive = true, IdleTimeoutSeconds = options.IdleTimeoutSeconds },
         };

@@ -45,12 +45,20 @@ public static class TerminalBridge
         {
             while (!stop.IsCancellationRequested)
             {
-                if (await ended(stop.Token) is { } end)
+                try
                 {
-                    events.Writer.TryWrite((null, null, end));
-                    return;
+                    if (await ended(stop.Token) is { } end)
+                    {
+                        events.Writer.TryWrite((null, null, end));
+                        return;
+                    }
+                    await waitForNews(stop.Token);
                 }
-                await waitForNews(stop.Token);
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // A failed look (a busy database) must not stop the watch: eci would wait for an end that never comes.
+                    await Task.Delay(TimeSpan.FromMilliseconds(500), stop.Token);
+                }
             }
         }, stop.Token);
 

@@ -41,12 +41,21 @@ public sealed class InProcessTerminalBus : ITerminalBus
     public Task<TerminalSubscription> SubscribeAsync(Guid sessionId, TerminalLeg leg, CancellationToken ct)
     {
         var channel = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
-        var set = _subscribers.GetOrAdd((sessionId, leg), _ => new());
-        set.TryAdd(channel, 0);
+        // Under one lock with the unsubscribe below: a reconnecting agent subscribes while its old connection unsubscribes,
+        // and the old one must not drop the set the new one was just added to.
+        ConcurrentDictionary<Channel<byte[]>, byte> set;
+        lock (_subscribers)
+        {
+            set = _subscribers.GetOrAdd((sessionId, leg), _ => new());
+            set.TryAdd(channel, 0);
+        }
         return Task.FromResult(new TerminalSubscription(channel.Reader, () =>
         {
-            set.TryRemove(channel, out _);
-            if (set.IsEmpty) _subscribers.TryRemove(new KeyValuePair<(Guid, TerminalLeg), ConcurrentDictionary<Channel<byte[]>, byte>>((sessionId, leg), set));
+            lock (_subscribers)
+            {
+                set.TryRemove(channel, out _);
+                if (set.IsEmpty) _subscribers.TryRemove(new KeyValuePair<(Guid, TerminalLeg), ConcurrentDictionary<Channel<byte[]>, byte>>((sessionId, leg), set));
+            }
             channel.Writer.TryComplete();
             return Task.CompletedTask;
         }));
