@@ -79,7 +79,34 @@ public sealed class KilledIntakeFixture : AppHostFixture
         var result = await App.Services.GetRequiredService<ResourceCommandService>()
             .ExecuteCommandAsync("intake", KnownResourceCommands.StartCommand, timeout.Token);
         Assert.True(result.Success, $"starting the intake again: {result.Message}");
-        await App.ResourceNotifications.WaitForResourceHealthyAsync("intake", timeout.Token);
+        try
+        {
+            // Not StopOnResourceUnavailable: right after a start, Aspire may still report the killed process's end
+            // (a late event of the deleted executable) — a CI run failed on "failed to start" 4 s after the start
+            // command. A start that really fails never turns healthy, so it still fails here, at the timeout.
+            await App.ResourceNotifications.WaitForResourceHealthyAsync("intake", WaitBehavior.WaitOnResourceUnavailable, timeout.Token);
+        }
+        catch (OperationCanceledException e)
+        {
+            App.ResourceNotifications.TryGetCurrentState("intake", out var state);
+            throw new InvalidOperationException(
+                $"the intake did not turn healthy within 2 min of its start: state {state?.Snapshot.State?.Text ?? "?"}, exit code {state?.Snapshot.ExitCode?.ToString() ?? "none"}; its last lines:\n{await LastLogLinesAsync("intake", 60)}", e);
+        }
+    }
+
+    private async Task<string> LastLogLinesAsync(string resource, int count)
+    {
+        var lines = new List<string>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await foreach (var batch in App.Services.GetRequiredService<ResourceLoggerService>().GetAllAsync(resource).WithCancellation(timeout.Token))
+            {
+                lines.AddRange(batch.Select(l => l.Content));
+            }
+        }
+        catch (OperationCanceledException) { }
+        return string.Join('\n', lines.TakeLast(count));
     }
 
     /// <summary>How many RunnerStarted the provisioner announced for each job (its outbox rows): more than one is a second runner.</summary>
