@@ -151,7 +151,9 @@ public sealed class RunnerStartBenchmark : IBenchmark
         var uncheckedRates = new List<double>();
         var checkedTeardown = new List<double>();
         var uncheckedTeardown = new List<double>();
-        for (var round = 0; round < TeardownRounds; round++)
+        var args = Environment.GetCommandLineArgs();
+        var rounds = int.TryParse(args.SkipWhile(a => a != "--rounds").Skip(1).FirstOrDefault(), CultureInfo.InvariantCulture, out var asked) && asked > 0 ? asked : 4;
+        for (var round = 0; round < rounds; round++)
         {
             foreach (var verify in round % 2 == 0 ? new[] { true, false } : [false, true])
             {
@@ -213,8 +215,12 @@ public sealed class RunnerStartBenchmark : IBenchmark
         sb.AppendLine();
         var on = checkedRates.Average();
         var off = uncheckedRates.Average();
+        // Each round runs both settings back to back, so the machine's drift (other work, page cache, Postgres
+        // autovacuum) touches both alike: the median of the rounds' own ratios is the figure least moved by it.
+        var paired = checkedRates.Zip(uncheckedRates, (c, u) => (c - u) / u * 100).Order().ToList();
+        var pairedMedian = paired.Count % 2 == 1 ? paired[paired.Count / 2] : (paired[paired.Count / 2 - 1] + paired[paired.Count / 2]) / 2;
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Cold bursts of {count} jobs with the teardown check on and off (`Provisioner:Teardown:Verify`), {TeardownRounds} of each in turn: **{on:F1} jobs/s with the check** ({string.Join(", ", checkedRates.Select(r => r.ToString("F1", CultureInfo.InvariantCulture)))}), **{off:F1} jobs/s without** ({string.Join(", ", uncheckedRates.Select(r => r.ToString("F1", CultureInfo.InvariantCulture)))}): the check changes throughput by {(on - off) / off * 100:+0.0;-0.0} % (target: at most 5 % fewer jobs/s). Bursts of one setting differ among themselves by up to {Math.Max(Spread(checkedRates), Spread(uncheckedRates)):F0} %: a difference smaller than that is run-to-run noise, not the check."));
+            $"Cold bursts of {count} jobs with the teardown check on and off (`Provisioner:Teardown:Verify`), {rounds} of each in turn, the order flipped every round: **{on:F1} jobs/s with the check** ({string.Join(", ", checkedRates.Select(r => r.ToString("F1", CultureInfo.InvariantCulture)))}), **{off:F1} jobs/s without** ({string.Join(", ", uncheckedRates.Select(r => r.ToString("F1", CultureInfo.InvariantCulture)))}): the check changes throughput by {(on - off) / off * 100:+0.0;-0.0} % (target: at most 5 % fewer jobs/s). Bursts of one setting differ among themselves by up to {Math.Max(Spread(checkedRates), Spread(uncheckedRates)):F0} %: a difference smaller than that is run-to-run noise, not the check. Paired by round (each round's check-on burst against its own check-off burst): median {pairedMedian:+0.0;-0.0} % (rounds: {string.Join(", ", paired.Select(d => d.ToString("+0.0;-0.0", CultureInfo.InvariantCulture)))} %)."));
         sb.AppendLine();
         sb.AppendLine("| path | n | p50 | p95 | p99 | mean |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|");
@@ -226,8 +232,6 @@ public sealed class RunnerStartBenchmark : IBenchmark
         Row(sb, "attestation: verify (DSSE ES256 + statement checks, as `eci jobs verify`)", verifying);
         return sb.ToString();
     }
-
-    private const int TeardownRounds = 4;
 
     /// <summary>(max − min) / mean, in %: how far bursts of one setting differ from each other.</summary>
     private static double Spread(IReadOnlyCollection<double> rates) => rates.Count < 2 ? 0 : (rates.Max() - rates.Min()) / rates.Average() * 100;
