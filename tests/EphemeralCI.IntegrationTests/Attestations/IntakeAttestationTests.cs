@@ -51,23 +51,14 @@ public sealed class IntakeAttestationTests(AttestingIntakeFactory app) : IClassF
     private static readonly TeardownReport Clean = new(true, 1, [new TeardownCheck("processes", true, "/proc"), new TeardownCheck("cgroup", true, "/sys/fs/cgroup/x")]);
 
     /// <summary>Published and consumed, in order, as the provisioner's messages normally arrive.</summary>
-    private async Task DeliverAsync<T>(T message) where T : class
-    {
-        var bus = app.Services.GetRequiredService<IBus>();
-        var counter = new ConsumeCounter();
-        using var _ = bus.ConnectConsumeObserver(counter);
-        var id = Guid.NewGuid();
-        await bus.Publish(message, ctx => ctx.MessageId = id);
-        await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(id) >= 1), $"{typeof(T).Name} consumed");
-    }
 
     private async Task<Guid> RunToTheEndAsync(HttpClient ci, TeardownReport? teardown)
     {
         var id = await Jobs.SubmitAsync(ci);
         var now = DateTimeOffset.UtcNow;
-        await DeliverAsync(new RunnerStarted(id, "r-1", "local", now, "sha256:" + new string('a', 64)));
-        await DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.Exited, 3, null, now.AddSeconds(1)));
-        await DeliverAsync(new RunnerDestroyed(id, "r-1", now.AddSeconds(2), teardown));
+        await app.DeliverAsync(new RunnerStarted(id, "r-1", "local", now, "sha256:" + new string('a', 64)));
+        await app.DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.Exited, 3, null, now.AddSeconds(1)));
+        await app.DeliverAsync(new RunnerDestroyed(id, "r-1", now.AddSeconds(2), teardown));
         return id;
     }
 
@@ -121,8 +112,8 @@ public sealed class IntakeAttestationTests(AttestingIntakeFactory app) : IClassF
         var id = await Jobs.SubmitAsync(ci);
         var now = DateTimeOffset.UtcNow;
         var hash = "sha256:" + new string('b', 64);
-        await DeliverAsync(new RunnerFinished(id, "r-9", RunnerOutcome.Exited, 0, null, now.AddSeconds(1)));
-        await DeliverAsync(new RunnerDestroyed(id, "r-9", now.AddSeconds(2), Clean, "local", hash));
+        await app.DeliverAsync(new RunnerFinished(id, "r-9", RunnerOutcome.Exited, 0, null, now.AddSeconds(1)));
+        await app.DeliverAsync(new RunnerDestroyed(id, "r-9", now.AddSeconds(2), Clean, "local", hash));
 
         var result = AttestationVerifier.Verify(await AttestationAsync(ci, id), await JwksAsync(), new ExpectedSubject(id, "acme/widgets", Jobs.Sha));
         Assert.True(result.Valid, string.Join("; ", result.Problems));

@@ -52,8 +52,8 @@ public sealed class AttemptCheckTests(RevocationLostIntakeFactory app) : IClassF
 
         using var first = app.RunnerClient(id);
         Assert.Equal(HttpStatusCode.OK, (await first.GetAsync(RunnerApiRoutes.Job)).StatusCode);
-        await DeliverAsync(new RunnerFinished(id, "runner-c1", RunnerOutcome.Lost, null, "node lost", now));
-        await DeliverAsync(new RunnerDestroyed(id, "runner-c1", now.AddSeconds(1), Attempt: 1));
+        await app.DeliverAsync(new RunnerFinished(id, "runner-c1", RunnerOutcome.Lost, null, "node lost", now));
+        await app.DeliverAsync(new RunnerDestroyed(id, "runner-c1", now.AddSeconds(1), Attempt: 1));
         var job = await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}");
         Assert.Equal(2, job.GetProperty("attempt").GetInt32());
 
@@ -75,15 +75,5 @@ public sealed class AttemptCheckTests(RevocationLostIntakeFactory app) : IClassF
         // The next attempt's own token works.
         using var second = app.RunnerClient(id, attempt: 2);
         Assert.Equal(HttpStatusCode.OK, (await second.GetAsync(RunnerApiRoutes.Job)).StatusCode);
-    }
-
-    private async Task DeliverAsync<T>(T message) where T : class
-    {
-        var bus = app.Services.GetRequiredService<IBus>();
-        var counter = new ConsumeCounter();
-        using var _ = bus.ConnectConsumeObserver(counter);
-        var messageId = Guid.NewGuid();
-        await bus.Publish(message, ctx => ctx.MessageId = messageId);
-        await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(messageId) >= 1), $"{typeof(T).Name} consumed");
     }
 }

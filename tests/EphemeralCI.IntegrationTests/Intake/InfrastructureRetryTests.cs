@@ -30,15 +30,6 @@ public sealed class InfrastructureRetryTests(IntakeFactory app) : IClassFixture<
         return body;
     }
 
-    private async Task DeliverAsync<T>(T message) where T : class
-    {
-        var bus = app.Services.GetRequiredService<IBus>();
-        var counter = new ConsumeCounter();
-        using var _ = bus.ConnectConsumeObserver(counter);
-        var id = Guid.NewGuid();
-        await bus.Publish(message, ctx => ctx.MessageId = id);
-        await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(id) >= 1), $"{typeof(T).Name} consumed");
-    }
 
     private static async Task<JsonElement> JobAsync(HttpClient ci, Guid id) => await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}");
 
@@ -61,8 +52,8 @@ public sealed class InfrastructureRetryTests(IntakeFactory app) : IClassFixture<
         Assert.Equal(HttpStatusCode.NoContent, (await AppendAsync(first, 0, "attempt one\n")).StatusCode);
         Assert.Equal(HttpStatusCode.NoContent, (await first.PostAsJsonAsync(RunnerApiRoutes.Events,
             new RunnerStepEvent(JobEventTypes.StepStarted, 0, "one", null, now), JsonSerializerOptions.Web)).StatusCode);
-        await DeliverAsync(new RunnerStarted(id, "runner-a1", "local", now));
-        await DeliverAsync(new RunnerFinished(id, "runner-a1", RunnerOutcome.Lost, null, "provisioner restarted", now.AddSeconds(1)));
+        await app.DeliverAsync(new RunnerStarted(id, "runner-a1", "local", now));
+        await app.DeliverAsync(new RunnerFinished(id, "runner-a1", RunnerOutcome.Lost, null, "provisioner restarted", now.AddSeconds(1)));
 
         // Not failed, not yet queued again: the lost runner is not destroyed yet, and no second runner may exist beside it.
         var job = await JobAsync(ci, id);
@@ -73,7 +64,7 @@ public sealed class InfrastructureRetryTests(IntakeFactory app) : IClassFixture<
         // The lost runner's token is revoked at once.
         Assert.Equal(HttpStatusCode.Unauthorized, (await AppendAsync(first, 12, "late\n")).StatusCode);
 
-        await DeliverAsync(new RunnerDestroyed(id, "runner-a1", now.AddSeconds(2), Attempt: 1));
+        await app.DeliverAsync(new RunnerDestroyed(id, "runner-a1", now.AddSeconds(2), Attempt: 1));
         job = await JobAsync(ci, id);
         Assert.Equal("queued", job.GetProperty("status").GetString());
         Assert.Equal(2, job.GetProperty("attempt").GetInt32());
@@ -114,9 +105,9 @@ public sealed class InfrastructureRetryTests(IntakeFactory app) : IClassFixture<
         var id = await Jobs.SubmitAsync(ci, WithRetries(2));
         var now = DateTimeOffset.UtcNow;
         // Separate queues: the destruction may be handled first.
-        await DeliverAsync(new RunnerDestroyed(id, "runner-b1", now.AddSeconds(1)));
+        await app.DeliverAsync(new RunnerDestroyed(id, "runner-b1", now.AddSeconds(1)));
         Assert.Equal("queued", (await JobAsync(ci, id)).GetProperty("status").GetString());
-        await DeliverAsync(new RunnerFinished(id, "runner-b1", RunnerOutcome.Lost, null, "node lost", now));
+        await app.DeliverAsync(new RunnerFinished(id, "runner-b1", RunnerOutcome.Lost, null, "node lost", now));
         var job = await JobAsync(ci, id);
         Assert.Equal("queued", job.GetProperty("status").GetString());
         Assert.Equal(2, job.GetProperty("attempt").GetInt32());
@@ -131,21 +122,21 @@ public sealed class InfrastructureRetryTests(IntakeFactory app) : IClassFixture<
 
         // The job's own failure (the runner exited without a result) is not the infrastructure's.
         var exited = await Jobs.SubmitAsync(ci, WithRetries(3));
-        await DeliverAsync(new RunnerFinished(exited, "runner-c1", RunnerOutcome.Exited, 1, null, now));
-        await DeliverAsync(new RunnerDestroyed(exited, "runner-c1", now));
+        await app.DeliverAsync(new RunnerFinished(exited, "runner-c1", RunnerOutcome.Exited, 1, null, now));
+        await app.DeliverAsync(new RunnerDestroyed(exited, "runner-c1", now));
         Assert.Equal("failed", (await JobAsync(ci, exited)).GetProperty("status").GetString());
         Assert.Single(await RunJobsAsync(exited));
 
         // One retry allowed: the second loss decides the job.
         var twice = await Jobs.SubmitAsync(ci, WithRetries(1));
-        await DeliverAsync(new RunnerFinished(twice, "runner-d1", RunnerOutcome.Lost, null, "gone", now));
-        await DeliverAsync(new RunnerDestroyed(twice, "runner-d1", now));
+        await app.DeliverAsync(new RunnerFinished(twice, "runner-d1", RunnerOutcome.Lost, null, "gone", now));
+        await app.DeliverAsync(new RunnerDestroyed(twice, "runner-d1", now));
         Assert.Equal(2, (await JobAsync(ci, twice)).GetProperty("attempt").GetInt32());
         // A late repeat of attempt 1's end (another message id, same runner) changes nothing.
-        await DeliverAsync(new RunnerFinished(twice, "runner-d1", RunnerOutcome.Lost, null, "gone", now));
+        await app.DeliverAsync(new RunnerFinished(twice, "runner-d1", RunnerOutcome.Lost, null, "gone", now));
         Assert.Equal("queued", (await JobAsync(ci, twice)).GetProperty("status").GetString());
-        await DeliverAsync(new RunnerFinished(twice, "runner-d2", RunnerOutcome.Lost, null, "gone again", now.AddSeconds(5), Attempt: 2));
-        await DeliverAsync(new RunnerDestroyed(twice, "runner-d2", now.AddSeconds(6), Attempt: 2));
+        await app.DeliverAsync(new RunnerFinished(twice, "runner-d2", RunnerOutcome.Lost, null, "gone again", now.AddSeconds(5), Attempt: 2));
+        await app.DeliverAsync(new RunnerDestroyed(twice, "runner-d2", now.AddSeconds(6), Attempt: 2));
         var job = await JobAsync(ci, twice);
         Assert.Equal("failed", job.GetProperty("status").GetString());
         Assert.StartsWith("runner was lost: gone again", job.GetProperty("statusReason").GetString());
@@ -153,7 +144,7 @@ public sealed class InfrastructureRetryTests(IntakeFactory app) : IClassFixture<
 
         // No retry asked for: a loss fails the job as before.
         var none = await Jobs.SubmitAsync(ci);
-        await DeliverAsync(new RunnerFinished(none, "runner-e1", RunnerOutcome.Lost, null, "gone", now));
+        await app.DeliverAsync(new RunnerFinished(none, "runner-e1", RunnerOutcome.Lost, null, "gone", now));
         Assert.Equal("failed", (await JobAsync(ci, none)).GetProperty("status").GetString());
         Assert.Equal(0, await app.CountEventsAsync(none, JobEventTypes.Retrying));
     }

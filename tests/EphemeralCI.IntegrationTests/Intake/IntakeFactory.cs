@@ -1,3 +1,4 @@
+using MassTransit;
 using EphemeralCI.Contracts.Runner;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -115,6 +116,17 @@ public class IntakeFactory : WebApplicationFactory<EphemeralCI.Intake.Host.Intak
             if (DateTime.UtcNow > deadline) Assert.Fail($"timed out waiting for: {what}");
             await Task.Delay(100);
         }
+    }
+
+    /// <summary>Publishes <paramref name="message"/> on the intake's bus (as the provisioner would) and waits until it was consumed.</summary>
+    public async Task DeliverAsync<T>(T message, Guid? messageId = null) where T : class
+    {
+        var bus = Services.GetRequiredService<IBus>();
+        var counter = new ConsumeCounter();
+        using var _ = bus.ConnectConsumeObserver(counter);
+        var id = messageId ?? Guid.NewGuid();
+        await bus.Publish(message, ctx => ctx.MessageId = id);
+        await EventuallyAsync(() => Task.FromResult(counter.Count(id) >= 1), $"{typeof(T).Name} consumed");
     }
 
     public Task<int> CountEventsAsync(Guid jobId, string type) =>

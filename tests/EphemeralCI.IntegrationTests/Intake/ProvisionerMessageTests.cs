@@ -12,15 +12,6 @@ namespace EphemeralCI.IntegrationTests.Intake;
 /// <summary>The provisioner's messages move the job and fill its timeline (MassTransit in-memory transport).</summary>
 public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<IntakeFactory>
 {
-    private async Task DeliverAsync<T>(T message, Guid? messageId = null) where T : class
-    {
-        var bus = app.Services.GetRequiredService<IBus>();
-        var counter = new ConsumeCounter();
-        using var _ = bus.ConnectConsumeObserver(counter);
-        var id = messageId ?? Guid.NewGuid();
-        await bus.Publish(message, ctx => ctx.MessageId = id);
-        await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(id) >= 1), $"{typeof(T).Name} consumed");
-    }
 
     private async Task<JsonElement> JobAsync(HttpClient ci, Guid id) => await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}");
 
@@ -31,24 +22,24 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         var id = await Jobs.SubmitAsync(ci);
         var now = DateTimeOffset.UtcNow;
 
-        await DeliverAsync(new JobProvisioning(id, "local", now));
+        await app.DeliverAsync(new JobProvisioning(id, "local", now));
         Assert.Equal("provisioning", (await JobAsync(ci, id)).GetProperty("status").GetString());
         var hash = "sha256:" + new string('a', 64);
-        await DeliverAsync(new RunnerStarted(id, "r-1", "local", now.AddSeconds(1), hash));
+        await app.DeliverAsync(new RunnerStarted(id, "r-1", "local", now.AddSeconds(1), hash));
         Assert.Equal("running", (await JobAsync(ci, id)).GetProperty("status").GetString());
         Assert.Equal(hash, (await JobAsync(ci, id)).GetProperty("runnerTemplateHash").GetString());
         // A late JobProvisioning must not pull the job back.
-        await DeliverAsync(new JobProvisioning(id, "local", now.AddSeconds(2)));
+        await app.DeliverAsync(new JobProvisioning(id, "local", now.AddSeconds(2)));
         Assert.Equal("running", (await JobAsync(ci, id)).GetProperty("status").GetString());
 
-        await DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.Exited, 137, null, now.AddSeconds(3)));
+        await app.DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.Exited, 137, null, now.AddSeconds(3)));
         var job = await JobAsync(ci, id);
         Assert.Equal("failed", job.GetProperty("status").GetString());
         Assert.Equal("runner exited with code 137 before reporting a result", job.GetProperty("statusReason").GetString());
 
         // Terminal stays terminal; the runner's end is on the timeline once (one entry per runner and event type).
-        await DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.TimedOut, null, null, now.AddSeconds(4)));
-        await DeliverAsync(new RunnerDestroyed(id, "r-1", now.AddSeconds(5)));
+        await app.DeliverAsync(new RunnerFinished(id, "r-1", RunnerOutcome.TimedOut, null, null, now.AddSeconds(4)));
+        await app.DeliverAsync(new RunnerDestroyed(id, "r-1", now.AddSeconds(5)));
         Assert.Equal("failed", (await JobAsync(ci, id)).GetProperty("status").GetString());
 
         var types = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events")
@@ -68,7 +59,7 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
     {
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit, ApiKeyScopes.Read);
         var id = await Jobs.SubmitAsync(ci);
-        await DeliverAsync(new RunnerFinished(id, "r-x", outcome, null, "node went away", DateTimeOffset.UtcNow));
+        await app.DeliverAsync(new RunnerFinished(id, "r-x", outcome, null, "node went away", DateTimeOffset.UtcNow));
         var job = await JobAsync(ci, id);
         Assert.Equal(expected, job.GetProperty("status").GetString());
         Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.ForTerminal(Enum.Parse<JobStatus>(expected.Replace("_", ""), ignoreCase: true))));
@@ -81,8 +72,8 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         var id = await Jobs.SubmitAsync(ci);
         var messageId = Guid.NewGuid();
         var message = new RunnerStarted(id, "r-2", "local", DateTimeOffset.UtcNow);
-        await DeliverAsync(message, messageId);
-        await DeliverAsync(message, messageId);
+        await app.DeliverAsync(message, messageId);
+        await app.DeliverAsync(message, messageId);
         Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerStarted));
     }
 
@@ -93,12 +84,12 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         using var ci = await app.ClientWithScopesAsync(ApiKeyScopes.Submit);
         var id = await Jobs.SubmitAsync(ci);
         var now = DateTimeOffset.UtcNow;
-        await DeliverAsync(new RunnerStarted(id, "r-3", "local", now));
-        await DeliverAsync(new RunnerStarted(id, "r-3", "local", now));
-        await DeliverAsync(new RunnerFinished(id, "r-3", RunnerOutcome.Lost, null, "provisioner restarted; runner lost", now.AddSeconds(1)));
-        await DeliverAsync(new RunnerFinished(id, "r-3", RunnerOutcome.Lost, null, "provisioner restarted; runner lost", now.AddSeconds(2)));
-        await DeliverAsync(new RunnerDestroyed(id, "r-3", now.AddSeconds(3)));
-        await DeliverAsync(new RunnerDestroyed(id, "r-3", now.AddSeconds(4)));
+        await app.DeliverAsync(new RunnerStarted(id, "r-3", "local", now));
+        await app.DeliverAsync(new RunnerStarted(id, "r-3", "local", now));
+        await app.DeliverAsync(new RunnerFinished(id, "r-3", RunnerOutcome.Lost, null, "provisioner restarted; runner lost", now.AddSeconds(1)));
+        await app.DeliverAsync(new RunnerFinished(id, "r-3", RunnerOutcome.Lost, null, "provisioner restarted; runner lost", now.AddSeconds(2)));
+        await app.DeliverAsync(new RunnerDestroyed(id, "r-3", now.AddSeconds(3)));
+        await app.DeliverAsync(new RunnerDestroyed(id, "r-3", now.AddSeconds(4)));
 
         Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerStarted));
         Assert.Equal(1, await app.CountEventsAsync(id, JobEventTypes.RunnerFinished));
@@ -113,7 +104,7 @@ public sealed class ProvisionerMessageTests(IntakeFactory app) : IClassFixture<I
         var id = await Jobs.SubmitAsync(ci);
         const string reason = "waiting for a free runner: backend 'local' is at its limit of 2 concurrent runner(s)";
 
-        await DeliverAsync(new RunnerWaiting(id, reason, DateTimeOffset.UtcNow));
+        await app.DeliverAsync(new RunnerWaiting(id, reason, DateTimeOffset.UtcNow));
 
         Assert.Equal("queued", (await JobAsync(ci, id)).GetProperty("status").GetString());
         var waiting = (await ci.GetFromJsonAsync<JsonElement>($"/api/v1/jobs/{id}/events")).GetProperty("events")
