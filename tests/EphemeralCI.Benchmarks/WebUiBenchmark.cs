@@ -64,7 +64,7 @@ public sealed partial class WebUiBenchmark : IBenchmark
             .AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"Measured {started:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, load average at start {load}. The all-in-one server as its own process ({(ServerProcess.ServerDll.Contains("/Release/", StringComparison.Ordinal) ? "Release" : "Debug")} build), {jobs:N0} finished jobs in its intake database (copies of one real job over 20 repositories, one a second), once on its embedded SQLite and once with `ConnectionStrings:intakedb` on Postgres from `eng/services.sh`. Times are the client's, over loopback, one request at a time (the scenarios in turn), so they hold the server's whole work for the page; throughput: {options.Concurrency} clients. The web UI signs in with the admin key (a session cookie); the JSON API gets the same key as a bearer token."))
             .AppendLine()
-            .AppendLine("Jobs, 50 a page, newest first. The API's ListJobs pages with OFFSET and counts the total; the page pages by keyset (`before` = the last row's time and id):")
+            .AppendLine("Jobs, 50 a page, newest first. The API's ListJobs pages by keyset with `?cursor=` (the same query as the page) or, deprecated, with OFFSET (`?page=`, counting the total); the page pages by keyset (`before` = the last row's time and id):")
             .AppendLine();
         foreach (var (store, results) in new[] { ("SQLite", sqlite), ("Postgres", postgres) })
         {
@@ -79,7 +79,7 @@ public sealed partial class WebUiBenchmark : IBenchmark
             section.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Scenario["live log: ".Length..]} | {r.Count} | {r.P50:F1} | {r.P99:F1} | {r.Mean:F1} |"));
         }
         section.AppendLine()
-            .AppendLine("Reading: targets are jobs page p99 ≤ 100 ms at 100 000 jobs and live log p50 ≤ 250 ms. The keyset page costs the same 1 000 pages deep as on the first page; the API's OFFSET page grows with the offset, and its first page also counts every visible job (the total it returns). The page's plain upper bound on `created_at` (on every page) lets both planners seek the `created_at` index: without it Postgres scanned the index from the top to the cursor (page 1 001: p50 37.6 ms, p99 142.7 ms) and SQLite sorted the whole table for the ref + template filter (p50 63.8 ms, p99 103.4 ms) in the first run of this benchmark. Ref and template have no index of their own: here they match every job, the best case; a ref that is rare among many jobs walks the `created_at` index until it has filled a page, and would want an index (`ref`, `created_at`) if such filters become common. The live log's delay is the agent's batching (it ships the log every 200 ms, `LogStreamer.FlushInterval`) plus the follower; the web UI's stream, which renders each chunk to HTML, adds nothing measurable to the API's.");
+            .AppendLine("Reading: targets are jobs page p99 ≤ 100 ms at 100 000 jobs and live log p50 ≤ 250 ms. The keyset page costs the same 1 000 pages deep as on the first page; the API's deprecated OFFSET page (`?page=`) grows with the offset, while its `?cursor=` page runs the web UI's keyset query and stays flat; the API's first page also counts every visible job (the total it returns). The page's plain upper bound on `created_at` (on every page) lets both planners seek the `created_at` index: without it Postgres scanned the index from the top to the cursor (page 1 001: p50 37.6 ms, p99 142.7 ms) and SQLite sorted the whole table for the ref + template filter (p50 63.8 ms, p99 103.4 ms) in the first run of this benchmark. Ref and template have no index of their own: here they match every job, the best case; a ref that is rare among many jobs walks the `created_at` index until it has filled a page, and would want an index (`ref`, `created_at`) if such filters become common. The live log's delay is the agent's batching (it ships the log every 200 ms, `LogStreamer.FlushInterval`) plus the follower; the web UI's stream, which renders each chunk to HTML, adds nothing measurable to the API's.");
         return section.ToString();
     }
 
@@ -114,7 +114,8 @@ public sealed partial class WebUiBenchmark : IBenchmark
                 var scenarios = new List<(string, Func<int, Task>)>
                 {
                     ("baseline: JSON API, first page", _ => GetAsync(api, $"/api/v1/jobs?pageSize={PageSize}")),
-                    ($"JSON API, page {DeepPage} (OFFSET {(DeepPage - 1) * PageSize:N0})", _ => GetAsync(api, $"/api/v1/jobs?pageSize={PageSize}&page={DeepPage}")),
+                    ($"JSON API, page {DeepPage} (OFFSET {(DeepPage - 1) * PageSize:N0}, deprecated ?page=)", _ => GetAsync(api, $"/api/v1/jobs?pageSize={PageSize}&page={DeepPage}")),
+                    ($"JSON API, page {DeepPage} (keyset, ?cursor=)", _ => GetAsync(api, $"/api/v1/jobs?pageSize={PageSize}&cursor={cursor}")),
                     ("web UI jobs page, first page", _ => GetAsync(ui, "/")),
                     ($"web UI jobs page, page {DeepPage} (keyset)", _ => GetAsync(ui, $"/?before={cursor}")),
                     ("web UI jobs page, one repository (1 in 20), first page", _ => GetAsync(ui, "/?repository=bench%2Frepo-7")),
