@@ -4,9 +4,12 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text;
+using EphemeralCI.Cache.Entries;
+using EphemeralCI.Cache.Infrastructure;
 using EphemeralCI.Cache.Storage;
 using EphemeralCI.JobTokens;
 using EphemeralCI.RunnerAgent.Caching;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Minio;
 using Minio.DataModel.Args;
@@ -105,11 +108,21 @@ public sealed class CacheBenchmark : IBenchmark
                 var body = await response.Content.ReadAsStringAsync();
                 Expect(body.Contains("\"ok\":true", StringComparison.Ordinal) == expectHit, $"lookup of {key}: unexpected answer {body}");
             };
+            // What issue 17's record of every answer adds to a lookup: the same INSERT the cache makes before it answers,
+            // made here through the module's own CacheUseLog on the same database (the lookups above each include one).
+            var recordOptions = new DbContextOptionsBuilder<CacheDbContext>().UseNpgsql(host.Database).UseSnakeCaseNamingConvention().Options;
+            var recordedJob = new JobTokenClaims(Guid.NewGuid(), Repository, Ref, "bench", DateTimeOffset.UtcNow.AddHours(2));
+            Func<Task> record = async () =>
+            {
+                await using var db = new CacheDbContext(recordOptions);
+                await new CacheUseLog(db, TimeProvider.System).RecordRestoreAsync(recordedJob, CacheUseLog.ActionsV2, "bench-hit", "v1", null, default);
+            };
             (string Name, Func<Task> Op)[] scenarios =
             [
                 ("baseline: GET /alive", alive),
                 ("GetCacheEntryDownloadURL, hit", Lookup("bench-hit", true)),
                 ("GetCacheEntryDownloadURL, miss", Lookup("bench-missing", false)),
+                ("the use record alone: one INSERT into cache_uses (what each lookup above writes before it answers)", record),
                 ($"GetCacheEntryDownloadURL, hit, {spread} entries in turn", () => Lookup($"bench-hit-{Interlocked.Increment(ref nextSpread) % spread}", true)()),
                 ("baseline: hit, database only, access written every hit (as before)", Lookup("bench-hit", true, uncachedClient)),
                 ("baseline: miss, database only", Lookup("bench-missing", false, uncachedClient)),
