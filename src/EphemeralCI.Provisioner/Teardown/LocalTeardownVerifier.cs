@@ -82,7 +82,10 @@ public sealed class LocalTeardownVerifier(LocalSandboxBackend backend, Installat
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid == self) continue;
-            if (ProcessTree.Stat(pid) is not { State: not 'Z' and not 'X' } stat || (stat.StartTime != 0 && stat.StartTime < startedSince)) continue;
+            // A process the kernel is already ending is not a leftover: it runs nothing more, and on a loaded machine a
+            // killed sandbox's bwrap can take a moment to finish exiting after its cgroup is gone (a CI run's check
+            // warned of one that its retry then found gone).
+            if (ProcessTree.Stat(pid) is not { State: not 'Z' and not 'X', Exiting: false } stat || (stat.StartTime != 0 && stat.StartTime < startedSince)) continue;
             all.Add(new ProcessView(pid, Name(dir), ProcessTree.Cgroups(pid), Read($"{dir}/cmdline"), Read($"{dir}/environ")));
         }
         return all;

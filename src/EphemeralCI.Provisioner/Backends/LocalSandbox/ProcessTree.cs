@@ -76,16 +76,33 @@ public static class ProcessTree
         string text;
         try { text = File.ReadAllText($"/proc/{pid}/stat"); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        return ParseStat(text);
+    }
+
+    /// <summary>Parses one /proc/&lt;pid&gt;/stat line; null if it is not one.</summary>
+    public static ProcessStat? ParseStat(string text)
+    {
         // "pid (comm) S ppid ..."; comm may contain spaces and parentheses, so parse after the last ')'.
-        // After it: field 3 (state) is fields[0], field 4 (ppid) fields[1], field 22 (starttime) fields[19].
+        // After it: field 3 (state) is fields[0], field 4 (ppid) fields[1], field 9 (flags) fields[6],
+        // field 22 (starttime) fields[19].
         var close = text.LastIndexOf(')');
         if (close < 0 || close + 4 > text.Length) return null;
         var fields = text[(close + 2)..].Split(' ', 21);
         if (fields.Length < 20 || !int.TryParse(fields[1], CultureInfo.InvariantCulture, out var ppid)) return null;
+        _ = uint.TryParse(fields[6], CultureInfo.InvariantCulture, out var flags);
         _ = ulong.TryParse(fields[19], CultureInfo.InvariantCulture, out var started);
-        return new ProcessStat(fields[0][0], ppid, started);
+        return new ProcessStat(fields[0][0], ppid, started, flags);
     }
 }
 
-/// <summary>What /proc/&lt;pid&gt;/stat says of a process: its state letter, parent, and start time in clock ticks after boot.</summary>
-public sealed record ProcessStat(char State, int Parent, ulong StartTime);
+/// <summary>What /proc/&lt;pid&gt;/stat says of a process: its state letter, parent, start time in clock ticks after boot, and kernel flags.</summary>
+public sealed record ProcessStat(char State, int Parent, ulong StartTime, uint Flags = 0)
+{
+    private const uint PfExiting = 0x4; // PF_EXITING, include/linux/sched.h
+
+    /// <summary>
+    /// The kernel is ending it (do_exit has begun): it runs no more code of its own, though until it is a zombie it
+    /// still shows in /proc with its cgroup — after the cgroup itself may already be removed.
+    /// </summary>
+    public bool Exiting => (Flags & PfExiting) != 0;
+}
