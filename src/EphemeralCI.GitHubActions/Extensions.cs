@@ -52,6 +52,7 @@ public static class GitHubActionsExtensions
             .Validate(o => o.Templates.Values.All(t => t.MinIdle is >= 0 and <= GitHubRunnerTemplate.MaxMinIdle && t.MaxIdleAge > TimeSpan.Zero),
                 $"Every '{GitHubActionsOptions.Section}:Templates:<name>:MinIdle' must be between 0 and {GitHubRunnerTemplate.MaxMinIdle}, and its 'MaxIdleAge' positive.")
             .Validate(o => o.ReconcileInterval > TimeSpan.Zero, $"Configuration setting '{GitHubActionsOptions.Section}:ReconcileInterval' must be positive.")
+            .Validate(o => o.MaxListPages is > 0 and <= 1000, $"Configuration setting '{GitHubActionsOptions.Section}:MaxListPages' must be between 1 and 1000.")
             .ValidateOnStart();
 
         if (!services.Any(d => d.ServiceType == typeof(DbContextOptions<GitHubActionsDbContext>)))

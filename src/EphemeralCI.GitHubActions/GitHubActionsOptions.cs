@@ -30,6 +30,12 @@ public sealed class GitHubActionsOptions
     /// <summary>How often the reconciler looks for missed webhooks, finished runners and cancelled workflow jobs.</summary>
     public TimeSpan ReconcileInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Most pages (of 100) read of one GitHub list in a pass: the runners of a repository or organization, the queued
+    /// workflow runs of a repository, the jobs of one run. What lies beyond waits for a later pass (and is logged).
+    /// </summary>
+    public int MaxListPages { get; set; } = 10;
+
     public bool Enabled => !string.IsNullOrWhiteSpace(AppId);
 }
 

@@ -264,6 +264,63 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         Assert.True(_github.Runners.Single(r => r.Name == ours).Deleted);
     }
 
+    [Fact]
+    public async Task Two_hundred_fifty_queued_jobs_missed_by_webhooks_over_several_pages_each_get_exactly_one_runner()
+    {
+        // 120 jobs in one workflow run (two pages of jobs) and 130 runs of one job each (two pages of runs).
+        var big = _github.Queue("acme/widgets", "self-hosted", "linux");
+        var jobs = Enumerable.Range(0, 119).Select(_ => _github.Queue("acme/widgets", big.RunId, "self-hosted", "linux")).Prepend(big)
+            .Concat(Enumerable.Range(0, 130).Select(_ => _github.Queue("acme/widgets", "self-hosted", "linux"))).ToList();
+
+        await ReconcilePassAsync();
+        await ReconcilePassAsync();
+
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (jobs.Any(j => !_github.Runners.Any(r => r.Name == $"eci-{j.Id}")))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{jobs.Count(j => !_github.Runners.Any(r => r.Name == $"eci-{j.Id}"))} queued jobs have no runner");
+            await Task.Delay(50);
+        }
+        foreach (var job in jobs)
+        {
+            Assert.Single(_github.Runners, r => r.Name == $"eci-{job.Id}");
+            Assert.Single(_jobs.Submitted, s => s.Key == $"github-workflow-job-{job.Id}");
+        }
+        Assert.Contains(_github.PageRequests, p => p == "/repos/acme/widgets/actions/runs page 2");
+        Assert.Contains(_github.PageRequests, p => p == $"/repos/acme/widgets/actions/runs/{big.RunId}/jobs page 2");
+    }
+
+    [Fact]
+    public async Task A_warm_runner_on_the_third_page_of_runners_that_took_a_job_unannounced_is_removed_when_the_job_is_over()
+    {
+        await WaitForIdleAsync(2);
+        // 250 runners registered before the pool's next ones: those land on page 3 of GitHub's listing.
+        for (var i = 0; i < 250; i++) _github.RegisterRunner($"other-{i}", "acme/widgets", busy: i % 2 == 0);
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+            await db.Database.ExecuteSqlAsync($"UPDATE warm_runners SET idle_since = idle_since - interval '2 hours'");
+        }
+        await PoolPassAsync();
+        var pool = await WaitForIdleAsync(2);
+        var job = _github.Queue("acme/widgets", "self-hosted", "warm");
+        _github.Assign(job, pool[0].Name);
+
+        await PoolPassAsync();
+        Assert.Contains(_github.PageRequests, p => p == "/repos/acme/widgets/actions/runners page 3");
+        var taken = await WarmRowAsync(pool[0].Name);
+        Assert.Equal(WarmRunnerState.Busy, taken.State);
+
+        _github.Complete(job);
+        _jobs.Status[taken.EciJobId!.Value] = JobStatus.Succeeded;
+        await PoolPassAsync();
+        Assert.Equal("its workflow job is over", (await WarmRowAsync(pool[0].Name)).Reason);
+        Assert.True(_github.Runners.Single(r => r.Name == pool[0].Name).Deleted);
+    }
+
+    private async Task ReconcilePassAsync() =>
+        await _app.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<GitHubActionsReconciler>().Single().PassAsync(default);
+
     private async Task PoolPassAsync()
     {
         await using var scope = _app.Services.CreateAsyncScope();
