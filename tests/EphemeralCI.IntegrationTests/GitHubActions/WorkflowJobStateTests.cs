@@ -72,6 +72,7 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
             ["GitHubActions:AppId"] = _github.AppId,
             ["GitHubActions:ApiUrl"] = _github.Url,
             ["GitHubActions:Repositories:0"] = "acme/widgets",
+            ["GitHubActions:Repositories:1"] = "other/tools",
             ["GitHubActions:ReconcileInterval"] = "01:00:00",
             ["GitHubActions:Templates:linux:RunnerTemplate"] = "default",
             ["GitHubActions:Templates:linux:Labels:0"] = "self-hosted",
@@ -82,6 +83,12 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
             ["GitHubActions:Templates:warm:Labels:1"] = "warm",
             ["GitHubActions:Templates:warm:MinIdle"] = "2",
             ["GitHubActions:Templates:warm:MaxIdleAge"] = "00:30:00",
+            ["GitHubActions:Templates:warm:Repositories:0"] = "acme/widgets", // so other/tools gets no warm pool
+            // A template only acme's repositories may pick; "linux" covers [self-hosted] too (by name, "big" is tried first).
+            ["GitHubActions:Templates:big:RunnerTemplate"] = "default",
+            ["GitHubActions:Templates:big:Labels:0"] = "self-hosted",
+            ["GitHubActions:Templates:big:Labels:1"] = "big",
+            ["GitHubActions:Templates:big:Repositories:0"] = "acme/*",
         });
         builder.Services.AddSingleton<IRunnerJobs>(_jobs);
         builder.Services.AddSingleton<IGitHubAppSecrets>(new Secrets(_github));
@@ -316,6 +323,59 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         await PoolPassAsync();
         Assert.Equal("its workflow job is over", (await WarmRowAsync(pool[0].Name)).Reason);
         Assert.True(_github.Runners.Single(r => r.Name == pool[0].Name).Deleted);
+    }
+
+    [Fact]
+    public async Task A_repository_not_on_a_templates_allow_list_gets_no_runner_despite_duplicate_webhooks_and_reconcile_passes()
+    {
+        var counted = 0L;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == EphemeralCI.GitHubActions.Telemetry.GitHubActionsMetrics.NotAllowedName) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            if (tags.ToArray().Any(t => t.Key == "template" && (string?)t.Value == "big")) Interlocked.Add(ref counted, value);
+        });
+        listener.Start();
+        var allowed = _github.Queue("acme/widgets", "self-hosted", "big");
+        var denied = _github.Queue("other/tools", "self-hosted", "big");
+        // Labels another template covers: the allow-list of the first (big) does not stop it.
+        var generic = _github.Queue("other/tools", "self-hosted");
+        foreach (var job in new[] { allowed, denied, denied, generic })
+        {
+            (await _github.DeliverAsync(_webhook, "queued", job)).EnsureSuccessStatusCode();
+        }
+        await ReconcilePassAsync();
+        (await _github.DeliverAsync(_webhook, "queued", denied)).EnsureSuccessStatusCode();
+        await ReconcilePassAsync();
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!_github.Runners.Any(r => r.Name == $"eci-{allowed.Id}") || !_github.Runners.Any(r => r.Name == $"eci-{generic.Id}"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the allowed jobs got no runner");
+            await Task.Delay(50);
+        }
+        Assert.Equal("big", (await RowAsync(allowed.Id)).Template);
+        Assert.Equal("linux", (await RowAsync(generic.Id)).Template);
+        var refused = await RowAsync(denied.Id);
+        Assert.Equal(RunnerState.Done, refused.State);
+        Assert.Null(refused.Template);
+        Assert.Equal("repository not allowed on template 'big'", refused.Reason);
+        Assert.DoesNotContain(_github.Runners, r => r.Name == $"eci-{denied.Id}");
+        Assert.DoesNotContain(_jobs.Submitted, s => s.Key == $"github-workflow-job-{denied.Id}");
+        // Told once, with the repository and the template, however often GitHub or the reconciler mention the job.
+        Assert.Single(_logs.Lines, l => l.Contains($"Workflow job {denied.Id} of other/tools gets no runner") && l.Contains("template big"));
+        Assert.Equal(1, Interlocked.Read(ref counted));
+        // No warm runner of a template for a repository not on its list.
+        Assert.DoesNotContain(WarmAtGitHub(), r => r.Repository == "other/tools");
+    }
+
+    private async Task<WorkflowJobRunner> RowAsync(long id)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().WorkflowJobs.AsNoTracking().SingleAsync(r => r.Id == id);
     }
 
     private async Task ReconcilePassAsync() =>
