@@ -3,6 +3,7 @@ using EphemeralCI.GitHubActions.Apis;
 using EphemeralCI.GitHubActions.GitHub;
 using EphemeralCI.GitHubActions.Infrastructure;
 using EphemeralCI.GitHubActions.Services;
+using EphemeralCI.GitHubActions.Telemetry;
 using EphemeralCI.Persistence;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
@@ -11,6 +12,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace EphemeralCI.GitHubActions;
 
@@ -52,7 +54,10 @@ public static class GitHubActionsExtensions
             .Validate(o => o.Templates.Values.All(t => t.MinIdle is >= 0 and <= GitHubRunnerTemplate.MaxMinIdle && t.MaxIdleAge > TimeSpan.Zero),
                 $"Every '{GitHubActionsOptions.Section}:Templates:<name>:MinIdle' must be between 0 and {GitHubRunnerTemplate.MaxMinIdle}, and its 'MaxIdleAge' positive.")
             .Validate(o => o.ReconcileInterval > TimeSpan.Zero, $"Configuration setting '{GitHubActionsOptions.Section}:ReconcileInterval' must be positive.")
+            .Validate(o => o.MaxListPages is > 0 and <= 1000, $"Configuration setting '{GitHubActionsOptions.Section}:MaxListPages' must be between 1 and 1000.")
             .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<GitHubActionsOptions>, InvalidRepositories>();
+        services.AddSingleton<GitHubActionsMetrics>();
 
         if (!services.Any(d => d.ServiceType == typeof(DbContextOptions<GitHubActionsDbContext>)))
         {
@@ -106,4 +111,21 @@ public static class GitHubActionsExtensions
     private static string Required(IHostApplicationBuilder builder, string key) =>
         builder.Configuration[$"{GitHubActionsOptions.Section}:{key}"] is { Length: > 0 } value ? value
             : throw new InvalidOperationException($"Configuration setting '{GitHubActionsOptions.Section}:{key}' is missing (the GitHub Actions adapter is on: GitHubActions:AppId is set).");
+
+    /// <summary>A bad allow-list entry fails the start naming its setting (template and index).</summary>
+    private sealed class InvalidRepositories : IValidateOptions<GitHubActionsOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, GitHubActionsOptions options)
+        {
+            foreach (var (template, t) in options.Templates)
+            {
+                for (var i = 0; i < t.Repositories.Count; i++)
+                {
+                    if (!GitHubRunnerTemplate.IsRepositoryPattern(t.Repositories[i]))
+                        return ValidateOptionsResult.Fail($"Configuration setting '{GitHubActionsOptions.Section}:Templates:{template}:Repositories:{i}' ('{t.Repositories[i]}') must be owner/name or owner/* (a '*' only as the whole repository name).");
+                }
+            }
+            return ValidateOptionsResult.Success;
+        }
+    }
 }

@@ -30,6 +30,12 @@ public sealed class GitHubActionsOptions
     /// <summary>How often the reconciler looks for missed webhooks, finished runners and cancelled workflow jobs.</summary>
     public TimeSpan ReconcileInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Most pages (of 100) read of one GitHub list in a pass: the runners of a repository or organization, the queued
+    /// workflow runs of a repository, the jobs of one run. What lies beyond waits for a later pass (and is logged).
+    /// </summary>
+    public int MaxListPages { get; set; } = 10;
+
     public bool Enabled => !string.IsNullOrWhiteSpace(AppId);
 }
 
@@ -65,6 +71,30 @@ public sealed class GitHubRunnerTemplate
 
     /// <summary>Job timeout in seconds (null: the runner template's default).</summary>
     public int? TimeoutSeconds { get; set; }
+
+    /// <summary>
+    /// Repositories allowed to use this template (<c>owner/name</c>, or <c>owner/*</c> for every repository of an owner;
+    /// case-insensitive). Empty: every served repository. An organization runner group restricted to repositories is the
+    /// other layer: GitHub hands a registered runner any job whose labels it has, in any repository the group admits.
+    /// </summary>
+    public List<string> Repositories { get; set; } = [];
+
+    // GitHub's owner (letters, digits, hyphens) and repository (also '.' and '_') names; '*' only as the whole name.
+    private static readonly System.Text.RegularExpressions.Regex RepositoryPattern =
+        new(@"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/(?:\*|[A-Za-z0-9._-]{1,100})$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    public static bool IsRepositoryPattern(string pattern) => RepositoryPattern.IsMatch(pattern) && !pattern.EndsWith("/.", StringComparison.Ordinal) && !pattern.EndsWith("/..", StringComparison.Ordinal);
+
+    /// <summary>Whether <paramref name="repository"/> (<c>owner/name</c>) may use this template.</summary>
+    public bool Allows(string repository)
+    {
+        if (Repositories.Count == 0) return true;
+        var slash = repository.IndexOf('/');
+        var owner = slash > 0 ? repository[..slash] : null;
+        return Repositories.Any(p => p.EndsWith("/*", StringComparison.Ordinal)
+            ? owner is not null && p[..^2].Equals(owner, StringComparison.OrdinalIgnoreCase)
+            : p.Equals(repository, StringComparison.OrdinalIgnoreCase));
+    }
 
     public bool Covers(IReadOnlyCollection<string> runsOn) =>
         runsOn.Count > 0 && runsOn.All(l => Labels.Contains(l, StringComparer.OrdinalIgnoreCase));

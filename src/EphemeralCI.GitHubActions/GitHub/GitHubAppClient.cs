@@ -5,6 +5,7 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -25,7 +26,8 @@ public sealed record ListedWorkflowJob(long Id, long RunId, string Status, IRead
 /// for <c>/app/…</c>, an installation token (cached until 5 minutes before it expires) for everything else.
 /// </summary>
 public sealed class GitHubAppClient(
-    HttpClient http, IGitHubAppSecrets secrets, InstallationTokenCache installationTokens, IOptions<GitHubActionsOptions> options, TimeProvider clock)
+    HttpClient http, IGitHubAppSecrets secrets, InstallationTokenCache installationTokens, IOptions<GitHubActionsOptions> options, TimeProvider clock,
+    ILogger<GitHubAppClient> logger)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
     private ConcurrentDictionary<long, (string Token, DateTimeOffset ExpiresAt)> InstallationTokens => installationTokens.Tokens;
@@ -59,12 +61,12 @@ public sealed class GitHubAppClient(
         return true;
     }
 
-    /// <summary>The names of the registered runners GitHub says are running a job (first page: 100 runners).</summary>
+    /// <summary>The names of the registered runners GitHub says are running a job (every page, up to <c>MaxListPages</c>).</summary>
     public async Task<IReadOnlySet<string>> BusyRunnersAsync(long installationId, string repository, bool organization, CancellationToken ct)
     {
-        var path = organization ? $"orgs/{repository.Split('/')[0]}/actions/runners?per_page=100" : $"repos/{repository}/actions/runners?per_page=100";
-        var page = await GetAsync<RunnersPage>(installationId, path, ct);
-        return page.Runners.Where(r => r.Busy).Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
+        var path = organization ? $"orgs/{repository.Split('/')[0]}/actions/runners" : $"repos/{repository}/actions/runners";
+        var runners = await ListAsync<RunnersPage, ListedRunner>(installationId, path, "", p => p.Runners, ct);
+        return runners.Where(r => r.Busy).Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
     }
 
     public async Task<long> RepositoryInstallationAsync(string repository, CancellationToken ct)
@@ -76,27 +78,50 @@ public sealed class GitHubAppClient(
         return (await response.Content.ReadFromJsonAsync<IdOnly>(Json, ct))!.Id;
     }
 
-    /// <summary>The queued jobs of the repository's queued workflow runs (first page of each: 100 runs, 100 jobs).</summary>
+    /// <summary>The queued jobs of the repository's queued workflow runs (every page of runs and of each run's jobs, up to <c>MaxListPages</c> each).</summary>
     public async Task<IReadOnlyList<ListedWorkflowJob>> QueuedJobsAsync(long installationId, string repository, CancellationToken ct)
     {
-        var runs = await GetAsync<RunsPage>(installationId, $"repos/{repository}/actions/runs?status=queued&per_page=100", ct);
+        var runs = await ListAsync<RunsPage, IdOnly>(installationId, $"repos/{repository}/actions/runs", "status=queued&", p => p.WorkflowRuns, ct);
         var jobs = new List<ListedWorkflowJob>();
-        foreach (var run in runs.WorkflowRuns)
+        foreach (var run in runs)
         {
-            var page = await GetAsync<JobsPage>(installationId, $"repos/{repository}/actions/runs/{run.Id}/jobs?filter=latest&per_page=100", ct);
-            jobs.AddRange(page.Jobs.Where(j => j.Status == "queued")
+            var listed = await ListAsync<JobsPage, JobItem>(installationId, $"repos/{repository}/actions/runs/{run.Id}/jobs", "filter=latest&", p => p.Jobs, ct);
+            jobs.AddRange(listed.Where(j => j.Status == "queued")
                 .Select(j => new ListedWorkflowJob(j.Id, j.RunId, j.Status, j.Labels, j.HeadSha, j.HeadBranch)));
         }
         return jobs;
     }
 
-    private async Task<T> GetAsync<T>(long installationId, string path, CancellationToken ct)
+    /// <summary>
+    /// Every page of a GitHub list (100 a page), following <c>Link: rel="next"</c> as GitHub asks (never building page
+    /// numbers itself), at most <c>MaxListPages</c> pages so one huge organization cannot stall a pass: the rest waits for the next.
+    /// </summary>
+    private async Task<List<TItem>> ListAsync<TPage, TItem>(
+        long installationId, string path, string query, Func<TPage, IReadOnlyList<TItem>> items, CancellationToken ct)
     {
-        using var request = await InstallationRequestAsync(HttpMethod.Get, path, installationId, ct);
-        using var response = await http.SendAsync(request, ct);
-        await EnsureSuccessAsync(response, path.Split('?')[0], ct);
-        return (await response.Content.ReadFromJsonAsync<T>(Json, ct))!;
+        var all = new List<TItem>();
+        Uri? next = new($"{path}?{query}per_page=100", UriKind.Relative);
+        for (var page = 0; next is not null; page++)
+        {
+            if (page == _options.MaxListPages)
+            {
+                logger.LogWarning("GitHub list {Path} has more than {Pages} pages; this pass reads the first {Items} entries only", path, page, all.Count);
+                break;
+            }
+            using var request = await InstallationRequestAsync(HttpMethod.Get, next.ToString(), installationId, ct);
+            using var response = await http.SendAsync(request, ct);
+            await EnsureSuccessAsync(response, path, ct);
+            all.AddRange(items((await response.Content.ReadFromJsonAsync<TPage>(Json, ct))!));
+            next = response.Headers.TryGetValues("Link", out var links) ? LinkHeader.Next(links, response.RequestMessage!.RequestUri!) : null;
+            // The installation token goes only to the API it was issued by: a next link elsewhere is not followed.
+            if (next is not null && !SameApi(next)) throw new HttpRequestException($"GitHub {path} answered a next page outside {_options.ApiUrl}");
+        }
+        return all;
     }
+
+    private bool SameApi(Uri uri) =>
+        Uri.Compare(uri, http.BaseAddress, UriComponents.SchemeAndServer, UriFormat.Unescaped, StringComparison.OrdinalIgnoreCase) == 0
+        && uri.AbsolutePath.StartsWith(http.BaseAddress!.AbsolutePath, StringComparison.Ordinal);
 
     private async Task<HttpRequestMessage> InstallationRequestAsync(HttpMethod method, string path, long installationId, CancellationToken ct)
     {

@@ -45,7 +45,8 @@ public sealed class WorkflowJobRunner
     public DateTimeOffset UpdatedAt { get; private set; }
     public int Version { get; private set; }
 
-    public static WorkflowJobRunner Seen(WorkflowJobEvent e, string? template, DateTimeOffset now) => new()
+    /// <summary>A first sight; <paramref name="refused"/> says why no runner is started when no template is given.</summary>
+    public static WorkflowJobRunner Seen(WorkflowJobEvent e, string? template, DateTimeOffset now, string? refused = null) => new()
     {
         Id = e.WorkflowJobId,
         Repository = e.Repository,
@@ -56,7 +57,7 @@ public sealed class WorkflowJobRunner
         Labels = string.Join(',', e.Labels),
         Template = template,
         State = template is null ? RunnerState.Done : RunnerState.Queued,
-        Reason = template is null ? "no template covers the labels" : null,
+        Reason = template is null ? refused ?? "no template covers the labels" : null,
         GitHubStatus = e.Status,
         AssignedRunner = e.RunnerName,
         CreatedAt = now,

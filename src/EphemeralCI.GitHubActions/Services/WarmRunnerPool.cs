@@ -36,9 +36,11 @@ public sealed class WarmRunnerPool(
         foreach (var (name, template) in o.Templates.Where(t => t.Value.MinIdle > 0).OrderBy(t => t.Key, StringComparer.Ordinal))
         {
             // Repository runners register per repository; organization runners per organization (its first served repository's installation).
+            // Only repositories on the template's allow-list get its warm runners (an organization's: when one of its repositories is).
+            var allowed = o.Repositories.Where(template.Allows).ToList();
             var scopes = template.Organization
-                ? o.Repositories.GroupBy(r => r.Split('/')[0], StringComparer.OrdinalIgnoreCase).Select(g => (Scope: g.Key, Via: g.First()))
-                : o.Repositories.Select(r => (Scope: r, Via: r));
+                ? allowed.GroupBy(r => r.Split('/')[0], StringComparer.OrdinalIgnoreCase).Select(g => (Scope: g.Key, Via: g.First()))
+                : allowed.Select(r => (Scope: r, Via: r));
             foreach (var (scope, via) in scopes)
             {
                 pools.Add((name, scope));

@@ -1,8 +1,10 @@
 using EphemeralCI.GitHubActions.Infrastructure;
 using EphemeralCI.GitHubActions.Model;
+using EphemeralCI.GitHubActions.Telemetry;
 using EphemeralCI.Persistence;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralCI.GitHubActions.Services;
@@ -11,7 +13,9 @@ namespace EphemeralCI.GitHubActions.Services;
 /// The one way a workflow job's row changes: <see cref="ObserveAsync"/> for what GitHub says (webhook or listing),
 /// <see cref="UpdateAsync"/> for a transition, retried on a lost optimistic-concurrency race with a fresh read.
 /// </summary>
-public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubActionsOptions> options, LaunchQueue queue, TimeProvider clock)
+public sealed class WorkflowJobs(
+    IServiceScopeFactory scopes, IOptions<GitHubActionsOptions> options, LaunchQueue queue, TimeProvider clock,
+    GitHubActionsMetrics metrics, ILogger<WorkflowJobs> logger)
 {
     private readonly GitHubActionsOptions _options = options.Value;
     // Deliveries of one workflow job in this process take turns to record it (the unique key still guards replicas).
@@ -42,16 +46,24 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
 
     private async Task RecordAsync(WorkflowJobEvent e, CancellationToken ct)
     {
-        var template = MatchTemplate(e.Labels);
+        var (template, notAllowedOn) = MatchTemplate(e.Labels, e.Repository);
         var (_, row) = await UpdateAsync(e.WorkflowJobId, r => r.TryObserve(e.Status, e.RunnerName, clock.GetUtcNow()), ct);
         if (row is null)
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
-            db.WorkflowJobs.Add(WorkflowJobRunner.Seen(e, template, clock.GetUtcNow()));
+            db.WorkflowJobs.Add(WorkflowJobRunner.Seen(e, template, clock.GetUtcNow(),
+                notAllowedOn is null ? null : $"repository not allowed on template '{notAllowedOn}'"));
             try
             {
                 await db.SaveChangesAsync(ct);
+                // Told once per workflow job (the row's insert): later deliveries and passes meet the finished row.
+                if (notAllowedOn is not null)
+                {
+                    logger.LogInformation("Workflow job {WorkflowJobId} of {Repository} gets no runner: the repository is not allowed on template {Template}",
+                        e.WorkflowJobId, e.Repository, notAllowedOn);
+                    metrics.NotAllowed(notAllowedOn);
+                }
             }
             catch (DbUpdateException ex) when (ex.IsUniqueViolation())
             {
@@ -84,7 +96,14 @@ public sealed class WorkflowJobs(IServiceScopeFactory scopes, IOptions<GitHubAct
 
     public bool Serves(string repository) => _options.Repositories.Contains(repository, StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>The first template (by name) whose labels cover every <c>runs-on</c> label; null for none.</summary>
-    public string? MatchTemplate(IReadOnlyCollection<string> labels) =>
-        _options.Templates.OrderBy(t => t.Key, StringComparer.Ordinal).FirstOrDefault(t => t.Value.Covers(labels)).Key;
+    /// <summary>
+    /// The first template (by name) whose labels cover every <c>runs-on</c> label and whose allow-list admits the
+    /// repository. None: NotAllowedOn names the first covering template when the allow-lists alone refused it.
+    /// </summary>
+    public (string? Template, string? NotAllowedOn) MatchTemplate(IReadOnlyCollection<string> labels, string repository)
+    {
+        var covering = _options.Templates.OrderBy(t => t.Key, StringComparer.Ordinal).Where(t => t.Value.Covers(labels)).ToList();
+        var allowed = covering.FirstOrDefault(t => t.Value.Allows(repository)).Key;
+        return (allowed, allowed is null ? covering.FirstOrDefault().Key : null);
+    }
 }

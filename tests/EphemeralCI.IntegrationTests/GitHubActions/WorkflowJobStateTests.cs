@@ -72,6 +72,7 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
             ["GitHubActions:AppId"] = _github.AppId,
             ["GitHubActions:ApiUrl"] = _github.Url,
             ["GitHubActions:Repositories:0"] = "acme/widgets",
+            ["GitHubActions:Repositories:1"] = "other/tools",
             ["GitHubActions:ReconcileInterval"] = "01:00:00",
             ["GitHubActions:Templates:linux:RunnerTemplate"] = "default",
             ["GitHubActions:Templates:linux:Labels:0"] = "self-hosted",
@@ -82,6 +83,12 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
             ["GitHubActions:Templates:warm:Labels:1"] = "warm",
             ["GitHubActions:Templates:warm:MinIdle"] = "2",
             ["GitHubActions:Templates:warm:MaxIdleAge"] = "00:30:00",
+            ["GitHubActions:Templates:warm:Repositories:0"] = "acme/widgets", // so other/tools gets no warm pool
+            // A template only acme's repositories may pick; "linux" covers [self-hosted] too (by name, "big" is tried first).
+            ["GitHubActions:Templates:big:RunnerTemplate"] = "default",
+            ["GitHubActions:Templates:big:Labels:0"] = "self-hosted",
+            ["GitHubActions:Templates:big:Labels:1"] = "big",
+            ["GitHubActions:Templates:big:Repositories:0"] = "acme/*",
         });
         builder.Services.AddSingleton<IRunnerJobs>(_jobs);
         builder.Services.AddSingleton<IGitHubAppSecrets>(new Secrets(_github));
@@ -263,6 +270,116 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         await launcher.HandleAsync(x.Id, default);
         Assert.True(_github.Runners.Single(r => r.Name == ours).Deleted);
     }
+
+    [Fact]
+    public async Task Two_hundred_fifty_queued_jobs_missed_by_webhooks_over_several_pages_each_get_exactly_one_runner()
+    {
+        // 120 jobs in one workflow run (two pages of jobs) and 130 runs of one job each (two pages of runs).
+        var big = _github.Queue("acme/widgets", "self-hosted", "linux");
+        var jobs = Enumerable.Range(0, 119).Select(_ => _github.Queue("acme/widgets", big.RunId, "self-hosted", "linux")).Prepend(big)
+            .Concat(Enumerable.Range(0, 130).Select(_ => _github.Queue("acme/widgets", "self-hosted", "linux"))).ToList();
+
+        await ReconcilePassAsync();
+        await ReconcilePassAsync();
+
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (jobs.Any(j => !_github.Runners.Any(r => r.Name == $"eci-{j.Id}")))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{jobs.Count(j => !_github.Runners.Any(r => r.Name == $"eci-{j.Id}"))} queued jobs have no runner");
+            await Task.Delay(50);
+        }
+        foreach (var job in jobs)
+        {
+            Assert.Single(_github.Runners, r => r.Name == $"eci-{job.Id}");
+            Assert.Single(_jobs.Submitted, s => s.Key == $"github-workflow-job-{job.Id}");
+        }
+        Assert.Contains(_github.PageRequests, p => p == "/repos/acme/widgets/actions/runs page 2");
+        Assert.Contains(_github.PageRequests, p => p == $"/repos/acme/widgets/actions/runs/{big.RunId}/jobs page 2");
+    }
+
+    [Fact]
+    public async Task A_warm_runner_on_the_third_page_of_runners_that_took_a_job_unannounced_is_removed_when_the_job_is_over()
+    {
+        await WaitForIdleAsync(2);
+        // 250 runners registered before the pool's next ones: those land on page 3 of GitHub's listing.
+        for (var i = 0; i < 250; i++) _github.RegisterRunner($"other-{i}", "acme/widgets", busy: i % 2 == 0);
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>();
+            await db.Database.ExecuteSqlAsync($"UPDATE warm_runners SET idle_since = idle_since - interval '2 hours'");
+        }
+        await PoolPassAsync();
+        var pool = await WaitForIdleAsync(2);
+        var job = _github.Queue("acme/widgets", "self-hosted", "warm");
+        _github.Assign(job, pool[0].Name);
+
+        await PoolPassAsync();
+        Assert.Contains(_github.PageRequests, p => p == "/repos/acme/widgets/actions/runners page 3");
+        var taken = await WarmRowAsync(pool[0].Name);
+        Assert.Equal(WarmRunnerState.Busy, taken.State);
+
+        _github.Complete(job);
+        _jobs.Status[taken.EciJobId!.Value] = JobStatus.Succeeded;
+        await PoolPassAsync();
+        Assert.Equal("its workflow job is over", (await WarmRowAsync(pool[0].Name)).Reason);
+        Assert.True(_github.Runners.Single(r => r.Name == pool[0].Name).Deleted);
+    }
+
+    [Fact]
+    public async Task A_repository_not_on_a_templates_allow_list_gets_no_runner_despite_duplicate_webhooks_and_reconcile_passes()
+    {
+        var counted = 0L;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == EphemeralCI.GitHubActions.Telemetry.GitHubActionsMetrics.NotAllowedName) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            if (tags.ToArray().Any(t => t.Key == "template" && (string?)t.Value == "big")) Interlocked.Add(ref counted, value);
+        });
+        listener.Start();
+        var allowed = _github.Queue("acme/widgets", "self-hosted", "big");
+        var denied = _github.Queue("other/tools", "self-hosted", "big");
+        // Labels another template covers: the allow-list of the first (big) does not stop it.
+        var generic = _github.Queue("other/tools", "self-hosted");
+        foreach (var job in new[] { allowed, denied, denied, generic })
+        {
+            (await _github.DeliverAsync(_webhook, "queued", job)).EnsureSuccessStatusCode();
+        }
+        await ReconcilePassAsync();
+        (await _github.DeliverAsync(_webhook, "queued", denied)).EnsureSuccessStatusCode();
+        await ReconcilePassAsync();
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!_github.Runners.Any(r => r.Name == $"eci-{allowed.Id}") || !_github.Runners.Any(r => r.Name == $"eci-{generic.Id}"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the allowed jobs got no runner");
+            await Task.Delay(50);
+        }
+        Assert.Equal("big", (await RowAsync(allowed.Id)).Template);
+        Assert.Equal("linux", (await RowAsync(generic.Id)).Template);
+        var refused = await RowAsync(denied.Id);
+        Assert.Equal(RunnerState.Done, refused.State);
+        Assert.Null(refused.Template);
+        Assert.Equal("repository not allowed on template 'big'", refused.Reason);
+        Assert.DoesNotContain(_github.Runners, r => r.Name == $"eci-{denied.Id}");
+        Assert.DoesNotContain(_jobs.Submitted, s => s.Key == $"github-workflow-job-{denied.Id}");
+        // Told once, with the repository and the template, however often GitHub or the reconciler mention the job.
+        Assert.Single(_logs.Lines, l => l.Contains($"Workflow job {denied.Id} of other/tools gets no runner") && l.Contains("template big"));
+        Assert.Equal(1, Interlocked.Read(ref counted));
+        // No warm runner of a template for a repository not on its list.
+        Assert.DoesNotContain(WarmAtGitHub(), r => r.Repository == "other/tools");
+    }
+
+    private async Task<WorkflowJobRunner> RowAsync(long id)
+    {
+        await using var scope = _app.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<GitHubActionsDbContext>().WorkflowJobs.AsNoTracking().SingleAsync(r => r.Id == id);
+    }
+
+    private async Task ReconcilePassAsync() =>
+        await _app.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<GitHubActionsReconciler>().Single().PassAsync(default);
 
     private async Task PoolPassAsync()
     {

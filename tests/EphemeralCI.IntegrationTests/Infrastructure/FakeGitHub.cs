@@ -14,7 +14,7 @@ namespace EphemeralCI.IntegrationTests.Infrastructure;
 /// <summary>
 /// A FAKE of GitHub's REST API, on loopback, for the GitHub Actions adapter: only the endpoints it calls (App
 /// installation tokens, generate-jitconfig for repository and organization runners, runner removal, queued runs and
-/// their jobs, a repository's installation, its runners' listing; a busy runner's removal is 422), checking the App JWT (RS256 with the key it made, iss the App id) and
+/// their jobs, a repository's installation, its runners' listing, lists paged with Link headers; a busy runner's removal is 422), checking the App JWT (RS256 with the key it made, iss the App id) and
 /// the installation tokens it issued. It records every call and sends HMAC-signed <c>workflow_job</c> deliveries
 /// the way GitHub does. GitHub itself cannot be reached from the test machines.
 /// </summary>
@@ -69,10 +69,13 @@ public sealed class FakeGitHub : IAsyncDisposable
     }
 
     /// <summary>A workflow job GitHub has queued (listed by the runs API from now on); no webhook is sent.</summary>
-    public FakeWorkflowJob Queue(string repository, params string[] labels)
+    public FakeWorkflowJob Queue(string repository, params string[] labels) => Queue(repository, null, labels);
+
+    /// <summary>As <see cref="Queue(string, string[])"/>, in the workflow run <paramref name="runId"/> (null: a run of its own).</summary>
+    public FakeWorkflowJob Queue(string repository, long? runId, params string[] labels)
     {
         var id = Interlocked.Increment(ref _nextJob);
-        var job = new FakeWorkflowJob(id, id + 1_000_000, repository, labels, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20)), "main");
+        var job = new FakeWorkflowJob(id, runId ?? id + 1_000_000, repository, labels, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(20)), "main");
         _jobs[id] = job;
         return job;
     }
@@ -85,10 +88,10 @@ public sealed class FakeGitHub : IAsyncDisposable
     }
 
     /// <summary>A runner registered outside the adapter (as if by an earlier attempt): asking for its name again is 409.</summary>
-    public void RegisterRunner(string name, string repository)
+    public void RegisterRunner(string name, string repository, bool busy = false)
     {
         var id = Interlocked.Increment(ref _nextRunner);
-        _runners[id] = new FakeRunner(id, name, repository, [], 1, "unused-" + id);
+        _runners[id] = new FakeRunner(id, name, repository, [], 1, "unused-" + id) { Busy = busy };
     }
 
     /// <summary>GitHub gives <paramref name="job"/> to the runner named <paramref name="runnerName"/> (it goes busy); no webhook is sent.</summary>
@@ -183,20 +186,20 @@ public sealed class FakeGitHub : IAsyncDisposable
                     ["id"] = r.Id, ["name"] = r.Name, ["status"] = "online", ["busy"] = r.Busy,
                     ["labels"] = new JsonArray(r.Labels.Select(l => (JsonNode)new JsonObject { ["name"] = l }).ToArray()),
                 }).ToArray();
-                await WriteAsync(http, 200, new JsonObject { ["total_count"] = listed.Length, ["runners"] = new JsonArray(listed) });
+                await WritePageAsync(http, "runners", listed);
                 return;
             case ["repos", var owner, var repo, "actions", "runs"] when method == "GET":
                 var runs = _jobs.Values.Where(j => j.Repository == $"{owner}/{repo}" && j.Status == "queued")
-                    .Select(j => (JsonNode)new JsonObject { ["id"] = j.RunId, ["status"] = "queued" }).ToArray();
-                await WriteAsync(http, 200, new JsonObject { ["total_count"] = runs.Length, ["workflow_runs"] = new JsonArray(runs) });
+                    .Select(j => j.RunId).Distinct().Order().Select(runId => new { RunId = runId }).Select(j => (JsonNode)new JsonObject { ["id"] = j.RunId, ["status"] = "queued" }).ToArray();
+                await WritePageAsync(http, "workflow_runs", runs);
                 return;
             case ["repos", _, _, "actions", "runs", var runId, "jobs"] when method == "GET":
-                var jobs = _jobs.Values.Where(j => j.RunId == long.Parse(runId)).Select(j => (JsonNode)new JsonObject
+                var jobs = _jobs.Values.Where(j => j.RunId == long.Parse(runId)).OrderBy(j => j.Id).Select(j => (JsonNode)new JsonObject
                 {
                     ["id"] = j.Id, ["run_id"] = j.RunId, ["status"] = j.Status, ["head_sha"] = j.HeadSha, ["head_branch"] = j.HeadBranch,
                     ["labels"] = new JsonArray(j.Labels.Select(l => (JsonNode)l).ToArray()),
                 }).ToArray();
-                await WriteAsync(http, 200, new JsonObject { ["total_count"] = jobs.Length, ["jobs"] = new JsonArray(jobs) });
+                await WritePageAsync(http, "jobs", jobs);
                 return;
             default:
                 http.Response.StatusCode = 404;
@@ -252,6 +255,32 @@ public sealed class FakeGitHub : IAsyncDisposable
         Interlocked.Increment(ref RefusedCalls);
         await WriteAsync(http, 401, new JsonObject { ["message"] = "Bad credentials" });
     }
+
+    /// <summary>
+    /// One page of a list as GitHub answers it: <c>per_page</c> (default 30, at most 100) and <c>page</c> (from 1), and a
+    /// <c>Link</c> header with absolute <c>next</c>/<c>last</c> (and <c>prev</c>/<c>first</c>) targets keeping the other query parameters.
+    /// </summary>
+    private async Task WritePageAsync(HttpContext http, string key, JsonNode[] all)
+    {
+        var perPage = Math.Clamp(int.TryParse(http.Request.Query["per_page"], out var pp) ? pp : 30, 1, 100);
+        var page = Math.Max(1, int.TryParse(http.Request.Query["page"], out var p) ? p : 1);
+        var last = Math.Max(1, (all.Length + perPage - 1) / perPage);
+        PageRequests.Enqueue($"{http.Request.Path} page {page}");
+        string Target(int n)
+        {
+            var query = http.Request.Query.Where(q => q.Key != "page").Select(q => $"{q.Key}={Uri.EscapeDataString(q.Value.ToString())}").Append($"page={n}");
+            return $"<{Url.TrimEnd('/')}{http.Request.Path}?{string.Join('&', query)}>";
+        }
+        var links = new List<string>();
+        if (page < last) links.AddRange([$"{Target(page + 1)}; rel=\"next\"", $"{Target(last)}; rel=\"last\""]);
+        if (page > 1) links.AddRange([$"{Target(page - 1)}; rel=\"prev\"", $"{Target(1)}; rel=\"first\""]);
+        if (links.Count > 0) http.Response.Headers["Link"] = string.Join(", ", links);
+        var items = all.Skip((page - 1) * perPage).Take(perPage).ToArray();
+        await WriteAsync(http, 200, new JsonObject { ["total_count"] = all.Length, [key] = new JsonArray(items) });
+    }
+
+    /// <summary>"path page N" of every list page served, in order.</summary>
+    public ConcurrentQueue<string> PageRequests { get; } = new();
 
     private static async Task WriteAsync(HttpContext http, int status, JsonObject body)
     {
