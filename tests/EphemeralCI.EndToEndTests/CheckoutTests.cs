@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using EphemeralCI.IntegrationTests.Infrastructure;
 using Xunit;
 
@@ -85,6 +86,37 @@ public sealed class CheckoutTests(CheckoutServerFixture fx) : IClassFixture<Chec
         var full = await RunAsync(Job(repo, "refs/heads/main", head, "cd sub/dir && test -f b.txt && echo COUNT=$(git rev-list --count HEAD)", new { depth = 0, path = "sub/dir" }));
         Assert.True(full.Status == "succeeded", full.Log);
         Assert.Contains("COUNT=3", full.Log);
+    }
+
+    [Fact]
+    public async Task Rerun_with_a_shell_has_the_jobs_checkout_and_env_but_never_its_masked_env()
+    {
+        const string Jit = "jit-config-never-in-a-shell-4f1c";
+        var repo = "acme/e2e-" + Guid.NewGuid().ToString("N")[..6];
+        var head = fx.Forge.CreateRepository(repo, new Dictionary<string, string> { ["marker.txt"] = "from-the-checkout\n" });
+        var failed = await fx.Intake.SubmitAsync(new
+        {
+            name = "fails", repository = repo, @ref = "refs/heads/main", commitSha = head, runnerTemplate = "default",
+            env = new Dictionary<string, string> { ["PLAIN_VAR"] = "plain-value", ["RUNNER_JIT"] = Jit },
+            maskedEnv = new[] { "RUNNER_JIT" },
+            steps = new[] { new { name = "fail", run = "exit 1" } },
+        });
+        Assert.Equal("failed", (await fx.Intake.WaitForTerminalAsync(failed, TimeSpan.FromMinutes(2))).GetProperty("status").GetString());
+
+        // What eci jobs rerun ID --shell asks for.
+        using var opened = await fx.Intake.PostAsJsonAsync($"/api/v1/jobs/{failed}/shell", new { idleTimeoutSeconds = 60 });
+        var body = await opened.Content.ReadAsStringAsync();
+        Assert.True(opened.StatusCode == System.Net.HttpStatusCode.Created, body);
+        var shell = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("id").GetGuid();
+
+        using var term = await Term.ConnectAsync(fx, shell, 100, 30);
+        await term.TypeAsync("echo \"plain=$PLAIN_VAR jit=${RUNNER_JIT-absent} head=$(git rev-parse HEAD) $(cat marker.txt)\"; env | grep -c jit-config-never\r");
+        await term.WaitForAsync($"plain=plain-value jit=absent head={head} from-the-checkout");
+        await term.WaitForAsync("\r\n0\r\n");
+        await term.TypeAsync("exit 0\r");
+        Assert.Equal(0, await term.ExitCodeAsync());
+        Assert.DoesNotContain(Jit, term.Output);
+        Assert.DoesNotContain(Jit, await fx.Intake.GetStringAsync($"/api/v1/jobs/{shell}/logs"));
     }
 
     [Fact]

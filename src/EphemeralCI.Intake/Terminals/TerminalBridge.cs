@@ -23,6 +23,8 @@ public static class TerminalBridge
     /// <summary>Keystrokes held until the runner's end is there; more before it is a client flooding, and closes the socket.</summary>
     public const int MaxHeldInputBytes = 64 * 1024;
     private const int FrameBytes = 16 * 1024;
+    /// <summary>How long eci's end waits for eci to answer its close before dropping the connection.</summary>
+    private static readonly TimeSpan CloseHandshakeTimeout = TimeSpan.FromSeconds(5);
     private static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
 
     public static byte[] Encode(TerminalControl control) => [Control, .. JsonSerializer.SerializeToUtf8Bytes(control, Json)];
@@ -63,6 +65,7 @@ public static class TerminalBridge
         }, stop.Token);
 
         var ready = false;
+        var closed = false;
         var held = new List<byte[]>();
         var heldBytes = 0;
         var receive = Task.Run(async () =>
@@ -100,6 +103,7 @@ public static class TerminalBridge
                 {
                     await SendControlAsync(socket, local, stop.Token);
                     await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "session ended", stop.Token);
+                    closed = true;
                     return;
                 }
                 if (input is not null)
@@ -136,6 +140,7 @@ public static class TerminalBridge
                     case TerminalMessages.Exit:
                         await SendControlAsync(socket, new TerminalControl(TerminalMessages.Exit, Code: control.Code), stop.Token);
                         await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "the shell exited", stop.Token);
+                        closed = true;
                         return;
                 }
             }
@@ -146,6 +151,9 @@ public static class TerminalBridge
         }
         finally
         {
+            // Cancelling the pending receive aborts the socket, and an abort may drop what is still unsent: the exit or end just
+            // written, and the close. So after a close of ours, let eci answer it (the receive loop ends on its close) first.
+            if (closed) await Quietly(receive.WaitAsync(CloseHandshakeTimeout, CancellationToken.None));
             await stop.CancelAsync();
             await Task.WhenAll(Quietly(busPump), Quietly(endWatch), Quietly(receive));
         }

@@ -42,7 +42,10 @@ internal sealed partial class PseudoTerminal : IDisposable
             SetSize(master, cols, rows);
 
             // sh opens the slave as fds 0-2, then setsid makes a new session whose controlling terminal is fd 0; --wait keeps
-            // the exit code if setsid had to fork.
+            // the exit code if setsid had to fork. env --default-signal first: an ignored SIGINT/SIGQUIT is inherited through exec
+            // (the agent's starter may have run it in the background of a non-interactive shell, which ignores both), and bash
+            // hands it on to every command, so Ctrl+C would be echoed but reach nothing. A terminal's shell starts as a login's does,
+            // with every signal at its default (an env older than coreutils 8.31 lacks the option: the shell starts as before).
             var psi = new ProcessStartInfo("/bin/sh")
             {
                 WorkingDirectory = workingDirectory,
@@ -51,7 +54,7 @@ internal sealed partial class PseudoTerminal : IDisposable
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
             };
-            foreach (var arg in (string[])["-c", "exec setsid --ctty --wait bash -i <>\"$1\" >&0 2>&0", "sh", slave]) psi.ArgumentList.Add(arg);
+            foreach (var arg in (string[])["-c", "d=; env --default-signal true 2>/dev/null && d='env --default-signal'; exec $d setsid --ctty --wait bash -i <>\"$1\" >&0 2>&0", "sh", slave]) psi.ArgumentList.Add(arg);
             psi.Environment.Clear();
             foreach (var (key, value) in environment) psi.Environment[key] = value;
             var shell = Process.Start(psi) ?? throw new IOException("sh did not start");
