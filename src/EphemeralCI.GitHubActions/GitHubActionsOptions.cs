@@ -85,16 +85,10 @@ public sealed class GitHubRunnerTemplate
 
     public static bool IsRepositoryPattern(string pattern) => RepositoryPattern.IsMatch(pattern) && !pattern.EndsWith("/.", StringComparison.Ordinal) && !pattern.EndsWith("/..", StringComparison.Ordinal);
 
-    /// <summary>Whether <paramref name="repository"/> (<c>owner/name</c>) may use this template.</summary>
-    public bool Allows(string repository)
-    {
-        if (Repositories.Count == 0) return true;
-        var slash = repository.IndexOf('/');
-        var owner = slash > 0 ? repository[..slash] : null;
-        return Repositories.Any(p => p.EndsWith("/*", StringComparison.Ordinal)
-            ? owner is not null && p[..^2].Equals(owner, StringComparison.OrdinalIgnoreCase)
-            : p.Equals(repository, StringComparison.OrdinalIgnoreCase));
-    }
+    /// <summary>Whether <paramref name="repository"/> (<c>owner/name</c>) may use this template: the glob dialect of API key
+    /// bindings and trust policies (<see cref="EphemeralCI.JobTokens.IdentityGlob"/>), repositories case-insensitively.</summary>
+    public bool Allows(string repository) =>
+        Repositories.Count == 0 || EphemeralCI.JobTokens.IdentityGlob.MatchesAny(Repositories, repository, ignoreCase: true);
 
     public bool Covers(IReadOnlyCollection<string> runsOn) =>
         runsOn.Count > 0 && runsOn.All(l => Labels.Contains(l, StringComparer.OrdinalIgnoreCase));
