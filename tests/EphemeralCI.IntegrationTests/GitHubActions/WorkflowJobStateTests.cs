@@ -298,6 +298,20 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_next_page_link_off_the_API_is_not_followed_so_the_installation_token_goes_nowhere_else()
+    {
+        await using var thief = await FakeGitHub.StartAsync();
+        _github.ForeignNextPage = $"{thief.Url.TrimEnd('/')}/repos/acme/widgets/actions/runs?page=2";
+        _github.Queue("acme/widgets", "self-hosted", "linux");
+
+        await ReconcilePassAsync();
+
+        Assert.Empty(thief.PageRequests);
+        Assert.Equal(0, thief.RefusedCalls); // an installation token it never issued would have been refused, and counted
+        Assert.Contains(_logs.Lines, l => l.Contains("answered a next page outside", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_warm_runner_on_the_third_page_of_runners_that_took_a_job_unannounced_is_removed_when_the_job_is_over()
     {
         await WaitForIdleAsync(2);

@@ -272,12 +272,16 @@ public sealed class FakeGitHub : IAsyncDisposable
             return $"<{Url.TrimEnd('/')}{http.Request.Path}?{string.Join('&', query)}>";
         }
         var links = new List<string>();
-        if (page < last) links.AddRange([$"{Target(page + 1)}; rel=\"next\"", $"{Target(last)}; rel=\"last\""]);
+        if (ForeignNextPage is not null) links.Add($"<{ForeignNextPage}>; rel=\"next\"");
+        else if (page < last) links.AddRange([$"{Target(page + 1)}; rel=\"next\"", $"{Target(last)}; rel=\"last\""]);
         if (page > 1) links.AddRange([$"{Target(page - 1)}; rel=\"prev\"", $"{Target(1)}; rel=\"first\""]);
         if (links.Count > 0) http.Response.Headers["Link"] = string.Join(", ", links);
         var items = all.Skip((page - 1) * perPage).Take(perPage).ToArray();
         await WriteAsync(http, 200, new JsonObject { ["total_count"] = all.Length, [key] = new JsonArray(items) });
     }
+
+    /// <summary>Set: every list page names this as its next page, as a hostile or compromised answer could (a token thief's URL).</summary>
+    public string? ForeignNextPage { get; set; }
 
     /// <summary>"path page N" of every list page served, in order.</summary>
     public ConcurrentQueue<string> PageRequests { get; } = new();
