@@ -29,11 +29,13 @@ public sealed class AdminListenerTests
     public void Only_the_provisioner_the_cache_and_the_intake_reach_the_brokers_admin_listener_only_the_intake_the_caches_and_runners_reach_none(string target)
     {
         var m = Manifests.Render(target);
-        Assert.Equal(
+        List<string> expected =
             ["cache → secrets-broker:admin (egress)", "cache:admin ← intake (ingress)", "intake → cache:admin (egress)", "intake → secrets-broker:admin (egress)",
              "provisioner → secrets-broker:admin (egress)",
-             "secrets-broker:admin ← cache (ingress)", "secrets-broker:admin ← intake (ingress)", "secrets-broker:admin ← provisioner (ingress)"],
-            AdminPaths(m));
+             "secrets-broker:admin ← cache (ingress)", "secrets-broker:admin ← intake (ingress)", "secrets-broker:admin ← provisioner (ingress)"];
+        // The GitHub Actions adapter reads the App's secrets there (its broker token opens ECI_GITHUB_* only); never the cache's.
+        if (Manifests.WithGitHubActions.Contains(target)) expected.AddRange(["github-actions → secrets-broker:admin (egress)", "secrets-broker:admin ← github-actions (ingress)"]);
+        Assert.Equal(expected.Order(StringComparer.Ordinal), AdminPaths(m).Order(StringComparer.Ordinal));
 
         // End to end (both ends' policies): runners of either network mode reach no admin listener,
         // but still reach the http port of the same pods.
@@ -126,6 +128,7 @@ public sealed class AdminListenerTests
             ("runner(control-plane)", NetworkPolicyTests.Runner(internet: false), true),
             ("runner(egress)", NetworkPolicyTests.Runner(internet: true), true),
             .. RenderedManifests.Services.Select(s => (s, NetworkPolicyTests.Service(m, s, "10.244.2.10"), true)),
+            .. m.Deployments.Where(d => d.Metadata.Name == "github-actions").Select(d => (d.Metadata.Name, NetworkPolicyTests.Service(m, d.Metadata.Name, "10.244.2.12"), true)),
             ("another workload", NetworkPolicyTests.SomeOtherWorkload, false),
         ];
         var paths = new List<string>();

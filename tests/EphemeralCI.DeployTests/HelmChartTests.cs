@@ -15,22 +15,31 @@ namespace EphemeralCI.DeployTests;
 /// chart and Kustomize ship the same objects, the schema refuses what would weaken them, and the
 /// values reach the pods.
 /// </summary>
-public sealed class HelmChartTests
+public sealed partial class HelmChartTests
 {
+    // Kustomize's generated runner-templates-<hash> is the chart's runner-templates; every other object keeps its name.
     private static HashSet<string> Objects(RenderedManifests m) =>
-        [.. m.All.Select(o => $"{o.Kind} {o.Metadata.NamespaceProperty}/{(o is V1ConfigMap ? "runner-templates" : o.Metadata.Name)}")];
+        [.. m.All.Select(o => $"{o.Kind} {o.Metadata.NamespaceProperty}/{(o is V1ConfigMap ? GeneratedSuffix().Replace(o.Metadata.Name, "") : o.Metadata.Name)}")];
+
+    [System.Text.RegularExpressions.GeneratedRegex("(?<=^runner-templates)-[a-z0-9]{10}$")]
+    private static partial System.Text.RegularExpressions.Regex GeneratedSuffix();
 
     [Theory]
     [InlineData("base", Helm.Default)]
     [InlineData("overlays/production", Helm.Production)]
+    [InlineData(Kustomize.WithGitHubActions, Helm.WithGitHubActions)]
     public void The_chart_ships_the_objects_kustomize_ships(string kustomization, string chart)
     {
-        Assert.Equal(Objects(Manifests.Render(kustomization)).Order(), Objects(Manifests.Render(chart)).Order());
+        var expected = Objects(Manifests.Render(kustomization));
+        // The component leaves the adapter's settings (ConfigMap github-actions) to the operator; the chart renders them from githubActions.*.
+        if (Manifests.WithGitHubActions.Contains(kustomization)) Assert.True(expected.Add($"ConfigMap {RenderedManifests.ControlPlane}/github-actions"));
+        Assert.Equal(expected.Order(), Objects(Manifests.Render(chart)).Order());
     }
 
     [Theory]
     [InlineData("base", Helm.Default)]
     [InlineData("overlays/production", Helm.Production)]
+    [InlineData(Kustomize.WithGitHubActions, Helm.WithGitHubActions)]
     public void The_chart_grants_and_allows_what_kustomize_does(string kustomization, string chart)
     {
         var k = Manifests.Render(kustomization);
@@ -57,8 +66,13 @@ public sealed class HelmChartTests
         {
             var env = h.Deployment(d.Metadata.Name).Spec.Template.Spec.Containers[0].Env.Where(e => e.Name != "Provisioner__Kubernetes__Instance");
             Assert.Equal(d.Spec.Template.Spec.Containers[0].Env.Select(e => $"{e.Name}={e.Value}").Order(), env.Select(e => $"{e.Name}={e.Value}").Order());
+            // And the same Secrets and ConfigMaps read as environment (the adapter: its ConfigMap, then its Secret).
+            Assert.Equal(EnvFrom(d), EnvFrom(h.Deployment(d.Metadata.Name)));
         }
     }
+
+    private static List<string> EnvFrom(V1Deployment d) =>
+        [.. d.Spec.Template.Spec.Containers[0].EnvFrom.Select(e => e.SecretRef is { } s ? $"secret {s.Name} optional={s.Optional}" : $"configMap {e.ConfigMapRef.Name} optional={e.ConfigMapRef.Optional}")];
 
     private static List<string> Rules(RenderedManifests m) =>
         [.. m.OfType<V1Role>().SelectMany(r => r.Rules.Select(rule => $"{r.Metadata.NamespaceProperty}/{r.Metadata.Name}: {string.Join(',', rule.ApiGroups)} {string.Join(',', rule.Resources)} {string.Join(',', rule.Verbs)}")).Order()];
@@ -75,6 +89,7 @@ public sealed class HelmChartTests
     [InlineData("runnerTemplates.shell.image=registry.example.com/runner:latest", "/runnerTemplates/shell/image")]
     [InlineData("runnerTemplates.shell.runAsUser=0", "/runnerTemplates/shell/runAsUser")]
     [InlineData("controlPlane.extraEnv[0].name=ConnectionStrings__intakedb", "/controlPlane/extraEnv/0/name")]
+    [InlineData("githubActions.enabled=true", "/githubActions/appId")]
     public void The_schema_refuses_values_that_would_weaken_or_break_the_install(string value, string field)
     {
         var (exit, _, stderr) = Helm.Template("--set", value);

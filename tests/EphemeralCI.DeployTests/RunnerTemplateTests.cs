@@ -26,7 +26,9 @@ public sealed class RunnerTemplateTests
     public void The_examples_are_a_dotnet_a_node_and_a_minimal_shell_runner_on_kubernetes(string target)
     {
         var templates = Templates(target);
-        Assert.Equal(["dotnet", "node", "shell"], templates.Select(t => t.Name).Order());
+        // The GitHub Actions examples add the template the adapter's runners run on (overlays/github-actions, examples/github-actions.yaml).
+        string[] expected = Manifests.WithGitHubActions.Contains(target) ? ["actions-runner", "dotnet", "node", "shell"] : ["dotnet", "node", "shell"];
+        Assert.Equal(expected, templates.Select(t => t.Name).Order());
         Assert.All(templates, t => Assert.Equal(KubernetesRunnerBackend.BackendName, t.Definition.Backend));
         Assert.All(templates, t => Assert.Null(t.Definition.RootFilesystem));
     }

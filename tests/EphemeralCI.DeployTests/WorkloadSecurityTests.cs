@@ -16,7 +16,7 @@ public sealed class WorkloadSecurityTests
     {
         var manifests = Manifests.Render(target);
         // The GitHub Actions adapter is optional: only where an overlay turns it on.
-        string[] expected = target == Kustomize.WithGitHubActions ? [.. RenderedManifests.Services, "github-actions"] : RenderedManifests.Services;
+        string[] expected = Manifests.WithGitHubActions.Contains(target) ? [.. RenderedManifests.Services, "github-actions"] : RenderedManifests.Services;
         Assert.Equal(expected.Order(), manifests.Deployments.Select(d => d.Metadata.Name).Order());
         Assert.All(manifests.Deployments, d => Assert.Equal(RenderedManifests.ControlPlane, d.Metadata.NamespaceProperty));
         // Nothing of ours runs in the runners namespace: only the provisioner puts runners there.

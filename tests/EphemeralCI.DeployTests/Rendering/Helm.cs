@@ -16,6 +16,9 @@ public static class Helm
     /// <summary>The chart with deploy/helm/examples/production.yaml (the production overlay's twin).</summary>
     public const string Production = "helm:examples/production.yaml";
 
+    /// <summary>Production plus deploy/helm/examples/github-actions.yaml (githubActions.enabled): overlays/github-actions' twin.</summary>
+    public const string WithGitHubActions = "helm:examples/production.yaml,examples/github-actions.yaml";
+
     public const string ReleaseName = "ephemeralci";
 
     private static readonly ConcurrentDictionary<string, Lazy<RenderedManifests>> Cache = new();
@@ -27,9 +30,9 @@ public static class Helm
     public static RenderedManifests Render(string target) =>
         Cache.GetOrAdd(target, t => new Lazy<RenderedManifests>(() => Kustomize.Load(RenderText(ArgumentsOf(t))))).Value;
 
-    /// <summary>Extra <c>helm template</c> arguments of a target: <c>helm:&lt;values file under deploy/helm&gt;</c>.</summary>
+    /// <summary>Extra <c>helm template</c> arguments of a target: <c>helm:&lt;values files under deploy/helm, comma-separated, later wins&gt;</c>.</summary>
     public static string[] ArgumentsOf(string target) =>
-        target == Default ? [] : ["-f", Path.Combine(Repository.Root, "deploy", "helm", target[(Default.Length + 1)..])];
+        target == Default ? [] : [.. target[(Default.Length + 1)..].Split(',').SelectMany(file => new[] { "-f", Path.Combine(Repository.Root, "deploy", "helm", file) })];
 
     /// <summary><c>helm template</c> of the chart; throws with Helm's message when it refuses (schema, a template's fail).</summary>
     public static string RenderText(params string[] arguments)
@@ -69,7 +72,10 @@ public static class Helm
 /// <summary>Every way we ship the manifests: the Kustomize base and overlays, and the Helm chart.</summary>
 public static class Manifests
 {
-    public static readonly string[] Targets = [.. Kustomize.Targets, Helm.Default, Helm.Production];
+    public static readonly string[] Targets = [.. Kustomize.Targets, Helm.Default, Helm.Production, Helm.WithGitHubActions];
+
+    /// <summary>The renderings with the optional GitHub Actions adapter turned on: the Kustomize example overlay and its chart twin.</summary>
+    public static readonly string[] WithGitHubActions = [Kustomize.WithGitHubActions, Helm.WithGitHubActions];
 
     /// <summary>The production-shaped renderings: the Kustomize overlay and the chart with its production example.</summary>
     public static readonly string[] Production = ["overlays/production", Helm.Production];

@@ -30,7 +30,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 A control-plane Deployment. Parameters (dict): root, name (= ServiceAccount, Secret key), values
 (the service's values), secret (its Secret's name), env (list), templates (mounts the runner
 templates), token (mounts an API token: the provisioner only), recreate, replicas, autoscaled (no replicas: an HPA owns them),
-admin (a second listener on 8081 where its operator routes answer: AdminListener:Port).
+admin (a second listener on 8081 where its operator routes answer: AdminListener:Port), config (a ConfigMap
+the chart renders, read as environment: its data, to roll the pods when it changes).
 */}}
 {{- define "ephemeralci.deployment" -}}
 {{- $root := .root -}}{{- $v := .values -}}{{- $cp := $root.Values.controlPlane -}}
@@ -65,8 +66,11 @@ spec:
         app.kubernetes.io/component: control-plane
         {{- with $cp.podLabels }}{{ toYaml . | nindent 8 }}{{- end }}
       annotations:
-        # A changed Secret (looked up at install/upgrade) or runner template rolls the pods.
+        # A changed Secret (looked up at install/upgrade), ConfigMap or runner template rolls the pods.
         checksum/secret: {{ (lookup "v1" "Secret" $root.Values.namespaces.controlPlane .secret).data | default dict | toJson | sha256sum }}
+        {{- with .config }}
+        checksum/config: {{ .data | toJson | sha256sum }}
+        {{- end }}
         {{- if .templates }}
         checksum/runner-templates: {{ include "ephemeralci.runnerTemplatesData" $root | sha256sum }}
         {{- end }}
@@ -130,6 +134,9 @@ spec:
             {{- end }}
             {{- with $cp.extraEnv }}{{ toYaml . | nindent 12 }}{{- end }}
           envFrom:
+            {{- with .config }}
+            - configMapRef: {name: {{ .name }}, optional: false}
+            {{- end }}
             - secretRef: {name: {{ .secret }}, optional: false}
           resources: {{ toYaml $v.resources | nindent 12 }}
           {{- if not .recreate }}
@@ -170,4 +177,10 @@ spec:
         - name: runner-templates
           configMap: {name: runner-templates}
         {{- end }}
+{{- end -}}
+
+
+{{/* A configuration value as an environment variable's text: numbers as integers (Helm reads them as floats: 1e+06). */}}
+{{- define "ephemeralci.envValue" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) -}}{{ int64 . }}{{- else -}}{{ toString . }}{{- end -}}
 {{- end -}}
