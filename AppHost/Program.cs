@@ -79,7 +79,7 @@ var intake = builder.AddProject<Projects.EphemeralCI_Intake_Host>("intake")
     .WithReference(cache)
     .WithEnvironment("Attestations__CacheUrl", "http://cache")
     .WithEnvironment("Attestations__CacheToken", cacheAttestationToken)
-    // The web UI's Secrets and Cache pages: URLs only; an admin pastes the admin token in the page (docs/webui.md).
+    // The web UI's Secrets and Cache pages: URLs only; an admin pastes the admin token in the page (docs/deploy.md, "Web UI admin pages").
     .WithEnvironment("Intake__Admin__SecretsBrokerUrl", BrokerUrl)
     .WithEnvironment("Intake__Admin__CacheUrl", "http://cache")
     .WithEnvironment("Intake__DataProtection__KeyEncryptionKey", intakeDataProtectionKey)

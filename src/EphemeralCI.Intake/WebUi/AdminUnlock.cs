@@ -75,8 +75,7 @@ internal static class AdminUnlock
     private static HttpClient Client(HttpContext http) =>
         http.RequestServices.GetRequiredService<IHttpClientFactory>().CreateClient(WebUiAdminOptions.HttpClientName);
 
-    private static HttpSecretsAdminView Secrets(HttpContext http, string url, string token) =>
-        new(Client(http), url, token, http.RequestServices.GetRequiredService<TimeProvider>());
+    private static HttpSecretsAdminView Secrets(HttpContext http, string url, string token) => new(Client(http), url, token);
 
     private static HttpCacheAdminView Cache(HttpContext http, string url, string token) => new(Client(http), url, token);
 }

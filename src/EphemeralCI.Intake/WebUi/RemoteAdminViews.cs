@@ -27,7 +27,7 @@ public sealed class WebUiAdminOptions
 public sealed class AdminTokenRefusedException(string message) : Exception(message);
 
 /// <summary>Shared HTTP plumbing: one bearer token per call, the admin's own, never logged.</summary>
-internal abstract class RemoteAdminView(HttpClient http, string baseUrl, string token)
+public abstract class RemoteAdminView(HttpClient http, string baseUrl, string token)
 {
     protected async Task<T> GetAsync<T>(string path, CancellationToken ct)
     {
@@ -59,40 +59,33 @@ internal abstract class RemoteAdminView(HttpClient http, string baseUrl, string 
 }
 
 /// <summary>The broker's admin API (<c>/api/v1/admin</c>) as <see cref="ISecretsAdminView"/>.</summary>
-internal sealed class HttpSecretsAdminView(HttpClient http, string baseUrl, string token, TimeProvider clock)
+public sealed class HttpSecretsAdminView(HttpClient http, string baseUrl, string token)
     : RemoteAdminView(http, baseUrl, token), ISecretsAdminView
 {
     private sealed record Metadata(string Name, int CurrentVersion, List<string> Repositories, List<string> Refs, string? Environment, DateTimeOffset UpdatedAt, string UpdatedBy);
-    private sealed record Audit(long Id, DateTimeOffset At, string Actor, string Action, string? Secret, Guid? JobId, string? Repository, string? Ref, string? Detail);
 
     public async Task<IReadOnlyList<SecretSummary>> SecretsAsync(CancellationToken ct) =>
         (await GetAsync<List<Metadata>>("api/v1/admin/secrets", ct))
         .Select(m => new SecretSummary(m.Name, m.CurrentVersion, m.Repositories, m.Refs, m.Environment, m.UpdatedAt, m.UpdatedBy)).ToList();
 
-    // The audit API pages oldest first; the page wants the newest lines, so it reads the last day and keeps the tail.
-    public async Task<IReadOnlyList<SecretAuditLine>> RecentAuditAsync(int limit, CancellationToken ct)
-    {
-        var since = Uri.EscapeDataString(clock.GetUtcNow().AddDays(-1).ToString("O"));
-        var lines = await GetAsync<List<Audit>>($"api/v1/admin/audit/?since={since}&limit=1000", ct);
-        return lines.OrderByDescending(a => a.Id).Take(limit)
-            .Select(a => new SecretAuditLine(a.Id, a.At, a.Actor, a.Action, a.Secret, a.JobId, a.Repository, a.Ref, a.Detail)).ToList();
-    }
+    public async Task<IReadOnlyList<SecretAuditLine>> RecentAuditAsync(int limit, CancellationToken ct) =>
+        await GetAsync<List<SecretAuditLine>>($"api/v1/admin/audit/recent?limit={limit}", ct);
 }
 
-/// <summary>The cache's admin API (<c>/cache/admin</c>) as <see cref="ICacheAdminView"/>; usage comes per repository.</summary>
-internal sealed class HttpCacheAdminView(HttpClient http, string baseUrl, string token)
+/// <summary>The cache's admin API (<c>/cache/admin</c>) as <see cref="ICacheAdminView"/>; the same rows the in-process view reads.</summary>
+public sealed class HttpCacheAdminView(HttpClient http, string baseUrl, string token)
     : RemoteAdminView(http, baseUrl, token), ICacheAdminView
 {
-    private sealed record Usage(string Repository, int Entries, long Bytes, long QuotaBytes);
     private sealed record Entry(long Id, string Repository, string Scope, string Key, string State, long SizeBytes, DateTimeOffset CreatedAt, DateTimeOffset LastAccessedAt);
 
     public long RepositoryQuotaBytes { get; private set; }
 
+    // Read before the page shows the quota (UsageAsync comes first, as for the in-process view).
     public async Task<IReadOnlyList<CacheScopeUsage>> UsageAsync(CancellationToken ct)
     {
-        var usage = await GetAsync<List<Usage>>("cache/admin/usage", ct);
-        if (usage.Count > 0) RepositoryQuotaBytes = usage[0].QuotaBytes;
-        return usage.Select(u => new CacheScopeUsage(u.Repository, "(all scopes)", u.Entries, u.Bytes)).ToList();
+        var report = await GetAsync<CacheScopeUsageReport>("cache/admin/usage/scopes", ct);
+        RepositoryQuotaBytes = report.RepositoryQuotaBytes;
+        return report.Scopes;
     }
 
     public async Task<IReadOnlyList<CacheEntrySummary>> EntriesAsync(string? repository, int limit, CancellationToken ct)
