@@ -86,6 +86,8 @@ public static class IntakeExtensions
         services.AddScoped<JobAttestor>();
         services.AddScoped<CacheUseSource>();
         services.AddHttpClient(CacheUseSource.HttpClientName);
+        services.AddOptions<WebUiAdminOptions>().BindConfiguration(WebUiAdminOptions.Section);
+        services.AddHttpClient(WebUiAdminOptions.HttpClientName);
         if (!services.Any(d => d.ServiceType == typeof(IAttestationSigner)))
         {
             services.AddHttpClient<IAttestationSigner, HttpAttestationSigner>(HttpAttestationSigner.HttpClientName);

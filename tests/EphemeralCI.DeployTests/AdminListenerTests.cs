@@ -190,6 +190,8 @@ public sealed class AdminListenerTests
             ("cache", "Checkout__SecretsBrokerUrl", true),                           // reads operator-only forge credentials
             ("intake", "JobTokens__Authority", false),                              // JWKS only
             ("intake", "Attestations__SignerUrl", true),                             // has job attestations signed
+            ("intake", "Intake__Admin__SecretsBrokerUrl", true),                     // web UI Secrets page (admin's pasted token)
+            ("intake", "Intake__Admin__CacheUrl", true),                             // web UI Cache page (admin's pasted token)
             ("cache", "JobTokens__Authority", false),
             ("provisioner", "Provisioner__Kubernetes__SecretsBrokerUrl", false),    // handed to runners
             ("provisioner", "Provisioner__Kubernetes__CacheUrl", false),

@@ -19,6 +19,7 @@ public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
 {
     public const string AdminKey = "eci_e2e_bootstrap_admin_key_0123456789abcdefghijklmnop";
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    public static readonly string CacheAdminToken = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
 
     private DistributedApplication? _app;
 
@@ -53,6 +54,7 @@ public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
             $"--Parameters:job-token-signing-key={Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))}",
             $"--EphemeralCI:BootstrapAdminKey={AdminKey}",
             $"--Parameters:secrets-admin-token={SecretsAdminToken}",
+            $"--Parameters:cache-admin-token={CacheAdminToken}",
         ];
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.EphemeralCI_AppHost>(
             args, (options, _) => options.DisableDashboard = true);

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Hosting;
 using EphemeralCI.Cache.Entries;
 using EphemeralCI.Cache.Infrastructure;
+using EphemeralCI.Contracts.Admin;
 using EphemeralCI.JobTokens;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -27,6 +28,9 @@ public static class CacheAdminApi
         api.MapGet("/usage", GetUsageAsync)
             .WithName("GetCacheUsage")
             .WithSummary("Stored bytes and entries per repository, against the quota");
+        api.MapGet("/usage/scopes", GetScopeUsageAsync)
+            .WithName("GetCacheScopeUsage")
+            .WithSummary("Stored bytes and entries per repository and scope (ref), with the per-repository quota");
         api.MapGet("/entries", ListEntriesAsync)
             .WithName("ListCacheEntries")
             .WithSummary("Entries, newest first; filter by repository, scope (ref) and key prefix");
@@ -53,6 +57,10 @@ public static class CacheAdminApi
         var quota = options.Value.RepositoryQuotaBytes;
         return TypedResults.Ok(rows.Select(r => new RepositoryUsage(r.Repository, r.Committed, r.Reserved, r.Quarantined, r.Bytes, quota)).ToList());
     }
+
+    // The same rows the all-in-one server's web UI reads in process, so a split intake's page shows the same thing.
+    public static async Task<Ok<CacheScopeUsageReport>> GetScopeUsageAsync(ICacheAdminView view, CancellationToken cancellationToken) =>
+        TypedResults.Ok(new CacheScopeUsageReport(view.RepositoryQuotaBytes, await view.UsageAsync(cancellationToken)));
 
     public static async Task<Results<Ok<List<CacheEntryView>>, ValidationProblem>> ListEntriesAsync(
         [AsParameters] EntryQuery query, CacheDbContext db, CancellationToken cancellationToken)

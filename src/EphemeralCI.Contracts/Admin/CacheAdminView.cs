@@ -3,6 +3,9 @@ namespace EphemeralCI.Contracts.Admin;
 /// <summary>What one repository's scope (a ref) holds in the dependency cache.</summary>
 public sealed record CacheScopeUsage(string Repository, string Scope, int Entries, long Bytes);
 
+/// <summary>Usage per repository and scope with the per-repository quota: the cache admin API's <c>/usage/scopes</c>.</summary>
+public sealed record CacheScopeUsageReport(long RepositoryQuotaBytes, IReadOnlyList<CacheScopeUsage> Scopes);
+
 /// <summary>One cache entry as an operator sees it (its object stays in the store).</summary>
 public sealed record CacheEntrySummary(long Id, string Repository, string Scope, string Key, string State, long SizeBytes, DateTimeOffset CreatedAt, DateTimeOffset LastAccessedAt);
 

@@ -357,6 +357,26 @@ internal static class Pages
         return html.ToString();
     }
 
+    /// <summary>The form that asks for the broker's or the cache's admin token (kept in the session only).</summary>
+    public static string Unlock(AdminTarget target, string? error, string? antiforgeryToken)
+    {
+        var (title, path, who) = target == AdminTarget.Secrets ? ("Secrets", "secrets", "secrets broker") : ("Cache", "cache", "cache");
+        var html = new StringBuilder("<h1>").Append(title).Append("</h1><section class=\"unlock\">")
+            .Append("<p>The ").Append(who).Append(" runs apart from this intake, which holds none of its admin tokens. Paste the ")
+            .Append(who).Append("'s admin token to read it here: it is checked once, then kept only in your encrypted session and forgotten when you sign out or lock.</p>");
+        if (error is not null) html.Append("<p class=\"error\" role=\"alert\">").Append(E(error)).Append("</p>");
+        html.Append("<form method=\"post\" action=\"/admin/").Append(path).Append("/unlock\">").Append(AntiforgeryField(antiforgeryToken))
+            .Append("<label for=\"token\">Admin token</label>")
+            .Append("<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" spellcheck=\"false\" required>")
+            .Append("<button type=\"submit\">Unlock</button></form></section>");
+        return html.ToString();
+    }
+
+    /// <summary>Forget the pasted admin token before the session ends.</summary>
+    public static string LockForm(string path, string? antiforgeryToken) =>
+        new StringBuilder("<form method=\"post\" action=\"/admin/").Append(path).Append("/lock\" class=\"lock\">").Append(AntiforgeryField(antiforgeryToken))
+            .Append("<button type=\"submit\">Lock (forget the admin token)</button></form>").ToString();
+
     public static string Cache(CacheAdminPage? view, string? antiforgeryToken)
     {
         var html = new StringBuilder("<h1>Cache</h1>");

@@ -51,6 +51,8 @@ public static class WebUiEndpoints
         pages.MapGet("/admin/secrets", SecretsPage);
         pages.MapGet("/admin/cache", CachePage);
         pages.MapPost("/admin/cache/entries/{id:long}/delete", DeleteCacheEntry);
+        pages.MapPost("/admin/{target:regex(^(secrets|cache)$)}/unlock", Unlock);
+        pages.MapPost("/admin/{target:regex(^(secrets|cache)$)}/lock", Lock);
         pages.MapGet("/jobs/{id:guid}/log", RawLog);
         pages.MapGet("/jobs/{id:guid}/log/live", LiveLog);
         pages.MapGet("/jobs/{id:guid}/attestation", Attestation);
@@ -149,36 +151,146 @@ public static class WebUiEndpoints
     /// broker's newest audit lines — who was issued or refused which secret, when. Never a value: the view the
     /// broker hands out has none. Read in process where the broker shares it (the all-in-one server).
     /// </summary>
-    private static async Task<IResult> SecretsPage(HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    private static async Task<IResult> SecretsPage(HttpContext http, IAntiforgery antiforgery, CancellationToken ct) =>
+        await SecretsPageAsync(http, antiforgery, null, ct);
+
+    private static async Task<IResult> SecretsPageAsync(HttpContext http, IAntiforgery antiforgery, string? unlockError, CancellationToken ct)
     {
         if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
-        var broker = http.RequestServices.GetService<ISecretsAdminView>();
-        var view = broker is null ? null
-            : new SecretsView(await broker.SecretsAsync(ct), await broker.RecentAuditAsync(SecretsView.AuditLines, ct));
-        return Html.Page("Secrets", Pages.Secrets(view), Token(http, antiforgery), signedIn: true, admin: true);
+        var broker = await AdminUnlock.SecretsAsync(http);
+        if (broker is { View: null, Configured: true }) return LockedPage(http, antiforgery, AdminTarget.Secrets, unlockError);
+        try
+        {
+            var view = broker.View is not { } b ? null
+                : new SecretsView(await b.SecretsAsync(ct), await b.RecentAuditAsync(SecretsView.AuditLines, ct));
+            var remote = view is not null && http.RequestServices.GetService<ISecretsAdminView>() is null;
+            return Html.Page("Secrets", Pages.Secrets(view) + (remote ? Pages.LockForm("secrets", Token(http, antiforgery)) : ""),
+                Token(http, antiforgery), signedIn: true, admin: true);
+        }
+        catch (AdminTokenRefusedException)
+        {
+            // The broker's token changed since it was pasted: forget it and ask again.
+            await AdminUnlock.LockAsync(http, AdminTarget.Secrets);
+            return LockedPage(http, antiforgery, AdminTarget.Secrets, "The secrets broker no longer accepts the token; paste the current one.");
+        }
+        catch (HttpRequestException ex)
+        {
+            return Unreachable(http, antiforgery, "Secrets", ex);
+        }
     }
 
     /// <summary>Cache (admin keys only): usage per repository and scope against the quota, the newest entries, and deletion.</summary>
-    private static async Task<IResult> CachePage(string? repository, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    private static async Task<IResult> CachePage(string? repository, HttpContext http, IAntiforgery antiforgery, CancellationToken ct) =>
+        await CachePageAsync(repository, http, antiforgery, null, ct);
+
+    private static async Task<IResult> CachePageAsync(string? repository, HttpContext http, IAntiforgery antiforgery, string? unlockError, CancellationToken ct)
     {
         if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
-        var cache = http.RequestServices.GetService<ICacheAdminView>();
+        var cache = await AdminUnlock.CacheAsync(http);
+        if (cache is { View: null, Configured: true }) return LockedPage(http, antiforgery, AdminTarget.Cache, unlockError);
         var filter = string.IsNullOrWhiteSpace(repository) ? null : repository.Trim();
-        var view = cache is null ? null
-            : new CacheAdminPage(cache.RepositoryQuotaBytes, await cache.UsageAsync(ct), await cache.EntriesAsync(filter, CacheAdminPage.MaxEntries, ct), filter);
-        return Html.Page("Cache", Pages.Cache(view, Token(http, antiforgery)), Token(http, antiforgery), signedIn: true, admin: true);
+        try
+        {
+            CacheAdminPage? view = null;
+            if (cache.View is { } c)
+            {
+                var usage = await c.UsageAsync(ct);
+                view = new CacheAdminPage(c.RepositoryQuotaBytes, usage, await c.EntriesAsync(filter, CacheAdminPage.MaxEntries, ct), filter);
+            }
+            var remote = view is not null && http.RequestServices.GetService<ICacheAdminView>() is null;
+            return Html.Page("Cache", Pages.Cache(view, Token(http, antiforgery)) + (remote ? Pages.LockForm("cache", Token(http, antiforgery)) : ""),
+                Token(http, antiforgery), signedIn: true, admin: true);
+        }
+        catch (AdminTokenRefusedException)
+        {
+            await AdminUnlock.LockAsync(http, AdminTarget.Cache);
+            return LockedPage(http, antiforgery, AdminTarget.Cache, "The cache no longer accepts the token; paste the current one.");
+        }
+        catch (HttpRequestException ex)
+        {
+            return Unreachable(http, antiforgery, "Cache", ex);
+        }
     }
 
     private static async Task<IResult> DeleteCacheEntry(long id, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
     {
         if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
         if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
-        if (http.RequestServices.GetService<ICacheAdminView>() is not { } cache || !await cache.DeleteAsync(id, ct))
+        bool deleted;
+        try
+        {
+            deleted = (await AdminUnlock.CacheAsync(http)).View is { } cache && await cache.DeleteAsync(id, ct);
+        }
+        catch (AdminTokenRefusedException)
+        {
+            await AdminUnlock.LockAsync(http, AdminTarget.Cache);
+            return Results.Redirect("/admin/cache");
+        }
+        catch (HttpRequestException ex)
+        {
+            return Unreachable(http, antiforgery, "Cache", ex);
+        }
+        if (!deleted)
         {
             return Html.Page("Not found", Pages.Message("Not found", $"There is no cache entry {id}."), Token(http, antiforgery), true, StatusCodes.Status404NotFound, admin: true);
         }
         return Results.Redirect("/admin/cache");
     }
+
+    /// <summary>
+    /// Unlock: an admin pastes the broker's (or the cache's) admin token. It is tried once against that admin API;
+    /// refused, the form says so and nothing is kept; accepted, it is kept in the encrypted session cookie only.
+    /// The intake itself is never configured with these tokens (least privilege).
+    /// </summary>
+    private static async Task<IResult> Unlock(string target, HttpContext http, IAntiforgery antiforgery, CancellationToken ct)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        var which = target == "secrets" ? AdminTarget.Secrets : AdminTarget.Cache;
+        if (AdminUnlock.Url(http, which) is null || http.RequestServices.GetService(which == AdminTarget.Secrets ? typeof(ISecretsAdminView) : typeof(ICacheAdminView)) is not null)
+        {
+            return Results.Redirect($"/admin/{target}");
+        }
+        var token = (await http.Request.ReadFormAsync(ct))["token"].ToString().Trim();
+        string? error = null;
+        if (token.Length == 0) error = "Paste the admin token.";
+        else
+        {
+            try
+            {
+                await AdminUnlock.UnlockAsync(http, which, token, ct);
+                return Results.Redirect($"/admin/{target}");
+            }
+            catch (AdminTokenRefusedException)
+            {
+                error = which == AdminTarget.Secrets ? "The secrets broker refused this token." : "The cache refused this token.";
+            }
+            catch (HttpRequestException ex)
+            {
+                return Unreachable(http, antiforgery, which == AdminTarget.Secrets ? "Secrets" : "Cache", ex);
+            }
+        }
+        return LockedPage(http, antiforgery, which, error, StatusCodes.Status400BadRequest);
+    }
+
+    /// <summary>Lock: the session forgets the token (sign-out and expiry forget it too).</summary>
+    private static async Task<IResult> Lock(string target, HttpContext http, IAntiforgery antiforgery)
+    {
+        if (await RefusedFormAsync(http, antiforgery) is { } refused) return refused;
+        if (!WebUiAuth.IsAdmin(http.User)) return NotAdmin(http, antiforgery);
+        await AdminUnlock.LockAsync(http, target == "secrets" ? AdminTarget.Secrets : AdminTarget.Cache);
+        return Results.Redirect($"/admin/{target}");
+    }
+
+    private static IResult LockedPage(HttpContext http, IAntiforgery antiforgery, AdminTarget target, string? error, int status = StatusCodes.Status200OK)
+    {
+        var title = target == AdminTarget.Secrets ? "Secrets" : "Cache";
+        return Html.Page(title, Pages.Unlock(target, error, Token(http, antiforgery)), Token(http, antiforgery), signedIn: true, status, admin: true);
+    }
+
+    // The message names the URL and status only: the token is in a header, never in an exception's text.
+    private static IResult Unreachable(HttpContext http, IAntiforgery antiforgery, string title, HttpRequestException ex) =>
+        Html.Page(title, Pages.Message(title, $"The admin API could not be reached: {ex.Message}"), Token(http, antiforgery), true, StatusCodes.Status502BadGateway, admin: true);
 
     /// <summary>An admin page asked by another key: it answers as a page that does not exist.</summary>
     private static IResult NotAdmin(HttpContext http, IAntiforgery antiforgery) =>

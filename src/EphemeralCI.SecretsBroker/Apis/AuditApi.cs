@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Hosting;
 using System.Text.Json;
+using EphemeralCI.Contracts.Admin;
 using EphemeralCI.SecretsBroker.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -33,6 +34,7 @@ public static class AuditApi
             .AddEndpointFilter<AdminTokenGate>()
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         api.MapGet("/", QueryAsync).WithName("QueryAudit").WithSummary("Audit lines, oldest first; page with 'after' (the last id seen)");
+        api.MapGet("/recent", RecentAsync).WithName("RecentAudit").WithSummary("The newest audit lines, newest first (what the web UI's Secrets page shows)");
         api.MapGet("/export", ExportAsync).WithName("ExportAudit").WithSummary("The matching audit lines as JSON lines (application/x-ndjson)");
         return api;
     }
@@ -45,6 +47,15 @@ public static class AuditApi
         }
         var rows = await Filter(db, query).Take(query.Limit ?? 100).ToListAsync(ct);
         return TypedResults.Ok(rows.Select(ToDto).ToList());
+    }
+
+    public static async Task<Results<Ok<IReadOnlyList<SecretAuditLine>>, ValidationProblem>> RecentAsync(int? limit, ISecretsAdminView view, CancellationToken ct)
+    {
+        if (limit is < 1 or > 1000)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["must be between 1 and 1000"] });
+        }
+        return TypedResults.Ok(await view.RecentAuditAsync(limit ?? 100, ct));
     }
 
     /// <summary>Streams every matching line (no limit), one JSON object per line, without loading the table into memory.</summary>

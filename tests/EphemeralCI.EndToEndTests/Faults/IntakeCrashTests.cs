@@ -94,20 +94,8 @@ public sealed class KilledIntakeFixture : AppHostFixture
         }
     }
 
-    private async Task<string> LastLogLinesAsync(string resource, int count)
-    {
-        var lines = new List<string>();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-        try
-        {
-            await foreach (var batch in App.Services.GetRequiredService<ResourceLoggerService>().GetAllAsync(resource).WithCancellation(timeout.Token))
-            {
-                lines.AddRange(batch.Select(l => l.Content));
-            }
-        }
-        catch (OperationCanceledException) { }
-        return string.Join('\n', lines.TakeLast(count));
-    }
+    private async Task<string> LastLogLinesAsync(string resource, int count) =>
+        string.Join('\n', (await ResourceLogs.AllLinesAsync(App, resource)).TakeLast(count));
 
     /// <summary>How many RunnerStarted the provisioner announced for each job (its outbox rows): more than one is a second runner.</summary>
     public async Task<Dictionary<Guid, int>> StartedAnnouncementsAsync(IReadOnlyCollection<Guid> ids)

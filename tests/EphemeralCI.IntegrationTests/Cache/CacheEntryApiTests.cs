@@ -301,6 +301,8 @@ public sealed class CacheEntryApiTests : IAsyncLifetime
         using var jobToken = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, "cache/admin/usage", _cache.Mint(repo)));
 
         using var usage = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, "cache/admin/usage", CacheTestApp.AdminToken));
+        using var scopes = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, "cache/admin/usage/scopes", CacheTestApp.AdminToken));
+        using var scopesByJob = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, "cache/admin/usage/scopes", _cache.Mint(repo)));
         using var list = await _cache.Client.SendAsync(Authorized(HttpMethod.Get, $"cache/admin/entries?repository={Uri.EscapeDataString(repo)}", CacheTestApp.AdminToken));
         var entries = (await list.Content.ReadFromJsonAsync<JsonArray>())!;
         var id = entries.Single()!["id"]!.GetValue<long>();
@@ -312,6 +314,12 @@ public sealed class CacheEntryApiTests : IAsyncLifetime
         var mine = (await usage.Content.ReadFromJsonAsync<JsonArray>())!.Single(u => u!["repository"]!.GetValue<string>() == repo)!;
         Assert.Equal(1234, mine["bytes"]!.GetValue<long>());
         Assert.Equal(1, mine["entries"]!.GetValue<int>());
+        // Per scope (the web UI's Cache page in a split deployment), with the quota.
+        var byScope = (await scopes.Content.ReadFromJsonAsync<JsonObject>())!;
+        Assert.Equal(mine["quotaBytes"]!.GetValue<long>(), byScope["repositoryQuotaBytes"]!.GetValue<long>());
+        var myScope = byScope["scopes"]!.AsArray().Single(u => u!["repository"]!.GetValue<string>() == repo)!;
+        Assert.Equal(("refs/heads/main", 1, 1234L), (myScope["scope"]!.GetValue<string>(), myScope["entries"]!.GetValue<int>(), myScope["bytes"]!.GetValue<long>()));
+        await ProblemAssert.IsProblemAsync(scopesByJob, HttpStatusCode.Unauthorized);
         Assert.Equal("admin-me", entries.Single()!["key"]!.GetValue<string>());
         Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
         Assert.Null(await job.LookupV2Async("admin-me", Version));

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -102,6 +103,14 @@ public sealed class SecretAdminTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, again.StatusCode);
         Assert.Equal(0L, await ScalarAsync<long>("SELECT count(*) FROM secret_versions"));
         Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM audit_entries WHERE action = 'secret.deleted' AND secret_name = 'GONE'"));
+
+        // The newest lines first (the web UI's Secrets page in a split deployment): the delete, then the policy the put set.
+        using var recent = await _broker.Client.SendAsync(_broker.Admin(HttpMethod.Get, "/api/v1/admin/audit/recent?limit=2"));
+        using var tooMany = await _broker.Client.SendAsync(_broker.Admin(HttpMethod.Get, "/api/v1/admin/audit/recent?limit=1001"));
+        var lines = (await recent.Content.ReadFromJsonAsync<JsonArray>())!;
+        Assert.Equal(["secret.deleted", "policy.changed"], lines.Select(l => l!["action"]!.GetValue<string>()));
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Contains("limit", (await tooMany.Content.ReadFromJsonAsync<ValidationProblemDetails>())!.Errors.Keys);
     }
 
     [Fact]
