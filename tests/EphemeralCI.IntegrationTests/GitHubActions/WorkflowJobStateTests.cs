@@ -12,6 +12,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Logging;
 using Xunit;
 
@@ -309,6 +310,29 @@ public sealed class WorkflowJobStateTests : IAsyncLifetime
         Assert.Empty(thief.PageRequests);
         Assert.Equal(0, thief.RefusedCalls); // an installation token it never issued would have been refused, and counted
         Assert.Contains(_logs.Lines, l => l.Contains("answered a next page outside", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_list_longer_than_MaxListPages_is_cut_there_with_a_warning_and_the_pass_goes_on()
+    {
+        var options = _app.Services.GetRequiredService<IOptions<GitHubActionsOptions>>().Value;
+        var configured = options.MaxListPages;
+        options.MaxListPages = 2; // the one options object every client of this app reads
+        try
+        {
+            await WaitForIdleAsync(2); // warm runners: the pool pass reads the runner list to see which took a job
+            for (var i = 0; i < 250; i++) _github.RegisterRunner($"many-{i}", "acme/widgets", busy: false);
+
+            await PoolPassAsync();
+
+            Assert.Contains(_github.PageRequests, p => p == "/repos/acme/widgets/actions/runners page 2");
+            Assert.DoesNotContain(_github.PageRequests, p => p == "/repos/acme/widgets/actions/runners page 3");
+            Assert.Contains(_logs.Lines, l => l.Contains("GitHub list repos/acme/widgets/actions/runners has more than 2 pages; this pass reads the first 200 entries only", StringComparison.Ordinal));
+        }
+        finally
+        {
+            options.MaxListPages = configured;
+        }
     }
 
     [Fact]
