@@ -94,7 +94,7 @@ public sealed class GitLabConfigCommand(EciContext context) : GitLabCommand<GitL
 
     protected override Task<int> RunAsync(GitLabSettings settings, CancellationToken ct)
     {
-        var version = typeof(GitLabConfigCommand).Assembly.GetName().Version?.ToString(3) ?? "0";
+        var version = EciApp.Version;
         Context.StdOut.WriteLine(JsonSerializer.Serialize(new
         {
             builds_dir = BuildsDir,

@@ -11,6 +11,9 @@ public static class EciApp
     /// <summary>Stands in for "-" (read from stdin), which the argument parser would take for a nameless option.</summary>
     public const string StdinMarker = "{stdin}";
 
+    /// <summary>The CLI's version (the one its User-Agent sends).</summary>
+    public static string Version { get; } = typeof(EciApp).Assembly.GetName().Version?.ToString(3) ?? "0";
+
     public static Task<int> RunAsync(string[] args, EciContext context, IGitCheckout? git = null, CancellationToken ct = default)
     {
         args = MarkStdin(args);
@@ -24,6 +27,7 @@ public static class EciApp
         app.Configure(config =>
         {
             config.SetApplicationName("eci");
+            config.SetApplicationVersion(Version); // `eci --version`, what a bug report or a CI log should start with
             config.ConfigureConsole(context.Out);
             config.Settings.Registrar.RegisterInstance(context);
             config.Settings.Registrar.RegisterInstance(git ?? new GitCommandLine());

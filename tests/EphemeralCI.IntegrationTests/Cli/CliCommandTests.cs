@@ -103,6 +103,14 @@ public sealed class CliCommandTests(IntakeFactory app) : IClassFixture<IntakeFac
     }
 
     [Fact]
+    public async Task Version_prints_the_clis_version_and_needs_no_server()
+    {
+        var version = await _cli.RunAsync("", "--version");
+        Assert.True(version.ExitCode == 0, version.ToString());
+        Assert.Equal(typeof(EphemeralCI.Cli.Hosting.EciApp).Assembly.GetName().Version!.ToString(3), version.StdOut.Trim());
+    }
+
+    [Fact]
     public async Task A_bad_key_and_a_missing_scope_are_explained()
     {
         var bad = await _cli.RunAsync("eci_notarealkey000000000000000000000000", "jobs", "list");
