@@ -254,6 +254,8 @@ public static class WebUiEndpoints
         var token = (await http.Request.ReadFormAsync(ct))["token"].ToString().Trim();
         string? error = null;
         if (token.Length == 0) error = "Paste the admin token.";
+        // It goes into an Authorization header: a newline or a control character there would fail the request (a 500).
+        else if (token.Length > 1024 || token.Any(c => c is < '!' or > '~')) error = "That is not an admin token: it has spaces, line breaks or characters outside printable ASCII.";
         else
         {
             try

@@ -76,7 +76,7 @@ public sealed class WebUiAdminPagesTests(AppHostFixture fx, WebUiBrowser browser
     }
 
     [Fact]
-    public async Task A_non_admin_key_gets_no_admin_page_and_an_unlock_without_its_form_token_is_refused()
+    public async Task A_non_admin_key_gets_no_admin_page_and_an_unlock_without_its_form_token_or_with_a_broken_token_is_refused()
     {
         var (_, readKey) = await WebUiSession.CreateKeyAsync(fx.Intake, ["read"], ["acme/*"]);
         var (reader, _) = await WebUiSession.SignInAsync(fx.Intake.BaseAddress!, readKey);
@@ -104,6 +104,14 @@ public sealed class WebUiAdminPagesTests(AppHostFixture fx, WebUiBrowser browser
                 ["token"] = AppHostFixture.SecretsAdminToken,
             }));
             Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+            // A token that could not go into a header is a form error, not a failed request.
+            using var broken = await admin.Http.PostAsync("/admin/secrets/unlock", new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["__RequestVerificationToken"] = await admin.FormTokenAsync("/admin/secrets"),
+                ["token"] = "abc\r\nX-Injected: 1",
+            }));
+            Assert.Equal(HttpStatusCode.BadRequest, broken.StatusCode);
+            Assert.Contains("That is not an admin token", await broken.Content.ReadAsStringAsync(), StringComparison.Ordinal);
             using var page = await admin.Http.GetAsync("/admin/secrets");
             Assert.Contains("/admin/secrets/unlock", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal); // still locked
         }
