@@ -74,6 +74,8 @@ public static class IntakeExtensions
         services.AddScoped<JobSubmissionService>();
         services.AddSingleton<JobSpecSeal>();
         services.AddScoped<JobUpdater>();
+        // The provisioners' warm pools, reported on the bus, for the Runners page.
+        services.AddScoped<WarmPoolReports>();
         services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();
         services.AddScoped<JobLogFollower>();
@@ -108,6 +110,7 @@ public static class IntakeExtensions
         bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "intake-runner-finished");
         bus.AddConsumer<RunnerDestroyedConsumer>().Endpoint(e => e.Name = "intake-runner-destroyed");
         bus.AddConsumer<RunnerProgressConsumer>().Endpoint(e => e.Name = "intake-runner-progress");
+        bus.AddConsumer<WarmPoolReportConsumer>().Endpoint(e => e.Name = "intake-warm-pool-report");
     }
 
     /// <summary>The OpenAPI document a host serves (<c>MapOpenApi</c>), with the bearer scheme the API takes.</summary>
