@@ -139,6 +139,23 @@ public sealed class RabbitMqIntakeFactory : IntakeFactory
     public string VirtualHost { get; } = RealServices.CreateRabbitMqVirtualHostAsync("intake").GetAwaiter().GetResult();
 
     protected override string? RabbitMqConnectionString => VirtualHost;
+
+    /// <summary>A bus of its own on this factory's virtual host, started, as another process (the provisioner) has one.</summary>
+    public async Task<IBusControl> StartBusAsync(Action<IRabbitMqBusFactoryConfigurator>? configure = null)
+    {
+        var uri = new Uri(VirtualHost);
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(uri, h =>
+            {
+                var user = uri.UserInfo.Split(':', 2);
+                if (user.Length == 2) { h.Username(Uri.UnescapeDataString(user[0])); h.Password(Uri.UnescapeDataString(user[1])); }
+            });
+            configure?.Invoke(cfg);
+        });
+        await bus.StartAsync();
+        return bus;
+    }
 }
 
 /// <summary>A fresh virtual host where no provisioner has ever declared its queue.</summary>
