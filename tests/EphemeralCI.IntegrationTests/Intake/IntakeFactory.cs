@@ -12,6 +12,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Trace;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.Intake;
@@ -140,6 +141,15 @@ public sealed class RabbitMqIntakeFactory : IntakeFactory
 
     protected override string? RabbitMqConnectionString => VirtualHost;
 
+    /// <summary>Every span the host's tracer provider ended, sampled for export (<c>Recorded</c>) or not.</summary>
+    public SpanCollector Spans { get; } = new();
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        base.ConfigureWebHost(builder);
+        builder.ConfigureServices(services => services.ConfigureOpenTelemetryTracerProvider(t => t.AddProcessor(Spans)));
+    }
+
     /// <summary>A bus of its own on this factory's virtual host, started, as another process (the provisioner) has one.</summary>
     public async Task<IBusControl> StartBusAsync(Action<IRabbitMqBusFactoryConfigurator>? configure = null)
     {
@@ -156,6 +166,14 @@ public sealed class RabbitMqIntakeFactory : IntakeFactory
         await bus.StartAsync();
         return bus;
     }
+}
+
+/// <summary>Collects ended spans (a processor sees those only recorded too; the exporter gets the sampled ones).</summary>
+public sealed class SpanCollector : OpenTelemetry.BaseProcessor<System.Diagnostics.Activity>
+{
+    public System.Collections.Concurrent.ConcurrentQueue<System.Diagnostics.Activity> Ended { get; } = new();
+
+    public override void OnEnd(System.Diagnostics.Activity data) => Ended.Enqueue(data);
 }
 
 /// <summary>A fresh virtual host where no provisioner has ever declared its queue.</summary>

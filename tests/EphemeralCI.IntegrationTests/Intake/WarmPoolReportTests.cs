@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Text.RegularExpressions;
 using EphemeralCI.Contracts.Messages;
@@ -11,6 +12,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using OpenTelemetry;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.Intake;
@@ -85,6 +87,29 @@ public sealed partial class WarmPoolReportTests(RabbitMqIntakeFactory app) : ICl
         // Consumed once each (refused without an exception, so not retried) and nothing recorded.
         await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(negative) == 1 && counter.Count(twice) == 1), "both reports consumed");
         Assert.Equal(0, await RowsAsync(instance));
+    }
+
+    [Fact]
+    public async Task A_report_begins_no_trace_where_another_untraced_provisioner_message_does()
+    {
+        var counter = new ConsumeCounter();
+        using var observer = app.Services.GetRequiredService<IBus>().ConnectConsumeObserver(counter);
+        var progress = Guid.NewGuid();
+        // Published outside any trace, as the provisioner's background loops publish (an unknown job: logged and dropped).
+        using (SuppressInstrumentationScope.Begin())
+        {
+            await _provisionerBus.Publish(new RunnerProgress(Guid.NewGuid(), "scheduled", null, DateTimeOffset.UtcNow), ctx => ctx.MessageId = progress);
+        }
+        await Reporter("prov-quiet-" + Guid.NewGuid().ToString("N")[..8], new FakeWarmPoolStatus(new WarmPoolState("quiet", "local", 1, 1))).ReportAsync(CancellationToken.None);
+
+        // Each began at a receive span of its own; the progress one is exported, the report's is not, nor anything under it.
+        Activity? Root(string endpoint) => app.Spans.Ended.FirstOrDefault(a => a.DisplayName == endpoint + " receive" && a.ParentSpanId == default);
+        await IntakeFactory.EventuallyAsync(() => Task.FromResult(counter.Count(progress) == 1 && Root("intake-runner-progress") is not null && Root(EphemeralCI.Intake.IntakeExtensions.WarmPoolReportEndpoint) is not null), "both receive spans ended");
+        Assert.True(Root("intake-runner-progress")!.Recorded);
+        var report = Root(EphemeralCI.Intake.IntakeExtensions.WarmPoolReportEndpoint)!;
+        Assert.False(report.Recorded);
+        await IntakeFactory.EventuallyAsync(() => app.WithDbAsync(db => db.ReportedWarmPools.AnyAsync(p => p.Template == "quiet")), "the report recorded");
+        Assert.DoesNotContain(app.Spans.Ended, a => a.TraceId == report.TraceId && a.Recorded);
     }
 
     private Task<int> RowsAsync(params string[] instances) =>
