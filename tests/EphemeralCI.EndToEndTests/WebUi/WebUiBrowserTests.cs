@@ -321,21 +321,5 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
         output.WriteLine($"screenshot: {Path.Combine(folder, name)}");
     }
 
-    private async Task WaitForAsync(Func<bool> probe, TimeSpan within, string what)
-    {
-        var deadline = DateTime.UtcNow + within;
-        while (true)
-        {
-            try
-            {
-                if (probe()) return;
-            }
-            catch (Exception e) when (e is StaleElementReferenceException or NoSuchElementException) { } // the page is (re)loading under us
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"gave up waiting for {what}\n--- page {Driver.Url} ---\n{Driver.FindElement(By.TagName("body")).Text}");
-            }
-            await Task.Delay(250);
-        }
-    }
+    private Task WaitForAsync(Func<bool> probe, TimeSpan within, string what) => Driver.WaitForAsync(probe, within, what);
 }
