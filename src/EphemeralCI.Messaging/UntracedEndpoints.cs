@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Trace;
 
@@ -13,14 +14,24 @@ namespace EphemeralCI.Messaging;
 /// </summary>
 public static class UntracedEndpoints
 {
+    /// <summary>The OpenTelemetry SDK's own sampler setting.</summary>
+    public const string SamplerSetting = "OTEL_TRACES_SAMPLER";
+
     /// <summary>Messages on <paramref name="endpointName"/> (a queue name) begin no trace.</summary>
     public static IServiceCollection AddUntracedReceiveEndpoint(this IServiceCollection services, string endpointName)
     {
         if (!services.Any(d => d.ServiceType == typeof(UntracedEndpointSampler)))
         {
             services.AddSingleton<UntracedEndpointSampler>();
-            // The default sampler is parent-based too: only the roots of these endpoints change.
-            services.ConfigureOpenTelemetryTracerProvider(t => t.SetSampler(sp => new ParentBasedSampler(sp.GetRequiredService<UntracedEndpointSampler>())));
+            // The default sampler is parent-based too: only the roots of these endpoints change. A sampler the
+            // operator chose (OTEL_TRACES_SAMPLER) is left as it is: theirs decides, these roots included.
+            services.ConfigureOpenTelemetryTracerProvider((sp, tracing) =>
+            {
+                if (string.IsNullOrWhiteSpace(sp.GetService<IConfiguration>()?[SamplerSetting]))
+                {
+                    tracing.SetSampler(new ParentBasedSampler(sp.GetRequiredService<UntracedEndpointSampler>()));
+                }
+            });
         }
         services.AddSingleton(new UntracedEndpoint(endpointName));
         return services;
