@@ -28,6 +28,8 @@ public static class IntakeExtensions
 {
     public const string DatabaseConnectionName = "intakedb";
     public const string RedisConnectionName = "redis";
+    /// <summary>The queue of the provisioners' warm pool reports: periodic background, so a report begins no trace.</summary>
+    public const string WarmPoolReportEndpoint = "intake-warm-pool-report";
 
     /// <summary>Everything the Intake module needs, in one place.</summary>
     /// <param name="addMessaging">False when the host registers the bus itself (the all-in-one server,
@@ -74,6 +76,9 @@ public static class IntakeExtensions
         services.AddScoped<JobSubmissionService>();
         services.AddSingleton<JobSpecSeal>();
         services.AddScoped<JobUpdater>();
+        // The provisioners' warm pools, reported on the bus, for the Runners page.
+        services.AddScoped<WarmPoolReports>();
+        services.AddUntracedReceiveEndpoint(WarmPoolReportEndpoint);
         services.AddSingleton<AgentKeys>();
         services.AddScoped<JobLogStore>();
         services.AddScoped<JobLogFollower>();
@@ -110,6 +115,7 @@ public static class IntakeExtensions
         bus.AddConsumer<RunnerFinishedConsumer>().Endpoint(e => e.Name = "intake-runner-finished");
         bus.AddConsumer<RunnerDestroyedConsumer>().Endpoint(e => e.Name = "intake-runner-destroyed");
         bus.AddConsumer<RunnerProgressConsumer>().Endpoint(e => e.Name = "intake-runner-progress");
+        bus.AddConsumer<WarmPoolReportConsumer>().Endpoint(e => e.Name = WarmPoolReportEndpoint);
     }
 
     /// <summary>The OpenAPI document a host serves (<c>MapOpenApi</c>), with the bearer scheme the API takes.</summary>

@@ -1,3 +1,4 @@
+using EphemeralCI.Contracts.Messages;
 using EphemeralCI.Contracts.Runner;
 using EphemeralCI.RunnerTemplates;
 using System.Runtime.Versioning;
@@ -141,12 +142,21 @@ public static class ProvisionerExtensions
         services.AddSingleton<ITeardownVerifier, LocalTeardownVerifier>();
         // Templates with warmPool > 0 get sandboxes started ahead of demand (after the reconciler's first pass).
         services.AddSingleton<WarmPool>();
-        // What the pools hold now, for the all-in-one server's web UI (the intake module in the same process).
+        // What the pools hold now, read by the reporter that tells the intake (the web UI's Runners page).
         services.AddSingleton<IWarmPoolStatus>(sp => sp.GetRequiredService<WarmPool>());
+        services.AddOptions<WarmPoolReportOptions>().BindConfiguration(WarmPoolReportOptions.Section)
+            .Validate(o => o.Interval >= WarmPoolReport.MinInterval && o.Interval <= WarmPoolReport.MaxInterval,
+                $"{WarmPoolReportOptions.Section}:Interval must be between {WarmPoolReport.MinInterval} and {WarmPoolReport.MaxInterval}")
+            .ValidateOnStart();
     }
 
     [UnsupportedOSPlatform("windows")]
-    private static void AddWarmPoolService(IServiceCollection services) => services.AddHostedService(sp => sp.GetRequiredService<WarmPool>());
+    private static void AddWarmPoolService(IServiceCollection services)
+    {
+        services.AddHostedService(sp => sp.GetRequiredService<WarmPool>());
+        // Every Provisioner:WarmPoolReport:Interval, on the bus (WarmPoolReport), for the intake's Runners page.
+        services.AddHostedService<WarmPoolReporter>();
+    }
 
     /// <summary>The provisioner's consumers (queues <c>run-job</c> and <c>cancel-job</c>).</summary>
     public static void AddProvisionerConsumers(IBusRegistrationConfigurator bus)

@@ -21,6 +21,9 @@ public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
     public static readonly string SecretsAdminToken = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
     public static readonly string CacheAdminToken = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
 
+    /// <summary>A template with a warm pool of one sandbox, known to the provisioner only.</summary>
+    public const string WarmTemplate = "e2e-warm";
+
     private DistributedApplication? _app;
 
     /// <summary>Where the provisioner puts each runner's workspace and control socket.</summary>
@@ -63,7 +66,9 @@ public class AppHostFixture : IEphemeralCISystem, IAsyncLifetime
         builder.CreateResourceBuilder<ProjectResource>("provisioner")
             .WithEnvironment("Provisioner__LocalSandbox__WorkRoot", RunnerWorkRoot)
             // Its own cgroup parent: provisioners of the integration tests may run on this machine too.
-            .WithEnvironment("Provisioner__LocalSandbox__CgroupName", "eci-e2e-" + Guid.NewGuid().ToString("N")[..8]);
+            .WithEnvironment("Provisioner__LocalSandbox__CgroupName", "eci-e2e-" + Guid.NewGuid().ToString("N")[..8])
+            // A template of the provisioner's alone, no job uses it: one idle sandbox, for the intake's Runners page (WarmPoolPageTests).
+            .WithEnvironment($"RunnerTemplates__{WarmTemplate}__WarmPool", "1");
         Configure(builder);
 
         _app = await builder.BuildAsync();

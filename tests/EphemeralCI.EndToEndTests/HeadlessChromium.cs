@@ -1,3 +1,4 @@
+using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
 using Xunit;
 
@@ -15,5 +16,24 @@ public static class HeadlessChromium
         var service = ChromeDriverService.CreateDefaultService("/usr/bin", "chromedriver");
         service.SuppressInitialDiagnosticInformation = true;
         return new ChromeDriver(service, options, TimeSpan.FromMinutes(2));
+    }
+
+    /// <summary>Polls <paramref name="probe"/> until it holds; fails with the page's text after <paramref name="within"/> (not a timing assertion).</summary>
+    public static async Task WaitForAsync(this ChromeDriver driver, Func<bool> probe, TimeSpan within, string what)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (true)
+        {
+            try
+            {
+                if (probe()) return;
+            }
+            catch (Exception e) when (e is StaleElementReferenceException or NoSuchElementException) { } // the page is (re)loading under us
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"gave up waiting for {what}\n--- page {driver.Url} ---\n{driver.FindElement(By.TagName("body")).Text}");
+            }
+            await Task.Delay(250);
+        }
     }
 }

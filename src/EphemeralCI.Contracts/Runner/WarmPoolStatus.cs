@@ -4,8 +4,8 @@ namespace EphemeralCI.Contracts.Runner;
 public sealed record WarmPoolState(string Template, string Backend, int Target, int Ready);
 
 /// <summary>
-/// The provisioner's warm pools as they are now, for a module in the same process to show (the all-in-one
-/// server's web UI). Per provisioner instance and in memory, as the pools themselves are.
+/// The provisioner's warm pools as they are now, per provisioner instance and in memory, as the pools themselves
+/// are. Other processes learn them from the provisioner's <see cref="Messages.WarmPoolReport"/> on the bus.
 /// </summary>
 public interface IWarmPoolStatus
 {

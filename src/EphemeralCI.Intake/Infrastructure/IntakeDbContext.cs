@@ -14,6 +14,8 @@ public sealed class IntakeDbContext(DbContextOptions<IntakeDbContext> options) :
     public DbSet<JobLogChunk> JobLogChunks => Set<JobLogChunk>();
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<OutboxMessage> OutboxMessages => Set<OutboxMessage>();
+    /// <summary>The provisioners' warm pools as each instance last reported them (the web UI's Runners page).</summary>
+    public DbSet<ReportedWarmPool> ReportedWarmPools => Set<ReportedWarmPool>();
     /// <summary>The data-protection key ring every replica shares, each key's XML encrypted (Infrastructure/DataProtection).</summary>
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
 
@@ -24,6 +26,7 @@ public sealed class IntakeDbContext(DbContextOptions<IntakeDbContext> options) :
         modelBuilder.ApplyConfiguration(new JobLogChunkEntityTypeConfiguration());
         modelBuilder.ApplyConfiguration(new ApiKeyEntityTypeConfiguration());
         modelBuilder.ApplyConfiguration(new OutboxMessageConfiguration());
+        modelBuilder.ApplyConfiguration(new ReportedWarmPoolEntityTypeConfiguration());
         modelBuilder.AdaptToProvider(Database);
     }
 }

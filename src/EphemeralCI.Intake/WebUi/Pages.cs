@@ -274,23 +274,22 @@ internal static class Pages
         if (view.Waiting.Count == 0) html.Append("<p class=\"empty\">No job waits for a runner.</p>");
         else ActiveTable(html, view.Waiting, view.Now, waiting: true);
         html.Append("</section><section class=\"warm-pools\"><h2>Warm pool</h2>");
-        if (view.WarmPools is null)
+        if (view.WarmPools.Count == 0)
         {
-            html.Append("<p class=\"empty\">The provisioner runs apart from this intake: its warm pools are not known here.</p>");
-        }
-        else if (view.WarmPools.Count == 0)
-        {
-            html.Append("<p class=\"empty\">No template keeps a warm pool (<code>warmPool: N</code> in a local template starts N sandboxes ahead of demand).</p>");
+            html.Append("<p class=\"empty\">No template keeps a warm pool that a provisioner reported lately (<code>warmPool: N</code> in a local template ")
+                .Append("starts N sandboxes ahead of demand; each provisioner reports its pools every 15 s by default).</p>");
         }
         else
         {
-            html.Append("<p class=\"muted\">Sandboxes started ahead of demand, each for one job, destroyed after it like any runner; they hold no job, token or workspace until taken.</p>")
-                .Append("<table class=\"warm\"><thead><tr><th>Template</th><th>Backend</th><th>Ready</th><th>Pool size</th></tr></thead><tbody>");
+            html.Append("<p class=\"muted\">Sandboxes started ahead of demand, each for one job, destroyed after it like any runner; they hold no job, token or workspace until taken. ")
+                .Append("Summed over the provisioners that reported lately; one that misses three reports no longer counts.</p>")
+                .Append("<table class=\"warm\"><thead><tr><th>Template</th><th>Backend</th><th>Ready</th><th>Pool size</th><th>Provisioners</th><th>As of</th></tr></thead><tbody>");
             foreach (var pool in view.WarmPools)
             {
                 html.Append("<tr data-template=\"").Append(E(pool.Template)).Append("\"><td data-label=\"Template\">").Append(E(pool.Template))
                     .Append("</td><td data-label=\"Backend\">").Append(E(pool.Backend)).Append("</td><td data-label=\"Ready\">").Append(pool.Ready)
-                    .Append("</td><td data-label=\"Pool size\">").Append(pool.Target).Append("</td></tr>");
+                    .Append("</td><td data-label=\"Pool size\">").Append(pool.Target).Append("</td><td data-label=\"Provisioners\">").Append(pool.Instances)
+                    .Append("</td><td data-label=\"As of\">").Append(Time(pool.AsOf)).Append("</td></tr>");
             }
             html.Append("</tbody></table>");
         }

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using EphemeralCI.Contracts.Jobs;
-using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Model;
 
 namespace EphemeralCI.Intake.WebUi;
@@ -8,16 +7,33 @@ namespace EphemeralCI.Intake.WebUi;
 /// <summary>A job not over, with where its runner is (backend, once the provisioner said) and, while it waits, why.</summary>
 internal sealed record ActiveJob(Job Job, string? Backend, string? WaitingReason, DateTimeOffset? WaitingSince);
 
-/// <summary>The runners page: jobs with a runner (provisioning or running) by backend and template, and the jobs still waiting.</summary>
-/// <remarks><see cref="WarmPools"/> is null when the provisioner runs in another process.</remarks>
+/// <summary>
+/// One template's warm pools (on one backend), summed over the provisioner instances whose reports are fresh, as of
+/// the oldest of those reports.
+/// </summary>
+public sealed record WarmPoolTotal(string Template, string Backend, int Target, int Ready, int Instances, DateTimeOffset AsOf)
+{
+    /// <summary>The rows still fresh at <paramref name="now"/> (a stopped or cut-off instance's are not), summed per template and backend.</summary>
+    public static IReadOnlyList<WarmPoolTotal> Of(IEnumerable<ReportedWarmPool> reported, DateTimeOffset now) =>
+        [.. reported.Where(p => p.FreshUntil > now)
+            .GroupBy(p => (p.Template, p.Backend))
+            // One row per instance and template: the rows of a group are its instances.
+            .Select(g => new WarmPoolTotal(g.Key.Template, g.Key.Backend, g.Sum(p => p.Target), g.Sum(p => p.Ready), g.Count(), g.Min(p => p.ReportedAt)))
+            .OrderBy(t => t.Template, StringComparer.Ordinal).ThenBy(t => t.Backend, StringComparer.Ordinal)];
+}
+
+/// <summary>
+/// The runners page: jobs with a runner (provisioning or running) by backend and template, the jobs still waiting,
+/// and the warm pools the provisioners reported (the same table in every deployment, the all-in-one server too).
+/// </summary>
 internal sealed record RunnersView(
     IReadOnlyList<IGrouping<(string Backend, string Template), ActiveJob>> Running, IReadOnlyList<ActiveJob> Waiting, bool Truncated,
-    IReadOnlyList<WarmPoolState>? WarmPools, DateTimeOffset Now)
+    IReadOnlyList<WarmPoolTotal> WarmPools, DateTimeOffset Now)
 {
     /// <summary>At most this many jobs not over are read (oldest first); more is said, not shown.</summary>
     public const int MaxJobs = 500;
 
-    public static RunnersView Of(IReadOnlyList<Job> active, IReadOnlyList<JobEvent> events, IReadOnlyList<WarmPoolState>? warmPools, DateTimeOffset now)
+    public static RunnersView Of(IReadOnlyList<Job> active, IReadOnlyList<JobEvent> events, IEnumerable<ReportedWarmPool> warmPools, DateTimeOffset now)
     {
         var byJob = events.ToLookup(e => e.JobId);
         var jobs = active.Take(MaxJobs).Select(job =>
@@ -35,7 +51,8 @@ internal sealed record RunnersView(
             .GroupBy(j => (j.Backend ?? "(not yet known)", j.Job.RunnerTemplate))
             .OrderBy(g => g.Key.Item1, StringComparer.Ordinal).ThenBy(g => g.Key.RunnerTemplate, StringComparer.Ordinal)
             .ToList();
-        return new RunnersView(running, jobs.Where(j => j.WaitingReason is not null).ToList(), active.Count > MaxJobs, warmPools, now);
+        return new RunnersView(running, jobs.Where(j => j.WaitingReason is not null).ToList(), active.Count > MaxJobs,
+            WarmPoolTotal.Of(warmPools, now), now);
     }
 
     private static string? BackendOf(JobEvent e)

@@ -5,7 +5,6 @@ using System.Security.Claims;
 using EphemeralCI.Attestations;
 using EphemeralCI.Contracts.Admin;
 using EphemeralCI.Contracts.Jobs;
-using EphemeralCI.Contracts.Runner;
 using EphemeralCI.Intake.Attestations;
 using EphemeralCI.Intake.Apis;
 using EphemeralCI.Intake.Auth;
@@ -140,8 +139,8 @@ public static class WebUiEndpoints
         var events = await db.JobEvents.AsNoTracking()
             .Where(e => ids.Contains(e.JobId) && (e.Type == JobEventTypes.Provisioning || e.Type == JobEventTypes.RunnerStarted || e.Type == JobEventTypes.Waiting))
             .OrderBy(e => e.At).ThenBy(e => e.Id).ToListAsync(ct);
-        // The warm pools live in the provisioner's memory: known here when it shares the process (the all-in-one server).
-        var warm = http.RequestServices.GetService<IWarmPoolStatus>()?.Current();
+        // As the provisioners last reported them (WarmPoolReport): a small table, pruned as reports come in.
+        var warm = await db.ReportedWarmPools.AsNoTracking().ToListAsync(ct);
         var view = RunnersView.Of(active, events, warm, clock.GetUtcNow());
         return Html.Page("Runners", Pages.Runners(view), Token(http, antiforgery), signedIn: true, admin: WebUiAuth.IsAdmin(http.User));
     }

@@ -260,7 +260,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
             var reason = Driver.FindElement(By.CssSelector($"tr[data-job='{waiting}'] td.reason")).Text;
             Assert.Contains($"repository '{ServerFixture.LimitedRepository}' is at its limit of 1", reason);
             Assert.Empty(Driver.FindElements(By.CssSelector($"tr[data-job='{waiting}'] td[data-label='Running for']")));
-            // The provisioner shares the server's process, so its pools are known: this server's templates keep none.
+            // The pools come from the provisioner's reports (its in-memory bus here, as RabbitMQ elsewhere): this server's templates keep none.
             Assert.Contains("No template keeps a warm pool", Text("section.warm-pools"));
         }
         finally
@@ -321,21 +321,5 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
         output.WriteLine($"screenshot: {Path.Combine(folder, name)}");
     }
 
-    private async Task WaitForAsync(Func<bool> probe, TimeSpan within, string what)
-    {
-        var deadline = DateTime.UtcNow + within;
-        while (true)
-        {
-            try
-            {
-                if (probe()) return;
-            }
-            catch (Exception e) when (e is StaleElementReferenceException or NoSuchElementException) { } // the page is (re)loading under us
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"gave up waiting for {what}\n--- page {Driver.Url} ---\n{Driver.FindElement(By.TagName("body")).Text}");
-            }
-            await Task.Delay(250);
-        }
-    }
+    private Task WaitForAsync(Func<bool> probe, TimeSpan within, string what) => Driver.WaitForAsync(probe, within, what);
 }

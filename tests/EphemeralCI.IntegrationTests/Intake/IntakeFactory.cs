@@ -12,6 +12,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Trace;
 using Xunit;
 
 namespace EphemeralCI.IntegrationTests.Intake;
@@ -139,6 +140,40 @@ public sealed class RabbitMqIntakeFactory : IntakeFactory
     public string VirtualHost { get; } = RealServices.CreateRabbitMqVirtualHostAsync("intake").GetAwaiter().GetResult();
 
     protected override string? RabbitMqConnectionString => VirtualHost;
+
+    /// <summary>Every span the host's tracer provider ended, sampled for export (<c>Recorded</c>) or not.</summary>
+    public SpanCollector Spans { get; } = new();
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        base.ConfigureWebHost(builder);
+        builder.ConfigureServices(services => services.ConfigureOpenTelemetryTracerProvider(t => t.AddProcessor(Spans)));
+    }
+
+    /// <summary>A bus of its own on this factory's virtual host, started, as another process (the provisioner) has one.</summary>
+    public async Task<IBusControl> StartBusAsync(Action<IRabbitMqBusFactoryConfigurator>? configure = null)
+    {
+        var uri = new Uri(VirtualHost);
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(uri, h =>
+            {
+                var user = uri.UserInfo.Split(':', 2);
+                if (user.Length == 2) { h.Username(Uri.UnescapeDataString(user[0])); h.Password(Uri.UnescapeDataString(user[1])); }
+            });
+            configure?.Invoke(cfg);
+        });
+        await bus.StartAsync();
+        return bus;
+    }
+}
+
+/// <summary>Collects ended spans (a processor sees those only recorded too; the exporter gets the sampled ones).</summary>
+public sealed class SpanCollector : OpenTelemetry.BaseProcessor<System.Diagnostics.Activity>
+{
+    public System.Collections.Concurrent.ConcurrentQueue<System.Diagnostics.Activity> Ended { get; } = new();
+
+    public override void OnEnd(System.Diagnostics.Activity data) => Ended.Enqueue(data);
 }
 
 /// <summary>A fresh virtual host where no provisioner has ever declared its queue.</summary>

@@ -22,22 +22,12 @@ public sealed class RabbitMqDeliveryTests(RabbitMqIntakeFactory app) : IClassFix
     public async Task InitializeAsync()
     {
         // A separate bus with a private, auto-deleted queue: it sees every RunJob published, like the provisioner would.
-        var uri = new Uri(app.VirtualHost);
-        _probe = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        _probe = await app.StartBusAsync(cfg => cfg.ReceiveEndpoint($"intake-test-probe-{Guid.NewGuid():N}", e =>
         {
-            cfg.Host(uri, h =>
-            {
-                var user = uri.UserInfo.Split(':', 2);
-                if (user.Length == 2) { h.Username(Uri.UnescapeDataString(user[0])); h.Password(Uri.UnescapeDataString(user[1])); }
-            });
-            cfg.ReceiveEndpoint($"intake-test-probe-{Guid.NewGuid():N}", e =>
-            {
-                e.AutoDelete = true;
-                e.Durable = false;
-                e.Handler<RunJob>(ctx => { _runJobs[ctx.Message.JobId] = ctx; return Task.CompletedTask; });
-            });
-        });
-        await _probe.StartAsync();
+            e.AutoDelete = true;
+            e.Durable = false;
+            e.Handler<RunJob>(ctx => { _runJobs[ctx.Message.JobId] = ctx; return Task.CompletedTask; });
+        }));
     }
 
     public Task DisposeAsync() => _probe.StopAsync();

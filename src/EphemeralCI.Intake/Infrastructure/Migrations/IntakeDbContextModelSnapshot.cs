@@ -343,6 +343,49 @@ namespace EphemeralCI.Intake.Infrastructure.Migrations
                     b.ToTable("job_log_chunks", (string)null);
                 });
 
+            modelBuilder.Entity("EphemeralCI.Intake.Model.ReportedWarmPool", b =>
+                {
+                    b.Property<string>("Instance")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("instance");
+
+                    b.Property<string>("Template")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("template");
+
+                    b.Property<string>("Backend")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("backend");
+
+                    b.Property<DateTimeOffset>("FreshUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("fresh_until");
+
+                    b.Property<int>("Ready")
+                        .HasColumnType("integer")
+                        .HasColumnName("ready");
+
+                    b.Property<DateTimeOffset>("ReportedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("reported_at");
+
+                    b.Property<int>("Target")
+                        .HasColumnType("integer")
+                        .HasColumnName("target");
+
+                    b.HasKey("Instance", "Template")
+                        .HasName("pk_reported_warm_pools");
+
+                    b.HasIndex("FreshUntil")
+                        .HasDatabaseName("ix_reported_warm_pools_fresh_until");
+
+                    b.ToTable("reported_warm_pools", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.Messaging.OutboxMessage", b =>
                 {
                     b.Property<long>("Id")

@@ -333,6 +333,49 @@ namespace EphemeralCI.Server.Migrations.Intake
                     b.ToTable("job_log_chunks", (string)null);
                 });
 
+            modelBuilder.Entity("EphemeralCI.Intake.Model.ReportedWarmPool", b =>
+                {
+                    b.Property<string>("Instance")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("instance");
+
+                    b.Property<string>("Template")
+                        .HasMaxLength(63)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("template");
+
+                    b.Property<string>("Backend")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("backend");
+
+                    b.Property<long>("FreshUntil")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("fresh_until");
+
+                    b.Property<int>("Ready")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("ready");
+
+                    b.Property<long>("ReportedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_at");
+
+                    b.Property<int>("Target")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("target");
+
+                    b.HasKey("Instance", "Template")
+                        .HasName("pk_reported_warm_pools");
+
+                    b.HasIndex("FreshUntil")
+                        .HasDatabaseName("ix_reported_warm_pools_fresh_until");
+
+                    b.ToTable("reported_warm_pools", (string)null);
+                });
+
             modelBuilder.Entity("EphemeralCI.Messaging.OutboxMessage", b =>
                 {
                     b.Property<long>("Id")
