@@ -86,7 +86,7 @@ public sealed class IntakeClient : IDisposable
         var job = await RetryAsync(async c =>
         {
             using var response = await _http.GetAsync(RunnerApiRoutes.Job, c);
-            response.EnsureSuccessStatusCode();
+            await EnsureSuccessAsync(response, c);
             return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerJob, c))
                 ?? throw new InvalidDataException("empty job");
         }, ct);
@@ -99,14 +99,14 @@ public sealed class IntakeClient : IDisposable
     public Task PostEventAsync(RunnerStepEvent evt, CancellationToken ct) => RetryAsync(async c =>
     {
         using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Events, evt, AgentJson.Default.RunnerStepEvent, c);
-        response.EnsureSuccessStatusCode();
+        await EnsureSuccessAsync(response, c);
         return true;
     }, ct);
 
     public Task PostCacheEventAsync(RunnerCacheEvent evt, CancellationToken ct) => RetryAsync(async c =>
     {
         using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.CacheEvents, evt, AgentJson.Default.RunnerCacheEvent, c);
-        response.EnsureSuccessStatusCode();
+        await EnsureSuccessAsync(response, c);
         return true;
     }, ct);
 
@@ -116,7 +116,7 @@ public sealed class IntakeClient : IDisposable
         using var content = new ReadOnlyMemoryContent(chunk);
         content.Headers.ContentType = new MediaTypeHeaderValue("text/plain") { CharSet = "utf-8" };
         using var response = await _http.PostAsync($"{RunnerApiRoutes.Logs}?offset={offset}", content, c);
-        response.EnsureSuccessStatusCode();
+        await EnsureSuccessAsync(response, c);
         return true;
     }, ct);
 
@@ -125,7 +125,7 @@ public sealed class IntakeClient : IDisposable
     {
         var seconds = (int)Math.Clamp(Math.Ceiling(wait.TotalSeconds), 0, 25);
         using var response = await _http.GetAsync($"{RunnerApiRoutes.Commands}?from={from}&waitSeconds={seconds}", c);
-        response.EnsureSuccessStatusCode();
+        await EnsureSuccessAsync(response, c);
         return (await response.Content.ReadFromJsonAsync(AgentJson.Default.RunnerCommands, c)) ?? throw new InvalidDataException("empty commands");
     }, ct);
 
@@ -157,9 +157,34 @@ public sealed class IntakeClient : IDisposable
     public Task CompleteAsync(RunnerCompletion completion, CancellationToken ct) => RetryAsync(async c =>
     {
         using var response = await _http.PostAsJsonAsync(RunnerApiRoutes.Complete, completion, AgentJson.Default.RunnerCompletion, c);
-        response.EnsureSuccessStatusCode();
+        await EnsureSuccessAsync(response, c);
         return true;
     }, ct);
+
+    /// <summary>
+    /// As <see cref="HttpResponseMessage.EnsureSuccessStatusCode"/>, except that a 409 saying the job is over (a deleted session, a
+    /// cancelled or timed-out job) is a <see cref="JobEndedException"/>: the end of this runner's work, not a failure to report.
+    /// A lost attempt's 409 stays a refusal.
+    /// </summary>
+    private static async Task EnsureSuccessAsync(HttpResponseMessage response, CancellationToken ct)
+    {
+        if (response.StatusCode == HttpStatusCode.Conflict && response.Content.Headers.ContentType?.MediaType == "application/problem+json")
+        {
+            var body = await response.Content.ReadAsByteArrayAsync(ct);
+            try
+            {
+                using var problem = JsonDocument.Parse(body);
+                if (problem.RootElement.ValueKind == JsonValueKind.Object
+                    && problem.RootElement.TryGetProperty(RunnerConflicts.Extension, out var conflict) && conflict.ValueEquals(RunnerConflicts.JobEnded))
+                {
+                    var status = problem.RootElement.TryGetProperty(RunnerConflicts.JobStatusExtension, out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
+                    throw new JobEndedException(status ?? "over");
+                }
+            }
+            catch (JsonException) { /* not a problem we know: a plain refusal */ }
+        }
+        response.EnsureSuccessStatusCode();
+    }
 
     private async Task<T> RetryAsync<T>(Func<CancellationToken, Task<T>> action, CancellationToken ct)
     {
@@ -248,4 +273,10 @@ public sealed class IntakeClient : IDisposable
         _webSockets.Dispose();
         _http.Dispose();
     }
+}
+
+/// <summary>The intake says the job is over without this runner (its session deleted, the job cancelled or timed out): nothing is left to report.</summary>
+public sealed class JobEndedException(string status) : Exception($"the job is {status}: the intake takes no more reports from this runner")
+{
+    public string Status { get; } = status;
 }

@@ -77,6 +77,8 @@ public sealed class LogStreamer : IAsyncDisposable
                 finally { _gate.Release(); }
             }
             catch (OperationCanceledException) { return; }
+            // The log is closed: the job's own path stops on the same answer at its next report.
+            catch (JobEndedException) { return; }
             catch (Exception ex)
             {
                 // The next flush retries from the same offset; nothing is dropped.

@@ -42,6 +42,13 @@ try
     var runner = new JobRunner(client, env, secrets, cache is null ? null : new JobCaches(cache, env.Workspace), stepCache, checkout);
     return await runner.RunAsync(cts.Token);
 }
+catch (JobEndedException ended)
+{
+    // A session deleted, a job cancelled or timed out while this runner worked: the intake recorded the end, the provisioner
+    // destroys the runner. Not a failure to report (exit 0: the intake has the job's result).
+    Console.WriteLine($"runner-agent: the job is {ended.Status}; stopping (nothing more to report)");
+    return 0;
+}
 catch (Exception ex)
 {
     // Diagnostics for the provisioner log only; never print the token.

@@ -99,6 +99,66 @@ public sealed class ShellTests(ServerFixture fx)
     }
 
     [Fact]
+    public async Task Bad_input_closes_the_terminal_with_a_close_frame_that_says_why()
+    {
+        var id = await OpenAsync();
+        try
+        {
+            // More keystrokes than are held before the runner's shell is ready (sent at once, while its runner still starts);
+            // anything but a resize; a control message over the size limit. Each on a connection of its own to one session.
+            await AssertRefusedAsync(id, new byte[64 * 1024 + 1] /* TerminalBridge.MaxHeldInputBytes + 1 */, WebSocketCloseStatus.MessageTooBig, "too much input before the runner's shell was ready", WebSocketMessageType.Binary);
+            await AssertRefusedAsync(id, Encoding.UTF8.GetBytes("{\"type\":\"exit\",\"code\":0}"), WebSocketCloseStatus.PolicyViolation, "only binary input and valid resize messages");
+            await AssertRefusedAsync(id, Encoding.UTF8.GetBytes("{\"type\":\"resize\",\"pad\":\"" + new string('x', 20_000) + "\"}"), WebSocketCloseStatus.MessageTooBig, "control message too long");
+        }
+        finally
+        {
+            await fx.Intake.DeleteAsync($"/api/v1/sessions/{id}");
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="bad"/> and goes on typing, as a person at a terminal would (so the server has unread input when it
+    /// closes): the close frame with its reason must arrive all the same, not a reset.
+    /// </summary>
+    private async Task AssertRefusedAsync(Guid id, byte[] bad, WebSocketCloseStatus status, string reason, WebSocketMessageType type = WebSocketMessageType.Text)
+    {
+        using var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", fx.Intake.DefaultRequestHeaders.Authorization!.ToString());
+        await socket.ConnectAsync(Term.UriFor(fx, id, 80, 24), CancellationToken.None);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await socket.SendAsync(bad, type, true, timeout.Token);
+        var typing = true;
+        var keys = Task.Run(async () =>
+        {
+            // Not cancelled by a token: a cancelled send aborts the socket, and the close could not be answered.
+            try { while (Volatile.Read(ref typing)) await socket.SendAsync("ls\r"u8.ToArray(), WebSocketMessageType.Binary, true, CancellationToken.None); }
+            catch (Exception) { /* the server's end went away under the typing */ }
+        });
+        var buffer = new byte[64 * 1024];
+        WebSocketReceiveResult result;
+        try
+        {
+            do result = await socket.ReceiveAsync(buffer, timeout.Token);
+            while (result.MessageType != WebSocketMessageType.Close);
+        }
+        catch (WebSocketException e)
+        {
+            throw new Xunit.Sdk.XunitException($"no close frame, the connection was dropped: {e.Message} ({socket.State})");
+        }
+        finally
+        {
+            Volatile.Write(ref typing, false);
+            await keys;
+        }
+        Assert.Equal(status, result.CloseStatus);
+        Assert.Equal(reason, result.CloseStatusDescription);
+        // The server waits for the answer to its close (the handshake completes) rather than dropping the connection after it.
+        try { await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "ok", timeout.Token); }
+        catch (WebSocketException e) { throw new Xunit.Sdk.XunitException($"the server did not wait for the answer to its close: {e.Message}"); }
+        Assert.Equal(WebSocketState.Closed, socket.State);
+    }
+
+    [Fact]
     public async Task Eci_shell_under_tmux_is_a_real_terminal()
     {
         if (!File.Exists("/usr/bin/tmux")) Assert.Fail("tmux is not installed (apt-get install -y tmux)");

@@ -71,3 +71,18 @@ public static class RunnerEnvironment
     // The job token arrives as the first line on the agent's standard input, so it is never in an
     // environment or a file the job's steps could read.
 }
+
+/// <summary>
+/// Why the intake refused a runner's call with 409, in the problem's <see cref="Extension"/> member: the agent stops quietly when its
+/// job ended without it (a deleted session, a cancelled or timed-out job: nothing is left to report), and not when its attempt
+/// was lost to another runner (a refusal it must not take for an end).
+/// </summary>
+public static class RunnerConflicts
+{
+    public const string Extension = "conflict";
+    /// <summary>The job is over; its status is in the problem's <see cref="JobStatusExtension"/> member.</summary>
+    public const string JobEnded = "job-ended";
+    /// <summary>The job runs again as a later attempt on another runner.</summary>
+    public const string AttemptOver = "attempt-over";
+    public const string JobStatusExtension = "jobStatus";
+}

@@ -140,7 +140,10 @@ public static class RunnerApi
             case LogAppendStatus.JobNotFound:
                 return Problems.JobNotFound(jobId);
             case LogAppendStatus.JobFinished:
-                return Problems.Conflict("The job has finished", "Its log is closed to this runner (the job is over, or runs again on another runner); no more output is accepted.");
+                return Finished(result.JobStatus ?? "over");
+            case LogAppendStatus.AttemptOver:
+                return Problems.Conflict("This runner's attempt is over", "Its log is closed to this runner: the job runs again on another runner.",
+                    new Dictionary<string, object?> { [RunnerConflicts.Extension] = RunnerConflicts.AttemptOver });
             default:
                 return Problems.Conflict("Wrong log offset",
                     $"The log of this job ends at byte {result.ExpectedOffset}; send the next chunk at that offset.",
@@ -305,9 +308,15 @@ public static class RunnerApi
         return new Guid(hash.AsSpan(0, 16));
     }
 
-    private static ProblemHttpResult Finished(Job job) =>
-        Problems.Conflict("The job has finished", $"The job is {JobStatusNames.ToName(job.Status)}.");
+    /// <summary>409 to a runner whose job is over: the agent stops quietly on it (<see cref="RunnerConflicts.JobEnded"/>).</summary>
+    internal static ProblemHttpResult Finished(Job job) => Finished(JobStatusNames.ToName(job.Status));
 
-    private static ProblemHttpResult AttemptOver(Job job) =>
-        Problems.Conflict("This runner's attempt is over", $"The job runs again as attempt {job.Attempt} on another runner.");
+    private static ProblemHttpResult Finished(string status) =>
+        Problems.Conflict("The job has finished", $"The job is {status}.",
+            new Dictionary<string, object?> { [RunnerConflicts.Extension] = RunnerConflicts.JobEnded, [RunnerConflicts.JobStatusExtension] = status });
+
+    /// <summary>409 to a runner of a lost attempt: still a refusal to the agent (<see cref="RunnerConflicts.AttemptOver"/>).</summary>
+    internal static ProblemHttpResult AttemptOver(Job job) =>
+        Problems.Conflict("This runner's attempt is over", $"The job runs again as attempt {job.Attempt} on another runner.",
+            new Dictionary<string, object?> { [RunnerConflicts.Extension] = RunnerConflicts.AttemptOver, ["attempt"] = job.Attempt });
 }

@@ -61,8 +61,8 @@ public static class TerminalApi
         var jobId = runner.JobId()!.Value;
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == jobId, ct);
         if (job is null) return Problems.JobNotFound(jobId);
-        if (job.Status.IsTerminal()) return Problems.Conflict("The job has finished", $"The job is {JobStatusNames.ToName(job.Status)}.");
-        if (job.Attempt != runner.JobAttempt()) return Problems.Conflict("This runner's attempt is over", $"The job runs again as attempt {job.Attempt}.");
+        if (job.Status.IsTerminal()) return RunnerApi.Finished(job);
+        if (job.Attempt != runner.JobAttempt()) return RunnerApi.AttemptOver(job);
         if (job.ParsedSpec().Session?.Interactive != true) return Problems.Conflict("Not an interactive session", "Only an interactive session has a terminal.");
         if (!context.WebSockets.IsWebSocketRequest)
             return Problems.BadRequest("A WebSocket is expected", "The terminal is a WebSocket upgrade.");

@@ -17,11 +17,13 @@ public enum LogAppendStatus
     /// <summary>The offset is not where the log ends; <see cref="LogAppendResult.ExpectedOffset"/> says where it does.</summary>
     WrongOffset,
     JobNotFound,
-    /// <summary>The job has finished; its log is closed.</summary>
+    /// <summary>The job has finished; its log is closed (<see cref="LogAppendResult.JobStatus"/> says how it ended).</summary>
     JobFinished,
+    /// <summary>The writer's attempt is over: the job runs again on another runner, whose log this is now.</summary>
+    AttemptOver,
 }
 
-public readonly record struct LogAppendResult(LogAppendStatus Status, long ExpectedOffset);
+public readonly record struct LogAppendResult(LogAppendStatus Status, long ExpectedOffset, string? JobStatus = null);
 
 /// <summary>
 /// A job's log in Postgres as a sequence of chunks keyed by the runner's byte offsets. Appends
@@ -52,7 +54,8 @@ public sealed class JobLogStore(IntakeDbContext db, IOptions<IntakeOptions> opti
                     $"SELECT status, attempt, log_base FROM jobs WHERE id = {jobId} FOR SHARE").ToListAsync(ct))
                     .FirstOrDefault();
             if (job is null) return new LogAppendResult(LogAppendStatus.JobNotFound, 0);
-            if (JobStatusNames.Parse(job.Status).IsTerminal() || job.Attempt != attempt) return new LogAppendResult(LogAppendStatus.JobFinished, 0);
+            if (JobStatusNames.Parse(job.Status).IsTerminal()) return new LogAppendResult(LogAppendStatus.JobFinished, 0, job.Status);
+            if (job.Attempt != attempt) return new LogAppendResult(LogAppendStatus.AttemptOver, 0);
             var result = await AppendLockedAsync(jobId, job.LogBase + offset, body, ct);
             if (result.Status == LogAppendStatus.Appended) await tx.CommitAsync(ct);
             return result with { ExpectedOffset = result.ExpectedOffset - job.LogBase };

@@ -37,12 +37,12 @@ public static class TerminalBridge
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await using var fromRunner = await bus.SubscribeAsync(sessionId, TerminalLeg.ToClient, stop.Token);
-        // One loop owns the socket's sending side; everything it must send or decide arrives here.
-        var events = Channel.CreateUnbounded<(byte[]? Bus, byte[]? Input, TerminalControl? Local)>();
+        // One loop owns the socket's sending side (its close too); everything it must send or decide arrives here.
+        var events = Channel.CreateUnbounded<ClientEvent>();
         var attach = Encode(new TerminalControl(TerminalMessages.Attach, cols, rows));
         await bus.PublishAsync(sessionId, TerminalLeg.ToRunner, attach);
 
-        var busPump = PumpAsync(fromRunner.Messages, m => events.Writer.TryWrite((m, null, null)), stop.Token);
+        var busPump = PumpAsync(fromRunner.Messages, m => events.Writer.TryWrite(new(Bus: m)), stop.Token);
         var endWatch = Task.Run(async () =>
         {
             while (!stop.IsCancellationRequested)
@@ -51,7 +51,7 @@ public static class TerminalBridge
                 {
                     if (await ended(stop.Token) is { } end)
                     {
-                        events.Writer.TryWrite((null, null, end));
+                        events.Writer.TryWrite(new(Local: end));
                         return;
                     }
                     await waitForNews(stop.Token);
@@ -71,34 +71,46 @@ public static class TerminalBridge
         var receive = Task.Run(async () =>
         {
             var buffer = new byte[FrameBytes];
+            var refused = false;
             while (!stop.IsCancellationRequested)
             {
                 var message = await ReceiveAsync(socket, buffer, stop.Token);
                 if (message is null) break;
-                var (type, bytes) = message.Value;
+                // Refused: what eci sends until it answers the close is read and dropped, so its answer is seen.
+                if (refused) continue;
+                var (type, bytes, tooLong) = message.Value;
                 if (type == WebSocketMessageType.Binary)
                 {
-                    events.Writer.TryWrite((null, EncodeData(bytes), null));
+                    events.Writer.TryWrite(new(Input: EncodeData(bytes)));
                     continue;
                 }
-                var control = Parse(bytes);
-                // eci may say one thing: its window's size. Anything else is refused by closing.
+                var control = tooLong ? null : Parse(bytes);
+                // eci may say one thing: its window's size. Anything else is refused by closing (by the loop that sends).
                 if (control is not { Type: TerminalMessages.Resize } || !TerminalMessages.ValidSize(control.Cols, control.Rows))
                 {
-                    await socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "only binary input and valid resize messages", CancellationToken.None);
-                    break;
+                    events.Writer.TryWrite(new(Refuse: tooLong
+                        ? (WebSocketCloseStatus.MessageTooBig, "control message too long")
+                        : (WebSocketCloseStatus.PolicyViolation, "only binary input and valid resize messages")));
+                    refused = true;
+                    continue;
                 }
                 attach = Encode(new TerminalControl(TerminalMessages.Attach, control.Cols, control.Rows));
-                events.Writer.TryWrite((null, Encode(new TerminalControl(TerminalMessages.Resize, control.Cols, control.Rows)), null));
+                events.Writer.TryWrite(new(Input: Encode(new TerminalControl(TerminalMessages.Resize, control.Cols, control.Rows))));
             }
-            events.Writer.TryWrite((null, null, new TerminalControl(Gone)));
+            events.Writer.TryWrite(new(Local: new TerminalControl(Gone)));
         }, stop.Token);
 
         try
         {
-            await foreach (var (fromBus, input, local) in events.Reader.ReadAllAsync(stop.Token))
+            await foreach (var (fromBus, input, local, refuse) in events.Reader.ReadAllAsync(stop.Token))
             {
                 if (local is { Type: Gone }) return;
+                if (refuse is { } why)
+                {
+                    await socket.CloseOutputAsync(why.Status, why.Reason, stop.Token);
+                    closed = true;
+                    return;
+                }
                 if (local is not null)
                 {
                     await SendControlAsync(socket, local, stop.Token);
@@ -115,6 +127,7 @@ public static class TerminalBridge
                     if (heldBytes > MaxHeldInputBytes)
                     {
                         await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "too much input before the runner's shell was ready", stop.Token);
+                        closed = true;
                         return;
                     }
                     held.Add(message);
@@ -152,8 +165,13 @@ public static class TerminalBridge
         finally
         {
             // Cancelling the pending receive aborts the socket, and an abort may drop what is still unsent: the exit or end just
-            // written, and the close. So after a close of ours, let eci answer it (the receive loop ends on its close) first.
-            if (closed) await Quietly(receive.WaitAsync(CloseHandshakeTimeout, CancellationToken.None));
+            // written, and the close (with its reason, when eci's input was refused). So after a close of ours, let eci answer it
+            // (the receive loop ends on its close) first; what eci sends meanwhile is dropped, not queued.
+            if (closed)
+            {
+                events.Writer.TryComplete();
+                await Quietly(receive.WaitAsync(CloseHandshakeTimeout, CancellationToken.None));
+            }
             await stop.CancelAsync();
             await Task.WhenAll(Quietly(busPump), Quietly(endWatch), Quietly(receive));
         }
@@ -191,7 +209,12 @@ public static class TerminalBridge
             {
                 var message = await ReceiveAsync(socket, buffer, stop.Token);
                 if (message is null) return;
-                var (type, bytes) = message.Value;
+                var (type, bytes, tooLong) = message.Value;
+                if (tooLong)
+                {
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "control message too long", stop.Token);
+                    return;
+                }
                 if (type == WebSocketMessageType.Binary)
                 {
                     await bus.PublishAsync(sessionId, TerminalLeg.ToClient, EncodeData(bytes));
@@ -219,26 +242,29 @@ public static class TerminalBridge
         await foreach (var message in reader.ReadAllAsync(ct)) if (message.Length > 0) write(message);
     }
 
-    /// <summary>One whole message (text control messages are bounded; binary is passed on frame by frame), or null once closed.</summary>
-    private static async Task<(WebSocketMessageType Type, byte[] Bytes)?> ReceiveAsync(WebSocket socket, byte[] buffer, CancellationToken ct)
+    /// <summary>
+    /// One whole message (text control messages are bounded; binary is passed on frame by frame), or null once closed. A text message
+    /// longer than a control message is not read further: <c>TooLong</c>, and the caller closes the socket.
+    /// </summary>
+    private static async Task<(WebSocketMessageType Type, byte[] Bytes, bool TooLong)?> ReceiveAsync(WebSocket socket, byte[] buffer, CancellationToken ct)
     {
         var result = await socket.ReceiveAsync(buffer, ct);
         if (result.MessageType == WebSocketMessageType.Close) return null;
-        if (result.MessageType == WebSocketMessageType.Binary) return (result.MessageType, buffer.AsSpan(0, result.Count).ToArray());
+        if (result.MessageType == WebSocketMessageType.Binary) return (result.MessageType, buffer.AsSpan(0, result.Count).ToArray(), false);
         var text = new MemoryStream();
         text.Write(buffer, 0, result.Count);
         while (!result.EndOfMessage)
         {
-            if (text.Length > TerminalMessages.MaxControlBytes)
-            {
-                await socket.CloseOutputAsync(WebSocketCloseStatus.MessageTooBig, "control message too long", ct);
-                return null;
-            }
+            if (text.Length > TerminalMessages.MaxControlBytes) return (WebSocketMessageType.Text, [], true);
             result = await socket.ReceiveAsync(buffer, ct);
             text.Write(buffer, 0, result.Count);
         }
-        return (WebSocketMessageType.Text, text.ToArray());
+        return (WebSocketMessageType.Text, text.ToArray(), false);
     }
+
+    /// <summary>What eci's end's sending loop acts on: a bus message, eci's input to pass on, an end of its own, or a refusal of eci's input.</summary>
+    private readonly record struct ClientEvent(byte[]? Bus = null, byte[]? Input = null, TerminalControl? Local = null,
+        (WebSocketCloseStatus Status, string Reason)? Refuse = null);
 
     private static TerminalControl? Parse(ReadOnlySpan<byte> json)
     {

@@ -26,6 +26,7 @@ internal sealed class InteractiveShell(IntakeClient intake, MaskingLog log, Time
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connection = Task.Run(() => ConnectionLoopAsync(workingDirectory, environment, stop.Token), stop.Token);
+        Task? output = null;
         try
         {
             if (await WaitIdleAsync(_started.Task, stop.Token) is not { } terminal)
@@ -33,7 +34,7 @@ internal sealed class InteractiveShell(IntakeClient intake, MaskingLog log, Time
                 await log.WriteAgentLineAsync($"==> no terminal attached for {idle.TotalSeconds:0} s: ending the session", ct);
                 return NeverAttached;
             }
-            var output = Task.Factory.StartNew(() => PumpOutputAsync(terminal, ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+            output = Task.Factory.StartNew(() => PumpOutputAsync(terminal, ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
             if (await WaitIdleAsync(terminal.Shell.WaitForExitAsync(stop.Token).ContinueWith(_ => terminal, TaskScheduler.Default), stop.Token) is null)
             {
                 await log.WriteAgentLineAsync($"==> no keystroke for {idle.TotalSeconds:0} s: ending the shell", ct);
@@ -49,7 +50,14 @@ internal sealed class InteractiveShell(IntakeClient intake, MaskingLog log, Time
         finally
         {
             await stop.CancelAsync();
+            // Disposing wakes the output thread if it still waits (a background job holding the terminal); the master's fd is
+            // closed only once that thread let go of it. Joined, so nothing it read reaches the log after the shell's end.
             _terminal?.Dispose();
+            if (output is not null)
+            {
+                try { await output.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None); }
+                catch (Exception) { /* a log write that outlived the shell: the record ends here */ }
+            }
             if (_socket is { State: WebSocketState.Open } socket)
             {
                 try { await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "the shell exited", CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None); }

@@ -60,6 +60,42 @@ public sealed class IntakeClientTests
         Assert.Equal(1, handler.Calls);
     }
 
+    private sealed class Problem(string json) : HttpMessageHandler
+    {
+        public int Calls;
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            Interlocked.Increment(ref Calls);
+            return Task.FromResult(new HttpResponseMessage(HttpStatusCode.Conflict)
+            {
+                Content = new StringContent(json, Encoding.UTF8, "application/problem+json"),
+            });
+        }
+    }
+
+    [Fact]
+    public async Task A_409_saying_the_job_ended_is_the_end_of_the_work_and_a_lost_attempts_409_stays_a_refusal()
+    {
+        var ended = new Problem("""{"status":409,"title":"The job has finished","conflict":"job-ended","jobStatus":"cancelled"}""");
+        using (var client = new IntakeClient(new HttpClient(ended) { BaseAddress = new Uri("http://intake/") }, TokenExpiringIn(TimeSpan.FromMinutes(5))))
+        {
+            var e = await Assert.ThrowsAsync<JobEndedException>(() => client.GetCommandsAsync(1, TimeSpan.FromSeconds(25), CancellationToken.None));
+            Assert.Equal("cancelled", e.Status);
+            await Assert.ThrowsAsync<JobEndedException>(() => client.PostLogAsync(0, "x"u8.ToArray(), CancellationToken.None));
+            await Assert.ThrowsAsync<JobEndedException>(() => client.PostEventAsync(new RunnerStepEvent("step.finished", 0, "shell", 0, DateTimeOffset.UtcNow), CancellationToken.None));
+            Assert.Equal(3, ended.Calls); // not retried
+        }
+
+        foreach (var other in (string[])["""{"status":409,"title":"This runner's attempt is over","conflict":"attempt-over","attempt":2}""", """{"status":409}""", "not json"])
+        {
+            var refused = new Problem(other);
+            using var client = new IntakeClient(new HttpClient(refused) { BaseAddress = new Uri("http://intake/") }, TokenExpiringIn(TimeSpan.FromMinutes(5)));
+            var e = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetCommandsAsync(1, TimeSpan.FromSeconds(25), CancellationToken.None));
+            Assert.Equal(HttpStatusCode.Conflict, e.StatusCode);
+            Assert.Equal(1, refused.Calls);
+        }
+    }
+
     [Fact]
     public async Task Retries_end_at_the_jobs_deadline()
     {
