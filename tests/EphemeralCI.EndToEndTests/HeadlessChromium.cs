@@ -18,6 +18,18 @@ public static class HeadlessChromium
         return new ChromeDriver(service, options, TimeSpan.FromMinutes(2));
     }
 
+    /// <summary>Signs in through the sign-in form with <paramref name="apiKey"/> and waits for the jobs page it leads to.</summary>
+    public static async Task SignInAsync(this ChromeDriver driver, Uri baseAddress, string apiKey)
+    {
+        driver.Navigate().GoToUrl(new Uri(baseAddress, "/signin").ToString());
+        driver.FindElement(By.Id("key")).SendKeys(apiKey);
+        driver.FindElement(By.CssSelector("form[action='/signin'] button")).Click();
+        // The click only starts the form post: until the jobs page has loaded, the h1 found may be the sign-in page's,
+        // gone (stale) a moment later. Wait for the new page instead of reading the old one.
+        await driver.WaitForAsync(() => !driver.Url.Contains("/signin", StringComparison.Ordinal) && driver.FindElement(By.TagName("h1")).Text == "Jobs",
+            TimeSpan.FromSeconds(15), "the jobs page after signing in");
+    }
+
     /// <summary>Polls <paramref name="probe"/> until it holds; fails with the page's text after <paramref name="within"/> (not a timing assertion).</summary>
     public static async Task WaitForAsync(this ChromeDriver driver, Func<bool> probe, TimeSpan within, string what)
     {

@@ -16,9 +16,7 @@ public sealed class WarmPoolPageTests(AppHostFixture fx)
         var driver = HeadlessChromium.Start("1280,900");
         try
         {
-            driver.Navigate().GoToUrl(new Uri(fx.Intake.BaseAddress!, "/signin?returnUrl=/runners").ToString());
-            driver.FindElement(By.Id("key")).SendKeys(AppHostFixture.AdminKey);
-            driver.FindElement(By.CssSelector("form[action='/signin'] button")).Click();
+            await driver.SignInAsync(fx.Intake.BaseAddress!, AppHostFixture.AdminKey);
             // The provisioner reports at its start and every 15 s; the page reads what it last said.
             var row = $"section.warm-pools tr[data-template='{AppHostFixture.WarmTemplate}']";
             await driver.WaitForAsync(() =>

@@ -133,27 +133,8 @@ public sealed class WebUiAdminPagesTests(AppHostFixture fx, WebUiBrowser browser
     {
         Go("/signin");
         _driver.Manage().Cookies.DeleteAllCookies();
-        Go("/signin");
-        _driver.FindElement(By.Id("key")).SendKeys(apiKey);
-        _driver.FindElement(By.CssSelector("form[action='/signin'] button")).Click();
-        await WaitForAsync(() => !_driver.Url.Contains("/signin", StringComparison.Ordinal) && _driver.FindElement(By.TagName("h1")).Text == "Jobs", "the jobs page after signing in");
+        await _driver.SignInAsync(fx.Intake.BaseAddress!, apiKey);
     }
 
-    private async Task WaitForAsync(Func<bool> probe, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            try
-            {
-                if (probe()) return;
-            }
-            catch (Exception e) when (e is StaleElementReferenceException or NoSuchElementException) { }
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"gave up waiting for {what}\n--- page {_driver.Url} ---\n{_driver.FindElement(By.TagName("body")).Text}");
-            }
-            await Task.Delay(200);
-        }
-    }
+    private Task WaitForAsync(Func<bool> probe, string what) => _driver.WaitForAsync(probe, TimeSpan.FromSeconds(20), what);
 }

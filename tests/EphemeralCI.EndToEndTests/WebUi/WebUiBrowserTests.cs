@@ -302,16 +302,7 @@ public sealed class WebUiBrowserTests(ServerFixture fx, WebUiBrowser browser, IT
 
     private string Text(string css) => Driver.FindElements(By.CssSelector(css)) is [var e, ..] ? e.Text : "";
 
-    private async Task SignIn()
-    {
-        Driver.Navigate().GoToUrl(Url("/signin"));
-        Driver.FindElement(By.Id("key")).SendKeys(ServerFixture.AdminKey);
-        Driver.FindElement(By.CssSelector("form[action='/signin'] button")).Click();
-        // The click only starts the form post: until the jobs page has loaded, the h1 found may be the sign-in page's,
-        // gone (stale) a moment later. Wait for the new page instead of reading the old one.
-        await WaitForAsync(() => !Driver.Url.Contains("/signin", StringComparison.Ordinal) && Driver.FindElement(By.TagName("h1")).Text == "Jobs",
-            TimeSpan.FromSeconds(15), "the jobs page after signing in");
-    }
+    private Task SignIn() => Driver.SignInAsync(fx.BaseAddress, ServerFixture.AdminKey);
 
     private void Screenshot(string name)
     {
